@@ -1,0 +1,1 @@
+"""imgsearch: find images by image, text, both, several examples or item."""

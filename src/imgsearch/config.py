@@ -1,0 +1,97 @@
+"""One ``Settings`` object, built at the edges (CLI, app factory) and passed down.
+
+Every field can be set from the environment as ``IMGSEARCH_<FIELD>`` (upper case),
+through :meth:`Settings.from_env`, which the edges call with ``os.environ``. No other
+module reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from imgsearch.errors import InvalidInputError
+
+ENV_PREFIX = "IMGSEARCH_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # encoders
+    image_encoder: str = "descriptor"
+    text_encoder: str = "minilm"
+    clip_model: str = "openai/clip-vit-base-patch32"
+    minilm_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    encode_batch_size: int = 32
+    torch_threads: int = 0  # 0: as many as the machine has cores, at most 8
+    device: str = "cpu"
+
+    # downloads
+    allow_private_urls: bool = False
+    max_download_bytes: int = 10 * 1024 * 1024
+    download_timeout_s: float = 20.0
+    download_retries: int = 3
+    download_concurrency: int = 16
+
+    # decoding
+    max_pixels: int = 64_000_000
+    min_side: int = 32
+    max_file_bytes: int = 50 * 1024 * 1024
+    thumbnail_size: int = 256
+
+    # ingest
+    ingest_batch_size: int = 64
+    ingest_workers: int = 0  # 0: one per core
+
+    # index
+    index_type: str = "auto"  # auto | flat | hnsw | ivfpq
+    flat_max: int = 50_000
+    hnsw_max: int = 2_000_000
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 96
+    ivf_nprobe: int = 32
+    pq_rescore_factor: int = 10
+    compact_tombstone_ratio: float = 0.2
+
+    # search
+    default_limit: int = 10
+    max_limit: int = 1000
+    prefilter_max_fraction: float = 0.5
+    exact_filter_max: int = 20_000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        """Build settings from ``IMGSEARCH_*`` variables, then apply explicit overrides."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f.name, raw, type(getattr(cls(), f.name)))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        return raw
+    except ValueError:
+        raise InvalidInputError(
+            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind.__name__}"
+        ) from None

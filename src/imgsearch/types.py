@@ -1,0 +1,258 @@
+"""Plain data types shared by every stage. No behaviour beyond validation."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+Vector = NDArray[np.float32]
+Orientation = Literal["landscape", "portrait", "square"]
+
+# An image as a caller may hand it in: a path, raw bytes, an http(s) URL or a decoded image.
+ImageInput = Union[str, Path, bytes, Image.Image]
+
+# Columns of a catalog row that have a meaning of their own; any other column is an attribute.
+KNOWN_FIELDS: tuple[str, ...] = (
+    "id",
+    "image",
+    "title",
+    "description",
+    "category",
+    "brand",
+    "price",
+    "color",
+    "license",
+    "tags",
+    "popularity",
+    "rating",
+    "conversion",
+    "created_at",
+)
+
+
+@dataclass
+class Item:
+    """One searchable thing: an image plus what is known about it.
+
+    ``image`` is a reference: a path (absolute, or relative to the catalog file that
+    named it) or an http(s) URL. Fields after ``attributes`` are derived at ingest.
+    """
+
+    id: str
+    image: str | None = None
+    title: str | None = None
+    description: str | None = None
+    category: str | None = None
+    brand: str | None = None
+    price: float | None = None
+    color: str | None = None
+    license: str | None = None
+    tags: tuple[str, ...] = ()
+    popularity: float | None = None
+    rating: float | None = None
+    conversion: float | None = None
+    created_at: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    # derived at ingest
+    width: int | None = None
+    height: int | None = None
+    phash: int | None = None
+    colors: tuple[str, ...] = ()
+    thumbnail: str | None = None
+    content_hash: str | None = None
+    source_size: int | None = None
+    source_mtime: float | None = None
+
+    @property
+    def orientation(self) -> Orientation | None:
+        if not self.width or not self.height:
+            return None
+        if self.width > self.height:
+            return "landscape"
+        if self.height > self.width:
+            return "portrait"
+        return "square"
+
+    def metadata_text(self) -> str:
+        """The text a text encoder and keyword search see for this item."""
+        parts = [self.title, self.description, self.category, self.brand, self.color]
+        parts.extend(self.tags)
+        return " . ".join(p for p in parts if p)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["tags"] = list(self.tags)
+        data["colors"] = list(self.colors)
+        data["orientation"] = self.orientation
+        return data
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrictions on which items may be returned. Empty fields restrict nothing."""
+
+    categories: tuple[str, ...] = ()
+    brands: tuple[str, ...] = ()
+    price_min: float | None = None
+    price_max: float | None = None
+    colors: tuple[str, ...] = ()
+    licenses: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    orientation: Orientation | None = None
+    min_width: int | None = None
+    min_height: int | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return not (
+            self.categories
+            or self.brands
+            or self.price_min is not None
+            or self.price_max is not None
+            or self.colors
+            or self.licenses
+            or self.tags
+            or self.orientation
+            or self.min_width
+            or self.min_height
+            or self.attributes
+        )
+
+
+@dataclass
+class Query:
+    """What a caller asks for. At least one of text, images, vector or similar_to.
+
+    ``image_weight`` weighs the image part against the text part of a hybrid query
+    (1.0 = images only). ``negative_images`` push results away from those images.
+    """
+
+    text: str | None = None
+    images: list[ImageInput] = field(default_factory=list)
+    negative_images: list[ImageInput] = field(default_factory=list)
+    image_weight: float = 0.5
+    vector: Vector | None = None
+    vector_space: str = "image"
+    similar_to: str | None = None
+    filters: Filters = field(default_factory=Filters)
+    limit: int = 10
+    offset: int = 0
+    ef_search: int | None = None
+    nprobe: int | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.similar_to is not None:
+            return "item"
+        if self.vector is not None:
+            return "vector"
+        if self.images and self.text:
+            return "hybrid"
+        if len(self.images) > 1 or self.negative_images:
+            return "multi_image"
+        if self.images:
+            return "image"
+        return "text"
+
+
+@dataclass
+class SearchHit:
+    id: str
+    score: float
+    title: str | None = None
+    category: str | None = None
+    brand: str | None = None
+    price: float | None = None
+    image: str | None = None
+    thumbnail: str | None = None
+    matched_by: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SearchResult:
+    hits: list[SearchHit]
+    query_kind: str
+    query_time_ms: float
+    total_candidates: int = 0
+    plan: str = ""
+    interpretation: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "results": [h.to_dict() for h in self.hits],
+            "query_kind": self.query_kind,
+            "query_time_ms": round(self.query_time_ms, 3),
+            "total_candidates": self.total_candidates,
+            "plan": self.plan,
+            "interpretation": self.interpretation,
+        }
+
+
+@dataclass
+class IngestFailure:
+    source: str
+    reason: str
+    code: str = "error"
+
+
+@dataclass
+class IngestReport:
+    """What an ingest run did. ``failed`` lists every item that was refused, with why."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: list[IngestFailure] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def processed(self) -> int:
+        return self.added + self.updated + self.unchanged + len(self.failed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
+            "failed": [dataclasses.asdict(f) for f in self.failed],
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(
+                (self.added + self.updated) / self.seconds, 2) if self.seconds else None,
+        }
+
+
+@dataclass(frozen=True)
+class VectorSpace:
+    """A named space of vectors made by one encoder: what a collection records per space."""
+
+    name: str
+    encoder: str
+    model_id: str
+    dim: int
+    modality: Literal["image", "text"]
+
+
+@dataclass
+class Progress:
+    """A progress event sent by long work to a callback; the CLI draws it."""
+
+    stage: str
+    done: int
+    total: int | None
+    failed: int = 0
