@@ -1,1 +1,1 @@
-"""store stage."""
+"""store stage: the SQLite catalog (source of truth) and the collection manifest."""

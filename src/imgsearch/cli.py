@@ -1,0 +1,335 @@
+"""The ``imgsearch`` command line. It talks only to ``Engine``.
+
+Results go to stdout (human-readable, or one JSON object with ``--json``); progress and
+summaries go to stderr. Errors become exit codes in one place, ``_exit_code``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from imgsearch.config import Settings
+from imgsearch.engine import Engine
+from imgsearch.errors import (
+    CollectionError,
+    EncoderError,
+    ImageError,
+    ImgSearchError,
+    InvalidInputError,
+    NotFoundError,
+)
+from imgsearch.types import Filters, IngestReport, Item, Progress, Query, SearchResult
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Find images by image, text, both, several examples or item.")
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_COLLECTION, EXIT_MODEL, EXIT_ERROR = (
+    0, 1, 2, 3, 4, 5, 6)
+
+CollectionOpt = Annotated[Path, typer.Option("--collection", "-c",
+                                             help="Collection directory.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+ImageEncoderOpt = Annotated[str | None, typer.Option(
+    "--image-encoder", help="descriptor (default, offline), clip or fake.")]
+TextEncoderOpt = Annotated[str | None, typer.Option(
+    "--text-encoder", help="minilm (default), clip, fake or none.")]
+ClipModelOpt = Annotated[str | None, typer.Option(
+    "--clip-model", help="CLIP hub id or local directory.")]
+
+
+def _exit_code(exc: ImgSearchError) -> int:
+    if isinstance(exc, NotFoundError):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, InvalidInputError | ImageError):
+        return EXIT_USAGE
+    if isinstance(exc, CollectionError):
+        return EXIT_COLLECTION
+    if isinstance(exc, EncoderError):
+        return EXIT_MODEL
+    return EXIT_ERROR
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except ImgSearchError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(_exit_code(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted; everything reported as committed is kept", err=True)
+        raise typer.Exit(130) from None
+
+
+def _settings(clip_model: str | None = None) -> Settings:
+    return Settings.from_env(os.environ, clip_model=clip_model)
+
+
+def _open(collection: Path, *, create: bool = False, readonly: bool = False,
+          image_encoder: str | None = None, text_encoder: str | None = None,
+          clip_model: str | None = None, reembed: bool = False) -> Engine:
+    engine = Engine.open(collection, _settings(clip_model), image_encoder=image_encoder,
+                         text_encoder=text_encoder, create=create, readonly=readonly,
+                         reembed=reembed)
+    for note in engine.open_notes:
+        typer.echo(f"note: {note}", err=True)
+    return engine
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=None, default=str))
+
+
+class _ProgressBar:
+    """Draws engine progress events with tqdm on stderr (count, rate, ETA)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+
+    def __call__(self, event: Progress) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if event.stage == "scan":
+            typer.echo(f"{event.total} images found, {event.done} unchanged", err=True)
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=event.total, unit="img", file=sys.stderr, desc="indexing",
+                            dynamic_ncols=True)
+        self.bar.n = event.done
+        self.bar.set_postfix(failed=event.failed, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _summary(report: IngestReport) -> str:
+    rate = (report.added + report.updated) / report.seconds if report.seconds else 0.0
+    return (f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
+            f"removed {report.removed}, failed {len(report.failed)} "
+            f"in {report.seconds:.1f}s ({rate:.1f} images/s)")
+
+
+@app.command()
+def index(
+    source: Annotated[Path, typer.Argument(help="A folder, a catalog (.csv/.jsonl/.parquet) "
+                                                "or a URL list (.txt).")],
+    collection: CollectionOpt,
+    image_encoder: ImageEncoderOpt = None,
+    text_encoder: TextEncoderOpt = None,
+    clip_model: ClipModelOpt = None,
+    reembed: Annotated[bool, typer.Option(help="Re-encode every item with new encoders.")]
+    = False,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    print_committed: Annotated[bool, typer.Option(
+        help="Print the id of each item once it is durably committed.")] = False,
+) -> None:
+    """Index a folder, catalog or URL list; re-running only processes what changed."""
+    with _errors():
+        bar = _ProgressBar(quiet or as_json)
+        on_commit: Callable[[list[str]], None] | None = None
+        if print_committed:
+            def on_commit(ids: list[str]) -> None:
+                sys.stdout.write("".join(f"committed {i}\n" for i in ids))
+                sys.stdout.flush()
+        with _open(collection, create=True, image_encoder=image_encoder,
+                   text_encoder=text_encoder, clip_model=clip_model, reembed=reembed) as engine:
+            try:
+                report = engine.ingest(source, progress=bar, on_commit=on_commit)
+            finally:
+                bar.close()
+        if as_json:
+            _print_json(report.to_dict())
+        for failure in report.failed[:50]:
+            typer.echo(f"failed: {failure.source}: {failure.reason}", err=True)
+        if len(report.failed) > 50:
+            typer.echo(f"... and {len(report.failed) - 50} more failures", err=True)
+        typer.echo(_summary(report), err=True)
+        if report.failed:
+            raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def add(
+    image: Annotated[str, typer.Argument(help="Image path or http(s) URL.")],
+    collection: CollectionOpt,
+    item_id: Annotated[str | None, typer.Option("--id", help="Item id (default: the image "
+                                                             "reference).")] = None,
+    title: Annotated[str | None, typer.Option()] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    category: Annotated[str | None, typer.Option()] = None,
+    brand: Annotated[str | None, typer.Option()] = None,
+    price: Annotated[float | None, typer.Option()] = None,
+    color: Annotated[str | None, typer.Option()] = None,
+    tag: Annotated[list[str] | None, typer.Option()] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add or replace one item."""
+    with _errors():
+        ref = image if image.startswith(("http://", "https://")) else str(Path(image).resolve())
+        item = Item(id=item_id or image, image=ref, title=title, description=description,
+                    category=category, brand=brand, price=price, color=color,
+                    tags=tuple(tag or ()))
+        with _open(collection, create=True) as engine:
+            status = engine.upsert(item)
+        if as_json:
+            _print_json({"id": item.id, "status": status})
+        else:
+            typer.echo(f"{status} {item.id}")
+
+
+@app.command()
+def remove(ids: Annotated[list[str], typer.Argument(help="Item ids.")],
+           collection: CollectionOpt, as_json: JsonOpt = False) -> None:
+    """Remove items by id."""
+    with _errors():
+        with _open(collection) as engine:
+            missing = [i for i in ids if i not in engine]
+            removed = engine.delete_many([i for i in ids if i not in missing])
+        if as_json:
+            _print_json({"removed": removed, "missing": missing})
+        else:
+            typer.echo(f"removed {removed}" + (f"; not found: {', '.join(missing)}"
+                                               if missing else ""))
+        if missing:
+            raise typer.Exit(EXIT_NOT_FOUND)
+
+
+@app.command()
+def info(collection: CollectionOpt, as_json: JsonOpt = False) -> None:
+    """Show what a collection holds."""
+    with _errors():
+        engine = _open(collection, readonly=True)
+        try:
+            data = engine.info()
+        finally:
+            engine.close()
+        if as_json:
+            _print_json(data)
+            return
+        typer.echo(f"{data['collection']}: {data['items']} items, "
+                   f"{data['disk_bytes'] / 1e6:.1f} MB on disk")
+        for name, space in data["spaces"].items():
+            typer.echo(f"  {name}: {space['encoder']} ({space['model_id']}, {space['dim']}-d), "
+                       f"{space['index']} index, {space['vectors']} vectors")
+
+
+def _filters(category: list[str] | None, brand: list[str] | None, price_min: float | None,
+             price_max: float | None, color: list[str] | None, license_: list[str] | None,
+             tag: list[str] | None, orientation: str | None, min_width: int | None,
+             min_height: int | None, attr: list[str] | None) -> Filters:
+    attributes: dict[str, str] = {}
+    for pair in attr or ():
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise InvalidInputError(f"--attr takes NAME=VALUE, got {pair!r}")
+        attributes[name] = value
+    return Filters(categories=tuple(category or ()), brands=tuple(brand or ()),
+                   price_min=price_min, price_max=price_max, colors=tuple(color or ()),
+                   licenses=tuple(license_ or ()), tags=tuple(tag or ()),
+                   orientation=orientation,  # type: ignore[arg-type]
+                   min_width=min_width, min_height=min_height, attributes=attributes)
+
+
+def _print_result(result: SearchResult, as_json: bool) -> None:
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    if not result.hits:
+        typer.echo("no results" + (f" ({result.plan})" if result.plan else ""))
+    for rank, hit in enumerate(result.hits, 1):
+        price = f"  {hit.price:.2f}" if hit.price is not None else ""
+        extra = "  ".join(x for x in (hit.title or "", hit.category or "") if x)
+        typer.echo(f"{rank:3d}. {hit.score:.4f}  {hit.id}{price}  {extra}".rstrip())
+    typer.echo(f"{len(result.hits)} results in {result.query_time_ms:.1f} ms", err=True)
+
+
+Category = Annotated[list[str] | None, typer.Option("--category", help="Repeatable.")]
+Brand = Annotated[list[str] | None, typer.Option("--brand", help="Repeatable.")]
+PriceMin = Annotated[float | None, typer.Option("--price-min")]
+PriceMax = Annotated[float | None, typer.Option("--price-max")]
+Color = Annotated[list[str] | None, typer.Option("--color", help="Repeatable.")]
+License = Annotated[list[str] | None, typer.Option("--license", help="Repeatable.")]
+Tag = Annotated[list[str] | None, typer.Option("--tag", help="Repeatable; all must match.")]
+OrientationOpt = Annotated[str | None, typer.Option(
+    "--orientation", help="landscape, portrait or square.")]
+MinWidth = Annotated[int | None, typer.Option("--min-width")]
+MinHeight = Annotated[int | None, typer.Option("--min-height")]
+Attr = Annotated[list[str] | None, typer.Option("--attr", help="NAME=VALUE; repeatable.")]
+Limit = Annotated[int, typer.Option("--limit", "-n")]
+Offset = Annotated[int, typer.Option("--offset")]
+
+
+@app.command()
+def search(
+    collection: CollectionOpt,
+    text: Annotated[str | None, typer.Option("--text", "-t", help="Describe what you want.")]
+    = None,
+    image: Annotated[list[str] | None, typer.Option(
+        "--image", "-i", help="Query image path or URL; repeat for several examples.")] = None,
+    not_image: Annotated[list[str] | None, typer.Option(
+        "--not-image", help="Push results away from this image; repeatable.")] = None,
+    image_weight: Annotated[float, typer.Option(
+        "--image-weight", help="Weight of the images against the text (0..1).")] = 0.5,
+    category: Category = None, brand: Brand = None, price_min: PriceMin = None,
+    price_max: PriceMax = None, color: Color = None, license_: License = None,
+    tag: Tag = None, orientation: OrientationOpt = None, min_width: MinWidth = None,
+    min_height: MinHeight = None, attr: Attr = None,
+    limit: Limit = 10, offset: Offset = 0, as_json: JsonOpt = False,
+) -> None:
+    """Search by text, by image(s), or both."""
+    with _errors():
+        query = Query(text=text, images=list(image or []), negative_images=list(not_image or []),
+                      image_weight=image_weight, limit=limit, offset=offset,
+                      filters=_filters(category, brand, price_min, price_max, color, license_,
+                                       tag, orientation, min_width, min_height, attr))
+        engine = _open(collection, readonly=True)
+        try:
+            result = engine.search(query)
+        finally:
+            engine.close()
+        _print_result(result, as_json)
+
+
+@app.command()
+def similar(
+    item_id: Annotated[str, typer.Argument(help="Id of the item to find more like.")],
+    collection: CollectionOpt,
+    category: Category = None, brand: Brand = None, price_min: PriceMin = None,
+    price_max: PriceMax = None, color: Color = None, license_: License = None,
+    tag: Tag = None, orientation: OrientationOpt = None, min_width: MinWidth = None,
+    min_height: MinHeight = None, attr: Attr = None,
+    limit: Limit = 10, offset: Offset = 0, as_json: JsonOpt = False,
+) -> None:
+    """More like this item (the item itself excluded)."""
+    with _errors():
+        query = Query(similar_to=item_id, limit=limit, offset=offset,
+                      filters=_filters(category, brand, price_min, price_max, color, license_,
+                                       tag, orientation, min_width, min_height, attr))
+        engine = _open(collection, readonly=True)
+        try:
+            result = engine.search(query)
+        finally:
+            engine.close()
+        _print_result(result, as_json)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

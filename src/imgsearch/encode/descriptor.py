@@ -1,0 +1,264 @@
+"""``descriptor``: a weight-free global visual descriptor, the offline default for images.
+
+Every image is resized to a small square and described by four blocks:
+
+- colour layout: mean CIELAB colour on a soft 4x4 grid (where the colours are);
+- colour histogram: soft-assigned hue x saturation x value bins plus grey levels, global
+  and on a soft 2x2 grid (which colours, roughly where);
+- edges: HOG-like gradient-orientation histograms at three scales (shape and structure);
+- texture: distributions of gradient strength at three scales (smooth, busy, fine-grained).
+
+Histograms are square-rooted, so that Euclidean distance between them is the Hellinger
+distance. Each block then goes through a fixed random Fourier feature map, so that its
+inner product approximates a Gaussian kernel of the block's distance: near 1 for the same
+picture re-encoded, resized or slightly cropped, near 0 for unrelated pictures. Each block
+is scaled to unit length times the square root of its weight, so the cosine of two
+descriptors is the weighted mean of the per-block similarities. Everything is computed
+for a whole batch at once in numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from imgsearch.encode.base import Encoder
+
+VERSION = 1
+SIDE = 64  # working resolution: enough for layout, edges and texture, cheap to compute
+
+HUE_BINS = 12
+SAT_BINS = 2
+VAL_BINS = 3
+GREY_BINS = 5
+ORIENT_BINS = 8
+STRENGTH_BINS = 6
+
+# Per block: share of the cosine, kernel width (in raw-feature distance), output size.
+# Widths are set so that re-encoding, resizing and small crops keep a block near 1
+# while unrelated images fall towards 0.
+WEIGHTS: dict[str, float] = {"layout": 0.30, "colour": 0.25, "edges": 0.30, "texture": 0.15}
+SIGMAS: dict[str, float] = {"layout": 120.0, "colour": 0.45, "edges": 0.2, "texture": 0.25}
+SIZES: dict[str, int] = {"layout": 128, "colour": 192, "edges": 192, "texture": 64}
+
+_KernelMap = tuple[NDArray[np.float32], NDArray[np.float32]]
+
+
+def _soft_pool_matrix(size: int, cells: int) -> NDArray[np.float32]:
+    """(cells*cells, size*size) weights averaging a square map over a soft grid.
+
+    Each cell is a triangular window two cells wide centred on the cell, so the grid
+    tolerates small shifts, crops and rescales instead of jumping at cell borders.
+    """
+    pos = (np.arange(size, dtype=np.float64) + 0.5) / size * cells - 0.5
+    centres = np.arange(cells, dtype=np.float64)
+    w = np.clip(1.0 - np.abs(pos[None, :] - centres[:, None]), 0.0, None)
+    # Pixels beyond the outer centres belong fully to the outer cells.
+    w[0, pos < 0] = 1.0
+    w[-1, pos > cells - 1] = 1.0
+    w /= w.sum(axis=1, keepdims=True)
+    return np.kron(w, w).astype(np.float32)
+
+
+def _srgb_to_linear_lut() -> NDArray[np.float32]:
+    c = np.arange(256, dtype=np.float64) / 255.0
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return lin.astype(np.float32)
+
+
+_LINEAR = _srgb_to_linear_lut()
+_RGB_TO_XYZ = np.array(
+    [
+        [0.4124 / 0.95047, 0.3576 / 0.95047, 0.1805 / 0.95047],
+        [0.2126, 0.7152, 0.0722],
+        [0.0193 / 1.08883, 0.1192 / 1.08883, 0.9505 / 1.08883],
+    ],
+    dtype=np.float32,
+)
+# Soft grids keyed by (map side, cells per side).
+_POOLS = {
+    (side, cells): _soft_pool_matrix(side, cells)
+    for side, cells in ((SIDE, 4), (SIDE // 2, 1), (SIDE // 2, 2), (SIDE // 4, 1))
+}
+
+
+def _pool(maps: NDArray[np.float32], cells: int) -> NDArray[np.float32]:
+    """(n, S, S, c) maps -> (n, cells*cells, c) soft cell averages."""
+    n, side, _, c = maps.shape
+    return np.asarray(_POOLS[side, cells] @ maps.reshape(n, side * side, c), dtype=np.float32)
+
+
+def _lab(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """(n, S, S, 3) sRGB bytes -> (n, S, S, 3) CIELAB (D65), L in [0, 100]."""
+    xyz = _LINEAR[rgb] @ _RGB_TO_XYZ.T
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
+    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
+    lab = np.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
+    return lab.astype(np.float32)
+
+
+def _triangle_bins(x: NDArray[np.float32], bins: int, circular: bool) -> NDArray[np.float32]:
+    """Soft (linear) assignment of values in [0, 1] to ``bins`` bins: (..., bins)."""
+    pos = x[..., None] * bins - 0.5
+    centres = np.arange(bins, dtype=np.float32)
+    if circular:
+        dist = np.abs(pos - centres) % bins
+        dist = np.minimum(dist, bins - dist)
+    else:
+        dist = np.abs(np.clip(pos, 0.0, bins - 1.0) - centres)
+    return np.clip(1.0 - dist, 0.0, None).astype(np.float32)
+
+
+def _hsv(rgb: NDArray[np.float32]) -> tuple[NDArray[np.float32], ...]:
+    """(..., 3) RGB in [0, 1] -> hue in [0, 1), saturation, value."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    mx = rgb.max(axis=-1)
+    delta = mx - rgb.min(axis=-1)
+    safe = np.where(delta > 1e-6, delta, 1.0)
+    hue = np.where(
+        mx == r, (g - b) / safe, np.where(mx == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe)
+    )
+    hue = (hue / 6.0) % 1.0
+    sat = delta / np.maximum(mx, 1e-6)
+    return hue.astype(np.float32), sat.astype(np.float32), mx.astype(np.float32)
+
+
+def _colour_maps(rgb: NDArray[np.float32]) -> NDArray[np.float32]:
+    """(n, S, S, 3) RGB in [0, 1] -> (n, S, S, bins) soft colour-bin memberships."""
+    hue, sat, val = _hsv(rgb)
+    # Weak or dark colours have unreliable hues: they count as grey levels instead.
+    chroma = np.clip((sat - 0.12) / 0.18, 0.0, 1.0) * np.clip((val - 0.10) / 0.15, 0.0, 1.0)
+    h = _triangle_bins(hue, HUE_BINS, circular=True) * chroma[..., None]
+    s = _triangle_bins(np.clip((sat - 0.12) / 0.88, 0.0, 1.0), SAT_BINS, circular=False)
+    v = _triangle_bins(val, VAL_BINS, circular=False)
+    sv = (s[..., :, None] * v[..., None, :]).reshape(*val.shape, -1)
+    colour = (h[..., :, None] * sv[..., None, :]).reshape(*val.shape, -1)
+    grey = _triangle_bins(val, GREY_BINS, circular=False) * (1.0 - chroma[..., None])
+    return np.concatenate([colour, grey], axis=-1)
+
+
+def _gradients(grey: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Central-difference gradients with replicated borders: magnitude and angle in [0, 1)."""
+    p = np.pad(grey, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    gx = p[:, 1:-1, 2:] - p[:, 1:-1, :-2]
+    gy = p[:, 2:, 1:-1] - p[:, :-2, 1:-1]
+    mag = np.sqrt(gx * gx + gy * gy)
+    # Unsigned orientation: an edge and its reverse (dark-to-light or light-to-dark) agree.
+    angle = (np.arctan2(gy, gx) / np.pi) % 1.0
+    return mag.astype(np.float32), angle.astype(np.float32)
+
+
+def _downsample2(x: NDArray[np.float32]) -> NDArray[np.float32]:
+    n, h, w = x.shape[:3]
+    return x.reshape(n, h // 2, 2, w // 2, 2, *x.shape[3:]).mean(axis=(2, 4))
+
+
+def _orientation_maps(grey: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """(n, S, S) -> magnitude-weighted orientation maps (n, S, S, bins), and magnitudes."""
+    mag, angle = _gradients(grey)
+    # sqrt damps a few very strong edges so they do not drown the rest of the structure.
+    return _triangle_bins(angle, ORIENT_BINS, circular=True) * np.sqrt(mag)[..., None], mag
+
+
+def _strength_hist(mag: NDArray[np.float32]) -> NDArray[np.float32]:
+    """(n, S, S) gradient magnitudes -> (n, STRENGTH_BINS) soft histogram of log strength."""
+    level = np.clip(np.log2(1.0 + mag * 255.0) / 8.0, 0.0, 1.0)  # 0 .. 1 for 8-bit steps
+    return _triangle_bins(level, STRENGTH_BINS, circular=False).mean(axis=(1, 2))
+
+
+def _random_fourier(dim_in: int, dim_out: int, sigma: float, seed: int) -> _KernelMap:
+    """A fixed random Fourier feature map for a Gaussian kernel of width ``sigma``.
+
+    Inner products of mapped vectors approximate exp(-|x - y|^2 / 2 sigma^2): about 1 for
+    near-identical inputs, falling towards 0 for unrelated ones, instead of the large
+    shared baseline raw histograms have. RandomState keeps the stream fixed across numpy
+    versions, so the same image always gives the same vector.
+    """
+    rs = np.random.RandomState(seed)
+    proj = (rs.standard_normal((dim_in, dim_out)) / sigma).astype(np.float32)
+    phase = rs.uniform(0.0, 2.0 * np.pi, dim_out).astype(np.float32)
+    return proj, phase
+
+
+def _raw_blocks(rgb8: NDArray[np.uint8]) -> dict[str, NDArray[np.float32]]:
+    """(n, SIDE, SIDE, 3) uint8 RGB -> per-block raw features whose distances are meaningful."""
+    n = rgb8.shape[0]
+    lab = _lab(rgb8)
+    # Mean colour per soft cell in CIELAB, where Euclidean distance is perceptual.
+    layout = _pool(lab, 4).reshape(n, -1)
+
+    # Colour histograms need far fewer pixels than edges do.
+    cmaps = _colour_maps(_downsample2(rgb8.astype(np.float32) / 255.0))
+    colour_global = _pool(cmaps, 1).reshape(n, -1)
+    colour_grid = _pool(cmaps, 2).reshape(n, -1) / 4.0
+    # Square roots of proportions: Euclidean distance becomes the Hellinger distance.
+    colour = np.sqrt(np.concatenate([colour_global, colour_grid], axis=1) * 0.5)
+
+    grey = lab[..., 0] / 100.0
+    edges = []
+    strengths = []
+    for cells in (4, 2, 1):
+        maps, mag = _orientation_maps(grey)
+        # One distribution over cells x orientations per scale: cells with more edges weigh
+        # more, and a global change of contrast cancels out.
+        hist = _pool(maps, cells).reshape(n, -1)
+        hist = hist / np.maximum(hist.sum(axis=1, keepdims=True), 1e-12)
+        edges.append(np.sqrt(hist / 3.0))
+        strengths.append(np.sqrt(_strength_hist(mag) / 3.0))
+        grey = _downsample2(grey)
+    return {
+        "layout": layout,
+        "colour": colour,
+        "edges": np.concatenate(edges, axis=1),
+        "texture": np.concatenate(strengths, axis=1),
+    }
+
+
+def describe_batch(rgb8: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """(n, SIDE, SIDE, 3) uint8 RGB -> (n, DIM) descriptors (not yet L2-normalised)."""
+    parts = []
+    for name, feats in _raw_blocks(rgb8).items():
+        proj, phase = _KERNELS[name]
+        mapped = np.cos(feats.astype(np.float32) @ proj + phase)
+        norms = np.linalg.norm(mapped, axis=1, keepdims=True)
+        parts.append(mapped / np.maximum(norms, 1e-8) * np.float32(np.sqrt(WEIGHTS[name])))
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def _prepare(image: Image.Image) -> NDArray[np.uint8]:
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    small = image.resize((SIDE, SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(small, dtype=np.uint8)
+
+
+def _build_kernels() -> dict[str, _KernelMap]:
+    probe = _raw_blocks(np.zeros((1, SIDE, SIDE, 3), dtype=np.uint8))
+    return {
+        name: _random_fourier(probe[name].shape[1], SIZES[name], SIGMAS[name], seed)
+        for seed, name in enumerate(WEIGHTS)
+    }
+
+
+class DescriptorEncoder(Encoder):
+    """Colour layout + colour histogram + multi-scale edges + texture, no weights needed."""
+
+    name = "descriptor"
+    model_id = f"descriptor-v{VERSION}"
+    modalities = frozenset({"image"})
+    image_side = 2 * SIDE
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.batch_size = batch_size
+        self.dim = sum(SIZES.values())
+
+    def _embed_image_batch(self, images: Sequence[Image.Image]) -> NDArray[np.float32]:
+        batch = np.stack([_prepare(im) for im in images])
+        return describe_batch(batch)
+
+
+_KERNELS = _build_kernels()
+DIM = sum(SIZES.values())

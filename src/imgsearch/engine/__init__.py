@@ -1,0 +1,10 @@
+"""The composition root: the Engine facade and the work it wires together.
+
+``core`` holds the Engine; ``pipeline`` turns items into stored rows (decode, enrich,
+encode); ``ingest`` walks sources incrementally; ``query`` turns a Query into signals
+and hits. The CLI and the web app import only ``Engine`` from here.
+"""
+
+from imgsearch.engine.core import Engine
+
+__all__ = ["Engine"]

@@ -1,0 +1,420 @@
+"""The Engine facade: the composition root. The CLI and the web app talk only to it.
+
+    engine = Engine.open("./shop")
+    report = engine.ingest("products.csv")
+    result = engine.search(Query(text="red shoes", limit=10))
+    engine.close()
+
+A collection is a directory: ``catalog.sqlite3`` (the source of truth), one FAISS index
+per vector space under ``indexes/``, ``thumbnails/`` and ``manifest.json``. One process
+writes at a time (a lock file); inside it a readers–writer lock lets searches run
+concurrently while each write is applied whole.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from imgsearch.config import Settings
+from imgsearch.encode.base import Encoder
+from imgsearch.encode.registry import describe_encoder, get_encoder
+from imgsearch.enrich.thumbnails import remove_thumbnail, write_thumbnail
+from imgsearch.errors import (
+    CollectionLockedError,
+    CollectionNotFoundError,
+    EncoderMismatchError,
+    ItemNotFoundError,
+)
+from imgsearch.ingest.fetch import Fetcher
+from imgsearch.engine.pipeline import Prepared, Preparer
+from imgsearch.search.space import SpaceIndex
+from imgsearch.store.catalog import Catalog, WriteResult
+from imgsearch.store.manifest import Manifest, read_manifest, write_manifest
+from imgsearch.types import ImageInput, IngestFailure, IngestReport, Item, Progress, VectorSpace
+
+ProgressCallback = Callable[[Progress], None]
+CATALOG_NAME = "catalog.sqlite3"
+
+
+class RWLock:
+    """Many readers or one writer; a waiting writer holds back new readers."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._waiting_writers = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting_writers += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting_writers -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+class Engine:
+    def __init__(self, directory: Path, settings: Settings, catalog: Catalog,
+                 manifest: Manifest, readonly: bool, lock_fd: int | None) -> None:
+        self.directory = directory
+        self.settings = settings
+        self.catalog = catalog
+        self.manifest = manifest
+        self.readonly = readonly
+        self._lock_fd = lock_fd
+        self.lock = RWLock()
+        self._write_mutex = threading.Lock()
+        self.spaces: dict[str, SpaceIndex] = {}
+        self._encoders: dict[str, Encoder] = {}
+        self._encoder_lock = threading.Lock()
+        self.fetcher = Fetcher(settings)
+        self._preparer: Preparer | None = None
+        self.open_notes: list[str] = []
+        self._closed = False
+
+    # -- opening ---------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path, settings: Settings | None = None, *,
+             image_encoder: str | None = None, text_encoder: str | None = None,
+             create: bool = True, readonly: bool = False, reembed: bool = False) -> Engine:
+        """Open (or create) the collection at ``path``.
+
+        ``image_encoder``/``text_encoder`` default to what the collection was built with
+        (or the settings' defaults for a new one); naming others is refused with
+        EncoderMismatchError unless ``reembed`` is set, which re-encodes every item.
+        """
+        settings = settings or Settings()
+        directory = Path(path)
+        exists = (directory / CATALOG_NAME).exists()
+        if not exists and (readonly or not create):
+            raise CollectionNotFoundError(
+                f"no collection at {directory}: build one with `imgsearch index SOURCE "
+                f"--collection {directory}`")
+        directory.mkdir(parents=True, exist_ok=True)
+        lock_fd = None if readonly else _lock(directory)
+        try:
+            catalog = Catalog(directory / CATALOG_NAME)
+            manifest = read_manifest(directory) or Manifest()
+            engine = cls(directory, settings, catalog, manifest, readonly, lock_fd)
+            engine._open_spaces(image_encoder, text_encoder, reembed)
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        return engine
+
+    def _wanted_spaces(self, image_encoder: str | None, text_encoder: str | None,
+                       ) -> dict[str, VectorSpace]:
+        old = self.manifest.spaces
+        s = self.settings
+        wanted: dict[str, VectorSpace] = {}
+        for name, asked, default in (("image", image_encoder, s.image_encoder),
+                                     ("text", text_encoder, s.text_encoder)):
+            encoder = asked or (old[name].encoder if name in old else default)
+            if encoder == "none":
+                continue
+            if name in old and old[name].encoder == encoder and encoder == "clip" \
+                    and s.clip_model == Settings().clip_model:
+                # a clip collection remembers which CLIP made it
+                self.settings = s = s.replace(clip_model=old[name].model_id)
+            model_id, dim = describe_encoder(encoder, s)
+            wanted[name] = VectorSpace(name, encoder, model_id, dim,
+                                       "image" if name == "image" else "text")
+        return wanted
+
+    def _open_spaces(self, image_encoder: str | None, text_encoder: str | None,
+                     reembed: bool) -> None:
+        wanted = self._wanted_spaces(image_encoder, text_encoder)
+        old = self.manifest.spaces
+        changed = [n for n in wanted if n in old and old[n] != wanted[n]]
+        if changed and self.catalog.count() and not reembed:
+            name = changed[0]
+            raise EncoderMismatchError(
+                f"collection {self.directory} was built with {name} encoder "
+                f"{old[name].encoder!r} ({old[name].model_id}, {old[name].dim}-d) but "
+                f"{wanted[name].encoder!r} ({wanted[name].model_id}, {wanted[name].dim}-d) "
+                f"was asked for; open it without naming an encoder to use what it was "
+                f"built with, or re-encode every item with --reembed")
+        if changed and self.catalog.count() and self.readonly:
+            raise EncoderMismatchError(f"re-encoding collection {self.directory} needs a "
+                                       f"writer; open it without readonly")
+        pruned = int(self.catalog.get_meta("journal_pruned_upto") or 0)
+        for name, space in wanted.items():
+            path = self.directory / "indexes" / f"{name}.faiss"
+            if name in changed:
+                # Vectors of the old encoder go first, so that no index ever mixes the two;
+                # items are re-encoded below (a crash midway leaves them to a re-run).
+                with self.catalog.transaction() as conn:
+                    self.catalog.drop_space(conn, name)
+                path.unlink(missing_ok=True)
+            index, report = SpaceIndex.open(space, self.catalog, path, self.settings,
+                                            pruned_upto=pruned)
+            if report.rebuilt_because and self.catalog.count_vectors(name):
+                self.open_notes.append(f"{name} index rebuilt: {report.rebuilt_because}")
+            self.spaces[name] = index
+        self.manifest.spaces = wanted
+        self._record_index_params()
+        if changed and reembed and not self.readonly:
+            self.reembed(changed)
+
+    def _record_index_params(self) -> None:
+        self.manifest.index = {
+            name: {"kind": sp.index.kind, "vectors": len(sp.index),
+                   "journal_seq": sp.applied_seq}
+            for name, sp in self.spaces.items()}
+        if not self.readonly:
+            write_manifest(self.directory, self.manifest)
+
+    # -- encoders --------------------------------------------------------------------
+    def encoder(self, space: str) -> Encoder:
+        with self._encoder_lock:
+            if space not in self._encoders:
+                self._encoders[space] = get_encoder(self.manifest.spaces[space].encoder,
+                                                    self.settings)
+            return self._encoders[space]
+
+    def text_encoder(self) -> Encoder | None:
+        return self.encoder("text") if "text" in self.manifest.spaces else None
+
+    @property
+    def preparer(self) -> Preparer:
+        if self._preparer is None:
+            self._preparer = Preparer(self.settings, self.encoder("image"),
+                                      self.text_encoder, self.fetcher)
+        return self._preparer
+
+    # -- writes ----------------------------------------------------------------------
+    def _require_writable(self) -> None:
+        if self.readonly:
+            raise CollectionLockedError(
+                f"collection {self.directory} was opened read-only; writes need a writer")
+
+    def commit(self, prepared: list[Prepared]) -> list[WriteResult]:
+        """Write prepared items durably, then make them searchable. Returns per item."""
+        self._require_writable()
+        if not prepared:
+            return []
+        with self._write_mutex:
+            for p in prepared:
+                h = p.item.content_hash or p.item.id
+                p.item.thumbnail = write_thumbnail(self.directory, int(h[:15], 16)
+                                                   if _is_hex(h) else abs(hash(h)), p.thumbnail)
+            with self.catalog.transaction() as conn:
+                results = [self.catalog.upsert(conn, p.item, p.vectors) for p in prepared]
+            self._apply(results, {r.key: p.vectors for r, p in zip(results, prepared,
+                                                                      strict=True)})
+            for r in results:
+                if r.old_thumbnail:
+                    self._drop_thumbnail(r.old_thumbnail)
+        return results
+
+    def _apply(self, results: list[WriteResult], vectors: dict[int, Any]) -> None:
+        head = self.catalog.journal_head()
+        with self.lock.write():
+            for name, space in self.spaces.items():
+                added = {r.added[name]: (r.key, vectors[r.key][name])
+                         for r in results if name in r.added}
+                removed = {r.removed[name]: r.key for r in results if name in r.removed}
+                space.apply(added, removed, head)
+        if any(sp.applied_seq - sp.saved_seq >= self.settings.index_save_every for sp in self.spaces.values()):
+            self.save()
+
+    def _drop_thumbnail(self, relpath: str) -> None:
+        row = self.catalog._reader.execute(
+            "SELECT 1 FROM items WHERE thumbnail = ? LIMIT 1", (relpath,)).fetchone()
+        if row is None:
+            remove_thumbnail(self.directory, relpath)
+
+    def upsert(self, item: Item, image: ImageInput | None = None) -> str:
+        """Add or replace one item; returns "added" or "updated" once it is durable."""
+        self._require_writable()
+        prepared, failures = self.preparer.prepare([(item, image if image is not None
+                                                     else item.image)])
+        if failures:
+            from imgsearch.errors import ImageError
+            raise ImageError(f"item {item.id!r}: {failures[0].reason}")
+        return self.commit(prepared)[0].status
+
+    def delete(self, item_id: str) -> bool:
+        """Remove an item; False when there was none. Durable when it returns."""
+        return bool(self.delete_many([item_id]))
+
+    def delete_many(self, ids: Iterable[str]) -> int:
+        self._require_writable()
+        with self._write_mutex:
+            with self.catalog.transaction() as conn:
+                results = [r for r in (self.catalog.delete(conn, i) for i in ids) if r]
+            self._apply(results, {})
+            for r in results:
+                if r.old_thumbnail:
+                    self._drop_thumbnail(r.old_thumbnail)
+        return len(results)
+
+    def ingest(self, source: str | Path, *, progress: ProgressCallback | None = None,
+               on_commit: Callable[[list[str]], None] | None = None) -> IngestReport:
+        """Index a folder, a catalog file (CSV/JSONL/Parquet) or a URL list (.txt)."""
+        from imgsearch.engine.ingest import run_ingest
+
+        self._require_writable()
+        return run_ingest(self, Path(source), progress=progress, on_commit=on_commit)
+
+    def ingest_items(self, items: Iterable[tuple[Item, ImageInput | None]], *,
+                     total: int | None = None, progress: ProgressCallback | None = None,
+                     on_commit: Callable[[list[str]], None] | None = None,
+                     report: IngestReport | None = None) -> IngestReport:
+        """Prepare and commit items in batches; failures are recorded, never fatal."""
+        self._require_writable()
+        report = report or IngestReport()
+        started = time.perf_counter()
+        batch: list[tuple[Item, ImageInput | None]] = []
+        done = 0
+
+        def flush() -> None:
+            nonlocal done
+            prepared, failures = self.preparer.prepare(batch)
+            report.failed.extend(failures)
+            results = self.commit(prepared)
+            for r in results:
+                if r.status == "added":
+                    report.added += 1
+                else:
+                    report.updated += 1
+            done += len(batch)
+            if on_commit and prepared:
+                on_commit([p.item.id for p in prepared])
+            if progress:
+                progress(Progress("ingest", done, total, len(report.failed)))
+            batch.clear()
+
+        for entry in items:
+            batch.append(entry)
+            if len(batch) >= self.settings.ingest_batch_size:
+                flush()
+        if batch:
+            flush()
+        self.save()
+        report.seconds += time.perf_counter() - started
+        return report
+
+    def reembed(self, spaces: list[str] | None = None,
+                progress: ProgressCallback | None = None) -> IngestReport:
+        """Re-encode every item from its image reference (and metadata)."""
+        items = list(self.catalog.iter_items())
+        return self.ingest_items(((item, item.image) for item in items), total=len(items),
+                                 progress=progress)
+
+    def save(self) -> None:
+        """Snapshot indexes (atomically) and prune the journal they no longer need."""
+        if self.readonly:
+            return
+        with self.lock.write():
+            for name in list(self.spaces):
+                self.spaces[name] = self.spaces[name].maintain()
+                self.spaces[name].save()
+        low = min((sp.saved_seq for sp in self.spaces.values()), default=0)
+        if low > int(self.catalog.get_meta("journal_pruned_upto") or 0):
+            self.catalog.prune_journal(low)
+            with self.catalog.transaction() as conn:
+                self.catalog.set_meta("journal_pruned_upto", str(low), conn)
+        self._record_index_params()
+
+    # -- reads -----------------------------------------------------------------------
+    def get(self, item_id: str) -> Item:
+        item = self.catalog.get(item_id)
+        if item is None:
+            raise ItemNotFoundError(item_id)
+        return item
+
+    def __contains__(self, item_id: str) -> bool:
+        return self.catalog.key_of(item_id) is not None
+
+    def search(self, query: Any) -> Any:
+        from imgsearch.engine.query import run_query
+
+        return run_query(self, query)
+
+    def similar(self, item_id: str, limit: int = 10, **kwargs: Any) -> Any:
+        from imgsearch.types import Query
+
+        return self.search(Query(similar_to=item_id, limit=limit, **kwargs))
+
+    def info(self) -> dict[str, Any]:
+        stats = self.catalog.stats()
+        stats["collection"] = str(self.directory)
+        stats["spaces"] = {
+            name: {"encoder": sp.space.encoder, "model_id": sp.space.model_id,
+                   "dim": sp.space.dim, "index": sp.index.kind, "vectors": len(sp.index),
+                   "tombstones": sp.index.tombstones}
+            for name, sp in self.spaces.items()}
+        stats["disk_bytes"] = sum(f.stat().st_size for f in self.directory.rglob("*")
+                                  if f.is_file())
+        return stats
+
+    def close(self) -> None:
+        """Snapshot the indexes and release the collection; calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.save()
+        finally:
+            if self._preparer is not None:
+                self._preparer.close()
+            self.catalog.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) >= 15 and all(c in "0123456789abcdef" for c in text[:15])
+
+
+def _lock(directory: Path) -> int:
+    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise CollectionLockedError(
+            f"collection {directory} is being written by another imgsearch process; "
+            f"wait for it to finish (or open read-only to search)") from None
+    return fd
+
+
+__all__ = ["Engine", "IngestFailure"]

@@ -1,0 +1,129 @@
+"""Index a source incrementally: only new or changed images are decoded and encoded.
+
+A folder is compared with what the catalog remembers of each file (size, mtime, then
+content hash); files that vanished from the folder are removed. A catalog file or URL
+list is upserted by id; rows whose metadata and image are unchanged are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from imgsearch.engine.pipeline import is_url
+from imgsearch.ingest.sources import (
+    FolderEntry,
+    detect_source,
+    read_catalog,
+    read_url_list,
+    scan_folder,
+)
+from imgsearch.types import KNOWN_FIELDS, ImageInput, IngestReport, Item, Progress
+
+if TYPE_CHECKING:
+    from imgsearch.engine.core import Engine
+
+_CAMERA_NAME = re.compile(r"^(img|dsc|dscn|dscf|pxl|mvimg|photo|image|screenshot)?[\W_]*\d*$",
+                          re.IGNORECASE)
+
+
+def folder_item(entry: FolderEntry) -> Item:
+    """Metadata a folder gives for free: the file name and the folders above it."""
+    stem = Path(entry.id).stem
+    words = re.sub(r"[_\-.+]+", " ", stem).strip()
+    title = None if _CAMERA_NAME.match(stem) else words
+    folders = tuple(Path(entry.id).parent.parts)
+    return Item(id=entry.id, image=str(entry.path), title=title, tags=folders,
+                source_size=entry.size, source_mtime=entry.mtime)
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_USER_FIELDS = [f.name for f in fields(Item) if f.name in KNOWN_FIELDS or f.name == "attributes"]
+
+
+def _same_metadata(a: Item, b: Item) -> bool:
+    return all(getattr(a, name) == getattr(b, name) for name in _USER_FIELDS)
+
+
+def run_ingest(engine: Engine, source: Path,
+               *, progress: Callable[[Progress], None] | None = None,
+               on_commit: Callable[[list[str]], None] | None = None) -> IngestReport:
+    started = time.perf_counter()
+    kind = detect_source(source)
+    report = IngestReport()
+    todo: list[tuple[Item, ImageInput | None]] = []
+    if kind == "folder":
+        entries, failures = scan_folder(source)
+        report.failed.extend(failures)
+        known = engine.catalog.source_states()
+        root = str(source.resolve())
+        for entry in entries:
+            item = folder_item(entry)
+            state = known.get(entry.id)
+            if state is not None:
+                size, mtime, content_hash = state
+                if size == entry.size and mtime == entry.mtime:
+                    report.unchanged += 1
+                    continue
+                if content_hash and content_hash == _file_hash(entry.path):
+                    # touched but not changed: remember the new mtime, skip the work
+                    engine.catalog.update_source_stat(entry.id, entry.size, entry.mtime)
+                    report.unchanged += 1
+                    continue
+            todo.append((item, item.image))
+        present = {e.id for e in entries} | {f.source for f in failures}
+        vanished = [item.id for item in engine.catalog.iter_items()
+                    if item.image and item.image.startswith(root + "/")
+                    and item.id not in present]
+        if vanished:
+            report.removed = engine.delete_many(vanished)
+    else:
+        rows = read_catalog(source) if kind == "catalog" else read_url_list(source)
+        report.failed.extend(rows.failures)
+        for item in rows.items:
+            stored = engine.catalog.get(item.id)
+            if stored is not None and _same_metadata(stored, item) and _image_unchanged(
+                    stored, item):
+                report.unchanged += 1
+                continue
+            if item.image and not is_url(item.image):
+                try:
+                    stat = Path(item.image).stat()
+                    item = replace(item, source_size=stat.st_size, source_mtime=stat.st_mtime)
+                except OSError:
+                    pass  # decoding reports the missing file with its reason
+            todo.append((item, item.image))
+    if progress:
+        progress(Progress("scan", report.unchanged, report.unchanged + len(todo),
+                          len(report.failed)))
+    engine.ingest_items(_iter(todo), total=len(todo), progress=progress,
+                        on_commit=on_commit, report=report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _iter(todo: list[tuple[Item, ImageInput | None]]
+          ) -> Iterator[tuple[Item, ImageInput | None]]:
+    yield from todo
+
+
+def _image_unchanged(stored: Item, item: Item) -> bool:
+    if not item.image or is_url(item.image):
+        return True  # same URL: not downloaded again
+    try:
+        stat = Path(item.image).stat()
+    except OSError:
+        return False
+    return stored.source_size == stat.st_size and stored.source_mtime == stat.st_mtime

@@ -1,0 +1,142 @@
+"""Turn a Query into weighted signals, rank, and build the hits."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from imgsearch.errors import InvalidQueryError, ItemNotFoundError
+from imgsearch.search.executor import Signal, rank
+from imgsearch.store.filters import validate as validate_filters
+from imgsearch.types import ImageInput, Query, SearchHit, SearchResult
+
+if TYPE_CHECKING:
+    from imgsearch.engine.core import Engine
+
+_NEGATIVE_WEIGHT = 0.5
+MAX_OFFSET = 10_000
+
+
+def _unit(vector: NDArray[np.float32]) -> NDArray[np.float32]:
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm).astype(np.float32) if norm > 0 else vector.astype(np.float32)
+
+
+def validate(query: Query, max_limit: int) -> None:
+    if not isinstance(query.limit, int) or not 1 <= query.limit <= max_limit:
+        raise InvalidQueryError(f"limit must be between 1 and {max_limit}, got {query.limit!r}")
+    if not isinstance(query.offset, int) or not 0 <= query.offset <= MAX_OFFSET:
+        raise InvalidQueryError(f"offset must be between 0 and {MAX_OFFSET}, "
+                                f"got {query.offset!r}")
+    weight = query.image_weight
+    if not isinstance(weight, int | float) or not 0.0 <= weight <= 1.0:
+        raise InvalidQueryError(f"image_weight must be between 0 and 1, got {weight!r}")
+    if query.text is not None and not query.text.strip():
+        raise InvalidQueryError("text query is empty")
+    if query.negative_images and not (query.images or query.text):
+        raise InvalidQueryError("negative images need at least one positive image or a text")
+    if not (query.text or query.images or query.vector is not None or query.similar_to):
+        raise InvalidQueryError("a query needs text, an image, a vector or an item id")
+    validate_filters(query.filters)
+
+
+def _image_vectors(engine: Engine, values: list[ImageInput]) -> NDArray[np.float32]:
+    images = [engine.preparer.decode(v, _label(v)).image for v in values]
+    return engine.encoder("image").embed_images(images)
+
+
+def _label(value: ImageInput) -> str:
+    return value if isinstance(value, str) else "<query image>"
+
+
+def signals_for(engine: Engine, query: Query) -> tuple[list[Signal], int | None]:
+    spaces = engine.spaces
+    signals: list[Signal] = []
+    exclude: int | None = None
+    if query.similar_to is not None:
+        key = engine.catalog.key_of(query.similar_to)
+        if key is None:
+            raise ItemNotFoundError(query.similar_to)
+        exclude = key
+        for name in ("image", "text"):
+            if name in spaces:
+                _keys, vectors = spaces[name].vectors_of_keys(np.asarray([key]))
+                if len(vectors):
+                    signals.append(Signal(name, spaces[name], vectors[0]))
+                    break
+        if not signals:
+            raise InvalidQueryError(f"item {query.similar_to!r} has no stored vector to "
+                                    f"search with")
+        return signals, exclude
+    if query.vector is not None:
+        space = spaces.get(query.vector_space)
+        if space is None:
+            raise InvalidQueryError(f"no vector space {query.vector_space!r}; this collection "
+                                    f"has {', '.join(spaces)}")
+        vector = np.asarray(query.vector, dtype=np.float32).reshape(-1)
+        if vector.shape[0] != space.space.dim or not np.all(np.isfinite(vector)):
+            raise InvalidQueryError(f"vector must be {space.space.dim} finite numbers for "
+                                    f"space {query.vector_space!r}, got {vector.shape[0]}")
+        return [Signal(query.vector_space, space, _unit(vector))], None
+    text_weight = 1.0 - query.image_weight if query.images else 1.0
+    image_weight = query.image_weight if query.text else 1.0
+    if query.images:
+        positive = _unit(_image_vectors(engine, query.images).mean(axis=0))
+        if query.negative_images:
+            negative = _unit(_image_vectors(engine, query.negative_images).mean(axis=0))
+            positive = _unit(positive - _NEGATIVE_WEIGHT * negative)
+        signals.append(Signal("image", spaces["image"], positive, image_weight))
+    if query.text:
+        text_signals: list[Signal] = []
+        if "text" in spaces and len(spaces["text"]):
+            encoder = engine.encoder("text")
+            text_signals.append(Signal("text", spaces["text"], encoder.embed_text(query.text)))
+        image_encoder = engine.encoder("image")
+        if "text" in image_encoder.modalities:
+            text_signals.append(Signal("clip_text", spaces["image"],
+                                       image_encoder.embed_text(query.text)))
+        if not text_signals:
+            raise InvalidQueryError(
+                "this collection has no text to search (its items have no titles or "
+                "descriptions and its image encoder cannot read text); search by image, or "
+                "index with --image-encoder clip for text-to-image search")
+        for s in text_signals:
+            signals.append(Signal(s.name, s.space, s.vector, text_weight / len(text_signals)))
+    return signals, exclude
+
+
+def run_query(engine: Engine, query: Query) -> SearchResult:
+    started = time.perf_counter()
+    s = engine.settings
+    validate(query, s.max_limit)
+    allowed = None
+    if not query.filters.is_empty():
+        allowed = engine.catalog.filter_keys(query.filters)
+    signals, exclude = signals_for(engine, query)
+    if allowed is not None and len(allowed) == 0:
+        return SearchResult([], query.kind, (time.perf_counter() - started) * 1000,
+                            plan="filters match no item")
+    with engine.lock.read():
+        ranked = rank(signals, query.offset, query.limit, allowed, exclude, s,
+                      ef_search=query.ef_search, nprobe=query.nprobe)
+    page = slice(query.offset, query.offset + query.limit)
+    keys = ranked.keys[page]
+    items = engine.catalog.items_by_key([int(k) for k in keys])
+    hits = []
+    for row, key in enumerate(keys):
+        item = items.get(int(key))
+        if item is None:  # deleted between ranking and fetching
+            continue
+        matched = {name: round(float(col[page][row]), 6)
+                   for name, col in ranked.per_signal.items()
+                   if math.isfinite(float(col[page][row]))}
+        hits.append(SearchHit(
+            id=item.id, score=round(float(ranked.scores[page][row]), 6), title=item.title,
+            category=item.category, brand=item.brand, price=item.price, image=item.image,
+            thumbnail=item.thumbnail, matched_by=matched))
+    return SearchResult(hits, query.kind, (time.perf_counter() - started) * 1000,
+                        total_candidates=ranked.candidates, plan=ranked.plan)

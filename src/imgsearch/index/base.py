@@ -1,0 +1,311 @@
+"""The ``VectorIndex`` protocol, index parameters, a label map and the index file format.
+
+Vector indexes are caches of the catalog: every stored vector carries an int64 *label*
+(its vector id, never reused), vectors are L2-normalised float32 and similarity is the
+inner product, so higher scores are better.
+
+Concurrency contract: any number of threads may call ``search`` at once; ``add``,
+``remove`` and ``save`` must be called by one writer while no search runs (the engine
+holds a readers–writer lock). Search parameters are passed per call and never stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from imgsearch.errors import CollectionError, InvalidInputError, SchemaVersionError
+
+INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivfpq")
+
+MAGIC = b"IMGSIDX\x00"
+FORMAT_VERSION = 1
+_PREAMBLE = struct.Struct("<8sIQ")  # magic, format version, header length
+_DIGEST_SIZE = 32  # sha256 over everything before it
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """Build and search parameters of a vector index.
+
+    ``nlist`` defaults to about 4·sqrt(n) inverted lists for n training vectors.
+    ``pq_m`` defaults to dim // 8 sub-quantizers (8 dimensions per one-byte code,
+    64 bytes for a 512-d vector): 32× smaller than float32, which keeps 10M vectors
+    within a couple of GB, while the engine's exact re-scoring of candidates recovers
+    the ranking that the coarse codes lose.
+    """
+
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 96
+    nlist: int | None = None
+    pq_m: int | None = None
+    nprobe: int = 32
+
+
+class VectorIndex(Protocol):
+    """A searchable set of labelled vectors. See the module docstring for concurrency."""
+
+    kind: str
+    dim: int
+    exact_scores: bool
+    params: IndexParams
+
+    def add(self, labels: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        """Add vectors; a label already present is replaced."""
+        ...
+
+    def remove(self, labels: NDArray[np.int64]) -> int:
+        """Remove labels; returns how many were present. Unknown labels are ignored."""
+        ...
+
+    def search(
+        self,
+        queries: NDArray[np.float32],
+        k: int,
+        *,
+        allowed: NDArray[np.int64] | None = None,
+        ef_search: int | None = None,
+        nprobe: int | None = None,
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """(nq, k) scores, descending, and labels, padded with -inf / -1."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def contains(self, label: int) -> bool: ...
+
+    def labels(self) -> NDArray[np.int64]: ...
+
+    @property
+    def tombstones(self) -> int: ...
+
+    def needs_compaction(self, max_ratio: float) -> bool: ...
+
+    def compact(self) -> VectorIndex:
+        """An equivalent index without tombstones (``self`` when there are none)."""
+        ...
+
+    def save(self, path: Path, *, journal_seq: int) -> None: ...
+
+
+def as_labels(labels: Any) -> NDArray[np.int64]:
+    """Labels as a 1-d int64 array; refuses non-integer input."""
+    arr = np.asarray(labels)
+    if arr.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if arr.dtype.kind not in "iu":
+        raise InvalidInputError(f"labels must be integers, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr.reshape(-1), dtype=np.int64)
+
+
+def as_vectors(vectors: Any, dim: int, what: str = "vectors") -> NDArray[np.float32]:
+    """Vectors as a C-contiguous (n, dim) float32 array; a 1-d input is one vector."""
+    arr = np.asarray(vectors, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise InvalidInputError(
+            f"{what} must have shape (n, {dim}) for this index, got {arr.shape}; "
+            "use vectors from the encoder this collection was built with"
+        )
+    return np.ascontiguousarray(arr)
+
+
+class LabelMap:
+    """Sorted map from label to an int64 slot (-1: absent), cheap for growing labels.
+
+    Labels come from an increasing counter, so inserts are usually appends to a buffer
+    that doubles; deletes only mark entries, and the buffer is compacted once half is dead.
+    """
+
+    def __init__(self, labels: NDArray[np.int64] | None = None,
+                 slots: NDArray[np.int64] | None = None) -> None:
+        self._keys = np.empty(0, dtype=np.int64)
+        self._slots = np.empty(0, dtype=np.int64)
+        self._size = 0
+        self._dead = 0
+        if labels is not None and slots is not None and len(labels):
+            self._rebuild(np.asarray(labels, np.int64), np.asarray(slots, np.int64))
+
+    def __len__(self) -> int:
+        return self._size - self._dead
+
+    def _rebuild(self, keys: NDArray[np.int64], slots: NDArray[np.int64]) -> None:
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._slots = keys[order].copy(), slots[order].copy()
+        self._size, self._dead = len(keys), 0
+
+    def _positions(self, labels: NDArray[np.int64]) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
+        keys = self._keys[: self._size]
+        if self._size == 0:
+            return np.zeros(len(labels), np.intp), np.zeros(len(labels), bool)
+        pos = np.minimum(np.searchsorted(keys, labels), self._size - 1)
+        return pos, keys[pos] == labels
+
+    def lookup(self, labels: NDArray[np.int64]) -> NDArray[np.int64]:
+        pos, hit = self._positions(labels)
+        if not self._size:
+            return np.full(len(labels), -1, np.int64)
+        return np.where(hit, self._slots[pos], -1).astype(np.int64)
+
+    def insert(self, labels: NDArray[np.int64], slots: NDArray[np.int64]) -> None:
+        """Map labels (unique, none live) to slots."""
+        pos, hit = self._positions(labels)
+        if self._size and hit.any():  # re-added after removal: revive the dead entry in place
+            self._slots[pos[hit]] = slots[hit]
+            self._dead -= int(hit.sum())
+            labels, slots = labels[~hit], slots[~hit]
+        if not len(labels):
+            return
+        order = np.argsort(labels, kind="stable")
+        labels, slots = labels[order], slots[order]
+        if self._size and labels[0] <= self._keys[self._size - 1]:
+            live = self._slots[: self._size] >= 0
+            self._rebuild(np.concatenate([self._keys[: self._size][live], labels]),
+                          np.concatenate([self._slots[: self._size][live], slots]))
+            return
+        end = self._size + len(labels)
+        if end > len(self._keys):
+            capacity = max(end, 2 * len(self._keys), 1024)
+            self._keys = np.resize(self._keys, capacity)
+            self._slots = np.resize(self._slots, capacity)
+        self._keys[self._size:end], self._slots[self._size:end] = labels, slots
+        self._size = end
+
+    def delete(self, labels: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Unmap labels; returns the slots of those that were live."""
+        pos, hit = self._positions(labels)
+        pos = np.unique(pos[hit])
+        removed = self._slots[pos]
+        pos, removed = pos[removed >= 0], removed[removed >= 0]
+        self._slots[pos] = -1
+        self._dead += len(pos)
+        if self._dead > max(1024, self._size // 2):
+            live = self._slots[: self._size] >= 0
+            self._rebuild(self._keys[: self._size][live], self._slots[: self._size][live])
+        return removed
+
+    def items(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Live labels (ascending) and their slots."""
+        live = self._slots[: self._size] >= 0
+        return self._keys[: self._size][live].copy(), self._slots[: self._size][live].copy()
+
+
+# ---- index file: preamble | JSON header | arrays | backend blob | sha256 ----------------
+
+
+def write_index_file(path: Path, header: dict[str, Any], arrays: dict[str, NDArray[Any]],
+                     write_blob: Callable[[Callable[[bytes], int]], None]) -> None:
+    """Write atomically: temp file in the same directory, fsync, rename, fsync directory.
+
+    ``write_blob`` receives a sink to stream the backend's serialised index into, so a
+    large index is never copied whole in memory.
+    """
+    path = Path(path)
+    arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+    header = dict(header, arrays=[[n, a.dtype.str, list(a.shape)] for n, a in arrays.items()])
+    head = json.dumps(header, sort_keys=True).encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    digest = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as fh:
+            def sink(data: bytes) -> int:
+                digest.update(data)
+                fh.write(data)
+                return len(data)
+
+            sink(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(head)) + head)
+            for arr in arrays.values():
+                sink(arr.tobytes())
+            write_blob(sink)
+            fh.write(digest.digest())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_index_file(path: Path, read_blob: Callable[[Callable[[int], bytes]], Any]
+                    ) -> tuple[dict[str, Any], dict[str, NDArray[Any]], Any]:
+    """Verify the checksum over the whole file, then parse it.
+
+    ``read_blob`` receives a source returning up to n bytes of the backend blob and
+    returns the deserialised index. Every defect raises :class:`CollectionError`.
+    """
+    path = Path(path)
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below, after two passes
+    except FileNotFoundError:
+        raise CollectionError(f"index file {path} does not exist; rebuild the index") from None
+    except OSError as exc:
+        raise CollectionError(f"index file {path} cannot be opened ({exc}); rebuild it") from None
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < _PREAMBLE.size + _DIGEST_SIZE:
+            raise _corrupt(path, "it is truncated")
+        magic, version, head_len = _PREAMBLE.unpack(fh.read(_PREAMBLE.size))
+        if magic != MAGIC:
+            raise _corrupt(path, "it is not an imgsearch index file")
+        if version > FORMAT_VERSION:
+            raise SchemaVersionError(
+                f"index file {path} has format version {version}, newer than this "
+                f"imgsearch ({FORMAT_VERSION}); upgrade imgsearch or rebuild the index")
+        if version != FORMAT_VERSION:
+            raise _corrupt(path, f"format version {version} is not supported")
+        body_end = size - _DIGEST_SIZE
+        digest = hashlib.sha256()
+        fh.seek(0)
+        for chunk in _chunks(fh, body_end):
+            digest.update(chunk)
+        if len(stored := fh.read(_DIGEST_SIZE)) != _DIGEST_SIZE or stored != digest.digest():
+            raise _corrupt(path, "its checksum does not match (truncated or damaged)")
+        fh.seek(_PREAMBLE.size)
+        try:
+            header = json.loads(fh.read(head_len))
+            arrays: dict[str, NDArray[Any]] = {}
+            for name, dtype, shape in header["arrays"]:
+                dt = np.dtype(dtype)
+                nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+                arrays[name] = np.frombuffer(fh.read(nbytes), dtype=dt).reshape(shape).copy()
+            remaining = [body_end - fh.tell()]
+
+            def source(n: int) -> bytes:
+                data = fh.read(max(0, min(n, remaining[0])))
+                remaining[0] -= len(data)
+                return data
+
+            backend = read_blob(source)
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise _corrupt(path, f"its contents cannot be parsed ({exc})") from None
+    return header, arrays, backend
+
+
+def _chunks(fh: BinaryIO, end: int) -> Iterator[bytes]:
+    left = end
+    while left > 0:
+        chunk = fh.read(min(_CHUNK, left))
+        if not chunk:
+            return
+        left -= len(chunk)
+        yield chunk
+
+
+def _corrupt(path: Path, why: str) -> CollectionError:
+    return CollectionError(f"index file {path} is unusable: {why}; rebuild it from the catalog")

@@ -1,0 +1,395 @@
+"""FAISS vector indexes: exact (flat), HNSW and IVF-PQ, with deletes, filters and persistence.
+
+Inner product on L2-normalised vectors, so scores are cosine similarities. ``allowed``
+restricts a search to some labels through a FAISS ``IDSelector`` handed over in per-call
+``SearchParameters``; nothing about a search is stored on the shared index, so searches
+with different ``ef_search``/``nprobe`` may run concurrently (see ``base`` for the
+writer contract).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import faiss as _faiss
+import numpy as np
+from numpy.typing import NDArray
+
+from imgsearch.errors import CollectionError, InvalidInputError, InvalidQueryError
+from imgsearch.index.base import (
+    INDEX_KINDS,
+    IndexParams,
+    LabelMap,
+    VectorIndex,
+    as_labels,
+    as_vectors,
+    read_index_file,
+    write_index_file,
+)
+
+# The type stubs shipped with faiss miss most of its SWIG API (search parameters, IO
+# callbacks, index subclasses' fields), so it is used untyped here.
+faiss: Any = _faiss
+FaissObject = Any
+
+_BATCH_SELECTOR_MAX = 4096  # above this many ids, a bitmap is faster to test (when compact)
+_COMPACT_CHUNK = 65536
+
+
+def make_selector(ids: NDArray[np.int64]) -> FaissObject:
+    """A selector accepting exactly ``ids``: a bitmap when ids are many and dense."""
+    if len(ids) > _BATCH_SELECTOR_MAX and ids.min() >= 0 and ids.max() < 64 * len(ids):
+        member = np.zeros(int(ids.max()) + 1, dtype=bool)
+        member[ids] = True
+        return faiss.IDSelectorBitmap(np.packbits(member, bitorder="little"))
+    return faiss.IDSelectorBatch(ids)
+
+
+def _padded(nq: int, k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
+
+
+class _FaissIndex(ABC):
+    """What the three kinds share: label bookkeeping, validation and saving."""
+
+    kind: str
+    exact_scores: bool = True
+
+    def __init__(self, index: FaissObject, dim: int, params: IndexParams) -> None:
+        self.index = index
+        self.dim = dim
+        self.params = params
+        self._map = LabelMap()
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def contains(self, label: int) -> bool:
+        return bool(self._map.lookup(np.array([label], np.int64))[0] >= 0)
+
+    def labels(self) -> NDArray[np.int64]:
+        return self._map.items()[0]
+
+    @property
+    def tombstones(self) -> int:
+        return 0
+
+    def needs_compaction(self, max_ratio: float) -> bool:
+        return self.tombstones > max_ratio * max(1, len(self) + self.tombstones)
+
+    def compact(self) -> VectorIndex:
+        return self
+
+    @abstractmethod
+    def add(self, labels: NDArray[np.int64], vectors: NDArray[np.float32]) -> None: ...
+
+    @abstractmethod
+    def remove(self, labels: NDArray[np.int64]) -> int: ...
+
+    @abstractmethod
+    def search(self, queries: NDArray[np.float32], k: int, *,
+               allowed: NDArray[np.int64] | None = None, ef_search: int | None = None,
+               nprobe: int | None = None) -> tuple[NDArray[np.float32], NDArray[np.int64]]: ...
+
+    def _prepare_add(self, labels: Any, vectors: Any) -> tuple[NDArray[np.int64],
+                                                              NDArray[np.float32]]:
+        labels, vectors = as_labels(labels), as_vectors(vectors, self.dim)
+        if len(labels) != len(vectors):
+            raise InvalidInputError(
+                f"add got {len(labels)} labels for {len(vectors)} vectors; pass one each")
+        if len(np.unique(labels)) != len(labels):
+            raise InvalidInputError("add got the same label twice in one batch")
+        self.remove(labels)  # an existing label is an update: drop the old vector first
+        return labels, vectors
+
+    def _prepare_search(self, queries: Any, k: int) -> NDArray[np.float32]:
+        if k < 1:
+            raise InvalidQueryError(f"k must be at least 1, got {k}")
+        return as_vectors(queries, self.dim, "queries")
+
+    def _arrays(self) -> dict[str, NDArray[Any]]:
+        return {}
+
+    def save(self, path: Path, *, journal_seq: int) -> None:
+        header = {"kind": self.kind, "dim": self.dim, "journal_seq": int(journal_seq),
+                  "params": dataclasses.asdict(self.params)}
+
+        def write_blob(sink: Callable[[bytes], int]) -> None:
+            faiss.write_index(self.index, faiss.PyCallbackIOWriter(sink))
+
+        write_index_file(path, header, self._arrays(), write_blob)
+
+
+class _IdIndex(_FaissIndex):
+    """Kinds whose FAISS index stores the labels itself and can delete them."""
+
+    def add(self, labels: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        labels, vectors = self._prepare_add(labels, vectors)
+        self.index.add_with_ids(vectors, labels)
+        self._map.insert(labels, np.zeros(len(labels), np.int64))
+
+    def remove(self, labels: NDArray[np.int64]) -> int:
+        labels = as_labels(labels)
+        present = np.unique(labels[self._map.lookup(labels) >= 0])
+        if len(present):
+            self.index.remove_ids(faiss.IDSelectorBatch(present))
+            self._map.delete(present)
+        return len(present)
+
+
+class FlatIndex(_IdIndex):
+    """Exact search: ``IndexIDMap2(IndexFlatIP)``; removal really deletes."""
+
+    kind = "flat"
+
+    def __init__(self, dim: int, params: IndexParams, index: FaissObject | None = None) -> None:
+        super().__init__(index or faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), dim, params)
+        ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        self._map = LabelMap(ids, np.zeros(len(ids), np.int64))
+
+    def search(self, queries: NDArray[np.float32], k: int, *,
+               allowed: NDArray[np.int64] | None = None, ef_search: int | None = None,
+               nprobe: int | None = None) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        queries = self._prepare_search(queries, k)
+        params = None
+        n_candidates = len(self)
+        if allowed is not None:
+            allowed = as_labels(allowed)
+            allowed = allowed[self._map.lookup(allowed) >= 0]
+            n_candidates = len(allowed)
+            params = faiss.SearchParameters(sel=make_selector(allowed))
+        return _run(self.index, queries, k, n_candidates, params)
+
+
+class HNSWIndex(_FaissIndex):
+    """``IndexHNSWFlat`` cannot delete: its sequential ids map to labels, removals are
+    tombstones that every search excludes, and ``compact`` rebuilds without them."""
+
+    kind = "hnsw"
+
+    def __init__(self, dim: int, params: IndexParams, index: FaissObject | None = None,
+                 id_to_label: NDArray[np.int64] | None = None,
+                 dead: NDArray[np.bool_] | None = None) -> None:
+        if index is None:
+            index = faiss.IndexHNSWFlat(dim, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = params.ef_construction
+        super().__init__(index, dim, params)
+        self._id_to_label = np.empty(0, np.int64) if id_to_label is None else id_to_label
+        self._dead = np.zeros(len(self._id_to_label), bool) if dead is None else dead
+        live = np.flatnonzero(~self._dead)
+        self._map = LabelMap(self._id_to_label[live], live.astype(np.int64))
+        self._live_selector: FaissObject | None = None
+
+    @property
+    def tombstones(self) -> int:
+        return len(self._id_to_label) - len(self._map)
+
+    def add(self, labels: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        labels, vectors = self._prepare_add(labels, vectors)
+        first = self.index.ntotal
+        self.index.add(vectors)
+        self._id_to_label = np.concatenate([self._id_to_label, labels])
+        self._dead = np.concatenate([self._dead, np.zeros(len(labels), bool)])
+        self._map.insert(labels, np.arange(first, first + len(labels), dtype=np.int64))
+        self._live_selector = None
+
+    def remove(self, labels: NDArray[np.int64]) -> int:
+        internal = self._map.delete(as_labels(labels))
+        if len(internal):
+            self._dead[internal] = True
+            self._live_selector = None
+        return len(internal)
+
+    def search(self, queries: NDArray[np.float32], k: int, *,
+               allowed: NDArray[np.int64] | None = None, ef_search: int | None = None,
+               nprobe: int | None = None) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        queries = self._prepare_search(queries, k)
+        ef = max(ef_search or self.params.ef_search, k)
+        if allowed is None:
+            selector, n_candidates = self._live(), len(self)
+        else:
+            internal = self._map.lookup(as_labels(allowed))
+            internal = np.unique(internal[internal >= 0])
+            selector, n_candidates = None, len(internal)
+        if n_candidates < self.index.ntotal:
+            # A filtered walk only keeps accepted nodes, so it must visit about
+            # k·total/accepted nodes to meet k of them; a fixed ef would stop short.
+            ef = max(ef, min(self.index.ntotal, -(-k * self.index.ntotal // max(1, n_candidates))))
+        if allowed is not None:
+            if n_candidates <= ef:
+                # No walk can return more than these: scoring them all is exact and cheaper.
+                return self._exact_subset(queries, k, internal)
+            selector = make_selector(internal)
+        params = faiss.SearchParametersHNSW(efSearch=ef)
+        if selector is not None:
+            params.sel = selector
+        scores, ids = _run(self.index, queries, k, n_candidates, params)
+        labels = np.full(ids.shape, -1, np.int64)
+        labels[ids >= 0] = self._id_to_label[ids[ids >= 0]]
+        return scores, labels
+
+    def _live(self) -> FaissObject | None:
+        if not self.tombstones:
+            return None
+        selector = self._live_selector
+        if selector is None:  # racing readers build equal selectors; either one is right
+            selector = faiss.IDSelectorBitmap(np.packbits(~self._dead, bitorder="little"))
+            self._live_selector = selector
+        return selector
+
+    def _exact_subset(self, queries: NDArray[np.float32], k: int, internal: NDArray[np.int64]
+                      ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        scores, labels = _padded(len(queries), k)
+        if not len(internal):
+            return scores, labels
+        sims = queries @ self.index.storage.reconstruct_batch(internal).T
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        n = top.shape[1]
+        scores[:, :n] = np.take_along_axis(sims, top, axis=1)
+        labels[:, :n] = self._id_to_label[internal[top]]
+        return scores, labels
+
+    def compact(self) -> VectorIndex:
+        if not self.tombstones:
+            return self
+        fresh = HNSWIndex(self.dim, self.params)
+        labels, internal = self._map.items()
+        order = np.argsort(internal)  # keep insertion order, as a rebuild would
+        labels, internal = labels[order], internal[order]
+        for start in range(0, len(internal), _COMPACT_CHUNK):
+            part = internal[start:start + _COMPACT_CHUNK]
+            fresh.add(labels[start:start + _COMPACT_CHUNK],
+                      self.index.storage.reconstruct_batch(part))
+        return fresh
+
+    def _arrays(self) -> dict[str, NDArray[Any]]:
+        return {"id_to_label": self._id_to_label, "dead": self._dead}
+
+
+class IVFPQIndex(_IdIndex):
+    """``IndexIVFPQ`` with labels as FAISS ids. Scores are approximate (PQ codes): the
+    engine re-scores candidates from stored vectors."""
+
+    kind = "ivfpq"
+    exact_scores = False
+
+    def __init__(self, dim: int, params: IndexParams, index: FaissObject,
+                 labels: NDArray[np.int64] | None = None) -> None:
+        super().__init__(index, dim, params)
+        if labels is not None:
+            self._map = LabelMap(labels, np.zeros(len(labels), np.int64))
+
+    def search(self, queries: NDArray[np.float32], k: int, *,
+               allowed: NDArray[np.int64] | None = None, ef_search: int | None = None,
+               nprobe: int | None = None) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        queries = self._prepare_search(queries, k)
+        nlist = self.index.nlist
+        probes = min(nlist, max(1, nprobe or self.params.nprobe))
+        params = faiss.SearchParametersIVF(nprobe=probes)
+        n_candidates = len(self)
+        if allowed is not None:
+            allowed = as_labels(allowed)
+            allowed = allowed[self._map.lookup(allowed) >= 0]
+            n_candidates = len(allowed)
+            params.sel = make_selector(allowed)
+        if n_candidates:
+            # Probe enough lists to expect several times k candidates among them: a small
+            # index or a selective filter leaves most lists without any.
+            wanted = math.ceil(4 * k * nlist / n_candidates)
+            params.nprobe = min(nlist, max(probes, wanted))
+        return _run(self.index, queries, k, n_candidates, params)
+
+    def _arrays(self) -> dict[str, NDArray[Any]]:
+        return {"labels": self.labels()}
+
+
+def _run(index: FaissObject, queries: NDArray[np.float32], k: int, n_candidates: int,
+         params: FaissObject | None
+         ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Search for at most as many results as exist, then pad to k with -inf / -1."""
+    scores, labels = _padded(len(queries), k)
+    k_eff = min(k, n_candidates)
+    if k_eff == 0:
+        return scores, labels
+    found_scores, found = index.search(queries, k_eff, params=params)
+    missing = found < 0
+    found_scores[missing] = -np.inf
+    scores[:, :k_eff], labels[:, :k_eff] = found_scores, found
+    return scores, labels
+
+
+def _auto_pq(dim: int, n_train: int, params: IndexParams) -> tuple[int, int, int]:
+    """(nlist, pq_m, nbits) for this many training vectors."""
+    nlist = params.nlist or max(1, min(int(4 * math.sqrt(n_train)), n_train // 39))
+    target = params.pq_m or max(1, dim // 8)
+    if dim % target:
+        if params.pq_m:
+            raise InvalidInputError(f"pq_m={params.pq_m} must divide the dimension {dim}")
+        target = max(m for m in range(1, target + 1) if dim % m == 0)
+    # 8-bit codes need ~39·256 training vectors; fewer get coarser codes instead of bad ones.
+    nbits = int(min(8, max(4, math.floor(math.log2(max(2, n_train // 39))))))
+    return nlist, target, nbits
+
+
+def build_index(kind: str, dim: int, params: IndexParams, *,
+                training: NDArray[np.float32] | None = None) -> VectorIndex:
+    """An empty index of ``kind``; ``ivfpq`` is trained on ``training`` first."""
+    if dim < 1:
+        raise InvalidInputError(f"index dimension must be positive, got {dim}")
+    if kind == "flat":
+        return FlatIndex(dim, params)
+    if kind == "hnsw":
+        return HNSWIndex(dim, params)
+    if kind != "ivfpq":
+        raise InvalidInputError(f"unknown index kind {kind!r}; use one of {INDEX_KINDS}")
+    if training is None or len(training) == 0:
+        raise InvalidInputError(
+            "an ivfpq index needs training vectors: pass a sample of the collection's "
+            "vectors as training=, or use the flat or hnsw kind")
+    training = as_vectors(training, dim, "training vectors")
+    nlist, pq_m, nbits = _auto_pq(dim, len(training), params)
+    if len(training) < nlist:
+        raise InvalidInputError(
+            f"ivfpq with nlist={nlist} needs at least {nlist} training vectors, "
+            f"got {len(training)}; pass more or lower nlist")
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m, nbits, faiss.METRIC_INNER_PRODUCT)
+    index.train(training)
+    return IVFPQIndex(dim, dataclasses.replace(params, nlist=nlist, pq_m=pq_m), index)
+
+
+def load_index(path: Path) -> tuple[VectorIndex, int]:
+    """(index, journal_seq) from a file written by ``save``; any defect raises
+    :class:`CollectionError` so that the caller rebuilds from the catalog."""
+
+    def read_blob(source: Callable[[int], bytes]) -> FaissObject:
+        return faiss.read_index(faiss.PyCallbackIOReader(source))
+
+    header, arrays, index = read_index_file(path, read_blob)
+    try:
+        kind, dim = header["kind"], int(header["dim"])
+        params = IndexParams(**header["params"])
+        if index.d != dim:
+            raise ValueError(f"header says dim {dim}, index has {index.d}")
+        loaded: VectorIndex
+        if kind == "flat":
+            loaded = FlatIndex(dim, params, index)
+        elif kind == "hnsw":
+            loaded = HNSWIndex(dim, params, index, arrays["id_to_label"], arrays["dead"])
+            if len(arrays["id_to_label"]) != index.ntotal:
+                raise ValueError("label mapping does not match the index size")
+        elif kind == "ivfpq":
+            loaded = IVFPQIndex(dim, params, index, arrays["labels"])
+            if len(arrays["labels"]) != index.ntotal:
+                raise ValueError("label list does not match the index size")
+        else:
+            raise ValueError(f"unknown kind {kind!r}")
+        return loaded, int(header["journal_seq"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CollectionError(
+            f"index file {path} is unusable: {exc}; rebuild it from the catalog") from None

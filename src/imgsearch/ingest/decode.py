@@ -1,0 +1,321 @@
+"""Safe image decoding: format allow-list, byte and pixel caps, orientation, RGB.
+
+Every image that enters imgsearch goes through :func:`decode_image`. The format is
+identified from the content (never the file name), the pixel count is checked from
+the header before any pixel is decoded, and every failure becomes one of the
+``ImageError`` subclasses with a message naming the input and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from imgsearch.config import Settings
+from imgsearch.errors import (
+    CorruptImageError,
+    ImageTooLargeError,
+    ImageTooSmallError,
+    InvalidInputError,
+    UnsupportedFormatError,
+)
+from imgsearch.types import ImageInput
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
+# MPO has no opener of its own: the JPEG opener returns MPO images when it finds them.
+_OPEN_FORMATS = sorted(ALLOWED_FORMATS - {"MPO"})
+_DRAFT_FORMATS = frozenset({"JPEG", "MPO"})
+_UPLOAD = "<upload>"
+_WHITE = (255, 255, 255)
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# Errors Pillow's parsers raise on malformed data; anything else is a bug, not bad input.
+_DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError,
+                   TypeError, struct.error, zlib.error)
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An accepted image: RGB pixels plus what was learnt about the original."""
+
+    image: Image.Image  # mode RGB, EXIF orientation applied, alpha composited over white
+    width: int  # original size after orientation, before any reduction
+    height: int
+    format: str
+    content_hash: str  # hex sha256 of the input bytes
+
+
+def decode_image(
+    data: bytes,
+    *,
+    source: str = "",
+    max_pixels: int,
+    min_side: int,
+    max_bytes: int,
+    reduce_to: int | None = None,
+) -> DecodedImage:
+    """Decode untrusted bytes into an RGB image, or raise a specific ``ImageError``.
+
+    With ``reduce_to``, pixels are decoded at a reduced scale when the format allows
+    it (JPEG) and the result is shrunk so that its longer side is at most
+    ``2 * reduce_to``; ``width``/``height`` still report the original size.
+    """
+    label = source or _UPLOAD
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(
+            f"{label}: {len(data)} bytes is over the limit of {max_bytes} bytes; "
+            "use a smaller file or raise max_file_bytes")
+    if not data:
+        raise CorruptImageError(f"{label}: the file is empty (0 bytes)")
+    content_hash = hashlib.sha256(data).hexdigest()
+    try:
+        opened = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(f"{label}: too many pixels ({exc})") from None
+    except UnidentifiedImageError:
+        raise _unidentified(label, data) from None
+    except _DECODER_ERRORS as exc:
+        raise CorruptImageError(f"{label}: cannot read the image header ({exc})") from None
+    with opened:
+        return _decode_opened(opened, label, content_hash, max_pixels=max_pixels,
+                              min_side=min_side, reduce_to=reduce_to)
+
+
+def decode_file(
+    path: Path,
+    *,
+    max_pixels: int,
+    min_side: int,
+    max_bytes: int,
+    reduce_to: int | None = None,
+) -> DecodedImage:
+    """Read and decode an image file; never reads more than ``max_bytes + 1`` bytes."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInputError(f"{path}: is a folder, not an image file") from None
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    return decode_image(data, source=str(path), max_pixels=max_pixels, min_side=min_side,
+                        max_bytes=max_bytes, reduce_to=reduce_to)
+
+
+def open_image(
+    value: ImageInput,
+    settings: Settings,
+    *,
+    reduce_to: int | None = None,
+    fetch: Callable[[str], bytes] | None = None,
+) -> DecodedImage:
+    """Decode any accepted image input: a path, bytes, an http(s) URL or a PIL image.
+
+    URLs are downloaded with ``fetch`` (by default a :class:`Fetcher` on ``settings``,
+    which applies the download protections).
+    """
+    if isinstance(value, Image.Image):
+        return _decode_pil(value, settings, reduce_to)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return decode_image(bytes(value), source=_UPLOAD, max_pixels=settings.max_pixels,
+                            min_side=settings.min_side, max_bytes=settings.max_file_bytes,
+                            reduce_to=reduce_to)
+    if isinstance(value, str) and _URL_SCHEME.match(value):
+        if fetch is None:
+            from imgsearch.ingest.fetch import Fetcher
+
+            fetch = Fetcher(settings).fetch_one
+        return decode_image(fetch(value), source=value, max_pixels=settings.max_pixels,
+                            min_side=settings.min_side, max_bytes=settings.max_file_bytes,
+                            reduce_to=reduce_to)
+    if isinstance(value, str | Path):
+        return decode_file(Path(value), max_pixels=settings.max_pixels,
+                           min_side=settings.min_side, max_bytes=settings.max_file_bytes,
+                           reduce_to=reduce_to)
+    raise InvalidInputError(
+        f"cannot use a {type(value).__name__} as an image; "
+        "give a file path, an http(s) URL, bytes or a PIL image")
+
+
+def _decode_opened(
+    opened: Image.Image,
+    label: str,
+    content_hash: str,
+    *,
+    max_pixels: int,
+    min_side: int,
+    reduce_to: int | None,
+) -> DecodedImage:
+    fmt = opened.format or ""
+    if fmt not in ALLOWED_FORMATS:
+        raise UnsupportedFormatError(f"{label}: {fmt or 'unknown'} images are not accepted; "
+                                     f"use one of {', '.join(_OPEN_FORMATS)}")
+    stored_width, stored_height = opened.size
+    _check_size(label, stored_width, stored_height, max_pixels=max_pixels, min_side=min_side)
+    orientation = _orientation(opened)
+    if orientation in (5, 6, 7, 8):
+        width, height = stored_height, stored_width
+    else:
+        width, height = stored_width, stored_height
+
+    if reduce_to and fmt in _DRAFT_FORMATS and min(stored_width, stored_height) > reduce_to:
+        # JPEG can decode at 1/2, 1/4 or 1/8 scale for a fraction of the cost; ask for
+        # the smallest scale that keeps the shorter side at least ``reduce_to``.
+        shorter = min(stored_width, stored_height)
+        opened.draft("RGB", (-(-stored_width * reduce_to // shorter),
+                             -(-stored_height * reduce_to // shorter)))
+    try:
+        opened.load()
+        rgb = to_rgb(opened)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(f"{label}: too many pixels ({exc})") from None
+    except MemoryError:
+        raise ImageTooLargeError(f"{label}: not enough memory to decode the image") from None
+    except _DECODER_ERRORS as exc:
+        raise CorruptImageError(f"{label}: the image data is damaged or truncated ({exc})"
+                                ) from None
+    if reduce_to and max(rgb.size) > 2 * reduce_to:
+        rgb.thumbnail((2 * reduce_to, 2 * reduce_to), Image.Resampling.BILINEAR,
+                      reducing_gap=2.0)
+    transpose = _TRANSPOSE_FOR_ORIENTATION.get(orientation)
+    if transpose is not None:
+        rgb = rgb.transpose(transpose)
+    return DecodedImage(image=rgb, width=width, height=height, format=fmt,
+                        content_hash=content_hash)
+
+
+def _decode_pil(value: Image.Image, settings: Settings, reduce_to: int | None) -> DecodedImage:
+    label = f"<{value.format or 'in-memory'} image>"
+    _check_size(label, *value.size, max_pixels=settings.max_pixels, min_side=settings.min_side)
+    try:
+        value.load()
+        rgb = to_rgb(value)
+    except _DECODER_ERRORS as exc:
+        raise CorruptImageError(f"{label}: cannot read the image ({exc})") from None
+    digest = hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
+    width, height = rgb.size
+    if rgb is value:
+        rgb = rgb.copy()  # the caller keeps its image; ours may be resized
+    if reduce_to and max(rgb.size) > 2 * reduce_to:
+        rgb.thumbnail((2 * reduce_to, 2 * reduce_to), Image.Resampling.BILINEAR,
+                      reducing_gap=2.0)
+    return DecodedImage(image=rgb, width=width, height=height, format=value.format or "RAW",
+                        content_hash=digest)
+
+
+def _check_size(label: str, width: int, height: int, *, max_pixels: int, min_side: int) -> None:
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{label}: {width}x{height} = {width * height} pixels is over the limit of "
+            f"{max_pixels} pixels; resize the image or raise max_pixels")
+    if min(width, height) < min_side:
+        raise ImageTooSmallError(
+            f"{label}: {width}x{height} is too small; the shorter side must be at least "
+            f"{min_side} pixels")
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # a damaged EXIF block must not cost us an otherwise good image
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to RGB: alpha over white, high bit depths scaled, not clipped."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        return _high_depth_to_l(image).convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, _WHITE)
+        canvas.paste(rgba.convert("RGB"), mask=rgba.getchannel("A"))
+        return canvas
+    return image.convert("RGB")
+
+
+def _high_depth_to_l(image: Image.Image) -> Image.Image:
+    values = np.asarray(image).astype(np.float32)
+    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    if image.mode.startswith("I;16"):
+        values = values / 257.0
+    elif image.mode == "F" and values.size and values.min() >= 0.0 and values.max() <= 1.0:
+        values = values * 255.0
+    elif values.size and values.max() > 255.0:
+        # 32-bit integer images almost always carry 16-bit samples (e.g. PNG/TIFF).
+        values = values / (257.0 if values.max() <= 65535.0 else values.max() / 255.0)
+    return Image.fromarray(values.clip(0, 255).round().astype(np.uint8), "L")
+
+
+_MAGIC_NAMES: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "PDF"), (b"%!PS", "PostScript"), (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"8BPS", "Photoshop (PSD)"), (b"\x00\x00\x01\x00", "ICO"), (b"qoif", "QOI"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"PK\x03\x04", "ZIP archive"), (b"\x1f\x8b", "gzip archive"), (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"), (b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"),
+)
+
+
+def _detect_type(data: bytes) -> str | None:
+    """Name what the bytes look like, for messages; None when nothing is recognised."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
+            return "HEIC"
+        return "AVIF" if brand in (b"avif", b"avis") else "ISO media (MP4/MOV)"
+    for magic, name in _MAGIC_NAMES:
+        if data.startswith(magic):
+            return name
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith(b"<"):
+        if b"<svg" in head:
+            return "SVG"
+        if b"<html" in head or head.startswith(b"<!doctype html"):
+            return "HTML"
+        return "XML"
+    if b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 4:  # a character cut at the 4 KiB boundary is fine
+                return None
+        return "text"
+    return None
+
+
+def _unidentified(label: str, data: bytes) -> Exception:
+    detected = _detect_type(data)
+    if detected is None:
+        return CorruptImageError(f"{label}: not a recognisable image (unknown binary data)")
+    if detected in ALLOWED_FORMATS:
+        return CorruptImageError(f"{label}: looks like {detected} but cannot be read; "
+                                 "the file is damaged")
+    return UnsupportedFormatError(f"{label}: {detected} files are not accepted; "
+                                  f"use one of {', '.join(_OPEN_FORMATS)}")

@@ -1,0 +1,328 @@
+"""Safe downloads of image URLs: SSRF protection, byte and time caps, retries.
+
+Protection against server-side request forgery works at two points:
+
+1. :func:`check_url` runs before every request and every redirect hop: only http(s),
+   and (unless ``allow_private_urls``) every address the host resolves to must be a
+   public one. Refused URLs never reach the network.
+2. DNS can answer differently a moment later ("DNS rebinding"), so the connection
+   itself goes through :class:`_GuardedBackend`, an httpcore network backend that
+   resolves the host once more, checks those addresses, and connects to one of the
+   checked IPs itself. TLS still verifies the certificate against the host name,
+   because httpcore hands the original name to ``start_tls``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import ipaddress
+import random
+import re
+import socket
+import ssl
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import anyio.to_thread
+import httpcore
+import httpx
+
+from imgsearch.config import Settings
+from imgsearch.errors import BlockedURLError, DownloadTooLargeError, FetchError
+
+Resolver = Callable[[str, int], list[str]]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_LEGACY_IPV4 = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$", re.IGNORECASE)
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_HEADERS = {"User-Agent": "imgsearch/0.1", "Accept": "image/*",
+            # a compressed body could expand far beyond the byte cap inside one chunk
+            "Accept-Encoding": "identity"}
+_T = TypeVar("_T")
+
+
+def default_resolve(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to, in the resolver's order, without duplicates."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _ip_literal(host: str) -> IPAddress | None:
+    """The address a host names directly, including legacy forms like ``2130706433``."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    if _LEGACY_IPV4.match(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def blocked_reason(address: IPAddress) -> str | None:
+    """Why connecting to ``address`` is refused, or None for a public address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if address in _NAT64 or (embedded is None and int(address) >> 32 == 0 and
+                                 int(address) > 1):  # NAT64 and IPv4-compatible forms
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return blocked_reason(embedded)
+    checks = (
+        ("unspecified", address.is_unspecified), ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local), ("multicast", address.is_multicast),
+        ("private", address.is_private), ("reserved", address.is_reserved),
+        ("carrier-grade NAT", address in _CGNAT),
+        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
+        ("non-public", not address.is_global),
+    )
+    return next((name for name, hit in checks if hit), None)
+
+
+def _checked_addresses(host: str, port: int, allow_private: bool, resolve: Resolver,
+                       url: str) -> list[str]:
+    literal = _ip_literal(host)
+    if literal is not None:
+        addresses = [str(literal)]
+    else:
+        try:
+            addresses = resolve(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise FetchError(f"{url}: cannot resolve host {host!r} ({exc})", url=url) from None
+        if not addresses:
+            raise FetchError(f"{url}: host {host!r} has no address", url=url)
+    if not allow_private:
+        for text in addresses:
+            try:
+                reason = blocked_reason(ipaddress.ip_address(text))
+            except ValueError:
+                reason = "unparsable"
+            if reason is not None:
+                names = "is" if literal is not None else f"resolves to {text}, which is"
+                raise BlockedURLError(
+                    f"{url}: refused, {host!r} {names} a {reason} address; only "
+                    "public addresses are allowed (set allow_private_urls to permit it)",
+                    url=url)
+    return addresses
+
+
+def _split(url: str) -> tuple[str, int]:
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise BlockedURLError(f"{url}: not a valid URL ({exc})", url=url) from None
+    if scheme not in ("http", "https"):
+        raise BlockedURLError(f"{url}: only http and https URLs can be downloaded", url=url)
+    if not host:
+        raise BlockedURLError(f"{url}: the URL has no host", url=url)
+    return host, port or (443 if scheme == "https" else 80)
+
+
+def check_url(url: str, *, allow_private: bool, resolve: Resolver = default_resolve) -> None:
+    """Raise :class:`BlockedURLError` unless ``url`` may be downloaded."""
+    host, port = _split(url)
+    if not allow_private:
+        _checked_addresses(host, port, allow_private, resolve, url)
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Connects only to addresses it has resolved and checked itself (see module doc)."""
+
+    def __init__(self, allow_private: bool, resolve: Resolver) -> None:
+        self._allow_private = allow_private
+        self._resolve = resolve
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await anyio.to_thread.run_sync(
+            _checked_addresses, host, port, self._allow_private, self._resolve,
+            f"connecting to {host}:{port}")
+        last_error: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(address, port, timeout, local_address,
+                                                     socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last_error = exc
+        raise httpcore.ConnectError(f"cannot connect to {host}:{port} ({last_error})")
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("unix sockets are not used for downloads")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _guarded_transport(allow_private: bool, resolve: Resolver,
+                       ssl_context: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
+    transport = httpx.AsyncHTTPTransport(verify=ssl_context, trust_env=False)
+    # httpx offers no public hook for the network backend; its transport is a thin
+    # wrapper around this pool, so swapping the pool keeps its request/response mapping.
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=ssl_context,
+        max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0,
+        network_backend=_GuardedBackend(allow_private, resolve))
+    return transport
+
+
+class _Transient(Exception):
+    """A failure worth retrying; ``wait`` is the server's Retry-After, if any."""
+
+    def __init__(self, reason: str, wait: float = 0.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+
+
+class Fetcher:
+    """Downloads image URLs within the limits of ``settings``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        resolve: Resolver = default_resolve,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backoff_s: float = 0.5,
+    ) -> None:
+        self._settings = settings
+        self._resolve = resolve
+        self._transport = transport
+        self._backoff_s = backoff_s
+        self._ssl_context: ssl.SSLContext | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        transport = self._transport
+        if transport is None:
+            if self._ssl_context is None:  # loading the CA bundle costs milliseconds
+                self._ssl_context = httpx.create_ssl_context(trust_env=False)
+            transport = _guarded_transport(self._settings.allow_private_urls, self._resolve,
+                                           self._ssl_context)
+        # trust_env=False: an environment proxy would connect on our behalf, unchecked.
+        return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
+                                 timeout=self._settings.download_timeout_s, headers=_HEADERS)
+
+    async def fetch(self, url: str) -> bytes:
+        async with self._client() as client:
+            return await self._fetch(client, url)
+
+    def fetch_one(self, url: str) -> bytes:
+        return _run(self.fetch(url))
+
+    def fetch_many(self, urls: Sequence[str]) -> dict[str, bytes | FetchError]:
+        """Download every URL, at most ``download_concurrency`` at a time."""
+        return _run(self._fetch_all(list(dict.fromkeys(urls))))
+
+    async def _fetch_all(self, urls: list[str]) -> dict[str, bytes | FetchError]:
+        gate = asyncio.Semaphore(max(1, self._settings.download_concurrency))
+        results: dict[str, bytes | FetchError] = {}
+
+        async def one(client: httpx.AsyncClient, url: str) -> None:
+            async with gate:
+                try:
+                    results[url] = await self._fetch(client, url)
+                except FetchError as exc:
+                    results[url] = exc
+
+        async with self._client() as client:
+            await asyncio.gather(*(one(client, url) for url in urls))
+        return {url: results[url] for url in urls}
+
+    async def _fetch(self, client: httpx.AsyncClient, url: str) -> bytes:
+        retries = max(0, self._settings.download_retries)
+        for attempt in range(retries + 1):
+            try:
+                async with asyncio.timeout(self._settings.download_timeout_s):
+                    return await self._attempt(client, url)
+            except (TimeoutError, httpx.TimeoutException):
+                failure = _Transient(f"timed out after {self._settings.download_timeout_s} s")
+            except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
+                if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
+                    raise FetchError(f"{url}: cannot request this URL ({exc})", url=url
+                                     ) from None
+                failure = _Transient(f"network error: {exc or type(exc).__name__}")
+            except _Transient as exc:
+                failure = exc
+            except httpx.InvalidURL as exc:
+                raise BlockedURLError(f"{url}: not a valid URL ({exc})", url=url) from None
+            if attempt == retries:
+                tries = f" (after {retries + 1} tries)" if retries else ""
+                raise FetchError(f"{url}: {failure.reason}{tries}", url=url)
+            delay = self._backoff_s * 2**attempt
+            await asyncio.sleep(max(failure.wait, random.uniform(delay / 2, delay)))
+        raise AssertionError("unreachable")
+
+    async def _attempt(self, client: httpx.AsyncClient, url: str) -> bytes:
+        settings = self._settings
+        current = url
+        for _hop in range(MAX_REDIRECTS + 1):
+            await anyio.to_thread.run_sync(functools.partial(
+                check_url, current, allow_private=settings.allow_private_urls,
+                resolve=self._resolve))
+            request = client.build_request("GET", current)
+            try:
+                response = await client.send(request, stream=True)
+            except FetchError as exc:  # refused by the guarded backend at connect time
+                raise type(exc)(f"{current}: {exc.message}", url=url) from None
+            try:
+                status = response.status_code
+                if status in _REDIRECT_STATUSES and "location" in response.headers:
+                    current = str(response.url.join(response.headers["location"]))
+                    continue
+                if status == 429 or status >= 500:
+                    raise _Transient(f"server answered HTTP {status}", _retry_after(response))
+                if status >= 400:
+                    raise FetchError(f"{url}: server answered HTTP {status}", url=url)
+                return await self._read_body(response, url)
+            finally:
+                await response.aclose()
+        raise FetchError(f"{url}: more than {MAX_REDIRECTS} redirects", url=url)
+
+    async def _read_body(self, response: httpx.Response, url: str) -> bytes:
+        cap = self._settings.max_download_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise DownloadTooLargeError(
+                f"{url}: the server announces {declared} bytes, over the limit of {cap} bytes",
+                url=url)
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > cap:
+                raise DownloadTooLargeError(f"{url}: the body is over the limit of {cap} bytes",
+                                            url=url)
+        return bytes(body)
+
+
+def _retry_after(response: httpx.Response) -> float:
+    value = response.headers.get("retry-after", "")
+    return min(float(value), 30.0) if value.isdigit() else 0.0
+
+
+def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine to completion from sync code, even inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

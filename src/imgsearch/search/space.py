@@ -1,0 +1,215 @@
+"""One vector space as search sees it: a FAISS index kept in step with the catalog.
+
+The index file is a cache. On open it is loaded and the catalog's journal replayed from
+the position it was saved at; when it is missing, corrupt, of the wrong shape or older
+than the journal still held, it is rebuilt from the stored vectors. Labels in the index
+are vids (unique forever); ``vid_key``/``key_vid`` map them to items.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from imgsearch.config import Settings
+from imgsearch.errors import CollectionError
+from imgsearch.index.auto import choose_index_kind, params_from_settings
+from imgsearch.index.base import VectorIndex
+from imgsearch.index.faiss_index import build_index, load_index
+from imgsearch.store.catalog import Catalog
+from imgsearch.types import VectorSpace
+
+log = logging.getLogger(__name__)
+
+_TRAIN_SAMPLE = 100_000
+# IVF-PQ needs vectors to train on; below this a space stays exact until it has them.
+IVFPQ_MIN_VECTORS = 256
+
+
+def index_kind_for(n: int, settings: Settings) -> str:
+    kind = choose_index_kind(n, settings)
+    return "flat" if kind == "ivfpq" and n < IVFPQ_MIN_VECTORS else kind
+
+
+def _grow(array: NDArray[np.int64], size: int) -> NDArray[np.int64]:
+    if size <= len(array):
+        return array
+    grown = np.full(max(size, 2 * len(array), 1024), -1, dtype=np.int64)
+    grown[: len(array)] = array
+    return grown
+
+
+@dataclass
+class OpenReport:
+    loaded: bool
+    rebuilt_because: str | None
+    replayed: int
+
+
+class SpaceIndex:
+    def __init__(self, space: VectorSpace, index: VectorIndex, catalog: Catalog,
+                 path: Path, settings: Settings, applied_seq: int) -> None:
+        self.space = space
+        self.index = index
+        self.catalog = catalog
+        self.path = path
+        self.settings = settings
+        self.applied_seq = applied_seq
+        self.saved_seq = -1
+        self.vid_key = np.full(1024, -1, dtype=np.int64)
+        self.key_vid = np.full(1024, -1, dtype=np.int64)
+
+    # -- lifecycle -------------------------------------------------------------------
+    @classmethod
+    def open(cls, space: VectorSpace, catalog: Catalog, path: Path, settings: Settings,
+             *, pruned_upto: int) -> tuple[SpaceIndex, OpenReport]:
+        reason: str | None = None
+        index: VectorIndex | None = None
+        seq = 0
+        if not path.exists():
+            reason = "index file missing"
+        else:
+            try:
+                index, seq = load_index(path)
+                if index.dim != space.dim:
+                    reason, index = f"index dimension {index.dim} != space {space.dim}", None
+                elif seq < pruned_upto:
+                    reason, index = "index older than the journal kept", None
+                elif seq > catalog.journal_head():
+                    reason, index = "index newer than the catalog", None
+            except CollectionError as exc:
+                reason = f"index file unreadable ({exc})"
+        if index is None:
+            self = cls.rebuild(space, catalog, path, settings)
+            self._load_mapping()
+            return self, OpenReport(False, reason, 0)
+        self = cls(space, index, catalog, path, settings, seq)
+        self.saved_seq = seq
+        self._load_mapping()
+        replayed = self.replay()
+        return self, OpenReport(True, None, replayed)
+
+    @classmethod
+    def rebuild(cls, space: VectorSpace, catalog: Catalog, path: Path, settings: Settings,
+                kind: str | None = None) -> SpaceIndex:
+        """A fresh index of the space's stored vectors, of the kind its size calls for."""
+        head = catalog.journal_head()
+        n = catalog.count_vectors(space.name)
+        kind = kind or index_kind_for(n, settings)
+        training = None
+        if kind == "ivfpq":
+            training = _sample(catalog, space, _TRAIN_SAMPLE)
+        index = build_index(kind, space.dim, params_from_settings(settings), training=training)
+        for vids, _keys, vectors in catalog.iter_vectors(space.name, space.dim):
+            index.add(vids, vectors)
+        return cls(space, index, catalog, path, settings, head)
+
+    def _load_mapping(self) -> None:
+        keys, vids = self.catalog.key_vid_pairs(self.space.name)
+        self.vid_key = _grow(self.vid_key, int(vids.max(initial=0)) + 1)
+        self.key_vid = _grow(self.key_vid, int(keys.max(initial=0)) + 1)
+        self.vid_key[vids] = keys
+        self.key_vid[keys] = vids
+
+    def replay(self) -> int:
+        """Apply journal entries written after the index was saved."""
+        entries = self.catalog.journal_since(self.applied_seq, self.space.name)
+        adds = [e.vid for e in entries if e.op == "add"]
+        removes = [e.vid for e in entries if e.op == "remove"]
+        if removes:
+            self.index.remove(np.asarray(removes, dtype=np.int64))
+        if adds:
+            vids, vectors = self.catalog.vectors_by_vid(adds, self.space.dim)
+            # a vid added then removed within the replayed span has no stored vector left
+            live = np.asarray([v for v in vids if not self.index.contains(int(v))],
+                              dtype=np.int64)
+            if len(live):
+                keep = np.isin(vids, live)
+                self.index.add(vids[keep], vectors[keep])
+        if entries:
+            self.applied_seq = entries[-1].seq
+        self.applied_seq = max(self.applied_seq, self.catalog.journal_head())
+        return len(entries)
+
+    def save(self) -> None:
+        if self.saved_seq == self.applied_seq and self.path.exists():
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.index.save(self.path, journal_seq=self.applied_seq)
+        self.saved_seq = self.applied_seq
+
+    def maintain(self) -> SpaceIndex:
+        """Rebuild when the size calls for another index kind or tombstones pile up."""
+        wanted = index_kind_for(len(self.index), self.settings)
+        if wanted != self.index.kind or self.index.needs_compaction(
+                self.settings.compact_tombstone_ratio):
+            fresh = SpaceIndex.rebuild(self.space, self.catalog, self.path, self.settings,
+                                       wanted)
+            fresh.vid_key, fresh.key_vid = self.vid_key, self.key_vid
+            return fresh
+        return self
+
+    # -- writes (caller holds the write lock) ---------------------------------------
+    def apply(self, added: Mapping[int, tuple[int, NDArray[np.float32]]],
+              removed: Mapping[int, int], seq: int) -> None:
+        """Apply committed changes: ``added`` vid -> (key, vector), ``removed`` vid -> key."""
+        if removed:
+            vids = np.fromiter(removed.keys(), dtype=np.int64)
+            self.index.remove(vids)
+            self.vid_key[vids] = -1
+            for vid, key in removed.items():
+                if self.key_vid[key] == vid:
+                    self.key_vid[key] = -1
+        if added:
+            vids = np.fromiter(added.keys(), dtype=np.int64)
+            keys = np.fromiter((k for k, _ in added.values()), dtype=np.int64)
+            vectors = np.stack([v for _, v in added.values()]).astype(np.float32)
+            self.vid_key = _grow(self.vid_key, int(vids.max()) + 1)
+            self.key_vid = _grow(self.key_vid, int(keys.max()) + 1)
+            self.index.add(vids, vectors)
+            self.vid_key[vids] = keys
+            self.key_vid[keys] = vids
+        self.applied_seq = max(self.applied_seq, seq)
+
+    # -- reads -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def vids_of(self, keys: NDArray[np.int64]) -> NDArray[np.int64]:
+        keys = keys[keys < len(self.key_vid)]
+        vids = self.key_vid[keys]
+        return vids[vids >= 0]
+
+    def keys_of(self, vids: NDArray[np.int64]) -> NDArray[np.int64]:
+        out = np.full(vids.shape, -1, dtype=np.int64)
+        ok = (vids >= 0) & (vids < len(self.vid_key))
+        out[ok] = self.vid_key[vids[ok]]
+        return out
+
+    def vectors_of_keys(self, keys: NDArray[np.int64]
+                        ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Stored (exact) vectors for those keys that have one in this space."""
+        vids = np.asarray([self.key_vid[k] if 0 <= k < len(self.key_vid) else -1
+                           for k in keys], dtype=np.int64)
+        vids = vids[vids >= 0]
+        found_vids, vectors = self.catalog.vectors_by_vid(list(vids), self.space.dim)
+        return self.keys_of(found_vids), vectors
+
+
+def _sample(catalog: Catalog, space: VectorSpace, n: int) -> NDArray[np.float32]:
+    parts: list[NDArray[np.float32]] = []
+    total = 0
+    for _vids, _keys, vectors in catalog.iter_vectors(space.name, space.dim):
+        parts.append(vectors)
+        total += len(vectors)
+        if total >= n:
+            break
+    if not parts:
+        raise CollectionError(f"cannot train an IVF-PQ index for space {space.name!r}: "
+                              f"it holds no vectors")
+    return np.concatenate(parts)[:n]

@@ -1,0 +1,382 @@
+"""The SQLite catalog: the collection's source of truth.
+
+Items, their tags/colours/attributes, one vector per (item, space) and a journal of
+vector additions and removals live in one database in WAL mode with
+``synchronous=FULL``: a write that returned has reached the disk. FAISS indexes are
+caches that remember the last journal position they applied and replay the rest.
+
+One writer connection (callers serialise writes); each other thread reads through a
+connection of its own, so searches never wait for a write and never see half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from imgsearch.store.filters import filter_sql
+from imgsearch.store.schema import migrate
+from imgsearch.types import Filters, Item
+
+_ITEM_COLUMNS = (
+    "id", "image", "title", "description", "category", "brand", "price", "color",
+    "license", "tags", "popularity", "rating", "conversion", "created_at", "attributes",
+    "width", "height", "orientation", "phash", "colors", "thumbnail", "content_hash",
+    "source_size", "source_mtime", "category_norm", "brand_norm", "license_norm",
+    "updated_at",
+)
+_SELECT_ITEM = "SELECT key, " + ", ".join(_ITEM_COLUMNS[:24]) + " FROM items"
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    seq: int
+    space: str
+    op: str  # "add" | "remove"
+    vid: int
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one upsert or delete changed: the indexes apply exactly this."""
+
+    key: int
+    status: str  # "added" | "updated" | "deleted"
+    added: dict[str, int]  # space -> new vid
+    removed: dict[str, int]  # space -> old vid
+    old_thumbnail: str | None = None
+
+
+def norm(value: str | None) -> str | None:
+    """The form used to compare categories, brands, licences and tags."""
+    return value.strip().casefold() if value else None
+
+
+def attribute_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def vector_blob(vector: NDArray[np.float32]) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+class Catalog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._local_conns: list[sqlite3.Connection] = []
+        self._writer = self._connect()
+        migrate(self._writer, path=str(path))
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               timeout=30.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA cache_size=-65536")
+        return conn
+
+    @property
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            self._local_conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        for conn in [*self._local_conns, self._writer]:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local_conns = []
+
+    # -- transactions --------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One durable write: everything inside commits together or not at all."""
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # -- meta ------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str, conn: sqlite3.Connection | None = None) -> None:
+        (conn or self._writer).execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    # -- writes (inside transaction()) ----------------------------------------------
+    def upsert(self, conn: sqlite3.Connection, item: Item,
+               vectors: Mapping[str, NDArray[np.float32]]) -> WriteResult:
+        """Insert or replace ``item`` and its vectors; journal every vector change."""
+        row = conn.execute("SELECT key, thumbnail FROM items WHERE id = ?", (item.id,)).fetchone()
+        values = _item_values(item)
+        if row is None:
+            cur = conn.execute(
+                f"INSERT INTO items ({', '.join(_ITEM_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_ITEM_COLUMNS))})", values)
+            key = int(cur.lastrowid or 0)
+            status, old_thumb = "added", None
+        else:
+            key, old_thumb = int(row[0]), row[1]
+            sets = ", ".join(f"{c} = ?" for c in _ITEM_COLUMNS[1:])
+            conn.execute(f"UPDATE items SET {sets} WHERE key = ?", (*values[1:], key))
+            for table in ("item_tags", "item_colors", "item_attributes"):
+                conn.execute(f"DELETE FROM {table} WHERE key = ?", (key,))
+            status = "updated"
+        _write_facets(conn, key, item)
+        added: dict[str, int] = {}
+        removed: dict[str, int] = {}
+        for space, vector in vectors.items():
+            old = conn.execute("SELECT vid FROM vectors WHERE key = ? AND space = ?",
+                               (key, space)).fetchone()
+            if old is not None:
+                removed[space] = int(old[0])
+                conn.execute("DELETE FROM vectors WHERE vid = ?", (old[0],))
+                conn.execute("INSERT INTO journal (space, op, vid) VALUES (?, 'remove', ?)",
+                             (space, old[0]))
+            cur = conn.execute("INSERT INTO vectors (key, space, vector) VALUES (?, ?, ?)",
+                               (key, space, vector_blob(vector)))
+            vid = int(cur.lastrowid or 0)
+            added[space] = vid
+            conn.execute("INSERT INTO journal (space, op, vid) VALUES (?, 'add', ?)",
+                         (space, vid))
+        # A space the new version has no vector for (e.g. text removed) loses the old one.
+        for old_vid, space in conn.execute(
+                "SELECT vid, space FROM vectors WHERE key = ?", (key,)).fetchall():
+            if space not in vectors:
+                removed[space] = int(old_vid)
+                conn.execute("DELETE FROM vectors WHERE vid = ?", (old_vid,))
+                conn.execute("INSERT INTO journal (space, op, vid) VALUES (?, 'remove', ?)",
+                             (space, old_vid))
+        return WriteResult(key, status, added, removed,
+                           old_thumb if old_thumb != item.thumbnail else None)
+
+    def delete(self, conn: sqlite3.Connection, item_id: str) -> WriteResult | None:
+        row = conn.execute("SELECT key, thumbnail FROM items WHERE id = ?", (item_id,)).fetchone()
+        if row is None:
+            return None
+        key = int(row[0])
+        removed: dict[str, int] = {}
+        for vid, space in conn.execute("SELECT vid, space FROM vectors WHERE key = ?",
+                                       (key,)).fetchall():
+            removed[space] = int(vid)
+            conn.execute("INSERT INTO journal (space, op, vid) VALUES (?, 'remove', ?)",
+                         (space, vid))
+        conn.execute("DELETE FROM vectors WHERE key = ?", (key,))
+        for table in ("item_tags", "item_colors", "item_attributes"):
+            conn.execute(f"DELETE FROM {table} WHERE key = ?", (key,))
+        conn.execute("DELETE FROM items WHERE key = ?", (key,))
+        return WriteResult(key, "deleted", {}, removed, row[1])
+
+    def drop_space(self, conn: sqlite3.Connection, space: str) -> int:
+        """Remove every vector of ``space`` (journalled); returns how many."""
+        conn.execute("INSERT INTO journal (space, op, vid) "
+                     "SELECT space, 'remove', vid FROM vectors WHERE space = ?", (space,))
+        return conn.execute("DELETE FROM vectors WHERE space = ?", (space,)).rowcount
+
+    def update_source_stat(self, item_id: str, size: int, mtime: float) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE items SET source_size = ?, source_mtime = ? WHERE id = ?",
+                         (size, mtime, item_id))
+
+    def prune_journal(self, upto_seq: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM journal WHERE seq <= ?", (upto_seq,))
+
+    # -- reads ---------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self._reader.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+
+    def count_vectors(self, space: str) -> int:
+        return int(self._reader.execute(
+            "SELECT COUNT(*) FROM vectors WHERE space = ?", (space,)).fetchone()[0])
+
+    def key_of(self, item_id: str) -> int | None:
+        row = self._reader.execute("SELECT key FROM items WHERE id = ?", (item_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def get(self, item_id: str) -> Item | None:
+        row = self._reader.execute(_SELECT_ITEM + " WHERE id = ?", (item_id,)).fetchone()
+        return None if row is None else _row_item(row)[1]
+
+    def items_by_key(self, keys: Sequence[int]) -> dict[int, Item]:
+        out: dict[int, Item] = {}
+        for start in range(0, len(keys), 500):
+            chunk = [int(k) for k in keys[start:start + 500]]
+            rows = self._reader.execute(
+                _SELECT_ITEM + f" WHERE key IN ({', '.join('?' * len(chunk))})", chunk)
+            for row in rows:
+                key, item = _row_item(row)
+                out[key] = item
+        return out
+
+    def iter_items(self, batch: int = 1000) -> Iterator[Item]:
+        last = 0
+        while True:
+            rows = self._reader.execute(
+                _SELECT_ITEM + " WHERE key > ? ORDER BY key LIMIT ?", (last, batch)).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _row_item(row)[1]
+            last = int(rows[-1][0])
+
+    def source_states(self) -> dict[str, tuple[int | None, float | None, str | None]]:
+        """id -> (size, mtime, content hash) of every item, for incremental re-indexing."""
+        return {str(r[0]): (r[1], r[2], r[3]) for r in self._reader.execute(
+            "SELECT id, source_size, source_mtime, content_hash FROM items")}
+
+    def vid_of(self, space: str, key: int) -> int | None:
+        row = self._reader.execute("SELECT vid FROM vectors WHERE key = ? AND space = ?",
+                                   (key, space)).fetchone()
+        return None if row is None else int(row[0])
+
+    def vector_of(self, space: str, key: int) -> NDArray[np.float32] | None:
+        row = self._reader.execute("SELECT vector FROM vectors WHERE key = ? AND space = ?",
+                                   (key, space)).fetchone()
+        return None if row is None else np.frombuffer(row[0], dtype="<f4").copy()
+
+    def vectors_by_vid(self, vids: Sequence[int], dim: int
+                       ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """The stored vectors of those vids that still exist, in the order given."""
+        found: dict[int, bytes] = {}
+        for start in range(0, len(vids), 500):
+            chunk = [int(v) for v in vids[start:start + 500]]
+            for vid, blob in self._reader.execute(
+                    f"SELECT vid, vector FROM vectors WHERE vid IN "
+                    f"({', '.join('?' * len(chunk))})", chunk):
+                found[int(vid)] = blob
+        kept = [int(v) for v in vids if int(v) in found]
+        matrix = np.empty((len(kept), dim), dtype=np.float32)
+        for row, vid in enumerate(kept):
+            matrix[row] = np.frombuffer(found[vid], dtype="<f4")
+        return np.asarray(kept, dtype=np.int64), matrix
+
+    def iter_vectors(self, space: str, dim: int, batch: int = 20_000
+                     ) -> Iterator[tuple[NDArray[np.int64], NDArray[np.int64],
+                                         NDArray[np.float32]]]:
+        """(vids, keys, vectors) of a space in vid order, in batches."""
+        last = 0
+        while True:
+            rows = self._reader.execute(
+                "SELECT vid, key, vector FROM vectors WHERE space = ? AND vid > ? "
+                "ORDER BY vid LIMIT ?", (space, last, batch)).fetchall()
+            if not rows:
+                return
+            vids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            keys = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+            matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4")
+            yield vids, keys, matrix.reshape(len(rows), dim).copy()
+            last = int(vids[-1])
+
+    def journal_since(self, seq: int, space: str) -> list[JournalEntry]:
+        return [JournalEntry(int(s), sp, op, int(v)) for s, sp, op, v in self._reader.execute(
+            "SELECT seq, space, op, vid FROM journal WHERE seq > ? AND space = ? ORDER BY seq",
+            (seq, space))]
+
+    def journal_head(self) -> int:
+        row = self._reader.execute("SELECT MAX(seq) FROM journal").fetchone()
+        # An emptied journal keeps its AUTOINCREMENT counter in sqlite_sequence.
+        if row[0] is not None:
+            return int(row[0])
+        seq = self._reader.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'journal'").fetchone()
+        return int(seq[0]) if seq else 0
+
+    def key_vid_pairs(self, space: str) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        rows = self._reader.execute(
+            "SELECT key, vid FROM vectors WHERE space = ?", (space,)).fetchall()
+        keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vids = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        return keys, vids
+
+    def filter_keys(self, filters: Filters) -> NDArray[np.int64]:
+        """Keys of the items that pass ``filters`` (sorted)."""
+        where, params = filter_sql(filters)
+        rows = self._reader.execute(f"SELECT key FROM items WHERE {where} ORDER BY key", params)
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def distinct_values(self, column: str, limit: int = 1000) -> list[tuple[str, int]]:
+        """Most common values of category / brand / license, with their counts."""
+        if column not in ("category", "brand", "license"):
+            raise ValueError(column)
+        return [(str(v), int(n)) for v, n in self._reader.execute(
+            f"SELECT {column}, COUNT(*) AS n FROM items WHERE {column} IS NOT NULL "
+            f"GROUP BY {column}_norm ORDER BY n DESC LIMIT ?", (limit,))]
+
+    def stats(self) -> dict[str, Any]:
+        r = self._reader
+        return {
+            "items": self.count(),
+            "with_price": int(r.execute(
+                "SELECT COUNT(*) FROM items WHERE price IS NOT NULL").fetchone()[0]),
+            "categories": int(r.execute(
+                "SELECT COUNT(DISTINCT category_norm) FROM items").fetchone()[0]),
+            "brands": int(r.execute("SELECT COUNT(DISTINCT brand_norm) FROM items").fetchone()[0]),
+            "journal_head": self.journal_head(),
+        }
+
+
+def _item_values(item: Item) -> tuple[Any, ...]:
+    return (
+        item.id, item.image, item.title, item.description, item.category, item.brand,
+        item.price, item.color, item.license, json.dumps(list(item.tags)), item.popularity,
+        item.rating, item.conversion, item.created_at,
+        json.dumps(item.attributes, sort_keys=True, default=str), item.width, item.height,
+        item.orientation, item.phash, json.dumps(list(item.colors)), item.thumbnail,
+        item.content_hash, item.source_size, item.source_mtime, norm(item.category),
+        norm(item.brand), norm(item.license), time.time(),
+    )
+
+
+def _write_facets(conn: sqlite3.Connection, key: int, item: Item) -> None:
+    tags = {norm(t) for t in item.tags if t and t.strip()}
+    conn.executemany("INSERT OR IGNORE INTO item_tags (tag, key) VALUES (?, ?)",
+                     [(t, key) for t in tags])
+    colors = {norm(c) for c in item.colors if c}
+    if item.color:
+        colors.update(norm(c) for c in item.color.replace("/", ",").split(",") if c.strip())
+    conn.executemany("INSERT OR IGNORE INTO item_colors (color, key) VALUES (?, ?)",
+                     [(c, key) for c in colors if c])
+    conn.executemany(
+        "INSERT OR IGNORE INTO item_attributes (name, value, key) VALUES (?, ?, ?)",
+        [(name, attribute_text(value), key) for name, value in item.attributes.items()
+         if value is not None])
+
+
+def _row_item(row: Sequence[Any]) -> tuple[int, Item]:
+    (key, id_, image, title, description, category, brand, price, color, license_, tags,
+     popularity, rating, conversion, created_at, attributes, width, height, _orientation,
+     phash, colors, thumbnail, content_hash, source_size, source_mtime) = row[:25]
+    return int(key), Item(
+        id=id_, image=image, title=title, description=description, category=category,
+        brand=brand, price=price, color=color, license=license_,
+        tags=tuple(json.loads(tags)), popularity=popularity, rating=rating,
+        conversion=conversion, created_at=created_at, attributes=json.loads(attributes),
+        width=width, height=height, phash=phash, colors=tuple(json.loads(colors)),
+        thumbnail=thumbnail, content_hash=content_hash, source_size=source_size,
+        source_mtime=source_mtime,
+    )

@@ -1,0 +1,110 @@
+"""The catalog's schema history, as numbered migrations applied in order.
+
+``PRAGMA user_version`` records how many have been applied. A migration is never
+edited once released; a change is a new entry at the end.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from imgsearch.errors import SchemaVersionError
+
+MIGRATIONS: list[str] = [
+    # 1: items, their tags/colours/attributes, vectors, and the journal the indexes replay.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+    CREATE TABLE items (
+        key           INTEGER PRIMARY KEY AUTOINCREMENT,
+        id            TEXT NOT NULL UNIQUE,
+        image         TEXT,
+        title         TEXT,
+        description   TEXT,
+        category      TEXT,
+        brand         TEXT,
+        price         REAL,
+        color         TEXT,
+        license       TEXT,
+        tags          TEXT NOT NULL DEFAULT '[]',
+        popularity    REAL,
+        rating        REAL,
+        conversion    REAL,
+        created_at    TEXT,
+        attributes    TEXT NOT NULL DEFAULT '{}',
+        width         INTEGER,
+        height        INTEGER,
+        orientation   TEXT,
+        phash         INTEGER,
+        colors        TEXT NOT NULL DEFAULT '[]',
+        thumbnail     TEXT,
+        content_hash  TEXT,
+        source_size   INTEGER,
+        source_mtime  REAL,
+        category_norm TEXT,
+        brand_norm    TEXT,
+        license_norm  TEXT,
+        updated_at    REAL NOT NULL
+    );
+    CREATE INDEX items_category ON items (category_norm);
+    CREATE INDEX items_brand ON items (brand_norm);
+    CREATE INDEX items_price ON items (price);
+    CREATE INDEX items_license ON items (license_norm);
+
+    CREATE TABLE item_tags (
+        tag TEXT NOT NULL, key INTEGER NOT NULL, PRIMARY KEY (tag, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX item_tags_key ON item_tags (key);
+
+    CREATE TABLE item_colors (
+        color TEXT NOT NULL, key INTEGER NOT NULL, PRIMARY KEY (color, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX item_colors_key ON item_colors (key);
+
+    CREATE TABLE item_attributes (
+        name TEXT NOT NULL, value TEXT NOT NULL, key INTEGER NOT NULL,
+        PRIMARY KEY (name, value, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX item_attributes_key ON item_attributes (key);
+
+    -- vid is unique forever (AUTOINCREMENT): an updated image gets a new vid, so an
+    -- index can tell a new vector from the old one it replaces.
+    CREATE TABLE vectors (
+        vid    INTEGER PRIMARY KEY AUTOINCREMENT,
+        key    INTEGER NOT NULL,
+        space  TEXT NOT NULL,
+        vector BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX vectors_key_space ON vectors (key, space);
+    CREATE INDEX vectors_space ON vectors (space, vid);
+
+    CREATE TABLE journal (
+        seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+        space TEXT NOT NULL,
+        op    TEXT NOT NULL CHECK (op IN ('add', 'remove')),
+        vid   INTEGER NOT NULL
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, *, path: str) -> None:
+    """Bring the database at ``path`` up to SCHEMA_VERSION, or refuse a newer one."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path} has catalog schema version {version}, newer than this imgsearch "
+            f"understands ({SCHEMA_VERSION}); upgrade imgsearch to open it"
+        )
+    for number in range(version, SCHEMA_VERSION):
+        try:
+            conn.executescript(
+                "BEGIN IMMEDIATE;" + MIGRATIONS[number]
+                + f";PRAGMA user_version = {number + 1}; COMMIT;"
+            )
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise

@@ -1,0 +1,164 @@
+"""The imgsearch command line, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import imagegen as gen
+import pytest
+
+ENV = dict(os.environ, IMGSEARCH_TEXT_ENCODER="fake")
+
+
+def run(*args: str | Path, check: int | None = 0) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "imgsearch.cli", *map(str, args)],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    if check is not None:
+        assert proc.returncode == check, proc.stderr
+    return proc
+
+
+GOOD = {
+    "plain.jpg": lambda: gen.jpeg_bytes(1),
+    "copy-of-plain.jpg": lambda: gen.jpeg_bytes(1),
+    "nested/deeper/photo.png": lambda: gen.png_bytes(2),
+    "rotated.jpg": lambda: gen.exif_rotated_jpeg(3),
+    "cmyk.jpg": lambda: gen.cmyk_jpeg(4),
+    "sixteen.png": lambda: gen.png16_bytes(5),
+    "animated.gif": lambda: gen.animated_gif(6),
+    "palette.png": lambda: gen.palette_png(7),
+    "alpha.png": lambda: gen.rgba_png(8),
+    "gray-alpha.png": lambda: gen.la_png(9),
+    "onebit.png": lambda: gen.onebit_png(10),
+}
+BAD = {
+    "truncated.jpg": (gen.truncated_jpeg, "corrupt"),
+    "empty.jpg": (gen.zero_bytes, "corrupt"),
+    "notes.png": (gen.text_file, "unsupported"),
+    "drawing.png": (gen.svg_bytes, "unsupported"),
+    "bomb.png": (gen.decompression_bomb_png, "too_large"),
+    "tiny.png": (gen.tiny_png, "too_small"),
+}
+
+
+@pytest.fixture(scope="module")
+def messy_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("messy") / "photos"
+    for name, make in {**GOOD, **{k: v[0] for k, v in BAD.items()}}.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(make())
+    outside = root.parent / "outside.jpg"
+    outside.write_bytes(gen.jpeg_bytes(99))
+    (root / "escape.jpg").symlink_to(outside)
+    (root / ".hidden").mkdir()
+    (root / ".hidden" / "secret.jpg").write_bytes(gen.jpeg_bytes(98))
+    (root / "readme.txt").write_text("not an image extension")
+    return root
+
+
+def test_index_messy_folder_reports_every_bad_file(messy_folder, tmp_path):
+    proc = run("index", messy_folder, "--collection", tmp_path / "c", "--json", check=1)
+    report = json.loads(proc.stdout)
+    assert report["added"] == len(GOOD)
+    failed = {Path(f["source"]).name: f for f in report["failed"]}
+    for name, (_make, code) in BAD.items():
+        assert name in failed, (name, failed)
+        assert code in failed[name]["code"], failed[name]
+        assert failed[name]["reason"]
+    assert "escape.jpg" in failed and "symlink" in failed["escape.jpg"]["reason"]
+    assert len(failed) == len(BAD) + 1
+    assert f"failed {len(BAD) + 1}" in proc.stderr
+
+    info = json.loads(run("info", "--collection", tmp_path / "c", "--json").stdout)
+    assert info["items"] == len(GOOD)
+    # exact duplicates tie at rank one
+    hits = json.loads(run("search", "-c", tmp_path / "c", "--image",
+                          messy_folder / "plain.jpg", "--json").stdout)["results"]
+    assert {hits[0]["id"], hits[1]["id"]} == {"plain.jpg", "copy-of-plain.jpg"}
+    assert hits[0]["score"] == pytest.approx(hits[1]["score"])
+    # the EXIF-rotated file was indexed upright
+    rotated = json.loads(run("search", "-c", tmp_path / "c", "--image",
+                             messy_folder / "rotated.jpg", "--json", "--limit", "1").stdout)
+    assert rotated["results"][0]["id"] == "rotated.jpg"
+    # re-running touches nothing
+    again = json.loads(run("index", messy_folder, "-c", tmp_path / "c", "--json",
+                           check=1).stdout)
+    assert again["added"] == 0 and again["unchanged"] == len(GOOD)
+
+
+def test_catalog_search_similar_add_remove(tmp_path):
+    images = tmp_path / "img"
+    images.mkdir()
+    rows = ["id,image,title,category,price,brand,material"]
+    for i in range(40):
+        (images / f"{i}.jpg").write_bytes(gen.jpeg_bytes(100 + i))
+        category = "shoes" if i % 4 == 0 else "bags"
+        rows.append(f"SKU{i},img/{i}.jpg,item number {i},{category},{10 + i},b{i % 3},m{i % 2}")
+    rows.append(",img/1.jpg,no id,shoes,1,b,m")
+    rows.append("SKU1,img/1.jpg,duplicate id,shoes,1,b,m")
+    rows.append("SKUX,img/2.jpg,bad price,shoes,cheap,b,m")
+    (tmp_path / "products.csv").write_text("\n".join(rows) + "\n")
+    c = tmp_path / "shop"
+    report = json.loads(run("index", tmp_path / "products.csv", "-c", c, "--json",
+                            check=1).stdout)
+    assert report["added"] == 40 and len(report["failed"]) == 3
+
+    out = run("search", "-c", c, "--image", images / "8.jpg", "--category", "shoes",
+              "--price-max", "40", "--json")
+    hits = json.loads(out.stdout)["results"]
+    assert hits[0]["id"] == "SKU8"
+    assert all(h["category"] == "shoes" and h["price"] <= 40 for h in hits)
+
+    text = json.loads(run("search", "-c", c, "--text", "item number 17", "--json").stdout)
+    assert text["results"][0]["id"] == "SKU17"
+
+    both = json.loads(run("search", "-c", c, "--image", images / "3.jpg", "--text", "x",
+                          "--image-weight", "0.9", "--json").stdout)
+    assert both["results"][0]["id"] == "SKU3"
+
+    multi = json.loads(run("search", "-c", c, "--image", images / "5.jpg", "--image",
+                           images / "6.jpg", "--not-image", images / "7.jpg",
+                           "--json").stdout)
+    assert {"SKU5", "SKU6"} <= {h["id"] for h in multi["results"][:3]}
+
+    sim = json.loads(run("similar", "-c", c, "SKU12", "--limit", "5", "--json").stdout)
+    assert len(sim["results"]) == 5 and "SKU12" not in [h["id"] for h in sim["results"]]
+
+    attr = json.loads(run("search", "-c", c, "--image", images / "3.jpg", "--attr",
+                          "material=m1", "--limit", "40", "--json").stdout)
+    assert len(attr["results"]) == 20
+
+    (tmp_path / "new.jpg").write_bytes(gen.jpeg_bytes(555))
+    added = json.loads(run("add", tmp_path / "new.jpg", "-c", c, "--id", "NEW", "--title",
+                           "fresh", "--json").stdout)
+    assert added == {"id": "NEW", "status": "added"}
+    top = json.loads(run("search", "-c", c, "--image", tmp_path / "new.jpg", "--json",
+                         "--limit", "1").stdout)
+    assert top["results"][0]["id"] == "NEW"
+    assert run("remove", "NEW", "-c", c).returncode == 0
+    assert run("remove", "NEW", "-c", c, check=3).returncode == 3
+    gone = json.loads(run("search", "-c", c, "--image", tmp_path / "new.jpg", "--json",
+                          "--limit", "40").stdout)
+    assert "NEW" not in [h["id"] for h in gone["results"]]
+
+
+def test_errors_have_exit_codes_and_messages(tmp_path):
+    missing = run("search", "-c", tmp_path / "none", "--text", "x", check=3)
+    assert "no collection" in missing.stderr
+    c = tmp_path / "c"
+    (tmp_path / "a.jpg").write_bytes(gen.jpeg_bytes(1))
+    run("add", tmp_path / "a.jpg", "-c", c)
+    unknown = run("similar", "nope", "-c", c, check=3)
+    assert "nope" in unknown.stderr
+    bad = run("search", "-c", c, "--image", tmp_path / "a.jpg", "--price-min", "9",
+              "--price-max", "1", check=2)
+    assert "price_min" in bad.stderr
+    mismatch = run("index", tmp_path, "-c", c, "--image-encoder", "fake", check=4)
+    assert "--reembed" in mismatch.stderr
+    human = run("search", "-c", c, "--image", tmp_path / "a.jpg")
+    assert "a.jpg" in human.stdout

@@ -1,0 +1,320 @@
+"""Congruence tests: every FAISS index kind against exact numpy search on seeded data."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from imgsearch.config import Settings
+from imgsearch.errors import CollectionError, InvalidInputError, InvalidQueryError
+from imgsearch.index.auto import choose_index_kind, params_from_settings
+from imgsearch.index.base import IndexParams, VectorIndex
+from imgsearch.index.faiss_index import build_index, load_index
+
+DIM = 64
+N = 5000
+K = 10
+KINDS = ("flat", "hnsw", "ivfpq")
+LABELS = np.arange(N, dtype=np.int64) * 3 + 7  # sparse, not positions: catches mix-ups
+
+
+def clustered(n: int, seed: int) -> NDArray[np.float32]:
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).standard_normal((50, DIM)).astype(np.float32)
+    x = centres[rng.integers(0, 50, n)] + 0.6 * rng.standard_normal((n, DIM)).astype(np.float32)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+DATA = clustered(N, 0)
+QUERIES = clustered(100, 1)
+
+
+def exact(queries: NDArray[np.float32], labels: NDArray[np.int64], data: NDArray[np.float32],
+          k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    sims = queries @ data.T
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(sims, top, axis=1), labels[top]
+
+
+def recall(found: NDArray[np.int64], truth: NDArray[np.int64]) -> float:
+    hits = [len(set(f[f >= 0].tolist()) & set(t[t >= 0].tolist()))
+            for f, t in zip(found, truth, strict=True)]
+    return sum(hits) / max(1, int((truth >= 0).sum()))
+
+
+def rescored(index: VectorIndex, queries: NDArray[np.float32], k: int, **kw: object
+             ) -> NDArray[np.int64]:
+    """Exact re-scoring of 10·k candidates, as the engine does for approximate scores."""
+    _, cand = index.search(queries, 10 * k, **kw)  # type: ignore[arg-type]
+    position = {int(label): i for i, label in enumerate(LABELS)}
+    out = np.full((len(queries), k), -1, np.int64)
+    for q, row in enumerate(cand):
+        row = row[row >= 0]
+        sims = DATA[[position[int(r)] for r in row]] @ queries[q]
+        best = row[np.argsort(-sims, kind="stable")[:k]]
+        out[q, : len(best)] = best
+    return out
+
+
+def make(kind: str, data: NDArray[np.float32] = DATA, labels: NDArray[np.int64] = LABELS
+         ) -> VectorIndex:
+    index = build_index(kind, DIM, IndexParams(), training=DATA)
+    index.add(labels, data)
+    return index
+
+
+@pytest.fixture(scope="module")
+def full() -> dict[str, VectorIndex]:
+    """Read-only indexes over the whole data set, shared by the tests that only search."""
+    return {kind: make(kind) for kind in KINDS}
+
+
+def test_flat_equals_exact_search(full: dict[str, VectorIndex]) -> None:
+    scores, labels = full["flat"].search(QUERIES, K)
+    want_scores, want_labels = exact(QUERIES, LABELS, DATA, K)
+    np.testing.assert_array_equal(labels, want_labels)
+    np.testing.assert_allclose(scores, want_scores, atol=1e-5)
+    assert full["flat"].exact_scores
+
+
+def test_hnsw_recall_against_exact(full: dict[str, VectorIndex]) -> None:
+    scores, labels = full["hnsw"].search(QUERIES, K, ef_search=128)
+    _, truth = exact(QUERIES, LABELS, DATA, K)
+    assert recall(labels, truth) >= 0.95
+    assert np.all(np.diff(scores, axis=1) <= 1e-6), "scores must be descending"
+
+
+def test_ivfpq_recall_after_exact_rescoring(full: dict[str, VectorIndex]) -> None:
+    _, truth = exact(QUERIES, LABELS, DATA, K)
+    assert not full["ivfpq"].exact_scores
+    assert recall(rescored(full["ivfpq"], QUERIES, K), truth) >= 0.8
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_removed_labels_are_never_returned(kind: str) -> None:
+    index = make(kind)
+    gone = LABELS[::4]
+    assert index.remove(np.concatenate([gone, [-5, 10**12]])) == len(gone)
+    assert index.remove(gone) == 0
+    assert len(index) == N - len(gone)
+    assert not index.contains(int(gone[0])) and index.contains(int(LABELS[1]))
+    np.testing.assert_array_equal(np.sort(index.labels()), np.setdiff1d(LABELS, gone))
+    _, labels = index.search(DATA[::4][:200], K)  # the removed vectors themselves as queries
+    assert not np.isin(labels, gone).any()
+    if kind == "flat":
+        keep = ~np.isin(LABELS, gone)
+        np.testing.assert_array_equal(labels, exact(DATA[::4][:200], LABELS[keep], DATA[keep],
+                                                    K)[1])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_updates_replace_the_old_vector(kind: str) -> None:
+    index = make(kind)
+    target = int(LABELS[10])
+    index.add(np.array([target]), DATA[20:21])  # same label, new vector
+    assert len(index) == N
+    _, near_old = index.search(DATA[10:11], 3)
+    _, near_new = index.search(DATA[20:21], 3)
+    assert target not in near_old[0].tolist()
+    assert target in near_new[0].tolist()
+    fresh = 10**9  # an update under a new label: remove the old one, add the new one
+    index.remove(np.array([target]))
+    index.add(np.array([fresh]), DATA[10:11])
+    _, labels = index.search(DATA[10:11], 3)
+    assert fresh in labels[0].tolist() and target not in labels[0].tolist()
+    assert len(index) == N
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.001])
+def test_flat_allowed_matches_exact_filtered_search(full: dict[str, VectorIndex],
+                                                    fraction: float) -> None:
+    allowed = np.random.default_rng(5).choice(LABELS, int(N * fraction), replace=False)
+    mask = np.isin(LABELS, allowed)
+    scores, labels = full["flat"].search(QUERIES, K, allowed=allowed)
+    want_scores, want_labels = exact(QUERIES, LABELS[mask], DATA[mask], K)
+    n = min(K, int(mask.sum()))
+    np.testing.assert_array_equal(labels[:, :n], want_labels)
+    np.testing.assert_allclose(scores[:, :n], want_scores, atol=1e-5)
+    assert (labels[:, n:] == -1).all() and np.isneginf(scores[:, n:]).all()
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.01, 0.001])
+@pytest.mark.parametrize("ef", [16, 128])
+def test_hnsw_allowed_returns_allowed_neighbours(full: dict[str, VectorIndex], fraction: float,
+                                                 ef: int) -> None:
+    allowed = np.random.default_rng(6).choice(LABELS, int(N * fraction), replace=False)
+    mask = np.isin(LABELS, allowed)
+    _, labels = full["hnsw"].search(QUERIES, K, allowed=allowed, ef_search=ef)
+    assert np.isin(labels[labels >= 0], allowed).all()
+    assert recall(labels, exact(QUERIES, LABELS[mask], DATA[mask], K)[1]) >= 0.9
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.01, 0.001])
+def test_ivfpq_allowed_returns_only_allowed(full: dict[str, VectorIndex], fraction: float) -> None:
+    allowed = np.random.default_rng(7).choice(LABELS, int(N * fraction), replace=False)
+    mask = np.isin(LABELS, allowed)
+    labels = rescored(full["ivfpq"], QUERIES, K, allowed=allowed)
+    assert np.isin(labels[labels >= 0], allowed).all()
+    assert recall(labels, exact(QUERIES, LABELS[mask], DATA[mask], K)[1]) >= 0.8
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_allowed_with_unknown_or_removed_labels(kind: str) -> None:
+    index = make(kind, DATA[:100], LABELS[:100])
+    index.remove(LABELS[:50])
+    _, labels = index.search(QUERIES[:3], 5, allowed=np.concatenate([LABELS[:60], [123456789]]))
+    assert set(labels[labels >= 0].tolist()) <= set(LABELS[50:60].tolist())
+    assert (labels >= 0).all()
+    _, none = index.search(QUERIES[:3], 5, allowed=np.array([], np.int64))
+    assert (none == -1).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_load_round_trip(kind: str, tmp_path: Path) -> None:
+    index = make(kind)
+    index.remove(LABELS[::7])
+    path = tmp_path / f"{kind}.idx"
+    index.save(path, journal_seq=42)
+    loaded, seq = load_index(path)
+    assert seq == 42 and loaded.kind == kind and loaded.dim == DIM
+    assert len(loaded) == len(index) and loaded.tombstones == index.tombstones
+    for kw in ({}, {"allowed": LABELS[:300]}):
+        want = index.search(QUERIES, K, **kw)  # type: ignore[arg-type]
+        got = loaded.search(QUERIES, K, **kw)  # type: ignore[arg-type]
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(got[0], want[0])
+    loaded.add(np.array([10**9]), QUERIES[:1])  # a loaded index keeps working
+    assert loaded.search(QUERIES[:1], 1)[1][0, 0] == 10**9
+    assert not list(tmp_path.glob(".*tmp")), "no temporary file may be left behind"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "missing", "garbage", "empty"])
+def test_damaged_index_file_raises_collection_error(damage: str, tmp_path: Path) -> None:
+    path = tmp_path / "i.idx"
+    make("hnsw", DATA[:300], LABELS[:300]).save(path, journal_seq=1)
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "flip":
+        raw[len(raw) // 3] ^= 0x10
+        path.write_bytes(raw)
+    elif damage == "missing":
+        path.unlink()
+    elif damage == "garbage":
+        path.write_bytes(b"not an index" * 100)
+    else:
+        path.write_bytes(b"")
+    with pytest.raises(CollectionError, match=r"i\.idx"):
+        load_index(path)
+
+
+def test_save_replaces_an_existing_file_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "i.idx"
+    make("flat", DATA[:10], LABELS[:10]).save(path, journal_seq=1)
+    make("flat", DATA[:20], LABELS[:20]).save(path, journal_seq=2)
+    loaded, seq = load_index(path)
+    assert seq == 2 and len(loaded) == 20
+
+
+@pytest.mark.parametrize(("kind", "option"), [("hnsw", "ef_search"), ("ivfpq", "nprobe")])
+def test_concurrent_searches_with_different_parameters(full: dict[str, VectorIndex], kind: str,
+                                                       option: str) -> None:
+    index = full[kind]
+    values = [1, 4, 16, 128] * 4
+    sequential = [index.search(QUERIES, K, **{option: v}) for v in values]  # type: ignore[arg-type]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda v: index.search(QUERIES, K, **{option: v}), values))
+    for (s_scores, s_labels), (p_scores, p_labels) in zip(sequential, parallel, strict=True):
+        np.testing.assert_array_equal(p_labels, s_labels)
+        np.testing.assert_array_equal(p_scores, s_scores)
+    assert not all(np.array_equal(sequential[0][1], s[1]) for s in sequential[1:4]), (
+        "the parameter should change something, or this test proves nothing")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_k_larger_than_the_index_pads(kind: str) -> None:
+    index = make(kind, DATA[:5], LABELS[:5])
+    scores, labels = index.search(QUERIES[:2], 8)
+    assert labels.shape == (2, 8) and scores.dtype == np.float32 and labels.dtype == np.int64
+    assert (np.sort(labels[:, :5], axis=1) == np.sort(LABELS[:5])).all()
+    assert (labels[:, 5:] == -1).all() and np.isneginf(scores[:, 5:]).all()
+    empty = build_index(kind, DIM, IndexParams(), training=DATA)
+    assert (empty.search(QUERIES[:1], 3)[1] == -1).all() and len(empty) == 0
+
+
+def test_hnsw_tombstones_and_compaction() -> None:
+    index = make("hnsw", DATA[:1000], LABELS[:1000])
+    index.remove(LABELS[:300])
+    assert index.tombstones == 300 and len(index) == 700
+    assert index.needs_compaction(0.2) and not index.needs_compaction(0.5)
+    before = index.search(QUERIES, K, ef_search=256)
+    compacted = index.compact()
+    assert compacted.tombstones == 0 and len(compacted) == 700
+    np.testing.assert_array_equal(np.sort(compacted.labels()), LABELS[300:1000])
+    after = compacted.search(QUERIES, K, ef_search=256)
+    assert recall(after[1], before[1]) >= 0.95
+    truth = exact(QUERIES, LABELS[300:1000], DATA[300:1000], K)[1]
+    assert recall(after[1], truth) >= 0.95
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_random_adds_and_removes_track_a_model(kind: str) -> None:
+    """Labels out of order, re-adds and many removals keep labels() and search consistent."""
+    rng = np.random.default_rng(11)
+    index = build_index(kind, DIM, IndexParams(), training=DATA)
+    model: dict[int, int] = {}
+    for _ in range(30):
+        labels = np.unique(rng.integers(0, 3000, 150))
+        rows = rng.integers(0, N, len(labels))
+        index.add(labels, DATA[rows])
+        model.update(zip(labels.tolist(), rows.tolist(), strict=True))
+        gone = rng.choice(np.fromiter(model, np.int64), 60, replace=False)
+        assert index.remove(gone) == 60
+        for g in gone.tolist():
+            del model[g]
+    np.testing.assert_array_equal(np.sort(index.labels()), sorted(model))
+    assert len(index) == len(model)
+    if kind == "flat":
+        labels = np.fromiter(model, np.int64)
+        rows = np.array([model[int(x)] for x in labels])
+        want = exact(QUERIES, labels, DATA[rows], K)
+        np.testing.assert_allclose(index.search(QUERIES, K)[0], want[0], atol=1e-5)
+
+
+def test_bad_inputs_raise_specific_errors() -> None:
+    with pytest.raises(InvalidInputError, match="training"):
+        build_index("ivfpq", DIM, IndexParams())
+    with pytest.raises(InvalidInputError, match="unknown index kind"):
+        build_index("annoy", DIM, IndexParams())
+    index = build_index("flat", DIM, IndexParams())
+    with pytest.raises(InvalidInputError, match=r"\(n, 64\)"):
+        index.add(np.array([1]), np.zeros((1, 32), np.float32))
+    with pytest.raises(InvalidInputError, match="labels"):
+        index.add(np.array([1, 2]), DATA[:1])
+    with pytest.raises(InvalidInputError, match="same label"):
+        index.add(np.array([1, 1]), DATA[:2])
+    with pytest.raises(InvalidQueryError, match="k must"):
+        index.search(QUERIES, 0)
+
+
+def test_ivfpq_parameters_are_derived_from_the_data() -> None:
+    index = build_index("ivfpq", DIM, IndexParams(), training=DATA)
+    assert index.params.pq_m == DIM // 8 and DIM % index.params.pq_m == 0
+    assert index.params.nlist is not None and 1 <= index.params.nlist <= N // 39
+    odd = build_index("ivfpq", 60, IndexParams(), training=DATA[:2000, :60])
+    assert odd.params.pq_m is not None and 60 % odd.params.pq_m == 0
+
+
+def test_choose_index_kind_by_size_and_override() -> None:
+    settings = Settings(flat_max=100, hnsw_max=1000)
+    assert [choose_index_kind(n, settings) for n in (0, 100, 101, 1000, 1001)] == [
+        "flat", "flat", "hnsw", "hnsw", "ivfpq"]
+    assert choose_index_kind(10**9, settings.replace(index_type="hnsw")) == "hnsw"
+    with pytest.raises(InvalidInputError, match="index_type"):
+        choose_index_kind(10, settings.replace(index_type="annoy"))
+    params = params_from_settings(Settings(hnsw_m=16, hnsw_ef_search=50, ivf_nprobe=8))
+    assert (params.hnsw_m, params.ef_search, params.nprobe) == (16, 50, 8)
