@@ -13,9 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
+import skimage.data
 from PIL import Image, ImageOps
-from skimage import data
 
 from imgsearch.engine import Engine
 from imgsearch.types import Filters, Query
@@ -23,38 +22,42 @@ from imgsearch.types import Filters, Query
 ROOT = Path(__file__).resolve().parent.parent / "demo-collection"
 
 PHOTOS = {
-    # id: (loader, title, description, category, price)
-    "astronaut": (data.astronaut, "Astronaut portrait",
+    # id: (file shipped with scikit-image, title, description, category, price)
+    "astronaut": ("astronaut.png", "Astronaut portrait",
                   "astronaut in a white space suit in front of a flag", "people", 25.0),
-    "coffee": (data.coffee, "Cup of coffee",
+    "coffee": ("coffee.png", "Cup of coffee",
                "a red cup of coffee on a saucer on a wooden table", "food", 4.5),
-    "cat": (data.chelsea, "Tabby cat", "a ginger tabby cat looking sideways", "animals", 12.0),
-    "rocket": (data.rocket, "Rocket launch pad",
+    "cat": ("chelsea.png", "Tabby cat", "a ginger tabby cat looking sideways", "animals", 12.0),
+    "rocket": ("rocket.jpg", "Rocket launch pad",
                "a space rocket on the launch pad before lift-off", "space", 30.0),
-    "coins": (data.coins, "Old coins", "a grey scan of old coins on a table", "objects", 8.0),
-    "hubble": (data.hubble_deep_field, "Hubble deep field",
+    "coins": ("coins.png", "Old coins", "a grey scan of old coins on a table", "objects", 8.0),
+    "hubble": ("hubble_deep_field.jpg", "Hubble deep field",
                "galaxies in deep space seen by a telescope", "space", 40.0),
-    "motorcycle": (data.motorcycle_left, "Motorcycle",
+    "motorcycle": ("motorcycle_left.png", "Motorcycle",
                    "a motorbike parked in a room", "vehicles", 55.0),
-    "retina": (data.retina, "Retina scan", "medical photo of the back of an eye", "science", 3.0),
-    "moon": (data.moon, "Moon surface", "grey craters on the surface of the moon", "space", 15.0),
-    "brick": (data.brick, "Brick wall", "texture of a brick wall", "textures", 2.0),
-    "grass": (data.grass, "Grass", "texture of grass blades", "textures", 2.0),
-    "camera": (data.camera, "Cameraman", "a man with a camera on a tripod, black and white",
+    "retina": ("retina.jpg", "Retina scan", "medical photo of the back of an eye", "science", 3.0),
+    "moon": ("moon.png", "Moon surface", "grey craters on the surface of the moon", "space", 15.0),
+    "brick": ("brick.png", "Brick wall", "texture of a brick wall", "textures", 2.0),
+    "grass": ("grass.png", "Grass", "texture of grass blades", "textures", 2.0),
+    "camera": ("camera.png", "Cameraman", "a man with a camera on a tripod, black and white",
                "people", 9.0),
 }
 
 
-def _rgb(array: np.ndarray) -> Image.Image:
-    return Image.fromarray(array).convert("RGB")
+SAMPLES = Path(skimage.data.__file__).parent
+
+
+def _rgb(filename: str) -> Image.Image:
+    with Image.open(SAMPLES / filename) as image:
+        return image.convert("RGB")
 
 
 def build_catalog(folder: Path) -> Path:
     images = folder / "images"
     images.mkdir(parents=True, exist_ok=True)
     rows = []
-    for item_id, (loader, title, description, category, price) in PHOTOS.items():
-        image = _rgb(loader())
+    for item_id, (filename, title, description, category, price) in PHOTOS.items():
+        image = _rgb(filename)
         image.save(images / f"{item_id}.jpg", quality=90)
         rows.append([item_id, f"images/{item_id}.jpg", title, description, category, price])
     # variants of a few photos: what a shop has when the same product is shot twice
@@ -64,7 +67,7 @@ def build_catalog(folder: Path) -> Path:
         variant = ImageOps.mirror(image.crop((w // 12, h // 12, w - w // 12, h - h // 12)))
         variant = variant.resize((w * 2 // 3, h * 2 // 3))
         variant.save(images / f"{item_id}-variant.jpg", quality=70)
-        loader, title, description, category, price = PHOTOS[item_id]
+        _filename, title, description, category, price = PHOTOS[item_id]
         rows.append([f"{item_id}-variant", f"images/{item_id}-variant.jpg",
                      f"{title} (second shot)", description, category, price * 1.2])
     catalog = folder / "products.csv"

@@ -15,8 +15,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from imgsearch.config import Settings  # noqa: E402
-from imgsearch.engine import Engine  # noqa: E402
+from imgsearch.config import Settings
+from imgsearch.engine import Engine
 
 
 @pytest.fixture

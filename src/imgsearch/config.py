@@ -55,6 +55,7 @@ class Settings:
     ivf_nprobe: int = 32
     pq_rescore_factor: int = 10
     compact_tombstone_ratio: float = 0.2
+    search_threads: int = 1  # FAISS threads per search; builds use every core
     index_save_every: int = 50_000  # journal entries between index snapshots while writing
 
     # search

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,7 +16,7 @@ Vector = NDArray[np.float32]
 Orientation = Literal["landscape", "portrait", "square"]
 
 # An image as a caller may hand it in: a path, raw bytes, an http(s) URL or a decoded image.
-ImageInput = Union[str, Path, bytes, Image.Image]
+ImageInput = str | Path | bytes | Image.Image
 
 # Columns of a catalog row that have a meaning of their own; any other column is an attribute.
 KNOWN_FIELDS: tuple[str, ...] = (

@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import imagegen as gen
 import pytest
+
+import imagegen as gen
 
 ENV = dict(os.environ, IMGSEARCH_TEXT_ENCODER="fake")
 

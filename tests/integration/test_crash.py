@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from imagegen import make_photo_folder
 
+from imagegen import make_photo_folder
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
 from imgsearch.types import Query
@@ -51,7 +51,7 @@ def _check(collection: Path, folder: Path, committed: set[str]) -> None:
 
 def test_kill_9_at_random_points_loses_nothing_acknowledged(tmp_path):
     folder = tmp_path / "photos"
-    make_photo_folder(folder, 160, seed=11)
+    make_photo_folder(folder, 500, seed=11)
     collection = tmp_path / "collection"
     out = tmp_path / "committed.txt"
     out.touch()
@@ -59,7 +59,7 @@ def test_kill_9_at_random_points_loses_nothing_acknowledged(tmp_path):
     kills = 0
     for _round in range(6):
         proc = _start(folder, collection, out)
-        time.sleep(rng.uniform(0.8, 3.0))
+        time.sleep(rng.uniform(0.5, 2.5))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -70,4 +70,4 @@ def test_kill_9_at_random_points_loses_nothing_acknowledged(tmp_path):
     assert proc.wait(timeout=300) == 0
     _check(collection, folder, _committed(out))
     with Engine.open(collection, Settings(text_encoder="fake"), readonly=True) as engine:
-        assert engine.catalog.count() == 160
+        assert engine.catalog.count() == 500

@@ -6,9 +6,9 @@ import io
 
 import numpy as np
 import pytest
-from imagegen import jpeg_bytes, make_photo_folder, picture, write_image
 from PIL import Image
 
+from imagegen import jpeg_bytes, make_photo_folder, picture, write_image
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
 from imgsearch.errors import (

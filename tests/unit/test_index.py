@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -60,15 +61,27 @@ def rescored(index: VectorIndex, queries: NDArray[np.float32], k: int, **kw: obj
     return out
 
 
-def make(kind: str, data: NDArray[np.float32] = DATA, labels: NDArray[np.int64] = LABELS
-         ) -> VectorIndex:
-    index = build_index(kind, DIM, IndexParams(), training=DATA)
-    index.add(labels, data)
-    return index
+Make = Callable[..., VectorIndex]
 
 
 @pytest.fixture(scope="module")
-def full() -> dict[str, VectorIndex]:
+def make(tmp_path_factory: pytest.TempPathFactory) -> Make:
+    """Builds an index of a kind holding ``data``; IVF-PQ is trained once and reloaded."""
+    trained = tmp_path_factory.mktemp("trained") / "ivfpq.idx"
+    build_index("ivfpq", DIM, IndexParams(), training=DATA).save(trained, journal_seq=0)
+
+    def build(kind: str, data: NDArray[np.float32] = DATA,
+              labels: NDArray[np.int64] = LABELS) -> VectorIndex:
+        index = load_index(trained)[0] if kind == "ivfpq" else build_index(
+            kind, DIM, IndexParams())
+        index.add(labels, data)
+        return index
+
+    return build
+
+
+@pytest.fixture(scope="module")
+def full(make: Make) -> dict[str, VectorIndex]:
     """Read-only indexes over the whole data set, shared by the tests that only search."""
     return {kind: make(kind) for kind in KINDS}
 
@@ -95,7 +108,7 @@ def test_ivfpq_recall_after_exact_rescoring(full: dict[str, VectorIndex]) -> Non
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_removed_labels_are_never_returned(kind: str) -> None:
+def test_removed_labels_are_never_returned(kind: str, make: Make) -> None:
     index = make(kind)
     gone = LABELS[::4]
     assert index.remove(np.concatenate([gone, [-5, 10**12]])) == len(gone)
@@ -112,7 +125,7 @@ def test_removed_labels_are_never_returned(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_updates_replace_the_old_vector(kind: str) -> None:
+def test_updates_replace_the_old_vector(kind: str, make: Make) -> None:
     index = make(kind)
     target = int(LABELS[10])
     index.add(np.array([target]), DATA[20:21])  # same label, new vector
@@ -163,7 +176,7 @@ def test_ivfpq_allowed_returns_only_allowed(full: dict[str, VectorIndex], fracti
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_allowed_with_unknown_or_removed_labels(kind: str) -> None:
+def test_allowed_with_unknown_or_removed_labels(kind: str, make: Make) -> None:
     index = make(kind, DATA[:100], LABELS[:100])
     index.remove(LABELS[:50])
     _, labels = index.search(QUERIES[:3], 5, allowed=np.concatenate([LABELS[:60], [123456789]]))
@@ -174,7 +187,7 @@ def test_allowed_with_unknown_or_removed_labels(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_save_load_round_trip(kind: str, tmp_path: Path) -> None:
+def test_save_load_round_trip(kind: str, tmp_path: Path, make: Make) -> None:
     index = make(kind)
     index.remove(LABELS[::7])
     path = tmp_path / f"{kind}.idx"
@@ -193,7 +206,8 @@ def test_save_load_round_trip(kind: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "missing", "garbage", "empty"])
-def test_damaged_index_file_raises_collection_error(damage: str, tmp_path: Path) -> None:
+def test_damaged_index_file_raises_collection_error(damage: str, tmp_path: Path,
+                                                    make: Make) -> None:
     path = tmp_path / "i.idx"
     make("hnsw", DATA[:300], LABELS[:300]).save(path, journal_seq=1)
     raw = bytearray(path.read_bytes())
@@ -212,7 +226,7 @@ def test_damaged_index_file_raises_collection_error(damage: str, tmp_path: Path)
         load_index(path)
 
 
-def test_save_replaces_an_existing_file_atomically(tmp_path: Path) -> None:
+def test_save_replaces_an_existing_file_atomically(tmp_path: Path, make: Make) -> None:
     path = tmp_path / "i.idx"
     make("flat", DATA[:10], LABELS[:10]).save(path, journal_seq=1)
     make("flat", DATA[:20], LABELS[:20]).save(path, journal_seq=2)
@@ -236,17 +250,17 @@ def test_concurrent_searches_with_different_parameters(full: dict[str, VectorInd
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_k_larger_than_the_index_pads(kind: str) -> None:
+def test_k_larger_than_the_index_pads(kind: str, make: Make) -> None:
     index = make(kind, DATA[:5], LABELS[:5])
     scores, labels = index.search(QUERIES[:2], 8)
     assert labels.shape == (2, 8) and scores.dtype == np.float32 and labels.dtype == np.int64
     assert (np.sort(labels[:, :5], axis=1) == np.sort(LABELS[:5])).all()
     assert (labels[:, 5:] == -1).all() and np.isneginf(scores[:, 5:]).all()
-    empty = build_index(kind, DIM, IndexParams(), training=DATA)
+    empty = make(kind, DATA[:0], LABELS[:0])
     assert (empty.search(QUERIES[:1], 3)[1] == -1).all() and len(empty) == 0
 
 
-def test_hnsw_tombstones_and_compaction() -> None:
+def test_hnsw_tombstones_and_compaction(make: Make) -> None:
     index = make("hnsw", DATA[:1000], LABELS[:1000])
     index.remove(LABELS[:300])
     assert index.tombstones == 300 and len(index) == 700
@@ -262,10 +276,10 @@ def test_hnsw_tombstones_and_compaction() -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_random_adds_and_removes_track_a_model(kind: str) -> None:
+def test_random_adds_and_removes_track_a_model(kind: str, make: Make) -> None:
     """Labels out of order, re-adds and many removals keep labels() and search consistent."""
     rng = np.random.default_rng(11)
-    index = build_index(kind, DIM, IndexParams(), training=DATA)
+    index = make(kind, DATA[:0], LABELS[:0])
     model: dict[int, int] = {}
     for _ in range(30):
         labels = np.unique(rng.integers(0, 3000, 150))

@@ -22,9 +22,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import faiss
+
 from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
 from imgsearch.encode.registry import describe_encoder, get_encoder
+from imgsearch.engine.pipeline import Prepared, Preparer
 from imgsearch.enrich.thumbnails import remove_thumbnail, write_thumbnail
 from imgsearch.errors import (
     CollectionLockedError,
@@ -33,7 +36,6 @@ from imgsearch.errors import (
     ItemNotFoundError,
 )
 from imgsearch.ingest.fetch import Fetcher
-from imgsearch.engine.pipeline import Prepared, Preparer
 from imgsearch.search.space import SpaceIndex
 from imgsearch.store.catalog import Catalog, WriteResult
 from imgsearch.store.manifest import Manifest, read_manifest, write_manifest
@@ -113,6 +115,9 @@ class Engine:
         EncoderMismatchError unless ``reembed`` is set, which re-encodes every item.
         """
         settings = settings or Settings()
+        # One thread per query: concurrent single queries scale across cores, while
+        # FAISS's own threading of a single small query mostly adds contention.
+        faiss.omp_set_num_threads(max(1, settings.search_threads))
         directory = Path(path)
         exists = (directory / CATALOG_NAME).exists()
         if not exists and (readonly or not create):
@@ -245,7 +250,8 @@ class Engine:
                          for r in results if name in r.added}
                 removed = {r.removed[name]: r.key for r in results if name in r.removed}
                 space.apply(added, removed, head)
-        if any(sp.applied_seq - sp.saved_seq >= self.settings.index_save_every for sp in self.spaces.values()):
+        every = self.settings.index_save_every
+        if any(sp.applied_seq - sp.saved_seq >= every for sp in self.spaces.values()):
             self.save()
 
     def _drop_thumbnail(self, relpath: str) -> None:

@@ -8,11 +8,14 @@ are vids (unique forever); ``vid_key``/``key_vid`` map them to items.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import faiss
 import numpy as np
 from numpy.typing import NDArray
 
@@ -102,11 +105,21 @@ class SpaceIndex:
         n = catalog.count_vectors(space.name)
         kind = kind or index_kind_for(n, settings)
         training = None
+        params = params_from_settings(settings)
         if kind == "ivfpq":
-            training = _sample(catalog, space, _TRAIN_SAMPLE)
-        index = build_index(kind, space.dim, params_from_settings(settings), training=training)
-        for vids, _keys, vectors in catalog.iter_vectors(space.name, space.dim):
-            index.add(vids, vectors)
+            # nlist follows the whole space, not the training sample (~4·sqrt(n) lists,
+            # each trained on ~40 vectors or more)
+            nlist = max(1, min(int(4 * n ** 0.5), n // 39))
+            params = dataclasses.replace(params, nlist=nlist)
+            training = _sample(catalog, space, max(_TRAIN_SAMPLE, 40 * nlist))
+        index = build_index(kind, space.dim, params, training=training)
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        try:
+            for vids, _keys, vectors in catalog.iter_vectors(space.name, space.dim):
+                index.add(vids, vectors)
+        finally:
+            faiss.omp_set_num_threads(threads)
         return cls(space, index, catalog, path, settings, head)
 
     def _load_mapping(self) -> None:

@@ -11,6 +11,7 @@ connection of its own, so searches never wait for a write and never see half of 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -98,10 +99,8 @@ class Catalog:
 
     def close(self) -> None:
         for conn in [*self._local_conns, self._writer]:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.close()
-            except sqlite3.Error:
-                pass
         self._local_conns = []
 
     # -- transactions --------------------------------------------------------------

@@ -1,0 +1,339 @@
+"""Ingest throughput of the offline default pipeline on web-size JPEGs.
+
+Builds (once, under ``bench/data/``) a folder of distinct JPEGs made from real photos:
+the GNOME wallpapers in ``/usr/share/backgrounds`` when installed, else the photos that
+scikit-image ships. Each file is a random crop (and sometimes a mirror) of a source photo
+resized to a typical web size (800x600 .. 1024x768, portrait or landscape) and saved at
+JPEG quality 85, under a descriptive name in a category folder, so that folder ingest
+derives a title and tags for the text encoder to read.
+
+Then, for each text-encoder variant (default: ``minilm``, the product default, and
+``none``, which leaves the image path alone):
+
+- end to end: ``Engine.ingest(folder)`` into a fresh collection, ``--repeats`` times;
+- stage split: the stage functions timed one at a time, single-threaded, on the same
+  files (decode with the pipeline's draft reduction, enrich = pHash + colours + thumbnail,
+  descriptor encode, text encode, catalog write through ``Engine.commit``);
+- ceiling: bare Pillow open + draft + convert RGB + resize to 256x256, on one thread and
+  on the pipeline's decode pool.
+
+Prints Markdown tables and writes ``bench/results/ingest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from common import (
+    DATA_DIR,
+    command_line,
+    machine,
+    machine_line,
+    median,
+    now,
+    table,
+    write_results,
+)
+from imgsearch import Engine, Item, Settings
+from imgsearch.encode.registry import get_encoder
+from imgsearch.engine.ingest import folder_item
+from imgsearch.engine.pipeline import Prepared
+from imgsearch.enrich.colors import dominant_colors
+from imgsearch.enrich.phash import perceptual_hash
+from imgsearch.enrich.thumbnails import make_thumbnail
+from imgsearch.ingest.decode import DecodedImage, decode_file
+from imgsearch.ingest.sources import scan_folder
+
+WALLPAPERS = Path("/usr/share/backgrounds")
+WEB_SIZES = ((800, 600), (1024, 768), (960, 720), (900, 600), (600, 800), (768, 1024))
+JPEG_QUALITY = 85
+CEILING_SIDE = 256
+
+# scikit-image's real photographs (not its drawings, scans of text or synthetic patterns),
+# with the subject and category the generated file names carry.
+SKIMAGE_PHOTOS: dict[str, tuple[str, str]] = {
+    "astronaut.png": ("astronaut portrait", "people"),
+    "camera.png": ("cameraman with tripod", "people"),
+    "coffee.png": ("cup of coffee", "food"),
+    "chelsea.png": ("tabby cat", "animals"),
+    "rocket.jpg": ("rocket on launch pad", "space"),
+    "hubble_deep_field.jpg": ("hubble deep field galaxies", "space"),
+    "moon.png": ("moon surface craters", "space"),
+    "motorcycle_left.png": ("motorcycle in a room", "vehicles"),
+    "motorcycle_right.png": ("motorbike parked indoors", "vehicles"),
+    "coins.png": ("old coins", "objects"),
+    "retina.jpg": ("retina photo", "science"),
+    "ihc.png": ("stained tissue microscopy", "science"),
+    "brick.png": ("brick wall", "textures"),
+    "grass.png": ("grass blades", "textures"),
+    "gravel.png": ("gravel stones", "textures"),
+}
+
+
+# -- data -------------------------------------------------------------------------------
+def photo_sources() -> tuple[str, list[tuple[Path, str, str]]]:
+    """(description, [(photo, subject, category)]) of the real photos to build from."""
+    if WALLPAPERS.is_dir():
+        found = sorted(p for p in WALLPAPERS.rglob("*")
+                       if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+        if found:
+            return (f"GNOME wallpapers from {WALLPAPERS} ({len(found)} photos)",
+                    [(p, p.stem.replace("_", " ").replace("-", " "), "wallpapers")
+                     for p in found])
+    import skimage.data
+
+    folder = Path(skimage.data.__file__).parent
+    found_photos = [(folder / name, subject, category)
+                    for name, (subject, category) in SKIMAGE_PHOTOS.items()
+                    if (folder / name).is_file()]
+    if not found_photos:
+        sys.exit("no source photos: install gnome-backgrounds or scikit-image")
+    return (f"scikit-image sample photos from {folder} ({len(found_photos)} photos, "
+            f"upscaled where smaller than the web size)", found_photos)
+
+
+def web_jpeg(photo: Image.Image, rng: random.Random) -> Image.Image:
+    """A random crop of ``photo`` with the aspect of a web size, maybe mirrored, resized."""
+    width, height = rng.choice(WEB_SIZES)
+    aspect = width / height
+    src_w, src_h = photo.size
+    # the largest crop of that aspect, then 60-100% of it, anywhere in the photo
+    crop_w = min(src_w, src_h * aspect)
+    crop_h = crop_w / aspect
+    scale = rng.uniform(0.6, 1.0)
+    crop_w, crop_h = crop_w * scale, crop_h * scale
+    left = rng.uniform(0, src_w - crop_w)
+    top = rng.uniform(0, src_h - crop_h)
+    box = (round(left), round(top), round(left + crop_w), round(top + crop_h))
+    out = photo.resize((width, height), Image.Resampling.BICUBIC, box=box)
+    return ImageOps.mirror(out) if rng.random() < 0.5 else out
+
+
+def build_dataset(count: int, seed: int) -> tuple[Path, str]:
+    """The folder of ``count`` JPEGs (built once per count and seed) and its source."""
+    source, photos = photo_sources()
+    folder = DATA_DIR / f"ingest-{count}-s{seed}"
+    stamp = folder / ".complete"
+    if stamp.exists() and stamp.read_text() == source:
+        return folder, source
+    shutil.rmtree(folder, ignore_errors=True)
+    rng = random.Random(seed)
+    loaded = []
+    for path, subject, category in photos:
+        with Image.open(path) as im:
+            loaded.append((im.convert("RGB"), subject, category))
+    for i in range(count):
+        photo, subject, category = loaded[i % len(loaded)]
+        target = folder / category / f"{subject.replace(' ', '-')}-{i:05d}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        web_jpeg(photo, rng).save(target, "JPEG", quality=JPEG_QUALITY)
+    stamp.write_text(source)
+    return folder, source
+
+
+# -- measurements ----------------------------------------------------------------------
+def end_to_end(folder: Path, settings: Settings, repeats: int, workdir: Path,
+               ) -> list[dict[str, float]]:
+    runs = []
+    for r in range(repeats):
+        target = workdir / f"e2e-{settings.text_encoder}-{r}"
+        shutil.rmtree(target, ignore_errors=True)
+        engine = Engine.open(target, settings)
+        try:
+            started = time.perf_counter()
+            report = engine.ingest(folder)
+            seconds = time.perf_counter() - started
+        finally:
+            engine.close()
+        if report.failed:
+            sys.exit(f"ingest failed on {len(report.failed)} files: {report.failed[:3]}")
+        runs.append({"seconds": seconds, "added": report.added,
+                     "images_per_s": report.added / seconds})
+        shutil.rmtree(target, ignore_errors=True)
+    return runs
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """Median seconds of ``repeats`` calls, and the last call's result."""
+    times, result = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - started)
+    return median(times), result
+
+
+def stage_split(folder: Path, settings: Settings, repeats: int, workdir: Path,
+                text_encoders: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Seconds per image of each stage, one thread, median over ``repeats`` passes."""
+    entries, failures = scan_folder(folder)
+    if failures:
+        sys.exit(f"cannot scan {folder}: {failures[:3]}")
+    paths = [e.path for e in entries]
+    image_encoder = get_encoder(settings.image_encoder, settings)
+    reduce_to = max(image_encoder.image_side, settings.thumbnail_size)
+    s = settings
+    n = len(paths)
+
+    def decode_all() -> list[DecodedImage]:
+        return [decode_file(p, max_pixels=s.max_pixels, min_side=s.min_side,
+                            max_bytes=s.max_file_bytes, reduce_to=reduce_to) for p in paths]
+
+    stages: dict[str, float] = {}
+    stages["decode"], decoded = timed(decode_all, repeats)
+    images = [d.image for d in decoded]
+    stages["phash"], _ = timed(lambda: [perceptual_hash(im) for im in images], repeats)
+    stages["colours"], _ = timed(lambda: [dominant_colors(im) for im in images], repeats)
+    stages["thumbnail"], thumbs = timed(
+        lambda: [make_thumbnail(im, s.thumbnail_size) for im in images], repeats)
+    stages["descriptor encode"], image_vectors = timed(
+        lambda: image_encoder.embed_images(images), repeats)
+
+    items = [replace(folder_item(e), width=d.width, height=d.height,
+                     content_hash=d.content_hash, phash=perceptual_hash(d.image))
+             for e, d in zip(entries, decoded, strict=True)]
+    texts = [item.metadata_text() for item in items]
+    text_vectors: dict[str, np.ndarray] = {}
+    for name in text_encoders:
+        if name == "none":
+            continue
+        encoder = get_encoder(name, s)
+        load_started = time.perf_counter()
+        encoder.embed_texts(texts[:1])  # loads the model
+        stages[f"{name} model load (once)"] = time.perf_counter() - load_started
+        stages[f"{name} text encode"], text_vectors[name] = timed(
+            lambda enc=encoder: enc.embed_texts(texts), repeats)
+
+    for name in text_encoders:
+        write_settings = settings.replace(text_encoder=name)
+
+        def write_all(name: str = name, write_settings: Settings = write_settings) -> None:
+            target = workdir / f"commit-{name}"
+            shutil.rmtree(target, ignore_errors=True)
+            with Engine.open(target, write_settings) as engine:
+                batch = write_settings.ingest_batch_size
+                for start in range(0, n, batch):
+                    prepared = []
+                    for i in range(start, min(n, start + batch)):
+                        vectors = {"image": image_vectors[i]}
+                        if name in text_vectors:
+                            vectors["text"] = text_vectors[name][i]
+                        prepared.append(Prepared(replace(items[i]), vectors, thumbs[i]))
+                    engine.commit(prepared)
+                engine.save()
+            shutil.rmtree(target, ignore_errors=True)
+
+        stages[f"catalog write ({name})"], _ = timed(write_all, repeats)
+    return {k: {"seconds": v, "ms_per_image": 1000 * v / n,
+                "images_per_s": n / v if "once" not in k else float("nan")}
+            for k, v in stages.items()}
+
+
+def ceiling(folder: Path, repeats: int, workers: int) -> dict[str, float]:
+    """Bare Pillow decode + resize, nothing else: what no pipeline can beat."""
+    paths = [e.path for e in scan_folder(folder)[0]]
+
+    def one(path: Path) -> Image.Image:
+        with Image.open(path) as im:
+            w, h = im.size
+            shorter = min(w, h)
+            im.draft("RGB", (-(-w * CEILING_SIDE // shorter), -(-h * CEILING_SIDE // shorter)))
+            return im.convert("RGB").resize((CEILING_SIDE, CEILING_SIDE),
+                                            Image.Resampling.BILINEAR)
+
+    single, _ = timed(lambda: [one(p) for p in paths], repeats)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pooled, _ = timed(lambda: list(pool.map(one, paths)), repeats)
+    return {"one_thread_images_per_s": len(paths) / single,
+            "pool_images_per_s": len(paths) / pooled, "pool_workers": workers}
+
+
+# -- report ----------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--images", type=int, default=1000,
+                        help="how many distinct JPEGs to ingest")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs per measurement; medians are reported")
+    parser.add_argument("--text-encoders", default="minilm,none",
+                        help="comma-separated text-encoder variants (minilm, fake, none)")
+    parser.add_argument("--image-encoder", default="descriptor")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated dataset")
+    parser.add_argument("--skip-stages", action="store_true",
+                        help="only the end-to-end runs and the ceiling")
+    args = parser.parse_args(argv)
+    variants = [v.strip() for v in args.text_encoders.split(",") if v.strip()]
+
+    info = machine()
+    print(f"machine: {machine_line(info)}")
+    folder, source = build_dataset(args.images, args.seed)
+    sizes = [p.stat().st_size for p in folder.rglob("*.jpg")]
+    print(f"data: {len(sizes)} JPEGs in {folder} (median {median(sizes) / 1024:.0f} KiB), "
+          f"source: {source}")
+
+    base = Settings(image_encoder=args.image_encoder)
+    workers = base.ingest_workers or (os.cpu_count() or 1)
+    results: dict[str, Any] = {
+        "benchmark": "ingest", "command": command_line(), "date": now(), "machine": info,
+        "data": {"folder": str(folder), "images": len(sizes), "source": source,
+                 "median_kib": median(sizes) / 1024, "web_sizes": WEB_SIZES,
+                 "jpeg_quality": JPEG_QUALITY},
+        "settings": {"image_encoder": base.image_encoder, "ingest_workers": workers,
+                     "ingest_batch_size": base.ingest_batch_size,
+                     "thumbnail_size": base.thumbnail_size},
+        "end_to_end": {},
+    }
+    workdir = Path(tempfile.mkdtemp(prefix="ingest-", dir=DATA_DIR))
+    try:
+        for variant in variants:
+            runs = end_to_end(folder, base.replace(text_encoder=variant), args.repeats, workdir)
+            results["end_to_end"][variant] = {
+                "runs": runs, "median_images_per_s": median([r["images_per_s"] for r in runs])}
+        results["ceiling"] = ceiling(folder, args.repeats, workers)
+        if not args.skip_stages:
+            results["stages"] = stage_split(folder, base, args.repeats, workdir, variants)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    ceil = results["ceiling"]["pool_images_per_s"]
+    rows = []
+    for variant, e2e in results["end_to_end"].items():
+        rate = e2e["median_images_per_s"]
+        rows.append([f"Engine.ingest(folder), text encoder {variant}", rate,
+                     ", ".join(f"{r['images_per_s']:.0f}" for r in e2e["runs"]), rate / ceil])
+    rows.append([f"ceiling: open+draft+RGB+resize {CEILING_SIDE}, {workers} threads", ceil,
+                 "", 1.0])
+    rows.append([f"ceiling: open+draft+RGB+resize {CEILING_SIDE}, 1 thread",
+                 results["ceiling"]["one_thread_images_per_s"], "",
+                 results["ceiling"]["one_thread_images_per_s"] / ceil])
+    print()
+    print(f"End to end ({len(sizes)} images, median of {args.repeats} runs, "
+          f"each into a fresh collection; {workers} decode workers)")
+    print(table(["pipeline", "images/s", "runs", "÷ ceiling"], rows))
+    if "stages" in results:
+        print()
+        print(f"Stage split (one thread, same files, median of {args.repeats} passes)")
+        print(table(["stage", "ms/image", "images/s"],
+                    [[k, v["ms_per_image"], v["images_per_s"]]
+                     for k, v in results["stages"].items()]))
+    path = write_results("ingest", results)
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
