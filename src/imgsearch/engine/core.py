@@ -39,7 +39,7 @@ from imgsearch.ingest.fetch import Fetcher
 from imgsearch.search.space import SpaceIndex
 from imgsearch.store.catalog import Catalog, WriteResult
 from imgsearch.store.manifest import Manifest, read_manifest, write_manifest
-from imgsearch.types import ImageInput, IngestFailure, IngestReport, Item, Progress, VectorSpace
+from imgsearch.types import ImageInput, IngestReport, Item, Progress, VectorSpace
 
 ProgressCallback = Callable[[Progress], None]
 CATALOG_NAME = "catalog.sqlite3"
@@ -255,20 +255,14 @@ class Engine:
             self.save()
 
     def _drop_thumbnail(self, relpath: str) -> None:
-        row = self.catalog._reader.execute(
-            "SELECT 1 FROM items WHERE thumbnail = ? LIMIT 1", (relpath,)).fetchone()
-        if row is None:
+        if not self.catalog.thumbnail_in_use(relpath):
             remove_thumbnail(self.directory, relpath)
 
     def upsert(self, item: Item, image: ImageInput | None = None) -> str:
         """Add or replace one item; returns "added" or "updated" once it is durable."""
         self._require_writable()
-        prepared, failures = self.preparer.prepare([(item, image if image is not None
-                                                     else item.image)])
-        if failures:
-            from imgsearch.errors import ImageError
-            raise ImageError(f"item {item.id!r}: {failures[0].reason}")
-        return self.commit(prepared)[0].status
+        prepared = self.preparer.prepare_one(item, image if image is not None else item.image)
+        return self.commit([prepared])[0].status
 
     def delete(self, item_id: str) -> bool:
         """Remove an item; False when there was none. Durable when it returns."""
@@ -423,4 +417,4 @@ def _lock(directory: Path) -> int:
     return fd
 
 
-__all__ = ["Engine", "IngestFailure"]
+__all__ = ["Engine"]

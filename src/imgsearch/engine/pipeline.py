@@ -118,8 +118,15 @@ class Preparer:
                 failures.append(result)
             else:
                 ready.append(result)
+        return self._encode(ready), failures
+
+    def prepare_one(self, item: Item, value: ImageInput | None) -> Prepared:
+        """Like ``prepare`` for a single item, but a bad image raises its own error."""
+        return self._encode([self._enrich(item, self.decode(value, item.image or item.id))])[0]
+
+    def _encode(self, ready: list[tuple[Item, Image.Image, bytes]]) -> list[Prepared]:
         if not ready:
-            return [], failures
+            return []
         image_vectors = self.image_encoder.embed_images([image for _, image, _ in ready])
         texts = [item.metadata_text() for item, _, _ in ready]
         text_vectors: dict[int, NDArray[np.float32]] = {}
@@ -134,7 +141,7 @@ class Preparer:
             if i in text_vectors:
                 vectors["text"] = text_vectors[i]
             prepared.append(Prepared(item, vectors, thumb))
-        return prepared, failures
+        return prepared
 
 
 def _png(image: Image.Image) -> bytes:

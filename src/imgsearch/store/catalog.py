@@ -248,6 +248,10 @@ class Catalog:
         return {str(r[0]): (r[1], r[2], r[3]) for r in self._reader.execute(
             "SELECT id, source_size, source_mtime, content_hash FROM items")}
 
+    def thumbnail_in_use(self, relpath: str) -> bool:
+        return self._reader.execute("SELECT 1 FROM items WHERE thumbnail = ? LIMIT 1",
+                                    (relpath,)).fetchone() is not None
+
     def vid_of(self, space: str, key: int) -> int | None:
         row = self._reader.execute("SELECT vid FROM vectors WHERE key = ? AND space = ?",
                                    (key, space)).fetchone()
