@@ -6,6 +6,7 @@ Benchmarks are not tests: they measure, print a table and write JSON under
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -56,6 +57,11 @@ def machine() -> dict[str, Any]:
             "platform": platform.platform(), "versions": versions}
 
 
+def load_average() -> list[float]:
+    """1-, 5- and 15-minute load averages: how busy the shared machine was."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
 def machine_line(info: dict[str, Any]) -> str:
     simd = "/".join(info["simd"]) or "no avx"
     return (f"{info['cores']} cores, {info['cpu_model']} ({simd}), "
@@ -65,10 +71,8 @@ def machine_line(info: dict[str, Any]) -> str:
 def command_line() -> str:
     """The command that produced the results, as a reader would type it."""
     script = Path(sys.argv[0])
-    try:
+    with contextlib.suppress(ValueError):  # a script outside the working directory
         script = script.resolve().relative_to(Path.cwd())
-    except ValueError:
-        pass
     return " ".join(["HF_HUB_OFFLINE=1", ".venv/bin/python", shlex.quote(str(script)),
                      *(shlex.quote(a) for a in sys.argv[1:])])
 

@@ -64,6 +64,30 @@ class Settings:
     prefilter_max_fraction: float = 0.5
     exact_filter_max: int = 20_000
 
+    # relevance: how text queries combine keyword (BM25) and semantic signals
+    fusion: str = "rrf"  # rrf | weighted
+    rrf_k: int = 60
+    weight_keyword: float = 1.0
+    weight_text: float = 1.0
+    weight_clip_text: float = 1.0
+    # BM25 weight of each text field, in the order of the keyword index's columns
+    keyword_fields: str = "title:3,description:1,tags:2,category:2,brand:2,colors:1"
+
+    def keyword_weights(self) -> list[float]:
+        order = ("title", "description", "tags", "category", "brand", "colors")
+        given: dict[str, float] = {}
+        for part in self.keyword_fields.split(","):
+            name, _, value = part.partition(":")
+            if name.strip() not in order:
+                raise InvalidInputError(f"keyword_fields: unknown field {name.strip()!r}; "
+                                        f"fields are {', '.join(order)}")
+            try:
+                given[name.strip()] = float(value)
+            except ValueError:
+                raise InvalidInputError(f"keyword_fields: {part!r} is not FIELD:WEIGHT") \
+                    from None
+        return [given.get(name, 1.0) for name in order]
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
         """Build settings from ``IMGSEARCH_*`` variables, then apply explicit overrides."""

@@ -172,7 +172,8 @@ class SearchHit:
     price: float | None = None
     image: str | None = None
     thumbnail: str | None = None
-    matched_by: dict[str, float] = field(default_factory=dict)
+    # signal name -> {"score": its score, "rank": its rank in that signal's own list}
+    matched_by: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

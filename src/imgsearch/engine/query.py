@@ -10,7 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imgsearch.errors import InvalidQueryError, ItemNotFoundError
-from imgsearch.search.executor import Signal, rank
+from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
+from imgsearch.search.fusion import RankedList, fuse
 from imgsearch.store.filters import validate as validate_filters
 from imgsearch.types import ImageInput, Query, SearchHit, SearchResult
 
@@ -99,14 +100,43 @@ def signals_for(engine: Engine, query: Query) -> tuple[list[Signal], int | None]
         if "text" in image_encoder.modalities:
             text_signals.append(Signal("clip_text", spaces["image"],
                                        image_encoder.embed_text(query.text)))
-        if not text_signals:
+        # keyword search alone still answers; say so when there is nothing to read
+        if not text_signals and not query.images and not engine.catalog.has_text():
             raise InvalidQueryError(
                 "this collection has no text to search (its items have no titles or "
-                "descriptions and its image encoder cannot read text); search by image, or "
-                "index with --image-encoder clip for text-to-image search")
+                "descriptions and its image encoder cannot read text); search by image, "
+                "or index with --image-encoder clip for text-to-image search")
         for s in text_signals:
             signals.append(Signal(s.name, s.space, s.vector, text_weight / len(text_signals)))
     return signals, exclude
+
+
+_SIGNAL_WEIGHT = {"text": "weight_text", "clip_text": "weight_clip_text"}
+
+
+def _fused_text(engine: Engine, query: Query, signals: list[Signal],
+                allowed: NDArray[np.int64] | None) -> Ranked:
+    """Text queries: keyword (BM25) and semantic lists, fused (RRF by default)."""
+    s = engine.settings
+    k = fetch_size(query.offset, query.limit)
+    lists: list[RankedList] = []
+    plans = []
+    for signal in signals:
+        keys, scores, plan = candidates(signal, k, allowed, None, s,
+                                        ef_search=query.ef_search, nprobe=query.nprobe)
+        lists.append(RankedList(signal.name, keys, scores,
+                                getattr(s, _SIGNAL_WEIGHT.get(signal.name, "weight_text"))))
+        plans.append(f"{signal.name}:{plan}")
+    assert query.text is not None
+    keys, scores = engine.catalog.keyword_search(query.text, k, s.keyword_weights(),
+                                                 query.filters)
+    lists.append(RankedList("keyword", keys, scores, s.weight_keyword))
+    plans.append("keyword:fts5")
+    fused = fuse(lists, s.fusion, s.rrf_k)
+    return Ranked(fused.keys[:k], fused.scores[:k],
+                  {name: col[:k] for name, col in fused.list_scores.items()},
+                  {name: col[:k] for name, col in fused.ranks.items()},
+                  ", ".join(plans) + f" fused:{s.fusion}", len(fused.keys))
 
 
 def run_query(engine: Engine, query: Query) -> SearchResult:
@@ -121,8 +151,11 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
         return SearchResult([], query.kind, (time.perf_counter() - started) * 1000,
                             plan="filters match no item")
     with engine.lock.read():
-        ranked = rank(signals, query.offset, query.limit, allowed, exclude, s,
-                      ef_search=query.ef_search, nprobe=query.nprobe)
+        if query.text and not query.images:
+            ranked = _fused_text(engine, query, signals, allowed)
+        else:
+            ranked = rank(signals, query.offset, query.limit, allowed, exclude, s,
+                          ef_search=query.ef_search, nprobe=query.nprobe)
     page = slice(query.offset, query.offset + query.limit)
     keys = ranked.keys[page]
     items = engine.catalog.items_by_key([int(k) for k in keys])
@@ -131,9 +164,14 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
         item = items.get(int(key))
         if item is None:  # deleted between ranking and fetching
             continue
-        matched = {name: round(float(col[page][row]), 6)
-                   for name, col in ranked.per_signal.items()
-                   if math.isfinite(float(col[page][row]))}
+        matched: dict[str, dict[str, float]] = {}
+        for name, col in ranked.per_signal.items():
+            score = float(col[page][row])
+            position = int(ranked.ranks[name][page][row]) if name in ranked.ranks else 0
+            if math.isfinite(score):
+                matched[name] = {"score": round(score, 6)}
+                if position:
+                    matched[name]["rank"] = position
         hits.append(SearchHit(
             id=item.id, score=round(float(ranked.scores[page][row]), 6), title=item.title,
             category=item.category, brand=item.brand, price=item.price, image=item.image,

@@ -36,6 +36,7 @@ class Ranked:
     keys: NDArray[np.int64]
     scores: NDArray[np.float32]
     per_signal: dict[str, NDArray[np.float32]] = field(default_factory=dict)
+    ranks: dict[str, NDArray[np.int64]] = field(default_factory=dict)  # 0: not in that list
     plan: str = ""
     candidates: int = 0
 
@@ -115,12 +116,17 @@ def rank(signals: list[Signal], offset: int, limit: int, allowed: NDArray[np.int
         plans.append(f"{signal.name}:{plan}")
     if len(pools) == 1:
         signal, keys, scores = pools[0]
-        return Ranked(keys, scores, {signal.name: scores}, ", ".join(plans), len(keys))
+        return Ranked(keys, scores, {signal.name: scores},
+                      {signal.name: np.arange(1, len(keys) + 1)}, ", ".join(plans), len(keys))
     union = np.unique(np.concatenate([keys for _, keys, _ in pools]))
     total_weight = sum(s.weight for s in signals) or 1.0
     combined = np.zeros(len(union), dtype=np.float32)
     per_signal: dict[str, NDArray[np.float32]] = {}
-    for signal, _, _ in pools:
+    ranks: dict[str, NDArray[np.int64]] = {}
+    for signal, own_keys, _ in pools:
+        rank_column = np.zeros(len(union), dtype=np.int64)
+        rank_column[np.searchsorted(union, own_keys)] = np.arange(1, len(own_keys) + 1)
+        ranks[signal.name] = rank_column
         found, scores = _exact(signal.space, signal.vector, union)
         column = np.zeros(len(union), dtype=np.float32)
         column[np.searchsorted(union, found)] = scores
@@ -129,4 +135,5 @@ def rank(signals: list[Signal], offset: int, limit: int, allowed: NDArray[np.int
     order = np.lexsort((union, -combined))[:k]
     return Ranked(union[order], combined[order],
                   {name: col[order] for name, col in per_signal.items()},
+                  {name: col[order] for name, col in ranks.items()},
                   ", ".join(plans), len(union))

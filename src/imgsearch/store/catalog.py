@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -20,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,6 +37,7 @@ _ITEM_COLUMNS = (
     "source_size", "source_mtime", "category_norm", "brand_norm", "license_norm",
     "updated_at",
 )
+_TERM = re.compile(r"\w+", re.UNICODE)
 _SELECT_ITEM = "SELECT key, " + ", ".join(_ITEM_COLUMNS[:24]) + " FROM items"
 
 
@@ -146,6 +148,7 @@ class Catalog:
                 conn.execute(f"DELETE FROM {table} WHERE key = ?", (key,))
             status = "updated"
         _write_facets(conn, key, item)
+        _write_fts(conn, key, item, replace=status == "updated")
         added: dict[str, int] = {}
         removed: dict[str, int] = {}
         for space, vector in vectors.items():
@@ -188,6 +191,7 @@ class Catalog:
         for table in ("item_tags", "item_colors", "item_attributes"):
             conn.execute(f"DELETE FROM {table} WHERE key = ?", (key,))
         conn.execute("DELETE FROM items WHERE key = ?", (key,))
+        conn.execute("DELETE FROM items_fts WHERE rowid = ?", (key,))
         return WriteResult(key, "deleted", {}, removed, row[1])
 
     def drop_space(self, conn: sqlite3.Connection, space: str) -> int:
@@ -247,6 +251,11 @@ class Catalog:
         """id -> (size, mtime, content hash) of every item, for incremental re-indexing."""
         return {str(r[0]): (r[1], r[2], r[3]) for r in self._reader.execute(
             "SELECT id, source_size, source_mtime, content_hash FROM items")}
+
+    def has_text(self) -> bool:
+        return self._reader.execute(
+            "SELECT 1 FROM items WHERE coalesce(title, description, category, brand) "
+            "IS NOT NULL OR tags != '[]' LIMIT 1").fetchone() is not None
 
     def thumbnail_in_use(self, relpath: str) -> bool:
         return self._reader.execute("SELECT 1 FROM items WHERE thumbnail = ? LIMIT 1",
@@ -316,6 +325,27 @@ class Catalog:
         vids = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
         return keys, vids
 
+    def keyword_search(self, text: str, limit: int, weights: Sequence[float],
+                       filters: Filters | None = None
+                       ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """BM25 over the text fields; scores are positive, higher is better."""
+        terms = [t for t in _TERM.findall(text.casefold()) if t]
+        if not terms:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        match = " OR ".join(f'"{t}"' for t in dict.fromkeys(terms))
+        restrict, params = "", cast(list[Any], [])
+        if filters is not None and not filters.is_empty():
+            where, params = filter_sql(filters)
+            restrict = f"AND rowid IN (SELECT key FROM items WHERE {where})"
+        rows = self._reader.execute(
+            f"SELECT rowid, -bm25(items_fts, {', '.join('?' * len(weights))}) AS score "
+            f"FROM items_fts WHERE items_fts MATCH ? {restrict} "
+            f"ORDER BY score DESC, rowid LIMIT ?",
+            (*weights, match, *params, limit)).fetchall()
+        keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        scores = np.fromiter((r[1] for r in rows), dtype=np.float32, count=len(rows))
+        return keys, scores
+
     def filter_keys(self, filters: Filters) -> NDArray[np.int64]:
         """Keys of the items that pass ``filters`` (sorted)."""
         where, params = filter_sql(filters)
@@ -368,6 +398,16 @@ def _write_facets(conn: sqlite3.Connection, key: int, item: Item) -> None:
         "INSERT OR IGNORE INTO item_attributes (name, value, key) VALUES (?, ?, ?)",
         [(name, attribute_text(value), key) for name, value in item.attributes.items()
          if value is not None])
+
+
+def _write_fts(conn: sqlite3.Connection, key: int, item: Item, *, replace: bool) -> None:
+    if replace:
+        conn.execute("DELETE FROM items_fts WHERE rowid = ?", (key,))
+    conn.execute(
+        "INSERT INTO items_fts (rowid, title, description, tags, category, brand, colors) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (key, item.title or "", item.description or "", " ".join(item.tags),
+         item.category or "", item.brand or "", " ".join([*item.colors, item.color or ""])))
 
 
 def _row_item(row: Sequence[Any]) -> tuple[int, Item]:

@@ -85,6 +85,19 @@ MIGRATIONS: list[str] = [
         vid   INTEGER NOT NULL
     );
     """,
+    # 2: keyword search (BM25) over the text fields, kept in step with items.
+    """
+    CREATE VIRTUAL TABLE items_fts USING fts5(
+        title, description, tags, category, brand, colors,
+        tokenize = 'porter unicode61 remove_diacritics 2'
+    );
+    INSERT INTO items_fts (rowid, title, description, tags, category, brand, colors)
+        SELECT key, coalesce(title, ''), coalesce(description, ''),
+               (SELECT coalesce(group_concat(value, ' '), '') FROM json_each(items.tags)),
+               coalesce(category, ''), coalesce(brand, ''),
+               (SELECT coalesce(group_concat(value, ' '), '') FROM json_each(items.colors))
+        FROM items;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,78 @@
+"""Keyword search and fusion on a small catalog written here."""
+
+from __future__ import annotations
+
+import pytest
+
+from imagegen import picture
+from imgsearch.config import Settings
+from imgsearch.engine import Engine
+from imgsearch.types import Filters, Item, Query
+
+CATALOG = [
+    Item(id="p1", title="Red running shoes", category="shoes", brand="Nike", price=79.0,
+         tags=("sport",)),
+    Item(id="p2", title="Blue denim jacket", category="jackets", brand="Levis", price=120.0),
+    Item(id="p3", title="Leather boots", description="brown boots for hiking", category="shoes",
+         brand="Timberland", price=150.0),
+    Item(id="p4", title="Summer dress", description="light floral dress", category="dresses",
+         price=45.0),
+    Item(id="p5", title="Trail sneakers", description="shoes for running on trails",
+         category="shoes", brand="Salomon", price=99.0),
+]
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory):
+    settings = Settings(text_encoder="minilm", ingest_workers=2)
+    with Engine.open(tmp_path_factory.mktemp("rel") / "c", settings) as engine:
+        engine.ingest_items((item, picture(i)) for i, item in enumerate(CATALOG))
+        yield engine
+
+
+def test_keyword_search_stems_and_ranks(shop):
+    keys, scores = shop.catalog.keyword_search("running shoe", 10, [3, 1, 2, 2, 2, 1])
+    ids = [shop.catalog.items_by_key([int(k)])[int(k)].id for k in keys]
+    assert ids[0] == "p1"
+    assert set(ids) >= {"p1", "p5", "p3"}  # "shoes" in category/description, stemmed
+    assert list(scores) == sorted(scores, reverse=True)
+    assert "p2" not in ids
+
+
+def test_keyword_index_follows_updates_and_deletes(tmp_path):
+    with Engine.open(tmp_path / "c", Settings(text_encoder="fake")) as engine:
+        engine.upsert(Item(id="a", title="golden retriever"), picture(1))
+        assert engine.search(Query(text="retriever")).hits[0].id == "a"
+        engine.upsert(Item(id="a", title="tabby cat"), picture(1))
+        keys, _ = engine.catalog.keyword_search("retriever", 10, [1] * 6)
+        assert len(keys) == 0
+        engine.delete("a")
+        keys, _ = engine.catalog.keyword_search("tabby", 10, [1] * 6)
+        assert len(keys) == 0
+
+
+def test_fused_text_query_reports_signals(shop):
+    result = shop.search(Query(text="sneakers for jogging", limit=3))
+    assert result.hits[0].id in ("p5", "p1")
+    top = result.hits[0].matched_by
+    assert "text" in top and top["text"]["rank"] >= 1
+    assert "fused:rrf" in result.plan
+    # semantic signal finds what keywords cannot ("jogging" is in no title)
+    semantic_only = shop.search(Query(text="jogging", limit=2))
+    assert semantic_only.hits and "keyword" not in semantic_only.hits[0].matched_by
+
+
+def test_keyword_respects_filters(shop):
+    result = shop.search(Query(text="shoes", limit=5, filters=Filters(price_max=100)))
+    assert {h.id for h in result.hits} <= {"p1", "p5", "p4", "p2"}
+    assert all(h.price <= 100 for h in result.hits)
+
+
+def test_weighted_fusion_alternative(tmp_path):
+    settings = Settings(text_encoder="fake", fusion="weighted")
+    with Engine.open(tmp_path / "c", settings) as engine:
+        engine.ingest_items((item, picture(i)) for i, item in enumerate(CATALOG))
+        result = engine.search(Query(text="leather boots", limit=2))
+        assert result.hits[0].id == "p3"
+        assert 0.0 <= result.hits[0].score <= 1.0
+        assert "fused:weighted" in result.plan
