@@ -248,6 +248,10 @@ def _print_result(result: SearchResult, as_json: bool) -> None:
     if as_json:
         _print_json(result.to_dict())
         return
+    understood = result.interpretation.get("understood")
+    if understood:
+        typer.echo("understood: " + ", ".join(f"{u['span']!r} as {u['as']}" for u in understood)
+                   + f"; searching for {result.interpretation['text']!r}", err=True)
     if not result.hits:
         typer.echo("no results" + (f" ({result.plan})" if result.plan else ""))
     for rank, hit in enumerate(result.hits, 1):
@@ -289,11 +293,14 @@ def search(
     tag: Tag = None, orientation: OrientationOpt = None, min_width: MinWidth = None,
     min_height: MinHeight = None, attr: Attr = None,
     limit: Limit = 10, offset: Offset = 0, as_json: JsonOpt = False,
+    parse: Annotated[bool, typer.Option(
+        "--parse/--no-parse", help="Understand prices, colours, brands and categories in "
+                                   "the text.")] = True,
 ) -> None:
     """Search by text, by image(s), or both."""
     with _errors():
         query = Query(text=text, images=list(image or []), negative_images=list(not_image or []),
-                      image_weight=image_weight, limit=limit, offset=offset,
+                      image_weight=image_weight, limit=limit, offset=offset, parse=parse,
                       filters=_filters(category, brand, price_min, price_max, color, license_,
                                        tag, orientation, min_width, min_height, attr))
         engine = _open(collection, readonly=True)

@@ -144,6 +144,7 @@ class Query:
     filters: Filters = field(default_factory=Filters)
     limit: int = 10
     offset: int = 0
+    parse: bool = True  # understand prices, colours, brands and categories in the text
     ef_search: int | None = None
     nprobe: int | None = None
 

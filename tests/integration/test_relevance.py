@@ -76,3 +76,27 @@ def test_weighted_fusion_alternative(tmp_path):
         assert result.hits[0].id == "p3"
         assert 0.0 <= result.hits[0].score <= 1.0
         assert "fused:weighted" in result.plan
+
+
+def test_query_understanding_filters_and_reports(shop):
+    result = shop.search(Query(text="nike shoes under $90", limit=5))
+    assert [h.id for h in result.hits] == ["p1"]
+    assert result.interpretation["filters"] == {"price_max": 90.0, "brands": ["Nike"],
+                                                "categories": ["shoes"]}
+    assert result.interpretation["text"] == "shoes"
+    unparsed = shop.search(Query(text="nike shoes under $90", limit=5, parse=False))
+    assert len(unparsed.hits) > 1 and unparsed.interpretation == {}
+
+
+def test_caller_filters_win_over_parsed_ones(shop):
+    result = shop.search(Query(text="shoes over 140", limit=5,
+                               filters=Filters(price_max=100)))
+    assert all(h.price <= 100 for h in result.hits)
+
+
+def test_hybrid_query_text_is_understood(shop):
+    result = shop.search(Query(text="boots under 200", images=[picture(0)], limit=5))
+    assert result.interpretation["filters"]["price_max"] == 200.0
+    assert result.interpretation["text"] == "boots"
+    assert result.hits and all(h.price <= 200 for h in result.hits)
+    assert result.query_kind == "hybrid"

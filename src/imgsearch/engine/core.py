@@ -37,6 +37,7 @@ from imgsearch.errors import (
 )
 from imgsearch.ingest.fetch import Fetcher
 from imgsearch.search.space import SpaceIndex
+from imgsearch.search.understand import Vocabulary
 from imgsearch.store.catalog import Catalog, WriteResult
 from imgsearch.store.manifest import Manifest, read_manifest, write_manifest
 from imgsearch.types import ImageInput, IngestReport, Item, Progress, VectorSpace
@@ -102,6 +103,7 @@ class Engine:
         self._preparer: Preparer | None = None
         self.open_notes: list[str] = []
         self._closed = False
+        self._vocabulary: Vocabulary | None = None
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -243,6 +245,7 @@ class Engine:
         return results
 
     def _apply(self, results: list[WriteResult], vectors: dict[int, Any]) -> None:
+        self._vocabulary = None
         head = self.catalog.journal_head()
         with self.lock.write():
             for name, space in self.spaces.items():
@@ -353,6 +356,16 @@ class Engine:
         if item is None:
             raise ItemNotFoundError(item_id)
         return item
+
+    def vocabulary(self) -> Vocabulary:
+        """Brand and category values for query understanding; refreshed after writes."""
+        vocabulary = self._vocabulary
+        if vocabulary is None:
+            vocabulary = Vocabulary(
+                [v for v, _ in self.catalog.distinct_values("brand", 100_000)],
+                [v for v, _ in self.catalog.distinct_values("category", 100_000)])
+            self._vocabulary = vocabulary
+        return vocabulary
 
     def __contains__(self, item_id: str) -> bool:
         return self.catalog.key_of(item_id) is not None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -12,8 +13,9 @@ from numpy.typing import NDArray
 from imgsearch.errors import InvalidQueryError, ItemNotFoundError
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
 from imgsearch.search.fusion import RankedList, fuse
+from imgsearch.search.understand import Interpretation, understand
 from imgsearch.store.filters import validate as validate_filters
-from imgsearch.types import ImageInput, Query, SearchHit, SearchResult
+from imgsearch.types import Filters, ImageInput, Query, SearchHit, SearchResult
 
 if TYPE_CHECKING:
     from imgsearch.engine.core import Engine
@@ -139,17 +141,44 @@ def _fused_text(engine: Engine, query: Query, signals: list[Signal],
                   ", ".join(plans) + f" fused:{s.fusion}", len(fused.keys))
 
 
+def _merge(filters: Filters, parsed: Interpretation) -> Filters:
+    """Parsed values fill only the filters the caller left empty."""
+    low = filters.price_min if filters.price_min is not None else parsed.price_min
+    high = filters.price_max if filters.price_max is not None else parsed.price_max
+    if low is not None and high is not None and low > high:
+        low, high = filters.price_min, filters.price_max  # the caller's word wins
+    return dataclasses.replace(
+        filters, price_min=low, price_max=high,
+        colors=filters.colors or tuple(parsed.colors),
+        brands=filters.brands or tuple(parsed.brands),
+        categories=filters.categories or tuple(parsed.categories),
+    )
+
+
+def interpret(engine: Engine, query: Query) -> tuple[Query, dict[str, Any]]:
+    if not (query.parse and query.text and query.text.strip()):
+        return query, {}
+    parsed = understand(query.text, engine.vocabulary())
+    if not parsed.understood:
+        return query, parsed.to_dict()
+    merged = _merge(query.filters, parsed)
+    return dataclasses.replace(query, text=parsed.text, filters=merged), parsed.to_dict()
+
+
 def run_query(engine: Engine, query: Query) -> SearchResult:
     started = time.perf_counter()
     s = engine.settings
     validate(query, s.max_limit)
+    query, interpretation = interpret(engine, query)
+    if interpretation.get("understood"):
+        validate_filters(query.filters)
     allowed = None
     if not query.filters.is_empty():
         allowed = engine.catalog.filter_keys(query.filters)
     signals, exclude = signals_for(engine, query)
     if allowed is not None and len(allowed) == 0:
         return SearchResult([], query.kind, (time.perf_counter() - started) * 1000,
-                            plan="filters match no item")
+                            plan="filters match no item", interpretation=interpretation)
     with engine.lock.read():
         if query.text and not query.images:
             ranked = _fused_text(engine, query, signals, allowed)
@@ -177,4 +206,5 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
             category=item.category, brand=item.brand, price=item.price, image=item.image,
             thumbnail=item.thumbnail, matched_by=matched))
     return SearchResult(hits, query.kind, (time.perf_counter() - started) * 1000,
-                        total_candidates=ranked.candidates, plan=ranked.plan)
+                        total_candidates=ranked.candidates, plan=ranked.plan,
+                        interpretation=interpretation)
