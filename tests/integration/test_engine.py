@@ -67,7 +67,7 @@ def test_similar_excludes_the_item_itself(shop):
 
 
 def test_text_query_uses_metadata(shop):
-    hits = shop.search(Query(text="product 42 cat2 globex", limit=5)).hits
+    hits = shop.search(Query(text="product 42 cat2 globex", limit=5, parse=False)).hits
     assert hits[0].id == "sku00042"
     # found by both the keyword index and the metadata vectors, and says so
     assert hits[0].matched_by["keyword"]["rank"] == 1
@@ -77,9 +77,9 @@ def test_text_query_uses_metadata(shop):
 def test_hybrid_weight_moves_results(shop):
     image = picture(3, (64, 48))
     by_image = shop.search(Query(images=[image], text="product 77 cat1 acme", image_weight=1.0,
-                                 limit=1))
+                                 limit=1, parse=False))
     by_text = shop.search(Query(images=[image], text="product 77 cat1 acme", image_weight=0.0,
-                                limit=10))
+                                limit=10, parse=False))
     assert by_image.hits[0].id == "sku00003"
     top = [h.id for h in by_text.hits if h.score >= by_text.hits[0].score - 1e-6]
     assert "sku00077" in top and "sku00003" not in top
