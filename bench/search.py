@@ -15,6 +15,9 @@ that kind from the catalog (the build time reported). Then, query by query and i
   vector fetch, ANN, exact re-scoring where the index is approximate, metadata join);
 - ``numpy exact``: brute-force ``X @ q`` + ``argpartition``, the reference peer.
 
+The index methods take turns in a random order per query; the numpy peer runs in a pass
+of its own right after (its BLAS threads keep spinning a while and would slow the next).
+
 Recall@10 is measured against exact search, the item itself excluded. Prints Markdown
 tables and writes ``bench/results/search.json``.
 """
@@ -206,13 +209,21 @@ def measure_kind(kind: str, directory: Path, x: NDArray[np.float32],
                 fn(int(i))
         latencies: dict[str, list[float]] = {m: [] for m in methods}
         recalls: dict[str, list[float]] = {m: [] for m in methods}
-        for row, i in enumerate(queries):
-            for name, fn in methods.items():
-                t0 = time.perf_counter_ns()
-                found = fn(int(i))
-                latencies[name].append((time.perf_counter_ns() - t0) / 1e6)
-                ids = to_items[name](found)
-                recalls[name].append(recall(top_without(ids, int(i), LIMIT), truth[row]))
+        # The index methods take turns in a fresh random order for every query, so that
+        # load from other processes weighs on each alike. The numpy peer runs in a pass of
+        # its own: BLAS threads left spinning after it would slow whatever ran next.
+        order_rng = np.random.default_rng(len(queries))
+        index_methods = [m for m in methods if m != "numpy exact"]
+        passes = [(index_methods, True), (["numpy exact"], False)]
+        for names, shuffle in passes:
+            for row, i in enumerate(queries):
+                for name in (order_rng.permutation(names).tolist() if shuffle else names):
+                    fn = methods[name]
+                    t0 = time.perf_counter_ns()
+                    found = fn(int(i))
+                    latencies[name].append((time.perf_counter_ns() - t0) / 1e6)
+                    ids = to_items[name](found)
+                    recalls[name].append(recall(top_without(ids, int(i), LIMIT), truth[row]))
     finally:
         engine.close()
     stats = {name: {"p50_ms": median(ms), "p90_ms": percentile(ms, 90),

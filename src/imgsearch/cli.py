@@ -253,7 +253,7 @@ def _print_result(result: SearchResult, as_json: bool) -> None:
         typer.echo("understood: " + ", ".join(f"{u['span']!r} as {u['as']}" for u in understood)
                    + f"; searching for {result.interpretation['text']!r}", err=True)
     if not result.hits:
-        typer.echo("no results" + (f" ({result.plan})" if result.plan else ""))
+        typer.echo("no results" + (f": {result.message}" if result.message else ""))
     for rank, hit in enumerate(result.hits, 1):
         price = f"  {hit.price:.2f}" if hit.price is not None else ""
         extra = "  ".join(x for x in (hit.title or "", hit.category or "") if x)
@@ -296,11 +296,15 @@ def search(
     parse: Annotated[bool, typer.Option(
         "--parse/--no-parse", help="Understand prices, colours, brands and categories in "
                                    "the text.")] = True,
+    min_confidence: Annotated[float | None, typer.Option(
+        "--min-confidence", help="Drop hits under this calibrated confidence (0..1); 0 keeps "
+                                 "everything.")] = None,
 ) -> None:
     """Search by text, by image(s), or both."""
     with _errors():
         query = Query(text=text, images=list(image or []), negative_images=list(not_image or []),
                       image_weight=image_weight, limit=limit, offset=offset, parse=parse,
+                      min_confidence=min_confidence,
                       filters=_filters(category, brand, price_min, price_max, color, license_,
                                        tag, orientation, min_width, min_height, attr))
         engine = _open(collection, readonly=True)

@@ -64,6 +64,10 @@ class Settings:
     prefilter_max_fraction: float = 0.5
     exact_filter_max: int = 20_000
 
+    # honest "no match": hits under this calibrated confidence (0..1) are dropped; 0 = off.
+    # 0.5 = better than the best match chance alone would give (see search.calibration)
+    min_confidence: float = 0.5
+
     # relevance: how text queries combine keyword (BM25) and semantic signals
     fusion: str = "rrf"  # rrf | weighted
     rrf_k: int = 60

@@ -145,6 +145,7 @@ class Query:
     limit: int = 10
     offset: int = 0
     parse: bool = True  # understand prices, colours, brands and categories in the text
+    min_confidence: float | None = None  # None: the collection's default; 0: keep everything
     ef_search: int | None = None
     nprobe: int | None = None
 
@@ -173,6 +174,7 @@ class SearchHit:
     price: float | None = None
     image: str | None = None
     thumbnail: str | None = None
+    confidence: float = 1.0  # calibrated 0..1: 0 = as similar as two random items
     # signal name -> {"score": its score, "rank": its rank in that signal's own list}
     matched_by: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -188,10 +190,16 @@ class SearchResult:
     total_candidates: int = 0
     plan: str = ""
     interpretation: dict[str, Any] = field(default_factory=dict)
+    # why the result is empty when it is: "no_match" (nothing cleared the minimum
+    # confidence) or "filtered_out" (no item passes the filters)
+    empty_reason: str | None = None
+    message: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "results": [h.to_dict() for h in self.hits],
+            "empty_reason": self.empty_reason,
+            "message": self.message,
             "query_kind": self.query_kind,
             "query_time_ms": round(self.query_time_ms, 3),
             "total_candidates": self.total_candidates,

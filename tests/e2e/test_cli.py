@@ -131,7 +131,8 @@ def test_catalog_search_similar_add_remove(tmp_path):
     assert len(sim["results"]) == 5 and "SKU12" not in [h["id"] for h in sim["results"]]
 
     attr = json.loads(run("search", "-c", c, "--image", images / "3.jpg", "--attr",
-                          "material=m1", "--limit", "40", "--json").stdout)
+                          "material=m1", "--limit", "40", "--min-confidence", "0",
+                          "--json").stdout)
     assert len(attr["results"]) == 20
 
     (tmp_path / "new.jpg").write_bytes(gen.jpeg_bytes(555))

@@ -36,6 +36,7 @@ from imgsearch.errors import (
     ItemNotFoundError,
 )
 from imgsearch.ingest.fetch import Fetcher
+from imgsearch.search.calibration import Calibration, calibrate, is_stale
 from imgsearch.search.space import SpaceIndex
 from imgsearch.search.understand import Vocabulary
 from imgsearch.store.catalog import Catalog, WriteResult
@@ -104,6 +105,7 @@ class Engine:
         self.open_notes: list[str] = []
         self._closed = False
         self._vocabulary: Vocabulary | None = None
+        self.calibrations: dict[str, Calibration | None] = {}
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -189,9 +191,21 @@ class Engine:
                 self.open_notes.append(f"{name} index rebuilt: {report.rebuilt_because}")
             self.spaces[name] = index
         self.manifest.spaces = wanted
+        stored = self.manifest.extra.get("calibration", {})
+        for name in self.spaces:
+            data = stored.get(name) if name not in changed else None
+            self.calibrations[name] = Calibration.from_dict(data) if data else None
+        self._refresh_calibration()
         self._record_index_params()
         if changed and reembed and not self.readonly:
             self.reembed(changed)
+
+    def _refresh_calibration(self, force: bool = False) -> None:
+        for name, space in self.spaces.items():
+            if force or is_stale(self.calibrations.get(name), len(space)):
+                self.calibrations[name] = calibrate(space)
+        self.manifest.extra["calibration"] = {
+            name: cal.to_dict() for name, cal in self.calibrations.items() if cal is not None}
 
     def _record_index_params(self) -> None:
         self.manifest.index = {
@@ -343,6 +357,7 @@ class Engine:
             for name in list(self.spaces):
                 self.spaces[name] = self.spaces[name].maintain()
                 self.spaces[name].save()
+            self._refresh_calibration()
         low = min((sp.saved_seq for sp in self.spaces.values()), default=0)
         if low > int(self.catalog.get_meta("journal_pruned_upto") or 0):
             self.catalog.prune_journal(low)

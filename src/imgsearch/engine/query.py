@@ -113,6 +113,49 @@ def signals_for(engine: Engine, query: Query) -> tuple[list[Signal], int | None]
     return signals, exclude
 
 
+_SIGNAL_SPACE = {"clip_text": "image"}
+
+
+def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal]) -> NDArray[np.float32]:
+    """Calibrated 0..1 confidence of every ranked candidate (see search.calibration).
+
+    Weighted signals combine their confidences by weight; fused text lists take the best
+    signal (a keyword hit counts by its BM25 relative to the best one). A space too small
+    to calibrate cannot say what chance looks like, so it does not hold hits back.
+    """
+    n = len(ranked.keys)
+    weights = {sig.name: sig.weight for sig in signals}
+    fused = "keyword" in ranked.per_signal
+    total = np.zeros(n, np.float32)
+    weight_sum = 0.0
+    best = np.zeros(n, np.float32)
+    for name, scores in ranked.per_signal.items():
+        if name == "keyword":
+            # BM25 is not comparable across queries: relative to the best keyword hit,
+            # so items matching only a common word of the query rank as weak matches
+            kw = np.nan_to_num(scores.astype(np.float32), nan=0.0)
+            top = float(kw.max(initial=0.0))
+            if top > 0:
+                best = np.maximum(best, (kw / np.float32(top)).astype(np.float32))
+            continue
+        calibration = engine.calibrations.get(_SIGNAL_SPACE.get(name, name))
+        values = np.nan_to_num(scores.astype(np.float32), nan=-1.0)
+        conf = calibration.confidence(values) if calibration else \
+            np.where(np.isfinite(scores), 1.0, 0.0).astype(np.float32)
+        best = np.maximum(best, conf)
+        total += np.float32(weights.get(name, 1.0)) * conf
+        weight_sum += weights.get(name, 1.0)
+    if fused or not weight_sum:
+        return best
+    return (total / np.float32(weight_sum)).astype(np.float32)
+
+
+def _subset(ranked: Ranked, keep: NDArray[np.bool_]) -> Ranked:
+    return Ranked(ranked.keys[keep], ranked.scores[keep],
+                  {n: c[keep] for n, c in ranked.per_signal.items()},
+                  {n: c[keep] for n, c in ranked.ranks.items()}, ranked.plan, ranked.candidates)
+
+
 _SIGNAL_WEIGHT = {"text": "weight_text", "clip_text": "weight_clip_text"}
 
 
@@ -169,22 +212,51 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
     started = time.perf_counter()
     s = engine.settings
     validate(query, s.max_limit)
+    original = query
     query, interpretation = interpret(engine, query)
     if interpretation.get("understood"):
         validate_filters(query.filters)
     allowed = None
     if not query.filters.is_empty():
         allowed = engine.catalog.filter_keys(query.filters)
+        if not len(allowed) and query is not original:
+            # What was understood rules out every item: say so and search as typed.
+            interpretation["applied"] = False
+            interpretation["note"] = ("no item matches what was understood; "
+                                      "searched for the text as typed")
+            query = dataclasses.replace(original, parse=False)
+            allowed = None if query.filters.is_empty() else \
+                engine.catalog.filter_keys(query.filters)
     signals, exclude = signals_for(engine, query)
     if allowed is not None and len(allowed) == 0:
         return SearchResult([], query.kind, (time.perf_counter() - started) * 1000,
-                            plan="filters match no item", interpretation=interpretation)
+                            plan="filters match no item", interpretation=interpretation,
+                            empty_reason="filtered_out", message="no item passes the filters")
     with engine.lock.read():
         if query.text and not query.images:
             ranked = _fused_text(engine, query, signals, allowed)
         else:
             ranked = rank(signals, query.offset, query.limit, allowed, exclude, s,
                           ef_search=query.ef_search, nprobe=query.nprobe)
+    # "More like this" and raw vectors browse from inside the collection: they always show
+    # the nearest items. Queries from outside (text, images) must clear the minimum.
+    default = 0.0 if query.kind in ("item", "vector") else s.min_confidence
+    minimum = default if query.min_confidence is None else query.min_confidence
+    confidence = _confidence(engine, ranked, signals)
+    fetched = len(ranked.keys)
+    if minimum > 0 and fetched:
+        keep = confidence >= minimum
+        best = float(confidence.max())
+        ranked = _subset(ranked, keep)
+        confidence = confidence[keep]
+        if not len(ranked.keys) and query.offset == 0:
+            return SearchResult(
+                [], query.kind, (time.perf_counter() - started) * 1000,
+                total_candidates=fetched, plan=ranked.plan, interpretation=interpretation,
+                empty_reason="no_match",
+                message=f"nothing in this collection matches well enough: the best candidate "
+                        f"scored {best:.2f} confidence, under the minimum {minimum:.2f} "
+                        f"(lower it with min_confidence to see weaker matches)")
     page = slice(query.offset, query.offset + query.limit)
     keys = ranked.keys[page]
     items = engine.catalog.items_by_key([int(k) for k in keys])
@@ -204,7 +276,8 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
         hits.append(SearchHit(
             id=item.id, score=round(float(ranked.scores[page][row]), 6), title=item.title,
             category=item.category, brand=item.brand, price=item.price, image=item.image,
-            thumbnail=item.thumbnail, matched_by=matched))
+            thumbnail=item.thumbnail, matched_by=matched,
+            confidence=round(float(confidence[page][row]), 4)))
     return SearchResult(hits, query.kind, (time.perf_counter() - started) * 1000,
                         total_candidates=ranked.candidates, plan=ranked.plan,
                         interpretation=interpretation)

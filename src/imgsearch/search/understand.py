@@ -31,6 +31,16 @@ _PRICE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
 ]
 _WORD = re.compile(r"[\w'&-]+", re.UNICODE)
 _MAX_NGRAM = 3
+# Words that name a colour and little else. "coffee", "rose", "gold", "orange" or "mint"
+# name things too, so in a query they stay text; catalogs may still use them as colours.
+COLOR_WORDS = frozenset({
+    "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "beige", "black",
+    "gray", "grey", "white", "navy", "crimson", "scarlet", "maroon", "burgundy", "teal",
+    "turquoise", "cyan", "magenta", "violet", "lavender", "indigo", "khaki", "charcoal",
+    "fuchsia", "aqua", "azure", "cobalt", "emerald", "lilac", "mauve", "taupe", "ochre",
+    "vermilion", "chartreuse", "cerulean", "reddish", "bluish", "greenish", "yellowish",
+    "pinkish", "purplish", "brownish", "greyish", "grayish",
+})
 # left dangling at either end once price phrases are cut out ("at least 10 and at most 40")
 _CONNECTORS = frozenset({"and", "or", "but", "with", "for", "in", "priced", "costing", "at"})
 
@@ -75,6 +85,11 @@ def _key(words: Iterable[str]) -> str:
     return " ".join(_singular(w.casefold()) for w in words)
 
 
+def _is_color_word(word: str) -> bool:
+    folded = word.casefold()
+    return folded in COLOR_WORDS or (folded.endswith("s") and folded[:-1] in COLOR_WORDS)
+
+
 class Vocabulary:
     """The catalog's brand and category values, matched case- and plural-insensitively."""
 
@@ -117,7 +132,8 @@ def understand(text: str, vocabulary: Vocabulary) -> Interpretation:
                 result.categories.append(vocabulary.categories[key])
                 result.understood.append({"span": phrase, "as": "category"})
                 kept.extend(span)
-            elif n == 1 and (color := normalize_color_name(span[0])) is not None:
+            elif n == 1 and _is_color_word(span[0]) and \
+                    (color := normalize_color_name(span[0])) is not None:
                 result.colors.append(color)
                 result.understood.append({"span": phrase, "as": f"color {color}"})
             else:

@@ -37,6 +37,13 @@ _ITEM_COLUMNS = (
     "source_size", "source_mtime", "category_norm", "brand_norm", "license_norm",
     "updated_at",
 )
+STOPWORDS = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "i",
+    "in", "is", "it", "its", "me", "my", "of", "on", "or", "our", "so", "than", "that", "the",
+    "their", "them", "then", "there", "these", "they", "this", "to", "too", "very", "was", "we",
+    "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with",
+    "you", "your", "some", "any", "something", "thing", "things",
+})
 _TERM = re.compile(r"\w+", re.UNICODE)
 _SELECT_ITEM = "SELECT key, " + ", ".join(_ITEM_COLUMNS[:24]) + " FROM items"
 
@@ -330,6 +337,8 @@ class Catalog:
                        ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """BM25 over the text fields; scores are positive, higher is better."""
         terms = [t for t in _TERM.findall(text.casefold()) if t]
+        # "a cup of coffee" must not match every item that says "of"
+        terms = [t for t in terms if t not in STOPWORDS] or terms
         if not terms:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         match = " OR ".join(f'"{t}"' for t in dict.fromkeys(terms))
