@@ -256,6 +256,8 @@ def _print_result(result: SearchResult, as_json: bool) -> None:
         typer.echo("no results" + (f": {result.message}" if result.message else ""))
     for rank, hit in enumerate(result.hits, 1):
         price = f"  {hit.price:.2f}" if hit.price is not None else ""
+        if hit.duplicates:
+            price += f"  (+{hit.duplicates} duplicate{'s' if hit.duplicates > 1 else ''})"
         extra = "  ".join(x for x in (hit.title or "", hit.category or "") if x)
         typer.echo(f"{rank:3d}. {hit.score:.4f}  {hit.id}{price}  {extra}".rstrip())
     typer.echo(f"{len(result.hits)} results in {result.query_time_ms:.1f} ms", err=True)
@@ -274,6 +276,11 @@ MinWidth = Annotated[int | None, typer.Option("--min-width")]
 MinHeight = Annotated[int | None, typer.Option("--min-height")]
 Attr = Annotated[list[str] | None, typer.Option("--attr", help="NAME=VALUE; repeatable.")]
 Limit = Annotated[int, typer.Option("--limit", "-n")]
+MinConfidence = Annotated[float | None, typer.Option(
+    "--min-confidence", help="Drop hits under this calibrated confidence (0..1); 0 keeps "
+                             "everything.")]
+CollapseOpt = Annotated[bool, typer.Option(
+    "--collapse/--no-collapse", help="Fold near-exact duplicates into one hit.")]
 Offset = Annotated[int, typer.Option("--offset")]
 
 
@@ -296,15 +303,13 @@ def search(
     parse: Annotated[bool, typer.Option(
         "--parse/--no-parse", help="Understand prices, colours, brands and categories in "
                                    "the text.")] = True,
-    min_confidence: Annotated[float | None, typer.Option(
-        "--min-confidence", help="Drop hits under this calibrated confidence (0..1); 0 keeps "
-                                 "everything.")] = None,
+    min_confidence: MinConfidence = None, collapse: CollapseOpt = True,
 ) -> None:
     """Search by text, by image(s), or both."""
     with _errors():
         query = Query(text=text, images=list(image or []), negative_images=list(not_image or []),
                       image_weight=image_weight, limit=limit, offset=offset, parse=parse,
-                      min_confidence=min_confidence,
+                      min_confidence=min_confidence, collapse_duplicates=collapse,
                       filters=_filters(category, brand, price_min, price_max, color, license_,
                                        tag, orientation, min_width, min_height, attr))
         engine = _open(collection, readonly=True)
@@ -324,10 +329,12 @@ def similar(
     tag: Tag = None, orientation: OrientationOpt = None, min_width: MinWidth = None,
     min_height: MinHeight = None, attr: Attr = None,
     limit: Limit = 10, offset: Offset = 0, as_json: JsonOpt = False,
+    min_confidence: MinConfidence = None, collapse: CollapseOpt = True,
 ) -> None:
     """More like this item (the item itself excluded)."""
     with _errors():
         query = Query(similar_to=item_id, limit=limit, offset=offset,
+                      min_confidence=min_confidence, collapse_duplicates=collapse,
                       filters=_filters(category, brand, price_min, price_max, color, license_,
                                        tag, orientation, min_width, min_height, attr))
         engine = _open(collection, readonly=True)
@@ -336,6 +343,117 @@ def similar(
         finally:
             engine.close()
         _print_result(result, as_json)
+
+
+@app.command()
+def dedup(
+    collection: CollectionOpt,
+    item: Annotated[str | None, typer.Option(
+        "--item", help="Show the duplicates of this item instead of every group.")] = None,
+    min_tier: Annotated[str, typer.Option(
+        "--min-tier", help="exact, near-exact or variant (the weakest tier to include).")]
+    = "variant",
+    as_json: JsonOpt = False,
+) -> None:
+    """List groups of near-duplicate images (perceptual hash + image similarity)."""
+    with _errors():
+        engine = _open(collection, readonly=True)
+        try:
+            if item is not None:
+                found = [d.to_dict() for d in engine.duplicates(item)]
+                if as_json:
+                    _print_json({"id": item, "duplicates": found})
+                for d in [] if as_json else found:
+                    typer.echo(f"{d['tier']:10s} hamming {d['hamming']:2d}  cosine "
+                               f"{d['cosine']:.4f}  {d['id']}")
+                return
+            groups = engine.duplicate_groups(min_tier)
+        finally:
+            engine.close()
+        if as_json:
+            _print_json({"groups": groups, "count": len(groups),
+                         "items": sum(len(g["ids"]) for g in groups)})
+            return
+        for number, group in enumerate(groups, 1):
+            typer.echo(f"group {number} ({group['tier']}, {len(group['ids'])} items): "
+                       + "  ".join(group["ids"]))
+        typer.echo(f"{len(groups)} groups", err=True)
+
+
+@app.command(name="eval")
+def evaluate(
+    collection: CollectionOpt,
+    qrels: Annotated[Path | None, typer.Argument(
+        help="JSONL: one query per line with its relevant ids (see README).")] = None,
+    compare: Annotated[Path | None, typer.Option(
+        "--compare", help="Run the same queries on a second collection, side by side.")]
+    = None,
+    compare_parse: Annotated[bool, typer.Option(
+        "--compare-parse", help="Compare query understanding on against off.")] = False,
+    ks: Annotated[str, typer.Option("--k", help="Cut-offs, comma separated.")]
+    = "1,5,10,20,100",
+    per_query: Annotated[bool, typer.Option("--per-query")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Print metric definitions.")]
+    = False,
+    ann: Annotated[bool, typer.Option(
+        "--ann", help="Recall@10 of each vector index against exact search.")] = False,
+    ann_queries: Annotated[int, typer.Option("--ann-queries")] = 200,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score search quality on your own relevance judgements (Recall, P, mAP, MRR, nDCG)."""
+    from imgsearch.evaluate import metrics, report, runner
+    from imgsearch.evaluate.ann import ann_recall
+
+    with _errors():
+        try:
+            cutoffs = tuple(int(k) for k in ks.split(","))
+        except ValueError:
+            raise InvalidInputError(f"--k takes numbers separated by commas, got {ks!r}") \
+                from None
+        if explain:
+            typer.echo(report.format_definitions(metrics.definitions()))
+            if qrels is None and not ann:
+                return
+        output: dict[str, Any] = {}
+        engine = _open(collection, readonly=True)
+        try:
+            if ann:
+                results = [ann_recall(space, n_queries=ann_queries)
+                           for space in engine.spaces.values()]
+                output["ann"] = [r.to_dict() for r in results]
+                if not as_json:
+                    typer.echo(report.format_ann(results))
+            if qrels is not None:
+                queries = runner.load_qrels(qrels)
+                run_a = runner.run_eval(queries, runner.EvalConfig(str(collection), engine),
+                                        cutoffs)
+                if compare is not None or compare_parse:
+                    other = _open(compare, readonly=True) if compare is not None else engine
+                    try:
+                        config_b = runner.EvalConfig(str(compare), other) if compare \
+                            is not None else runner.EvalConfig(
+                                "parse off", engine, runner.without_parsing)
+                        if compare_parse:
+                            run_a = runner.run_eval(queries, runner.EvalConfig(
+                                "parse on", engine), cutoffs)
+                        run_b = runner.run_eval(queries, config_b, cutoffs)
+                    finally:
+                        if other is not engine:
+                            other.close()
+                    comparison = runner.compare(run_a, run_b)
+                    output.update(comparison.to_dict())
+                    if not as_json:
+                        typer.echo(report.format_comparison(comparison))
+                else:
+                    output.update(run_a.to_dict())
+                    if not as_json:
+                        typer.echo(report.format_run(run_a, per_query=per_query))
+            elif not ann:
+                raise InvalidInputError("eval needs a QRELS file, --ann or --explain")
+        finally:
+            engine.close()
+        if as_json:
+            _print_json(output)
 
 
 def main() -> None:

@@ -146,6 +146,7 @@ class Query:
     offset: int = 0
     parse: bool = True  # understand prices, colours, brands and categories in the text
     min_confidence: float | None = None  # None: the collection's default; 0: keep everything
+    collapse_duplicates: bool = True  # fold near-exact duplicates into the best-ranked one
     ef_search: int | None = None
     nprobe: int | None = None
 
@@ -175,6 +176,7 @@ class SearchHit:
     image: str | None = None
     thumbnail: str | None = None
     confidence: float = 1.0  # calibrated 0..1: 0 = as similar as two random items
+    duplicates: int = 0  # near-exact duplicates folded into this hit
     # signal name -> {"score": its score, "rank": its rank in that signal's own list}
     matched_by: dict[str, dict[str, float]] = field(default_factory=dict)
 

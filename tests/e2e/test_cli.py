@@ -79,7 +79,7 @@ def test_index_messy_folder_reports_every_bad_file(messy_folder, tmp_path):
     assert info["items"] == len(GOOD)
     # exact duplicates tie at rank one
     hits = json.loads(run("search", "-c", tmp_path / "c", "--image",
-                          messy_folder / "plain.jpg", "--json").stdout)["results"]
+                          messy_folder / "plain.jpg", "--no-collapse", "--json").stdout)["results"]
     assert {hits[0]["id"], hits[1]["id"]} == {"plain.jpg", "copy-of-plain.jpg"}
     assert hits[0]["score"] == pytest.approx(hits[1]["score"])
     # the EXIF-rotated file was indexed upright
@@ -164,3 +164,38 @@ def test_errors_have_exit_codes_and_messages(tmp_path):
     assert "--reembed" in mismatch.stderr
     human = run("search", "-c", c, "--image", tmp_path / "a.jpg")
     assert "a.jpg" in human.stdout
+
+
+def test_dedup_and_eval_commands(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"p{i}.jpg").write_bytes(gen.jpeg_bytes(300 + i))
+    (folder / "p0-copy.jpg").write_bytes(gen.jpeg_bytes(300))
+    (folder / "p1-again.jpg").write_bytes(gen.jpeg_bytes(301, quality=50))
+    c = tmp_path / "c"
+    run("index", folder, "-c", c, "--quiet")
+    groups = json.loads(run("dedup", "-c", c, "--json").stdout)["groups"]
+    as_sets = [set(g["ids"]) for g in groups]
+    assert {"p0.jpg", "p0-copy.jpg"} in as_sets and {"p1.jpg", "p1-again.jpg"} in as_sets
+    assert len(groups) == 2
+    exact = json.loads(run("dedup", "-c", c, "--min-tier", "exact", "--json").stdout)
+    assert [set(g["ids"]) for g in exact["groups"]] == [{"p0.jpg", "p0-copy.jpg"}]
+    one = json.loads(run("dedup", "-c", c, "--item", "p0.jpg", "--json").stdout)
+    assert [d["id"] for d in one["duplicates"]] == ["p0-copy.jpg"]
+    assert one["duplicates"][0]["tier"] == "exact"
+
+    qrels = tmp_path / "qrels.jsonl"
+    qrels.write_text(
+        json.dumps({"image": str(folder / "p5.jpg"), "relevant": ["p5.jpg"]}) + "\n"
+        + json.dumps({"item": "p0.jpg", "relevant": ["p0-copy.jpg"]}) + "\n")
+    report = json.loads(run("eval", "-c", c, qrels, "--json").stdout)
+    assert report["overall"]["recall@1"] == 1.0
+    assert report["overall"]["mrr"] == 1.0
+    human = run("eval", "-c", c, qrels, "--explain")
+    assert "ndcg" in human.stdout.lower()
+    ann = json.loads(run("eval", "-c", c, "--ann", "--json").stdout)["ann"]
+    assert ann[0]["recall"] == 1.0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "x"}\n')
+    assert "line 1" in run("eval", "-c", c, bad, check=2).stderr

@@ -322,6 +322,10 @@ def test_exact_duplicate_ties_at_rank_one(tmp_path, engine):
     engine.upsert(Item(id="a"), picture(1))
     engine.upsert(Item(id="a-copy"), picture(1))
     engine.upsert(Item(id="b"), picture(2))
-    hits = engine.search(Query(images=[picture(1)], limit=3)).hits
+    hits = engine.search(Query(images=[picture(1)], limit=3, collapse_duplicates=False)).hits
     assert {hits[0].id, hits[1].id} == {"a", "a-copy"}
     assert hits[0].score == pytest.approx(hits[1].score)
+    # by default the copy is folded into the first, which says it stands for two
+    collapsed = engine.search(Query(images=[picture(1)], limit=3, min_confidence=0)).hits
+    assert [h.id for h in collapsed][:2] == ["a", "b"]
+    assert collapsed[0].duplicates == 1 and collapsed[1].duplicates == 0

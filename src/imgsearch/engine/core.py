@@ -27,6 +27,12 @@ import faiss
 from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
 from imgsearch.encode.registry import describe_encoder, get_encoder
+from imgsearch.engine.dedup import (
+    Duplicate,
+    build_hamming_index,
+    duplicate_groups,
+    item_duplicates,
+)
 from imgsearch.engine.pipeline import Prepared, Preparer
 from imgsearch.enrich.thumbnails import remove_thumbnail, write_thumbnail
 from imgsearch.errors import (
@@ -106,6 +112,7 @@ class Engine:
         self._closed = False
         self._vocabulary: Vocabulary | None = None
         self.calibrations: dict[str, Calibration | None] = {}
+        self._hamming: Any = None
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -260,6 +267,7 @@ class Engine:
 
     def _apply(self, results: list[WriteResult], vectors: dict[int, Any]) -> None:
         self._vocabulary = None
+        self._hamming = None
         head = self.catalog.journal_head()
         with self.lock.write():
             for name, space in self.spaces.items():
@@ -381,6 +389,21 @@ class Engine:
                 [v for v, _ in self.catalog.distinct_values("category", 100_000)])
             self._vocabulary = vocabulary
         return vocabulary
+
+    def hamming_index(self) -> Any:
+        """A binary index over every item's perceptual hash; rebuilt after writes."""
+        index = self._hamming
+        if index is None:
+            index = self._hamming = build_hamming_index(self)
+        return index
+
+    def duplicates(self, item_id: str) -> list[Duplicate]:
+        """The near-duplicates of one item, strongest first (the item excluded)."""
+        return item_duplicates(self, item_id)
+
+    def duplicate_groups(self, min_tier: str = "variant") -> list[dict[str, Any]]:
+        """Every group of near-duplicates at ``min_tier`` (exact, near-exact, variant)."""
+        return duplicate_groups(self, min_tier)
 
     def __contains__(self, item_id: str) -> bool:
         return self.catalog.key_of(item_id) is not None

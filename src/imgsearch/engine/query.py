@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from imgsearch.engine.dedup import collapse_hits
 from imgsearch.errors import InvalidQueryError, ItemNotFoundError
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
 from imgsearch.search.fusion import RankedList, fuse
@@ -257,6 +258,11 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
                 message=f"nothing in this collection matches well enough: the best candidate "
                         f"scored {best:.2f} confidence, under the minimum {minimum:.2f} "
                         f"(lower it with min_confidence to see weaker matches)")
+    stands_for = np.ones(len(ranked.keys), np.int64)
+    if query.collapse_duplicates and len(ranked.keys) > 1:
+        keep, stands_for = collapse_hits(engine, ranked.keys)
+        ranked, confidence, stands_for = _subset(ranked, keep), confidence[keep], \
+            stands_for[keep]
     page = slice(query.offset, query.offset + query.limit)
     keys = ranked.keys[page]
     items = engine.catalog.items_by_key([int(k) for k in keys])
@@ -277,7 +283,8 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
             id=item.id, score=round(float(ranked.scores[page][row]), 6), title=item.title,
             category=item.category, brand=item.brand, price=item.price, image=item.image,
             thumbnail=item.thumbnail, matched_by=matched,
-            confidence=round(float(confidence[page][row]), 4)))
+            confidence=round(float(confidence[page][row]), 4),
+            duplicates=int(stands_for[page][row]) - 1))
     return SearchResult(hits, query.kind, (time.perf_counter() - started) * 1000,
                         total_candidates=ranked.candidates, plan=ranked.plan,
                         interpretation=interpretation)

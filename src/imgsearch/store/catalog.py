@@ -259,6 +259,33 @@ class Catalog:
         return {str(r[0]): (r[1], r[2], r[3]) for r in self._reader.execute(
             "SELECT id, source_size, source_mtime, content_hash FROM items")}
 
+    def phashes(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """(keys, perceptual hashes) of every item that has a hash."""
+        rows = self._reader.execute(
+            "SELECT key, phash FROM items WHERE phash IS NOT NULL ORDER BY key").fetchall()
+        return (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)))
+
+    def phashes_of(self, keys: NDArray[np.int64]) -> NDArray[np.int64]:
+        """One hash per key, in order (0 for an item without one)."""
+        found: dict[int, int] = {}
+        for start in range(0, len(keys), 500):
+            chunk = [int(k) for k in keys[start:start + 500]]
+            for key, value in self._reader.execute(
+                    f"SELECT key, phash FROM items WHERE key IN ({', '.join('?' * len(chunk))})",
+                    chunk):
+                found[int(key)] = int(value or 0)
+        return np.fromiter((found.get(int(k), 0) for k in keys), dtype=np.int64,
+                           count=len(keys))
+
+    def ids_of(self, keys: Sequence[int]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for start in range(0, len(keys), 500):
+            chunk = [int(k) for k in keys[start:start + 500]]
+            out.update((int(k), str(i)) for k, i in self._reader.execute(
+                f"SELECT key, id FROM items WHERE key IN ({', '.join('?' * len(chunk))})", chunk))
+        return out
+
     def has_text(self) -> bool:
         return self._reader.execute(
             "SELECT 1 FROM items WHERE coalesce(title, description, category, brand) "
