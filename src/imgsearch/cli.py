@@ -244,6 +244,19 @@ def _filters(category: list[str] | None, brand: list[str] | None, price_min: flo
                    min_width=min_width, min_height=min_height, attributes=attributes)
 
 
+def _boosts(pairs: list[str] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pair in pairs or ():
+        name, sep, value = pair.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise InvalidInputError(f"--boost takes SIGNAL=WEIGHT, got {pair!r}") from None
+        if not sep:
+            raise InvalidInputError(f"--boost takes SIGNAL=WEIGHT, got {pair!r}")
+    return out
+
+
 def _print_result(result: SearchResult, as_json: bool) -> None:
     if as_json:
         _print_json(result.to_dict())
@@ -279,6 +292,13 @@ Limit = Annotated[int, typer.Option("--limit", "-n")]
 MinConfidence = Annotated[float | None, typer.Option(
     "--min-confidence", help="Drop hits under this calibrated confidence (0..1); 0 keeps "
                              "everything.")]
+Boost = Annotated[list[str] | None, typer.Option(
+    "--boost", help="SIGNAL=WEIGHT for popularity, rating, conversion, freshness; "
+                    "repeatable; weights sum to at most 1.")]
+MaxPerCategory = Annotated[int | None, typer.Option(
+    "--max-per-category", help="Diversity: at most this many hits per category.")]
+Mmr = Annotated[float | None, typer.Option(
+    "--mmr", help="Diversity: maximal marginal relevance lambda (1 = relevance only).")]
 CollapseOpt = Annotated[bool, typer.Option(
     "--collapse/--no-collapse", help="Fold near-exact duplicates into one hit.")]
 Offset = Annotated[int, typer.Option("--offset")]
@@ -304,12 +324,18 @@ def search(
         "--parse/--no-parse", help="Understand prices, colours, brands and categories in "
                                    "the text.")] = True,
     min_confidence: MinConfidence = None, collapse: CollapseOpt = True,
+    boost: Boost = None, max_per_category: MaxPerCategory = None, mmr: Mmr = None,
+    multi_image: Annotated[str | None, typer.Option(
+        "--multi-image", help="Several images: 'average' their vectors or 'rrf' fuse "
+                              "per-image rankings.")] = None,
 ) -> None:
     """Search by text, by image(s), or both."""
     with _errors():
         query = Query(text=text, images=list(image or []), negative_images=list(not_image or []),
                       image_weight=image_weight, limit=limit, offset=offset, parse=parse,
                       min_confidence=min_confidence, collapse_duplicates=collapse,
+                      boosts=_boosts(boost), max_per_category=max_per_category,
+                      mmr_lambda=mmr, multi_image=multi_image,
                       filters=_filters(category, brand, price_min, price_max, color, license_,
                                        tag, orientation, min_width, min_height, attr))
         engine = _open(collection, readonly=True)
@@ -330,11 +356,14 @@ def similar(
     min_height: MinHeight = None, attr: Attr = None,
     limit: Limit = 10, offset: Offset = 0, as_json: JsonOpt = False,
     min_confidence: MinConfidence = None, collapse: CollapseOpt = True,
+    boost: Boost = None, max_per_category: MaxPerCategory = None, mmr: Mmr = None,
 ) -> None:
     """More like this item (the item itself excluded)."""
     with _errors():
         query = Query(similar_to=item_id, limit=limit, offset=offset,
                       min_confidence=min_confidence, collapse_duplicates=collapse,
+                      boosts=_boosts(boost), max_per_category=max_per_category,
+                      mmr_lambda=mmr,
                       filters=_filters(category, brand, price_min, price_max, color, license_,
                                        tag, orientation, min_width, min_height, attr))
         engine = _open(collection, readonly=True)

@@ -68,6 +68,14 @@ class Settings:
     # 0.5 = better than the best match chance alone would give (see search.calibration)
     min_confidence: float = 0.5
 
+    # ranking: business signals (weights, off by default) and multi-image queries
+    boost_popularity: float = 0.0
+    boost_rating: float = 0.0
+    boost_conversion: float = 0.0
+    boost_freshness: float = 0.0
+    freshness_half_life_days: float = 30.0
+    multi_image: str = "average"  # average | rrf
+
     # relevance: how text queries combine keyword (BM25) and semantic signals
     fusion: str = "rrf"  # rrf | weighted
     rrf_k: int = 60

@@ -147,6 +147,11 @@ class Query:
     parse: bool = True  # understand prices, colours, brands and categories in the text
     min_confidence: float | None = None  # None: the collection's default; 0: keep everything
     collapse_duplicates: bool = True  # fold near-exact duplicates into the best-ranked one
+    # business signals: weights of popularity, rating, conversion, freshness (sum <= 1)
+    boosts: Mapping[str, float] = field(default_factory=dict)
+    max_per_category: int | None = None  # diversity: at most this many hits per category
+    mmr_lambda: float | None = None  # diversity: maximal marginal relevance, 1 = none
+    multi_image: str | None = None  # "average" vectors or "rrf" per-image rank fusion
     ef_search: int | None = None
     nprobe: int | None = None
 

@@ -14,6 +14,7 @@ from imgsearch.engine.dedup import collapse_hits
 from imgsearch.errors import InvalidQueryError, ItemNotFoundError
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
 from imgsearch.search.fusion import RankedList, fuse
+from imgsearch.search.rerank import BusinessWeights, business_scores, max_per_category, mmr_order
 from imgsearch.search.understand import Interpretation, understand
 from imgsearch.store.filters import validate as validate_filters
 from imgsearch.types import Filters, ImageInput, Query, SearchHit, SearchResult
@@ -126,7 +127,7 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal]) -> NDArra
     """
     n = len(ranked.keys)
     weights = {sig.name: sig.weight for sig in signals}
-    fused = "keyword" in ranked.per_signal
+    fused = "keyword" in ranked.per_signal or any(":" in n for n in ranked.per_signal)
     total = np.zeros(n, np.float32)
     weight_sum = 0.0
     best = np.zeros(n, np.float32)
@@ -139,7 +140,10 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal]) -> NDArra
             if top > 0:
                 best = np.maximum(best, (kw / np.float32(top)).astype(np.float32))
             continue
-        calibration = engine.calibrations.get(_SIGNAL_SPACE.get(name, name))
+        if name.startswith("not-image"):
+            continue  # closeness to a counter-example is no evidence of a match
+        base = name.split(":", 1)[0]
+        calibration = engine.calibrations.get(_SIGNAL_SPACE.get(base, base))
         values = np.nan_to_num(scores.astype(np.float32), nan=-1.0)
         conf = calibration.confidence(values) if calibration else \
             np.where(np.isfinite(scores), 1.0, 0.0).astype(np.float32)
@@ -151,10 +155,80 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal]) -> NDArra
     return (total / np.float32(weight_sum)).astype(np.float32)
 
 
-def _subset(ranked: Ranked, keep: NDArray[np.bool_]) -> Ranked:
+def _subset(ranked: Ranked, keep: NDArray[Any]) -> Ranked:
+    """The candidates selected by a boolean mask or reordered by an index array."""
     return Ranked(ranked.keys[keep], ranked.scores[keep],
                   {n: c[keep] for n, c in ranked.per_signal.items()},
                   {n: c[keep] for n, c in ranked.ranks.items()}, ranked.plan, ranked.candidates)
+
+
+def _business_weights(engine: Engine, query: Query) -> BusinessWeights:
+    s = engine.settings
+    unknown = set(query.boosts) - {"popularity", "rating", "conversion", "freshness"}
+    if unknown:
+        raise InvalidQueryError(f"unknown boost {sorted(unknown)[0]!r}; use popularity, "
+                                f"rating, conversion or freshness")
+    weights = BusinessWeights(
+        popularity=float(query.boosts.get("popularity", s.boost_popularity)),
+        rating=float(query.boosts.get("rating", s.boost_rating)),
+        conversion=float(query.boosts.get("conversion", s.boost_conversion)),
+        freshness=float(query.boosts.get("freshness", s.boost_freshness)),
+        half_life_days=s.freshness_half_life_days)
+    weights.validate()
+    return weights
+
+
+def _rerank(engine: Engine, query: Query, ranked: Ranked, confidence: NDArray[np.float32],
+            stands_for: NDArray[np.int64]
+            ) -> tuple[Ranked, NDArray[np.float32], NDArray[np.int64]]:
+    """Business signals, then diversity, over the whole candidate block."""
+    weights = _business_weights(engine, query)
+    if not len(ranked.keys) or not (weights.total or query.max_per_category
+                                    or query.mmr_lambda is not None):
+        return ranked, confidence, stands_for
+    items = engine.catalog.items_by_key([int(k) for k in ranked.keys])
+    if weights.total:
+        scores = business_scores(ranked.scores, [items.get(int(k)) for k in ranked.keys],
+                                 weights)
+        order = np.lexsort((ranked.keys, -scores))
+        ranked = _subset(ranked, order)
+        ranked.scores = scores[order]
+        confidence, stands_for = confidence[order], stands_for[order]
+    if query.max_per_category is not None:
+        keep = max_per_category(ranked.keys, {k: i.category for k, i in items.items()},
+                                query.max_per_category)
+        ranked, confidence, stands_for = _subset(ranked, keep), confidence[keep], \
+            stands_for[keep]
+    if query.mmr_lambda is not None:
+        space = engine.spaces["image"]
+        order = mmr_order(ranked.keys, ranked.scores, space.vectors_of_keys, query.mmr_lambda)
+        ranked, confidence, stands_for = _subset(ranked, order), confidence[order], \
+            stands_for[order]
+    return ranked, confidence, stands_for
+
+
+def _fused_images(engine: Engine, query: Query, allowed: NDArray[np.int64] | None) -> Ranked:
+    """Several example images by per-image rank fusion (RRF over one list per example):
+    each example keeps its own neighbourhood, where vector averaging looks only between
+    them; counter-examples enter with a negative weight."""
+    s = engine.settings
+    k = fetch_size(query.offset, query.limit)
+    space = engine.spaces["image"]
+    lists: list[RankedList] = []
+    for prefix, values, weight in (("image", query.images, 1.0),
+                                   ("not-image", query.negative_images, -_NEGATIVE_WEIGHT)):
+        if not values:
+            continue
+        vectors = _image_vectors(engine, list(values))
+        for number, vector in enumerate(vectors, 1):
+            keys, scores, _plan = candidates(Signal(prefix, space, vector), k, allowed, None, s,
+                                             ef_search=query.ef_search, nprobe=query.nprobe)
+            lists.append(RankedList(f"{prefix}:{number}", keys, scores, weight))
+    fused = fuse(lists, "rrf", s.rrf_k)
+    return Ranked(fused.keys[:k], fused.scores[:k],
+                  {name: col[:k] for name, col in fused.list_scores.items()},
+                  {name: col[:k] for name, col in fused.ranks.items()},
+                  f"image:{space.index.kind} fused:rrf x{len(lists)}", len(fused.keys))
 
 
 _SIGNAL_WEIGHT = {"text": "weight_text", "clip_text": "weight_clip_text"}
@@ -233,9 +307,15 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
         return SearchResult([], query.kind, (time.perf_counter() - started) * 1000,
                             plan="filters match no item", interpretation=interpretation,
                             empty_reason="filtered_out", message="no item passes the filters")
+    mode = query.multi_image or s.multi_image
+    if mode not in ("average", "rrf"):
+        raise InvalidQueryError(f"multi_image must be 'average' or 'rrf', got {mode!r}")
+    several = len(query.images) + len(query.negative_images) > 1
     with engine.lock.read():
         if query.text and not query.images:
             ranked = _fused_text(engine, query, signals, allowed)
+        elif mode == "rrf" and several and not query.text:
+            ranked = _fused_images(engine, query, allowed)
         else:
             ranked = rank(signals, query.offset, query.limit, allowed, exclude, s,
                           ef_search=query.ef_search, nprobe=query.nprobe)
@@ -263,6 +343,7 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
         keep, stands_for = collapse_hits(engine, ranked.keys)
         ranked, confidence, stands_for = _subset(ranked, keep), confidence[keep], \
             stands_for[keep]
+    ranked, confidence, stands_for = _rerank(engine, query, ranked, confidence, stands_for)
     page = slice(query.offset, query.offset + query.limit)
     keys = ranked.keys[page]
     items = engine.catalog.items_by_key([int(k) for k in keys])

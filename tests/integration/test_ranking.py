@@ -1,0 +1,102 @@
+"""Business signals, diversity and multi-image fusion, through Engine.search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imagegen import picture
+from imgsearch.config import Settings
+from imgsearch.engine import Engine
+from imgsearch.errors import InvalidQueryError
+from imgsearch.search.rerank import BusinessWeights, business_scores, mmr_order
+from imgsearch.types import Item, Query
+
+
+@pytest.fixture
+def shop(tmp_path):
+    with Engine.open(tmp_path / "c", Settings(text_encoder="fake")) as engine:
+        engine.ingest_items(
+            (Item(id=f"i{i}", title=f"thing {i}", category=f"c{i % 3}",
+                  popularity=float(i * 10), rating=float(i % 5),
+                  created_at=f"2026-{1 + i % 12:02d}-01"), picture(i))
+            for i in range(30))
+        yield engine
+
+
+def _ids(result):
+    return [h.id for h in result.hits]
+
+
+def test_popularity_boost_reorders(shop):
+    base = shop.similar("i0", limit=10)
+    boosted = shop.search(Query(similar_to="i0", limit=10, boosts={"popularity": 1.0}))
+    assert _ids(base) != _ids(boosted)
+    # all weight on popularity: the candidates come out most popular first
+    pops = [shop.get(i).popularity for i in _ids(boosted)]
+    assert pops == sorted(pops, reverse=True)
+    half = shop.search(Query(similar_to="i0", limit=10, boosts={"popularity": 0.5}))
+    assert _ids(half) not in (_ids(base), _ids(boosted))
+
+
+def test_boost_validation(shop):
+    with pytest.raises(InvalidQueryError):
+        shop.search(Query(similar_to="i0", boosts={"popularity": 0.8, "rating": 0.5}))
+    with pytest.raises(InvalidQueryError):
+        shop.search(Query(similar_to="i0", boosts={"likes": 0.5}))
+
+
+def test_max_per_category(shop):
+    result = shop.search(Query(similar_to="i1", limit=10, max_per_category=2))
+    categories = [shop.get(i).category for i in _ids(result)]
+    assert len(result.hits) == 6
+    assert all(categories.count(c) <= 2 for c in set(categories))
+
+
+def test_mmr_spreads_near_copies(tmp_path):
+    with Engine.open(tmp_path / "m", Settings(text_encoder="fake")) as engine:
+        base = picture(1, (96, 72))
+        for i in range(4):  # four near-identical shots of one picture
+            engine.upsert(Item(id=f"same{i}"), base.rotate(i * 0.5))
+        for i in range(6):
+            engine.upsert(Item(id=f"other{i}"), picture(100 + i, (96, 72)))
+        plain = engine.search(Query(images=[base], limit=4, min_confidence=0,
+                                    collapse_duplicates=False))
+        diverse = engine.search(Query(images=[base], limit=4, min_confidence=0,
+                                      collapse_duplicates=False, mmr_lambda=0.3))
+        assert sum(i.startswith("same") for i in _ids(plain)) == 4
+        assert sum(i.startswith("same") for i in _ids(diverse)) < 4
+        assert _ids(diverse)[0].startswith("same")
+
+
+def test_multi_image_rrf_finds_each_example(shop):
+    examples = [picture(3), picture(17)]
+    result = shop.search(Query(images=examples, limit=5, multi_image="rrf"))
+    assert {"i3", "i17"} <= set(_ids(result))
+    assert "fused:rrf" in result.plan
+    assert result.hits[0].matched_by.keys() <= {"image:1", "image:2"}
+    with_negative = shop.search(Query(images=examples, negative_images=[picture(17)],
+                                      limit=5, multi_image="rrf", min_confidence=0))
+    assert "i3" in _ids(with_negative)[:3]
+    assert "i17" not in _ids(with_negative)  # the counter-example pushed its own match out
+    with pytest.raises(InvalidQueryError):
+        shop.search(Query(images=examples, multi_image="median"))
+
+
+def test_business_scores_by_hand():
+    scores = np.asarray([1.0, 0.5], np.float32)
+    items = [Item(id="a", rating=1.0), Item(id="b", rating=5.0)]
+    got = business_scores(scores, items, BusinessWeights(rating=0.5))
+    # relevance (1, 0.5) * 0.5 + rating scaled over [0, 5] -> (0.2, 1.0) * 0.5
+    assert np.allclose(got, [0.5 * 1.0 + 0.5 * 0.2, 0.5 * 0.5 + 0.5 * 1.0])
+
+
+def test_mmr_order_by_hand():
+    vectors = np.asarray([[1, 0], [1, 0], [0, 1]], np.float32)
+    keys = np.asarray([10, 11, 12])
+
+    def vectors_of(k):
+        return k, vectors[k - 10]
+
+    order = mmr_order(keys, np.asarray([1.0, 0.99, 0.9], np.float32), vectors_of, 0.5)
+    assert list(order) == [0, 2, 1]
