@@ -58,6 +58,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
+
 from common import (
     DATA_DIR,
     command_line,
@@ -68,8 +70,6 @@ from common import (
     table,
     write_results,
 )
-from PIL import Image
-
 from imgsearch import Engine, Query, SearchResult, Settings
 from imgsearch.enrich.phash import hamming, perceptual_hash
 from imgsearch.evaluate.metrics import mean_metrics, query_metrics
@@ -328,8 +328,12 @@ def main() -> None:
           f"left out); {len(categories)} indexed in {ingest['seconds']} s, "
           f"{len(ingest['failed'])} refused")
 
+    stage = time.perf_counter()
+    timings: dict[str, float] = {"build_and_ingest": round(stage - started, 1)}
     qrels = text_qrels(categories)
     text = run_text(collection, qrels)
+    timings["text"] = round(time.perf_counter() - stage, 1)
+    stage = time.perf_counter()
     print(f"\n1. Text queries from {len(qrels)} category names (parse=False, "
           f"min_confidence=0; relevant = every stamp under the folder)\n")
     print(table(["configuration", "nDCG@10", "Recall@10", "mAP@10", "mAP@100", "MRR",
@@ -345,6 +349,8 @@ def main() -> None:
     relevant = same_folder(categories)
     files = {i: args.stamps / truth["file"][i] for i in categories}
     images = run_images(collection, files, relevant)
+    timings["image_to_image"] = round(time.perf_counter() - stage, 1)
+    stage = time.perf_counter()
     print(f"\n2. Image -> image, {images['queries']} stamps as queries (relevant = the other "
           f"stamps of the same category)\n")
     print(table(["method", "mAP@10", "nDCG@10", "P@10", "Recall@10", "MRR"],
@@ -352,17 +358,19 @@ def main() -> None:
                   m["mrr"]] for name, m in images["overall"].items()]))
 
     no_match = run_no_match(collection, rows, args.seed)
+    timings["no_match"] = round(time.perf_counter() - stage, 1)
     print("\n3. Honest 'no match' (default settings)\n")
     print(table(["query", "expect", "empty_reason", "top hit", "confidence", "ok"],
                 [[r["query"], r["expect"], r["empty_reason"] or "-", r["top_hit"] or "-",
                   r["confidence"] if r["confidence"] is not None else "-",
                   "yes" if r["ok"] else "NO"] for r in no_match]))
     seconds = round(time.perf_counter() - started, 1)
-    print(f"\ntotal {seconds} s")
+    print(f"\ntotal {seconds} s ({timings})")
 
     path = write_results("relevance", {
         "date": now(), "command": command_line(), "machine": info,
-        "load_average": load_average(), "seconds": seconds, "seed": args.seed,
+        "load_average": load_average(), "seconds": seconds, "timings": timings,
+        "seed": args.seed,
         "dataset": {"stamps": len(rows), "indexed": len(categories),
                     "skipped_no_text": truth["skipped_no_text"], "ingest": ingest,
                     "categories": len(qrels)},

@@ -375,6 +375,37 @@ def similar(
 
 
 @app.command()
+def report(
+    collection: CollectionOpt,
+    days: Annotated[float | None, typer.Option(
+        "--days", help="Only searches of the last DAYS days.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Click-through, MRR of clicks, zero-result rate and latency per query type."""
+    import time
+
+    with _errors():
+        engine = _open(collection, readonly=True)
+        try:
+            data = engine.report(since=time.time() - days * 86400 if days else None)
+        finally:
+            engine.close()
+        if as_json:
+            _print_json(data)
+            return
+        if not data or not data.get("all", {}).get("searches"):
+            typer.echo("no searches logged yet")
+            return
+        typer.echo(f"{'query type':12s} {'searches':>8s} {'CTR':>6s} {'MRR':>6s} "
+                   f"{'zero':>6s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s}")
+        for kind, row in data.items():
+            lat = row["latency_ms"]
+            typer.echo(f"{kind:12s} {row['searches']:8d} {row['click_through_rate']:6.3f} "
+                       f"{row['mrr_of_clicks']:6.3f} {row['zero_result_rate']:6.3f} "
+                       f"{lat['p50']:8.2f} {lat['p95']:8.2f} {lat['p99']:8.2f}")
+
+
+@app.command()
 def dedup(
     collection: CollectionOpt,
     item: Annotated[str | None, typer.Option(

@@ -68,6 +68,8 @@ class Settings:
     # 0.5 = better than the best match chance alone would give (see search.calibration)
     min_confidence: float = 0.5
 
+    log_searches: bool = True  # search and click logs in the collection's logs.sqlite3
+
     # ranking: business signals (weights, off by default) and multi-image queries
     boost_popularity: float = 0.0
     boost_rating: float = 0.0

@@ -201,10 +201,12 @@ class SearchResult:
     # confidence) or "filtered_out" (no item passes the filters)
     empty_reason: str | None = None
     message: str | None = None
+    search_id: str | None = None  # for click feedback; None when logging is off
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "results": [h.to_dict() for h in self.hits],
+            "search_id": self.search_id,
             "empty_reason": self.empty_reason,
             "message": self.message,
             "query_kind": self.query_kind,

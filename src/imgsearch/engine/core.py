@@ -39,6 +39,7 @@ from imgsearch.errors import (
     CollectionLockedError,
     CollectionNotFoundError,
     EncoderMismatchError,
+    InvalidInputError,
     ItemNotFoundError,
 )
 from imgsearch.ingest.fetch import Fetcher
@@ -46,6 +47,7 @@ from imgsearch.search.calibration import Calibration, calibrate, is_stale
 from imgsearch.search.space import SpaceIndex
 from imgsearch.search.understand import Vocabulary
 from imgsearch.store.catalog import Catalog, WriteResult
+from imgsearch.store.logs import SearchLog
 from imgsearch.store.manifest import Manifest, read_manifest, write_manifest
 from imgsearch.types import ImageInput, IngestReport, Item, Progress, VectorSpace
 
@@ -113,6 +115,7 @@ class Engine:
         self._vocabulary: Vocabulary | None = None
         self.calibrations: dict[str, Calibration | None] = {}
         self._hamming: Any = None
+        self.logs = SearchLog(directory) if settings.log_searches else None
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -390,6 +393,19 @@ class Engine:
             self._vocabulary = vocabulary
         return vocabulary
 
+    def record_click(self, search_id: str, item_id: str, position: int | None = None) -> None:
+        """Feedback: a result of a logged search was clicked (durable when it returns)."""
+        if self.logs is None:
+            raise InvalidInputError("search logging is off for this collection "
+                                    "(IMGSEARCH_LOG_SEARCHES=0); clicks cannot be recorded")
+        self.logs.record_click(search_id, item_id, position)
+
+    def report(self, since: float | None = None) -> dict[str, Any]:
+        """CTR, MRR of clicks, zero-result rate and latency percentiles per query type."""
+        if self.logs is None:
+            return {}
+        return self.logs.report(since)
+
     def hamming_index(self) -> Any:
         """A binary index over every item's perceptual hash; rebuilt after writes."""
         index = self._hamming
@@ -440,6 +456,8 @@ class Engine:
         finally:
             if self._preparer is not None:
                 self._preparer.close()
+            if self.logs is not None:
+                self.logs.close()
             self.catalog.close()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)

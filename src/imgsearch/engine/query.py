@@ -17,6 +17,7 @@ from imgsearch.search.fusion import RankedList, fuse
 from imgsearch.search.rerank import BusinessWeights, business_scores, max_per_category, mmr_order
 from imgsearch.search.understand import Interpretation, understand
 from imgsearch.store.filters import validate as validate_filters
+from imgsearch.store.logs import SearchRecord
 from imgsearch.types import Filters, ImageInput, Query, SearchHit, SearchResult
 
 if TYPE_CHECKING:
@@ -304,9 +305,10 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
                 engine.catalog.filter_keys(query.filters)
     signals, exclude = signals_for(engine, query)
     if allowed is not None and len(allowed) == 0:
-        return SearchResult([], query.kind, (time.perf_counter() - started) * 1000,
-                            plan="filters match no item", interpretation=interpretation,
-                            empty_reason="filtered_out", message="no item passes the filters")
+        return _logged(engine, query, SearchResult(
+            [], query.kind, (time.perf_counter() - started) * 1000,
+            plan="filters match no item", interpretation=interpretation,
+            empty_reason="filtered_out", message="no item passes the filters"))
     mode = query.multi_image or s.multi_image
     if mode not in ("average", "rrf"):
         raise InvalidQueryError(f"multi_image must be 'average' or 'rrf', got {mode!r}")
@@ -331,13 +333,13 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
         ranked = _subset(ranked, keep)
         confidence = confidence[keep]
         if not len(ranked.keys) and query.offset == 0:
-            return SearchResult(
+            return _logged(engine, query, SearchResult(
                 [], query.kind, (time.perf_counter() - started) * 1000,
                 total_candidates=fetched, plan=ranked.plan, interpretation=interpretation,
                 empty_reason="no_match",
                 message=f"nothing in this collection matches well enough: the best candidate "
                         f"scored {best:.2f} confidence, under the minimum {minimum:.2f} "
-                        f"(lower it with min_confidence to see weaker matches)")
+                        f"(lower it with min_confidence to see weaker matches)"))
     stands_for = np.ones(len(ranked.keys), np.int64)
     if query.collapse_duplicates and len(ranked.keys) > 1:
         keep, stands_for = collapse_hits(engine, ranked.keys)
@@ -366,6 +368,17 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
             thumbnail=item.thumbnail, matched_by=matched,
             confidence=round(float(confidence[page][row]), 4),
             duplicates=int(stands_for[page][row]) - 1))
-    return SearchResult(hits, query.kind, (time.perf_counter() - started) * 1000,
-                        total_candidates=ranked.candidates, plan=ranked.plan,
-                        interpretation=interpretation)
+    return _logged(engine, query, SearchResult(
+        hits, query.kind, (time.perf_counter() - started) * 1000,
+        total_candidates=ranked.candidates, plan=ranked.plan, interpretation=interpretation))
+
+
+def _logged(engine: Engine, query: Query, result: SearchResult) -> SearchResult:
+    if engine.logs is not None:
+        result.search_id = engine.logs.log_search(SearchRecord(
+            kind=result.query_kind, text=query.text,
+            filters={k: v for k, v in dataclasses.asdict(query.filters).items() if v},
+            interpretation=result.interpretation, result_ids=[h.id for h in result.hits],
+            scores=[h.score for h in result.hits], latency_ms=result.query_time_ms,
+            empty_reason=result.empty_reason))
+    return result

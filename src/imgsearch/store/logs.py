@@ -1,0 +1,171 @@
+"""Search and click logs, and the report made from them.
+
+Logs live in their own SQLite file (``logs.sqlite3``) so that logging from a searching
+process never waits on the catalog's writer. Searches are queued and written in batches
+by a background thread: a search never waits for its log line, and at most the last
+fraction of a second of search lines can be lost in a crash. Clicks are feedback a
+caller acknowledges, so they are written before ``record_click`` returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgsearch.errors import InvalidInputError
+
+LOG_NAME = "logs.sqlite3"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS searches (
+    id TEXT PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL, text TEXT,
+    filters TEXT NOT NULL, interpretation TEXT NOT NULL, result_ids TEXT NOT NULL,
+    scores TEXT NOT NULL, latency_ms REAL NOT NULL, empty_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS searches_at ON searches (at);
+CREATE TABLE IF NOT EXISTS clicks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, search_id TEXT NOT NULL,
+    item_id TEXT NOT NULL, position INTEGER
+);
+CREATE INDEX IF NOT EXISTS clicks_search ON clicks (search_id);
+"""
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class SearchRecord:
+    kind: str
+    text: str | None
+    filters: dict[str, Any]
+    interpretation: dict[str, Any]
+    result_ids: list[str]
+    scores: list[float]
+    latency_ms: float
+    empty_reason: str | None
+
+
+class SearchLog:
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / LOG_NAME
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                     timeout=30.0)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=100_000)
+        self._thread = threading.Thread(target=self._drain, name="imgsearch-log", daemon=True)
+        self._thread.start()
+
+    def log_search(self, record: SearchRecord) -> str:
+        """Queue a search line; returns its id (for click feedback)."""
+        search_id = uuid.uuid4().hex
+        row = (search_id, time.time(), record.kind, record.text,
+               json.dumps(record.filters, sort_keys=True, default=str),
+               json.dumps(record.interpretation, default=str), json.dumps(record.result_ids),
+               json.dumps([round(s, 6) for s in record.scores]), record.latency_ms,
+               record.empty_reason)
+        # under a flood of searches the log gives way, never the search
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(row)
+        return search_id
+
+    def record_click(self, search_id: str, item_id: str, position: int | None = None) -> None:
+        if not search_id or not item_id:
+            raise InvalidInputError("a click needs the search id and the clicked item id")
+        if position is not None and position < 1:
+            raise InvalidInputError(f"click position counts from 1, got {position}")
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO clicks (at, search_id, item_id, position) VALUES (?, ?, ?, ?)",
+                (time.time(), search_id, item_id, position))
+
+    def flush(self) -> None:
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout=10)
+        with self._lock:
+            self._conn.close()
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            batch = [item]
+            while len(batch) < 500:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [b for b in batch if b is not _STOP]
+            if rows:
+                with self._lock:
+                    self._conn.execute("BEGIN")
+                    self._conn.executemany(
+                        "INSERT OR IGNORE INTO searches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        rows)
+                    self._conn.execute("COMMIT")
+            for _ in batch:
+                self._queue.task_done()
+            if any(b is _STOP for b in batch):
+                return
+
+    def report(self, since: float | None = None) -> dict[str, Any]:
+        """Click-through rate, MRR of clicks, zero-result rate and latency per query type.
+
+        CTR = searches with at least one click / searches. MRR of clicks = mean over
+        searches of 1 / position of the first clicked result (0 without a click; a click
+        whose item is not among the results counts as 0). Zero-result rate = searches
+        that returned nothing / searches. Latency percentiles are over search time in ms.
+        """
+        self.flush()
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, kind, result_ids, latency_ms FROM searches WHERE at >= ?",
+                (since or 0.0,)).fetchall()
+            clicks: dict[str, list[tuple[str, int | None]]] = {}
+            for search_id, item_id, position in self._conn.execute(
+                    "SELECT search_id, item_id, position FROM clicks ORDER BY id"):
+                clicks.setdefault(search_id, []).append((item_id, position))
+        per_kind: dict[str, list[tuple[list[str], float, list[tuple[str, int | None]]]]] = {}
+        for search_id, kind, result_ids, latency in rows:
+            per_kind.setdefault(kind, []).append(
+                (json.loads(result_ids), float(latency), clicks.get(search_id, [])))
+        per_kind["all"] = [entry for kind in list(per_kind) for entry in per_kind[kind]]
+        return {kind: _summary(entries) for kind, entries in sorted(per_kind.items())}
+
+
+def _summary(entries: list[tuple[list[str], float, list[tuple[str, int | None]]]]
+             ) -> dict[str, Any]:
+    n = len(entries)
+    if not n:
+        return {"searches": 0}
+    latencies = np.asarray([latency for _, latency, _ in entries])
+    reciprocal = []
+    clicked = 0
+    for results, _, clicks in entries:
+        if clicks:
+            clicked += 1
+        first = clicks[0] if clicks else None
+        if first is None:
+            reciprocal.append(0.0)
+            continue
+        position = first[1] or (results.index(first[0]) + 1 if first[0] in results else None)
+        reciprocal.append(1.0 / position if position else 0.0)
+    return {
+        "searches": n,
+        "click_through_rate": round(clicked / n, 4),
+        "mrr_of_clicks": round(float(np.mean(reciprocal)), 4),
+        "zero_result_rate": round(sum(1 for r, _, _ in entries if not r) / n, 4),
+        "latency_ms": {f"p{q}": round(float(np.percentile(latencies, q)), 3)
+                       for q in (50, 95, 99)},
+    }

@@ -1,0 +1,59 @@
+"""Search and click logs, and the report made from them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from imagegen import picture
+from imgsearch.config import Settings
+from imgsearch.engine import Engine
+from imgsearch.errors import InvalidInputError
+from imgsearch.types import Item, Query
+
+
+def test_searches_and_clicks_make_a_report(tmp_path):
+    with Engine.open(tmp_path / "c", Settings(text_encoder="fake")) as engine:
+        engine.ingest_items((Item(id=f"i{i}", title=f"thing {i}"), picture(i))
+                            for i in range(25))
+        first = engine.search(Query(images=[picture(3)], limit=5))
+        second = engine.search(Query(images=[picture(4)], limit=5))
+        empty = engine.search(Query(text="quantum chromodynamics lecture"))
+        similar = engine.similar("i1", limit=3)
+        assert first.search_id and first.search_id != second.search_id
+        engine.record_click(first.search_id, "i3", 1)
+        engine.record_click(second.search_id, second.hits[1].id)  # position from the log
+        with pytest.raises(InvalidInputError):
+            engine.record_click(first.search_id, "i3", 0)
+        report = engine.report()
+    assert report["image"]["searches"] == 2
+    assert report["image"]["click_through_rate"] == 1.0
+    assert report["image"]["mrr_of_clicks"] == pytest.approx((1 + 1 / 2) / 2)
+    assert report["text"]["zero_result_rate"] == (1.0 if not empty.hits else 0.0)
+    assert report["item"]["searches"] == 1 and similar.hits
+    assert report["all"]["searches"] == 4
+    assert report["all"]["click_through_rate"] == 0.5
+    assert set(report["all"]["latency_ms"]) == {"p50", "p95", "p99"}
+
+
+def test_report_command(tmp_path):
+    with Engine.open(tmp_path / "c", Settings(text_encoder="fake")) as engine:
+        engine.upsert(Item(id="a", title="x"), picture(1))
+        engine.search(Query(images=[picture(1)]))
+    env = dict(os.environ, IMGSEARCH_TEXT_ENCODER="fake")
+    proc = subprocess.run([sys.executable, "-m", "imgsearch.cli", "report", "-c",
+                           str(tmp_path / "c"), "--json"], capture_output=True, text=True,
+                          env=env, check=True)
+    assert json.loads(proc.stdout)["image"]["searches"] == 1
+
+
+def test_logging_can_be_turned_off(tmp_path):
+    with Engine.open(tmp_path / "c", Settings(text_encoder="fake", log_searches=False)) as eng:
+        eng.upsert(Item(id="a"), picture(1))
+        assert eng.search(Query(images=[picture(1)])).search_id is None
+        assert eng.report() == {}
+    assert not (tmp_path / "c" / "logs.sqlite3").exists()
