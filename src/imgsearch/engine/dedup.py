@@ -91,11 +91,22 @@ def build_hamming_index(engine: Engine) -> Any:
 def collapse_hits(engine: Engine, keys: NDArray[np.int64], min_tier: str = "near-exact"
                   ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
     """Which ranked keys to keep, and how many hits each kept one stands for."""
+    all_kept = np.ones(len(keys), bool), np.ones(len(keys), np.int64)
     if len(keys) < 2:
-        return np.ones(len(keys), bool), np.ones(len(keys), np.int64)
+        return all_kept
+    tiers = DuplicateTiers()
+    hashes = engine.catalog.phashes_of(keys)
+    # Most result lists hold no duplicate at all: one cheap hash check spares fetching
+    # every candidate's vector.
+    bound = tiers.near_hamming if min_tier != "variant" else tiers.variant_hamming
+    unsigned = hashes.view(np.uint64)
+    close = np.bitwise_count(unsigned[:, None] ^ unsigned[None, :]) <= bound
+    np.fill_diagonal(close, False)
+    if not close.any():
+        return all_kept
     kept, _scores, counts = collapse(
-        keys, np.zeros(len(keys), np.float32), engine.catalog.phashes_of,
-        engine.spaces["image"].vectors_of_keys, DuplicateTiers(), min_tier)
+        keys, np.zeros(len(keys), np.float32), lambda _keys: hashes,
+        engine.spaces["image"].vectors_of_keys, tiers, min_tier)
     keep = np.isin(keys, kept)
     stands_for = np.ones(len(keys), np.int64)
     position = {int(k): i for i, k in enumerate(keys)}

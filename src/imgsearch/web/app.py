@@ -1,0 +1,95 @@
+"""The app factory: the web edge of imgsearch.
+
+    app = create_app(collection=Path("./shop"))          # opens it for writing
+    app = create_app(engine)                              # tests: an engine of their own
+
+Routes get the engine by dependency injection (``web.deps``). Without arguments the
+factory reads ``IMGSEARCH_*`` variables and ``IMGSEARCH_COLLECTION`` -- the one place
+in the web package that reads the environment -- so that
+``uvicorn --factory imgsearch.web.app:create_app`` works.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from imgsearch.config import Settings
+from imgsearch.engine import Engine
+from imgsearch.errors import CollectionNotFoundError
+from imgsearch.web import routes_batch, routes_items, routes_ops, routes_search
+from imgsearch.web.deps import AppState
+from imgsearch.web.errors import install_error_handlers
+from imgsearch.web.limits import (
+    BodyLimitMiddleware,
+    ConcurrencyMiddleware,
+    DeadlineMiddleware,
+    Gate,
+    Limits,
+)
+from imgsearch.web.metrics import Metrics, MetricsMiddleware
+
+COLLECTION_ENV = "IMGSEARCH_COLLECTION"
+
+
+def _open_engine(collection: Path | None, settings: Settings) -> Engine:
+    if collection is None:
+        named = os.environ.get(COLLECTION_ENV)
+        if not named:
+            raise CollectionNotFoundError(
+                f"no collection to serve: pass one to create_app or set {COLLECTION_ENV}")
+        collection = Path(named)
+    # The app writes (PUT, DELETE, batch), so it holds the collection's writer lock.
+    return Engine.open(collection, settings)
+
+
+def _vectors(engine: Engine) -> dict[str, int]:
+    return {name: len(space) for name, space in engine.spaces.items()}
+
+
+def create_app(engine: Engine | None = None, *, collection: Path | None = None,
+               settings: Settings | None = None, limits: Limits | None = None) -> FastAPI:
+    """The HTTP API v1 over one collection.
+
+    An engine handed in stays the caller's to close; one opened here (from
+    ``collection``) is closed when the app shuts down.
+    """
+    owns_engine = engine is None
+    if engine is None:
+        settings = settings or Settings.from_env(os.environ)
+        engine = _open_engine(collection, settings)
+    settings = settings or engine.settings
+    limits = limits or Limits()
+    opened = engine
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owns_engine:
+                opened.close()
+
+    app = FastAPI(title="imgsearch", version="1", lifespan=lifespan,
+                  description="Find images by image, text, both, several examples or item.")
+    metrics = Metrics(opened.catalog.count, lambda: _vectors(opened))
+    gate = Gate(limits.max_in_flight)
+    state = AppState(engine=opened, settings=settings, limits=limits, gate=gate,
+                     metrics=metrics, owns_engine=owns_engine)
+    app.state.imgsearch = state
+    install_error_handlers(app)
+    for module in (routes_search, routes_batch, routes_items, routes_ops):
+        app.include_router(module.router)
+    # add_middleware wraps what is there: the last added is the outermost.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=state.max_body_bytes)
+    app.add_middleware(DeadlineMiddleware, deadline_s=limits.deadline_s)
+    app.add_middleware(ConcurrencyMiddleware, gate=gate, retry_after_s=limits.retry_after_s)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
+    return app
+
+
+__all__ = ["COLLECTION_ENV", "create_app"]

@@ -1,0 +1,204 @@
+"""Request limits as pure ASGI middleware: body size, concurrency and a deadline.
+
+- The body-size guard counts the bytes actually received, so a chunked upload without
+  ``Content-Length`` is cut off as soon as it passes the cap.
+- The concurrency gate admits at most ``max_in_flight`` requests; beyond that it
+  answers 503 with ``Retry-After`` at once instead of queueing without bound.
+- The deadline answers 504 when a request has not started its response in time.
+  Engine work runs in worker threads that cannot be interrupted, so a thread
+  abandoned by the deadline keeps its place at the gate until it really ends.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from imgsearch.web.errors import BodyTooLargeError, error_bytes
+
+_T = TypeVar("_T")
+
+# Probes and scrapes must answer even when the server is saturated.
+UNGATED_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost. ``max_body_bytes`` None: the settings' max_file_bytes."""
+
+    max_body_bytes: int | None = None
+    deadline_s: float = 30.0
+    max_in_flight: int = 64
+    retry_after_s: int = 1
+    max_batch: int = 1000
+    max_query_images: int = 16
+
+
+class Gate:
+    """Counts requests in flight plus engine threads still running for abandoned ones."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.requests = 0
+        self.orphans = 0
+        self.lock = threading.Lock()
+
+    def try_enter(self) -> bool:
+        with self.lock:
+            if self.requests + self.orphans >= self.limit:
+                return False
+            self.requests += 1
+            return True
+
+    def leave(self) -> None:
+        with self.lock:
+            self.requests -= 1
+
+    @property
+    def in_flight(self) -> int:
+        with self.lock:
+            return self.requests + self.orphans
+
+
+async def run_blocking(gate: Gate, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """Run blocking engine work in a worker thread without blocking the event loop.
+
+    On cancellation (the deadline) the request stops waiting at once; the thread runs
+    on and is counted at the gate as an orphan until it finishes.
+    """
+    state = {"finished": False, "abandoned": False}
+
+    def work() -> _T:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            with gate.lock:
+                state["finished"] = True
+                if state["abandoned"]:
+                    gate.orphans -= 1
+
+    try:
+        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+    except BaseException:
+        with gate.lock:
+            if not state["finished"]:
+                state["abandoned"] = True
+                gate.orphans += 1
+        raise
+
+
+async def _send_error(send: Send, status: int, code: str, message: str,
+                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = error_bytes(code, message)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                declared = value.decode("latin-1").strip()
+                if declared.isdigit() and int(declared) > limit:
+                    await _send_error(send, 413, "body_too_large",
+                                      str(BodyTooLargeError(limit).detail))
+                    return
+        received = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLargeError(limit)
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except BodyTooLargeError as exc:
+            # Only reached when the body was read outside the routes' error handling.
+            if started:
+                raise
+            await _send_error(send, 413, "body_too_large", str(exc.detail))
+
+
+class DeadlineMiddleware:
+    def __init__(self, app: ASGIApp, deadline_s: float) -> None:
+        self.app = app
+        self.deadline_s = deadline_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in UNGATED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        with anyio.move_on_after(self.deadline_s) as cancel_scope:
+            await self.app(scope, receive, watched_send)
+        if cancel_scope.cancelled_caught and not started:
+            await _send_error(send, 504, "deadline_exceeded",
+                              f"the request did not finish within {self.deadline_s:g} s; "
+                              f"try a smaller request or retry later")
+
+
+class ConcurrencyMiddleware:
+    def __init__(self, app: ASGIApp, gate: Gate, retry_after_s: int) -> None:
+        self.app = app
+        self.gate = gate
+        self.retry_after_s = retry_after_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in UNGATED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if not self.gate.try_enter():
+            await _send_error(send, 503, "overloaded",
+                              f"the server is busy ({self.gate.limit} requests in flight); "
+                              f"retry after {self.retry_after_s} s",
+                              [(b"retry-after", str(self.retry_after_s).encode())])
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.gate.leave()
+
+
+__all__ = [
+    "UNGATED_PATHS",
+    "BodyLimitMiddleware",
+    "ConcurrencyMiddleware",
+    "DeadlineMiddleware",
+    "Gate",
+    "Limits",
+    "run_blocking",
+]

@@ -1,0 +1,90 @@
+"""Search endpoints: the general JSON query, image upload and text in a query string."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+
+from imgsearch.errors import InvalidQueryError
+from imgsearch.types import ImageInput
+from imgsearch.types import Query as SearchQuery
+from imgsearch.web.convert import (
+    base64_input,
+    filters_from_body,
+    filters_from_params,
+    image_input,
+    search_response,
+    url_input,
+)
+from imgsearch.web.deps import AppState, State
+from imgsearch.web.schemas import ImageSearchForm, SearchRequest, SearchResponse, TextSearchParams
+
+router = APIRouter(prefix="/v1/search", tags=["search"])
+
+
+async def run_search(state: AppState, query: SearchQuery) -> SearchResponse:
+    result = await state.call(state.engine.search, query)
+    state.metrics.observe_search(result)
+    return search_response(result, query.limit, query.offset)
+
+
+def _limit(state: AppState, limit: int | None) -> int:
+    return state.settings.default_limit if limit is None else limit
+
+
+def _images(state: AppState, body: SearchRequest) -> tuple[list[ImageInput], list[ImageInput]]:
+    cap = state.limits.max_query_images
+    count = len(body.images) + len(body.negative_images) + (body.image_url is not None) + \
+        (body.image_base64 is not None)
+    if count > cap:
+        raise InvalidQueryError(f"a query may carry at most {cap} images, got {count}")
+    size = state.max_image_bytes
+    positives: list[ImageInput] = []
+    if body.image_url is not None:
+        positives.append(url_input(body.image_url, "image_url"))
+    if body.image_base64 is not None:
+        positives.append(base64_input(body.image_base64, "image_base64", size))
+    positives += [image_input(v, f"images[{i}]", size) for i, v in enumerate(body.images)]
+    negatives: list[ImageInput] = [image_input(v, f"negative_images[{i}]", size)
+                                   for i, v in enumerate(body.negative_images)]
+    return positives, negatives
+
+
+@router.post("", response_model=SearchResponse, summary="Search by text, images, both, or item")
+async def search(body: SearchRequest, state: State) -> SearchResponse:
+    positives, negatives = _images(state, body)
+    query = SearchQuery(
+        text=body.text, images=positives, negative_images=negatives,
+        image_weight=body.image_weight, similar_to=body.similar_to,
+        filters=filters_from_body(body.filters), limit=_limit(state, body.limit),
+        offset=body.offset, parse=body.parse, min_confidence=body.min_confidence,
+        collapse_duplicates=body.collapse_duplicates, boosts=dict(body.boosts),
+        max_per_category=body.max_per_category, mmr_lambda=body.mmr_lambda,
+        multi_image=body.multi_image)
+    return await run_search(state, query)
+
+
+@router.post("/image", response_model=SearchResponse, summary="Search by an uploaded image")
+async def search_image(state: State, file: Annotated[UploadFile, File()],
+                       form: Annotated[ImageSearchForm, Form()]) -> SearchResponse:
+    data = await file.read()
+    query = SearchQuery(
+        text=form.text or None, images=[data], image_weight=form.image_weight,
+        filters=filters_from_params(form), limit=_limit(state, form.limit),
+        offset=form.offset, min_confidence=form.min_confidence,
+        collapse_duplicates=form.collapse_duplicates)
+    return await run_search(state, query)
+
+
+@router.get("/text", response_model=SearchResponse, summary="Search by text")
+async def search_text(state: State, params: Annotated[TextSearchParams, Query()]
+                      ) -> SearchResponse:
+    query = SearchQuery(
+        text=params.q, filters=filters_from_params(params), limit=_limit(state, params.limit),
+        offset=params.offset, parse=params.parse, min_confidence=params.min_confidence,
+        collapse_duplicates=params.collapse_duplicates)
+    return await run_search(state, query)
+
+
+__all__ = ["router", "run_search"]

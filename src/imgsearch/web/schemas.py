@@ -1,0 +1,283 @@
+"""The wire format of the HTTP API v1: pydantic models, kept apart from internal types.
+
+Bodies refuse unknown fields (a typo in a filter name must not silently filter
+nothing); query strings and forms accept them, as browsers and proxies add their own.
+Floats must be finite: Python's JSON parser accepts ``NaN`` and ``Infinity``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
+
+Orientation = Literal["landscape", "portrait", "square"]
+AttributeValue = str | int | float | bool
+_MAX_VALUES = 100
+_MAX_TEXT = 2000
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FiltersIn(_Body):
+    categories: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
+    brands: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
+    price_min: FiniteFloat | None = None
+    price_max: FiniteFloat | None = None
+    colors: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
+    licenses: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
+    tags: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
+    orientation: Orientation | None = None
+    min_width: int | None = Field(default=None, ge=0)
+    min_height: int | None = Field(default=None, ge=0)
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict, max_length=_MAX_VALUES)
+
+
+class SearchRequest(_Body):
+    """A general query: text, images (http(s) URLs or base64), or both; or an item id.
+
+    Each image is an ``http(s)://`` URL, a ``data:image/...;base64,`` URL or plain
+    base64 of the file's bytes.
+    """
+
+    text: str | None = Field(default=None, max_length=_MAX_TEXT)
+    image_url: str | None = None
+    image_base64: str | None = None
+    images: list[str] = Field(default_factory=list)
+    negative_images: list[str] = Field(default_factory=list)
+    image_weight: FiniteFloat = 0.5
+    similar_to: str | None = None
+    filters: FiltersIn = Field(default_factory=FiltersIn)
+    limit: int | None = Field(default=None, description="1..max_limit; default from settings")
+    offset: int = 0
+    parse: bool = True
+    collapse_duplicates: bool = True
+    min_confidence: FiniteFloat | None = Field(default=None, ge=0.0, le=1.0)
+    max_per_category: int | None = Field(default=None, ge=1)
+    mmr_lambda: FiniteFloat | None = Field(default=None, ge=0.0, le=1.0)
+    boosts: dict[str, FiniteFloat] = Field(default_factory=dict, max_length=8)
+    multi_image: Literal["average", "rrf"] | None = None
+
+
+class FilterParams(BaseModel):
+    """Filters as query-string or form fields; list fields may be repeated."""
+
+    category: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
+    brand: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
+    price_min: FiniteFloat | None = None
+    price_max: FiniteFloat | None = None
+    color: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
+    license: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
+    tag: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
+    orientation: Orientation | None = None
+    min_width: int | None = Field(default=None, ge=0)
+    min_height: int | None = Field(default=None, ge=0)
+
+
+class PageParams(FilterParams):
+    limit: int | None = None
+    offset: int = 0
+    min_confidence: FiniteFloat | None = Field(default=None, ge=0.0, le=1.0)
+    collapse_duplicates: bool = True
+
+
+class TextSearchParams(PageParams):
+    q: str = Field(min_length=1, max_length=_MAX_TEXT)
+    parse: bool = True
+
+
+class ImageSearchForm(PageParams):
+    text: str | None = Field(default=None, max_length=_MAX_TEXT)
+    image_weight: FiniteFloat = 0.5
+
+
+class HitOut(BaseModel):
+    id: str
+    score: float
+    confidence: float
+    title: str | None = None
+    category: str | None = None
+    brand: str | None = None
+    price: float | None = None
+    thumbnail: str | None = Field(description="URL of the item's thumbnail")
+    image_url: str | None = Field(default=None, description="the source image when it is a URL")
+    matched_by: dict[str, dict[str, float]] = Field(default_factory=dict)
+    duplicates: int = 0
+
+
+class SearchResponse(BaseModel):
+    results: list[HitOut]
+    count: int
+    limit: int
+    offset: int
+    next_offset: int | None
+    total_candidates: int
+    query_kind: str
+    query_time_ms: float
+    search_id: str | None
+    empty_reason: str | None
+    message: str | None
+    interpretation: dict[str, Any]
+    plan: str
+
+
+class ItemFields(_Body):
+    title: str | None = Field(default=None, max_length=_MAX_TEXT)
+    description: str | None = Field(default=None, max_length=20_000)
+    category: str | None = Field(default=None, max_length=_MAX_TEXT)
+    brand: str | None = Field(default=None, max_length=_MAX_TEXT)
+    price: FiniteFloat | None = None
+    color: str | None = Field(default=None, max_length=_MAX_TEXT)
+    license: str | None = Field(default=None, max_length=_MAX_TEXT)
+    tags: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
+    popularity: FiniteFloat | None = None
+    rating: FiniteFloat | None = None
+    conversion: FiniteFloat | None = None
+    created_at: str | None = Field(default=None, max_length=64)
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict, max_length=_MAX_VALUES)
+
+
+class ItemIn(ItemFields):
+    """An item's metadata and its image: an http(s) URL or base64 bytes.
+
+    Without an image, an existing item keeps its stored image reference.
+    """
+
+    image_url: str | None = None
+    image_base64: str | None = None
+
+
+class BatchItem(ItemFields):
+    id: str = Field(min_length=1, max_length=1000)
+
+
+class UpsertOp(_Body):
+    op: Literal["upsert"]
+    item: BatchItem
+    image_url: str | None = None
+    image_base64: str | None = None
+
+
+class DeleteOp(_Body):
+    op: Literal["delete"]
+    id: str = Field(min_length=1, max_length=1000)
+
+
+class BatchRequest(_Body):
+    operations: list[Any] = Field(
+        min_length=1,
+        description='Each is {"op": "upsert", "item": {"id": ..., ...}, "image_url" or '
+                    '"image_base64"} or {"op": "delete", "id": ...}. Operations are checked '
+                    'one by one: a bad one fails alone.')
+
+
+class UpsertOut(BaseModel):
+    id: str
+    status: Literal["added", "updated"]
+
+
+class DeleteOut(BaseModel):
+    id: str
+    deleted: bool
+
+
+class OpError(BaseModel):
+    code: str
+    message: str
+
+
+class OpResult(BaseModel):
+    index: int
+    op: str | None
+    id: str | None
+    status: Literal["added", "updated", "deleted", "failed"]
+    error: OpError | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[OpResult]
+    succeeded: int
+    failed: int
+
+
+class ItemOut(BaseModel):
+    id: str
+    title: str | None = None
+    description: str | None = None
+    category: str | None = None
+    brand: str | None = None
+    price: float | None = None
+    color: str | None = None
+    license: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    popularity: float | None = None
+    rating: float | None = None
+    conversion: float | None = None
+    created_at: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    width: int | None = None
+    height: int | None = None
+    orientation: Orientation | None = None
+    colors: list[str] = Field(default_factory=list)
+    phash: str | None = Field(default=None, description="64-bit perceptual hash, hex")
+    content_hash: str | None = None
+    thumbnail: str | None = None
+    image_url: str | None = None
+
+
+class DuplicateOut(BaseModel):
+    id: str
+    tier: str
+    hamming: int
+    cosine: float
+    thumbnail: str
+
+
+class DuplicatesResponse(BaseModel):
+    id: str
+    duplicates: list[DuplicateOut]
+
+
+class ClickIn(_Body):
+    search_id: str = Field(min_length=1, max_length=200)
+    item_id: str = Field(min_length=1, max_length=1000)
+    position: int | None = Field(default=None, ge=1)
+
+
+class ClickOut(BaseModel):
+    recorded: bool
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+__all__ = [
+    "BatchItem",
+    "BatchRequest",
+    "BatchResponse",
+    "ClickIn",
+    "ClickOut",
+    "DeleteOp",
+    "DeleteOut",
+    "DuplicateOut",
+    "DuplicatesResponse",
+    "FilterParams",
+    "FiltersIn",
+    "HealthOut",
+    "HitOut",
+    "ImageSearchForm",
+    "ItemFields",
+    "ItemIn",
+    "ItemOut",
+    "OpError",
+    "OpResult",
+    "PageParams",
+    "SearchRequest",
+    "SearchResponse",
+    "TextSearchParams",
+    "UpsertOp",
+    "UpsertOut",
+]
