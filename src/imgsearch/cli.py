@@ -516,6 +516,19 @@ def evaluate(
             _print_json(output)
 
 
+@app.command()
+def serve(
+    collection: Annotated[Path, typer.Argument(help="Collection directory.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the HTTP API (docs at /docs) over a collection."""
+    from imgsearch.web.serve import serve as run_server
+
+    with _errors():
+        run_server(collection, host, port, _settings())
+
+
 def main() -> None:
     app()
 

@@ -38,9 +38,17 @@ def test_weighted_fusion_normalises_each_list():
     b = _list("b", [2, 1], [0.5, 0.3], weight=3.0)
     fused = weighted_fusion([a, b])
     scores = dict(zip(fused.keys.tolist(), fused.scores.tolist(), strict=True))
-    assert scores[1] == pytest.approx(0.25)
-    assert scores[2] == pytest.approx(0.75)
+    # each list scales to 0.1..1: a=(1, 0.1), b=(0.1, 1) for keys (1, 2)
+    assert scores[1] == pytest.approx(0.25 * 1.0 + 0.75 * 0.1)
+    assert scores[2] == pytest.approx(0.25 * 0.1 + 0.75 * 1.0)
     assert list(fused.keys) == [2, 1]
+
+
+def test_zero_weight_list_takes_no_part():
+    a = _list("a", [1, 2], [0.9, 0.8])
+    b = _list("b", [3], [5.0], weight=0.0)
+    fused = fuse([a, b], "rrf", 60)
+    assert list(fused.keys) == [1, 2] and "b" not in fused.ranks
 
 
 def test_unknown_method_and_empty_lists():

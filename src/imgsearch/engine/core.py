@@ -43,7 +43,14 @@ from imgsearch.errors import (
     ItemNotFoundError,
 )
 from imgsearch.ingest.fetch import Fetcher
-from imgsearch.search.calibration import Calibration, calibrate, is_stale
+from imgsearch.search.calibration import (
+    MIN_VECTORS,
+    PROBE_TEXTS,
+    Calibration,
+    calibrate,
+    calibrate_probes,
+    is_stale,
+)
 from imgsearch.search.space import SpaceIndex
 from imgsearch.search.understand import Vocabulary
 from imgsearch.store.catalog import Catalog, WriteResult
@@ -202,18 +209,33 @@ class Engine:
             self.spaces[name] = index
         self.manifest.spaces = wanted
         stored = self.manifest.extra.get("calibration", {})
-        for name in self.spaces:
-            data = stored.get(name) if name not in changed else None
-            self.calibrations[name] = Calibration.from_dict(data) if data else None
+        for name, data in stored.items():
+            space_name = "image" if name == "clip_text" else name
+            if space_name in self.spaces and space_name not in changed:
+                self.calibrations[name] = Calibration.from_dict(data)
         self._refresh_calibration()
         self._record_index_params()
         if changed and reembed and not self.readonly:
             self.reembed(changed)
 
     def _refresh_calibration(self, force: bool = False) -> None:
-        for name, space in self.spaces.items():
-            if force or is_stale(self.calibrations.get(name), len(space)):
+        """Calibrate each signal: image pairs for images, probe queries for text."""
+        wanted: dict[str, tuple[str, str | None]] = {}
+        if "image" in self.spaces:
+            wanted["image"] = ("image", None)
+            if "text" in self.encoder("image").modalities:
+                wanted["clip_text"] = ("image", "image")
+        if "text" in self.spaces:
+            wanted["text"] = ("text", "text")
+        for name, (space_name, text_encoder) in wanted.items():
+            space = self.spaces[space_name]
+            if not (force or is_stale(self.calibrations.get(name), len(space))):
+                continue
+            if text_encoder is None:
                 self.calibrations[name] = calibrate(space)
+            elif len(space) >= MIN_VECTORS:
+                probes = self.encoder(text_encoder).embed_texts(list(PROBE_TEXTS))
+                self.calibrations[name] = calibrate_probes(space, probes)
         self.manifest.extra["calibration"] = {
             name: cal.to_dict() for name, cal in self.calibrations.items() if cal is not None}
 

@@ -116,14 +116,11 @@ def signals_for(engine: Engine, query: Query) -> tuple[list[Signal], int | None]
     return signals, exclude
 
 
-_SIGNAL_SPACE = {"clip_text": "image"}
-
-
 def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal]) -> NDArray[np.float32]:
     """Calibrated 0..1 confidence of every ranked candidate (see search.calibration).
 
     Weighted signals combine their confidences by weight; fused text lists take the best
-    signal (a keyword hit counts by its BM25 relative to the best one). A space too small
+    signal (a keyword hit counts by the share of query words it contains). A space too small
     to calibrate cannot say what chance looks like, so it does not hold hits back.
     """
     n = len(ranked.keys)
@@ -134,17 +131,14 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal]) -> NDArra
     best = np.zeros(n, np.float32)
     for name, scores in ranked.per_signal.items():
         if name == "keyword":
-            # BM25 is not comparable across queries: relative to the best keyword hit,
-            # so items matching only a common word of the query rank as weak matches
-            kw = np.nan_to_num(scores.astype(np.float32), nan=0.0)
-            top = float(kw.max(initial=0.0))
-            if top > 0:
-                best = np.maximum(best, (kw / np.float32(top)).astype(np.float32))
+            # BM25 is not comparable across queries; the share of the query's words an
+            # item contains is: "tax court ruling" matching only "rules" is a weak match
+            if "keyword" in ranked.evidence:
+                best = np.maximum(best, ranked.evidence["keyword"])
             continue
         if name.startswith("not-image"):
             continue  # closeness to a counter-example is no evidence of a match
-        base = name.split(":", 1)[0]
-        calibration = engine.calibrations.get(_SIGNAL_SPACE.get(base, base))
+        calibration = engine.calibrations.get(name.split(":", 1)[0])
         values = np.nan_to_num(scores.astype(np.float32), nan=-1.0)
         conf = calibration.confidence(values) if calibration else \
             np.where(np.isfinite(scores), 1.0, 0.0).astype(np.float32)
@@ -160,7 +154,8 @@ def _subset(ranked: Ranked, keep: NDArray[Any]) -> Ranked:
     """The candidates selected by a boolean mask or reordered by an index array."""
     return Ranked(ranked.keys[keep], ranked.scores[keep],
                   {n: c[keep] for n, c in ranked.per_signal.items()},
-                  {n: c[keep] for n, c in ranked.ranks.items()}, ranked.plan, ranked.candidates)
+                  {n: c[keep] for n, c in ranked.ranks.items()}, ranked.plan, ranked.candidates,
+                  {n: c[keep] for n, c in ranked.evidence.items()})
 
 
 def _business_weights(engine: Engine, query: Query) -> BusinessWeights:
@@ -254,10 +249,14 @@ def _fused_text(engine: Engine, query: Query, signals: list[Signal],
     lists.append(RankedList("keyword", keys, scores, s.weight_keyword))
     plans.append("keyword:fts5")
     fused = fuse(lists, s.fusion, s.rrf_k)
-    return Ranked(fused.keys[:k], fused.scores[:k],
+    top = fused.keys[:k]
+    evidence: dict[str, NDArray[np.float32]] = {}
+    if "keyword" in fused.ranks and query.text:
+        evidence["keyword"] = engine.catalog.term_coverage(query.text, top)
+    return Ranked(top, fused.scores[:k],
                   {name: col[:k] for name, col in fused.list_scores.items()},
                   {name: col[:k] for name, col in fused.ranks.items()},
-                  ", ".join(plans) + f" fused:{s.fusion}", len(fused.keys))
+                  ", ".join(plans) + f" fused:{s.fusion}", len(fused.keys), evidence)
 
 
 def _merge(filters: Filters, parsed: Interpretation) -> Filters:

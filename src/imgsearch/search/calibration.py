@@ -8,7 +8,10 @@ its own collection, from the similarities of random pairs of stored vectors:
 - ``median``: what two random items score;
 - ``chance``: what the best of N random items scores, N the collection size — the
   (1 - 1/N) quantile of random pairs (at most the 0.9995 quantile). A query unrelated
-  to everything still gets a top hit this good by chance alone.
+  to everything still gets a top hit this good by chance alone. Text queries (into a
+  text space, or CLIP text into an image space) are calibrated with unrelated probe
+  queries instead: ``chance`` is the 0.9 quantile of their best scores
+  (see ``calibrate_probes``).
 
 A raw score maps piecewise linearly to a confidence: median -> 0, chance -> 0.5,
 1.0 -> 1. The default minimum (``Settings.min_confidence`` = 0.5) therefore keeps only
@@ -78,6 +81,64 @@ def calibrate(space: SpaceIndex, seed: int = 0) -> Calibration | None:
         return None
     median = float(np.median(sims))
     chance = float(np.quantile(sims, min(1.0 - 1.0 / n, MAX_QUANTILE)))
+    chance = min(max(chance, median + 1e-3), 0.999)
+    return Calibration(median, chance, float(sims.mean()), float(sims.std()), n)
+
+
+# Text queries are calibrated with probes: short queries from many walks of life, none
+# about any one catalog. What the best stored item scores against them is what an
+# unrelated query gets by chance; comparing stored items with each other would not do,
+# since a catalog of look-alike descriptions ("The letter a.", "The letter b.") makes
+# random pairs score far higher than any query does.
+PROBE_TEXTS: tuple[str, ...] = (
+    "mortgage refinancing interest rates", "how to reset a forgotten password",
+    "symptoms of seasonal allergies", "train timetable from the city centre",
+    "opening hours of the public library", "parliamentary election results",
+    "recipe for gluten free banana bread", "learn spanish grammar online",
+    "linear algebra eigenvalue exercises", "best practices for database indexing",
+    "annual general meeting of shareholders", "weather forecast for the weekend",
+    "customer support phone number", "history of the roman empire",
+    "pension plan contribution limits", "javascript promise error handling",
+    "job interview tips for graduates", "noise complaint to the landlord",
+    "renewing a driving licence", "the plot of a famous opera",
+    "vaccination schedule for infants", "compile a linux kernel module",
+    "sleep hygiene and insomnia", "corporate social responsibility report",
+    "wedding reception seating plan", "fixing a leaking kitchen faucet",
+    "meaning of an old proverb", "university tuition fee waiver",
+    "podcast about true crime", "volunteer opportunities this month",
+    "thermodynamics second law explained", "freight shipping customs declaration",
+    "chess opening for beginners", "medieval poetry anthology",
+    "smartphone battery drains quickly", "carbon emissions trading scheme",
+    "marathon training plan", "how vaccines are approved",
+    "translate a legal contract", "subscription cancellation policy",
+    "board game rules clarification", "office printer paper jam",
+    "quarterly sales forecast spreadsheet", "jazz improvisation scales",
+    "neighbourhood watch meeting", "sourdough starter feeding",
+    "immigration visa requirements", "open source licence compatibility",
+    "philosophy of free will", "earthquake preparedness checklist",
+)
+PROBE_QUANTILE = 0.9
+
+
+def calibrate_probes(space: SpaceIndex, probes: NDArray[np.float32],
+                     seed: int = 0) -> Calibration | None:
+    """Calibration of text queries against a space, from unrelated probe queries."""
+    n = len(space)
+    if n < MIN_VECTORS or not len(probes):
+        return None
+    labels = space.index.labels()
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(labels, size=min(n, _SAMPLE), replace=False))
+    _found, vectors = space.catalog.vectors_by_vid(list(sample), space.space.dim)
+    if len(vectors) < MIN_VECTORS:
+        return None
+    sims = probes @ vectors.T
+    top, _labels = space.index.search(probes.astype(np.float32), 1)
+    best = top[:, 0][np.isfinite(top[:, 0])]
+    if not len(best):
+        return None
+    median = float(np.median(sims))
+    chance = float(np.quantile(best, PROBE_QUANTILE))
     chance = min(max(chance, median + 1e-3), 0.999)
     return Calibration(median, chance, float(sims.mean()), float(sims.std()), n)
 

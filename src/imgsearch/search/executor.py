@@ -39,6 +39,8 @@ class Ranked:
     ranks: dict[str, NDArray[np.int64]] = field(default_factory=dict)  # 0: not in that list
     plan: str = ""
     candidates: int = 0
+    # per-signal evidence in 0..1 that is not a calibrated similarity (keyword coverage)
+    evidence: dict[str, NDArray[np.float32]] = field(default_factory=dict)
 
 
 def fetch_size(offset: int, limit: int) -> int:

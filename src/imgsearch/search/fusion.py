@@ -67,12 +67,16 @@ def weighted_fusion(lists: list[RankedList]) -> Fused:
         if not len(pos):
             continue
         low, high = float(rl.scores.min()), float(rl.scores.max())
-        normalised = (rl.scores - low) / (high - low) if high > low else np.ones_like(rl.scores)
+        # present in the list scales to 0.1..1, so its last item still beats being absent
+        normalised = 0.1 + 0.9 * (rl.scores - low) / (high - low) if high > low \
+            else np.ones_like(rl.scores)
         fused[pos] += np.float32(rl.weight / total) * normalised.astype(np.float32)
     return _finish(union, fused, lists, where)
 
 
 def fuse(lists: list[RankedList], method: str, k: int) -> Fused:
+    """Fuse with ``method`` ("rrf" or "weighted"); a list of weight 0 takes no part."""
+    lists = [rl for rl in lists if rl.weight != 0]
     if method == "rrf":
         return reciprocal_rank_fusion(lists, k)
     if method == "weighted":

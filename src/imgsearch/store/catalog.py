@@ -363,9 +363,7 @@ class Catalog:
                        filters: Filters | None = None
                        ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """BM25 over the text fields; scores are positive, higher is better."""
-        terms = [t for t in _TERM.findall(text.casefold()) if t]
-        # "a cup of coffee" must not match every item that says "of"
-        terms = [t for t in terms if t not in STOPWORDS] or terms
+        terms = _query_terms(text)
         if not terms:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         match = " OR ".join(f'"{t}"' for t in dict.fromkeys(terms))
@@ -381,6 +379,21 @@ class Catalog:
         keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         scores = np.fromiter((r[1] for r in rows), dtype=np.float32, count=len(rows))
         return keys, scores
+
+    def term_coverage(self, text: str, keys: NDArray[np.int64]) -> NDArray[np.float32]:
+        """For each key, the fraction of the query's terms its text fields contain."""
+        terms = list(dict.fromkeys(_query_terms(text)))
+        coverage = np.zeros(len(keys), dtype=np.float32)
+        if not terms or not len(keys):
+            return coverage
+        position = {int(k): i for i, k in enumerate(keys)}
+        chunk = [int(k) for k in keys]
+        for term in terms:
+            for (rowid,) in self._reader.execute(
+                    f"SELECT rowid FROM items_fts WHERE items_fts MATCH ? AND rowid IN "
+                    f"({', '.join('?' * len(chunk))})", (f'"{term}"', *chunk)):
+                coverage[position[int(rowid)]] += 1.0
+        return coverage / np.float32(len(terms))
 
     def filter_keys(self, filters: Filters) -> NDArray[np.int64]:
         """Keys of the items that pass ``filters`` (sorted)."""
@@ -434,6 +447,12 @@ def _write_facets(conn: sqlite3.Connection, key: int, item: Item) -> None:
         "INSERT OR IGNORE INTO item_attributes (name, value, key) VALUES (?, ?, ?)",
         [(name, attribute_text(value), key) for name, value in item.attributes.items()
          if value is not None])
+
+
+def _query_terms(text: str) -> list[str]:
+    terms = [t for t in _TERM.findall(text.casefold()) if t]
+    # "a cup of coffee" must not match every item that says "of"
+    return [t for t in terms if t not in STOPWORDS] or terms
 
 
 def _write_fts(conn: sqlite3.Connection, key: int, item: Item, *, replace: bool) -> None:

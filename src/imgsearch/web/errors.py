@@ -74,7 +74,7 @@ def error_response(status: int, code: str, message: str, *,
 
 def error_bytes(code: str, message: str) -> bytes:
     """The JSON error body, for the ASGI guards that answer without a Response object."""
-    return json.dumps(error_body(code, message)).encode()
+    return json.dumps(error_body(code, message), separators=(",", ":")).encode()
 
 
 def _location(loc: Sequence[Any]) -> str:
