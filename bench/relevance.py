@@ -304,8 +304,9 @@ def _metric_rows(runs: dict[str, EvalRun]) -> list[list[Any]]:
     rows = []
     for label, run in runs.items():
         m = run.overall
-        rows.append([label, m["ndcg@10"], m["recall@10"], m["map@10"], m["map@100"],
-                     m["mrr"], len(run.scored)])
+        # three decimals: the signals differ in the third place
+        rows.append([label, *(f"{m[k]:.3f}" for k in ("ndcg@10", "recall@10", "map@10",
+                                                     "map@100", "mrr")), len(run.scored)])
     return rows
 
 

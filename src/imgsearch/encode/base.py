@@ -107,7 +107,10 @@ def l2_normalize(vectors: NDArray[np.floating]) -> NDArray[np.float32]:
 
 
 def configure_torch_threads(settings: Settings) -> None:
-    """Apply ``settings.torch_threads`` to torch (0: as many as the cores, at most 8).
+    """Apply ``settings.torch_threads`` to torch (0: half the cores, at least 1, at most 8).
+
+    Half, because during ingest the model shares the machine with the decoding threads;
+    a model given every core fights them for it and both slow down.
 
     An explicit setting is applied as given. In automatic mode the count is only
     lowered, never raised, so a choice the host application made stays in force.
@@ -120,7 +123,7 @@ def configure_torch_threads(settings: Settings) -> None:
             torch.set_num_threads(wanted)
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    target = max(1, min(cores or 1, 8))
+    target = max(1, min((cores or 1) // 2, 8))
     if torch.get_num_threads() > target:
         torch.set_num_threads(target)
 

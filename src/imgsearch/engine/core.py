@@ -14,6 +14,7 @@ concurrently while each write is applied whole.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import threading
 import time
@@ -278,9 +279,9 @@ class Engine:
             return []
         with self._write_mutex:
             for p in prepared:
-                h = p.item.content_hash or p.item.id
-                p.item.thumbnail = write_thumbnail(self.directory, int(h[:15], 16)
-                                                   if _is_hex(h) else abs(hash(h)), p.thumbnail)
+                name = p.item.content_hash or hashlib.sha256(p.item.id.encode()).hexdigest()
+                p.item.thumbnail = write_thumbnail(self.directory, int(name[:15], 16),
+                                                   p.thumbnail)
             with self.catalog.transaction() as conn:
                 results = [self.catalog.upsert(conn, p.item, p.vectors) for p in prepared]
             self._apply(results, {r.key: p.vectors for r, p in zip(results, prepared,
@@ -490,10 +491,6 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _is_hex(text: str) -> bool:
-    return len(text) >= 15 and all(c in "0123456789abcdef" for c in text[:15])
 
 
 def _lock(directory: Path) -> int:

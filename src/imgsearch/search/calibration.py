@@ -54,9 +54,13 @@ class Calibration:
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Calibration:
-        return cls(float(data["median"]), float(data["chance"]), float(data["mean"]),
-                   float(data["std"]), int(data["vectors"]))
+    def from_dict(cls, data: dict[str, Any]) -> Calibration | None:
+        """None for a record this version cannot read: the caller calibrates afresh."""
+        try:
+            return cls(float(data["median"]), float(data["chance"]), float(data["mean"]),
+                       float(data["std"]), int(data["vectors"]))
+        except (KeyError, TypeError, ValueError):
+            return None
 
 
 def calibrate(space: SpaceIndex, seed: int = 0) -> Calibration | None:

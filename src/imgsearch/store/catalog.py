@@ -266,17 +266,20 @@ class Catalog:
         return (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
                 np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)))
 
-    def phashes_of(self, keys: NDArray[np.int64]) -> NDArray[np.int64]:
-        """One hash per key, in order (0 for an item without one)."""
+    def phashes_of(self, keys: NDArray[np.int64]
+                   ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+        """One hash per key, in order, and which keys have one (0 stands in for none)."""
         found: dict[int, int] = {}
         for start in range(0, len(keys), 500):
             chunk = [int(k) for k in keys[start:start + 500]]
             for key, value in self._reader.execute(
-                    f"SELECT key, phash FROM items WHERE key IN ({', '.join('?' * len(chunk))})",
-                    chunk):
-                found[int(key)] = int(value or 0)
-        return np.fromiter((found.get(int(k), 0) for k in keys), dtype=np.int64,
-                           count=len(keys))
+                    f"SELECT key, phash FROM items WHERE key IN ({', '.join('?' * len(chunk))}) "
+                    f"AND phash IS NOT NULL", chunk):
+                found[int(key)] = int(value)
+        present = np.fromiter((int(k) in found for k in keys), dtype=bool, count=len(keys))
+        hashes = np.fromiter((found.get(int(k), 0) for k in keys), dtype=np.int64,
+                             count=len(keys))
+        return hashes, present
 
     def ids_of(self, keys: Sequence[int]) -> dict[int, str]:
         out: dict[int, str] = {}
