@@ -207,8 +207,9 @@ class SpaceIndex:
     def vectors_of_keys(self, keys: NDArray[np.int64]
                         ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Stored (exact) vectors for those keys that have one in this space."""
-        vids = np.asarray([self.key_vid[k] if 0 <= k < len(self.key_vid) else -1
-                           for k in keys], dtype=np.int64)
+        keys = np.asarray(keys, dtype=np.int64)
+        inside = keys[(keys >= 0) & (keys < len(self.key_vid))]
+        vids = self.key_vid[inside]
         vids = vids[vids >= 0]
         found_vids, vectors = self.catalog.vectors_by_vid(list(vids), self.space.dim)
         return self.keys_of(found_vids), vectors

@@ -319,10 +319,10 @@ class Catalog:
                     f"({', '.join('?' * len(chunk))})", chunk):
                 found[int(vid)] = blob
         kept = [int(v) for v in vids if int(v) in found]
-        matrix = np.empty((len(kept), dim), dtype=np.float32)
-        for row, vid in enumerate(kept):
-            matrix[row] = np.frombuffer(found[vid], dtype="<f4")
-        return np.asarray(kept, dtype=np.int64), matrix
+        if not kept:
+            return np.empty(0, np.int64), np.empty((0, dim), np.float32)
+        matrix = np.frombuffer(b"".join(found[v] for v in kept), dtype="<f4")
+        return np.asarray(kept, dtype=np.int64), matrix.reshape(len(kept), dim).copy()
 
     def iter_vectors(self, space: str, dim: int, batch: int = 20_000
                      ) -> Iterator[tuple[NDArray[np.int64], NDArray[np.int64],
