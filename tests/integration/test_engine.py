@@ -329,3 +329,20 @@ def test_exact_duplicate_ties_at_rank_one(tmp_path, engine):
     collapsed = engine.search(Query(images=[picture(1)], limit=3, min_confidence=0)).hits
     assert [h.id for h in collapsed][:2] == ["a", "b"]
     assert collapsed[0].duplicates == 1 and collapsed[1].duplicates == 0
+
+
+def test_pages_agree_when_duplicates_are_folded(engine):
+    items = []
+    for i in range(40):
+        items.append((Item(id=f"p{i:02d}"), picture(i, (64, 48))))
+        if i % 3 == 0:  # every third picture also has an exact copy
+            items.append((Item(id=f"p{i:02d}-copy"), picture(i, (64, 48))))
+    engine.ingest_items(items)
+    q = picture(7, (64, 48))
+    whole = [h.id for h in engine.search(Query(images=[q], limit=40, min_confidence=0)).hits]
+    pages = []
+    for page in range(8):
+        pages += [h.id for h in engine.search(Query(images=[q], limit=5, offset=page * 5,
+                                                    min_confidence=0)).hits]
+    assert pages == whole
+    assert not any(i.endswith("-copy") and i[:-5] in whole for i in whole)

@@ -341,7 +341,16 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
                         f"(lower it with min_confidence to see weaker matches)"))
     stands_for = np.ones(len(ranked.keys), np.int64)
     if query.collapse_duplicates and len(ranked.keys) > 1:
-        keep, stands_for = collapse_hits(engine, ranked.keys)
+        # Folding walks the list in rank order, so folding a prefix decides that prefix
+        # exactly as folding the whole list would: every page agrees with the others.
+        need = query.offset + query.limit
+        prefix = min(len(ranked.keys), 2 * need)
+        keep, counts = collapse_hits(engine, ranked.keys[:prefix])
+        if keep.sum() < need and prefix < len(ranked.keys):
+            prefix = len(ranked.keys)
+            keep, counts = collapse_hits(engine, ranked.keys)
+        keep = np.concatenate([keep, np.ones(len(ranked.keys) - prefix, bool)])
+        stands_for[:prefix] = counts
         ranked, confidence, stands_for = _subset(ranked, keep), confidence[keep], \
             stands_for[keep]
     ranked, confidence, stands_for = _rerank(engine, query, ranked, confidence, stands_for)
