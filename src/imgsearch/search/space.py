@@ -85,6 +85,10 @@ class SpaceIndex:
                     reason, index = "index older than the journal kept", None
                 elif seq > catalog.journal_head():
                     reason, index = "index newer than the catalog", None
+                elif settings.index_type != "auto" and index.kind != index_kind_for(
+                        len(index), settings):
+                    reason = f"{index.kind} index, {settings.index_type} asked for"
+                    index = None
             except CollectionError as exc:
                 reason = f"index file unreadable ({exc})"
         if index is None:
