@@ -328,6 +328,9 @@ def search(
     multi_image: Annotated[str | None, typer.Option(
         "--multi-image", help="Several images: 'average' their vectors or 'rrf' fuse "
                               "per-image rankings.")] = None,
+    prefer_color: Annotated[list[str] | None, typer.Option(
+        "--prefer-color", help="Rank items of this colour higher (a boost, not a filter); "
+                               "repeatable.")] = None,
 ) -> None:
     """Search by text, by image(s), or both."""
     with _errors():
@@ -336,6 +339,7 @@ def search(
                       min_confidence=min_confidence, collapse_duplicates=collapse,
                       boosts=_boosts(boost), max_per_category=max_per_category,
                       mmr_lambda=mmr, multi_image=multi_image,
+                      prefer_colors=tuple(prefer_color or ()),
                       filters=_filters(category, brand, price_min, price_max, color, license_,
                                        tag, orientation, min_width, min_height, attr))
         engine = _open(collection, readonly=True)

@@ -77,6 +77,10 @@ class Settings:
     boost_freshness: float = 0.0
     freshness_half_life_days: float = 30.0
     multi_image: str = "average"  # average | rrf
+    # colours understood in a query's text: "filter" keeps only items of that colour,
+    # "boost" ranks them higher by color_boost and keeps the others
+    parsed_colors: str = "filter"
+    color_boost: float = 0.25
 
     # relevance: how text queries combine keyword (BM25) and semantic signals
     fusion: str = "rrf"  # rrf | weighted

@@ -149,6 +149,7 @@ class Query:
     collapse_duplicates: bool = True  # fold near-exact duplicates into the best-ranked one
     # business signals: weights of popularity, rating, conversion, freshness (sum <= 1)
     boosts: Mapping[str, float] = field(default_factory=dict)
+    prefer_colors: tuple[str, ...] = ()  # a boost (not a filter) for items of these colours
     max_per_category: int | None = None  # diversity: at most this many hits per category
     mmr_lambda: float | None = None  # diversity: maximal marginal relevance, 1 = none
     multi_image: str | None = None  # "average" vectors or "rrf" per-image rank fusion

@@ -100,3 +100,30 @@ def test_mmr_order_by_hand():
 
     order = mmr_order(keys, np.asarray([1.0, 0.99, 0.9], np.float32), vectors_of, 0.5)
     assert list(order) == [0, 2, 1]
+
+
+def test_colour_as_boost_or_filter(tmp_path):
+    from PIL import Image
+
+    def swatch(rgb):
+        image = Image.new("RGB", (64, 64), (250, 250, 250))
+        image.paste(Image.new("RGB", (40, 40), rgb), (12, 12))
+        return image
+
+    for mode in ("boost", "filter"):
+        settings = Settings(text_encoder="fake", parsed_colors=mode)
+        with Engine.open(tmp_path / mode, settings) as engine:
+            engine.upsert(Item(id="blue", title="coffee mug"), swatch((20, 40, 220)))
+            engine.upsert(Item(id="red", title="coffee mug"), swatch((220, 20, 20)))
+            engine.upsert(Item(id="green", title="coffee mug"), swatch((30, 160, 60)))
+            result = engine.search(Query(text="red coffee mug", min_confidence=0))
+            ids = [h.id for h in result.hits]
+            assert ids[0] == "red"
+            if mode == "boost":
+                assert set(ids) == {"red", "blue", "green"}
+                assert result.interpretation["boosts"] == {"colors": ["red"]}
+            else:
+                assert ids == ["red"]
+            explicit = engine.search(Query(text="coffee mug", prefer_colors=("green",),
+                                           min_confidence=0, parse=False))
+            assert explicit.hits[0].id == "green"

@@ -14,7 +14,13 @@ from imgsearch.engine.dedup import collapse_hits
 from imgsearch.errors import InvalidQueryError, ItemNotFoundError
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
 from imgsearch.search.fusion import RankedList, fuse
-from imgsearch.search.rerank import BusinessWeights, business_scores, max_per_category, mmr_order
+from imgsearch.search.rerank import (
+    BusinessWeights,
+    business_scores,
+    color_boosted,
+    max_per_category,
+    mmr_order,
+)
 from imgsearch.search.understand import Interpretation, understand
 from imgsearch.store.filters import validate as validate_filters
 from imgsearch.store.logs import SearchRecord
@@ -179,10 +185,17 @@ def _rerank(engine: Engine, query: Query, ranked: Ranked, confidence: NDArray[np
             ) -> tuple[Ranked, NDArray[np.float32], NDArray[np.int64]]:
     """Business signals, then diversity, over the whole candidate block."""
     weights = _business_weights(engine, query)
-    if not len(ranked.keys) or not (weights.total or query.max_per_category
-                                    or query.mmr_lambda is not None):
+    if not len(ranked.keys) or not (weights.total or query.max_per_category or
+                                    query.prefer_colors or query.mmr_lambda is not None):
         return ranked, confidence, stands_for
     items = engine.catalog.items_by_key([int(k) for k in ranked.keys])
+    if query.prefer_colors:
+        scores = color_boosted(ranked.scores, [items.get(int(k)) for k in ranked.keys],
+                               query.prefer_colors, engine.settings.color_boost)
+        order = np.lexsort((ranked.keys, -scores))
+        ranked = _subset(ranked, order)
+        ranked.scores = scores[order]
+        confidence, stands_for = confidence[order], stands_for[order]
     if weights.total:
         scores = business_scores(ranked.scores, [items.get(int(k)) for k in ranked.keys],
                                  weights)
@@ -259,7 +272,8 @@ def _fused_text(engine: Engine, query: Query, signals: list[Signal],
                   ", ".join(plans) + f" fused:{s.fusion}", len(fused.keys), evidence)
 
 
-def _merge(filters: Filters, parsed: Interpretation) -> Filters:
+def _merge(filters: Filters, parsed: Interpretation, colors_as_filter: bool = True
+           ) -> Filters:
     """Parsed values fill only the filters the caller left empty."""
     low = filters.price_min if filters.price_min is not None else parsed.price_min
     high = filters.price_max if filters.price_max is not None else parsed.price_max
@@ -267,7 +281,7 @@ def _merge(filters: Filters, parsed: Interpretation) -> Filters:
         low, high = filters.price_min, filters.price_max  # the caller's word wins
     return dataclasses.replace(
         filters, price_min=low, price_max=high,
-        colors=filters.colors or tuple(parsed.colors),
+        colors=filters.colors or (tuple(parsed.colors) if colors_as_filter else ()),
         brands=filters.brands or tuple(parsed.brands),
         categories=filters.categories or tuple(parsed.categories),
     )
@@ -279,8 +293,19 @@ def interpret(engine: Engine, query: Query) -> tuple[Query, dict[str, Any]]:
     parsed = understand(query.text, engine.vocabulary())
     if not parsed.understood:
         return query, parsed.to_dict()
-    merged = _merge(query.filters, parsed)
-    return dataclasses.replace(query, text=parsed.text, filters=merged), parsed.to_dict()
+    mode = engine.settings.parsed_colors
+    if mode not in ("filter", "boost"):
+        raise InvalidQueryError(f"parsed_colors must be 'filter' or 'boost', got {mode!r}")
+    merged = _merge(query.filters, parsed, colors_as_filter=mode == "filter")
+    prefer = query.prefer_colors
+    if mode == "boost" and parsed.colors and not query.filters.colors:
+        prefer = tuple(dict.fromkeys((*prefer, *parsed.colors)))
+    interpretation = parsed.to_dict()
+    if mode == "boost" and parsed.colors:
+        interpretation["filters"].pop("colors", None)
+        interpretation["boosts"] = {"colors": list(parsed.colors)}
+    return dataclasses.replace(query, text=parsed.text, filters=merged,
+                               prefer_colors=prefer), interpretation
 
 
 def run_query(engine: Engine, query: Query) -> SearchResult:

@@ -93,6 +93,21 @@ def business_scores(scores: NDArray[np.float32], items: list[Item | None],
     return total.astype(np.float32)
 
 
+def color_boosted(scores: NDArray[np.float32], items: list[Item | None],
+                  colors: tuple[str, ...], boost: float) -> NDArray[np.float32]:
+    """Relevance (scaled to the best one) plus ``boost`` for items of a wanted colour.
+
+    An item's colours are its declared colour and the dominant colours found in its
+    image at ingest (normalised names, see ``enrich.colors``).
+    """
+    wanted = {c.casefold() for c in colors}
+    top = float(scores.max(initial=0.0))
+    relevance = scores / np.float32(top) if top > 0 else np.zeros_like(scores)
+    matches = np.asarray([bool(item and wanted & {c.casefold() for c in item.colors})
+                          for item in items], dtype=np.float32)
+    return (relevance + np.float32(boost) * matches).astype(np.float32)
+
+
 def max_per_category(keys: NDArray[np.int64], categories: Mapping[int, str | None],
                      limit: int) -> NDArray[np.bool_]:
     if limit < 1:
