@@ -346,3 +346,11 @@ def test_pages_agree_when_duplicates_are_folded(engine):
                                                     min_confidence=0)).hits]
     assert pages == whole
     assert not any(i.endswith("-copy") and i[:-5] in whole for i in whole)
+
+
+def test_facets_list_catalog_values(shop):
+    facets = shop.facets()
+    assert {f["value"] for f in facets["categories"]} == {"cat0", "cat1", "cat2", "cat3"}
+    assert all(f["count"] == 30 for f in facets["categories"])
+    assert {f["value"] for f in facets["brands"]} == {"acme", "globex"}
+    assert facets["colors"]["red"].startswith("#") and len(facets["colors"]) == 12

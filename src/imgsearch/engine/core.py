@@ -35,6 +35,7 @@ from imgsearch.engine.dedup import (
     item_duplicates,
 )
 from imgsearch.engine.pipeline import Prepared, Preparer
+from imgsearch.enrich.colors import BASIC_COLORS
 from imgsearch.enrich.thumbnails import remove_thumbnail, write_thumbnail
 from imgsearch.errors import (
     CollectionLockedError,
@@ -405,6 +406,18 @@ class Engine:
         if item is None:
             raise ItemNotFoundError(item_id)
         return item
+
+    def facets(self, limit: int = 200) -> dict[str, Any]:
+        """Values a search form offers: categories and brands (most common first, with
+        counts) and the colour names with their swatch hex."""
+        return {
+            "categories": [{"value": v, "count": n}
+                           for v, n in self.catalog.distinct_values("category", limit)],
+            "brands": [{"value": v, "count": n}
+                       for v, n in self.catalog.distinct_values("brand", limit)],
+            "colors": {name: "#{:02x}{:02x}{:02x}".format(*rgb)
+                       for name, rgb in BASIC_COLORS.items()},
+        }
 
     def vocabulary(self) -> Vocabulary:
         """Brand and category values for query understanding; refreshed after writes."""
