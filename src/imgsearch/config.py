@@ -68,6 +68,14 @@ class Settings:
     # 0.5 = better than the best match chance alone would give (see search.calibration)
     min_confidence: float = 0.5
 
+    # query-time encoding and caches
+    micro_batch: bool = True  # gather concurrent query encodings into one model call
+    micro_batch_max: int = 32
+    micro_batch_wait_ms: float = 2.0
+    embedding_cache_size: int = 10_000  # query embeddings kept, keyed by content
+    result_cache_size: int = 1_000  # search results kept; any write empties it
+    result_cache_ttl_s: float = 30.0
+
     log_searches: bool = True  # search and click logs in the collection's logs.sqlite3
 
     # ranking: business signals (weights, off by default) and multi-image queries

@@ -203,11 +203,13 @@ class SearchResult:
     empty_reason: str | None = None
     message: str | None = None
     search_id: str | None = None  # for click feedback; None when logging is off
+    cached: bool = False  # answered from the result cache (no write since)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "results": [h.to_dict() for h in self.hits],
             "search_id": self.search_id,
+            "cached": self.cached,
             "empty_reason": self.empty_reason,
             "message": self.message,
             "query_kind": self.query_kind,

@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import faiss
+import numpy as np
+from numpy.typing import NDArray
 
 from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
 from imgsearch.encode.registry import describe_encoder, get_encoder
+from imgsearch.engine.batching import LRUCache, MicroBatcher
 from imgsearch.engine.dedup import (
     Duplicate,
     build_hamming_index,
@@ -125,6 +128,12 @@ class Engine:
         self.calibrations: dict[str, Calibration | None] = {}
         self._hamming: Any = None
         self.logs = SearchLog(directory) if settings.log_searches else None
+        self._batchers: dict[str, MicroBatcher[Any]] = {}
+        self.embedding_cache: LRUCache[NDArray[np.float32]] = LRUCache(
+            settings.embedding_cache_size)
+        self.result_cache: LRUCache[Any] = LRUCache(settings.result_cache_size,
+                                                    settings.result_cache_ttl_s)
+        self.write_version = 0
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -257,6 +266,47 @@ class Engine:
                                                     self.settings)
             return self._encoders[space]
 
+    def _batcher(self, key: str, encode: Callable[[Any], Any]) -> MicroBatcher[Any]:
+        with self._encoder_lock:
+            batcher = self._batchers.get(key)
+            if batcher is None:
+                s = self.settings
+                batcher = self._batchers[key] = MicroBatcher(
+                    encode, max_batch=s.micro_batch_max,
+                    max_wait_s=s.micro_batch_wait_ms / 1000.0, name=f"encode-{key}")
+            return batcher
+
+    def embed_query_text(self, space: str, text: str) -> NDArray[np.float32]:
+        """A query text's vector in ``space`` ("text", or "image" for CLIP), cached and,
+        under concurrent load, encoded in micro-batches."""
+        key = ("text", space, text)
+        cached = self.embedding_cache.get(key)
+        if cached is not None:
+            return cached
+        encoder = self.encoder(space)
+        if self.settings.micro_batch:
+            vector = self._batcher(f"{space}-text", encoder.embed_texts).encode(text)
+        else:
+            vector = encoder.embed_text(text)
+        self.embedding_cache.put(key, vector)
+        return vector
+
+    def embed_query_image(self, value: ImageInput) -> NDArray[np.float32]:
+        """A query image's vector, cached by the hash of its content."""
+        decoded = self.preparer.decode(value, value if isinstance(value, str)
+                                       else "<query image>")
+        key = ("image", decoded.content_hash)
+        cached = self.embedding_cache.get(key)
+        if cached is not None:
+            return cached
+        encoder = self.encoder("image")
+        if self.settings.micro_batch:
+            vector = self._batcher("image", encoder.embed_images).encode(decoded.image)
+        else:
+            vector = encoder.embed_image(decoded.image)
+        self.embedding_cache.put(key, vector)
+        return vector
+
     def text_encoder(self) -> Encoder | None:
         return self.encoder("text") if "text" in self.manifest.spaces else None
 
@@ -294,6 +344,8 @@ class Engine:
 
     def _apply(self, results: list[WriteResult], vectors: dict[int, Any]) -> None:
         self._vocabulary = None
+        self.write_version += 1
+        self.result_cache.clear()
         self._hamming = None
         head = self.catalog.journal_head()
         with self.lock.write():
@@ -494,6 +546,8 @@ class Engine:
                 self._preparer.close()
             if self.logs is not None:
                 self.logs.close()
+            for batcher in self._batchers.values():
+                batcher.close()
             self.catalog.close()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)

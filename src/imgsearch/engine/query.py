@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
+import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,12 +60,7 @@ def validate(query: Query, max_limit: int) -> None:
 
 
 def _image_vectors(engine: Engine, values: list[ImageInput]) -> NDArray[np.float32]:
-    images = [engine.preparer.decode(v, _label(v)).image for v in values]
-    return engine.encoder("image").embed_images(images)
-
-
-def _label(value: ImageInput) -> str:
-    return value if isinstance(value, str) else "<query image>"
+    return np.stack([engine.embed_query_image(v) for v in values])
 
 
 def signals_for(engine: Engine, query: Query) -> tuple[list[Signal], int | None]:
@@ -105,12 +103,12 @@ def signals_for(engine: Engine, query: Query) -> tuple[list[Signal], int | None]
     if query.text:
         text_signals: list[Signal] = []
         if "text" in spaces and len(spaces["text"]):
-            encoder = engine.encoder("text")
-            text_signals.append(Signal("text", spaces["text"], encoder.embed_text(query.text)))
+            text_signals.append(Signal("text", spaces["text"],
+                                       engine.embed_query_text("text", query.text)))
         image_encoder = engine.encoder("image")
         if "text" in image_encoder.modalities:
             text_signals.append(Signal("clip_text", spaces["image"],
-                                       image_encoder.embed_text(query.text)))
+                                       engine.embed_query_text("image", query.text)))
         # keyword search alone still answers; say so when there is nothing to read
         if not text_signals and not query.images and not engine.catalog.has_text():
             raise InvalidQueryError(
@@ -308,7 +306,44 @@ def interpret(engine: Engine, query: Query) -> tuple[Query, dict[str, Any]]:
                                prefer_colors=prefer), interpretation
 
 
+def _cache_key(engine: Engine, query: Query) -> tuple[Any, ...] | None:
+    """What identifies a query's answer until the next write; None: do not cache."""
+    parts: list[Any] = []
+    for value in [*query.images, *query.negative_images]:
+        if isinstance(value, bytes):
+            parts.append(("bytes", hashlib.sha256(value).hexdigest()))
+        elif isinstance(value, str) and value.startswith(("http://", "https://")):
+            parts.append(("url", value))
+        elif isinstance(value, str | Path):
+            try:
+                stat = os.stat(value)
+            except OSError:
+                return None  # let the search report the missing file
+            parts.append(("path", str(value), stat.st_mtime_ns, stat.st_size))
+        else:
+            return None  # a decoded image: hashing its pixels costs what it saves
+    if query.vector is not None:
+        parts.append(("vector", hashlib.sha256(np.asarray(query.vector).tobytes()).hexdigest()))
+    plain = dataclasses.replace(query, images=[], negative_images=[], vector=None)
+    return (engine.write_version, repr(plain), tuple(parts))
+
+
 def run_query(engine: Engine, query: Query) -> SearchResult:
+    key = _cache_key(engine, query) if engine.settings.result_cache_size > 0 else None
+    if key is not None:
+        cached = engine.result_cache.get(key)
+        if cached is not None:
+            started = time.perf_counter()
+            return _logged(engine, query, dataclasses.replace(
+                cached, hits=list(cached.hits), cached=True,
+                query_time_ms=(time.perf_counter() - started) * 1000))
+    result = _run_query(engine, query)
+    if key is not None and key[0] == engine.write_version:
+        engine.result_cache.put(key, result)
+    return result
+
+
+def _run_query(engine: Engine, query: Query) -> SearchResult:
     started = time.perf_counter()
     s = engine.settings
     validate(query, s.max_limit)
