@@ -19,13 +19,11 @@ import time
 from pathlib import Path
 
 from common import machine, table, write_results
-
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
 from imgsearch.types import Item
 
-WORDS = ("red blue green small large wooden metal vintage modern soft leather cotton "
-         "chair lamp table shoe bag watch mug shirt jacket bottle plate").split()
+WORDS = ["red", "blue", "green", "small", "large", "wooden", "metal", "vintage", "modern", "soft", "leather", "cotton", "chair", "lamp", "table", "shoe", "bag", "watch", "mug", "shirt", "jacket", "bottle", "plate"]
 
 
 def queries(n: int, seed: int) -> list[str]:
