@@ -23,7 +23,10 @@ from imgsearch.config import Settings
 from imgsearch.engine import Engine
 from imgsearch.types import Item
 
-WORDS = ["red", "blue", "green", "small", "large", "wooden", "metal", "vintage", "modern", "soft", "leather", "cotton", "chair", "lamp", "table", "shoe", "bag", "watch", "mug", "shirt", "jacket", "bottle", "plate"]
+WORDS = (
+    "red", "blue", "green", "small", "large", "wooden", "metal", "vintage", "modern", "soft", "leather", "cotton",
+    "chair", "lamp", "table", "shoe", "bag", "watch", "mug", "shirt", "jacket", "bottle", "plate",
+)
 
 
 def queries(n: int, seed: int) -> list[str]:
