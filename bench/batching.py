@@ -24,7 +24,8 @@ from imgsearch.engine import Engine
 from imgsearch.types import Item
 
 WORDS = (
-    "red", "blue", "green", "small", "large", "wooden", "metal", "vintage", "modern", "soft", "leather", "cotton",
+    "red", "blue", "green", "small", "large", "wooden", "metal", "vintage", "modern",
+    "soft", "leather", "cotton",
     "chair", "lamp", "table", "shoe", "bag", "watch", "mug", "shirt", "jacket", "bottle", "plate",
 )
 
