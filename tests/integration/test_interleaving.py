@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 from imagegen import picture
-
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
 from imgsearch.types import Item, Query
@@ -31,7 +30,7 @@ def test_concurrent_searches_with_upserts_and_deletes(tmp_path):
                     ghosts = set(ids) & gone
                     if ghosts:
                         errors.append(AssertionError(f"deleted items came back: {ghosts}"))
-                except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
+                except BaseException as exc:
                     errors.append(exc)
 
         threads = [threading.Thread(target=searcher, args=(s,)) for s in range(4)]
