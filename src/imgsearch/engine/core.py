@@ -38,6 +38,7 @@ from imgsearch.engine.dedup import (
     item_duplicates,
 )
 from imgsearch.engine.pipeline import Prepared, Preparer
+from imgsearch.engine.shared_cache import RedisCache
 from imgsearch.enrich.colors import BASIC_COLORS
 from imgsearch.enrich.thumbnails import remove_thumbnail, write_thumbnail
 from imgsearch.errors import (
@@ -134,6 +135,9 @@ class Engine:
         self.result_cache: LRUCache[Any] = LRUCache(settings.result_cache_size,
                                                     settings.result_cache_ttl_s)
         self.write_version = 0
+        self.shared_cache = RedisCache(settings.redis_url, str(directory.resolve()),
+                                       settings.result_cache_ttl_s) \
+            if settings.redis_url else None
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -279,8 +283,8 @@ class Engine:
     def embed_query_text(self, space: str, text: str) -> NDArray[np.float32]:
         """A query text's vector in ``space`` ("text", or "image" for CLIP), cached and,
         under concurrent load, encoded in micro-batches."""
-        key = ("text", space, text)
-        cached = self.embedding_cache.get(key)
+        key = ("text", space, self.manifest.spaces[space].model_id, text)
+        cached = self._cached_vector(key)
         if cached is not None:
             return cached
         encoder = self.encoder(space)
@@ -288,15 +292,15 @@ class Engine:
             vector = self._batcher(f"{space}-text", encoder.embed_texts).encode(text)
         else:
             vector = encoder.embed_text(text)
-        self.embedding_cache.put(key, vector)
+        self._store_vector(key, vector)
         return vector
 
     def embed_query_image(self, value: ImageInput) -> NDArray[np.float32]:
         """A query image's vector, cached by the hash of its content."""
         decoded = self.preparer.decode(value, value if isinstance(value, str)
                                        else "<query image>")
-        key = ("image", decoded.content_hash)
-        cached = self.embedding_cache.get(key)
+        key = ("image", self.manifest.spaces["image"].model_id, decoded.content_hash)
+        cached = self._cached_vector(key)
         if cached is not None:
             return cached
         encoder = self.encoder("image")
@@ -304,8 +308,21 @@ class Engine:
             vector = self._batcher("image", encoder.embed_images).encode(decoded.image)
         else:
             vector = encoder.embed_image(decoded.image)
-        self.embedding_cache.put(key, vector)
+        self._store_vector(key, vector)
         return vector
+
+    def _cached_vector(self, key: tuple[Any, ...]) -> NDArray[np.float32] | None:
+        vector = self.embedding_cache.get(key)
+        if vector is None and self.shared_cache is not None:
+            vector = self.shared_cache.get_vector(key)
+            if vector is not None:
+                self.embedding_cache.put(key, vector)
+        return vector
+
+    def _store_vector(self, key: tuple[Any, ...], vector: NDArray[np.float32]) -> None:
+        self.embedding_cache.put(key, vector)
+        if self.shared_cache is not None:
+            self.shared_cache.put_vector(key, vector)
 
     def text_encoder(self) -> Encoder | None:
         return self.encoder("text") if "text" in self.manifest.spaces else None
@@ -346,6 +363,8 @@ class Engine:
         self._vocabulary = None
         self.write_version += 1
         self.result_cache.clear()
+        if self.shared_cache is not None:
+            self.shared_cache.bump()
         self._hamming = None
         head = self.catalog.journal_head()
         with self.lock.write():

@@ -332,6 +332,8 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
     key = _cache_key(engine, query) if engine.settings.result_cache_size > 0 else None
     if key is not None:
         cached = engine.result_cache.get(key)
+        if cached is None and engine.shared_cache is not None:
+            cached = engine.shared_cache.get_result(key[1:])
         if cached is not None:
             started = time.perf_counter()
             return _logged(engine, query, dataclasses.replace(
@@ -340,6 +342,8 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
     result = _run_query(engine, query)
     if key is not None and key[0] == engine.write_version:
         engine.result_cache.put(key, result)
+        if engine.shared_cache is not None:
+            engine.shared_cache.put_result(key[1:], result)
     return result
 
 
