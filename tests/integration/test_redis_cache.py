@@ -9,8 +9,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from imagegen import jpeg_bytes, picture
 
+from imagegen import jpeg_bytes, picture
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
 from imgsearch.types import Item, Query

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
 from imgsearch.errors import CollectionNotFoundError
-from imgsearch.web import routes_batch, routes_items, routes_ops, routes_search
+from imgsearch.web import routes_batch, routes_items, routes_ops, routes_search, ui
 from imgsearch.web.deps import AppState
 from imgsearch.web.errors import install_error_handlers
 from imgsearch.web.limits import (
@@ -84,6 +84,7 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
     install_error_handlers(app)
     for module in (routes_search, routes_batch, routes_items, routes_ops):
         app.include_router(module.router)
+    ui.install(app)  # the web page at / and its static files
     # add_middleware wraps what is there: the last added is the outermost.
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.max_body_bytes)
     app.add_middleware(DeadlineMiddleware, deadline_s=limits.deadline_s)

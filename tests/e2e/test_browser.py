@@ -1,0 +1,283 @@
+"""The web page in a real browser: Playwright driving Debian's chromium over a live server.
+
+Each test leaves a screenshot in ``test-artifacts/``. Without the ``playwright`` package
+or a ``chromium`` binary the module is skipped (``make test`` installs both).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imagegen import jpeg_bytes, picture, text_file
+from imgsearch.config import Settings
+from imgsearch.engine import Engine
+from imgsearch.types import Item
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="browser tests need the playwright package (pip install "
+                                  "playwright); its own browser download is not needed")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip("browser tests need chromium (apt-get install chromium)",
+                allow_module_level=True)
+uvicorn = pytest.importorskip("uvicorn")
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ADJECTIVES = ["red", "blue", "wooden", "silver", "striped", "vintage", "leather", "cotton"]
+NOUNS = ["lamp", "chair", "mug", "wallet", "backpack", "watch", "shirt", "vase"]
+BRANDS = ["acme", "zenith", "orbit"]
+
+
+def _items() -> Iterator[tuple[Item, Image.Image]]:
+    # 64 distinct pictures: enough for the collection to calibrate its "no match" bar.
+    for i in range(len(ADJECTIVES) * len(NOUNS)):
+        adjective, noun = ADJECTIVES[i // len(NOUNS)], NOUNS[i % len(NOUNS)]
+        yield (Item(id=f"item-{i}", title=f"{adjective} {noun}", category=noun,
+                    brand=BRANDS[i % len(BRANDS)], price=5.0 * (i + 1)), picture(i))
+    yield Item(id="dup-a", title="sunset poster", category="poster", price=12.0), picture(500)
+    yield (Item(id="dup-b", title="sunset poster, smaller", category="poster", price=9.5),
+           picture(500).resize((150, 112)))
+
+
+def _title(i: int) -> str:
+    return f"{ADJECTIVES[i // len(NOUNS)]} {NOUNS[i % len(NOUNS)]}"
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from imgsearch.web import create_app
+
+    engine = Engine.open(tmp_path_factory.mktemp("browser") / "collection",
+                         Settings(text_encoder="fake", ingest_workers=2))
+    report = engine.ingest_items(_items())
+    assert report.ok, report.failed
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "the test server did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                              headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any, base_url: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context(base_url=base_url, viewport={"width": 1200, "height": 900})
+    context.set_default_timeout(15_000)
+    opened = context.new_page()
+    yield opened
+    ARTIFACTS.mkdir(exist_ok=True)
+    opened.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def _card_ids(page: Any) -> list[str]:
+    return [str(v) for v in page.locator("ol.grid > .card").evaluate_all(
+        "cards => cards.map(c => c.dataset.id)")]
+
+
+def _search_for(page: Any, text: str) -> None:
+    page.goto("/")
+    page.fill("#q", text)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Search", exact=True).click()
+
+
+def _noise_png() -> bytes:
+    pixels = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_text_query_shows_a_grid_of_results(page: Any) -> None:
+    _search_for(page, "striped vase")
+    first = page.locator("ol.grid > .card").first
+    sync_api.expect(first.locator(".title")).to_have_text("striped vase")
+    assert page.url.endswith("/?q=striped+vase")
+    sync_api.expect(first.locator(".score")).to_contain_text("% match")
+    sync_api.expect(first.locator("img")).to_have_attribute("src", "/v1/thumbnails/item-39")
+    assert first.locator("img").evaluate("img => img.naturalWidth") > 0
+
+
+def test_an_uploaded_image_finds_itself_first(page: Any) -> None:
+    page.goto("/")
+    page.set_input_files("#image", files=[{"name": "query.jpg", "mimeType": "image/jpeg",
+                                           "buffer": jpeg_bytes(7)}])
+    with page.expect_navigation():
+        page.get_by_role("button", name="Search", exact=True).click()
+    assert _card_ids(page)[0] == "item-7"
+    sync_api.expect(page.locator("#query-image img")).to_be_visible()
+
+
+def test_image_search_pages_on_with_the_same_image(page: Any) -> None:
+    # Only item 7 clears the "no match" bar for its own picture: one hit per page shows
+    # it on page 1, an honest end on page 2, and it again on the way back.
+    page.goto("/?limit=1")
+    page.set_input_files("#image", files=[{"name": "query.jpg", "mimeType": "image/jpeg",
+                                           "buffer": jpeg_bytes(7)}])
+    with page.expect_navigation():
+        page.get_by_role("button", name="Search", exact=True).click()
+    assert _card_ids(page) == ["item-7"]
+    with page.expect_navigation():
+        page.get_by_role("button", name="Next →").click()
+    sync_api.expect(page.locator("#empty")).to_contain_text("No more results")
+    sync_api.expect(page.locator(".pages")).to_contain_text("Page 2")
+    sync_api.expect(page.locator("#query-image img")).to_be_visible()
+    with page.expect_navigation():
+        page.get_by_role("button", name="← Previous").click()
+    assert _card_ids(page) == ["item-7"]
+
+
+def test_more_like_this_shows_neighbours_without_the_item(page: Any) -> None:
+    _search_for(page, "vintage mug")
+    card = page.locator("ol.grid > .card").first
+    assert card.get_attribute("data-id") == "item-42"
+    with page.expect_navigation():
+        card.get_by_role("link", name="More like this").click()
+    sync_api.expect(page.locator("#results-heading")).to_contain_text("More like vintage mug")
+    ids = _card_ids(page)
+    assert ids and "item-42" not in ids
+
+
+def test_a_price_filter_keeps_only_matching_prices(page: Any) -> None:
+    page.goto("/")
+    page.fill("#q", "lamp chair mug")
+    page.fill("#price_min", "50")
+    page.fill("#price_max", "150")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Apply filters").click()
+    prices = [float(p) for p in page.locator("ol.grid > .card").evaluate_all(
+        "cards => cards.map(c => c.dataset.price)")]
+    assert prices and all(50 <= p <= 150 for p in prices)
+    sync_api.expect(page.locator("#price_min")).to_have_value("50")
+
+
+def test_an_unrelated_image_says_no_match(page: Any) -> None:
+    page.goto("/")
+    page.set_input_files("#image", files=[{"name": "noise.png", "mimeType": "image/png",
+                                           "buffer": _noise_png()}])
+    with page.expect_navigation():
+        page.get_by_role("button", name="Search", exact=True).click()
+    sync_api.expect(page.locator("#empty")).to_contain_text("No match")
+    sync_api.expect(page.locator("#empty")).to_contain_text("minimum")
+    assert page.locator("ol.grid > .card").count() == 0
+
+
+def test_a_file_that_is_not_an_image_gets_a_clear_error(page: Any) -> None:
+    page.goto("/")
+    page.set_input_files("#image", files=[{"name": "notes.jpg", "mimeType": "image/jpeg",
+                                           "buffer": text_file()}])
+    with page.expect_navigation():
+        page.get_by_role("button", name="Search", exact=True).click()
+    sync_api.expect(page.get_by_role("alert")).to_contain_text("not accepted")
+
+
+def test_keyboard_only_search(page: Any) -> None:
+    page.goto("/")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "q"
+    page.keyboard.type("leather chair")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert _card_ids(page)[0] == "item-49"
+    sync_api.expect(page.locator("ol.grid > .card .title").first).to_have_text(_title(49))
+
+
+def test_dropping_or_pasting_an_image_searches_with_it(page: Any) -> None:
+    page.goto("/")
+    send = """([kind, data]) => {
+        const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "query.jpg", {type: "image/jpeg"}));
+        const event = kind === "drop"
+            ? new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true})
+            : new ClipboardEvent("paste", {clipboardData: transfer, bubbles: true,
+                                           cancelable: true});
+        document.getElementById(kind === "drop" ? "drop" : "q").dispatchEvent(event);
+    }"""
+    with page.expect_navigation():
+        page.evaluate(send, ["drop", base64.b64encode(jpeg_bytes(12)).decode()])
+    assert _card_ids(page)[0] == "item-12"
+    with page.expect_navigation():
+        page.evaluate(send, ["paste", base64.b64encode(jpeg_bytes(30)).decode()])
+    assert _card_ids(page)[0] == "item-30"
+
+
+def test_the_weight_slider_shows_only_with_text_and_an_image(page: Any) -> None:
+    page.goto("/")
+    slider = page.locator("#image_weight")
+    sync_api.expect(slider).to_be_hidden()
+    page.fill("#q", "silver watch")
+    sync_api.expect(slider).to_be_hidden()
+    page.set_input_files("#image", files=[{"name": "query.jpg", "mimeType": "image/jpeg",
+                                           "buffer": jpeg_bytes(29)}])
+    sync_api.expect(slider).to_be_visible()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Search", exact=True).click()
+    assert _card_ids(page)[0] == "item-29"  # "silver watch" is also item 29's title
+    sync_api.expect(slider).to_be_visible()
+    page.fill("#q", "")
+    sync_api.expect(slider).to_be_hidden()
+
+
+def test_text_results_page_with_links(page: Any) -> None:
+    page.goto("/?q=lamp&limit=4")
+    first_page = _card_ids(page)
+    assert len(first_page) == 4
+    with page.expect_navigation():
+        page.get_by_role("link", name="Next →").click()
+    second_page = _card_ids(page)
+    assert second_page and not set(second_page) & set(first_page)
+    with page.expect_navigation():
+        page.get_by_role("link", name="← Previous").click()
+    assert _card_ids(page) == first_page
+
+
+def test_the_item_page_lists_its_near_duplicates(page: Any) -> None:
+    page.goto("/items/dup-a")
+    sync_api.expect(page.get_by_role("heading", level=1)).to_have_text("sunset poster")
+    duplicate = page.locator("#duplicates .card[data-id='dup-b']")
+    sync_api.expect(duplicate).to_contain_text("near-exact")
+    with page.expect_navigation():
+        duplicate.get_by_role("link", name="sunset poster, smaller").click()
+    sync_api.expect(page.get_by_role("heading", level=1)).to_have_text("sunset poster, smaller")
+    sync_api.expect(page.locator("#duplicates .card[data-id='dup-a']")).to_be_visible()
+
+
+def test_an_unknown_item_says_so(page: Any) -> None:
+    response = page.goto("/items/no-such-item")
+    assert response.status == 404
+    sync_api.expect(page.get_by_role("alert")).to_contain_text("no-such-item")
