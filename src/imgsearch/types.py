@@ -204,12 +204,14 @@ class SearchResult:
     message: str | None = None
     search_id: str | None = None  # for click feedback; None when logging is off
     cached: bool = False  # answered from the result cache (no write since)
+    stage_ms: dict[str, float] = field(default_factory=dict)  # decode, encode, ann, ...
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "results": [h.to_dict() for h in self.hits],
             "search_id": self.search_id,
             "cached": self.cached,
+            "stage_ms": self.stage_ms,
             "empty_reason": self.empty_reason,
             "message": self.message,
             "query_kind": self.query_kind,

@@ -242,3 +242,32 @@ def test_several_apps_in_one_process_keep_their_own_metrics(web_engine: Engine) 
     first.get("/v1/stats")
     assert 'endpoint="/v1/stats"' in first.get("/metrics").text
     assert 'endpoint="/v1/stats"' not in second.get("/metrics").text
+
+
+def test_metrics_have_search_stages_and_cache_lookups(client: TestClient) -> None:
+    from imagegen import jpeg_bytes
+
+    upload = {"file": ("q.jpg", jpeg_bytes(3), "image/jpeg")}
+    first = client.post("/v1/search/image", files=upload).json()
+    client.post("/v1/search/image", files={"file": ("q.jpg", jpeg_bytes(3), "image/jpeg")})
+    assert {"decode", "encode", "ann", "rerank", "fetch"} <= set(first["stage_ms"])
+    text = client.get("/metrics").text
+    for stage_name in ("decode", "encode", "ann", "rerank", "fetch"):
+        assert f'imgsearch_search_stage_seconds_count{{stage="{stage_name}"}}' in text
+    assert 'imgsearch_cache_lookups_total{cache="results",outcome="hit"}' in text
+    assert 'imgsearch_cache_lookups_total{cache="embeddings",outcome="miss"}' in text
+
+
+def test_request_id_is_returned_and_logged(client: TestClient, caplog) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="imgsearch.access"):
+        given = client.get("/health", headers={"X-Request-ID": "abc-123"})
+        fresh = client.get("/health")
+        hostile = client.get("/health", headers={"X-Request-ID": "bad id\nwith newline"})
+    assert given.headers["x-request-id"] == "abc-123"
+    assert len(fresh.headers["x-request-id"]) == 32
+    assert hostile.headers["x-request-id"] != "bad id\nwith newline"
+    fields = [r.fields for r in caplog.records if r.name == "imgsearch.access"]
+    assert any(f["request_id"] == "abc-123" and f["status"] == 200 and f["path"] == "/health"
+               for f in fields)

@@ -39,6 +39,7 @@ from imgsearch.engine.dedup import (
 )
 from imgsearch.engine.pipeline import Prepared, Preparer
 from imgsearch.engine.shared_cache import RedisCache
+from imgsearch.engine.timing import stage
 from imgsearch.enrich.colors import BASIC_COLORS
 from imgsearch.enrich.thumbnails import remove_thumbnail, write_thumbnail
 from imgsearch.errors import (
@@ -297,8 +298,9 @@ class Engine:
 
     def embed_query_image(self, value: ImageInput) -> NDArray[np.float32]:
         """A query image's vector, cached by the hash of its content."""
-        decoded = self.preparer.decode(value, value if isinstance(value, str)
-                                       else "<query image>")
+        with stage("decode"):
+            decoded = self.preparer.decode(value, value if isinstance(value, str)
+                                           else "<query image>")
         key = ("image", self.manifest.spaces["image"].model_id, decoded.content_hash)
         cached = self._cached_vector(key)
         if cached is not None:

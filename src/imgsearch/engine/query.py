@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imgsearch.engine.dedup import collapse_hits
+from imgsearch.engine.timing import recording, stage
 from imgsearch.errors import InvalidQueryError, ItemNotFoundError
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
 from imgsearch.search.fusion import RankedList, fuse
@@ -348,6 +349,16 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
 
 
 def _run_query(engine: Engine, query: Query) -> SearchResult:
+    with recording() as timings:
+        result = _answer(engine, query)
+    # decoding happens inside encoding: report it on its own
+    if "decode" in timings and "encode" in timings:
+        timings["encode"] = max(timings["encode"] - timings["decode"], 0.0)
+    result.stage_ms = {name: round(ms, 3) for name, ms in timings.items()}
+    return result
+
+
+def _answer(engine: Engine, query: Query) -> SearchResult:
     started = time.perf_counter()
     s = engine.settings
     validate(query, s.max_limit)
@@ -357,7 +368,8 @@ def _run_query(engine: Engine, query: Query) -> SearchResult:
         validate_filters(query.filters)
     allowed = None
     if not query.filters.is_empty():
-        allowed = engine.catalog.filter_keys(query.filters)
+        with stage("filter"):
+            allowed = engine.catalog.filter_keys(query.filters)
         if not len(allowed) and query is not original:
             # What was understood rules out every item: say so and search as typed.
             interpretation["applied"] = False
@@ -366,7 +378,8 @@ def _run_query(engine: Engine, query: Query) -> SearchResult:
             query = dataclasses.replace(original, parse=False)
             allowed = None if query.filters.is_empty() else \
                 engine.catalog.filter_keys(query.filters)
-    signals, exclude = signals_for(engine, query)
+    with stage("encode"):
+        signals, exclude = signals_for(engine, query)
     if allowed is not None and len(allowed) == 0:
         return _logged(engine, query, SearchResult(
             [], query.kind, (time.perf_counter() - started) * 1000,
@@ -376,7 +389,7 @@ def _run_query(engine: Engine, query: Query) -> SearchResult:
     if mode not in ("average", "rrf"):
         raise InvalidQueryError(f"multi_image must be 'average' or 'rrf', got {mode!r}")
     several = len(query.images) + len(query.negative_images) > 1
-    with engine.lock.read():
+    with engine.lock.read(), stage("ann"):
         if query.text and not query.images:
             ranked = _fused_text(engine, query, signals, allowed)
         elif mode == "rrf" and several and not query.text:
@@ -388,7 +401,8 @@ def _run_query(engine: Engine, query: Query) -> SearchResult:
     # the nearest items. Queries from outside (text, images) must clear the minimum.
     default = 0.0 if query.kind in ("item", "vector") else s.min_confidence
     minimum = default if query.min_confidence is None else query.min_confidence
-    confidence = _confidence(engine, ranked, signals)
+    with stage("rerank"):
+        confidence = _confidence(engine, ranked, signals)
     fetched = len(ranked.keys)
     if minimum > 0 and fetched:
         keep = confidence >= minimum
@@ -417,10 +431,13 @@ def _run_query(engine: Engine, query: Query) -> SearchResult:
         stands_for[:prefix] = counts
         ranked, confidence, stands_for = _subset(ranked, keep), confidence[keep], \
             stands_for[keep]
-    ranked, confidence, stands_for = _rerank(engine, query, ranked, confidence, stands_for)
+    with stage("rerank"):
+        ranked, confidence, stands_for = _rerank(engine, query, ranked, confidence,
+                                                 stands_for)
     page = slice(query.offset, query.offset + query.limit)
     keys = ranked.keys[page]
-    items = engine.catalog.items_by_key([int(k) for k in keys])
+    with stage("fetch"):
+        items = engine.catalog.items_by_key([int(k) for k in keys])
     hits = []
     for row, key in enumerate(keys):
         item = items.get(int(key))

@@ -22,6 +22,7 @@ from imgsearch.config import Settings
 from imgsearch.engine import Engine
 from imgsearch.errors import CollectionNotFoundError
 from imgsearch.web import routes_batch, routes_items, routes_ops, routes_search, ui
+from imgsearch.web.access_log import AccessLogMiddleware
 from imgsearch.web.deps import AppState
 from imgsearch.web.errors import install_error_handlers
 from imgsearch.web.limits import (
@@ -76,7 +77,9 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
 
     app = FastAPI(title="imgsearch", version="1", lifespan=lifespan,
                   description="Find images by image, text, both, several examples or item.")
-    metrics = Metrics(opened.catalog.count, lambda: _vectors(opened))
+    metrics = Metrics(opened.catalog.count, lambda: _vectors(opened),
+                      lambda: {"embeddings": opened.embedding_cache.stats(),
+                               "results": opened.result_cache.stats()})
     gate = Gate(limits.max_in_flight)
     state = AppState(engine=opened, settings=settings, limits=limits, gate=gate,
                      metrics=metrics, owns_engine=owns_engine)
@@ -90,6 +93,7 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
     app.add_middleware(DeadlineMiddleware, deadline_s=limits.deadline_s)
     app.add_middleware(ConcurrencyMiddleware, gate=gate, retry_after_s=limits.retry_after_s)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
+    app.add_middleware(AccessLogMiddleware)
     return app
 
 

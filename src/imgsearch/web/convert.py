@@ -155,7 +155,8 @@ def search_response(result: SearchResult, limit: int, offset: int) -> SearchResp
         total_candidates=result.total_candidates, query_kind=result.query_kind,
         query_time_ms=round(result.query_time_ms, 3), search_id=result.search_id,
         empty_reason=result.empty_reason, message=result.message,
-        interpretation=_jsonable(result.interpretation), plan=result.plan)
+        interpretation=_jsonable(result.interpretation), plan=result.plan,
+        cached=result.cached, stage_ms=result.stage_ms)
 
 
 def _jsonable(value: Any) -> Any:

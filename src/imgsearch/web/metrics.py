@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,13 +20,15 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 
 
 class _CollectionCollector(Collector):
-    """Items and vectors per space, read when scraped."""
+    """Items and vectors per space, and cache hits and misses, read when scraped."""
 
-    def __init__(self, items: Callable[[], int], vectors: Callable[[], dict[str, int]]) -> None:
+    def __init__(self, items: Callable[[], int], vectors: Callable[[], dict[str, int]],
+                 caches: Callable[[], dict[str, dict[str, Any]]] | None = None) -> None:
         self._items = items
         self._vectors = vectors
+        self._caches = caches
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         yield GaugeMetricFamily("imgsearch_items", "Items in the collection.",
                                 value=self._items())
         family = GaugeMetricFamily("imgsearch_index_vectors", "Vectors in each index.",
@@ -34,10 +36,19 @@ class _CollectionCollector(Collector):
         for space, count in sorted(self._vectors().items()):
             family.add_metric([space], count)
         yield family
+        if self._caches is not None:
+            lookups = CounterMetricFamily("imgsearch_cache_lookups",
+                                          "Cache lookups by cache and outcome.",
+                                          labels=["cache", "outcome"])
+            for cache, stats in sorted(self._caches().items()):
+                lookups.add_metric([cache, "hit"], stats.get("hits", 0))
+                lookups.add_metric([cache, "miss"], stats.get("misses", 0))
+            yield lookups
 
 
 class Metrics:
-    def __init__(self, items: Callable[[], int], vectors: Callable[[], dict[str, int]]) -> None:
+    def __init__(self, items: Callable[[], int], vectors: Callable[[], dict[str, int]],
+                 caches: Callable[[], dict[str, dict[str, Any]]] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("imgsearch_http_requests", "HTTP requests by endpoint and status.",
                                 ["endpoint", "method", "status"], registry=self.registry)
@@ -49,10 +60,16 @@ class Metrics:
                                     ["kind", "reason"], registry=self.registry)
         self.searches = Counter("imgsearch_searches", "Searches by query kind.", ["kind"],
                                 registry=self.registry)
-        self.registry.register(_CollectionCollector(items, vectors))
+        self.stages = Histogram("imgsearch_search_stage_seconds",
+                                "Time per search stage (decode, encode, filter, ann, rerank, "
+                                "fetch).", ["stage"], buckets=_LATENCY_BUCKETS,
+                                registry=self.registry)
+        self.registry.register(_CollectionCollector(items, vectors, caches))
 
     def observe_search(self, result: SearchResult) -> None:
         self.searches.labels(result.query_kind).inc()
+        for name, ms in result.stage_ms.items():
+            self.stages.labels(name).observe(ms / 1000.0)
         if not result.hits:
             self.zero_results.labels(result.query_kind, result.empty_reason or "none").inc()
 

@@ -121,6 +121,8 @@ class SearchResponse(BaseModel):
     message: str | None
     interpretation: dict[str, Any]
     plan: str
+    cached: bool = False
+    stage_ms: dict[str, float] = {}
 
 
 class ItemFields(_Body):
