@@ -186,8 +186,9 @@ class Engine:
                 continue
             if name in old and old[name].encoder == encoder and encoder == "clip" \
                     and s.clip_model == Settings().clip_model:
-                # a clip collection remembers which CLIP made it
-                self.settings = s = s.replace(clip_model=old[name].model_id)
+                # a clip collection remembers which CLIP made it (hub id or directory)
+                source = self.manifest.extra.get("clip_model", old[name].model_id)
+                self.settings = s = s.replace(clip_model=source)
             model_id, dim = describe_encoder(encoder, s)
             wanted[name] = VectorSpace(name, encoder, model_id, dim,
                                        "image" if name == "image" else "text")
@@ -224,6 +225,8 @@ class Engine:
                 self.open_notes.append(f"{name} index rebuilt: {report.rebuilt_because}")
             self.spaces[name] = index
         self.manifest.spaces = wanted
+        if any(space.encoder == "clip" for space in wanted.values()):
+            self.manifest.extra["clip_model"] = self.settings.clip_model
         stored = self.manifest.extra.get("calibration", {})
         for name, data in stored.items():
             space_name = "image" if name == "clip_text" else name
@@ -239,7 +242,9 @@ class Engine:
         wanted: dict[str, tuple[str, str | None]] = {}
         if "image" in self.spaces:
             wanted["image"] = ("image", None)
-            if "text" in self.encoder("image").modalities:
+            # a stored calibration says the image encoder reads text without loading it
+            if self.calibrations.get("clip_text") is not None or \
+                    "text" in self.encoder("image").modalities:
                 wanted["clip_text"] = ("image", "image")
         if "text" in self.spaces:
             wanted["text"] = ("text", "text")
