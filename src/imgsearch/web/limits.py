@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,11 +44,15 @@ class Limits:
 class Gate:
     """Counts requests in flight plus engine threads still running for abandoned ones."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, workers: int | None = None) -> None:
         self.limit = max(1, limit)
         self.requests = 0
         self.orphans = 0
         self.lock = threading.Lock()
+        # Engine work is CPU-bound Python and FAISS: more threads than about two per core
+        # only add contention (measured by bench/load.py), so requests queue for a few.
+        self.workers = workers or 2 * (os.cpu_count() or 1)
+        self.limiter: anyio.CapacityLimiter | None = None
 
     def try_enter(self) -> bool:
         with self.lock:
@@ -83,8 +88,11 @@ async def run_blocking(gate: Gate, fn: Callable[..., _T], *args: Any, **kwargs: 
                 if state["abandoned"]:
                     gate.orphans -= 1
 
+    if gate.limiter is None:
+        gate.limiter = anyio.CapacityLimiter(gate.workers)
     try:
-        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True,
+                                              limiter=gate.limiter)
     except BaseException:
         with gate.lock:
             if not state["finished"]:
