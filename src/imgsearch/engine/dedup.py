@@ -91,37 +91,13 @@ def build_hamming_index(engine: Engine) -> Any:
 def collapse_hits(engine: Engine, keys: NDArray[np.int64], min_tier: str = "near-exact"
                   ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
     """Which ranked keys to keep, and how many hits each kept one stands for."""
-    all_kept = np.ones(len(keys), bool), np.ones(len(keys), np.int64)
     if len(keys) < 2:
-        return all_kept
-    tiers = DuplicateTiers()
+        return np.ones(len(keys), bool), np.ones(len(keys), np.int64)
     hashes, present = engine.catalog.phashes_of(keys)
-    # Most result lists hold no duplicate at all: one cheap hash check spares fetching
-    # every candidate's vector. Items without a hash are never folded.
-    bound = tiers.near_hamming if min_tier != "variant" else tiers.variant_hamming
-    unsigned = hashes.view(np.uint64)
-    close = np.bitwise_count(unsigned[:, None] ^ unsigned[None, :]) <= bound
-    close &= present[:, None] & present[None, :]
-    np.fill_diagonal(close, False)
-    if not close.any():
-        return all_kept
-    if not present.all():
-        # fold only among the hashed hits; the others stay as they are
-        inner_keep, inner_counts = _collapse(engine, keys[present], hashes[present],
-                                             tiers, min_tier)
-        keep = np.ones(len(keys), bool)
-        counts = np.ones(len(keys), np.int64)
-        keep[present], counts[present] = inner_keep, inner_counts
-        return keep, counts
-    return _collapse(engine, keys, hashes, tiers, min_tier)
-
-
-def _collapse(engine: Engine, keys: NDArray[np.int64], hashes: NDArray[np.int64],
-              tiers: DuplicateTiers, min_tier: str
-              ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
     kept, _scores, counts = collapse(
         keys, np.zeros(len(keys), np.float32), lambda _keys: hashes,
-        engine.spaces["image"].vectors_of_keys, tiers, min_tier)
+        engine.spaces["image"].vectors_of_keys, DuplicateTiers(), min_tier,
+        has_hash=present)
     keep = np.isin(keys, kept)
     stands_for = np.ones(len(keys), np.int64)
     position = {int(k): i for i, k in enumerate(keys)}

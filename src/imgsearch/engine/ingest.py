@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -108,15 +108,10 @@ def run_ingest(engine: Engine, source: Path,
     if progress:
         progress(Progress("scan", report.unchanged, report.unchanged + len(todo),
                           len(report.failed)))
-    engine.ingest_items(_iter(todo), total=len(todo), progress=progress,
+    engine.ingest_items(todo, total=len(todo), progress=progress,
                         on_commit=on_commit, report=report)
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _iter(todo: list[tuple[Item, ImageInput | None]]
-          ) -> Iterator[tuple[Item, ImageInput | None]]:
-    yield from todo
 
 
 def _image_unchanged(stored: Item, item: Item) -> bool:

@@ -188,30 +188,29 @@ def _rerank(engine: Engine, query: Query, ranked: Ranked, confidence: NDArray[np
                                     query.prefer_colors or query.mmr_lambda is not None):
         return ranked, confidence, stands_for
     items = engine.catalog.items_by_key([int(k) for k in ranked.keys])
+
+    def take(index: NDArray[Any], scores: NDArray[np.float32] | None = None) -> None:
+        nonlocal ranked, confidence, stands_for
+        ranked, confidence, stands_for = _subset(ranked, index), confidence[index], \
+            stands_for[index]
+        if scores is not None:
+            ranked.scores = scores[index]
+
+    def rescored(scores: NDArray[np.float32]) -> None:
+        take(np.lexsort((ranked.keys, -scores)), scores)
+
     if query.prefer_colors:
-        scores = color_boosted(ranked.scores, [items.get(int(k)) for k in ranked.keys],
-                               query.prefer_colors, engine.settings.color_boost)
-        order = np.lexsort((ranked.keys, -scores))
-        ranked = _subset(ranked, order)
-        ranked.scores = scores[order]
-        confidence, stands_for = confidence[order], stands_for[order]
+        rescored(color_boosted(ranked.scores, [items.get(int(k)) for k in ranked.keys],
+                               query.prefer_colors, engine.settings.color_boost))
     if weights.total:
-        scores = business_scores(ranked.scores, [items.get(int(k)) for k in ranked.keys],
-                                 weights)
-        order = np.lexsort((ranked.keys, -scores))
-        ranked = _subset(ranked, order)
-        ranked.scores = scores[order]
-        confidence, stands_for = confidence[order], stands_for[order]
+        rescored(business_scores(ranked.scores, [items.get(int(k)) for k in ranked.keys],
+                                 weights))
     if query.max_per_category is not None:
-        keep = max_per_category(ranked.keys, {k: i.category for k, i in items.items()},
-                                query.max_per_category)
-        ranked, confidence, stands_for = _subset(ranked, keep), confidence[keep], \
-            stands_for[keep]
+        take(max_per_category(ranked.keys, {k: i.category for k, i in items.items()},
+                              query.max_per_category))
     if query.mmr_lambda is not None:
-        space = engine.spaces["image"]
-        order = mmr_order(ranked.keys, ranked.scores, space.vectors_of_keys, query.mmr_lambda)
-        ranked, confidence, stands_for = _subset(ranked, order), confidence[order], \
-            stands_for[order]
+        take(mmr_order(ranked.keys, ranked.scores, engine.spaces["image"].vectors_of_keys,
+                       query.mmr_lambda))
     return ranked, confidence, stands_for
 
 

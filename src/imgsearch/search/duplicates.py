@@ -217,14 +217,16 @@ def duplicates_of(key: int, hash_: int, index: HammingIndex, vectors_of: Vectors
 def collapse(keys: NDArray[np.int64], scores: NDArray[Any],
              hashes_of: Callable[[NDArray[np.int64]], NDArray[np.int64]],
              vectors_of: VectorsOf, tiers: DuplicateTiers = DuplicateTiers(),
-             min_tier: str = "near-exact"
+             min_tier: str = "near-exact", has_hash: NDArray[np.bool_] | None = None
              ) -> tuple[NDArray[np.int64], NDArray[Any], NDArray[np.int64]]:
     """Fold each ranked hit into the highest-ranked kept hit it duplicates at ``min_tier``
     or stronger. Returns the kept keys and scores, in rank order, and how many hits each
-    kept one stands for (1 = itself). ``hashes_of`` gives one hash per key, in order.
+    kept one stands for (1 = itself). ``hashes_of`` gives one hash per key, in order;
+    ``has_hash`` marks the keys whose hash is real (the others are never folded).
 
     Duplicates are judged against kept hits only, so a chain of small differences never
-    folds two hits that are not duplicates of each other.
+    folds two hits that are not duplicates of each other. Vectors are fetched only when
+    two hashes are close enough: most result lists hold no duplicate at all.
     """
     keys = np.asarray(keys, dtype=np.int64).reshape(-1)
     scores = np.asarray(scores)
@@ -238,10 +240,16 @@ def collapse(keys: NDArray[np.int64], scores: NDArray[Any],
         raise InvalidInputError(f"hashes_of returned {len(hashes)} hashes for {len(keys)} "
                                 f"keys; it must return one hash per key, in order")
     hamming = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    hashed = np.ones(len(keys), bool) if has_hash is None else np.asarray(has_hash, bool)
+    bound = (tiers.exact_hamming, tiers.near_hamming, tiers.variant_hamming)[limit]
+    close = (hamming <= bound) & hashed[:, None] & hashed[None, :]
+    np.fill_diagonal(close, False)
+    if not close.any():
+        return keys.copy(), scores.copy(), np.ones(len(keys), dtype=np.int64)
     rows, vectors = _rows_of(keys, vectors_of)
     safe = np.maximum(rows, 0)
     cosine = vectors[safe] @ vectors[safe].T if len(vectors) else np.zeros_like(hamming)
-    has = rows >= 0
+    has = (rows >= 0) & hashed
     folds = (tiers.ranks(hamming, cosine) <= limit) & has[:, None] & has[None, :]
     kept: list[int] = []
     counts: list[int] = []
