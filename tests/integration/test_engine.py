@@ -195,6 +195,16 @@ def test_updated_item_matches_its_new_image(shop):
     assert shop.catalog.count() == 120
 
 
+def test_search_hits_show_metadata_written_after_an_earlier_search(shop):
+    query = Query(images=[picture(10, (64, 48))], limit=3)
+    assert shop.search(query).hits[0].title == "product 10"  # now in the row cache
+    shop.upsert(Item(id="sku00010", title="renamed", price=5.0), picture(10, (64, 48)))
+    hit = shop.search(query).hits[0]
+    assert (hit.id, hit.title, hit.price) == ("sku00010", "renamed", 5.0)
+    shop.delete("sku00010")
+    assert "sku00010" not in [h.id for h in shop.search(query).hits]
+
+
 def test_bad_query_values_are_refused(shop):
     for query in (Query(), Query(text="   "), Query(text="x", limit=0),
                   Query(text="x", offset=-1), Query(text="x", image_weight=2.0),

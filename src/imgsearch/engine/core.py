@@ -164,7 +164,10 @@ class Engine:
         directory.mkdir(parents=True, exist_ok=True)
         lock_fd = None if readonly else _lock(directory)
         try:
-            catalog = Catalog(directory / CATALOG_NAME)
+            # Another process may write to a collection opened read-only: no row cache
+            # there, as nothing here would hear of those writes.
+            catalog = Catalog(directory / CATALOG_NAME,
+                              row_cache_size=0 if readonly else settings.row_cache_size)
             manifest = read_manifest(directory) or Manifest()
             engine = cls(directory, settings, catalog, manifest, readonly, lock_fd)
             engine._open_spaces(image_encoder, text_encoder, reembed)

@@ -465,7 +465,9 @@ def _logged(engine: Engine, query: Query, result: SearchResult) -> SearchResult:
     if engine.logs is not None:
         result.search_id = engine.logs.log_search(SearchRecord(
             kind=result.query_kind, text=query.text,
-            filters={k: v for k, v in dataclasses.asdict(query.filters).items() if v},
+            filters={f.name: dict(value) if f.name == "attributes" else value
+                     for f in dataclasses.fields(query.filters)
+                     if (value := getattr(query.filters, f.name))},
             interpretation=result.interpretation, result_ids=[h.id for h in result.hits],
             scores=[h.score for h in result.hits], latency_ms=result.query_time_ms,
             empty_reason=result.empty_reason))

@@ -17,7 +17,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imgsearch.store.filters import filter_sql
+from imgsearch.store.rowcache import RowCache
 from imgsearch.store.schema import migrate
 from imgsearch.types import Filters, Item
 
@@ -81,8 +82,11 @@ def vector_blob(vector: NDArray[np.float32]) -> bytes:
 
 
 class Catalog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, row_cache_size: int = 0) -> None:
         self.path = path
+        # key -> item row, for the reads every search repeats; writes invalidate after commit
+        self.rows: RowCache[tuple[Item, int | None]] = RowCache(row_cache_size)
+        self._dirty: set[int] = set()
         self._local = threading.local()
         self._local_conns: list[sqlite3.Connection] = []
         self._writer = self._connect()
@@ -122,8 +126,16 @@ class Catalog:
             yield conn
         except BaseException:
             conn.execute("ROLLBACK")
+            self._invalidate()
             raise
         conn.execute("COMMIT")
+        self._invalidate()
+
+    def _invalidate(self) -> None:
+        """After a commit (or a rollback): cached rows of the keys written are stale."""
+        dirty, self._dirty = self._dirty, set()
+        if dirty:
+            self.rows.invalidate(dirty)
 
     # -- meta ------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -149,6 +161,7 @@ class Catalog:
             status, old_thumb = "added", None
         else:
             key, old_thumb = int(row[0]), row[1]
+            self._dirty.add(key)
             sets = ", ".join(f"{c} = ?" for c in _ITEM_COLUMNS[1:])
             conn.execute(f"UPDATE items SET {sets} WHERE key = ?", (*values[1:], key))
             for table in ("item_tags", "item_colors", "item_attributes"):
@@ -188,6 +201,7 @@ class Catalog:
         if row is None:
             return None
         key = int(row[0])
+        self._dirty.add(key)
         removed: dict[str, int] = {}
         for vid, space in conn.execute("SELECT vid, space FROM vectors WHERE key = ?",
                                        (key,)).fetchall():
@@ -209,6 +223,9 @@ class Catalog:
 
     def update_source_stat(self, item_id: str, size: int, mtime: float) -> None:
         with self.transaction() as conn:
+            row = conn.execute("SELECT key FROM items WHERE id = ?", (item_id,)).fetchone()
+            if row is not None:
+                self._dirty.add(int(row[0]))
             conn.execute("UPDATE items SET source_size = ?, source_mtime = ? WHERE id = ?",
                          (size, mtime, item_id))
 
@@ -233,15 +250,25 @@ class Catalog:
         return None if row is None else _row_item(row)[1]
 
     def items_by_key(self, keys: Sequence[int]) -> dict[int, Item]:
-        out: dict[int, Item] = {}
-        for start in range(0, len(keys), 500):
-            chunk = [int(k) for k in keys[start:start + 500]]
-            rows = self._reader.execute(
-                _SELECT_ITEM + f" WHERE key IN ({', '.join('?' * len(chunk))})", chunk)
-            for row in rows:
+        """The items of ``keys`` that exist. Items may come from the row cache: treat them
+        as read-only."""
+        return {key: row[0] for key, row in self._rows_of(keys).items()}
+
+    def _rows_of(self, keys: Iterable[int]) -> dict[int, tuple[Item, int | None]]:
+        found, missing = self.rows.get_many(int(k) for k in keys)
+        if not missing:
+            return found
+        generation = self.rows.generation
+        read: dict[int, tuple[Item, int | None]] = {}
+        for start in range(0, len(missing), 500):
+            chunk = missing[start:start + 500]
+            for row in self._reader.execute(
+                    _SELECT_ITEM + f" WHERE key IN ({', '.join('?' * len(chunk))})", chunk):
                 key, item = _row_item(row)
-                out[key] = item
-        return out
+                read[key] = (item, item.phash)
+        self.rows.put_many(read, generation)
+        found.update(read)
+        return found
 
     def iter_items(self, batch: int = 1000) -> Iterator[Item]:
         last = 0
@@ -270,12 +297,17 @@ class Catalog:
                    ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
         """One hash per key, in order, and which keys have one (0 stands in for none)."""
         found: dict[int, int] = {}
-        for start in range(0, len(keys), 500):
-            chunk = [int(k) for k in keys[start:start + 500]]
-            for key, value in self._reader.execute(
-                    f"SELECT key, phash FROM items WHERE key IN ({', '.join('?' * len(chunk))}) "
-                    f"AND phash IS NOT NULL", chunk):
-                found[int(key)] = int(value)
+        if self.rows.capacity:
+            found = {key: phash for key, (_item, phash) in self._rows_of(keys).items()
+                     if phash is not None}
+        else:
+            for start in range(0, len(keys), 500):
+                chunk = [int(k) for k in keys[start:start + 500]]
+                for key, value in self._reader.execute(
+                        f"SELECT key, phash FROM items "
+                        f"WHERE key IN ({', '.join('?' * len(chunk))}) AND phash IS NOT NULL",
+                        chunk):
+                    found[int(key)] = int(value)
         present = np.fromiter((int(k) in found for k in keys), dtype=bool, count=len(keys))
         hashes = np.fromiter((found.get(int(k), 0) for k in keys), dtype=np.int64,
                              count=len(keys))

@@ -68,14 +68,10 @@ class SearchLog:
     def log_search(self, record: SearchRecord) -> str:
         """Queue a search line; returns its id (for click feedback)."""
         search_id = uuid.uuid4().hex
-        row = (search_id, time.time(), record.kind, record.text,
-               json.dumps(record.filters, sort_keys=True, default=str),
-               json.dumps(record.interpretation, default=str), json.dumps(record.result_ids),
-               json.dumps([round(s, 6) for s in record.scores]), record.latency_ms,
-               record.empty_reason)
-        # under a flood of searches the log gives way, never the search
+        # under a flood of searches the log gives way, never the search; the row is
+        # encoded on the log's own thread, off the search's path
         with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(row)
+            self._queue.put_nowait((search_id, time.time(), record))
         return search_id
 
     def record_click(self, search_id: str, item_id: str, position: int | None = None) -> None:
@@ -106,7 +102,7 @@ class SearchLog:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            rows = [b for b in batch if b is not _STOP]
+            rows = [_row(*b) for b in batch if b is not _STOP]
             if rows:
                 with self._lock:
                     self._conn.execute("BEGIN")
@@ -169,3 +165,11 @@ def _summary(entries: list[tuple[list[str], float, list[tuple[str, int | None]]]
         "latency_ms": {f"p{q}": round(float(np.percentile(latencies, q)), 3)
                        for q in (50, 95, 99)},
     }
+
+
+def _row(search_id: str, at: float, record: SearchRecord) -> tuple[Any, ...]:
+    return (search_id, at, record.kind, record.text,
+            json.dumps(record.filters, sort_keys=True, default=str),
+            json.dumps(record.interpretation, default=str), json.dumps(record.result_ids),
+            json.dumps([round(s, 6) for s in record.scores]), record.latency_ms,
+            record.empty_reason)
