@@ -76,6 +76,7 @@ class Settings:
     result_cache_size: int = 1_000  # search results kept; any write empties it
     result_cache_ttl_s: float = 30.0
     row_cache_size: int = 50_000  # item rows kept in memory for result pages and dedup
+    filter_cache_size: int = 32  # filters whose passing items are kept until a write
     redis_url: str = ""  # optional cache shared by several processes, e.g. redis://host:6379/0
 
     log_searches: bool = True  # search and click logs in the collection's logs.sqlite3

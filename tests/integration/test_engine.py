@@ -205,6 +205,17 @@ def test_search_hits_show_metadata_written_after_an_earlier_search(shop):
     assert "sku00010" not in [h.id for h in shop.search(query).hits]
 
 
+def test_filtered_results_follow_writes_to_the_filtered_field(shop):
+    query = Query(images=[picture(8, (64, 48))], filters=Filters(categories=("cat0",)),
+                  limit=120, min_confidence=0.0)
+    before = {h.id for h in shop.search(query).hits}
+    assert "sku00008" in before and len(before) == 30
+    shop.upsert(Item(id="sku00008", title="moved", category="cat3"), picture(8, (64, 48)))
+    shop.upsert(Item(id="new", title="joined", category="cat0"), picture(500, (64, 48)))
+    after = {h.id for h in shop.search(query).hits}
+    assert after == (before - {"sku00008"}) | {"new"}
+
+
 def test_bad_query_values_are_refused(shop):
     for query in (Query(), Query(text="   "), Query(text="x", limit=0),
                   Query(text="x", offset=-1), Query(text="x", image_weight=2.0),

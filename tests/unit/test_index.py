@@ -186,6 +186,22 @@ def test_allowed_with_unknown_or_removed_labels(kind: str, make: Make) -> None:
     assert (none == -1).all()
 
 
+def test_a_reused_read_only_allowed_array_follows_removals_and_adds(make: Make) -> None:
+    index = make("hnsw", DATA[:3000], LABELS[:3000])
+    allowed = LABELS[:1500].copy()
+    allowed.flags.writeable = False  # what the catalog's filter cache hands out
+    first = index.search(QUERIES[:20], 10, allowed=allowed, ef_search=16)[1]
+    assert set(first[first >= 0].tolist()) <= set(allowed.tolist())
+    gone = np.unique(first[first >= 0])
+    index.remove(gone)
+    again = index.search(QUERIES[:20], 10, allowed=allowed, ef_search=16)[1]
+    assert not set(again[again >= 0].tolist()) & set(gone.tolist())
+    assert set(again[again >= 0].tolist()) <= set(allowed.tolist())
+    index.add(gone[:5], QUERIES[:5])  # back, each now exactly on a query
+    back = index.search(QUERIES[:5], 1, allowed=allowed, ef_search=16)[1]
+    assert back[:, 0].tolist() == gone[:5].tolist()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_save_load_round_trip(kind: str, tmp_path: Path, make: Make) -> None:
     index = make(kind)

@@ -167,7 +167,8 @@ class Engine:
             # Another process may write to a collection opened read-only: no row cache
             # there, as nothing here would hear of those writes.
             catalog = Catalog(directory / CATALOG_NAME,
-                              row_cache_size=0 if readonly else settings.row_cache_size)
+                              row_cache_size=0 if readonly else settings.row_cache_size,
+                              filter_cache_size=0 if readonly else settings.filter_cache_size)
             manifest = read_manifest(directory) or Manifest()
             engine = cls(directory, settings, catalog, manifest, readonly, lock_fd)
             engine._open_spaces(image_encoder, text_encoder, reembed)

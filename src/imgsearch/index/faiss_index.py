@@ -31,6 +31,7 @@ from imgsearch.index.base import (
     read_index_file,
     write_index_file,
 )
+from imgsearch.index.memo import IdentityMemo
 
 # The type stubs shipped with faiss miss most of its SWIG API (search parameters, IO
 # callbacks, index subclasses' fields), so it is used untyped here.
@@ -184,6 +185,8 @@ class HNSWIndex(_FaissIndex):
         live = np.flatnonzero(~self._dead)
         self._map = LabelMap(self._id_to_label[live], live.astype(np.int64))
         self._live_selector: FaissObject | None = None
+        self._version = 0  # bumped by every add and remove
+        self._allowed: IdentityMemo[tuple[NDArray[np.int64], FaissObject]] = IdentityMemo()
 
     @property
     def tombstones(self) -> int:
@@ -197,12 +200,14 @@ class HNSWIndex(_FaissIndex):
         self._dead = np.concatenate([self._dead, np.zeros(len(labels), bool)])
         self._map.insert(labels, np.arange(first, first + len(labels), dtype=np.int64))
         self._live_selector = None
+        self._version += 1
 
     def remove(self, labels: NDArray[np.int64]) -> int:
         internal = self._map.delete(as_labels(labels))
         if len(internal):
             self._dead[internal] = True
             self._live_selector = None
+            self._version += 1
         return len(internal)
 
     def search(self, queries: NDArray[np.float32], k: int, *,
@@ -213,18 +218,17 @@ class HNSWIndex(_FaissIndex):
         if allowed is None:
             selector, n_candidates = self._live(), len(self)
         else:
-            internal = self._map.lookup(as_labels(allowed))
-            internal = np.unique(internal[internal >= 0])
-            selector, n_candidates = None, len(internal)
+            # a cached filter's labels come back query after query: prepare them once
+            internal, selector = self._allowed.get(allowed, self._version,
+                                                   lambda: self._prefilter(allowed))
+            n_candidates = len(internal)
         if n_candidates < self.index.ntotal:
             # A filtered walk only keeps accepted nodes, so it must visit about
             # k·total/accepted nodes to meet k of them; a fixed ef would stop short.
             ef = max(ef, min(self.index.ntotal, -(-k * self.index.ntotal // max(1, n_candidates))))
-        if allowed is not None:
-            if n_candidates <= ef:
-                # No walk can return more than these: scoring them all is exact and cheaper.
-                return self._exact_subset(queries, k, internal)
-            selector = make_selector(internal)
+        if allowed is not None and n_candidates <= ef:
+            # No walk can return more than these: scoring them all is exact and cheaper.
+            return self._exact_subset(queries, k, internal)
         params = faiss.SearchParametersHNSW(efSearch=ef)
         if selector is not None:
             params.sel = selector
@@ -232,6 +236,13 @@ class HNSWIndex(_FaissIndex):
         labels = np.full(ids.shape, -1, np.int64)
         labels[ids >= 0] = self._id_to_label[ids[ids >= 0]]
         return scores, labels
+
+    def _prefilter(self, allowed: NDArray[np.int64]
+                   ) -> tuple[NDArray[np.int64], FaissObject | None]:
+        """Internal ids of the allowed labels still live, and a selector of them."""
+        internal = self._map.lookup(as_labels(allowed))
+        internal = internal[internal >= 0]
+        return internal, make_selector(internal)
 
     def _live(self) -> FaissObject | None:
         if not self.tombstones:
@@ -248,7 +259,12 @@ class HNSWIndex(_FaissIndex):
         if not len(internal):
             return scores, labels
         sims = queries @ self.index.storage.reconstruct_batch(internal).T
-        top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        if k < sims.shape[1]:  # order only the best k of up to tens of thousands
+            part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1, kind="stable")
+            top = np.take_along_axis(part, order, axis=1)
+        else:
+            top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         n = top.shape[1]
         scores[:, :n] = np.take_along_axis(sims, top, axis=1)
         labels[:, :n] = self._id_to_label[internal[top]]

@@ -54,6 +54,15 @@ def _exact(space: SpaceIndex, query: NDArray[np.float32], keys: NDArray[np.int64
     return found, (vectors @ query).astype(np.float32) if len(found) else np.empty(0, np.float32)
 
 
+def _members(keys: NDArray[np.int64], allowed: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Which ``keys`` are in ``allowed`` (sorted, as the catalog gives it): a binary
+    search per key instead of sorting both sides."""
+    if not len(allowed):
+        return np.zeros(len(keys), bool)
+    at = np.searchsorted(allowed, keys).clip(max=len(allowed) - 1)
+    return allowed[at] == keys
+
+
 def candidates(signal: Signal, k: int, allowed: NDArray[np.int64] | None,
                exclude: int | None, settings: Settings, *, ef_search: int | None = None,
                nprobe: int | None = None) -> tuple[NDArray[np.int64], NDArray[np.float32], str]:
@@ -63,7 +72,8 @@ def candidates(signal: Signal, k: int, allowed: NDArray[np.int64] | None,
     if total == 0:
         return np.empty(0, np.int64), np.empty(0, np.float32), "empty"
     extra = 1 if exclude is not None else 0
-    if allowed is not None and len(allowed) <= _BRUTE_FORCE_MAX:
+    if allowed is not None and len(allowed) <= _BRUTE_FORCE_MAX and \
+            not space.index.exact_scores:
         keys, scores = _exact(space, signal.vector, allowed)
         plan = "exact-subset"
     else:
@@ -79,10 +89,14 @@ def candidates(signal: Signal, k: int, allowed: NDArray[np.int64] | None,
             plan = space.index.kind
         elif len(allowed) / total <= settings.prefilter_max_fraction:
             allowed_vids = space.vids_of(allowed)
+            # Few enough allowed items: an ef covering them all makes the index score
+            # each from the vectors it holds, which is exact and cheaper than a walk.
+            small = len(allowed) <= settings.exact_filter_max
+            walk = max(ef, fetch, len(allowed)) if small else max(ef, fetch)
             scores, vids = space.index.search(signal.vector[None, :], min(fetch, total),
-                                              allowed=allowed_vids, ef_search=max(ef, fetch),
+                                              allowed=allowed_vids, ef_search=walk,
                                               nprobe=probe)
-            plan = f"{space.index.kind}+prefilter"
+            plan = "exact-subset" if small else f"{space.index.kind}+prefilter"
         else:
             # Unselective filter: search unrestricted with over-fetch, drop what fails.
             over = int(np.ceil(fetch * total / max(len(allowed), 1) * 1.5))
@@ -93,7 +107,7 @@ def candidates(signal: Signal, k: int, allowed: NDArray[np.int64] | None,
         scores = scores[0]
         ok = keys >= 0
         if allowed is not None and plan.endswith("postfilter"):
-            ok &= np.isin(keys, allowed)
+            ok &= _members(keys, allowed)
         keys, scores = keys[ok], scores[ok]
         if not space.index.exact_scores and len(keys):
             keys, scores = _exact(space, signal.vector, keys)

@@ -24,6 +24,7 @@ from imgsearch.errors import CollectionError
 from imgsearch.index.auto import choose_index_kind, params_from_settings
 from imgsearch.index.base import VectorIndex
 from imgsearch.index.faiss_index import build_index, load_index
+from imgsearch.index.memo import IdentityMemo
 from imgsearch.store.catalog import Catalog
 from imgsearch.types import VectorSpace
 
@@ -66,6 +67,7 @@ class SpaceIndex:
         self.saved_seq = -1
         self.vid_key = np.full(1024, -1, dtype=np.int64)
         self.key_vid = np.full(1024, -1, dtype=np.int64)
+        self._vids_memo: IdentityMemo[NDArray[np.int64]] = IdentityMemo()
 
     # -- lifecycle -------------------------------------------------------------------
     @classmethod
@@ -198,9 +200,15 @@ class SpaceIndex:
         return len(self.index)
 
     def vids_of(self, keys: NDArray[np.int64]) -> NDArray[np.int64]:
-        keys = keys[keys < len(self.key_vid)]
-        vids = self.key_vid[keys]
-        return vids[vids >= 0]
+        """Vector ids of those keys that have a vector here. Read-only ``keys`` (a cached
+        filter's) give a read-only answer, remembered until the next applied write."""
+        def compute() -> NDArray[np.int64]:
+            inside = keys[keys < len(self.key_vid)]
+            vids = self.key_vid[inside]
+            vids = vids[vids >= 0]
+            vids.flags.writeable = keys.flags.writeable
+            return vids
+        return self._vids_memo.get(keys, (self.applied_seq, len(self.index)), compute)
 
     def keys_of(self, vids: NDArray[np.int64]) -> NDArray[np.int64]:
         out = np.full(vids.shape, -1, dtype=np.int64)

@@ -82,11 +82,16 @@ def vector_blob(vector: NDArray[np.float32]) -> bytes:
 
 
 class Catalog:
-    def __init__(self, path: Path, *, row_cache_size: int = 0) -> None:
+    def __init__(self, path: Path, *, row_cache_size: int = 0,
+                 filter_cache_size: int = 0) -> None:
         self.path = path
         # key -> item row, for the reads every search repeats; writes invalidate after commit
-        self.rows: RowCache[tuple[Item, int | None]] = RowCache(row_cache_size)
+        self.rows: RowCache[int, tuple[Item, int | None]] = RowCache(row_cache_size)
+        # filters -> passing keys (read-only arrays): a shop's filters repeat, and reading
+        # half a million keys out of SQLite costs more than the search itself
+        self.filtered: RowCache[str, NDArray[np.int64]] = RowCache(filter_cache_size)
         self._dirty: set[int] = set()
+        self._wrote = False
         self._local = threading.local()
         self._local_conns: list[sqlite3.Connection] = []
         self._writer = self._connect()
@@ -136,6 +141,9 @@ class Catalog:
         dirty, self._dirty = self._dirty, set()
         if dirty:
             self.rows.invalidate(dirty)
+        if self._wrote:
+            self._wrote = False
+            self.filtered.invalidate()
 
     # -- meta ------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -152,6 +160,7 @@ class Catalog:
                vectors: Mapping[str, NDArray[np.float32]]) -> WriteResult:
         """Insert or replace ``item`` and its vectors; journal every vector change."""
         row = conn.execute("SELECT key, thumbnail FROM items WHERE id = ?", (item.id,)).fetchone()
+        self._wrote = True
         values = _item_values(item)
         if row is None:
             cur = conn.execute(
@@ -202,6 +211,7 @@ class Catalog:
             return None
         key = int(row[0])
         self._dirty.add(key)
+        self._wrote = True
         removed: dict[str, int] = {}
         for vid, space in conn.execute("SELECT vid, space FROM vectors WHERE key = ?",
                                        (key,)).fetchall():
@@ -226,6 +236,7 @@ class Catalog:
             row = conn.execute("SELECT key FROM items WHERE id = ?", (item_id,)).fetchone()
             if row is not None:
                 self._dirty.add(int(row[0]))
+                self._wrote = True
             conn.execute("UPDATE items SET source_size = ?, source_mtime = ? WHERE id = ?",
                          (size, mtime, item_id))
 
@@ -431,10 +442,20 @@ class Catalog:
         return coverage / np.float32(len(terms))
 
     def filter_keys(self, filters: Filters) -> NDArray[np.int64]:
-        """Keys of the items that pass ``filters`` (sorted)."""
+        """Keys of the items that pass ``filters``: sorted, read-only (possibly cached)."""
         where, params = filter_sql(filters)
-        rows = self._reader.execute(f"SELECT key FROM items WHERE {where} ORDER BY key", params)
-        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+        token = f"{where}\0{params!r}"
+        found, _ = self.filtered.get_many((token,))
+        if found:
+            return found[token]
+        generation = self.filtered.generation
+        # No ORDER BY: it would make SQLite walk the whole table in key order instead of
+        # using the filtered column's index; numpy sorts the (smaller) answer faster.
+        rows = self._reader.execute(f"SELECT key FROM items WHERE {where}", params)
+        keys = np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64))
+        keys.flags.writeable = False
+        self.filtered.put_many({token: keys}, generation)
+        return keys
 
     def distinct_values(self, column: str, limit: int = 1000) -> list[tuple[str, int]]:
         """Most common values of category / brand / license, with their counts."""

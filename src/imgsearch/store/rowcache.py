@@ -14,26 +14,27 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
 
+K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-class RowCache(Generic[V]):
+class RowCache(Generic[K, V]):
     """key -> value, at most ``capacity`` entries, oldest inserted evicted first."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(0, capacity)
-        self._rows: dict[int, V] = {}
+        self._rows: dict[K, V] = {}
         self._lock = threading.Lock()
         self.generation = 0
 
-    def get_many(self, keys: Iterable[int]) -> tuple[dict[int, V], list[int]]:
+    def get_many(self, keys: Iterable[K]) -> tuple[dict[K, V], list[K]]:
         """The cached values among ``keys`` and the keys that are missing."""
         rows = self._rows
-        found: dict[int, V] = {}
-        missing: list[int] = []
+        found: dict[K, V] = {}
+        missing: list[K] = []
         for key in keys:
             value = rows.get(key)
             if value is None:
@@ -42,7 +43,7 @@ class RowCache(Generic[V]):
                 found[key] = value
         return found, missing
 
-    def put_many(self, values: dict[int, V], generation: int) -> None:
+    def put_many(self, values: dict[K, V], generation: int) -> None:
         """Remember ``values`` read while the cache was at ``generation``."""
         if not self.capacity or not values:
             return
@@ -57,7 +58,7 @@ class RowCache(Generic[V]):
             for key, value in list(values.items())[:self.capacity]:
                 rows[key] = value
 
-    def invalidate(self, keys: Iterable[int] | None = None) -> None:
+    def invalidate(self, keys: Iterable[K] | None = None) -> None:
         """Forget ``keys`` (None: everything); readers that started before keep nothing."""
         with self._lock:
             self.generation += 1
