@@ -223,9 +223,12 @@ class HNSWIndex(_FaissIndex):
                                                    lambda: self._prefilter(allowed))
             n_candidates = len(internal)
         if n_candidates < self.index.ntotal:
-            # A filtered walk only keeps accepted nodes, so it must visit about
-            # k·total/accepted nodes to meet k of them; a fixed ef would stop short.
-            ef = max(ef, min(self.index.ntotal, -(-k * self.index.ntotal // max(1, n_candidates))))
+            # A filtered walk only keeps accepted nodes, so its ef must grow as the filter
+            # narrows or it stops short. k·total/(2·accepted) keeps recall@10 at 0.99 at
+            # 10% and above on clustered data (bench/filters.py: ef 256 at 10%, 96 at
+            # 50%); narrower filters are scored exactly by the executor before this.
+            wanted = -(-k * self.index.ntotal // max(1, 2 * n_candidates))
+            ef = max(ef, min(self.index.ntotal, wanted))
         if allowed is not None and n_candidates <= ef:
             # No walk can return more than these: scoring them all is exact and cheaper.
             return self._exact_subset(queries, k, internal)
