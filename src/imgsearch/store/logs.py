@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS clicks (
 CREATE INDEX IF NOT EXISTS clicks_search ON clicks (search_id);
 """
 _STOP = object()
+_GATHER_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class SearchLog:
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                      timeout=30.0)
         self._conn.execute("PRAGMA journal_mode=WAL")
+        # The log is not an acknowledged write: a power cut may cost its last moments.
+        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=100_000)
@@ -97,11 +100,15 @@ class SearchLog:
         while True:
             item = self._queue.get()
             batch = [item]
-            while len(batch) < 500:
+            # Gather for a moment: one transaction per busy interval instead of one per
+            # search keeps the log's cost off the searches running beside it.
+            until = time.monotonic() + _GATHER_S
+            while len(batch) < 500 and item is not _STOP:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    item = self._queue.get(timeout=max(0.0, until - time.monotonic()))
                 except queue.Empty:
                     break
+                batch.append(item)
             rows = [_row(*b) for b in batch if b is not _STOP]
             if rows:
                 with self._lock:
