@@ -1,10 +1,22 @@
-"""Ingest throughput of the offline default pipeline on web-size JPEGs.
+"""Ingest throughput of the offline default pipeline on web-size JPEGs or PNG clip-art.
 
-Builds (once, under ``bench/data/``) a folder of distinct JPEGs made from real photos:
-the GNOME wallpapers in ``/usr/share/backgrounds`` when installed, else the photos that
-scikit-image ships. Each file is a random crop (and sometimes a mirror) of a source photo
-resized to a typical web size (800x600 .. 1024x768, portrait or landscape) and saved at
-JPEG quality 85, under a descriptive name in a category folder, so that folder ingest
+Builds (once, under ``bench/data/``) a folder of images in one of two data sets:
+
+- ``--data wallpapers`` (default): distinct JPEGs made from real photos, the GNOME
+  wallpapers in ``/usr/share/backgrounds`` when installed, else the photos that
+  scikit-image ships. Each file is a random crop (and sometimes a mirror) of a source
+  photo resized to a typical web size (800x600 .. 1024x768, portrait or landscape) and
+  saved at JPEG quality 85, in ``bench/data/ingest-<count>-s<seed>/``.
+- ``--data stamps``: the PNG clip-art of the ``tuxpaint-stamps-default`` package in
+  ``/usr/share/tuxpaint/stamps`` (about 800 PNGs, mostly with alpha, in nested category
+  folders), hard-linked (or copied) into ``bench/data/ingest-stamps/`` under the same
+  category folders. Each file is named after the first words of the English description
+  beside it (``<name>.txt``, its first line; a ``*_mirror.png`` borrows its original's),
+  else keeps its own name. Stamps with a side under ``Settings.min_side`` are left out,
+  since ingest rejects them as too small. ``--images`` takes a seeded sample instead
+  (``bench/data/ingest-stamps-<count>-s<seed>/``).
+
+Either way each file has a descriptive name in a category folder, so that folder ingest
 derives a title and tags for the text encoder to read.
 
 Then, for each text-encoder variant (default: ``minilm``, the product default, and
@@ -14,10 +26,11 @@ Then, for each text-encoder variant (default: ``minilm``, the product default, a
 - stage split: the stage functions timed one at a time, single-threaded, on the same
   files (decode with the pipeline's draft reduction, enrich = pHash + colours + thumbnail,
   descriptor encode, text encode, catalog write through ``Engine.commit``);
-- ceiling: bare Pillow open + draft + convert RGB + resize to 256x256, on one thread and
-  on the pipeline's decode pool.
+- ceiling: bare Pillow open + draft (JPEG only; PNG has no reduced decode) + convert RGB
+  + resize to 256x256, on one thread and on the pipeline's decode pool.
 
-Prints Markdown tables and writes ``bench/results/ingest.json``.
+Prints Markdown tables and writes ``bench/results/ingest.json`` (wallpapers) or
+``bench/results/ingest-stamps.json`` (stamps).
 """
 
 from __future__ import annotations
@@ -25,10 +38,12 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -61,6 +76,8 @@ from imgsearch.ingest.decode import DecodedImage, decode_file
 from imgsearch.ingest.sources import scan_folder
 
 WALLPAPERS = Path("/usr/share/backgrounds")
+STAMPS = Path("/usr/share/tuxpaint/stamps")
+STAMP_TITLE_WORDS = 8
 WEB_SIZES = ((800, 600), (1024, 768), (960, 720), (900, 600), (600, 800), (768, 1024))
 JPEG_QUALITY = 85
 CEILING_SIDE = 256
@@ -128,7 +145,7 @@ def web_jpeg(photo: Image.Image, rng: random.Random) -> Image.Image:
     return ImageOps.mirror(out) if rng.random() < 0.5 else out
 
 
-def build_dataset(count: int, seed: int) -> tuple[Path, str]:
+def build_wallpapers(count: int, seed: int) -> tuple[Path, str]:
     """The folder of ``count`` JPEGs (built once per count and seed) and its source."""
     source, photos = photo_sources()
     folder = DATA_DIR / f"ingest-{count}-s{seed}"
@@ -146,6 +163,58 @@ def build_dataset(count: int, seed: int) -> tuple[Path, str]:
         target = folder / category / f"{subject.replace(' ', '-')}-{i:05d}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
         web_jpeg(photo, rng).save(target, "JPEG", quality=JPEG_QUALITY)
+    stamp.write_text(source)
+    return folder, source
+
+
+def stamp_title(png: Path) -> str | None:
+    """The first words of the stamp's English description, as a file-name stem."""
+    for txt in (png.with_suffix(".txt"),
+                png.with_name(png.stem.removesuffix("_mirror") + ".txt")):
+        if txt.is_file():
+            lines = txt.read_text(encoding="utf-8", errors="replace").splitlines()
+            words = re.findall(r"\w+", lines[0]) if lines else []
+            if words:
+                return "-".join(words[:STAMP_TITLE_WORDS])
+    return None
+
+
+def build_stamps(count: int | None, seed: int) -> tuple[Path, str]:
+    """The folder of tuxpaint stamps (all, or a seeded sample of ``count``) and its source."""
+    if not STAMPS.is_dir():
+        sys.exit(f"no stamps in {STAMPS}: install them with "
+                 f"`apt-get install tuxpaint-stamps-default`")
+    min_side = Settings().min_side
+    found, too_small = [], 0
+    for png in sorted(STAMPS.rglob("*.png")):
+        with Image.open(png) as im:
+            if min(im.size) < min_side:
+                too_small += 1
+            else:
+                found.append(png)
+    if count is not None and count < len(found):
+        found = sorted(random.Random(seed).sample(found, count))
+        folder = DATA_DIR / f"ingest-stamps-{count}-s{seed}"
+    else:
+        folder = DATA_DIR / "ingest-stamps"
+    source = (f"tuxpaint-stamps-default PNGs from {STAMPS} ({len(found)} used, {too_small} "
+              f"with a side under {min_side} px left out)")
+    stamp = folder / ".complete"
+    if stamp.exists() and stamp.read_text() == source:
+        return folder, source
+    shutil.rmtree(folder, ignore_errors=True)
+    for png in found:
+        parent = folder / png.parent.relative_to(STAMPS)
+        parent.mkdir(parents=True, exist_ok=True)
+        stem = stamp_title(png) or png.stem
+        target, n = parent / f"{stem}.png", 1
+        while target.exists():  # two stamps of a folder with the same description
+            n += 1
+            target = parent / f"{stem}-{n}.png"
+        try:
+            os.link(png, target)
+        except OSError:  # another file system
+            shutil.copyfile(png, target)
     stamp.write_text(source)
     return folder, source
 
@@ -253,6 +322,7 @@ def ceiling_pass(paths: Sequence[Path], pool: ThreadPoolExecutor | None) -> floa
         with Image.open(path) as im:
             w, h = im.size
             shorter = min(w, h)
+            # JPEG decodes at a reduced scale; for PNG (no reduced decode) this does nothing
             im.draft("RGB", (-(-w * CEILING_SIDE // shorter), -(-h * CEILING_SIDE // shorter)))
             return im.convert("RGB").resize((CEILING_SIDE, CEILING_SIDE),
                                             Image.Resampling.BILINEAR)
@@ -270,40 +340,53 @@ def ceiling_pass(paths: Sequence[Path], pool: ThreadPoolExecutor | None) -> floa
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--images", type=int, default=1000,
-                        help="how many distinct JPEGs to ingest")
+    parser.add_argument("--data", choices=("wallpapers", "stamps"), default="wallpapers",
+                        help="web-size JPEGs cut from photos, or tuxpaint PNG clip-art")
+    parser.add_argument("--images", type=int, default=None,
+                        help="how many images to ingest; None: 1000 wallpaper JPEGs, "
+                             "or all the stamps")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs per measurement; medians are reported")
     parser.add_argument("--text-encoders", default="minilm,none",
                         help="comma-separated text-encoder variants (minilm, fake, none)")
     parser.add_argument("--image-encoder", default="descriptor")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the generated dataset")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the generated dataset or stamp sample")
     parser.add_argument("--skip-stages", action="store_true",
                         help="only the end-to-end runs and the ceiling")
     args = parser.parse_args(argv)
+    # The ceiling's bare convert("RGB") of palette stamps with transparency warns each time;
+    # dropping that alpha is what it measures, so the warning says nothing here.
+    warnings.filterwarnings("ignore", message="Palette images with Transparency")
     variants = [v.strip() for v in args.text_encoders.split(",") if v.strip()]
 
     info = machine()
     load_before = load_average()
     print(f"machine: {machine_line(info)}")
-    folder, source = build_dataset(args.images, args.seed)
-    sizes = [p.stat().st_size for p in folder.rglob("*.jpg")]
-    print(f"data: {len(sizes)} JPEGs in {folder} (median {median(sizes) / 1024:.0f} KiB), "
+    if args.data == "stamps":
+        folder, source = build_stamps(args.images, args.seed)
+        kind, name, ceiling_steps = "PNGs", "ingest-stamps", "open+RGB+resize"
+    else:
+        folder, source = build_wallpapers(args.images or 1000, args.seed)
+        kind, name, ceiling_steps = "JPEGs", "ingest", "open+draft+RGB+resize"
+    entries = scan_folder(folder)[0]
+    paths = [e.path for e in entries]
+    sizes = [p.stat().st_size for p in paths]
+    print(f"data: {len(sizes)} {kind} in {folder} (median {median(sizes) / 1024:.0f} KiB), "
           f"source: {source}")
 
     base = Settings(image_encoder=args.image_encoder)
     workers = base.ingest_workers or (os.cpu_count() or 1)
     results: dict[str, Any] = {
-        "benchmark": "ingest", "command": command_line(), "date": now(), "machine": info,
-        "data": {"folder": str(folder), "images": len(sizes), "source": source,
-                 "median_kib": median(sizes) / 1024, "web_sizes": WEB_SIZES,
-                 "jpeg_quality": JPEG_QUALITY},
+        "benchmark": name, "command": command_line(), "date": now(), "machine": info,
+        "data": {"set": args.data, "folder": str(folder), "images": len(sizes),
+                 "source": source, "median_kib": median(sizes) / 1024,
+                 **({"web_sizes": WEB_SIZES, "jpeg_quality": JPEG_QUALITY}
+                    if args.data == "wallpapers" else {})},
         "settings": {"image_encoder": base.image_encoder, "ingest_workers": workers,
                      "ingest_batch_size": base.ingest_batch_size,
                      "thumbnail_size": base.thumbnail_size},
     }
-    entries = scan_folder(folder)[0]
-    paths = [e.path for e in entries]
     runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     ceilings: list[dict[str, float]] = []
     workdir = Path(tempfile.mkdtemp(prefix="ingest-", dir=DATA_DIR))
@@ -346,10 +429,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                      e2e["median_images_per_s"],
                      ", ".join(f"{r['images_per_s']:.0f}" for r in e2e["runs"]),
                      e2e["median_ceiling_ratio"]])
-    rows.append([f"ceiling: open+draft+RGB+resize {CEILING_SIDE}, {workers} threads",
+    rows.append([f"ceiling: {ceiling_steps} {CEILING_SIDE}, {workers} threads",
                  ceil["median_pool_images_per_s"],
                  ", ".join(f"{c['pool']:.0f}" for c in ceilings), 1.0])
-    rows.append([f"ceiling: open+draft+RGB+resize {CEILING_SIDE}, 1 thread",
+    rows.append([f"ceiling: {ceiling_steps} {CEILING_SIDE}, 1 thread",
                  ceil["median_one_thread_images_per_s"],
                  ", ".join(f"{c['one_thread']:.0f}" for c in ceilings),
                  median([c["one_thread"] / c["pool"] for c in ceilings])])
@@ -369,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(table(["stage", "ms/image", "images/s", "share of image path"], stage_rows))
     results["load_average"] = {"before": load_before, "after": load_average()}
     print(f"\nload average (1, 5, 15 min) before: {load_before}, after: {load_average()}")
-    path = write_results("ingest", results)
+    path = write_results(name, results)
     print(f"\nwrote {path}")
 
 
