@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -14,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 APT_TEST := chromium redis-server
 APT_BENCH := gnome-backgrounds tuxpaint-stamps-default
 
-.PHONY: setup demo test check bench clean apt-test apt-bench
+.PHONY: setup demo test check bench bench-full clean apt-test apt-bench
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +25,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PIP) install -q -c constraints.txt -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -51,12 +56,26 @@ check: setup
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/mypy
 
-bench: setup apt-bench
+# 100k scale (about 45 minutes on 2 cores, 12 more the first time, to embed the real
+# text and images); results and plots under bench/results/
+bench: $(BENCH_STAMP) apt-bench
 	$(PY) bench/ingest.py
+	$(PY) bench/encoders.py
+	$(PY) bench/crossover.py
+	$(PY) bench/peers.py --data clustered --n 100000
+	$(PY) bench/peers.py --data real-text
+	$(PY) bench/peers.py --data real-image
+	$(PY) bench/filters.py --n 100000
 	$(PY) bench/search.py
 	$(PY) bench/relevance.py
 	$(PY) bench/dedup.py
 	$(PY) bench/batching.py
+
+# 1M scale: the side-by-side and filtered runs at 1,000,000 × 512-d (about an hour;
+# Milvus Lite is left out above --milvus-max-n, 200k, see BENCHMARKS.md)
+bench-full: $(BENCH_STAMP) apt-bench
+	$(PY) bench/peers.py --data clustered --n 1000000
+	$(PY) bench/filters.py --n 1000000
 
 clean:
 	rm -rf $(VENV) demo-collection
