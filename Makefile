@@ -60,6 +60,7 @@ check: setup
 # text and images); results and plots under bench/results/
 bench: $(BENCH_STAMP) apt-bench
 	$(PY) bench/ingest.py
+	$(PY) bench/ingest.py --data stamps
 	$(PY) bench/encoders.py
 	$(PY) bench/crossover.py
 	$(PY) bench/peers.py --data clustered --n 100000
