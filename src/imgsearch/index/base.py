@@ -47,7 +47,7 @@ class IndexParams:
 
     hnsw_m: int = 32
     ef_construction: int = 80
-    ef_search: int = 96
+    ef_search: int = 128
     nlist: int | None = None
     pq_m: int | None = None
     nprobe: int = 32
