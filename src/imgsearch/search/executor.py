@@ -91,7 +91,7 @@ def candidates(signal: Signal, k: int, allowed: NDArray[np.int64] | None,
             allowed_vids = space.vids_of(allowed)
             # Few enough allowed items: an ef covering them all makes the index score
             # each from the vectors it holds, which is exact and cheaper than a walk.
-            small = len(allowed) <= settings.exact_filter_max
+            small = space.index.exact_scores and len(allowed) <= settings.exact_filter_max
             walk = max(ef, fetch, len(allowed)) if small else max(ef, fetch)
             scores, vids = space.index.search(signal.vector[None, :], min(fetch, total),
                                               allowed=allowed_vids, ef_search=walk,
