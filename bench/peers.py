@@ -219,6 +219,20 @@ def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
     return (time.perf_counter_ns() - t0) / 1e6, out
 
 
+def curve_point(plan: Plan, param: int, search: Callable[[NDArray[np.float32]], Any]
+                ) -> dict[str, float]:
+    """Recall@k and p50 of the curve queries, one at a time, at one search parameter."""
+    q = plan.queries[:plan.curve_queries]
+    ms: list[float] = []
+    found: list[Sequence[int]] = []
+    for vector in q:
+        took, got = timed(search, vector)
+        ms.append(took)
+        found.append(got)
+    return {"param": param, "recall": recall_at(found, plan.truth[:len(q)]),
+            "p50_ms": median(ms)}
+
+
 def stats(ms: Sequence[float], found: Sequence[Sequence[int]], truth: NDArray[np.int64]
           ) -> dict[str, Any]:
     return {"recall": recall_at(found, truth[:len(found)]), "p50_ms": median(ms),
@@ -578,17 +592,9 @@ def worker_hnswlib(plan: Plan) -> dict[str, Any]:
     index.set_num_threads(1)
     curve = []
     if plan.curves:
-        q = plan.queries[:plan.curve_queries]
         for ef in EF_CURVE:
             index.set_ef(ef)
-            cms: list[float] = []
-            cfound: list[Sequence[int]] = []
-            for vector in q:
-                took, got = timed(search, vector)
-                cms.append(took)
-                cfound.append(got)
-            curve.append({"param": ef, "recall": recall_at(cfound, plan.truth[:len(q)]),
-                          "p50_ms": median(cms)})
+            curve.append(curve_point(plan, ef, search))
     mem = memory.report()
     row.update(build_s=state["build_s"], peak_mb=mem["peak_mb"], serve_mb=mem["serve_peak_mb"],
                notes=f"index file {path.stat().st_size / 1e6:,.0f} MB")
@@ -761,16 +767,9 @@ def worker_ivfpq(plan: Plan) -> dict[str, Any]:
     row["batch_recall"] = recall_at(got.tolist(), plan.truth)
     curve = []
     if plan.curves:
-        q = plan.queries[:plan.curve_queries]
         for nprobe in NPROBE_CURVE:
             ivf.nprobe = min(nprobe, nlist)
-            cms, cfound = [], []
-            for vector in q:
-                took, got_one = timed(search, vector)
-                cms.append(took)
-                cfound.append(got_one)
-            curve.append({"param": nprobe, "recall": recall_at(cfound, plan.truth[:len(q)]),
-                          "p50_ms": median(cms)})
+            curve.append(curve_point(plan, nprobe, search))
     mem = memory.report()
     row.update(build_s=build_s, peak_mb=mem["peak_mb"], serve_mb=mem["serve_peak_mb"],
                notes=f"nlist {nlist}, {pq_m}×{nbits} bit, nprobe {s['ivf_nprobe']}, "
