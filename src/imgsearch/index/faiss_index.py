@@ -241,7 +241,7 @@ class HNSWIndex(_FaissIndex):
         return scores, labels
 
     def _prefilter(self, allowed: NDArray[np.int64]
-                   ) -> tuple[NDArray[np.int64], FaissObject | None]:
+                   ) -> tuple[NDArray[np.int64], FaissObject]:
         """Internal ids of the allowed labels still live, and a selector of them."""
         internal = self._map.lookup(as_labels(allowed))
         internal = internal[internal >= 0]

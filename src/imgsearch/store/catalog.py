@@ -86,7 +86,7 @@ class Catalog:
                  filter_cache_size: int = 0) -> None:
         self.path = path
         # key -> item row, for the reads every search repeats; writes invalidate after commit
-        self.rows: RowCache[int, tuple[Item, int | None]] = RowCache(row_cache_size)
+        self.rows: RowCache[int, Item] = RowCache(row_cache_size)
         # filters -> passing keys (read-only arrays): a shop's filters repeat, and reading
         # half a million keys out of SQLite costs more than the search itself
         self.filtered: RowCache[str, NDArray[np.int64]] = RowCache(filter_cache_size)
@@ -236,7 +236,6 @@ class Catalog:
             row = conn.execute("SELECT key FROM items WHERE id = ?", (item_id,)).fetchone()
             if row is not None:
                 self._dirty.add(int(row[0]))
-                self._wrote = True
             conn.execute("UPDATE items SET source_size = ?, source_mtime = ? WHERE id = ?",
                          (size, mtime, item_id))
 
@@ -260,23 +259,20 @@ class Catalog:
         row = self._reader.execute(_SELECT_ITEM + " WHERE id = ?", (item_id,)).fetchone()
         return None if row is None else _row_item(row)[1]
 
-    def items_by_key(self, keys: Sequence[int]) -> dict[int, Item]:
+    def items_by_key(self, keys: Iterable[int]) -> dict[int, Item]:
         """The items of ``keys`` that exist. Items may come from the row cache: treat them
         as read-only."""
-        return {key: row[0] for key, row in self._rows_of(keys).items()}
-
-    def _rows_of(self, keys: Iterable[int]) -> dict[int, tuple[Item, int | None]]:
         found, missing = self.rows.get_many(int(k) for k in keys)
         if not missing:
             return found
         generation = self.rows.generation
-        read: dict[int, tuple[Item, int | None]] = {}
+        read: dict[int, Item] = {}
         for start in range(0, len(missing), 500):
             chunk = missing[start:start + 500]
             for row in self._reader.execute(
                     _SELECT_ITEM + f" WHERE key IN ({', '.join('?' * len(chunk))})", chunk):
                 key, item = _row_item(row)
-                read[key] = (item, item.phash)
+                read[key] = item
         self.rows.put_many(read, generation)
         found.update(read)
         return found
@@ -307,18 +303,8 @@ class Catalog:
     def phashes_of(self, keys: NDArray[np.int64]
                    ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
         """One hash per key, in order, and which keys have one (0 stands in for none)."""
-        found: dict[int, int] = {}
-        if self.rows.capacity:
-            found = {key: phash for key, (_item, phash) in self._rows_of(keys).items()
-                     if phash is not None}
-        else:
-            for start in range(0, len(keys), 500):
-                chunk = [int(k) for k in keys[start:start + 500]]
-                for key, value in self._reader.execute(
-                        f"SELECT key, phash FROM items "
-                        f"WHERE key IN ({', '.join('?' * len(chunk))}) AND phash IS NOT NULL",
-                        chunk):
-                    found[int(key)] = int(value)
+        found = {key: item.phash for key, item in self.items_by_key(keys).items()
+                 if item.phash is not None}
         present = np.fromiter((int(k) in found for k in keys), dtype=bool, count=len(keys))
         hashes = np.fromiter((found.get(int(k), 0) for k in keys), dtype=np.int64,
                              count=len(keys))
