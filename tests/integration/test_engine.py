@@ -352,6 +352,18 @@ def test_exact_duplicate_ties_at_rank_one(tmp_path, engine):
     assert collapsed[0].duplicates == 1 and collapsed[1].duplicates == 0
 
 
+def test_folding_follows_a_replaced_image(engine):
+    engine.upsert(Item(id="a"), picture(1))
+    engine.upsert(Item(id="a-copy"), picture(1))
+    engine.upsert(Item(id="b"), picture(2))
+    query = Query(images=[picture(1)], limit=3, min_confidence=0)
+    assert [h.id for h in engine.search(query).hits][:2] == ["a", "b"]
+    engine.upsert(Item(id="a-copy"), picture(3))  # no longer a copy: shown on its own
+    assert {h.id for h in engine.search(query).hits} == {"a", "a-copy", "b"}
+    engine.upsert(Item(id="a-copy"), picture(1))  # a copy again: folded again
+    assert [h.id for h in engine.search(query).hits][:2] == ["a", "b"]
+
+
 def test_pages_agree_when_duplicates_are_folded(engine):
     items = []
     for i in range(40):

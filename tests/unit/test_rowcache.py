@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from imgsearch.store.rowcache import RowCache
+import numpy as np
+
+from imgsearch.store.rowcache import KeyColumn, RowCache
 
 
 def test_rows_read_before_an_invalidation_are_not_kept():
@@ -33,3 +35,30 @@ def test_capacity_evicts_the_oldest_rows():
     empty: RowCache[int, int] = RowCache(0)
     empty.put_many({1: 1}, empty.generation)
     assert empty.get_many([1]) == ({}, [1])
+
+
+def test_key_column_values_read_before_an_invalidation_are_not_kept():
+    column = KeyColumn()
+    keys = np.array([3, 5], np.int64)
+    generation = column.generation
+    column.invalidate([5])  # a write to key 5 commits while the reader is querying
+    column.put(keys, np.array([30, 50], np.int64), np.array([True, True]), generation)
+    values, has, unknown = column.get(keys)
+    assert unknown.tolist() == [True, True] and not has.any()
+    column.put(keys, np.array([30, 0], np.int64), np.array([True, False]), column.generation)
+    values, has, unknown = column.get(np.array([3, 5, 7], np.int64))
+    assert values.tolist() == [30, 0, 0]
+    assert has.tolist() == [True, False, False]  # 5 is known to have no value
+    assert unknown.tolist() == [False, False, True]
+
+
+def test_key_column_grows_and_forgets():
+    column = KeyColumn()
+    far = np.array([2, 100_000], np.int64)
+    column.put(far, np.array([-7, 9], np.int64), np.array([True, True]), column.generation)
+    assert column.get(far)[0].tolist() == [-7, 9]
+    column.invalidate([100_000])
+    assert column.get(far)[2].tolist() == [False, True]
+    column.invalidate()
+    assert column.get(far)[2].tolist() == [True, True]
+    assert column.get(np.array([-1], np.int64))[2].tolist() == [True]

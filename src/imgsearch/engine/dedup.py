@@ -94,10 +94,14 @@ def collapse_hits(engine: Engine, keys: NDArray[np.int64], min_tier: str = "near
     if len(keys) < 2:
         return np.ones(len(keys), bool), np.ones(len(keys), np.int64)
     hashes, present = engine.catalog.phashes_of(keys)
+    if np.count_nonzero(present) < 2:  # nothing to fold: most lists of unhashed items
+        return np.ones(len(keys), bool), np.ones(len(keys), np.int64)
     kept, _scores, counts = collapse(
         keys, np.zeros(len(keys), np.float32), lambda _keys: hashes,
         engine.spaces["image"].vectors_of_keys, DuplicateTiers(), min_tier,
         has_hash=present)
+    if len(kept) == len(keys):
+        return np.ones(len(keys), bool), np.ones(len(keys), np.int64)
     keep = np.isin(keys, kept)
     stands_for = np.ones(len(keys), np.int64)
     position = {int(k): i for i, k in enumerate(keys)}

@@ -436,26 +436,31 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     page = slice(query.offset, query.offset + query.limit)
     keys = ranked.keys[page]
     with stage("fetch"):
-        items = engine.catalog.items_by_key([int(k) for k in keys])
+        items = engine.catalog.items_by_key(keys.tolist())
+    # plain Python lists: indexing numpy arrays per hit and field costs more than the rest
+    scores = ranked.scores[page].tolist()
+    confidences = confidence[page].tolist()
+    stands = stands_for[page].tolist()
+    columns = [(name, col[page].tolist(),
+                ranked.ranks[name][page].tolist() if name in ranked.ranks else None)
+               for name, col in ranked.per_signal.items()]
     hits = []
-    for row, key in enumerate(keys):
-        item = items.get(int(key))
+    for row, key in enumerate(keys.tolist()):
+        item = items.get(key)
         if item is None:  # deleted between ranking and fetching
             continue
         matched: dict[str, dict[str, float]] = {}
-        for name, col in ranked.per_signal.items():
-            score = float(col[page][row])
-            position = int(ranked.ranks[name][page][row]) if name in ranked.ranks else 0
+        for name, column, positions in columns:
+            score = column[row]
             if math.isfinite(score):
                 matched[name] = {"score": round(score, 6)}
-                if position:
-                    matched[name]["rank"] = position
+                if positions is not None and positions[row]:
+                    matched[name]["rank"] = positions[row]
         hits.append(SearchHit(
-            id=item.id, score=round(float(ranked.scores[page][row]), 6), title=item.title,
+            id=item.id, score=round(scores[row], 6), title=item.title,
             category=item.category, brand=item.brand, price=item.price, image=item.image,
             thumbnail=item.thumbnail, matched_by=matched,
-            confidence=round(float(confidence[page][row]), 4),
-            duplicates=int(stands_for[page][row]) - 1))
+            confidence=round(confidences[row], 4), duplicates=stands[row] - 1))
     return _logged(engine, query, SearchResult(
         hits, query.kind, (time.perf_counter() - started) * 1000,
         total_candidates=ranked.candidates, plan=ranked.plan, interpretation=interpretation))
@@ -463,12 +468,17 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
 
 def _logged(engine: Engine, query: Query, result: SearchResult) -> SearchResult:
     if engine.logs is not None:
-        result.search_id = engine.logs.log_search(SearchRecord(
-            kind=result.query_kind, text=query.text,
-            filters={f.name: dict(value) if f.name == "attributes" else value
-                     for f in dataclasses.fields(query.filters)
-                     if (value := getattr(query.filters, f.name))},
-            interpretation=result.interpretation, result_ids=[h.id for h in result.hits],
-            scores=[h.score for h in result.hits], latency_ms=result.query_time_ms,
-            empty_reason=result.empty_reason))
+        hits = list(result.hits)
+
+        def record() -> SearchRecord:  # made on the log's thread, off the search's path
+            return SearchRecord(
+                kind=result.query_kind, text=query.text,
+                filters={f.name: dict(value) if f.name == "attributes" else value
+                         for f in dataclasses.fields(query.filters)
+                         if (value := getattr(query.filters, f.name))},
+                interpretation=result.interpretation, result_ids=[h.id for h in hits],
+                scores=[h.score for h in hits], latency_ms=result.query_time_ms,
+                empty_reason=result.empty_reason)
+
+        result.search_id = engine.logs.log_search(record)
     return result

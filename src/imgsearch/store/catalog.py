@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imgsearch.store.filters import filter_sql
-from imgsearch.store.rowcache import RowCache
+from imgsearch.store.rowcache import KeyColumn, RowCache
 from imgsearch.store.schema import migrate
 from imgsearch.types import Filters, Item
 
@@ -90,6 +90,9 @@ class Catalog:
         # filters -> passing keys (read-only arrays): a shop's filters repeat, and reading
         # half a million keys out of SQLite costs more than the search itself
         self.filtered: RowCache[str, NDArray[np.int64]] = RowCache(filter_cache_size)
+        # key -> perceptual hash, read for every candidate of a search that folds
+        # duplicates; kept (like the rows) only where this process sees every write
+        self.hashes: KeyColumn | None = KeyColumn() if row_cache_size > 0 else None
         self._dirty: set[int] = set()
         self._wrote = False
         self._local = threading.local()
@@ -141,6 +144,8 @@ class Catalog:
         dirty, self._dirty = self._dirty, set()
         if dirty:
             self.rows.invalidate(dirty)
+            if self.hashes is not None:
+                self.hashes.invalidate(dirty)
         if self._wrote:
             self._wrote = False
             self.filtered.invalidate()
@@ -303,11 +308,34 @@ class Catalog:
     def phashes_of(self, keys: NDArray[np.int64]
                    ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
         """One hash per key, in order, and which keys have one (0 stands in for none)."""
-        found = {key: item.phash for key, item in self.items_by_key(keys).items()
-                 if item.phash is not None}
-        present = np.fromiter((int(k) in found for k in keys), dtype=bool, count=len(keys))
-        hashes = np.fromiter((found.get(int(k), 0) for k in keys), dtype=np.int64,
-                             count=len(keys))
+        keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+        column = self.hashes
+        if column is None:
+            hashes, present = np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
+            unknown = np.ones(len(keys), bool)
+        else:
+            hashes, present, unknown = column.get(keys)
+            if not unknown.any():
+                return hashes, present
+        generation = column.generation if column is not None else 0
+        missing = np.unique(keys[unknown])
+        read: dict[int, int | None] = {}
+        for start in range(0, len(missing), 500):
+            chunk = [int(k) for k in missing[start:start + 500]]
+            read.update(self._reader.execute(
+                f"SELECT key, phash FROM items WHERE key IN ({', '.join('?' * len(chunk))})",
+                chunk).fetchall())
+        got = np.fromiter((read.get(int(k)) is not None for k in missing), bool,
+                          count=len(missing))
+        values = np.fromiter((read.get(int(k)) or 0 for k in missing), np.int64,
+                             count=len(missing))
+        if column is not None:
+            # keys not found were deleted: leave them unknown rather than remember "none"
+            exists = np.fromiter((int(k) in read for k in missing), bool, count=len(missing))
+            column.put(missing[exists], values[exists], got[exists], generation)
+        at = np.searchsorted(missing, keys[unknown])
+        hashes[unknown] = values[at]
+        present[unknown] = got[at]
         return hashes, present
 
     def ids_of(self, keys: Sequence[int]) -> dict[int, str]:
@@ -511,12 +539,15 @@ def _row_item(row: Sequence[Any]) -> tuple[int, Item]:
     (key, id_, image, title, description, category, brand, price, color, license_, tags,
      popularity, rating, conversion, created_at, attributes, width, height, _orientation,
      phash, colors, thumbnail, content_hash, source_size, source_mtime) = row[:25]
+    # most rows hold empty lists and maps: skip the JSON decoder for those
     return int(key), Item(
         id=id_, image=image, title=title, description=description, category=category,
         brand=brand, price=price, color=color, license=license_,
-        tags=tuple(json.loads(tags)), popularity=popularity, rating=rating,
-        conversion=conversion, created_at=created_at, attributes=json.loads(attributes),
-        width=width, height=height, phash=phash, colors=tuple(json.loads(colors)),
+        tags=() if tags == "[]" else tuple(json.loads(tags)), popularity=popularity,
+        rating=rating, conversion=conversion, created_at=created_at,
+        attributes={} if attributes == "{}" else json.loads(attributes),
+        width=width, height=height, phash=phash,
+        colors=() if colors == "[]" else tuple(json.loads(colors)),
         thumbnail=thumbnail, content_hash=content_hash, source_size=source_size,
         source_mtime=source_mtime,
     )

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,9 @@ class SearchLog:
         self._thread = threading.Thread(target=self._drain, name="imgsearch-log", daemon=True)
         self._thread.start()
 
-    def log_search(self, record: SearchRecord) -> str:
-        """Queue a search line; returns its id (for click feedback)."""
+    def log_search(self, record: SearchRecord | Callable[[], SearchRecord]) -> str:
+        """Queue a search line; returns its id (for click feedback). ``record`` may be a
+        function that makes the line: it is then called on the log's thread."""
         search_id = uuid.uuid4().hex
         # under a flood of searches the log gives way, never the search; the row is
         # encoded on the log's own thread, off the search's path
@@ -174,7 +176,10 @@ def _summary(entries: list[tuple[list[str], float, list[tuple[str, int | None]]]
     }
 
 
-def _row(search_id: str, at: float, record: SearchRecord) -> tuple[Any, ...]:
+def _row(search_id: str, at: float, record: SearchRecord | Callable[[], SearchRecord]
+         ) -> tuple[Any, ...]:
+    if callable(record):
+        record = record()
     return (search_id, at, record.kind, record.text,
             json.dumps(record.filters, sort_keys=True, default=str),
             json.dumps(record.interpretation, default=str), json.dumps(record.result_ids),

@@ -17,6 +17,9 @@ import threading
 from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
 
+import numpy as np
+from numpy.typing import NDArray
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -67,3 +70,68 @@ class RowCache(Generic[K, V]):
             else:
                 for key in keys:
                     self._rows.pop(key, None)
+
+
+
+class KeyColumn:
+    """One integer column of every row, in a dense array indexed by key.
+
+    Meant for small values that searches read for many candidates at once (perceptual
+    hashes: nine bytes a row, so a million rows take about 9 MB). Each key is unknown
+    until read; invalidation makes it unknown again, under the same generation rule as
+    :class:`RowCache`. Writes happen in place under a lock; a value is written before its
+    state says it is known, and a grown array is published values first, state second,
+    so a reader without the lock never sees a state without its value.
+    """
+
+    _UNKNOWN, _VALUE, _NULL = 0, 1, 2
+
+    def __init__(self) -> None:
+        self._values: NDArray[np.int64] = np.zeros(0, np.int64)
+        self._state: NDArray[np.int8] = np.zeros(0, np.int8)
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def get(self, keys: NDArray[np.int64]
+            ) -> tuple[NDArray[np.int64], NDArray[np.bool_], NDArray[np.bool_]]:
+        """(values, has a value, unknown) per key; 0 stands in where there is no value."""
+        state = self._state
+        values = self._values
+        inside = (keys >= 0) & (keys < len(state))
+        at = np.where(inside, keys, 0)
+        known = np.where(inside, state[at], self._UNKNOWN) if len(state) else \
+            np.zeros(len(keys), np.int8)
+        has = known == self._VALUE
+        out = np.where(has, values[at], 0).astype(np.int64) if len(state) else \
+            np.zeros(len(keys), np.int64)
+        return out, has, known == self._UNKNOWN
+
+    def put(self, keys: NDArray[np.int64], values: NDArray[np.int64],
+            has: NDArray[np.bool_], generation: int) -> None:
+        """Remember the values of ``keys`` read while the column was at ``generation``."""
+        if not len(keys):
+            return
+        with self._lock:
+            if generation != self.generation:
+                return  # a write committed while they were read: they may be stale
+            top = int(keys.max()) + 1
+            if top > len(self._state):
+                size = max(top, 2 * len(self._state), 1024)
+                grown_values = np.zeros(size, np.int64)
+                grown_values[:len(self._values)] = self._values
+                grown_state = np.zeros(size, np.int8)
+                grown_state[:len(self._state)] = self._state
+                self._values = grown_values
+                self._state = grown_state
+            self._values[keys] = np.where(has, values, 0)
+            self._state[keys] = np.where(has, self._VALUE, self._NULL)
+
+    def invalidate(self, keys: Iterable[int] | None = None) -> None:
+        """Forget ``keys`` (None: everything); readers that started before keep nothing."""
+        with self._lock:
+            self.generation += 1
+            if keys is None:
+                self._state[:] = self._UNKNOWN
+                return
+            at = np.fromiter((int(k) for k in keys), np.int64)
+            self._state[at[(at >= 0) & (at < len(self._state))]] = self._UNKNOWN
