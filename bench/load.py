@@ -290,13 +290,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(directory: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def start_server(directory: Path, port: int, log_path: Path, workers: int = 1
+                 ) -> subprocess.Popen[bytes]:
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     log = log_path.open("wb")
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "imgsearch.cli", "serve", str(directory),
-             "--host", "127.0.0.1", "--port", str(port)],
+             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     finally:
         log.close()
@@ -337,9 +338,26 @@ def machine_busy_s() -> float:
 
 
 def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a process and every process under it (Linux /proc):
+    with --workers the server is several processes."""
+    parents: dict[int, int] = {}
+    own: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        child = int(stat.parent.name)
+        parents[child] = int(fields[1])
+        own[child] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for child, cpu in own.items():
+        up = child
+        while up in parents and up != pid:
+            up = parents[up]
+        if up == pid:
+            total += cpu
+    return total
 
 
 # -- clients ---------------------------------------------------------------------------
@@ -567,6 +585,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reuse", action="store_true",
                         help="keep a collection built earlier with the same --n and --seed")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes (imgsearch serve --workers)")
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated levels")
     parser.add_argument("--endpoints", default="similar,text,image")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per run")
@@ -578,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
-    capacity = Limits().max_in_flight
+    capacity = Limits().max_in_flight * args.workers
 
     info = machine()
     print(f"machine: {machine_line(info)}")
@@ -616,11 +636,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     port = free_port()
     log_path = DATA_DIR / f"{name}-server.log"
-    proc = start_server(directory, port, log_path)
+    proc = start_server(directory, port, log_path, args.workers)
     try:
         ready_s = wait_ready(f"http://127.0.0.1:{port}", proc, args.start_timeout, log_path)
-        print(f"server: pid {proc.pid} on 127.0.0.1:{port}, ready after {ready_s:.1f} s",
-              flush=True)
+        print(f"server: pid {proc.pid} on 127.0.0.1:{port}, {args.workers} process(es), "
+              f"ready after {ready_s:.1f} s", flush=True)
         runs = asyncio.run(measure(port, args.client, plan, makers, args.warmup,
                                    args.duration, proc.pid))
         other_runs = asyncio.run(measure(port, other, compare, makers, args.warmup,
@@ -637,7 +657,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     print()
     print(f"HTTP on loopback, {args.n:,} items, limit {LIMIT}, {args.duration:g} s per run "
-          f"after {args.warmup:g} s warm-up; one {args.client} client process")
+          f"after {args.warmup:g} s warm-up; one {args.client} client process; "
+          f"{args.workers} server process(es)")
     print(table(HEADERS, rows_of(main_rows)))
     print()
     print(f"Overload: similar at {2 * capacity} concurrent (capacity {capacity} in flight)")
@@ -666,7 +687,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"load average (1, 5, 15 min) before: {load_before}, after: {load_after}")
     results = {
         "benchmark": "load", "command": command_line(), "date": now(), "machine": info,
-        "n": args.n, "limit": LIMIT, "duration_s": args.duration, "warmup_s": args.warmup,
+        "n": args.n, "workers": args.workers, "limit": LIMIT, "duration_s": args.duration,
+        "warmup_s": args.warmup,
         "capacity_in_flight": capacity, "build": build, "server_ready_s": ready_s,
         "indexes": manifest.get("index"), "spaces": manifest.get("spaces"),
         "client": args.client, "httpx_version": httpx.__version__,
@@ -674,7 +696,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "clients": clients, "engine_alone": alone,
         "load_average": {"before": load_before, "after": load_after},
     }
-    path = write_results("load", results)
+    path = write_results("load" if args.workers == 1 else f"load-workers{args.workers}",
+                         results)
     print(f"\nwrote {path}")
 
 

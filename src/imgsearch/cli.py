@@ -525,12 +525,16 @@ def serve(
     collection: Annotated[Path, typer.Argument(help="Collection directory.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Server processes, each with the indexes in its own memory: one "
+                    "writes, the others hand it their writes. More than one uses more "
+                    "cores for searches.")] = 1,
 ) -> None:
     """Serve the HTTP API (docs at /docs) over a collection."""
     from imgsearch.web.serve import serve as run_server
 
     with _errors():
-        run_server(collection, host, port, _settings())
+        run_server(collection, host, port, _settings(), workers=workers)
 
 
 def main() -> None:

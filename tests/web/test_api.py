@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from apihelp import SEEDED, SLASH_ID, assert_error, b64
 from fastapi.testclient import TestClient
@@ -17,8 +19,9 @@ def ids(response) -> list[str]:
 
 
 def test_health_ready_and_docs(client: TestClient) -> None:
-    assert client.get("/health").json() == {"status": "ok"}
-    assert client.get("/ready").json() == {"status": "ready"}
+    me = {"role": "writer", "pid": os.getpid()}  # the test client serves in this process
+    assert client.get("/health").json() == {"status": "ok", **me}
+    assert client.get("/ready").json() == {"status": "ready", **me}
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/v1/search", "/v1/search/image", "/v1/search/text", "/v1/items:batch",

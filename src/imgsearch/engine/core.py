@@ -58,7 +58,7 @@ from imgsearch.search.calibration import (
     calibrate_probes,
     is_stale,
 )
-from imgsearch.search.space import SpaceIndex
+from imgsearch.search.space import JournalGap, SpaceIndex
 from imgsearch.search.understand import Vocabulary
 from imgsearch.store.catalog import Catalog, WriteResult
 from imgsearch.store.logs import SearchLog
@@ -136,6 +136,8 @@ class Engine:
         self.result_cache: LRUCache[Any] = LRUCache(settings.result_cache_size,
                                                     settings.result_cache_ttl_s)
         self.write_version = 0
+        self._seen_version: int | None = None  # catalog data_version a reader last took in
+        self._refresh_mutex = threading.Lock()
         self.shared_cache = RedisCache(settings.redis_url, str(directory.resolve()),
                                        settings.result_cache_ttl_s) \
             if settings.redis_url else None
@@ -164,11 +166,11 @@ class Engine:
         directory.mkdir(parents=True, exist_ok=True)
         lock_fd = None if readonly else _lock(directory)
         try:
-            # Another process may write to a collection opened read-only: no row cache
-            # there, as nothing here would hear of those writes.
+            # Another process may write to a collection opened read-only: its reads call
+            # refresh() first, which drops these caches when anything was committed.
             catalog = Catalog(directory / CATALOG_NAME,
-                              row_cache_size=0 if readonly else settings.row_cache_size,
-                              filter_cache_size=0 if readonly else settings.filter_cache_size)
+                              row_cache_size=settings.row_cache_size,
+                              filter_cache_size=settings.filter_cache_size)
             manifest = read_manifest(directory) or Manifest()
             engine = cls(directory, settings, catalog, manifest, readonly, lock_fd)
             engine._open_spaces(image_encoder, text_encoder, reembed)
@@ -483,7 +485,42 @@ class Engine:
         self._record_index_params()
 
     # -- reads -----------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Take in what another process committed since the last look; True if anything.
+
+        Only a read-only engine has anything to do: its reads call this first, so a
+        write the collection's writer acknowledged is visible to the next search here
+        (journal entries go into the indexes; cached rows, filters and results go).
+        Checking costs one ``PRAGMA data_version``.
+        """
+        if not self.readonly:
+            return False
+        version = self.catalog.data_version()
+        if version == self._seen_version:
+            return False
+        with self._refresh_mutex:
+            if version == self._seen_version:
+                return False
+            # version was read first: a commit landing from here on is seen next time
+            self.catalog.forget_cached()
+            self._vocabulary = None
+            self._hamming = None
+            self.write_version += 1
+            self.result_cache.clear()
+            with self.lock.write():
+                for name, space in list(self.spaces.items()):
+                    try:
+                        space.follow()
+                    except JournalGap:
+                        pruned = int(self.catalog.get_meta("journal_pruned_upto") or 0)
+                        self.spaces[name], _report = SpaceIndex.open(
+                            space.space, self.catalog, space.path, self.settings,
+                            pruned_upto=pruned)
+            self._seen_version = version
+        return True
+
     def get(self, item_id: str) -> Item:
+        self.refresh()
         item = self.catalog.get(item_id)
         if item is None:
             raise ItemNotFoundError(item_id)
@@ -492,6 +529,7 @@ class Engine:
     def facets(self, limit: int = 200) -> dict[str, Any]:
         """Values a search form offers: categories and brands (most common first, with
         counts) and the colour names with their swatch hex."""
+        self.refresh()
         return {
             "categories": [{"value": v, "count": n}
                            for v, n in self.catalog.distinct_values("category", limit)],
@@ -533,10 +571,12 @@ class Engine:
 
     def duplicates(self, item_id: str) -> list[Duplicate]:
         """The near-duplicates of one item, strongest first (the item excluded)."""
+        self.refresh()
         return item_duplicates(self, item_id)
 
     def duplicate_groups(self, min_tier: str = "variant") -> list[dict[str, Any]]:
         """Every group of near-duplicates at ``min_tier`` (exact, near-exact, variant)."""
+        self.refresh()
         return duplicate_groups(self, min_tier)
 
     def __contains__(self, item_id: str) -> bool:
@@ -545,6 +585,7 @@ class Engine:
     def search(self, query: Any) -> Any:
         from imgsearch.engine.query import run_query
 
+        self.refresh()
         return run_query(self, query)
 
     def similar(self, item_id: str, limit: int = 10, **kwargs: Any) -> Any:
@@ -553,6 +594,7 @@ class Engine:
         return self.search(Query(similar_to=item_id, limit=limit, **kwargs))
 
     def info(self) -> dict[str, Any]:
+        self.refresh()
         stats = self.catalog.stats()
         stats["collection"] = str(self.directory)
         stats["spaces"] = {

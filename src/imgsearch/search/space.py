@@ -55,6 +55,10 @@ class OpenReport:
     replayed: int
 
 
+class JournalGap(Exception):
+    """Journal entries this index still needs were pruned: reload it from its snapshot."""
+
+
 class SpaceIndex:
     def __init__(self, space: VectorSpace, index: VectorIndex, catalog: Catalog,
                  path: Path, settings: Settings, applied_seq: int) -> None:
@@ -153,6 +157,27 @@ class SpaceIndex:
         if entries:
             self.applied_seq = entries[-1].seq
         self.applied_seq = max(self.applied_seq, self.catalog.journal_head())
+        return len(entries)
+
+    def follow(self) -> int:
+        """Apply what another process committed since the last look (caller holds the
+        write lock): journal entries after ``applied_seq``, with their keys."""
+        entries = self.catalog.journal_since(self.applied_seq, self.space.name)
+        if self.catalog.journal_floor() > self.applied_seq + 1:
+            raise JournalGap(self.applied_seq)
+        if not entries:
+            return 0
+        removed: dict[int, int] = {}
+        for e in entries:
+            if e.op == "remove" and e.vid < len(self.vid_key) and self.vid_key[e.vid] >= 0:
+                removed[e.vid] = int(self.vid_key[e.vid])
+        adds = [e.vid for e in entries if e.op == "add"]
+        # a vid added then removed within the span has no stored vector left
+        vids, keys, vectors = self.catalog.vectors_with_keys(adds, self.space.dim)
+        added = {int(v): (int(k), vectors[i])
+                 for i, (v, k) in enumerate(zip(vids, keys, strict=True))
+                 if not self.index.contains(int(v))}
+        self.apply(added, removed, entries[-1].seq)
         return len(entries)
 
     def save(self) -> None:

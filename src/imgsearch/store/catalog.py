@@ -99,6 +99,8 @@ class Catalog:
         self._local_conns: list[sqlite3.Connection] = []
         self._writer = self._connect()
         migrate(self._writer, path=str(path))
+        self._watch: sqlite3.Connection | None = None
+        self._watch_lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
@@ -117,6 +119,22 @@ class Catalog:
             self._local.conn = conn
             self._local_conns.append(conn)
         return conn
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection (another process) commits
+        to the catalog: what a reader checks to know it must look again."""
+        with self._watch_lock:
+            if self._watch is None:
+                self._watch = self._connect()
+                self._local_conns.append(self._watch)
+            return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+
+    def forget_cached(self) -> None:
+        """Drop every cached row, hash and filter (another process wrote)."""
+        self.rows.invalidate()
+        self.filtered.invalidate()
+        if self.hashes is not None:
+            self.hashes.invalidate()
 
     def close(self) -> None:
         for conn in [*self._local_conns, self._writer]:
@@ -398,10 +416,30 @@ class Catalog:
             yield vids, keys, matrix.reshape(len(rows), dim).copy()
             last = int(vids[-1])
 
+    def vectors_with_keys(self, vids: Sequence[int], dim: int
+                          ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
+        """(vids, keys, vectors) of those vids that still exist, in the order given."""
+        found: dict[int, tuple[int, bytes]] = {}
+        for start in range(0, len(vids), 500):
+            chunk = [int(v) for v in vids[start:start + 500]]
+            for vid, key, blob in self._reader.execute(
+                    f"SELECT vid, key, vector FROM vectors WHERE vid IN "
+                    f"({', '.join('?' * len(chunk))})", chunk):
+                found[int(vid)] = (int(key), blob)
+        kept = [int(v) for v in vids if int(v) in found]
+        keys = np.asarray([found[v][0] for v in kept], dtype=np.int64)
+        matrix = np.frombuffer(b"".join(found[v][1] for v in kept), dtype="<f4")
+        return np.asarray(kept, dtype=np.int64), keys, matrix.reshape(len(kept), dim).copy()
+
     def journal_since(self, seq: int, space: str) -> list[JournalEntry]:
         return [JournalEntry(int(s), sp, op, int(v)) for s, sp, op, v in self._reader.execute(
             "SELECT seq, space, op, vid FROM journal WHERE seq > ? AND space = ? ORDER BY seq",
             (seq, space))]
+
+    def journal_floor(self) -> int:
+        """The oldest journal entry kept (pruning removes older ones); head + 1 if none."""
+        row = self._reader.execute("SELECT MIN(seq) FROM journal").fetchone()
+        return int(row[0]) if row[0] is not None else self.journal_head() + 1
 
     def journal_head(self) -> int:
         row = self._reader.execute("SELECT MAX(seq) FROM journal").fetchone()

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
@@ -25,6 +26,7 @@ from imgsearch.web import routes_batch, routes_items, routes_ops, routes_search,
 from imgsearch.web.access_log import AccessLogMiddleware
 from imgsearch.web.deps import AppState
 from imgsearch.web.errors import install_error_handlers
+from imgsearch.web.forward import WriteForwardMiddleware
 from imgsearch.web.limits import (
     BodyLimitMiddleware,
     ConcurrencyMiddleware,
@@ -37,15 +39,16 @@ from imgsearch.web.metrics import Metrics, MetricsMiddleware
 COLLECTION_ENV = "IMGSEARCH_COLLECTION"
 
 
-def _open_engine(collection: Path | None, settings: Settings) -> Engine:
+def _open_engine(collection: Path | None, settings: Settings, readonly: bool) -> Engine:
     if collection is None:
         named = os.environ.get(COLLECTION_ENV)
         if not named:
             raise CollectionNotFoundError(
                 f"no collection to serve: pass one to create_app or set {COLLECTION_ENV}")
         collection = Path(named)
-    # The app writes (PUT, DELETE, batch), so it holds the collection's writer lock.
-    return Engine.open(collection, settings)
+    # The app writes (PUT, DELETE, batch), so it holds the collection's writer lock --
+    # unless it is one of several processes and hands its writes to the one that does.
+    return Engine.open(collection, settings, readonly=readonly)
 
 
 def _vectors(engine: Engine) -> dict[str, int]:
@@ -53,25 +56,32 @@ def _vectors(engine: Engine) -> dict[str, int]:
 
 
 def create_app(engine: Engine | None = None, *, collection: Path | None = None,
-               settings: Settings | None = None, limits: Limits | None = None) -> FastAPI:
+               settings: Settings | None = None, limits: Limits | None = None,
+               forward_writes: bool = False) -> FastAPI:
     """The HTTP API v1 over one collection.
 
     An engine handed in stays the caller's to close; one opened here (from
-    ``collection``) is closed when the app shuts down.
+    ``collection``) is closed when the app shuts down. With ``forward_writes`` the
+    collection is opened read-only and writes go to the process that holds it
+    (``web.forward``).
     """
     owns_engine = engine is None
     if engine is None:
         settings = settings or Settings.from_env(os.environ)
-        engine = _open_engine(collection, settings)
+        engine = _open_engine(collection, settings, readonly=forward_writes)
     settings = settings or engine.settings
     limits = limits or Limits()
     opened = engine
+
+    forwarder: list[WriteForwardMiddleware] = []
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            for middleware in forwarder:
+                await middleware.aclose()
             if owns_engine:
                 opened.close()
 
@@ -89,12 +99,23 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
         app.include_router(module.router)
     ui.install(app)  # the web page at / and its static files
     # add_middleware wraps what is there: the last added is the outermost.
+    if forward_writes:
+        app.add_middleware(_Forwarding, directory=opened.directory, made=forwarder)
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.max_body_bytes)
     app.add_middleware(DeadlineMiddleware, deadline_s=limits.deadline_s)
     app.add_middleware(ConcurrencyMiddleware, gate=gate, retry_after_s=limits.retry_after_s)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     app.add_middleware(AccessLogMiddleware)
     return app
+
+
+class _Forwarding(WriteForwardMiddleware):
+    """The forwarder, remembered so that the app can close its client on shutdown."""
+
+    def __init__(self, app: ASGIApp, directory: Path, made: list[WriteForwardMiddleware]
+                 ) -> None:
+        super().__init__(app, directory)
+        made.append(self)
 
 
 __all__ = ["COLLECTION_ENV", "create_app"]

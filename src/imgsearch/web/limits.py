@@ -101,7 +101,7 @@ async def run_blocking(gate: Gate, fn: Callable[..., _T], *args: Any, **kwargs: 
         raise
 
 
-async def _send_error(send: Send, status: int, code: str, message: str,
+async def send_error(send: Send, status: int, code: str, message: str,
                       headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = error_bytes(code, message)
     await send({"type": "http.response.start", "status": status,
@@ -124,7 +124,7 @@ class BodyLimitMiddleware:
             if name == b"content-length":
                 declared = value.decode("latin-1").strip()
                 if declared.isdigit() and int(declared) > limit:
-                    await _send_error(send, 413, "body_too_large",
+                    await send_error(send, 413, "body_too_large",
                                       str(BodyTooLargeError(limit).detail))
                     return
         received = 0
@@ -151,7 +151,7 @@ class BodyLimitMiddleware:
             # Only reached when the body was read outside the routes' error handling.
             if started:
                 raise
-            await _send_error(send, 413, "body_too_large", str(exc.detail))
+            await send_error(send, 413, "body_too_large", str(exc.detail))
 
 
 class DeadlineMiddleware:
@@ -174,7 +174,7 @@ class DeadlineMiddleware:
         with anyio.move_on_after(self.deadline_s) as cancel_scope:
             await self.app(scope, receive, watched_send)
         if cancel_scope.cancelled_caught and not started:
-            await _send_error(send, 504, "deadline_exceeded",
+            await send_error(send, 504, "deadline_exceeded",
                               f"the request did not finish within {self.deadline_s:g} s; "
                               f"try a smaller request or retry later")
 
@@ -190,7 +190,7 @@ class ConcurrencyMiddleware:
             await self.app(scope, receive, send)
             return
         if not self.gate.try_enter():
-            await _send_error(send, 503, "overloaded",
+            await send_error(send, 503, "overloaded",
                               f"the server is busy ({self.gate.limit} requests in flight); "
                               f"retry after {self.retry_after_s} s",
                               [(b"retry-after", str(self.retry_after_s).encode())])
@@ -209,4 +209,5 @@ __all__ = [
     "Gate",
     "Limits",
     "run_blocking",
+    "send_error",
 ]

@@ -4,6 +4,7 @@ Prometheus metrics)."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from imgsearch.engine import Engine
 from imgsearch.errors import NotFoundError
-from imgsearch.web.deps import State
+from imgsearch.web.deps import AppState, State
 from imgsearch.web.errors import error_response
 from imgsearch.web.schemas import ClickIn, ClickOut, HealthOut
 
@@ -74,8 +75,12 @@ async def click(body: ClickIn, state: State) -> ClickOut:
 
 
 @router.get("/health", response_model=HealthOut, tags=["operations"], summary="Alive")
-async def health() -> HealthOut:
-    return HealthOut(status="ok")
+async def health(state: State) -> HealthOut:
+    return HealthOut(status="ok", role=_role(state), pid=os.getpid())
+
+
+def _role(state: AppState) -> str:
+    return "reader" if state.engine.readonly else "writer"
 
 
 def _ready(engine: Engine) -> bool:
@@ -93,7 +98,7 @@ async def ready(state: State) -> Any:
         return error_response(503, "not_ready", f"the collection cannot be read ({exc})")
     if not ok:
         return error_response(503, "not_ready", "the collection's indexes are not loaded")
-    return HealthOut(status="ready")
+    return HealthOut(status="ready", role=_role(state), pid=os.getpid())
 
 
 @router.get("/metrics", tags=["operations"], summary="Prometheus metrics",

@@ -254,6 +254,10 @@ class ClickOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: str
+    role: str | None = Field(None, description="writer: this process holds the "
+                             "collection; reader: one of several processes, writes "
+                             "handed to the writer")
+    pid: int | None = None
 
 
 __all__ = [

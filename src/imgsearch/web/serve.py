@@ -1,28 +1,122 @@
-"""Run the HTTP API with uvicorn (the CLI's ``serve`` command calls :func:`serve`)."""
+"""Run the HTTP API with uvicorn (the CLI's ``serve`` command calls :func:`serve`).
+
+One process by default: concurrency comes from the event loop and the threads that run
+engine work, and Python runs one of them at a time. ``workers=N`` starts N processes
+on one listening socket, each with an engine of its own: the first holds the collection
+and takes the writes, the others open it read-only and hand writes to it
+(``web.forward``). A process that dies is started again; if it was the writer, the one
+that takes its place takes the writer lock.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
+import socket
+import time
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from imgsearch.config import Settings
+from imgsearch.errors import CollectionLockedError, InvalidInputError
 from imgsearch.web.access_log import configure_json_logging
 from imgsearch.web.app import create_app
+from imgsearch.web.forward import publish_writer, withdraw_writer
 from imgsearch.web.limits import Limits
+
+_UVICORN: dict[str, Any] = {"log_level": "info", "access_log": False, "proxy_headers": False,
+                            "server_header": False, "log_config": None}
+_RESTART_PAUSE_S = 1.0
 
 
 def serve(collection: Path, host: str, port: int, settings: Settings,
-          limits: Limits | None = None) -> None:
-    """Open ``collection`` for writing and serve it until interrupted.
-
-    One process (the collection's writer lock allows no second one); concurrency
-    comes from the event loop and the worker threads that run engine work.
-    """
+          limits: Limits | None = None, workers: int = 1) -> None:
+    """Open ``collection`` and serve it until interrupted, in ``workers`` processes."""
+    if workers < 1:
+        raise InvalidInputError(f"workers must be 1 or more, got {workers}")
     configure_json_logging()
-    app = create_app(collection=collection, settings=settings, limits=limits)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False,
-                proxy_headers=False, server_header=False, log_config=None)
+    if workers == 1:
+        app = create_app(collection=collection, settings=settings, limits=limits)
+        uvicorn.run(app, host=host, port=port, **_UVICORN)
+        return
+    listener = socket.create_server((host, port), backlog=2048, reuse_port=False)
+    listener.set_inheritable(True)
+    context = multiprocessing.get_context("spawn")
+    args = (listener, collection, settings, limits)
+    stopping = False
+
+    def stop(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    processes: list[Any] = []
+    try:
+        # The first process opens the collection (creating it if need be) and takes the
+        # writer lock before the others look for it.
+        opened = context.Event()
+        first = context.Process(target=_worker, args=(*args, opened),
+                                name="imgsearch-serve-0")
+        first.start()
+        processes = [first]
+        while not opened.wait(0.2) and first.is_alive() and not stopping:
+            pass  # opening may rebuild indexes: as long as it takes
+        for i in range(1, workers):
+            p = context.Process(target=_worker, args=args, name=f"imgsearch-serve-{i}")
+            p.start()
+            processes.append(p)
+        while not stopping:
+            time.sleep(0.2)
+            for i, p in enumerate(processes):
+                if not p.is_alive() and not stopping:
+                    time.sleep(_RESTART_PAUSE_S)
+                    processes[i] = context.Process(target=_worker, args=args, name=p.name)
+                    processes[i].start()
+    finally:
+        for p in processes:
+            if p.is_alive():
+                p.terminate()  # uvicorn shuts down gracefully on SIGTERM
+        for p in processes:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+        listener.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _worker(listener: socket.socket, collection: Path, settings: Settings,
+            limits: Limits | None, opened: Any = None) -> None:
+    configure_json_logging()
+    private: socket.socket | None = None
+    try:
+        app = create_app(collection=collection, settings=settings, limits=limits)
+    except CollectionLockedError:
+        app = create_app(collection=collection, settings=settings, limits=limits,
+                         forward_writes=True)
+    else:
+        private = socket.create_server(("127.0.0.1", 0))
+        host, port = private.getsockname()[:2]
+        publish_writer(collection, f"http://{host}:{port}")
+    if opened is not None:
+        opened.set()
+    server = uvicorn.Server(uvicorn.Config(app, **_UVICORN))
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler
+    # found before it started: make that an exit that runs the clean-up below
+    signal.signal(signal.SIGTERM, _exit)
+    try:
+        server.run(sockets=[listener] + ([private] if private is not None else []))
+    finally:
+        if private is not None:
+            withdraw_writer(collection)
+            private.close()
+
+
+
+def _exit(_signum: int, _frame: Any) -> None:
+    raise SystemExit(0)
 
 
 __all__ = ["serve"]
