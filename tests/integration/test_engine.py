@@ -364,6 +364,19 @@ def test_folding_follows_a_replaced_image(engine):
     assert [h.id for h in engine.search(query).hits][:2] == ["a", "b"]
 
 
+def test_more_like_an_id_follows_its_delete_and_return(engine):
+    for i in range(4):
+        engine.upsert(Item(id=f"p{i}"), picture(i))
+    assert len(engine.similar("p1", limit=5).hits) == 3
+    engine.delete("p1")
+    with pytest.raises(ItemNotFoundError):
+        engine.similar("p1")
+    engine.upsert(Item(id="p1"), picture(2))  # back, with another picture and key
+    hits = engine.similar("p1", limit=5, min_confidence=0, collapse_duplicates=False).hits
+    assert hits[0].id == "p2" and hits[0].score > 0.999
+    assert "p1" not in [h.id for h in hits]
+
+
 def test_pages_agree_when_duplicates_are_folded(engine):
     items = []
     for i in range(40):

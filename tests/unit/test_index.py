@@ -125,6 +125,21 @@ def test_removed_labels_are_never_returned(kind: str, make: Make) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_stored_gives_the_exact_vector_while_it_is_held(kind: str, make: Make) -> None:
+    index = make(kind, DATA[:50], LABELS[:50])
+    held = index.stored(int(LABELS[7]))
+    if kind == "ivfpq":  # only codes are kept: no exact vector to give
+        assert held is None
+        return
+    assert held is not None
+    np.testing.assert_array_equal(held, DATA[7])
+    index.add(LABELS[7:8], DATA[30:31])  # an update
+    np.testing.assert_array_equal(index.stored(int(LABELS[7])), DATA[30])
+    index.remove(LABELS[7:8])
+    assert index.stored(int(LABELS[7])) is None and index.stored(-3) is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_updates_replace_the_old_vector(kind: str, make: Make) -> None:
     index = make(kind)
     target = int(LABELS[10])

@@ -73,11 +73,11 @@ def signals_for(engine: Engine, query: Query) -> tuple[list[Signal], int | None]
         if key is None:
             raise ItemNotFoundError(query.similar_to)
         exclude = key
-        for name in ("image", "text"):
-            if name in spaces:
-                _keys, vectors = spaces[name].vectors_of_keys(np.asarray([key]))
-                if len(vectors):
-                    signals.append(Signal(name, spaces[name], vectors[0]))
+        with engine.lock.read():  # the vector may come from inside the index
+            for name in ("image", "text"):
+                vector = spaces[name].vector_of_key(key) if name in spaces else None
+                if vector is not None:
+                    signals.append(Signal(name, spaces[name], vector))
                     break
         if not signals:
             raise InvalidQueryError(f"item {query.similar_to!r} has no stored vector to "

@@ -85,6 +85,11 @@ class VectorIndex(Protocol):
 
     def contains(self, label: int) -> bool: ...
 
+    def stored(self, label: int) -> NDArray[np.float32] | None:
+        """The exact vector held for ``label``; None where the index holds none (absent,
+        or only a lossy code of it)."""
+        ...
+
     def labels(self) -> NDArray[np.int64]: ...
 
     @property

@@ -76,6 +76,9 @@ class _FaissIndex(ABC):
     def labels(self) -> NDArray[np.int64]:
         return self._map.items()[0]
 
+    def stored(self, label: int) -> NDArray[np.float32] | None:
+        return None
+
     @property
     def tombstones(self) -> int:
         return 0
@@ -153,6 +156,11 @@ class FlatIndex(_IdIndex):
         ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
         self._map = LabelMap(ids, np.zeros(len(ids), np.int64))
 
+    def stored(self, label: int) -> NDArray[np.float32] | None:
+        if not self.contains(label):
+            return None
+        return np.asarray(self.index.reconstruct(int(label)), dtype=np.float32)
+
     def search(self, queries: NDArray[np.float32], k: int, *,
                allowed: NDArray[np.int64] | None = None, ef_search: int | None = None,
                nprobe: int | None = None) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
@@ -191,6 +199,12 @@ class HNSWIndex(_FaissIndex):
     @property
     def tombstones(self) -> int:
         return len(self._id_to_label) - len(self._map)
+
+    def stored(self, label: int) -> NDArray[np.float32] | None:
+        internal = int(self._map.lookup(np.array([label], np.int64))[0])
+        if internal < 0:
+            return None
+        return np.asarray(self.index.storage.reconstruct(internal), dtype=np.float32)
 
     def add(self, labels: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
         labels, vectors = self._prepare_add(labels, vectors)

@@ -241,6 +241,18 @@ class SpaceIndex:
         out[ok] = self.vid_key[vids[ok]]
         return out
 
+    def vector_of_key(self, key: int) -> NDArray[np.float32] | None:
+        """One item's stored vector: from the index when it holds it exactly (the caller
+        holds the read lock), else from the catalog."""
+        vid = int(self.key_vid[key]) if 0 <= key < len(self.key_vid) else -1
+        if vid < 0:
+            return None
+        vector = self.index.stored(vid)
+        if vector is not None:
+            return vector
+        found, vectors = self.catalog.vectors_by_vid([vid], self.space.dim)
+        return vectors[0] if len(found) else None
+
     def vectors_of_keys(self, keys: NDArray[np.int64]
                         ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Stored (exact) vectors for those keys that have one in this space."""

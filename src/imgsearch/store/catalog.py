@@ -93,7 +93,10 @@ class Catalog:
         # key -> perceptual hash, read for every candidate of a search that folds
         # duplicates; kept (like the rows) only where this process sees every write
         self.hashes: KeyColumn | None = KeyColumn() if row_cache_size > 0 else None
+        # item id -> key, for "more like this" by id; only a delete changes a known one
+        self.keys: RowCache[str, int] = RowCache(row_cache_size)
         self._dirty: set[int] = set()
+        self._dirty_ids: set[str] = set()
         self._wrote = False
         self._local = threading.local()
         self._local_conns: list[sqlite3.Connection] = []
@@ -132,6 +135,7 @@ class Catalog:
     def forget_cached(self) -> None:
         """Drop every cached row, hash and filter (another process wrote)."""
         self.rows.invalidate()
+        self.keys.invalidate()
         self.filtered.invalidate()
         if self.hashes is not None:
             self.hashes.invalidate()
@@ -160,6 +164,9 @@ class Catalog:
     def _invalidate(self) -> None:
         """After a commit (or a rollback): cached rows of the keys written are stale."""
         dirty, self._dirty = self._dirty, set()
+        dirty_ids, self._dirty_ids = self._dirty_ids, set()
+        if dirty_ids:
+            self.keys.invalidate(dirty_ids)
         if dirty:
             self.rows.invalidate(dirty)
             if self.hashes is not None:
@@ -234,6 +241,7 @@ class Catalog:
             return None
         key = int(row[0])
         self._dirty.add(key)
+        self._dirty_ids.add(item_id)
         self._wrote = True
         removed: dict[str, int] = {}
         for vid, space in conn.execute("SELECT vid, space FROM vectors WHERE key = ?",
@@ -275,8 +283,15 @@ class Catalog:
             "SELECT COUNT(*) FROM vectors WHERE space = ?", (space,)).fetchone()[0])
 
     def key_of(self, item_id: str) -> int | None:
+        key = self.keys.get(item_id)
+        if key is not None:
+            return key
+        generation = self.keys.generation
         row = self._reader.execute("SELECT key FROM items WHERE id = ?", (item_id,)).fetchone()
-        return None if row is None else int(row[0])
+        if row is None:
+            return None
+        self.keys.put_many({item_id: int(row[0])}, generation)
+        return int(row[0])
 
     def get(self, item_id: str) -> Item | None:
         row = self._reader.execute(_SELECT_ITEM + " WHERE id = ?", (item_id,)).fetchone()

@@ -15,7 +15,6 @@ import queue
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from imgsearch.errors import InvalidInputError
+from imgsearch.ids import new_id
 
 LOG_NAME = "logs.sqlite3"
 _SCHEMA = """
@@ -72,7 +72,7 @@ class SearchLog:
     def log_search(self, record: SearchRecord | Callable[[], SearchRecord]) -> str:
         """Queue a search line; returns its id (for click feedback). ``record`` may be a
         function that makes the line: it is then called on the log's thread."""
-        search_id = uuid.uuid4().hex
+        search_id = new_id()
         # under a flood of searches the log gives way, never the search; the row is
         # encoded on the log's own thread, off the search's path
         with contextlib.suppress(queue.Full):

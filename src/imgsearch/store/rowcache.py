@@ -46,6 +46,9 @@ class RowCache(Generic[K, V]):
                 found[key] = value
         return found, missing
 
+    def get(self, key: K) -> V | None:
+        return self._rows.get(key)
+
     def put_many(self, values: dict[K, V], generation: int) -> None:
         """Remember ``values`` read while the cache was at ``generation``."""
         if not self.capacity or not values:
