@@ -9,9 +9,8 @@ caller acknowledges, so they are written before ``record_click`` returns.
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import json
-import queue
 import sqlite3
 import threading
 import time
@@ -41,6 +40,7 @@ CREATE INDEX IF NOT EXISTS clicks_search ON clicks (search_id);
 """
 _STOP = object()
 _GATHER_S = 0.1
+_MAX_PENDING = 100_000  # lines waiting to be written; past this, searches go unlogged
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,10 @@ class SearchLog:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=100_000)
+        # Searches append here and never wait or wake anyone: the log's thread looks every
+        # _GATHER_S and writes what gathered in one transaction.
+        self._pending: collections.deque[Any] = collections.deque()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="imgsearch-log", daemon=True)
         self._thread.start()
 
@@ -73,10 +76,9 @@ class SearchLog:
         """Queue a search line; returns its id (for click feedback). ``record`` may be a
         function that makes the line: it is then called on the log's thread."""
         search_id = new_id()
-        # under a flood of searches the log gives way, never the search; the row is
-        # encoded on the log's own thread, off the search's path
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait((search_id, time.time(), record))
+        # under a flood of searches the log gives way, never the search
+        if len(self._pending) < _MAX_PENDING:
+            self._pending.append((search_id, time.time(), record))
         return search_id
 
     def record_click(self, search_id: str, item_id: str, position: int | None = None) -> None:
@@ -90,28 +92,26 @@ class SearchLog:
                 (time.time(), search_id, item_id, position))
 
     def flush(self) -> None:
-        self._queue.join()
+        """Until every search logged before this call is written."""
+        written = threading.Event()
+        self._pending.append(written)
+        self._wake.set()
+        written.wait(timeout=30)
 
     def close(self) -> None:
-        self._queue.put(_STOP)
+        self._pending.append(_STOP)
+        self._wake.set()
         self._thread.join(timeout=10)
         with self._lock:
             self._conn.close()
 
     def _drain(self) -> None:
+        pending = self._pending
         while True:
-            item = self._queue.get()
-            batch = [item]
-            # Gather for a moment: one transaction per busy interval instead of one per
-            # search keeps the log's cost off the searches running beside it.
-            until = time.monotonic() + _GATHER_S
-            while len(batch) < 500 and item is not _STOP:
-                try:
-                    item = self._queue.get(timeout=max(0.0, until - time.monotonic()))
-                except queue.Empty:
-                    break
-                batch.append(item)
-            rows = [_row(*b) for b in batch if b is not _STOP]
+            self._wake.wait(_GATHER_S)
+            self._wake.clear()
+            batch = [pending.popleft() for _ in range(len(pending))]
+            rows = [_row(*b) for b in batch if isinstance(b, tuple)]
             if rows:
                 with self._lock:
                     self._conn.execute("BEGIN")
@@ -119,8 +119,9 @@ class SearchLog:
                         "INSERT OR IGNORE INTO searches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         rows)
                     self._conn.execute("COMMIT")
-            for _ in batch:
-                self._queue.task_done()
+            for b in batch:
+                if isinstance(b, threading.Event):
+                    b.set()
             if any(b is _STOP for b in batch):
                 return
 

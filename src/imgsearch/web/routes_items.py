@@ -61,7 +61,7 @@ _PUT_BODY: dict[str, Any] = {
 @router.get("/{item_id:path}/similar", response_model=SearchResponse,
             summary="More like this item (the item itself excluded)")
 async def similar(item_id: str, state: State, params: Annotated[PageParams, Query()]
-                  ) -> SearchResponse:
+                  ) -> Response:
     limit = state.settings.default_limit if params.limit is None else params.limit
     query = SearchQuery(similar_to=item_id, filters=filters_from_params(params), limit=limit,
                         offset=params.offset, min_confidence=params.min_confidence,

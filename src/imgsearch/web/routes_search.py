@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
 from imgsearch.errors import InvalidQueryError
 from imgsearch.types import ImageInput
@@ -23,10 +23,13 @@ from imgsearch.web.schemas import ImageSearchForm, SearchRequest, SearchResponse
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
 
-async def run_search(state: AppState, query: SearchQuery) -> SearchResponse:
+async def run_search(state: AppState, query: SearchQuery) -> Response:
     result = await state.call(state.engine.search, query)
     state.metrics.observe_search(result)
-    return search_response(result, query.limit, query.offset)
+    # Validated once here and serialised straight to JSON: handing the model back to
+    # FastAPI would validate and encode it a second time.
+    body = search_response(result, query.limit, query.offset).model_dump_json()
+    return Response(body, media_type="application/json")
 
 
 def _limit(state: AppState, limit: int | None) -> int:
@@ -52,7 +55,7 @@ def _images(state: AppState, body: SearchRequest) -> tuple[list[ImageInput], lis
 
 
 @router.post("", response_model=SearchResponse, summary="Search by text, images, both, or item")
-async def search(body: SearchRequest, state: State) -> SearchResponse:
+async def search(body: SearchRequest, state: State) -> Response:
     positives, negatives = _images(state, body)
     query = SearchQuery(
         text=body.text, images=positives, negative_images=negatives,
@@ -67,7 +70,7 @@ async def search(body: SearchRequest, state: State) -> SearchResponse:
 
 @router.post("/image", response_model=SearchResponse, summary="Search by an uploaded image")
 async def search_image(state: State, file: Annotated[UploadFile, File()],
-                       form: Annotated[ImageSearchForm, Form()]) -> SearchResponse:
+                       form: Annotated[ImageSearchForm, Form()]) -> Response:
     data = await file.read()
     query = SearchQuery(
         text=form.text or None, images=[data], image_weight=form.image_weight,
@@ -79,7 +82,7 @@ async def search_image(state: State, file: Annotated[UploadFile, File()],
 
 @router.get("/text", response_model=SearchResponse, summary="Search by text")
 async def search_text(state: State, params: Annotated[TextSearchParams, Query()]
-                      ) -> SearchResponse:
+                      ) -> Response:
     query = SearchQuery(
         text=params.q, filters=filters_from_params(params), limit=_limit(state, params.limit),
         offset=params.offset, parse=params.parse, min_confidence=params.min_confidence,
