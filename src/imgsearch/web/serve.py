@@ -41,7 +41,8 @@ def serve(collection: Path, host: str, port: int, settings: Settings,
         app = create_app(collection=collection, settings=settings, limits=limits)
         uvicorn.run(app, host=host, port=port, **_UVICORN)
         return
-    listener = socket.create_server((host, port), backlog=2048, reuse_port=False)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, port), family=family, backlog=2048)
     listener.set_inheritable(True)
     context = multiprocessing.get_context("spawn")
     args = (listener, collection, settings, limits)
