@@ -57,3 +57,21 @@ def test_logging_can_be_turned_off(tmp_path):
         assert eng.search(Query(images=[picture(1)])).search_id is None
         assert eng.report() == {}
     assert not (tmp_path / "c" / "logs.sqlite3").exists()
+
+
+def test_a_line_that_cannot_be_made_costs_only_itself(tmp_path):
+    from imgsearch.store.logs import SearchLog, SearchRecord
+
+    def broken() -> SearchRecord:
+        raise ValueError("cannot describe this search")
+
+    log = SearchLog(tmp_path)
+    try:
+        log.log_search(broken)
+        log.log_search(SearchRecord(kind="text", text="red shoe", filters={},
+                                    interpretation={}, result_ids=["a"], scores=[0.5],
+                                    latency_ms=1.0, empty_reason=None))
+        report = log.report()
+        assert report["all"]["searches"] == 1 and report["text"]["searches"] == 1
+    finally:
+        log.close()

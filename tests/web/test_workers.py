@@ -143,3 +143,13 @@ def test_serve_with_two_workers(tmp_path: Path):
     assert not (directory / WRITER_FILE).exists()
     with Engine.open(directory, SETTINGS, readonly=True) as engine:
         assert engine.catalog.count() == 14
+
+
+def test_serve_stops_when_its_first_process_cannot_open_the_collection(tmp_path: Path):
+    not_a_collection = tmp_path / "file"
+    not_a_collection.write_text("not a directory")
+    proc = subprocess.run([sys.executable, "-m", "imgsearch.cli", "serve",
+                           str(not_a_collection), "--port", str(_free_port()),
+                           "--workers", "2"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "could not open" in proc.stderr

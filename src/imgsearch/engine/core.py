@@ -386,9 +386,19 @@ class Engine:
                          for r in results if name in r.added}
                 removed = {r.removed[name]: r.key for r in results if name in r.removed}
                 space.apply(added, removed, head)
+        # A search that began before the indexes changed may have cached its answer under
+        # the version bumped above: start a new version once they have.
+        self._forget_derived()
         every = self.settings.index_save_every
         if any(sp.applied_seq - sp.saved_seq >= every for sp in self.spaces.values()):
             self.save()
+
+    def _forget_derived(self) -> None:
+        """After a write: what was made from the collection as it was is no longer right."""
+        self._vocabulary = None
+        self._hamming = None
+        self.write_version += 1
+        self.result_cache.clear()
 
     def _drop_thumbnail(self, relpath: str) -> None:
         if not self.catalog.thumbnail_in_use(relpath):
@@ -503,10 +513,7 @@ class Engine:
                 return False
             # version was read first: a commit landing from here on is seen next time
             self.catalog.forget_cached()
-            self._vocabulary = None
-            self._hamming = None
-            self.write_version += 1
-            self.result_cache.clear()
+            self._forget_derived()
             with self.lock.write():
                 for name, space in list(self.spaces.items()):
                     try:
@@ -516,6 +523,7 @@ class Engine:
                         self.spaces[name], _report = SpaceIndex.open(
                             space.space, self.catalog, space.path, self.settings,
                             pruned_upto=pruned)
+            self._forget_derived()  # anything made meanwhile saw the old indexes
             self._seen_version = version
         return True
 
@@ -543,10 +551,12 @@ class Engine:
         """Brand and category values for query understanding; refreshed after writes."""
         vocabulary = self._vocabulary
         if vocabulary is None:
+            version = self.write_version
             vocabulary = Vocabulary(
                 [v for v, _ in self.catalog.distinct_values("brand", 100_000)],
                 [v for v, _ in self.catalog.distinct_values("category", 100_000)])
-            self._vocabulary = vocabulary
+            if version == self.write_version:  # else a write landed while it was read
+                self._vocabulary = vocabulary
         return vocabulary
 
     def record_click(self, search_id: str, item_id: str, position: int | None = None) -> None:
@@ -566,7 +576,10 @@ class Engine:
         """A binary index over every item's perceptual hash; rebuilt after writes."""
         index = self._hamming
         if index is None:
-            index = self._hamming = build_hamming_index(self)
+            version = self.write_version
+            index = build_hamming_index(self)
+            if version == self.write_version:  # else a write landed while it was read
+                self._hamming = index
         return index
 
     def duplicates(self, item_id: str) -> list[Duplicate]:

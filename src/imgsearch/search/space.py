@@ -103,8 +103,10 @@ class SpaceIndex:
             return self, OpenReport(False, reason, 0)
         self = cls(space, index, catalog, path, settings, seq)
         self.saved_seq = seq
-        self._load_mapping()
         replayed = self.replay()
+        # after the replay: a vector another process adds meanwhile then has its key here
+        # (follow() adds the vector itself later)
+        self._load_mapping()
         return self, OpenReport(True, None, replayed)
 
     @classmethod
@@ -141,6 +143,7 @@ class SpaceIndex:
 
     def replay(self) -> int:
         """Apply journal entries written after the index was saved."""
+        head = self.catalog.journal_head()  # first: entries after it are in what follows
         entries = self.catalog.journal_since(self.applied_seq, self.space.name)
         adds = [e.vid for e in entries if e.op == "add"]
         removes = [e.vid for e in entries if e.op == "remove"]
@@ -156,16 +159,19 @@ class SpaceIndex:
                 self.index.add(vids[keep], vectors[keep])
         if entries:
             self.applied_seq = entries[-1].seq
-        self.applied_seq = max(self.applied_seq, self.catalog.journal_head())
+        self.applied_seq = max(self.applied_seq, head)
         return len(entries)
 
     def follow(self) -> int:
         """Apply what another process committed since the last look (caller holds the
         write lock): journal entries after ``applied_seq``, with their keys."""
+        head = self.catalog.journal_head()  # first: entries after it are in what follows
         entries = self.catalog.journal_since(self.applied_seq, self.space.name)
         if self.catalog.journal_floor() > self.applied_seq + 1:
             raise JournalGap(self.applied_seq)
         if not entries:
+            # the journal is shared by the spaces: others' entries move this one on too
+            self.applied_seq = max(self.applied_seq, head)
             return 0
         removed: dict[int, int] = {}
         for e in entries:
@@ -177,7 +183,7 @@ class SpaceIndex:
         added = {int(v): (int(k), vectors[i])
                  for i, (v, k) in enumerate(zip(vids, keys, strict=True))
                  if not self.index.contains(int(v))}
-        self.apply(added, removed, entries[-1].seq)
+        self.apply(added, removed, max(entries[-1].seq, head))
         return len(entries)
 
     def save(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS clicks (
 CREATE INDEX IF NOT EXISTS clicks_search ON clicks (search_id);
 """
 _STOP = object()
+_log = logging.getLogger("imgsearch.logs")
 _GATHER_S = 0.1
 _MAX_PENDING = 100_000  # lines waiting to be written; past this, searches go unlogged
 
@@ -111,14 +113,27 @@ class SearchLog:
             self._wake.wait(_GATHER_S)
             self._wake.clear()
             batch = [pending.popleft() for _ in range(len(pending))]
-            rows = [_row(*b) for b in batch if isinstance(b, tuple)]
+            rows = []
+            for b in batch:
+                if isinstance(b, tuple):
+                    try:
+                        rows.append(_row(*b))
+                    except Exception:  # one bad line must not stop the log
+                        _log.exception("search log: a line could not be made")
             if rows:
-                with self._lock:
-                    self._conn.execute("BEGIN")
-                    self._conn.executemany(
-                        "INSERT OR IGNORE INTO searches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        rows)
-                    self._conn.execute("COMMIT")
+                try:
+                    with self._lock:
+                        self._conn.execute("BEGIN")
+                        try:
+                            self._conn.executemany(
+                                "INSERT OR IGNORE INTO searches "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                        except BaseException:
+                            self._conn.execute("ROLLBACK")
+                            raise
+                        self._conn.execute("COMMIT")
+                except sqlite3.Error:  # e.g. a full disk: these lines are lost, not the log
+                    _log.exception("search log: %d lines could not be written", len(rows))
             for b in batch:
                 if isinstance(b, threading.Event):
                     b.set()

@@ -25,6 +25,7 @@ WRITER_FILE = "serve-writer.json"
 # headers that describe one hop, not the request: never passed on
 _HOP = {b"host", b"connection", b"keep-alive", b"transfer-encoding", b"content-length",
         b"te", b"trailer", b"upgrade", b"proxy-connection"}
+_OWN = {b"date", b"server", b"x-request-id"}
 
 
 def is_write(method: str, path: str) -> bool:
@@ -52,11 +53,20 @@ def withdraw_writer(collection: Path) -> None:
 
 
 def writer_url(collection: Path) -> str | None:
+    """Where the writer listens; None when no live process says so (a writer killed
+    without withdrawing leaves a file naming a pid that is gone)."""
     try:
-        url = json.loads((collection / WRITER_FILE).read_text()).get("url")
-    except (OSError, ValueError, AttributeError):
+        data = json.loads((collection / WRITER_FILE).read_text())
+        url, pid = data.get("url"), int(data.get("pid"))
+    except (OSError, ValueError, AttributeError, TypeError):
         return None
-    return url if isinstance(url, str) else None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, someone else's
+    return url if isinstance(url, str) and url.startswith("http://127.0.0.1:") else None
 
 
 class WriteForwardMiddleware:
@@ -86,19 +96,24 @@ class WriteForwardMiddleware:
             return
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout_s)
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP]
+        headers = [(k, v) for k, v in scope["headers"]
+                   if k.lower() not in _HOP and k.lower() != b"x-request-id"]
+        request_id = scope.get("state", {}).get("request_id")
+        if request_id:  # the writer logs the write under the id this process gave it
+            headers.append((b"x-request-id", request_id.encode("latin-1")))
         target = url + scope.get("raw_path", scope["path"].encode()).decode("latin-1")
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
         try:
             answer = await self._client.request(scope["method"], target, headers=headers,
                                                 content=bytes(body))
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             await _unavailable(send, f"the collection's writer did not answer "
                                      f"({type(exc).__name__})")
             return
+        # this process's own server and access log add date and request id again
         out: list[Any] = [(k.lower(), v) for k, v in answer.headers.raw
-                          if k.lower() not in _HOP]
+                          if k.lower() not in _HOP and k.lower() not in _OWN]
         out.append((b"content-length", str(len(answer.content)).encode()))
         await send({"type": "http.response.start", "status": answer.status_code,
                     "headers": out})

@@ -20,7 +20,7 @@ from typing import Any
 import uvicorn
 
 from imgsearch.config import Settings
-from imgsearch.errors import CollectionLockedError, InvalidInputError
+from imgsearch.errors import CollectionError, CollectionLockedError, InvalidInputError
 from imgsearch.web.access_log import configure_json_logging
 from imgsearch.web.app import create_app
 from imgsearch.web.forward import publish_writer, withdraw_writer
@@ -29,6 +29,8 @@ from imgsearch.web.limits import Limits
 _UVICORN: dict[str, Any] = {"log_level": "info", "access_log": False, "proxy_headers": False,
                             "server_header": False, "log_config": None}
 _RESTART_PAUSE_S = 1.0
+_QUICK_DEATH_S = 30.0  # a process that dies sooner than this after starting ...
+_MAX_QUICK_DEATHS = 5  # ... this many times in a row: stop restarting, say so
 
 
 def serve(collection: Path, host: str, port: int, settings: Settings,
@@ -64,17 +66,32 @@ def serve(collection: Path, host: str, port: int, settings: Settings,
         processes = [first]
         while not opened.wait(0.2) and first.is_alive() and not stopping:
             pass  # opening may rebuild indexes: as long as it takes
+        if not opened.is_set() and not stopping:
+            # it said why on stderr (a bad collection or settings): so many more would too
+            raise CollectionError(f"the first server process could not open {collection} "
+                                  f"(exit code {first.exitcode}); see the message above")
+        started = {0: time.monotonic()}
+        quick_deaths = 0
         for i in range(1, workers):
             p = context.Process(target=_worker, args=args, name=f"imgsearch-serve-{i}")
             p.start()
             processes.append(p)
+            started[i] = time.monotonic()
         while not stopping:
             time.sleep(0.2)
             for i, p in enumerate(processes):
-                if not p.is_alive() and not stopping:
-                    time.sleep(_RESTART_PAUSE_S)
-                    processes[i] = context.Process(target=_worker, args=args, name=p.name)
-                    processes[i].start()
+                if p.is_alive() or stopping:
+                    continue
+                quick = time.monotonic() - started[i] < _QUICK_DEATH_S
+                quick_deaths = quick_deaths + 1 if quick else 0
+                if quick_deaths >= _MAX_QUICK_DEATHS:
+                    raise CollectionError(f"server processes keep exiting as they start "
+                                          f"({quick_deaths} in a row, last exit code "
+                                          f"{p.exitcode}); see the messages above")
+                time.sleep(_RESTART_PAUSE_S)
+                processes[i] = context.Process(target=_worker, args=args, name=p.name)
+                processes[i].start()
+                started[i] = time.monotonic()
     finally:
         for p in processes:
             if p.is_alive():
