@@ -401,18 +401,8 @@ class Catalog:
     def vectors_by_vid(self, vids: Sequence[int], dim: int
                        ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """The stored vectors of those vids that still exist, in the order given."""
-        found: dict[int, bytes] = {}
-        for start in range(0, len(vids), 500):
-            chunk = [int(v) for v in vids[start:start + 500]]
-            for vid, blob in self._reader.execute(
-                    f"SELECT vid, vector FROM vectors WHERE vid IN "
-                    f"({', '.join('?' * len(chunk))})", chunk):
-                found[int(vid)] = blob
-        kept = [int(v) for v in vids if int(v) in found]
-        if not kept:
-            return np.empty(0, np.int64), np.empty((0, dim), np.float32)
-        matrix = np.frombuffer(b"".join(found[v] for v in kept), dtype="<f4")
-        return np.asarray(kept, dtype=np.int64), matrix.reshape(len(kept), dim).copy()
+        found, _keys, vectors = self.vectors_with_keys(vids, dim)
+        return found, vectors
 
     def iter_vectors(self, space: str, dim: int, batch: int = 20_000
                      ) -> Iterator[tuple[NDArray[np.int64], NDArray[np.int64],
@@ -442,6 +432,8 @@ class Catalog:
                     f"({', '.join('?' * len(chunk))})", chunk):
                 found[int(vid)] = (int(key), blob)
         kept = [int(v) for v in vids if int(v) in found]
+        if not kept:
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, dim), np.float32)
         keys = np.asarray([found[v][0] for v in kept], dtype=np.int64)
         matrix = np.frombuffer(b"".join(found[v][1] for v in kept), dtype="<f4")
         return np.asarray(kept, dtype=np.int64), keys, matrix.reshape(len(kept), dim).copy()
