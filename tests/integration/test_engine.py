@@ -362,6 +362,9 @@ def test_folding_follows_a_replaced_image(engine):
     assert {h.id for h in engine.search(query).hits} == {"a", "a-copy", "b"}
     engine.upsert(Item(id="a-copy"), picture(1))  # a copy again: folded again
     assert [h.id for h in engine.search(query).hits][:2] == ["a", "b"]
+    engine.upsert(Item(id="a-copy-2"), picture(1))  # a new item after the hashes were read
+    hits = engine.search(query).hits
+    assert [h.id for h in hits][:2] == ["a", "b"] and hits[0].duplicates == 2
 
 
 def test_more_like_an_id_follows_its_delete_and_return(engine):

@@ -62,3 +62,23 @@ def test_key_column_grows_and_forgets():
     column.invalidate()
     assert column.get(far)[2].tolist() == [True, True]
     assert column.get(np.array([-1], np.int64))[2].tolist() == [True]
+
+
+def test_key_column_fill_knows_every_key_below_its_size():
+    column = KeyColumn()
+    column.put(np.array([40], np.int64), np.array([4], np.int64), np.array([True]),
+               column.generation)  # read one by one, above what the scan covers
+    assert column.fill(10, np.array([1, 7], np.int64), np.array([11, 77], np.int64),
+                       column.generation)
+    values, has, unknown = column.get(np.array([1, 3, 7, 40, 41], np.int64))
+    assert values.tolist() == [11, 0, 77, 4, 0]
+    assert has.tolist() == [True, False, True, True, False]  # 3: known to have none
+    assert unknown.tolist() == [False, False, False, False, True]
+
+
+def test_key_column_fill_read_before_a_write_is_refused():
+    column = KeyColumn()
+    generation = column.generation
+    column.invalidate([1])  # a write commits while the scan reads
+    assert not column.fill(4, np.array([1], np.int64), np.array([5], np.int64), generation)
+    assert column.get(np.array([1, 2], np.int64))[2].tolist() == [True, True]

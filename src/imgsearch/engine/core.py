@@ -69,6 +69,21 @@ ProgressCallback = Callable[[Progress], None]
 CATALOG_NAME = "catalog.sqlite3"
 
 
+class _Reading:
+    """``with lock.read():`` (a class: every search enters it, a generator costs more)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: RWLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire_read()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release_read()
+
+
 class RWLock:
     """Many readers or one writer; a waiting writer holds back new readers."""
 
@@ -77,20 +92,22 @@ class RWLock:
         self._readers = 0
         self._writer = False
         self._waiting_writers = 0
+        self._reading = _Reading(self)
 
-    @contextmanager
-    def read(self) -> Iterator[None]:
+    def read(self) -> _Reading:
+        return self._reading
+
+    def acquire_read(self) -> None:
         with self._cond:
             while self._writer or self._waiting_writers:
                 self._cond.wait()
             self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers and self._waiting_writers:
-                    self._cond.notify_all()
+
+    def release_read(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if not self._readers and self._waiting_writers:
+                self._cond.notify_all()
 
     @contextmanager
     def write(self) -> Iterator[None]:

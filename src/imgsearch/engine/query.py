@@ -89,7 +89,7 @@ def signals_for(engine: Engine, query: Query) -> tuple[list[Signal], int | None]
             raise InvalidQueryError(f"no vector space {query.vector_space!r}; this collection "
                                     f"has {', '.join(spaces)}")
         vector = np.asarray(query.vector, dtype=np.float32).reshape(-1)
-        if vector.shape[0] != space.space.dim or not np.all(np.isfinite(vector)):
+        if vector.shape[0] != space.space.dim or not np.isfinite(vector).all():
             raise InvalidQueryError(f"vector must be {space.space.dim} finite numbers for "
                                     f"space {query.vector_space!r}, got {vector.shape[0]}")
         return [Signal(query.vector_space, space, _unit(vector))], None
@@ -144,7 +144,9 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal]) -> NDArra
         if name.startswith("not-image"):
             continue  # closeness to a counter-example is no evidence of a match
         calibration = engine.calibrations.get(name.split(":", 1)[0])
-        values = np.nan_to_num(scores.astype(np.float32), nan=-1.0)
+        values = scores.astype(np.float32)
+        if np.isnan(values).any():
+            values[np.isnan(values)] = -1.0
         conf = calibration.confidence(values) if calibration else \
             np.where(np.isfinite(scores), 1.0, 0.0).astype(np.float32)
         best = np.maximum(best, conf)
@@ -436,7 +438,7 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     page = slice(query.offset, query.offset + query.limit)
     keys = ranked.keys[page]
     with stage("fetch"):
-        items = engine.catalog.items_by_key(keys.tolist())
+        rows = engine.catalog.hits_by_key(keys.tolist())
     # plain Python lists: indexing numpy arrays per hit and field costs more than the rest
     scores = ranked.scores[page].tolist()
     confidences = confidence[page].tolist()
@@ -446,9 +448,10 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
                for name, col in ranked.per_signal.items()]
     hits = []
     for row, key in enumerate(keys.tolist()):
-        item = items.get(key)
-        if item is None:  # deleted between ranking and fetching
+        found = rows.get(key)
+        if found is None:  # deleted between ranking and fetching
             continue
+        ident, title, category, brand, price, image, thumbnail = found
         matched: dict[str, dict[str, float]] = {}
         for name, column, positions in columns:
             score = column[row]
@@ -457,9 +460,8 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
                 if positions is not None and positions[row]:
                     matched[name]["rank"] = positions[row]
         hits.append(SearchHit(
-            id=item.id, score=round(scores[row], 6), title=item.title,
-            category=item.category, brand=item.brand, price=item.price, image=item.image,
-            thumbnail=item.thumbnail, matched_by=matched,
+            id=ident, score=round(scores[row], 6), title=title, category=category,
+            brand=brand, price=price, image=image, thumbnail=thumbnail, matched_by=matched,
             confidence=round(confidences[row], 4), duplicates=stands[row] - 1))
     return _logged(engine, query, SearchResult(
         hits, query.kind, (time.perf_counter() - started) * 1000,

@@ -195,6 +195,7 @@ class HNSWIndex(_FaissIndex):
         self._live_selector: FaissObject | None = None
         self._version = 0  # bumped by every add and remove
         self._allowed: IdentityMemo[tuple[NDArray[np.int64], FaissObject]] = IdentityMemo()
+        self._plain_params: dict[int, FaissObject] = {}  # efSearch -> unfiltered parameters
 
     @property
     def tombstones(self) -> int:
@@ -246,12 +247,23 @@ class HNSWIndex(_FaissIndex):
         if allowed is not None and n_candidates <= ef:
             # No walk can return more than these: scoring them all is exact and cheaper.
             return self._exact_subset(queries, k, internal)
-        params = faiss.SearchParametersHNSW(efSearch=ef)
-        if selector is not None:
+        if selector is None:
+            params = self._plain_params.get(ef)
+            if params is None:  # read-only once made: searches may share it
+                params = self._plain_params[ef] = faiss.SearchParametersHNSW(efSearch=ef)
+        else:
+            params = faiss.SearchParametersHNSW(efSearch=ef)
             params.sel = selector
-        scores, ids = _run(self.index, queries, k, n_candidates, params)
+        if n_candidates >= k:
+            scores, ids = self.index.search(queries, k, params=params)
+        else:
+            scores, ids = _run(self.index, queries, k, n_candidates, params)
+        found = ids >= 0
+        if found.all():
+            return scores, self._id_to_label[ids]
+        scores[~found] = -np.inf
         labels = np.full(ids.shape, -1, np.int64)
-        labels[ids >= 0] = self._id_to_label[ids[ids >= 0]]
+        labels[found] = self._id_to_label[ids[found]]
         return scores, labels
 
     def _prefilter(self, allowed: NDArray[np.int64]

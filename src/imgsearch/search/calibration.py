@@ -46,6 +46,9 @@ class Calibration:
 
     def confidence(self, scores: NDArray[np.float32]) -> NDArray[np.float32]:
         scores = np.asarray(scores, dtype=np.float32)
+        if self.median < self.chance < 1.0:  # 0 at the median, 0.5 at chance, 1 at 1.0
+            return np.interp(scores, (self.median, self.chance, 1.0),
+                             (0.0, 0.5, 1.0)).astype(np.float32)
         low = (scores - self.median) / max(self.chance - self.median, 1e-6) * 0.5
         high = 0.5 + (scores - self.chance) / max(1.0 - self.chance, 1e-6) * 0.5
         return np.clip(np.where(scores < self.chance, low, high), 0.0, 1.0).astype(np.float32)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import sqlite3
 import threading
@@ -47,6 +48,9 @@ STOPWORDS = frozenset({
 })
 _TERM = re.compile(r"\w+", re.UNICODE)
 _SELECT_ITEM = "SELECT key, " + ", ".join(_ITEM_COLUMNS[:24]) + " FROM items"
+HIT_FIELDS = ("id", "title", "category", "brand", "price", "image", "thumbnail")
+HitRow = tuple[str, str | None, str | None, str | None, float | None, str | None, str | None]
+_SELECT_HIT = "SELECT key, " + ", ".join(HIT_FIELDS) + " FROM items"
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ class Catalog:
         self.path = path
         # key -> item row, for the reads every search repeats; writes invalidate after commit
         self.rows: RowCache[int, Item] = RowCache(row_cache_size)
+        # key -> the fields a search hit shows (HIT_FIELDS), for result pages
+        self.hit_rows: RowCache[int, HitRow] = RowCache(row_cache_size)
         # filters -> passing keys (read-only arrays): a shop's filters repeat, and reading
         # half a million keys out of SQLite costs more than the search itself
         self.filtered: RowCache[str, NDArray[np.int64]] = RowCache(filter_cache_size)
@@ -95,6 +101,7 @@ class Catalog:
         self.hashes: KeyColumn | None = KeyColumn() if row_cache_size > 0 else None
         # item id -> key, for "more like this" by id; only a delete changes a known one
         self.keys: RowCache[str, int] = RowCache(row_cache_size)
+        self._hash_scan_after = 0.0  # monotonic time from which the hashes may be scanned
         self._dirty: set[int] = set()
         self._dirty_ids: set[str] = set()
         self._wrote = False
@@ -135,6 +142,7 @@ class Catalog:
     def forget_cached(self) -> None:
         """Drop every cached row, hash and filter (another process wrote)."""
         self.rows.invalidate()
+        self.hit_rows.invalidate()
         self.keys.invalidate()
         self.filtered.invalidate()
         if self.hashes is not None:
@@ -169,6 +177,7 @@ class Catalog:
             self.keys.invalidate(dirty_ids)
         if dirty:
             self.rows.invalidate(dirty)
+            self.hit_rows.invalidate(dirty)
             if self.hashes is not None:
                 self.hashes.invalidate(dirty)
         if self._wrote:
@@ -315,6 +324,23 @@ class Catalog:
         found.update(read)
         return found
 
+    def hits_by_key(self, keys: Sequence[int]) -> dict[int, HitRow]:
+        """The fields of HIT_FIELDS for those ``keys`` that exist: what a result page
+        shows, without decoding whole rows."""
+        found, missing = self.hit_rows.get_many(keys)
+        if not missing:
+            return found
+        generation = self.hit_rows.generation
+        read: dict[int, HitRow] = {}
+        for start in range(0, len(missing), 500):
+            chunk = missing[start:start + 500]
+            for key, *row in self._reader.execute(
+                    _SELECT_HIT + f" WHERE key IN ({', '.join('?' * len(chunk))})", chunk):
+                read[key] = tuple(row)
+        self.hit_rows.put_many(read, generation)
+        found.update(read)
+        return found
+
     def iter_items(self, batch: int = 1000) -> Iterator[Item]:
         last = 0
         while True:
@@ -350,6 +376,11 @@ class Catalog:
             hashes, present, unknown = column.get(keys)
             if not unknown.any():
                 return hashes, present
+            if time.monotonic() >= self._hash_scan_after:
+                self._scan_hashes(column)
+                hashes, present, unknown = column.get(keys)
+                if not unknown.any():
+                    return hashes, present
         generation = column.generation if column is not None else 0
         missing = np.unique(keys[unknown])
         read: dict[int, int | None] = {}
@@ -370,6 +401,22 @@ class Catalog:
         hashes[unknown] = values[at]
         present[unknown] = got[at]
         return hashes, present
+
+    def _scan_hashes(self, column: KeyColumn) -> None:
+        """Fill the hash column from one scan of the table: searches then fold duplicates
+        without a query per candidate. A scan is not repeated (after another process's
+        write made every row unknown) until twenty times its own duration has passed,
+        so scanning takes at most ~5 % of the time."""
+        self._hash_scan_after = math.inf  # one scan at a time
+        started = time.monotonic()
+        try:
+            generation = column.generation
+            top = self._reader.execute("SELECT max(key) FROM items").fetchone()[0]
+            keys, hashes = self.phashes()
+            column.fill(int(top or 0) + 1, keys, hashes, generation)
+        finally:
+            now = time.monotonic()
+            self._hash_scan_after = now + 20 * (now - started)
 
     def ids_of(self, keys: Sequence[int]) -> dict[int, str]:
         out: dict[int, str] = {}

@@ -129,6 +129,22 @@ class KeyColumn:
             self._values[keys] = np.where(has, values, 0)
             self._state[keys] = np.where(has, self._VALUE, self._NULL)
 
+    def fill(self, size: int, keys: NDArray[np.int64], values: NDArray[np.int64],
+             generation: int) -> bool:
+        """Know every key below ``size`` at once: ``keys`` have ``values``, the others
+        none. Read while the column was at ``generation``; False if a write came since."""
+        head_values = np.zeros(size, np.int64)
+        head_state = np.full(size, self._NULL, np.int8)
+        head_values[keys] = values
+        head_state[keys] = self._VALUE
+        with self._lock:
+            if generation != self.generation:
+                return False  # a write committed while they were read: they may be stale
+            # keys from ``size`` up were read one by one since: keep them
+            self._values = np.concatenate([head_values, self._values[size:]])
+            self._state = np.concatenate([head_state, self._state[size:]])
+            return True
+
     def invalidate(self, keys: Iterable[int] | None = None) -> None:
         """Forget ``keys`` (None: everything); readers that started before keep nothing."""
         with self._lock:
