@@ -13,7 +13,8 @@ import os
 import platform
 import shlex
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,29 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
+    """(milliseconds, answer) of one call, timed around the call alone."""
+    t0 = time.perf_counter_ns()
+    out = fn(*args)
+    return (time.perf_counter_ns() - t0) / 1e6, out
+
+
+def take_turns(calls: dict[str, Callable[[int], Any]], n: int,
+               order: np.random.Generator) -> tuple[dict[str, list[float]],
+                                                    dict[str, list[Any]]]:
+    """Every method answers queries 0..n-1 once, the methods taking turns in a random
+    order. A query answered again right after another method answered it runs about
+    twice as fast (the graph nodes it visits are still in the CPU caches), so no method
+    gets a query another has just run: in round r method j answers query (r + j·n/m)
+    mod n. Per method and query: milliseconds and the answer."""
+    ms: dict[str, list[float]] = {m: [0.0] * n for m in calls}
+    found: dict[str, list[Any]] = {m: [None] * n for m in calls}
+    names = list(calls)
+    shift = {name: j * n // len(names) for j, name in enumerate(names)}
+    for r in range(n):
+        for name in order.permutation(names).tolist():
+            i = (r + shift[name]) % n
+            ms[name][i], found[name][i] = timed(calls[name], i)
+    return ms, found

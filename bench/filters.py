@@ -11,8 +11,9 @@ is independent of where they lie in vector space.
 
 The collection is written through the public engine (``Engine.commit`` of prepared items,
 the bench-only ``bench512`` encoder of ``bench/search.py``) and indexed with HNSW. For each
-selectivity, query by query and in a fresh random order per query (so that load from other
-processes weighs on each alike):
+selectivity, the methods take turns in a fresh random order (so that load from other
+processes weighs on each alike), never on a query another method has just answered (the
+second answer would find the graph in the CPU caches, ``common.take_turns``):
 
 - ``engine filtered``: ``engine.search(Query(vector=q, filters=price_max..., limit=10))``
   end to end (filter SQL, the planner's choice, ANN, metadata join); its plan is recorded;
@@ -66,6 +67,7 @@ from common import (
     now,
     percentile,
     table,
+    take_turns,
     write_results,
 )
 from imgsearch import Engine, Item, Settings
@@ -255,18 +257,19 @@ def measure_selectivity(engine: Engine, bare: Any, item_to_internal: NDArray[np.
     plans.clear()
     stages.clear()
     violations = 0
-    latencies: dict[str, list[float]] = {m: [] for m in methods}
-    recalls: dict[str, list[float]] = {m: [] for m in methods}
     order_rng = np.random.default_rng(seed + 11)
-    index_methods = [m for m in methods if m != "numpy exact"]
-    for names, shuffle in ((index_methods, True), (["numpy exact"], False)):
-        for row, q in enumerate(queries):
-            for name in (order_rng.permutation(names).tolist() if shuffle else names):
-                t0 = time.perf_counter_ns()
-                found = methods[name](q)
-                latencies[name].append((time.perf_counter_ns() - t0) / 1e6)
-                reference = truth_all[row] if name == "engine unfiltered" else truth[row]
-                recalls[name].append(recall(found[:LIMIT], reference))
+    # the index methods take turns (never on a query another has just run, see
+    # common.take_turns); numpy in a pass of its own
+    latencies, answers = take_turns(
+        {name: (lambda i, fn=fn: fn(queries[i])) for name, fn in methods.items()
+         if name != "numpy exact"}, len(queries), order_rng)
+    scan = take_turns({"numpy exact": lambda i: numpy_filtered(queries[i])}, len(queries),
+                      order_rng)
+    latencies.update(scan[0])
+    answers.update(scan[1])
+    recalls = {name: [recall(found[:LIMIT], truth_all[row] if name == "engine unfiltered"
+                             else truth[row]) for row, found in enumerate(found_all)]
+               for name, found_all in answers.items()}
     stats = {name: summary(ms, recalls[name]) for name, ms in latencies.items()}
     filtered = np.asarray(latencies["engine filtered"])
     cold = np.asarray(latencies["engine filtered, new filter"])

@@ -34,8 +34,10 @@ Process layout and timing protocol. Each method family runs in a fresh worker pr
 (this script re-invoked with a hidden ``--worker``), one after the other: the collection
 writer, the engine (engine by vector and by id, and the bare FAISS index inside it),
 hnswlib, numpy, Milvus Lite, IVF-PQ. Inside the engine worker the four single-query
-methods take turns in a fresh random order for every query, so machine noise weighs on
-each alike, and "engine ÷ faiss" is the median of per-query ratios. The other workers
+methods take turns in a fresh random order every round, so machine noise weighs on
+each alike; no method is given a query another has just answered (the second answer
+would find its graph nodes in the CPU caches and run ~2x faster, see ``take_turns``),
+and "engine ÷ faiss" is the median over queries of each query's two cold timings. The other workers
 cannot be interleaved with the engine; each runs ``--warmup`` untimed queries, then its
 timed queries one at a time (latency: ``time.perf_counter_ns`` around the search call
 only; p50/p99 over queries). Single-query timings use one thread where the library lets
@@ -97,6 +99,8 @@ from common import (
     now,
     percentile,
     table,
+    take_turns,
+    timed,
     write_results,
 )
 from vectors import NAMES, exact_topk, load_dataset, recall_at
@@ -212,13 +216,6 @@ def chunks(base: NDArray[np.float32]) -> Any:
 
 
 # -- shared measurement helpers -----------------------------------------------------------
-def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
-    """(milliseconds, answer) of one call, timed around the call alone."""
-    t0 = time.perf_counter_ns()
-    out = fn(*args)
-    return (time.perf_counter_ns() - t0) / 1e6, out
-
-
 def curve_point(plan: Plan, param: int, search: Callable[[NDArray[np.float32]], Any]
                 ) -> dict[str, float]:
     """Recall@k and p50 of the curve queries, one at a time, at one search parameter."""
@@ -459,15 +456,8 @@ def worker_engine(plan: Plan) -> dict[str, Any]:
             ENGINE_ID: lambda i: by_id(int(plan.id_rows[i])),
             FAISS_ID: faiss_id,
         }
-        ms: dict[str, list[float]] = {m: [] for m in calls}
-        found: dict[str, list[list[int]]] = {m: [] for m in calls}
         order = np.random.default_rng(plan.seed + 7)
-        names = list(calls)
-        for i in range(len(q)):
-            for name in order.permutation(names).tolist():
-                took, got = timed(calls[name], i)
-                ms[name].append(took)
-                found[name].append(got)
+        ms, found = take_turns(calls, len(q), order)
         methods = {m: stats(ms[m], found[m], plan.truth_id if m in (ENGINE_ID, FAISS_ID)
                             else plan.truth) for m in calls}
         ratios = {
@@ -525,13 +515,7 @@ def _engine_curves(plan: Plan, by_vector: Callable[..., list[int]],
             "faiss HNSW (engine index)": partial(faiss_rows, params)}
         if ef in ENGINE_EF_CURVE:
             calls[ENGINE_VEC] = partial(by_vector, q, ef_search=ef)
-        ms: dict[str, list[float]] = {m: [] for m in calls}
-        found: dict[str, list[list[int]]] = {m: [] for m in calls}
-        for i in range(len(q)):
-            for name in order.permutation(list(calls)).tolist():
-                took, got = timed(calls[name], i)
-                ms[name].append(took)
-                found[name].append(got)
+        ms, found = take_turns(calls, len(q), order)
         for name in calls:
             curves[name].append({"param": ef, "recall": recall_at(found[name], truth),
                                  "p50_ms": median(ms[name])})

@@ -363,3 +363,31 @@ def test_choose_index_kind_by_size_and_override() -> None:
         choose_index_kind(10, settings.replace(index_type="annoy"))
     params = params_from_settings(Settings(hnsw_m=16, hnsw_ef_search=50, ivf_nprobe=8))
     assert (params.hnsw_m, params.ef_search, params.nprobe) == (16, 50, 8)
+
+
+@pytest.mark.parametrize("spread", [1, 1 << 40])  # dense labels (array mirror), sparse ones
+def test_label_map_follows_a_model(spread: int) -> None:
+    from imgsearch.index.base import LabelMap
+
+    rng = np.random.default_rng(spread % 97)
+    labels_map, model = LabelMap(), {}
+    universe = np.arange(0, 4000, dtype=np.int64) * spread
+    next_slot = 0
+    for _ in range(60):
+        absent = np.setdiff1d(universe, np.fromiter(model, np.int64, count=len(model)))
+        add = rng.choice(absent, size=min(len(absent), int(rng.integers(1, 200))),
+                         replace=False)
+        slots = np.arange(next_slot, next_slot + len(add), dtype=np.int64)
+        next_slot += len(add)
+        labels_map.insert(add, slots)
+        model.update(zip(add.tolist(), slots.tolist(), strict=True))
+        if model:
+            gone = rng.choice(np.fromiter(model, np.int64, count=len(model)),
+                              size=int(rng.integers(0, min(len(model), 150) + 1)), replace=False)
+            labels_map.delete(gone)
+            for label in gone.tolist():
+                del model[label]
+        probe = np.concatenate([rng.choice(universe, 300), [-5, universe[-1] + 1]])
+        expected = [model.get(int(p), -1) for p in probe]
+        assert labels_map.lookup(probe).tolist() == expected
+        assert len(labels_map) == len(model)

@@ -9,6 +9,7 @@ pages, are deterministic.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,6 +47,16 @@ class Ranked:
 def fetch_size(offset: int, limit: int) -> int:
     need = offset + limit
     return -(-need // _PAGE_BLOCK) * _PAGE_BLOCK
+
+
+def exact_cutoff(k: int, total: int) -> int:
+    """Up to how many allowed items scoring them all beats a filtered HNSW walk.
+
+    The walk needs efSearch ≈ k·total / (2·allowed) to keep its recall, and each unit of
+    efSearch costs about 15× what scoring one stored vector costs (bench/filters.py, 100k
+    and 1M items), so exact scoring is cheaper while allowed² < 7.5·k·total: about 7,000
+    items of 100,000 and 22,000 of 1,000,000 for a first page (k = 64)."""
+    return int(math.sqrt(7.5 * k * total))
 
 
 def _exact(space: SpaceIndex, query: NDArray[np.float32], keys: NDArray[np.int64]
@@ -91,7 +102,8 @@ def candidates(signal: Signal, k: int, allowed: NDArray[np.int64] | None,
             allowed_vids = space.vids_of(allowed)
             # Few enough allowed items: an ef covering them all makes the index score
             # each from the vectors it holds, which is exact and cheaper than a walk.
-            small = space.index.exact_scores and len(allowed) <= settings.exact_filter_max
+            small = space.index.exact_scores and \
+                len(allowed) <= min(settings.exact_filter_max, exact_cutoff(fetch, total))
             walk = max(ef, fetch, len(allowed)) if small else max(ef, fetch)
             scores, vids = space.index.search(signal.vector[None, :], min(fetch, total),
                                               allowed=allowed_vids, ef_search=walk,

@@ -27,6 +27,7 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import NDArray
 
+from imgsearch.store.columns import COLUMNS, FilterColumns, answers
 from imgsearch.store.filters import filter_sql
 from imgsearch.store.rowcache import KeyColumn, RowCache
 from imgsearch.store.schema import migrate
@@ -101,7 +102,11 @@ class Catalog:
         self.hashes: KeyColumn | None = KeyColumn() if row_cache_size > 0 else None
         # item id -> key, for "more like this" by id; only a delete changes a known one
         self.keys: RowCache[str, int] = RowCache(row_cache_size)
+        # price, size, orientation, category, brand, licence of every item, in arrays:
+        # a filter never asked before costs vectorised comparisons, not a SQL scan
+        self.columns: FilterColumns | None = FilterColumns() if row_cache_size > 0 else None
         self._hash_scan_after = 0.0  # monotonic time from which the hashes may be scanned
+        self._column_scan_after = 0.0  # the same for the filter columns
         self._dirty: set[int] = set()
         self._dirty_ids: set[str] = set()
         self._wrote = False
@@ -147,6 +152,8 @@ class Catalog:
         self.filtered.invalidate()
         if self.hashes is not None:
             self.hashes.invalidate()
+        if self.columns is not None:
+            self.columns.invalidate()
 
     def close(self) -> None:
         for conn in [*self._local_conns, self._writer]:
@@ -180,6 +187,8 @@ class Catalog:
             self.hit_rows.invalidate(dirty)
             if self.hashes is not None:
                 self.hashes.invalidate(dirty)
+            if self.columns is not None:
+                self.columns.invalidate(dirty)
         if self._wrote:
             self._wrote = False
             self.filtered.invalidate()
@@ -206,6 +215,7 @@ class Catalog:
                 f"INSERT INTO items ({', '.join(_ITEM_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(_ITEM_COLUMNS))})", values)
             key = int(cur.lastrowid or 0)
+            self._dirty.add(key)  # the filter columns learn of new rows this way
             status, old_thumb = "added", None
         else:
             key, old_thumb = int(row[0]), row[1]
@@ -555,13 +565,55 @@ class Catalog:
         if found:
             return found[token]
         generation = self.filtered.generation
-        # No ORDER BY: it would make SQLite walk the whole table in key order instead of
-        # using the filtered column's index; numpy sorts the (smaller) answer faster.
-        rows = self._reader.execute(f"SELECT key FROM items WHERE {where}", params)
-        keys = np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64))
+        keys = self._column_keys(filters) if answers(filters) else None
+        if keys is None:
+            # No ORDER BY: it would make SQLite walk the whole table in key order instead
+            # of using the filtered column's index; numpy sorts the (smaller) answer faster.
+            rows = self._reader.execute(f"SELECT key FROM items WHERE {where}", params)
+            keys = np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64))
         keys.flags.writeable = False
         self.filtered.put_many({token: keys}, generation)
         return keys
+
+    def _column_keys(self, filters: Filters) -> NDArray[np.int64] | None:
+        """Passing keys from the in-memory columns; None where they cannot answer yet."""
+        columns = self.columns
+        if columns is None:
+            return None
+        if not columns.ready:
+            if time.monotonic() < self._column_scan_after:
+                return None
+            self._scan_columns(columns)
+            if not columns.ready:
+                return None
+        columns.refresh(self._column_rows)
+        return columns.keys(filters)
+
+    def _scan_columns(self, columns: FilterColumns) -> None:
+        """Read the filter columns of every item (as for the hashes, a scan is not
+        repeated until twenty times its duration has passed)."""
+        self._column_scan_after = math.inf  # one scan at a time
+        started = time.monotonic()
+        try:
+            top = self._reader.execute("SELECT max(key) FROM items").fetchone()[0]
+
+            def scan() -> Iterator[list[Any]]:
+                cursor = self._reader.execute(f"SELECT key, {', '.join(COLUMNS)} FROM items")
+                return iter(lambda: cursor.fetchmany(50_000), [])
+
+            columns.install(int(top or 0) + 1, scan, columns.begin_scan())
+        finally:
+            now = time.monotonic()
+            self._column_scan_after = now + 20 * (now - started)
+
+    def _column_rows(self, keys: Sequence[int]) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start:start + 500])
+            rows += self._reader.execute(
+                f"SELECT key, {', '.join(COLUMNS)} FROM items "
+                f"WHERE key IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
+        return rows
 
     def distinct_values(self, column: str, limit: int = 1000) -> list[tuple[str, int]]:
         """Most common values of category / brand / license, with their counts."""
