@@ -57,7 +57,8 @@ check: setup
 	$(VENV)/bin/mypy
 
 # 100k scale (about 45 minutes on 2 cores, 12 more the first time, to embed the real
-# text and images); results and plots under bench/results/
+# text and images); results and plots under bench/results/, their tables copied into
+# BENCHMARKS.md by bench/report.py
 bench: $(BENCH_STAMP) apt-bench
 	$(PY) bench/ingest.py
 	$(PY) bench/ingest.py --data stamps
@@ -71,12 +72,14 @@ bench: $(BENCH_STAMP) apt-bench
 	$(PY) bench/relevance.py
 	$(PY) bench/dedup.py
 	$(PY) bench/batching.py
+	$(PY) bench/report.py
 
 # 1M scale: the side-by-side and filtered runs at 1,000,000 × 512-d (about an hour;
 # Milvus Lite is left out above --milvus-max-n, 200k, see BENCHMARKS.md)
 bench-full: $(BENCH_STAMP) apt-bench
 	$(PY) bench/peers.py --data clustered --n 1000000
 	$(PY) bench/filters.py --n 1000000
+	$(PY) bench/report.py
 
 clean:
 	rm -rf $(VENV) demo-collection

@@ -72,7 +72,7 @@ from common import (
 )
 from imgsearch import Engine, Item, Settings
 from imgsearch.engine.pipeline import Prepared
-from imgsearch.search.executor import Signal, candidates, fetch_size
+from imgsearch.search.executor import Signal, candidates, exact_cutoff, fetch_size
 from imgsearch.store.filters import filter_sql
 from imgsearch.types import Filters, Query
 from search import item_id, random_vectors, tiny_thumbnail  # also registers "bench512"
@@ -179,10 +179,10 @@ def summary(ms: Sequence[float], recalls: Sequence[float]) -> dict[str, float]:
 def engine_ef(settings: Settings, n: int, count: int) -> int | None:
     """The efSearch of the engine's filtered HNSW walk for a 10-result page, as
     ``HNSWIndex.search`` computes it; None where the planner scores the passing items
-    exactly instead of walking (at most ``exact_filter_max`` of them)."""
-    if count <= settings.exact_filter_max:
-        return None
+    exactly instead of walking (``executor.exact_cutoff``, at most ``exact_filter_max``)."""
     fetch = fetch_size(0, LIMIT)
+    if count <= min(settings.exact_filter_max, exact_cutoff(fetch, n)):
+        return None
     ef = max(settings.hnsw_ef_search, fetch)
     if count < n:
         ef = max(ef, min(n, -(-fetch * n // max(1, 2 * count))))
