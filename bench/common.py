@@ -25,6 +25,29 @@ DATA_DIR = BENCH_DIR / "data"
 RESULTS_DIR = BENCH_DIR / "results"
 
 
+class _Tee:
+    """Standard output, also kept: ``write_results`` stores what the script printed (its
+    tables) in the JSON, and ``bench/report.py`` copies those tables into BENCHMARKS.md."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.kept: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.kept.append(text)
+        return int(self.stream.write(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+_printed = _Tee(sys.stdout)
+sys.stdout = _printed
+
+
 def machine() -> dict[str, Any]:
     """Cores, CPU model, memory and library versions: what a reader needs to compare."""
     model = "unknown"
@@ -120,6 +143,7 @@ def _cell(value: Any) -> str:
 def write_results(name: str, payload: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
+    payload = {**payload, "printed": "".join(_printed.kept)}
     path.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
     return path
 
