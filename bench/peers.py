@@ -2,7 +2,9 @@
 
 Every method searches the same base vectors with the same held-out query vectors
 (``bench/vectors.py``: clustered synthetic embeddings by default), k = 10, inner product
-on unit vectors; recall@10 is measured against exact search (``vectors.exact_topk``).
+on unit vectors; recall@10 is measured against exact search (``vectors.exact_topk``): a
+returned row counts if it is in the exact top 10 or ties with the 10th (similarity within
+1e-5, ``vectors.with_ties``: real image sets hold identical pictures).
 
 - ``imgsearch similar-by-vector``: ``engine.search(Query(vector=q, vector_space="image",
   limit=10))`` on a collection written through ``Engine.commit`` (a bench-only encoder
@@ -103,7 +105,7 @@ from common import (
     timed,
     write_results,
 )
-from vectors import NAMES, exact_topk, load_dataset, recall_at
+from vectors import NAMES, exact_topk, load_dataset, recall_at, with_ties
 
 K = 10
 WORKERS = ("engine", "hnswlib", "numpy", "milvus")
@@ -226,13 +228,13 @@ def curve_point(plan: Plan, param: int, search: Callable[[NDArray[np.float32]], 
         took, got = timed(search, vector)
         ms.append(took)
         found.append(got)
-    return {"param": param, "recall": recall_at(found, plan.truth[:len(q)]),
+    return {"param": param, "recall": recall_at(found, plan.truth[:len(q)], K),
             "p50_ms": median(ms)}
 
 
 def stats(ms: Sequence[float], found: Sequence[Sequence[int]], truth: NDArray[np.int64]
           ) -> dict[str, Any]:
-    return {"recall": recall_at(found, truth[:len(found)]), "p50_ms": median(ms),
+    return {"recall": recall_at(found, truth[:len(found)], K), "p50_ms": median(ms),
             "p99_ms": percentile(ms, 99), "mean_ms": float(np.mean(ms)), "queries": len(ms)}
 
 
@@ -473,7 +475,7 @@ def worker_engine(plan: Plan) -> dict[str, Any]:
         finally:
             faiss.omp_set_num_threads(1)
         methods[FAISS_VEC]["batch_qps"] = qps
-        methods[FAISS_VEC]["batch_recall"] = recall_at(rows[batch_found].tolist(), plan.truth)
+        methods[FAISS_VEC]["batch_recall"] = recall_at(rows[batch_found].tolist(), plan.truth, K)
         methods[ENGINE_VEC]["batch_qps"] = 1000 / methods[ENGINE_VEC]["mean_ms"]
         methods[ENGINE_ID]["batch_qps"] = 1000 / methods[ENGINE_ID]["mean_ms"]
         curves: dict[str, list[dict[str, float]]] = {}
@@ -517,7 +519,7 @@ def _engine_curves(plan: Plan, by_vector: Callable[..., list[int]],
             calls[ENGINE_VEC] = partial(by_vector, q, ef_search=ef)
         ms, found = take_turns(calls, len(q), order)
         for name in calls:
-            curves[name].append({"param": ef, "recall": recall_at(found[name], truth),
+            curves[name].append({"param": ef, "recall": recall_at(found[name], truth, K),
                                  "p50_ms": median(ms[name])})
     return curves
 
@@ -572,7 +574,7 @@ def worker_hnswlib(plan: Plan) -> dict[str, Any]:
     index.set_num_threads(cores())
     row["batch_qps"], (labels, _) = batch_qps(lambda: index.knn_query(plan.queries, k=K),
                                               len(plan.queries), plan.repeats)
-    row["batch_recall"] = recall_at(labels.tolist(), plan.truth)
+    row["batch_recall"] = recall_at(labels.tolist(), plan.truth, K)
     index.set_num_threads(1)
     curve = []
     if plan.curves:
@@ -616,7 +618,7 @@ def worker_numpy(plan: Plan) -> dict[str, Any]:
 
     repeats = plan.repeats if len(base) * len(plan.queries) <= 2e8 else 1
     row["batch_qps"], got = batch_qps(batch, len(plan.queries), repeats)
-    row["batch_recall"] = recall_at(got.tolist(), plan.truth)
+    row["batch_recall"] = recall_at(got.tolist(), plan.truth, K)
     mem = memory.report()
     row.update(build_s=load_ms / 1000, peak_mb=mem["peak_mb"], serve_mb=mem["serve_peak_mb"],
                notes=f"{count} single queries, 1 BLAS thread; base in RAM "
@@ -690,14 +692,14 @@ def worker_milvus(plan: Plan) -> dict[str, Any]:
         # Whether the HNSW parameters take effect: a small ef should cost some recall.
         low_ef = {"metric_type": "IP", "params": {"ef": K}}
         low_ef_recall = recall_at([search(v, low_ef) for v in plan.queries[:100]],
-                                  plan.truth[:100])
+                                  plan.truth[:100], K)
         data = plan.queries.tolist()
         row["batch_qps"], answer = batch_qps(
             lambda: client.search(COLLECTION, data=data, limit=K, search_params=search_params,
                                   output_fields=["id"], anns_field="vec"),
             len(plan.queries), plan.repeats)
         row["batch_recall"] = recall_at([[int(h["id"]) for h in hits] for hits in answer],
-                                        plan.truth)
+                                        plan.truth, K)
     finally:
         client.close()
     mem = memory.report()
@@ -748,7 +750,7 @@ def worker_ivfpq(plan: Plan) -> dict[str, Any]:
     row["batch_qps"], (_, got) = batch_qps(lambda: index.search(plan.queries, K),
                                            len(plan.queries), plan.repeats)
     faiss.omp_set_num_threads(1)
-    row["batch_recall"] = recall_at(got.tolist(), plan.truth)
+    row["batch_recall"] = recall_at(got.tolist(), plan.truth, K)
     curve = []
     if plan.curves:
         for nprobe in NPROBE_CURVE:
@@ -902,7 +904,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     truth_id = exact_topk(data.base, np.asarray(data.base[picked[warmup:]]), K,
                           exclude=picked[warmup:],
                           cache=workdir / f"truth-ids-{len(picked)}-w{warmup}.npy")
-    print(f"ground truth: {time.perf_counter() - started:.1f} s")
+    truth = with_ties(data.base, data.queries[warmup:], truth,
+                      cache=workdir / f"ties-{data.queries_path.stem}-w{warmup}.npy")
+    truth_id = with_ties(data.base, np.asarray(data.base[picked[warmup:]]), truth_id,
+                         exclude=picked[warmup:],
+                         cache=workdir / f"ties-ids-{len(picked)}-w{warmup}.npy")
+    print(f"ground truth: {time.perf_counter() - started:.1f} s (rows tied with the "
+          f"{K}th: {int((truth[:, K:] >= 0).sum()):,} by vector, "
+          f"{int((truth_id[:, K:] >= 0).sum()):,} by id)")
 
     s = settings_dict()
     with tempfile.TemporaryDirectory(prefix="peers-") as tmp:
