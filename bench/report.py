@@ -72,13 +72,17 @@ def _load(value: Any) -> str:
 def header(stem: str, results: dict[str, Any]) -> str:
     parts = []
     if results.get("command"):
-        parts.append(f"Command: `HF_HUB_OFFLINE=1 {results['command']}`")
+        command = str(results["command"])
+        if "HF_HUB_OFFLINE" not in command:
+            command = f"HF_HUB_OFFLINE=1 {command}"
+        parts.append(f"Command: `{command}`")
     if results.get("date"):
         parts.append(f"run {results['date']}")
     if results.get("load_average") is not None:
         parts.append(f"load average (1/5/15 min) {_load(results['load_average'])}")
     files = [f"`bench/results/{stem}.json`"] + [
-        f"`bench/results/{p.name}`" for p in sorted(RESULTS_DIR.glob(f"{stem}*.png"))]
+        f"`bench/results/{p.name}`" for p in sorted([*RESULTS_DIR.glob(f"{stem}.png"),
+                                                     *RESULTS_DIR.glob(f"{stem}-*.png")])]
     parts.append("results " + ", ".join(files))
     return "; ".join(parts) + "."
 
