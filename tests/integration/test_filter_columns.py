@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 
 from imgsearch.store.catalog import Catalog
@@ -39,6 +42,13 @@ def random_filters(rng: np.random.Generator) -> Filters:
                    min_height=int(rng.integers(0, 700)) if rng.random() < 0.2 else None)
 
 
+def wait_until(condition: Callable[[], bool], seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the filter columns were never read"
+        time.sleep(0.01)
+
+
 def test_columns_answer_filters_as_sql_does_through_writes(tmp_path):
     path = tmp_path / "catalog.sqlite3"
     columns = Catalog(path, row_cache_size=1000)  # answers from the in-memory columns
@@ -48,6 +58,8 @@ def test_columns_answer_filters_as_sql_does_through_writes(tmp_path):
         for i in range(300):
             columns.upsert(conn, random_item(rng, f"i{i}"), {})
     assert columns.columns is not None
+    columns.filter_keys(Filters(price_max=50.0))  # SQL answers while the columns are read
+    wait_until(lambda: columns.columns is not None and columns.columns.ready)
     for _ in range(6):
         for _ in range(25):
             filters = random_filters(rng)
@@ -63,7 +75,7 @@ def test_columns_answer_filters_as_sql_does_through_writes(tmp_path):
     sql.close()
 
 
-def test_another_process_writing_makes_the_columns_read_again(tmp_path):
+def test_a_write_by_another_process_is_seen_after_forget_cached(tmp_path):
     path = tmp_path / "catalog.sqlite3"
     reader = Catalog(path, row_cache_size=1000)
     writer = Catalog(path)
@@ -71,9 +83,11 @@ def test_another_process_writing_makes_the_columns_read_again(tmp_path):
         writer.upsert(conn, Item(id="a", category="shoes", price=10.0), {})
     cheap = Filters(price_max=20.0)
     assert reader.filter_keys(cheap).size == 1
+    wait_until(lambda: reader.columns is not None and reader.columns.ready)
+    assert reader.filter_keys(cheap).size == 1  # now from the columns
     with writer.transaction() as conn:
         writer.upsert(conn, Item(id="b", category="shoes", price=15.0), {})
     reader.forget_cached()  # what a read-only engine does when the catalog changed
-    assert reader.filter_keys(cheap).size == 2
+    assert reader.filter_keys(cheap).size == 2  # from SQL until the columns are read again
     reader.close()
     writer.close()

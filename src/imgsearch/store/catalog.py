@@ -581,11 +581,12 @@ class Catalog:
         if columns is None:
             return None
         if not columns.ready:
-            if time.monotonic() < self._column_scan_after:
-                return None
-            self._scan_columns(columns)
-            if not columns.ready:
-                return None
+            if time.monotonic() >= self._column_scan_after:
+                # a million rows take seconds to read: SQL answers until they are in
+                self._column_scan_after = math.inf  # one scan at a time
+                threading.Thread(target=self._scan_columns, args=(columns,),
+                                 name="imgsearch-filter-columns", daemon=True).start()
+            return None
         columns.refresh(self._column_rows)
         return columns.keys(filters)
 
@@ -594,15 +595,19 @@ class Catalog:
         repeated until twenty times its duration has passed)."""
         self._column_scan_after = math.inf  # one scan at a time
         started = time.monotonic()
+        conn = self._connect()  # its own: the scan runs on a thread of its own
         try:
-            top = self._reader.execute("SELECT max(key) FROM items").fetchone()[0]
+            top = conn.execute("SELECT max(key) FROM items").fetchone()[0]
 
             def scan() -> Iterator[list[Any]]:
-                cursor = self._reader.execute(f"SELECT key, {', '.join(COLUMNS)} FROM items")
+                cursor = conn.execute(f"SELECT key, {', '.join(COLUMNS)} FROM items")
                 return iter(lambda: cursor.fetchmany(50_000), [])
 
             columns.install(int(top or 0) + 1, scan, columns.begin_scan())
+        except sqlite3.Error:
+            pass  # nothing installed: SQL keeps answering, and a later filter tries again
         finally:
+            conn.close()
             now = time.monotonic()
             self._column_scan_after = now + 20 * (now - started)
 
