@@ -105,8 +105,8 @@ class Catalog:
         # price, size, orientation, category, brand, licence of every item, in arrays:
         # a filter never asked before costs vectorised comparisons, not a SQL scan
         self.columns: FilterColumns | None = FilterColumns() if row_cache_size > 0 else None
-        self._hash_scan_after = 0.0  # monotonic time from which the hashes may be scanned
-        self._column_scan_after = 0.0  # the same for the filter columns
+        self._hash_scans = _ScanGate()
+        self._column_scans = _ScanGate()
         self._dirty: set[int] = set()
         self._dirty_ids: set[str] = set()
         self._wrote = False
@@ -323,13 +323,7 @@ class Catalog:
         if not missing:
             return found
         generation = self.rows.generation
-        read: dict[int, Item] = {}
-        for start in range(0, len(missing), 500):
-            chunk = missing[start:start + 500]
-            for row in self._reader.execute(
-                    _SELECT_ITEM + f" WHERE key IN ({', '.join('?' * len(chunk))})", chunk):
-                key, item = _row_item(row)
-                read[key] = item
+        read = dict(_row_item(row) for row in self._rows_in(_SELECT_ITEM, "key", missing))
         self.rows.put_many(read, generation)
         found.update(read)
         return found
@@ -341,15 +335,20 @@ class Catalog:
         if not missing:
             return found
         generation = self.hit_rows.generation
-        read: dict[int, HitRow] = {}
-        for start in range(0, len(missing), 500):
-            chunk = missing[start:start + 500]
-            for key, *row in self._reader.execute(
-                    _SELECT_HIT + f" WHERE key IN ({', '.join('?' * len(chunk))})", chunk):
-                read[key] = tuple(row)
+        read: dict[int, HitRow] = {key: tuple(row)
+                                   for key, *row in self._rows_in(_SELECT_HIT, "key", missing)}
         self.hit_rows.put_many(read, generation)
         found.update(read)
         return found
+
+    def _rows_in(self, select: str, column: str, values: Sequence[int]
+                 ) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``select`` whose ``column`` is one of ``values``, read 500 at a time
+        (SQLite limits the parameters of one statement)."""
+        for start in range(0, len(values), 500):
+            chunk = [int(v) for v in values[start:start + 500]]
+            yield from self._reader.execute(
+                f"{select} WHERE {column} IN ({', '.join('?' * len(chunk))})", chunk)
 
     def iter_items(self, batch: int = 1000) -> Iterator[Item]:
         last = 0
@@ -386,19 +385,15 @@ class Catalog:
             hashes, present, unknown = column.get(keys)
             if not unknown.any():
                 return hashes, present
-            if time.monotonic() >= self._hash_scan_after:
+            if self._hash_scans.claim():
                 self._scan_hashes(column)
                 hashes, present, unknown = column.get(keys)
                 if not unknown.any():
                     return hashes, present
         generation = column.generation if column is not None else 0
         missing = np.unique(keys[unknown])
-        read: dict[int, int | None] = {}
-        for start in range(0, len(missing), 500):
-            chunk = [int(k) for k in missing[start:start + 500]]
-            read.update(self._reader.execute(
-                f"SELECT key, phash FROM items WHERE key IN ({', '.join('?' * len(chunk))})",
-                chunk).fetchall())
+        read: dict[int, int | None] = dict(
+            self._rows_in("SELECT key, phash FROM items", "key", missing.tolist()))
         got = np.fromiter((read.get(int(k)) is not None for k in missing), bool,
                           count=len(missing))
         values = np.fromiter((read.get(int(k)) or 0 for k in missing), np.int64,
@@ -414,27 +409,16 @@ class Catalog:
 
     def _scan_hashes(self, column: KeyColumn) -> None:
         """Fill the hash column from one scan of the table: searches then fold duplicates
-        without a query per candidate. A scan is not repeated (after another process's
-        write made every row unknown) until twenty times its own duration has passed,
-        so scanning takes at most ~5 % of the time."""
-        self._hash_scan_after = math.inf  # one scan at a time
-        started = time.monotonic()
-        try:
+        without a query per candidate."""
+        with self._hash_scans.timed():
             generation = column.generation
             top = self._reader.execute("SELECT max(key) FROM items").fetchone()[0]
             keys, hashes = self.phashes()
             column.fill(int(top or 0) + 1, keys, hashes, generation)
-        finally:
-            now = time.monotonic()
-            self._hash_scan_after = now + 20 * (now - started)
 
     def ids_of(self, keys: Sequence[int]) -> dict[int, str]:
-        out: dict[int, str] = {}
-        for start in range(0, len(keys), 500):
-            chunk = [int(k) for k in keys[start:start + 500]]
-            out.update((int(k), str(i)) for k, i in self._reader.execute(
-                f"SELECT key, id FROM items WHERE key IN ({', '.join('?' * len(chunk))})", chunk))
-        return out
+        return {int(k): str(i) for k, i in self._rows_in("SELECT key, id FROM items", "key",
+                                                         keys)}
 
     def has_text(self) -> bool:
         return self._reader.execute(
@@ -481,13 +465,8 @@ class Catalog:
     def vectors_with_keys(self, vids: Sequence[int], dim: int
                           ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
         """(vids, keys, vectors) of those vids that still exist, in the order given."""
-        found: dict[int, tuple[int, bytes]] = {}
-        for start in range(0, len(vids), 500):
-            chunk = [int(v) for v in vids[start:start + 500]]
-            for vid, key, blob in self._reader.execute(
-                    f"SELECT vid, key, vector FROM vectors WHERE vid IN "
-                    f"({', '.join('?' * len(chunk))})", chunk):
-                found[int(vid)] = (int(key), blob)
+        found = {int(vid): (int(key), blob) for vid, key, blob in self._rows_in(
+            "SELECT vid, key, vector FROM vectors", "vid", vids)}
         kept = [int(v) for v in vids if int(v) in found]
         if not kept:
             return np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, dim), np.float32)
@@ -581,9 +560,8 @@ class Catalog:
         if columns is None:
             return None
         if not columns.ready:
-            if time.monotonic() >= self._column_scan_after:
+            if self._column_scans.claim():
                 # a million rows take seconds to read: SQL answers until they are in
-                self._column_scan_after = math.inf  # one scan at a time
                 threading.Thread(target=self._scan_columns, args=(columns,),
                                  name="imgsearch-filter-columns", daemon=True).start()
             return None
@@ -591,34 +569,24 @@ class Catalog:
         return columns.keys(filters)
 
     def _scan_columns(self, columns: FilterColumns) -> None:
-        """Read the filter columns of every item (as for the hashes, a scan is not
-        repeated until twenty times its duration has passed)."""
-        self._column_scan_after = math.inf  # one scan at a time
-        started = time.monotonic()
+        """Read the filter columns of every item, on a thread of its own."""
         conn = self._connect()  # its own: the scan runs on a thread of its own
         try:
-            top = conn.execute("SELECT max(key) FROM items").fetchone()[0]
+            with self._column_scans.timed():
+                top = conn.execute("SELECT max(key) FROM items").fetchone()[0]
 
-            def scan() -> Iterator[list[Any]]:
-                cursor = conn.execute(f"SELECT key, {', '.join(COLUMNS)} FROM items")
-                return iter(lambda: cursor.fetchmany(50_000), [])
+                def scan() -> Iterator[list[Any]]:
+                    cursor = conn.execute(f"SELECT key, {', '.join(COLUMNS)} FROM items")
+                    return iter(lambda: cursor.fetchmany(50_000), [])
 
-            columns.install(int(top or 0) + 1, scan, columns.begin_scan())
+                columns.install(int(top or 0) + 1, scan, columns.begin_scan())
         except sqlite3.Error:
             pass  # nothing installed: SQL keeps answering, and a later filter tries again
         finally:
             conn.close()
-            now = time.monotonic()
-            self._column_scan_after = now + 20 * (now - started)
 
     def _column_rows(self, keys: Sequence[int]) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = []
-        for start in range(0, len(keys), 500):
-            chunk = list(keys[start:start + 500])
-            rows += self._reader.execute(
-                f"SELECT key, {', '.join(COLUMNS)} FROM items "
-                f"WHERE key IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
-        return rows
+        return list(self._rows_in(f"SELECT key, {', '.join(COLUMNS)} FROM items", "key", keys))
 
     def distinct_values(self, column: str, limit: int = 1000) -> list[tuple[str, int]]:
         """Most common values of category / brand / license, with their counts."""
@@ -639,6 +607,32 @@ class Catalog:
             "brands": int(r.execute("SELECT COUNT(DISTINCT brand_norm) FROM items").fetchone()[0]),
             "journal_head": self.journal_head(),
         }
+
+
+class _ScanGate:
+    """When a whole-table scan that fills an in-memory cache may run: one at a time, and
+    after one none until twenty times its duration has passed, so rescans (another
+    process's writes make every cached row unknown) take at most ~5 % of the time."""
+
+    def __init__(self) -> None:
+        self._after = 0.0  # monotonic time from which a scan may start
+
+    def claim(self) -> bool:
+        """True, and no other claim succeeds, if a scan may start now."""
+        if time.monotonic() < self._after:
+            return False
+        self._after = math.inf
+        return True
+
+    @contextmanager
+    def timed(self) -> Iterator[None]:
+        """Around a claimed scan: when it ends, the next may start after 20× its time."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            now = time.monotonic()
+            self._after = now + 20 * (now - started)
 
 
 def _item_values(item: Item) -> tuple[Any, ...]:

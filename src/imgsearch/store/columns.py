@@ -55,10 +55,6 @@ class FilterColumns:
     def ready(self) -> bool:
         return self._ready
 
-    @property
-    def epoch(self) -> int:
-        return self._epoch
-
     # -- writes --------------------------------------------------------------------
     def invalidate(self, keys: Iterable[int] | None = None) -> None:
         """Keys written by a commit (None: every key, another process wrote)."""
@@ -139,7 +135,7 @@ class FilterColumns:
                 mask &= self._ints["width"] >= filters.min_width
             if filters.min_height is not None:
                 mask &= self._ints["height"] >= filters.min_height
-        return np.flatnonzero(mask).astype(np.int64)
+        return np.flatnonzero(mask).astype(np.int64, copy=False)
 
     # -- inside ------------------------------------------------------------------------
     def _resize(self, size: int) -> None:
