@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import os
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from imgsearch.config import Settings
 from imgsearch.engine.dedup import collapse_hits
 from imgsearch.engine.timing import recording, stage
 from imgsearch.errors import InvalidQueryError, ItemNotFoundError
@@ -37,9 +39,13 @@ _NEGATIVE_WEIGHT = 0.5
 MAX_OFFSET = 10_000
 
 
-def _unit(vector: NDArray[np.float32]) -> NDArray[np.float32]:
-    norm = float(np.linalg.norm(vector))
-    return (vector / norm).astype(np.float32) if norm > 0 else vector.astype(np.float32)
+def _unit(vector: NDArray[Any]) -> NDArray[np.float32]:
+    """A new float32 copy of a 1-d ``vector`` scaled to length 1 (left as is if zero)."""
+    vector = vector.astype(np.float32)
+    norm = math.sqrt(float(vector @ vector))
+    if norm > 0:
+        vector /= np.float32(norm)
+    return vector
 
 
 def validate(query: Query, max_limit: int) -> None:
@@ -131,8 +137,7 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal]) -> NDArra
     n = len(ranked.keys)
     weights = {sig.name: sig.weight for sig in signals}
     fused = "keyword" in ranked.per_signal or any(":" in n for n in ranked.per_signal)
-    total = np.zeros(n, np.float32)
-    weight_sum = 0.0
+    parts: list[tuple[float, NDArray[np.float32]]] = []  # (weight, confidence) per signal
     best = np.zeros(n, np.float32)
     for name, scores in ranked.per_signal.items():
         if name == "keyword":
@@ -145,15 +150,20 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal]) -> NDArra
             continue  # closeness to a counter-example is no evidence of a match
         calibration = engine.calibrations.get(name.split(":", 1)[0])
         values = scores.astype(np.float32)
-        if np.isnan(values).any():
-            values[np.isnan(values)] = -1.0
+        missing = np.isnan(values)
+        if missing.any():
+            values[missing] = -1.0
         conf = calibration.confidence(values) if calibration else \
             np.where(np.isfinite(scores), 1.0, 0.0).astype(np.float32)
-        best = np.maximum(best, conf)
-        total += np.float32(weights.get(name, 1.0)) * conf
-        weight_sum += weights.get(name, 1.0)
+        parts.append((weights.get(name, 1.0), conf))
+    weight_sum = sum(weight for weight, _ in parts)
     if fused or not weight_sum:
-        return best
+        return np.maximum.reduce([best] + [conf for _, conf in parts])
+    if len(parts) == 1:  # one signal's weighted mean is its own confidence
+        return parts[0][1]
+    total = np.zeros(n, np.float32)
+    for weight, conf in parts:
+        total += np.float32(weight) * conf
     return (total / np.float32(weight_sum)).astype(np.float32)
 
 
@@ -167,6 +177,8 @@ def _subset(ranked: Ranked, keep: NDArray[Any]) -> Ranked:
 
 def _business_weights(engine: Engine, query: Query) -> BusinessWeights:
     s = engine.settings
+    if not query.boosts:
+        return _default_weights(s)
     unknown = set(query.boosts) - {"popularity", "rating", "conversion", "freshness"}
     if unknown:
         raise InvalidQueryError(f"unknown boost {sorted(unknown)[0]!r}; use popularity, "
@@ -176,6 +188,17 @@ def _business_weights(engine: Engine, query: Query) -> BusinessWeights:
         rating=float(query.boosts.get("rating", s.boost_rating)),
         conversion=float(query.boosts.get("conversion", s.boost_conversion)),
         freshness=float(query.boosts.get("freshness", s.boost_freshness)),
+        half_life_days=s.freshness_half_life_days)
+    weights.validate()
+    return weights
+
+
+@functools.lru_cache(maxsize=8)
+def _default_weights(s: Settings) -> BusinessWeights:
+    """The settings' business weights, checked once rather than on every search."""
+    weights = BusinessWeights(
+        popularity=float(s.boost_popularity), rating=float(s.boost_rating),
+        conversion=float(s.boost_conversion), freshness=float(s.boost_freshness),
         half_life_days=s.freshness_half_life_days)
     weights.validate()
     return weights
@@ -425,13 +448,14 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
         need = query.offset + query.limit
         prefix = min(len(ranked.keys), 2 * need)
         keep, counts = collapse_hits(engine, ranked.keys[:prefix])
-        if keep.sum() < need and prefix < len(ranked.keys):
-            prefix = len(ranked.keys)
-            keep, counts = collapse_hits(engine, ranked.keys)
-        keep = np.concatenate([keep, np.ones(len(ranked.keys) - prefix, bool)])
-        stands_for[:prefix] = counts
-        ranked, confidence, stands_for = _subset(ranked, keep), confidence[keep], \
-            stands_for[keep]
+        if not keep.all():  # most lists hold no duplicate: nothing to take out
+            if keep.sum() < need and prefix < len(ranked.keys):
+                prefix = len(ranked.keys)
+                keep, counts = collapse_hits(engine, ranked.keys)
+            keep = np.concatenate([keep, np.ones(len(ranked.keys) - prefix, bool)])
+            stands_for[:prefix] = counts
+            ranked, confidence, stands_for = _subset(ranked, keep), confidence[keep], \
+                stands_for[keep]
     with stage("rerank"):
         ranked, confidence, stands_for = _rerank(engine, query, ranked, confidence,
                                                  stands_for)
@@ -439,11 +463,12 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     keys = ranked.keys[page]
     with stage("fetch"):
         rows = engine.catalog.hits_by_key(keys.tolist())
-    # plain Python lists: indexing numpy arrays per hit and field costs more than the rest
-    scores = ranked.scores[page].tolist()
-    confidences = confidence[page].tolist()
+    # plain Python lists, rounded in one pass each: indexing numpy arrays and rounding
+    # per hit and field costs more than the rest
+    scores = _rounded(ranked.scores[page], 6)
+    confidences = _rounded(confidence[page], 4)
     stands = stands_for[page].tolist()
-    columns = [(name, col[page].tolist(),
+    columns = [(name, _rounded(col[page], 6),
                 ranked.ranks[name][page].tolist() if name in ranked.ranks else None)
                for name, col in ranked.per_signal.items()]
     hits = []
@@ -456,16 +481,21 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
         for name, column, positions in columns:
             score = column[row]
             if math.isfinite(score):
-                matched[name] = {"score": round(score, 6)}
+                matched[name] = {"score": score}
                 if positions is not None and positions[row]:
                     matched[name]["rank"] = positions[row]
         hits.append(SearchHit(
-            id=ident, score=round(scores[row], 6), title=title, category=category,
+            id=ident, score=scores[row], title=title, category=category,
             brand=brand, price=price, image=image, thumbnail=thumbnail, matched_by=matched,
-            confidence=round(confidences[row], 4), duplicates=stands[row] - 1))
+            confidence=confidences[row], duplicates=stands[row] - 1))
     return _logged(engine, query, SearchResult(
         hits, query.kind, (time.perf_counter() - started) * 1000,
         total_candidates=ranked.candidates, plan=ranked.plan, interpretation=interpretation))
+
+
+def _rounded(values: NDArray[Any], digits: int) -> list[float]:
+    """Floats rounded to ``digits`` decimals (NaN stays NaN), as a list."""
+    return values.astype(np.float64).round(digits).tolist()
 
 
 def _logged(engine: Engine, query: Query, result: SearchResult) -> SearchResult:

@@ -242,6 +242,11 @@ class SpaceIndex:
         return self._vids_memo.get(keys, (self.applied_seq, len(self.index)), compute)
 
     def keys_of(self, vids: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The item key of each vector id; -1 for ids the index did not fill (-1) or
+        does not know."""
+        table = self.vid_key
+        if len(vids) and vids.min() >= 0 and vids.max() < len(table):
+            return table[vids]
         out = np.full(vids.shape, -1, dtype=np.int64)
         ok = (vids >= 0) & (vids < len(self.vid_key))
         out[ok] = self.vid_key[vids[ok]]

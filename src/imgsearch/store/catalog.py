@@ -335,8 +335,8 @@ class Catalog:
         if not missing:
             return found
         generation = self.hit_rows.generation
-        read: dict[int, HitRow] = {key: tuple(row)
-                                   for key, *row in self._rows_in(_SELECT_HIT, "key", missing)}
+        read: dict[int, HitRow] = {row[0]: row[1:]
+                                   for row in self._rows_in(_SELECT_HIT, "key", missing)}
         self.hit_rows.put_many(read, generation)
         found.update(read)
         return found

@@ -12,6 +12,7 @@ invalidation. Writers call :meth:`RowCache.invalidate` after their transaction c
 
 from __future__ import annotations
 
+import collections
 import itertools
 import threading
 from collections.abc import Hashable, Iterable
@@ -29,7 +30,9 @@ class RowCache(Generic[K, V]):
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(0, capacity)
-        self._rows: dict[K, V] = {}
+        # ordered by insertion: evicting from the front is O(1) (a plain dict would scan
+        # past every entry deleted before, on each eviction)
+        self._rows: collections.OrderedDict[K, V] = collections.OrderedDict()
         self._lock = threading.Lock()
         self.generation = 0
 
@@ -58,10 +61,9 @@ class RowCache(Generic[K, V]):
                 return  # a write committed while they were read: they may be stale
             rows = self._rows
             overflow = len(rows) + len(values) - self.capacity
-            if overflow > 0:
-                for key in list(itertools.islice(rows, overflow)):
-                    del rows[key]
-            for key, value in list(values.items())[:self.capacity]:
+            for _ in range(min(overflow, len(rows))):
+                rows.popitem(last=False)
+            for key, value in itertools.islice(values.items(), self.capacity):
                 rows[key] = value
 
     def invalidate(self, keys: Iterable[K] | None = None) -> None:
@@ -100,6 +102,10 @@ class KeyColumn:
         """(values, has a value, unknown) per key; 0 stands in where there is no value."""
         state = self._state
         values = self._values
+        if len(keys) and len(state) and keys.min() >= 0 and keys.max() < len(state):
+            known = state[keys]  # the usual case: every key inside, no masking needed
+            has = known == self._VALUE
+            return np.where(has, values[keys], 0), has, known == self._UNKNOWN
         inside = (keys >= 0) & (keys < len(state))
         at = np.where(inside, keys, 0)
         known = np.where(inside, state[at], self._UNKNOWN) if len(state) else \
