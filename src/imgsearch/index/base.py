@@ -183,9 +183,9 @@ class LabelMap:
     def lookup(self, labels: NDArray[np.int64]) -> NDArray[np.int64]:
         dense = self._dense
         if dense is not None:
-            inside = (labels >= 0) & (labels < len(dense))
-            if inside.all():
+            if not len(labels) or (labels.min() >= 0 and labels.max() < len(dense)):
                 return dense[labels]
+            inside = (labels >= 0) & (labels < len(dense))
             out = np.full(len(labels), -1, np.int64)
             out[inside] = dense[labels[inside]]
             return out

@@ -270,7 +270,8 @@ class HNSWIndex(_FaissIndex):
                    ) -> tuple[NDArray[np.int64], FaissObject]:
         """Internal ids of the allowed labels still live, and a selector of them."""
         internal = self._map.lookup(as_labels(allowed))
-        internal = internal[internal >= 0]
+        if len(internal) and internal.min() < 0:
+            internal = internal[internal >= 0]
         return internal, make_selector(internal)
 
     def _live(self) -> FaissObject | None:

@@ -234,9 +234,12 @@ class SpaceIndex:
         """Vector ids of those keys that have a vector here. Read-only ``keys`` (a cached
         filter's) give a read-only answer, remembered until the next applied write."""
         def compute() -> NDArray[np.int64]:
-            inside = keys[keys < len(self.key_vid)]
-            vids = self.key_vid[inside]
-            vids = vids[vids >= 0]
+            table = self.key_vid
+            inside = keys if not len(keys) or keys.max() < len(table) else \
+                keys[keys < len(table)]
+            vids = table[inside]
+            if len(vids) and vids.min() < 0:  # masks cost more than the checks: only if needed
+                vids = vids[vids >= 0]
             vids.flags.writeable = keys.flags.writeable
             return vids
         return self._vids_memo.get(keys, (self.applied_seq, len(self.index)), compute)
