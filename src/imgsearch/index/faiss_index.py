@@ -194,7 +194,9 @@ class HNSWIndex(_FaissIndex):
         self._map = LabelMap(self._id_to_label[live], live.astype(np.int64))
         self._live_selector: FaissObject | None = None
         self._version = 0  # bumped by every add and remove
-        self._allowed: IdentityMemo[tuple[NDArray[np.int64], FaissObject]] = IdentityMemo()
+        # a cached filter's labels come back query after query: derive from them once
+        self._allowed: IdentityMemo[NDArray[np.int64]] = IdentityMemo()  # internal ids
+        self._selectors: IdentityMemo[FaissObject] = IdentityMemo()
         self._plain_params: dict[int, FaissObject] = {}  # efSearch -> unfiltered parameters
 
     @property
@@ -233,10 +235,9 @@ class HNSWIndex(_FaissIndex):
         if allowed is None:
             selector, n_candidates = self._live(), len(self)
         else:
-            # a cached filter's labels come back query after query: prepare them once
-            internal, selector = self._allowed.get(allowed, self._version,
-                                                   lambda: self._prefilter(allowed))
-            n_candidates = len(internal)
+            internal = self._allowed.get(allowed, self._version,
+                                         lambda: self._internal_of(allowed))
+            selector, n_candidates = None, len(internal)
         if n_candidates < self.index.ntotal:
             # A filtered walk only keeps accepted nodes, so its ef must grow as the filter
             # narrows or it stops short. k·total/(2·accepted) keeps recall@10 at 0.99 at
@@ -247,6 +248,9 @@ class HNSWIndex(_FaissIndex):
         if allowed is not None and n_candidates <= ef:
             # No walk can return more than these: scoring them all is exact and cheaper.
             return self._exact_subset(queries, k, internal)
+        if allowed is not None:  # made only for a walk: a selector of many ids costs
+            selector = self._selectors.get(allowed, self._version,
+                                           lambda: make_selector(internal))
         if selector is None:
             params = self._plain_params.get(ef)
             if params is None:  # read-only once made: searches may share it
@@ -266,13 +270,12 @@ class HNSWIndex(_FaissIndex):
         labels[found] = self._id_to_label[ids[found]]
         return scores, labels
 
-    def _prefilter(self, allowed: NDArray[np.int64]
-                   ) -> tuple[NDArray[np.int64], FaissObject]:
-        """Internal ids of the allowed labels still live, and a selector of them."""
+    def _internal_of(self, allowed: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Internal ids of the allowed labels still live."""
         internal = self._map.lookup(as_labels(allowed))
         if len(internal) and internal.min() < 0:
             internal = internal[internal >= 0]
-        return internal, make_selector(internal)
+        return internal
 
     def _live(self) -> FaissObject | None:
         if not self.tombstones:
