@@ -58,16 +58,22 @@ class RedisCache:
         except self._errors as exc:
             log.warning("redis cache unavailable: %s", exc)
 
-    def get_vector(self, key: Hashable) -> NDArray[np.float32] | None:
+    def _fetch(self, kind: str, key: Hashable) -> bytes | None:
+        """The stored bytes, counted as a hit or a miss; None also when Redis is down
+        (not counted: Redis gave no answer)."""
         try:
-            raw = self._redis.get(self._key("vec", key))
+            raw = self._redis.get(self._key(kind, key))
         except self._errors:
             return None
         if raw is None:
             self.misses += 1
             return None
         self.hits += 1
-        return np.frombuffer(cast(bytes, raw), dtype="<f4").copy()
+        return cast(bytes, raw)
+
+    def get_vector(self, key: Hashable) -> NDArray[np.float32] | None:
+        raw = self._fetch("vec", key)
+        return None if raw is None else np.frombuffer(raw, dtype="<f4").copy()
 
     def put_vector(self, key: Hashable, vector: NDArray[np.float32]) -> None:
         with contextlib.suppress(*self._errors):
@@ -78,15 +84,10 @@ class RedisCache:
         version = self.version()
         if version < 0:
             return None
-        try:
-            raw = self._redis.get(self._key("res", (version, key)))
-        except self._errors:
-            return None
+        raw = self._fetch("res", (version, key))
         if raw is None:
-            self.misses += 1
             return None
-        self.hits += 1
-        data = json.loads(cast(bytes, raw))
+        data = json.loads(raw)
         hits = [SearchHit(**hit) for hit in data.pop("hits")]
         return SearchResult(hits=hits, **data)
 

@@ -127,6 +127,17 @@ def as_vectors(vectors: Any, dim: int, what: str = "vectors") -> NDArray[np.floa
     return np.ascontiguousarray(arr)
 
 
+def gather(table: NDArray[np.int64], indices: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``table[indices]``, with -1 where an index falls outside the table. Checking the
+    range first spares the masks in the usual case, where every index is inside."""
+    if not indices.size or (indices.min() >= 0 and indices.max() < len(table)):
+        return table[indices]
+    inside = (indices >= 0) & (indices < len(table))
+    out = np.full(indices.shape, -1, np.int64)
+    out[inside] = table[indices[inside]]
+    return out
+
+
 class LabelMap:
     """Sorted map from label to an int64 slot (-1: absent), cheap for growing labels.
 
@@ -183,12 +194,7 @@ class LabelMap:
     def lookup(self, labels: NDArray[np.int64]) -> NDArray[np.int64]:
         dense = self._dense
         if dense is not None:
-            if not len(labels) or (labels.min() >= 0 and labels.max() < len(dense)):
-                return dense[labels]
-            inside = (labels >= 0) & (labels < len(dense))
-            out = np.full(len(labels), -1, np.int64)
-            out[inside] = dense[labels[inside]]
-            return out
+            return gather(dense, labels)
         pos, hit = self._positions(labels)
         if not self._size:
             return np.full(len(labels), -1, np.int64)

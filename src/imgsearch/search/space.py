@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from imgsearch.config import Settings
 from imgsearch.errors import CollectionError
 from imgsearch.index.auto import choose_index_kind, params_from_settings
-from imgsearch.index.base import VectorIndex
+from imgsearch.index.base import VectorIndex, gather
 from imgsearch.index.faiss_index import build_index, load_index
 from imgsearch.index.memo import IdentityMemo
 from imgsearch.store.catalog import Catalog
@@ -247,13 +247,7 @@ class SpaceIndex:
     def keys_of(self, vids: NDArray[np.int64]) -> NDArray[np.int64]:
         """The item key of each vector id; -1 for ids the index did not fill (-1) or
         does not know."""
-        table = self.vid_key
-        if len(vids) and vids.min() >= 0 and vids.max() < len(table):
-            return table[vids]
-        out = np.full(vids.shape, -1, dtype=np.int64)
-        ok = (vids >= 0) & (vids < len(self.vid_key))
-        out[ok] = self.vid_key[vids[ok]]
-        return out
+        return gather(self.vid_key, vids)
 
     def vector_of_key(self, key: int) -> NDArray[np.float32] | None:
         """One item's stored vector: from the index when it holds it exactly (the caller
