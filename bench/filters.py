@@ -516,6 +516,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if engine.spaces["image"].index.kind != "hnsw":
             sys.exit(f"expected an hnsw index, the engine has {engine.spaces['image'].index.kind}")
+        engine.warm()  # result-page fields and filter columns in memory before any timing
         bare, item_to_internal, internal_to_item = internal_mapping(engine, args.n)
         stamp.write_text(f"{catalog_s}")
         truth_all = exact_top(x, queries, LIMIT)

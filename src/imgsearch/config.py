@@ -80,6 +80,9 @@ class Settings:
     result_cache_size: int = 1_000  # search results kept; any write empties it
     result_cache_ttl_s: float = 30.0
     row_cache_size: int = 50_000  # item rows kept in memory for result pages and dedup
+    # the fields a result page shows, packed in memory for the whole catalog when it fits
+    # (~80 MB a million items of short titles and paths; 0 turns it off)
+    hit_cache_mb: int = 256
     filter_cache_size: int = 32  # filters whose passing items are kept until a write
     redis_url: str = ""  # optional cache shared by several processes, e.g. redis://host:6379/0
 

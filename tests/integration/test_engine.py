@@ -205,6 +205,16 @@ def test_search_hits_show_metadata_written_after_an_earlier_search(shop):
     assert "sku00010" not in [h.id for h in shop.search(query).hits]
 
 
+def test_warm_reads_every_result_page_field_and_writes_still_show(shop):
+    shop.warm()
+    assert len(shop.catalog.hit_rows) == 120  # every item's page fields are in memory
+    query = Query(images=[picture(11, (64, 48))], limit=3)
+    assert shop.search(query).hits[0].title == "product 11"
+    shop.upsert(Item(id="sku00011", title="renamed", price=7.0), picture(11, (64, 48)))
+    hit = shop.search(query).hits[0]
+    assert (hit.id, hit.title, hit.price) == ("sku00011", "renamed", 7.0)
+
+
 def test_filtered_results_follow_writes_to_the_filtered_field(shop):
     query = Query(images=[picture(8, (64, 48))], filters=Filters(categories=("cat0",)),
                   limit=120, min_confidence=0.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from imgsearch.store.rowcache import KeyColumn, RowCache
+from imgsearch.store.rowcache import KeyColumn, PackedRows, RowCache
 
 
 def test_rows_read_before_an_invalidation_are_not_kept():
@@ -82,3 +82,61 @@ def test_key_column_fill_read_before_a_write_is_refused():
     column.invalidate([1])  # a write commits while the scan reads
     assert not column.fill(4, np.array([1], np.int64), np.array([5], np.int64), generation)
     assert column.get(np.array([1, 2], np.int64))[2].tolist() == [True, True]
+
+
+def test_packed_rows_keep_values_exactly():
+    rows = PackedRows(1 << 20)
+    row = ("sku-é", None, "shoes", "", 12.5, "a/b.jpg", None)
+    rows.put_many({7: row, 3: ("x", 0, -1.0)}, rows.generation)
+    found, missing = rows.get_many([3, 7, 8, 1_000_000, -1])
+    assert found == {7: row, 3: ("x", 0, -1.0)} and missing == [8, 1_000_000, -1]
+    found, missing = rows.get_many(np.array([7, 9], np.int64))
+    assert found == {7: row} and missing == [9]
+    assert all(type(k) is int for k in (*found, *missing))
+
+
+def test_packed_rows_read_before_an_invalidation_are_not_kept():
+    rows = PackedRows(1 << 20)
+    generation = rows.generation
+    rows.invalidate([1])  # a write to key 1 commits while the reader is querying
+    rows.put_many({1: ("old title",)}, generation)
+    assert rows.get_many([1]) == ({}, [1])
+    assert not rows.fill([(1, "old title"), (2, "b")], generation)  # a scan, likewise
+    assert rows.get_many([1, 2]) == ({}, [1, 2])
+    rows.put_many({1: ("new title",), 2: ("b",)}, rows.generation)
+    rows.invalidate([2])
+    assert rows.get_many([1, 2]) == ({1: ("new title",)}, [2])
+    rows.invalidate()
+    assert rows.get_many([1]) == ({}, [1])
+
+
+def test_packed_rows_fill_replaces_what_is_stored_up_to_the_capacity():
+    rows = PackedRows(1 << 20)
+    rows.put_many({5000: ("read one by one",)}, rows.generation)
+    assert rows.fill(((k, f"title {k}", float(k)) for k in range(1, 3000)), rows.generation)
+    found, missing = rows.get_many([1, 2999, 3000, 5000])
+    assert found == {1: ("title 1", 1.0), 2999: ("title 2999", 2999.0)}
+    assert missing == [3000, 5000]
+    assert len(rows) == 2999
+
+    small = PackedRows(1000)  # room for some rows only: the first ones scanned are kept
+    assert small.fill(((k, "x" * 30) for k in range(1, 200)), small.generation)
+    kept = len(small)
+    assert 0 < kept < 199 and small.nbytes <= 1000 + 8 * 1024
+    found, missing = small.get_many(list(range(1, 200)))
+    assert sorted(found) == list(range(1, kept + 1)) and len(missing) == 199 - kept
+
+
+def test_packed_rows_full_of_live_rows_keep_them_and_start_over_when_mostly_stale():
+    rows = PackedRows(2000)
+    rows.put_many({k: ("y" * 60,) for k in range(40)}, rows.generation)
+    stored = len(rows)
+    assert 0 < stored < 40
+    rows.put_many({100: ("z" * 60,)}, rows.generation)  # no room, all live: not kept
+    assert rows.get_many([100])[1] == [100] and len(rows) == stored
+    rows.invalidate(range(stored))  # every stored row changed: their copies are stale
+    rows.put_many({100: ("z" * 60,)}, rows.generation)  # so the store starts over
+    assert rows.get_many([100])[0] == {100: ("z" * 60,)} and len(rows) == 1
+    off = PackedRows(0)
+    off.put_many({1: ("a",)}, off.generation)
+    assert off.get_many([1]) == ({}, [1]) and not off.fill([(1, "a")], off.generation)

@@ -18,9 +18,10 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,7 +30,7 @@ from numpy.typing import NDArray
 
 from imgsearch.store.columns import COLUMNS, FilterColumns, answers
 from imgsearch.store.filters import filter_sql
-from imgsearch.store.rowcache import KeyColumn, RowCache
+from imgsearch.store.rowcache import KeyColumn, PackedRows, RowCache
 from imgsearch.store.schema import migrate
 from imgsearch.types import Filters, Item
 
@@ -88,12 +89,13 @@ def vector_blob(vector: NDArray[np.float32]) -> bytes:
 
 class Catalog:
     def __init__(self, path: Path, *, row_cache_size: int = 0,
-                 filter_cache_size: int = 0) -> None:
+                 filter_cache_size: int = 0, hit_cache_bytes: int = 0) -> None:
         self.path = path
         # key -> item row, for the reads every search repeats; writes invalidate after commit
         self.rows: RowCache[int, Item] = RowCache(row_cache_size)
-        # key -> the fields a search hit shows (HIT_FIELDS), for result pages
-        self.hit_rows: RowCache[int, HitRow] = RowCache(row_cache_size)
+        # key -> the fields a search hit shows (HIT_FIELDS), packed: every result page
+        # reads them, and a catalog's worth fits in memory where a row cache would not
+        self.hit_rows = PackedRows(hit_cache_bytes)
         # filters -> passing keys (read-only arrays): a shop's filters repeat, and reading
         # half a million keys out of SQLite costs more than the search itself
         self.filtered: RowCache[str, NDArray[np.int64]] = RowCache(filter_cache_size)
@@ -107,6 +109,9 @@ class Catalog:
         self.columns: FilterColumns | None = FilterColumns() if row_cache_size > 0 else None
         self._hash_scans = _ScanGate()
         self._column_scans = _ScanGate()
+        self._hit_scans = _ScanGate()
+        self._scans: list[threading.Thread] = []  # background scans, for warm() to wait on
+        self._scans_lock = threading.Lock()
         self._dirty: set[int] = set()
         self._dirty_ids: set[str] = set()
         self._wrote = False
@@ -328,18 +333,63 @@ class Catalog:
         found.update(read)
         return found
 
-    def hits_by_key(self, keys: Sequence[int]) -> dict[int, HitRow]:
+    def hits_by_key(self, keys: Sequence[int] | NDArray[np.int64]) -> dict[int, HitRow]:
         """The fields of HIT_FIELDS for those ``keys`` that exist: what a result page
         shows, without decoding whole rows."""
         found, missing = self.hit_rows.get_many(keys)
         if not missing:
             return found
+        if self.hit_rows.capacity and self._hit_scans.claim():
+            # one scan (about a second a million rows, on a thread of its own) instead of
+            # a read of scattered rows for every page from then on; SQL answers meanwhile
+            self._start_scan(self._scan_hits, "imgsearch-hit-rows")
         generation = self.hit_rows.generation
         read: dict[int, HitRow] = {row[0]: row[1:]
                                    for row in self._rows_in(_SELECT_HIT, "key", missing)}
         self.hit_rows.put_many(read, generation)
         found.update(read)
         return found
+
+    def _scan_hits(self) -> None:
+        """Pack the result-page fields of every item (as many as fit)."""
+        conn = self._connect()  # its own: the scan runs on a thread of its own
+        try:
+            with self._hit_scans.timed():
+                generation = self.hit_rows.generation  # before the read starts
+                self.hit_rows.fill(conn.execute(_SELECT_HIT), generation)
+        except sqlite3.Error:
+            pass  # nothing kept: SQL keeps answering, and a later search tries again
+        finally:
+            conn.close()
+
+    def _start_scan(self, scan: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=scan, name=name, daemon=True)
+        with self._scans_lock:
+            self._scans = [t for t in self._scans if t.is_alive()] + [thread]
+        thread.start()
+
+    def warm(self, wait: bool = True) -> None:
+        """Start reading now what searches would otherwise start reading into memory on
+        their first runs (the result-page fields, the filter columns); with ``wait``,
+        return when every such read under way is done."""
+        scans: list[Callable[[], None]] = []
+        if self.hit_rows.capacity and self._hit_scans.claim():
+            scans.append(self._scan_hits)
+        columns = self.columns
+        if columns is not None and not columns.ready and self._column_scans.claim():
+            scans.append(partial(self._scan_columns, columns))
+
+        def one_after_another() -> None:  # side by side they would fight over the GIL
+            for scan in scans:
+                scan()
+        if scans:
+            self._start_scan(one_after_another, "imgsearch-warm")
+        if not wait:
+            return
+        with self._scans_lock:
+            running = list(self._scans)
+        for thread in running:
+            thread.join()
 
     def _rows_in(self, select: str, column: str, values: Sequence[int]
                  ) -> Iterator[tuple[Any, ...]]:
@@ -562,8 +612,8 @@ class Catalog:
         if not columns.ready:
             if self._column_scans.claim():
                 # a million rows take seconds to read: SQL answers until they are in
-                threading.Thread(target=self._scan_columns, args=(columns,),
-                                 name="imgsearch-filter-columns", daemon=True).start()
+                self._start_scan(partial(self._scan_columns, columns),
+                                 "imgsearch-filter-columns")
             return None
         columns.refresh(self._column_rows)
         return columns.keys(filters)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import collections
 import itertools
+import marshal
 import threading
-from collections.abc import Hashable, Iterable
-from typing import Generic, TypeVar
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -160,3 +161,143 @@ class KeyColumn:
                 return
             at = np.fromiter((int(k) for k in keys), np.int64)
             self._state[at[(at >= 0) & (at < len(self._state))]] = self._UNKNOWN
+
+
+class PackedRows:
+    """key -> a short tuple of plain values (str, int, float, None), packed into one
+    growing buffer and found through an array indexed by key.
+
+    Meant for the fields every result page shows. As Python tuples and strings a row costs
+    a few hundred bytes; packed (``marshal``) it costs its text plus a few bytes, and a
+    lookup is one array read and one ``loads`` a row, several times cheaper than an SQLite
+    read of scattered rows. A whole catalog of a million short rows fits in ~80 MB, so one
+    scan (:meth:`fill`) can take every later page's reads off SQLite.
+
+    At most ``capacity`` bytes are packed. A row that changes leaves its old copy behind;
+    a put that would pass the capacity starts over on an empty buffer if half of it is
+    such copies, and otherwise is not kept (a catalog bigger than the store keeps the rows
+    it has). Keys are small non-negative integers (SQLite rowids); each is unknown until
+    stored. Staleness follows :class:`RowCache`'s generation rule. A reader takes the
+    offsets and the buffer together, and one int64 per key holds both the offset and the
+    length, so a reader never pairs a new offset with an old length.
+    """
+
+    _LENGTH_BITS = 24
+    _MAX_ROW = (1 << _LENGTH_BITS) - 1  # longer rows are not kept: ~16 MB
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(0, capacity)
+        self._state: tuple[NDArray[np.int64], bytearray] = (np.zeros(0, np.int64), bytearray())
+        self._lock = threading.Lock()
+        self._stale = 0  # bytes of the buffer that no offset points at any more
+        self.generation = 0
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self._state[0]))
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held: the packed rows and the offsets."""
+        offsets, data = self._state
+        return len(data) + offsets.nbytes
+
+    def get_many(self, keys: Sequence[int] | NDArray[np.int64]
+                 ) -> tuple[dict[int, tuple[Any, ...]], list[int]]:
+        """The stored rows among ``keys`` and the keys that are missing (as ints)."""
+        offsets, data = self._state
+        if not len(keys):
+            return {}, []
+        at = np.asarray(keys, dtype=np.int64)
+        if isinstance(keys, np.ndarray):
+            keys = at.tolist()
+        if len(offsets) and at.min() >= 0 and at.max() < len(offsets):
+            found_at = offsets[at].tolist()
+        else:
+            inside = (at >= 0) & (at < len(offsets))
+            found_at = np.where(inside, offsets[np.where(inside, at, 0)], 0).tolist() \
+                if len(offsets) else [0] * len(at)
+        found: dict[int, tuple[Any, ...]] = {}
+        missing: list[int] = []
+        bits, mask, loads = self._LENGTH_BITS, self._MAX_ROW, marshal.loads
+        for key, where in zip(keys, found_at, strict=True):
+            if where:
+                start = where >> bits
+                found[key] = loads(data[start:start + (where & mask)])
+            else:
+                missing.append(key)
+        return found, missing
+
+    def put_many(self, values: dict[int, tuple[Any, ...]], generation: int) -> None:
+        """Remember ``values`` read while the store was at ``generation``."""
+        if not self.capacity or not values:
+            return
+        packed = {key: marshal.dumps(row) for key, row in values.items()}
+        size = sum(len(blob) for blob in packed.values())
+        with self._lock:
+            if generation != self.generation:
+                return  # a write committed while they were read: they may be stale
+            offsets, data = self._state
+            if len(data) + size > self.capacity and 2 * self._stale >= self.capacity:
+                # mostly old copies of changed rows: start over (full of live rows, as in a
+                # catalog bigger than the store, it keeps them and stores what fits)
+                offsets, data, self._stale = np.zeros(len(offsets), np.int64), bytearray(), 0
+            top = max(packed) + 1
+            if top > len(offsets):
+                grown = np.zeros(max(top, 2 * len(offsets), 1024), np.int64)
+                grown[:len(offsets)] = offsets
+                offsets = grown
+            self._state = (offsets, data)
+            for key, blob in packed.items():
+                if len(data) + len(blob) > self.capacity or len(blob) > self._MAX_ROW:
+                    continue
+                start = len(data)
+                data += blob  # the bytes first, then the offset that points at them
+                self._stale += int(offsets[key]) & self._MAX_ROW  # a copy stored meanwhile
+                offsets[key] = (start << self._LENGTH_BITS) | len(blob)
+
+    def fill(self, rows: Iterable[tuple[Any, ...]], generation: int) -> bool:
+        """Store every row of ``rows`` (tuples: the key, then the values) that fits, in
+        place of what is stored. Read while the store was at ``generation``; False, and
+        nothing changed, if a write came since."""
+        if not self.capacity:
+            return False
+        offsets = np.zeros(1024, np.int64)
+        data = bytearray()
+        dumps, rows = marshal.dumps, iter(rows)
+        while chunk := list(itertools.islice(rows, 4096)):
+            blobs = [dumps(row[1:]) for row in chunk]
+            keys = np.fromiter((row[0] for row in chunk), np.int64, len(chunk))
+            sizes = np.fromiter(map(len, blobs), np.int64, len(blobs))
+            ends = len(data) + np.cumsum(sizes)
+            full = bool(ends[-1] > self.capacity)
+            if full:  # what was packed so far still serves
+                take = int(np.searchsorted(ends, self.capacity, side="right"))
+                blobs, keys, sizes, ends = blobs[:take], keys[:take], sizes[:take], ends[:take]
+            if len(keys):
+                if keys.max() >= len(offsets):
+                    grown = np.zeros(max(int(keys.max()) + 1, 2 * len(offsets)), np.int64)
+                    grown[:len(offsets)] = offsets
+                    offsets = grown
+                located = ((ends - sizes) << self._LENGTH_BITS) | sizes
+                offsets[keys] = np.where(sizes <= self._MAX_ROW, located, 0)
+                data += b"".join(blobs)
+            if full:
+                break
+        with self._lock:
+            if generation != self.generation:
+                return False
+            self._state, self._stale = (offsets, data), 0
+            return True
+
+    def invalidate(self, keys: Iterable[int] | None = None) -> None:
+        """Forget ``keys`` (None: everything); readers that started before keep nothing."""
+        with self._lock:
+            self.generation += 1
+            offsets = self._state[0]
+            if keys is None:
+                self._state, self._stale = (np.zeros(0, np.int64), bytearray()), 0
+                return
+            at = np.fromiter((int(k) for k in keys), np.int64)
+            at = np.unique(at[(at >= 0) & (at < len(offsets))])
+            self._stale += int((offsets[at] & self._MAX_ROW).sum())
+            offsets[at] = 0

@@ -77,6 +77,7 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        opened.warm(wait=False)  # first searches find the result-page fields in memory
         try:
             yield
         finally:
