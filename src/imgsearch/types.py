@@ -173,6 +173,7 @@ class Query:
 
 @dataclass
 class SearchHit:
+    # The engine makes hits with positional arguments: keep this order.
     id: str
     score: float
     title: str | None = None

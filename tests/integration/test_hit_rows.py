@@ -32,6 +32,8 @@ def test_hits_from_memory_agree_with_sql_through_writes(tmp_path):
     for _ in range(5):
         keys = rng.integers(0, 420, 60).tolist()
         assert packed.hits_by_key(keys) == sql.hits_by_key(keys)
+        ids = [f"i{i}" for i in rng.integers(0, 420, 60).tolist()]
+        assert [packed.key_of(i) for i in ids] == [sql.key_of(i) for i in ids]
         with packed.transaction() as conn:  # updates, deletes and new items
             for i in rng.choice(400, 40, replace=False).tolist():
                 if rng.random() < 0.3:

@@ -140,3 +140,16 @@ def test_packed_rows_full_of_live_rows_keep_them_and_start_over_when_mostly_stal
     off = PackedRows(0)
     off.put_many({1: ("a",)}, off.generation)
     assert off.get_many([1]) == ({}, [1]) and not off.fill([(1, "a")], off.generation)
+
+
+def test_packed_rows_find_a_scanned_row_by_its_first_value_until_it_changes():
+    rows = PackedRows(1 << 20)
+    assert rows.fill([(k, f"id{k}", "title") for k in range(1, 500)], rows.generation)
+    assert rows.key_of_first("id7") == 7 and rows.key_of_first("id499") == 499
+    assert rows.key_of_first("id500") is None  # never scanned: the store cannot tell
+    rows.invalidate([7])  # item 7 changed or went: ask the source
+    assert rows.key_of_first("id7") is None
+    rows.put_many({7: ("id7", "new title")}, rows.generation)
+    assert rows.key_of_first("id7") == 7
+    rows.invalidate()
+    assert rows.key_of_first("id8") is None

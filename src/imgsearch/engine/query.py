@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import math
 import os
@@ -193,14 +192,23 @@ def _business_weights(engine: Engine, query: Query) -> BusinessWeights:
     return weights
 
 
-@functools.lru_cache(maxsize=8)
+_DEFAULT_WEIGHTS: dict[int, tuple[Settings, BusinessWeights]] = {}
+
+
 def _default_weights(s: Settings) -> BusinessWeights:
-    """The settings' business weights, checked once rather than on every search."""
+    """The settings' business weights, checked once rather than on every search (kept
+    by the settings' identity: hashing all their fields costs more than the check)."""
+    known = _DEFAULT_WEIGHTS.get(id(s))
+    if known is not None and known[0] is s:
+        return known[1]
     weights = BusinessWeights(
         popularity=float(s.boost_popularity), rating=float(s.boost_rating),
         conversion=float(s.boost_conversion), freshness=float(s.boost_freshness),
         half_life_days=s.freshness_half_life_days)
     weights.validate()
+    if len(_DEFAULT_WEIGHTS) >= 64:
+        _DEFAULT_WEIGHTS.clear()
+    _DEFAULT_WEIGHTS[id(s)] = (s, weights)  # holding ``s`` keeps its id from being reused
     return weights
 
 
@@ -481,13 +489,13 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
         for name, column, positions in columns:
             score = column[row]
             if math.isfinite(score):
-                matched[name] = {"score": score}
                 if positions is not None and positions[row]:
-                    matched[name]["rank"] = positions[row]
-        hits.append(SearchHit(
-            id=ident, score=scores[row], title=title, category=category,
-            brand=brand, price=price, image=image, thumbnail=thumbnail, matched_by=matched,
-            confidence=confidences[row], duplicates=stands[row] - 1))
+                    matched[name] = {"score": score, "rank": positions[row]}
+                else:
+                    matched[name] = {"score": score}
+        # positional: keywords cost a third of making the hit
+        hits.append(SearchHit(ident, scores[row], title, category, brand, price, image,
+                              thumbnail, confidences[row], stands[row] - 1, matched))
     return _logged(engine, query, SearchResult(
         hits, query.kind, (time.perf_counter() - started) * 1000,
         total_candidates=ranked.candidates, plan=ranked.plan, interpretation=interpretation))

@@ -200,6 +200,13 @@ class LabelMap:
             return np.full(len(labels), -1, np.int64)
         return np.where(hit, self._slots[pos], -1).astype(np.int64)
 
+    def lookup_one(self, label: int) -> int:
+        """One label's slot (-1: absent), without the array calls of :meth:`lookup`."""
+        dense = self._dense
+        if dense is not None:
+            return int(dense[label]) if 0 <= label < len(dense) else -1
+        return int(self.lookup(np.array([label], np.int64))[0])
+
     def insert(self, labels: NDArray[np.int64], slots: NDArray[np.int64]) -> None:
         """Map labels (unique, none live) to slots."""
         self._mirror(labels, slots)

@@ -71,7 +71,7 @@ class _FaissIndex(ABC):
         return len(self._map)
 
     def contains(self, label: int) -> bool:
-        return bool(self._map.lookup(np.array([label], np.int64))[0] >= 0)
+        return self._map.lookup_one(int(label)) >= 0
 
     def labels(self) -> NDArray[np.int64]:
         return self._map.items()[0]
@@ -204,10 +204,11 @@ class HNSWIndex(_FaissIndex):
         return len(self._id_to_label) - len(self._map)
 
     def stored(self, label: int) -> NDArray[np.float32] | None:
-        internal = int(self._map.lookup(np.array([label], np.int64))[0])
+        internal = self._map.lookup_one(int(label))
         if internal < 0:
             return None
-        return np.asarray(self.index.storage.reconstruct(internal), dtype=np.float32)
+        vector: NDArray[np.float32] = self.index.storage.reconstruct(internal)  # float32
+        return vector
 
     def add(self, labels: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
         labels, vectors = self._prepare_add(labels, vectors)

@@ -308,6 +308,8 @@ class Catalog:
 
     def key_of(self, item_id: str) -> int | None:
         key = self.keys.get(item_id)
+        if key is None:
+            key = self.hit_rows.key_of_first(item_id)  # a result page's first field: the id
         if key is not None:
             return key
         generation = self.keys.generation

@@ -31,6 +31,8 @@ def _number(value: float | None, name: str) -> float | None:
 
 
 def validate(filters: Filters) -> None:
+    if filters.orientation is None and filters.is_empty():
+        return  # nothing to check (the usual search): spares building the SQL
     filter_sql(filters)
 
 

@@ -180,6 +180,11 @@ class PackedRows:
     stored. Staleness follows :class:`RowCache`'s generation rule. A reader takes the
     offsets and the buffer together, and one int64 per key holds both the offset and the
     length, so a reader never pairs a new offset with an old length.
+
+    A scan also indexes each row's first value (an item's id) by its hash, so that
+    :meth:`key_of_first` finds a row's key from that value: every candidate is checked
+    against the stored row, so an entry left over from a row since changed or deleted
+    is never believed.
     """
 
     _LENGTH_BITS = 24
@@ -188,6 +193,9 @@ class PackedRows:
     def __init__(self, capacity: int) -> None:
         self.capacity = max(0, capacity)
         self._state: tuple[NDArray[np.int64], bytearray] = (np.zeros(0, np.int64), bytearray())
+        # hash of each scanned row's first value, ascending, and the keys in that order
+        self._by_first: tuple[NDArray[np.int64], NDArray[np.int64]] = \
+            (np.zeros(0, np.int64), np.zeros(0, np.int64))
         self._lock = threading.Lock()
         self._stale = 0  # bytes of the buffer that no offset points at any more
         self.generation = 0
@@ -210,7 +218,7 @@ class PackedRows:
         at = np.asarray(keys, dtype=np.int64)
         if isinstance(keys, np.ndarray):
             keys = at.tolist()
-        if len(offsets) and at.min() >= 0 and at.max() < len(offsets):
+        if at.view(np.uint64).max() < len(offsets):  # one pass: negatives wrap to huge
             found_at = offsets[at].tolist()
         else:
             inside = (at >= 0) & (at < len(offsets))
@@ -226,6 +234,28 @@ class PackedRows:
             else:
                 missing.append(key)
         return found, missing
+
+    def get(self, key: int) -> tuple[Any, ...] | None:
+        offsets, data = self._state
+        where = int(offsets[key]) if 0 <= key < len(offsets) else 0
+        if not where:
+            return None
+        start = where >> self._LENGTH_BITS
+        row: tuple[Any, ...] = marshal.loads(data[start:start + (where & self._MAX_ROW)])
+        return row
+
+    def key_of_first(self, value: Any) -> int | None:
+        """The key of the stored row whose first value is ``value``; None where the
+        store cannot tell (not scanned, or changed since: ask the source)."""
+        hashes, keys = self._by_first
+        at = int(np.searchsorted(hashes, hash(value)))
+        while at < len(hashes) and hashes[at] == hash(value):
+            key = int(keys[at])
+            row = self.get(key)
+            if row is not None and row[0] == value:
+                return key
+            at += 1
+        return None
 
     def put_many(self, values: dict[int, tuple[Any, ...]], generation: int) -> None:
         """Remember ``values`` read while the store was at ``generation``."""
@@ -263,10 +293,15 @@ class PackedRows:
             return False
         offsets = np.zeros(1024, np.int64)
         data = bytearray()
+        firsts: list[NDArray[np.int64]] = []
+        firsts_keys: list[NDArray[np.int64]] = []
         dumps, rows = marshal.dumps, iter(rows)
         while chunk := list(itertools.islice(rows, 4096)):
             blobs = [dumps(row[1:]) for row in chunk]
             keys = np.fromiter((row[0] for row in chunk), np.int64, len(chunk))
+            firsts.append(np.fromiter((hash(row[1]) if len(row) > 1 else 0 for row in chunk),
+                                      np.int64, len(chunk)))
+            firsts_keys.append(keys)
             sizes = np.fromiter(map(len, blobs), np.int64, len(blobs))
             ends = len(data) + np.cumsum(sizes)
             full = bool(ends[-1] > self.capacity)
@@ -283,10 +318,15 @@ class PackedRows:
                 data += b"".join(blobs)
             if full:
                 break
+        hashes = np.concatenate(firsts) if firsts else np.zeros(0, np.int64)
+        order = np.argsort(hashes, kind="stable")
+        by_first = (hashes[order], np.concatenate(firsts_keys)[order] if firsts_keys
+                    else np.zeros(0, np.int64))
         with self._lock:
             if generation != self.generation:
                 return False
             self._state, self._stale = (offsets, data), 0
+            self._by_first = by_first
             return True
 
     def invalidate(self, keys: Iterable[int] | None = None) -> None:
@@ -296,6 +336,7 @@ class PackedRows:
             offsets = self._state[0]
             if keys is None:
                 self._state, self._stale = (np.zeros(0, np.int64), bytearray()), 0
+                self._by_first = (np.zeros(0, np.int64), np.zeros(0, np.int64))
                 return
             at = np.fromiter((int(k) for k in keys), np.int64)
             at = np.unique(at[(at >= 0) & (at < len(offsets))])
