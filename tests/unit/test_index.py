@@ -217,6 +217,25 @@ def test_a_reused_read_only_allowed_array_follows_removals_and_adds(make: Make) 
     assert back[:, 0].tolist() == gone[:5].tolist()
 
 
+def test_hnsw_allowed_slots_stand_in_for_labels(make: Make) -> None:
+    index = make("hnsw", DATA[:3000], LABELS[:3000])
+    index.remove(LABELS[100:400])
+    index.add(LABELS[200:300], DATA[3000:3100])  # updated: new slots at the end
+    rng = np.random.default_rng(8)
+    allowed = np.sort(rng.choice(LABELS[:3000], 1500, replace=False))
+    table = index.slot_table()  # type: ignore[attr-defined]
+    slots = table[allowed]
+    slots = slots[slots >= 0]  # removed labels have no slot
+    for ef in (16, 128):
+        by_label = index.search(QUERIES, K, allowed=allowed, ef_search=ef)
+        by_slot = index.search(QUERIES, K, allowed_slots=slots,  # type: ignore[call-arg]
+                               ef_search=ef)
+        assert np.array_equal(by_label[1], by_slot[1])
+        assert np.array_equal(by_label[0], by_slot[0])
+    found = by_slot[1][by_slot[1] >= 0]
+    assert np.isin(found, allowed).all() and not np.isin(found, LABELS[300:400]).any()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_save_load_round_trip(kind: str, tmp_path: Path, make: Make) -> None:
     index = make(kind)

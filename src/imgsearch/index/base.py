@@ -200,6 +200,12 @@ class LabelMap:
             return np.full(len(labels), -1, np.int64)
         return np.where(hit, self._slots[pos], -1).astype(np.int64)
 
+    @property
+    def dense(self) -> NDArray[np.int64] | None:
+        """label -> slot (-1: absent) as one array, while the labels are dense enough;
+        changed in place by later writes."""
+        return self._dense
+
     def lookup_one(self, label: int) -> int:
         """One label's slot (-1: absent), without the array calls of :meth:`lookup`."""
         dense = self._dense

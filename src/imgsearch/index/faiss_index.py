@@ -228,12 +228,23 @@ class HNSWIndex(_FaissIndex):
             self._version += 1
         return len(internal)
 
+    def slot_table(self) -> NDArray[np.int64] | None:
+        """label -> slot (-1: absent), the slots ``search(allowed_slots=...)`` takes;
+        None while the labels are too sparse for one array."""
+        return self._map.dense
+
     def search(self, queries: NDArray[np.float32], k: int, *,
                allowed: NDArray[np.int64] | None = None, ef_search: int | None = None,
-               nprobe: int | None = None) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+               nprobe: int | None = None, allowed_slots: NDArray[np.int64] | None = None
+               ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """As :meth:`VectorIndex.search`; ``allowed_slots`` (live slots, from
+        :meth:`slot_table`) may stand in for ``allowed`` labels."""
         queries = self._prepare_search(queries, k)
         ef = max(ef_search or self.params.ef_search, k)
-        if allowed is None:
+        if allowed is None and allowed_slots is not None:
+            allowed, internal = allowed_slots, allowed_slots
+            selector, n_candidates = None, len(internal)
+        elif allowed is None:
             selector, n_candidates = self._live(), len(self)
         else:
             internal = self._allowed.get(allowed, self._version,

@@ -99,15 +99,20 @@ def candidates(signal: Signal, k: int, allowed: NDArray[np.int64] | None,
                                               ef_search=max(ef, fetch), nprobe=probe)
             plan = space.index.kind
         elif len(allowed) / total <= settings.prefilter_max_fraction:
-            allowed_vids = space.vids_of(allowed)
             # Few enough allowed items: an ef covering them all makes the index score
             # each from the vectors it holds, which is exact and cheaper than a walk.
             small = space.index.exact_scores and \
                 len(allowed) <= min(settings.exact_filter_max, exact_cutoff(fetch, total))
             walk = max(ef, fetch, len(allowed)) if small else max(ef, fetch)
-            scores, vids = space.index.search(signal.vector[None, :], min(fetch, total),
-                                              allowed=allowed_vids, ef_search=walk,
-                                              nprobe=probe)
+            slots = space.slots_of(allowed)
+            if slots is not None:  # the index's own slots, one lookup away (HNSW)
+                scores, vids = space.index.search(  # type: ignore[call-arg]
+                    signal.vector[None, :], min(fetch, total), allowed_slots=slots,
+                    ef_search=walk, nprobe=probe)
+            else:
+                scores, vids = space.index.search(signal.vector[None, :], min(fetch, total),
+                                                  allowed=space.vids_of(allowed),
+                                                  ef_search=walk, nprobe=probe)
             plan = "exact-subset" if small else f"{space.index.kind}+prefilter"
         else:
             # Unselective filter: search unrestricted with over-fetch, drop what fails.

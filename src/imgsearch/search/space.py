@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -72,6 +73,9 @@ class SpaceIndex:
         self.vid_key = np.full(1024, -1, dtype=np.int64)
         self.key_vid = np.full(1024, -1, dtype=np.int64)
         self._vids_memo: IdentityMemo[NDArray[np.int64]] = IdentityMemo()
+        self._slots_memo: IdentityMemo[NDArray[np.int64]] = IdentityMemo()
+        # (version, key -> index slot): see slots_of
+        self._key_slot: tuple[Any, NDArray[np.int64]] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     @classmethod
@@ -243,6 +247,36 @@ class SpaceIndex:
             vids.flags.writeable = keys.flags.writeable
             return vids
         return self._vids_memo.get(keys, (self.applied_seq, len(self.index)), compute)
+
+    def slots_of(self, keys: NDArray[np.int64]) -> NDArray[np.int64] | None:
+        """The index's own slots for those keys that have a vector here, for an index
+        that searches by slot (HNSW); None for the others.
+
+        ``vids_of`` and then the index's label lookup read two tables of a million
+        entries at scattered places, a few tenths of a millisecond each for a filter
+        passing 100,000 of 1,000,000 items; one key -> slot table, made once per change
+        of the space (a few milliseconds at 1M), halves that. Read-only ``keys`` give a
+        read-only answer, remembered until the next applied write."""
+        slot_table = getattr(self.index, "slot_table", None)
+        if slot_table is None:
+            return None
+        version = (self.applied_seq, len(self.index))
+        made = self._key_slot
+        if made is None or made[0] != version:
+            labels = slot_table()
+            if labels is None:
+                return None
+            table = gather(labels, self.key_vid)  # -1 where a key has no vector
+            made = self._key_slot = (version, table)
+        table = made[1]
+
+        def compute() -> NDArray[np.int64]:
+            slots = gather(table, keys)
+            if len(slots) and slots.min() < 0:
+                slots = slots[slots >= 0]
+            slots.flags.writeable = keys.flags.writeable
+            return slots
+        return self._slots_memo.get(keys, version, compute)
 
     def keys_of(self, vids: NDArray[np.int64]) -> NDArray[np.int64]:
         """The item key of each vector id; -1 for ids the index did not fill (-1) or
