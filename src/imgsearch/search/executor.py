@@ -104,15 +104,8 @@ def candidates(signal: Signal, k: int, allowed: NDArray[np.int64] | None,
             small = space.index.exact_scores and \
                 len(allowed) <= min(settings.exact_filter_max, exact_cutoff(fetch, total))
             walk = max(ef, fetch, len(allowed)) if small else max(ef, fetch)
-            slots = space.slots_of(allowed)
-            if slots is not None:  # the index's own slots, one lookup away (HNSW)
-                scores, vids = space.index.search(  # type: ignore[call-arg]
-                    signal.vector[None, :], min(fetch, total), allowed_slots=slots,
-                    ef_search=walk, nprobe=probe)
-            else:
-                scores, vids = space.index.search(signal.vector[None, :], min(fetch, total),
-                                                  allowed=space.vids_of(allowed),
-                                                  ef_search=walk, nprobe=probe)
+            scores, vids = space.search_among(signal.vector, min(fetch, total), allowed,
+                                              ef_search=walk, nprobe=probe)
             plan = "exact-subset" if small else f"{space.index.kind}+prefilter"
         else:
             # Unselective filter: search unrestricted with over-fetch, drop what fails.

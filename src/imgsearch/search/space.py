@@ -24,7 +24,7 @@ from imgsearch.config import Settings
 from imgsearch.errors import CollectionError
 from imgsearch.index.auto import choose_index_kind, params_from_settings
 from imgsearch.index.base import VectorIndex, gather
-from imgsearch.index.faiss_index import build_index, load_index
+from imgsearch.index.faiss_index import HNSWIndex, build_index, load_index
 from imgsearch.index.memo import IdentityMemo
 from imgsearch.store.catalog import Catalog
 from imgsearch.types import VectorSpace
@@ -248,26 +248,37 @@ class SpaceIndex:
             return vids
         return self._vids_memo.get(keys, (self.applied_seq, len(self.index)), compute)
 
+    def search_among(self, vector: NDArray[np.float32], k: int, keys: NDArray[np.int64], *,
+                     ef_search: int, nprobe: int
+                     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """The index's search restricted to the vectors of ``keys``: (1, k) scores and
+        vector ids. An HNSW index is handed its own slots (see ``slots_of``); the others
+        the vector ids."""
+        slots = self.slots_of(keys)
+        if slots is not None and isinstance(self.index, HNSWIndex):
+            return self.index.search(vector[None, :], k, allowed_slots=slots,
+                                     ef_search=ef_search, nprobe=nprobe)
+        return self.index.search(vector[None, :], k, allowed=self.vids_of(keys),
+                                 ef_search=ef_search, nprobe=nprobe)
+
     def slots_of(self, keys: NDArray[np.int64]) -> NDArray[np.int64] | None:
-        """The index's own slots for those keys that have a vector here, for an index
-        that searches by slot (HNSW); None for the others.
+        """The HNSW index's own slots for those keys that have a vector here; None for
+        the other kinds, and while the index's labels are too sparse for one table.
 
         ``vids_of`` and then the index's label lookup read two tables of a million
         entries at scattered places, a few tenths of a millisecond each for a filter
         passing 100,000 of 1,000,000 items; one key -> slot table, made once per change
         of the space (a few milliseconds at 1M), halves that. Read-only ``keys`` give a
         read-only answer, remembered until the next applied write."""
-        slot_table = getattr(self.index, "slot_table", None)
-        if slot_table is None:
+        if not isinstance(self.index, HNSWIndex):
             return None
         version = (self.applied_seq, len(self.index))
         made = self._key_slot
         if made is None or made[0] != version:
-            labels = slot_table()
+            labels = self.index.slot_table()
             if labels is None:
                 return None
-            table = gather(labels, self.key_vid)  # -1 where a key has no vector
-            made = self._key_slot = (version, table)
+            made = self._key_slot = (version, gather(labels, self.key_vid))  # -1: no vector
         table = made[1]
 
         def compute() -> NDArray[np.int64]:

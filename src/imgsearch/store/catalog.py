@@ -341,7 +341,7 @@ class Catalog:
         found, missing = self.hit_rows.get_many(keys)
         if not missing:
             return found
-        if self.hit_rows.capacity and self._hit_scans.claim():
+        if self._claim_hit_scan():
             # one scan (about a second a million rows, on a thread of its own) instead of
             # a read of scattered rows for every page from then on; SQL answers meanwhile
             self._start_scan(self._scan_hits, "imgsearch-hit-rows")
@@ -351,6 +351,10 @@ class Catalog:
         self.hit_rows.put_many(read, generation)
         found.update(read)
         return found
+
+    def _claim_hit_scan(self) -> bool:
+        """True, once in a while, where the result-page fields are kept in memory."""
+        return bool(self.hit_rows.capacity) and self._hit_scans.claim()
 
     def _scan_hits(self) -> None:
         """Pack the result-page fields of every item (as many as fit)."""
@@ -375,7 +379,7 @@ class Catalog:
         their first runs (the result-page fields, the filter columns); with ``wait``,
         return when every such read under way is done."""
         scans: list[Callable[[], None]] = []
-        if self.hit_rows.capacity and self._hit_scans.claim():
+        if self._claim_hit_scan():
             scans.append(self._scan_hits)
         columns = self.columns
         if columns is not None and not columns.ready and self._column_scans.claim():

@@ -248,8 +248,9 @@ class PackedRows:
         """The key of the stored row whose first value is ``value``; None where the
         store cannot tell (not scanned, or changed since: ask the source)."""
         hashes, keys = self._by_first
-        at = int(np.searchsorted(hashes, hash(value)))
-        while at < len(hashes) and hashes[at] == hash(value):
+        wanted = hash(value)
+        at = int(np.searchsorted(hashes, wanted))
+        while at < len(hashes) and hashes[at] == wanted:
             key = int(keys[at])
             row = self.get(key)
             if row is not None and row[0] == value:
