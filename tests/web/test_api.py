@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from apihelp import SEEDED, SLASH_ID, assert_error, b64
@@ -28,6 +29,36 @@ def test_health_ready_and_docs(client: TestClient) -> None:
                  "/v1/items/{item_id}", "/v1/thumbnails/{item_id}", "/v1/stats",
                  "/v1/feedback/click", "/metrics"):
         assert path in paths, path
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_load_their_assets_from_the_server_itself(client: TestClient, page: str
+                                                           ) -> None:
+    html = client.get(page).text
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', html)
+    assert assets, html
+    for url in assets:
+        assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+        response = client.get(url)
+        assert response.status_code == 200 and len(response.content) > 10_000, url
+    assert "cdn." not in html and "fonts.googleapis" not in html
+
+
+def test_web_page_has_a_favicon(client: TestClient) -> None:
+    assert 'rel="icon"' in client.get("/").text
+    icon = client.get("/static/favicon.svg")
+    assert icon.status_code == 200 and icon.text.startswith("<svg")
+
+
+def test_image_upload_takes_limit_from_the_query_string(client: TestClient) -> None:
+    upload = {"file": ("q.jpg", jpeg_bytes(3))}
+    response = client.post("/v1/search/image?limit=3", files=upload,
+                           data={"min_confidence": "0"})
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 3
+    paged = client.post("/v1/search/image?limit=2&offset=1", files=upload,
+                        data={"min_confidence": "0"}).json()["results"]
+    assert [hit["id"] for hit in paged] == ids(response)[1:3]
 
 
 def test_uploaded_image_finds_itself_first(client: TestClient) -> None:
