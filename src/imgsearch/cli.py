@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,16 +86,40 @@ def _open(collection: Path, *, create: bool = False, readonly: bool = False,
     return engine
 
 
+@contextmanager
+def _removed_if_left_empty(collection: Path) -> Iterator[dict[str, int]]:
+    """A collection that this command creates is removed again when the command fails
+    with nothing added to it (a mistyped source, a model that cannot load): a failed
+    first run leaves nothing behind. The body records how many ``items`` the collection
+    holds when it fails, and -1 once its work went through."""
+    existed = collection.exists()
+    outcome: dict[str, int] = {"items": 0}  # failing while opening: nothing added
+    try:
+        yield outcome
+    except BaseException:
+        if not existed and outcome.get("items") == 0 and collection.is_dir():
+            shutil.rmtree(collection, ignore_errors=True)
+        raise
+
+
 def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=None, default=str))
 
 
 class _ProgressBar:
-    """Draws engine progress events with tqdm on stderr (count, rate, ETA)."""
+    """Draws engine progress events with tqdm on stderr (count, rate, ETA).
+
+    The rate and ETA show once they mean something: after a few seconds of work (a rate
+    measured over the first milliseconds reads a million images a second).
+    """
+
+    WARM_UP_S = 2.0
+    _NO_RATE = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.bar: Any = None
+        self.started = 0.0
 
     def __call__(self, event: Progress) -> None:
         if self.quiet:
@@ -104,8 +130,12 @@ class _ProgressBar:
             typer.echo(f"{event.total} images found, {event.done} unchanged", err=True)
             return
         if self.bar is None:
+            self.started = time.monotonic()
             self.bar = tqdm(total=event.total, unit="img", file=sys.stderr, desc="indexing",
-                            dynamic_ncols=True)
+                            dynamic_ncols=True, bar_format=self._NO_RATE)
+        elif (self.bar.bar_format is not None
+              and time.monotonic() - self.started >= self.WARM_UP_S):
+            self.bar.bar_format = None  # tqdm's own: with rate and ETA
         self.bar.n = event.done
         self.bar.set_postfix(failed=event.failed, refresh=False)
         self.bar.refresh()
@@ -145,12 +175,18 @@ def index(
             def on_commit(ids: list[str]) -> None:
                 sys.stdout.write("".join(f"committed {i}\n" for i in ids))
                 sys.stdout.flush()
-        with _open(collection, create=True, image_encoder=image_encoder,
-                   text_encoder=text_encoder, clip_model=clip_model, reembed=reembed) as engine:
+        with _removed_if_left_empty(collection) as outcome, \
+                _open(collection, create=True, image_encoder=image_encoder,
+                      text_encoder=text_encoder, clip_model=clip_model,
+                      reembed=reembed) as engine:
             try:
                 report = engine.ingest(source, progress=bar, on_commit=on_commit)
+            except BaseException:
+                outcome["items"] = engine.catalog.count()
+                raise
             finally:
                 bar.close()
+            outcome["items"] = -1  # the run went through: keep what it made
         if as_json:
             _print_json(report.to_dict())
         for failure in report.failed[:50]:

@@ -199,3 +199,34 @@ def test_dedup_and_eval_commands(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x"}\n')
     assert "line 1" in run("eval", "-c", c, bad, check=2).stderr
+
+
+def test_a_failed_first_index_leaves_no_collection_behind(tmp_path):
+    missing = run("index", tmp_path / "no-such-folder", "-c", tmp_path / "typo", check=2)
+    assert "no-such-folder" in missing.stderr
+    assert not (tmp_path / "typo").exists()
+    photos = tmp_path / "photos"
+    gen.write_image(photos / "one.jpg", 1)
+    offline = subprocess.run(
+        [sys.executable, "-m", "imgsearch.cli", "index", str(photos), "-c",
+         str(tmp_path / "clip"), "--image-encoder", "clip",
+         "--clip-model", "imgsearch-tests/clip-that-is-not-cached"],
+        capture_output=True, text=True, env=dict(ENV, HF_HUB_OFFLINE="1"), timeout=300)
+    assert offline.returncode == 5, offline.stderr
+    assert "cannot load CLIP model" in offline.stderr
+    assert not (tmp_path / "clip").exists()
+    # a collection that already held items is never removed by a failing run
+    run("index", photos, "-c", tmp_path / "kept")
+    run("index", tmp_path / "no-such-folder", "-c", tmp_path / "kept", check=2)
+    assert json.loads(run("info", "-c", tmp_path / "kept", "--json").stdout)["items"] == 1
+
+
+def test_progress_shows_no_rate_before_it_means_something(tmp_path):
+    photos = tmp_path / "photos"
+    for seed in range(3):
+        gen.write_image(photos / f"p{seed}.jpg", seed)
+    proc = run("index", photos, "-c", tmp_path / "coll")
+    bar_lines = [line for line in proc.stderr.replace("\r", "\n").splitlines()
+                 if line.startswith("indexing")]
+    assert bar_lines, proc.stderr
+    assert not any("img/s" in line for line in bar_lines), bar_lines
