@@ -6,6 +6,7 @@ summaries go to stderr. Errors become exit codes in one place, ``_exit_code``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from imgsearch.config import Settings
+from imgsearch.config import COLLECTION_CONFIG, Settings, layered, user_config_path
 from imgsearch.engine import Engine
 from imgsearch.errors import (
     CollectionError,
@@ -71,14 +72,23 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def _settings(clip_model: str | None = None) -> Settings:
-    return Settings.from_env(os.environ, clip_model=clip_model)
+def _layers(clip_model: str | None = None, collection: Path | None = None
+            ) -> tuple[Settings, dict[str, str]]:
+    files = [user_config_path(os.environ)]
+    if collection is not None:
+        files.append(collection / COLLECTION_CONFIG)
+    return layered(os.environ, files, clip_model=clip_model)
+
+
+def _settings(clip_model: str | None = None, collection: Path | None = None) -> Settings:
+    return _layers(clip_model, collection)[0]
 
 
 def _open(collection: Path, *, create: bool = False, readonly: bool = False,
           image_encoder: str | None = None, text_encoder: str | None = None,
           clip_model: str | None = None, reembed: bool = False) -> Engine:
-    engine = Engine.open(collection, _settings(clip_model), image_encoder=image_encoder,
+    engine = Engine.open(collection, _settings(clip_model, collection),
+                         image_encoder=image_encoder,
                          text_encoder=text_encoder, create=create, readonly=readonly,
                          reembed=reembed)
     for note in engine.open_notes:
@@ -324,7 +334,8 @@ OrientationOpt = Annotated[str | None, typer.Option(
 MinWidth = Annotated[int | None, typer.Option("--min-width")]
 MinHeight = Annotated[int | None, typer.Option("--min-height")]
 Attr = Annotated[list[str] | None, typer.Option("--attr", help="NAME=VALUE; repeatable.")]
-Limit = Annotated[int, typer.Option("--limit", "-n")]
+Limit = Annotated[int | None, typer.Option(
+    "--limit", "-n", help="Results per page (default: the default_limit setting, 10).")]
 MinConfidence = Annotated[float | None, typer.Option(
     "--min-confidence", help="Drop hits under this calibrated confidence (0..1); 0 keeps "
                              "everything.")]
@@ -338,6 +349,10 @@ Mmr = Annotated[float | None, typer.Option(
 CollapseOpt = Annotated[bool, typer.Option(
     "--collapse/--no-collapse", help="Fold near-exact duplicates into one hit.")]
 Offset = Annotated[int, typer.Option("--offset")]
+
+
+def _page_size(limit: int | None, collection: Path) -> int:
+    return limit if limit is not None else _settings(collection=collection).default_limit
 
 
 @app.command()
@@ -355,7 +370,7 @@ def search(
     price_max: PriceMax = None, color: Color = None, license_: License = None,
     tag: Tag = None, orientation: OrientationOpt = None, min_width: MinWidth = None,
     min_height: MinHeight = None, attr: Attr = None,
-    limit: Limit = 10, offset: Offset = 0, as_json: JsonOpt = False,
+    limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False,
     parse: Annotated[bool, typer.Option(
         "--parse/--no-parse", help="Understand prices, colours, brands and categories in "
                                    "the text.")] = True,
@@ -371,7 +386,8 @@ def search(
     """Search by text, by image(s), or both."""
     with _errors():
         query = Query(text=text, images=list(image or []), negative_images=list(not_image or []),
-                      image_weight=image_weight, limit=limit, offset=offset, parse=parse,
+                      image_weight=image_weight, limit=_page_size(limit, collection),
+                      offset=offset, parse=parse,
                       min_confidence=min_confidence, collapse_duplicates=collapse,
                       boosts=_boosts(boost), max_per_category=max_per_category,
                       mmr_lambda=mmr, multi_image=multi_image,
@@ -394,13 +410,13 @@ def similar(
     price_max: PriceMax = None, color: Color = None, license_: License = None,
     tag: Tag = None, orientation: OrientationOpt = None, min_width: MinWidth = None,
     min_height: MinHeight = None, attr: Attr = None,
-    limit: Limit = 10, offset: Offset = 0, as_json: JsonOpt = False,
+    limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False,
     min_confidence: MinConfidence = None, collapse: CollapseOpt = True,
     boost: Boost = None, max_per_category: MaxPerCategory = None, mmr: Mmr = None,
 ) -> None:
     """More like this item (the item itself excluded)."""
     with _errors():
-        query = Query(similar_to=item_id, limit=limit, offset=offset,
+        query = Query(similar_to=item_id, limit=_page_size(limit, collection), offset=offset,
                       min_confidence=min_confidence, collapse_duplicates=collapse,
                       boosts=_boosts(boost), max_per_category=max_per_category,
                       mmr_lambda=mmr,
@@ -570,7 +586,34 @@ def serve(
     from imgsearch.web.serve import serve as run_server
 
     with _errors():
-        run_server(collection, host, port, _settings(), workers=workers)
+        run_server(collection, host, port, _settings(collection=collection),
+                   workers=workers)
+
+
+@app.command(name="config")
+def show_config(
+    collection: Annotated[Path | None, typer.Option(
+        "--collection", "-c", help="Also read this collection's imgsearch.toml.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show every setting, its value and where it comes from.
+
+    Strongest first: a command-line flag, the environment (IMGSEARCH_<NAME>), the
+    collection's imgsearch.toml, the user's ~/.config/imgsearch/config.toml, the default.
+    """
+    with _errors():
+        settings, origin = _layers(collection=collection)
+        values = dataclasses.asdict(settings)
+        if as_json:
+            _print_json({name: {"value": value, "from": origin[name]}
+                         for name, value in values.items()})
+            return
+        width = max(map(len, values))
+        shown = {name: str(value) for name, value in values.items()}
+        value_width = min(40, max(map(len, shown.values())))
+        typer.echo(f"{'setting':<{width}}  {'value':<{value_width}}  from")
+        for name, value in shown.items():
+            typer.echo(f"{name:<{width}}  {value:<{value_width}}  {origin[name]}")
 
 
 def main() -> None:

@@ -230,3 +230,37 @@ def test_progress_shows_no_rate_before_it_means_something(tmp_path):
                  if line.startswith("indexing")]
     assert bar_lines, proc.stderr
     assert not any("img/s" in line for line in bar_lines), bar_lines
+
+
+def test_config_files_set_defaults_and_config_shows_where_from(tmp_path):
+    photos = tmp_path / "photos"
+    for seed in range(4):
+        gen.write_image(photos / f"p{seed}.jpg", seed)
+    coll = tmp_path / "coll"
+    run("index", photos, "-c", coll)
+    home = tmp_path / "home"
+    (home / "imgsearch").mkdir(parents=True)
+    (home / "imgsearch" / "config.toml").write_text("default_limit = 2\nmin_confidence = 0\n")
+    env = dict(ENV, XDG_CONFIG_HOME=str(home))
+
+    def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "imgsearch.cli", *map(str, args)],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    found = json.loads(cli("search", "-c", coll, "--image", photos / "p1.jpg", "--json").stdout)
+    assert len(found["results"]) == 2  # the user's file set the page size
+    (coll / "imgsearch.toml").write_text("default_limit = 3\n")
+    found = json.loads(cli("search", "-c", coll, "--image", photos / "p1.jpg", "--json").stdout)
+    assert len(found["results"]) == 3  # the collection's file is stronger
+    shown = json.loads(cli("config", "-c", coll, "--json").stdout)
+    assert shown["default_limit"] == {"value": 3, "from": str(coll / "imgsearch.toml")}
+    assert shown["min_confidence"]["from"] == str(home / "imgsearch" / "config.toml")
+    assert shown["hnsw_m"]["from"] == "default"
+    table = cli("config", "-c", coll).stdout.splitlines()
+    assert table[0].split() == ["setting", "value", "from"]
+    (coll / "imgsearch.toml").write_text("default_limt = 3\n")
+    bad = subprocess.run([sys.executable, "-m", "imgsearch.cli", "info", "-c", str(coll)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "unknown setting 'default_limt'" in bad.stderr
