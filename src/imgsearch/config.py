@@ -94,6 +94,9 @@ class Settings:
     filter_cache_size: int = 32  # filters whose passing items are kept until a write
     redis_url: str = ""  # optional cache shared by several processes, e.g. redis://host:6379/0
 
+    # how the web page shows prices: a symbol ("€", "$") before, a code ("CHF") after
+    currency: str = ""
+
     log_searches: bool = True  # search and click logs in the collection's logs.sqlite3
 
     # ranking: business signals (weights, off by default) and multi-image queries

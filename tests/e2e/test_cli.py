@@ -115,6 +115,11 @@ def test_catalog_search_similar_add_remove(tmp_path):
     assert hits[0]["id"] == "SKU8"
     assert all(h["category"] == "shoes" and h["price"] <= 40 for h in hits)
 
+    browsed = json.loads(run("search", "-c", c, "--category", "shoes", "--limit", "3",
+                             "--json").stdout)
+    assert browsed["query_kind"] == "browse"
+    assert [h["id"] for h in browsed["results"]] == ["SKU36", "SKU32", "SKU28"]  # newest first
+
     text = json.loads(run("search", "-c", c, "--text", "item number 17", "--json").stdout)
     assert text["results"][0]["id"] == "SKU17"
 

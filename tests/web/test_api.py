@@ -305,3 +305,24 @@ def test_request_id_is_returned_and_logged(client: TestClient, caplog) -> None:
     fields = [r.fields for r in caplog.records if r.name == "imgsearch.access"]
     assert any(f["request_id"] == "abc-123" and f["status"] == 200 and f["path"] == "/health"
                for f in fields)
+
+
+@pytest.mark.parametrize(("currency", "shown"), [("€", "€10.00"), ("CHF", "10.00 CHF"),
+                                                 ("", "10.00")])
+def test_the_page_shows_prices_in_the_collections_currency(web_engine: Engine, currency: str,
+                                                           shown: str) -> None:
+    settings = web_engine.settings.replace(currency=currency)
+    with TestClient(create_app(web_engine, settings=settings)) as priced:
+        item_page = priced.get("/items/p0").text
+        results = priced.get("/?category=shoes").text
+    assert f'<p class="price big">{shown}</p>' in item_page
+    assert f'<span class="price">{shown}</span>' in results
+
+
+def test_filters_alone_browse_newest_first(client: TestClient) -> None:
+    response = client.post("/v1/search", json={"filters": {"categories": ["hats"]}})
+    body = response.json()
+    assert response.status_code == 200 and body["query_kind"] == "browse"
+    found = ids(response)
+    assert found and all(hit["category"] == "hats" for hit in body["results"])
+    assert found == sorted(found, key=lambda i: -int(i[1:]))  # p10 was added after p1
