@@ -6,9 +6,12 @@ summaries go to stderr. Errors become exit codes in one place, ``_exit_code``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from imgsearch.config import Settings
+from imgsearch.config import COLLECTION_CONFIG, Settings, layered, user_config_path
 from imgsearch.engine import Engine
 from imgsearch.errors import (
     CollectionError,
@@ -69,14 +72,23 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def _settings(clip_model: str | None = None) -> Settings:
-    return Settings.from_env(os.environ, clip_model=clip_model)
+def _layers(clip_model: str | None = None, collection: Path | None = None
+            ) -> tuple[Settings, dict[str, str]]:
+    files = [user_config_path(os.environ)]
+    if collection is not None:
+        files.append(collection / COLLECTION_CONFIG)
+    return layered(os.environ, files, clip_model=clip_model)
+
+
+def _settings(clip_model: str | None = None, collection: Path | None = None) -> Settings:
+    return _layers(clip_model, collection)[0]
 
 
 def _open(collection: Path, *, create: bool = False, readonly: bool = False,
           image_encoder: str | None = None, text_encoder: str | None = None,
           clip_model: str | None = None, reembed: bool = False) -> Engine:
-    engine = Engine.open(collection, _settings(clip_model), image_encoder=image_encoder,
+    engine = Engine.open(collection, _settings(clip_model, collection),
+                         image_encoder=image_encoder,
                          text_encoder=text_encoder, create=create, readonly=readonly,
                          reembed=reembed)
     for note in engine.open_notes:
@@ -84,16 +96,40 @@ def _open(collection: Path, *, create: bool = False, readonly: bool = False,
     return engine
 
 
+@contextmanager
+def _removed_if_left_empty(collection: Path) -> Iterator[dict[str, int]]:
+    """A collection that this command creates is removed again when the command fails
+    with nothing added to it (a mistyped source, a model that cannot load): a failed
+    first run leaves nothing behind. The body records how many ``items`` the collection
+    holds when it fails, and -1 once its work went through."""
+    existed = collection.exists()
+    outcome: dict[str, int] = {"items": 0}  # failing while opening: nothing added
+    try:
+        yield outcome
+    except BaseException:
+        if not existed and outcome.get("items") == 0 and collection.is_dir():
+            shutil.rmtree(collection, ignore_errors=True)
+        raise
+
+
 def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=None, default=str))
 
 
 class _ProgressBar:
-    """Draws engine progress events with tqdm on stderr (count, rate, ETA)."""
+    """Draws engine progress events with tqdm on stderr (count, rate, ETA).
+
+    The rate and ETA show once they mean something: after a few seconds of work (a rate
+    measured over the first milliseconds reads a million images a second).
+    """
+
+    WARM_UP_S = 2.0
+    _NO_RATE = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.bar: Any = None
+        self.started = 0.0
 
     def __call__(self, event: Progress) -> None:
         if self.quiet:
@@ -104,8 +140,12 @@ class _ProgressBar:
             typer.echo(f"{event.total} images found, {event.done} unchanged", err=True)
             return
         if self.bar is None:
+            self.started = time.monotonic()
             self.bar = tqdm(total=event.total, unit="img", file=sys.stderr, desc="indexing",
-                            dynamic_ncols=True)
+                            dynamic_ncols=True, bar_format=self._NO_RATE)
+        elif (self.bar.bar_format is not None
+              and time.monotonic() - self.started >= self.WARM_UP_S):
+            self.bar.bar_format = None  # tqdm's own: with rate and ETA
         self.bar.n = event.done
         self.bar.set_postfix(failed=event.failed, refresh=False)
         self.bar.refresh()
@@ -145,12 +185,18 @@ def index(
             def on_commit(ids: list[str]) -> None:
                 sys.stdout.write("".join(f"committed {i}\n" for i in ids))
                 sys.stdout.flush()
-        with _open(collection, create=True, image_encoder=image_encoder,
-                   text_encoder=text_encoder, clip_model=clip_model, reembed=reembed) as engine:
+        with _removed_if_left_empty(collection) as outcome, \
+                _open(collection, create=True, image_encoder=image_encoder,
+                      text_encoder=text_encoder, clip_model=clip_model,
+                      reembed=reembed) as engine:
             try:
                 report = engine.ingest(source, progress=bar, on_commit=on_commit)
+            except BaseException:
+                outcome["items"] = engine.catalog.count()
+                raise
             finally:
                 bar.close()
+            outcome["items"] = -1  # the run went through: keep what it made
         if as_json:
             _print_json(report.to_dict())
         for failure in report.failed[:50]:
@@ -288,7 +334,8 @@ OrientationOpt = Annotated[str | None, typer.Option(
 MinWidth = Annotated[int | None, typer.Option("--min-width")]
 MinHeight = Annotated[int | None, typer.Option("--min-height")]
 Attr = Annotated[list[str] | None, typer.Option("--attr", help="NAME=VALUE; repeatable.")]
-Limit = Annotated[int, typer.Option("--limit", "-n")]
+Limit = Annotated[int | None, typer.Option(
+    "--limit", "-n", help="Results per page (default: the default_limit setting, 10).")]
 MinConfidence = Annotated[float | None, typer.Option(
     "--min-confidence", help="Drop hits under this calibrated confidence (0..1); 0 keeps "
                              "everything.")]
@@ -302,6 +349,10 @@ Mmr = Annotated[float | None, typer.Option(
 CollapseOpt = Annotated[bool, typer.Option(
     "--collapse/--no-collapse", help="Fold near-exact duplicates into one hit.")]
 Offset = Annotated[int, typer.Option("--offset")]
+
+
+def _page_size(limit: int | None, collection: Path) -> int:
+    return limit if limit is not None else _settings(collection=collection).default_limit
 
 
 @app.command()
@@ -319,7 +370,7 @@ def search(
     price_max: PriceMax = None, color: Color = None, license_: License = None,
     tag: Tag = None, orientation: OrientationOpt = None, min_width: MinWidth = None,
     min_height: MinHeight = None, attr: Attr = None,
-    limit: Limit = 10, offset: Offset = 0, as_json: JsonOpt = False,
+    limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False,
     parse: Annotated[bool, typer.Option(
         "--parse/--no-parse", help="Understand prices, colours, brands and categories in "
                                    "the text.")] = True,
@@ -335,7 +386,8 @@ def search(
     """Search by text, by image(s), or both."""
     with _errors():
         query = Query(text=text, images=list(image or []), negative_images=list(not_image or []),
-                      image_weight=image_weight, limit=limit, offset=offset, parse=parse,
+                      image_weight=image_weight, limit=_page_size(limit, collection),
+                      offset=offset, parse=parse,
                       min_confidence=min_confidence, collapse_duplicates=collapse,
                       boosts=_boosts(boost), max_per_category=max_per_category,
                       mmr_lambda=mmr, multi_image=multi_image,
@@ -358,13 +410,13 @@ def similar(
     price_max: PriceMax = None, color: Color = None, license_: License = None,
     tag: Tag = None, orientation: OrientationOpt = None, min_width: MinWidth = None,
     min_height: MinHeight = None, attr: Attr = None,
-    limit: Limit = 10, offset: Offset = 0, as_json: JsonOpt = False,
+    limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False,
     min_confidence: MinConfidence = None, collapse: CollapseOpt = True,
     boost: Boost = None, max_per_category: MaxPerCategory = None, mmr: Mmr = None,
 ) -> None:
     """More like this item (the item itself excluded)."""
     with _errors():
-        query = Query(similar_to=item_id, limit=limit, offset=offset,
+        query = Query(similar_to=item_id, limit=_page_size(limit, collection), offset=offset,
                       min_confidence=min_confidence, collapse_duplicates=collapse,
                       boosts=_boosts(boost), max_per_category=max_per_category,
                       mmr_lambda=mmr,
@@ -534,7 +586,34 @@ def serve(
     from imgsearch.web.serve import serve as run_server
 
     with _errors():
-        run_server(collection, host, port, _settings(), workers=workers)
+        run_server(collection, host, port, _settings(collection=collection),
+                   workers=workers)
+
+
+@app.command(name="config")
+def show_config(
+    collection: Annotated[Path | None, typer.Option(
+        "--collection", "-c", help="Also read this collection's imgsearch.toml.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show every setting, its value and where it comes from.
+
+    Strongest first: a command-line flag, the environment (IMGSEARCH_<NAME>), the
+    collection's imgsearch.toml, the user's ~/.config/imgsearch/config.toml, the default.
+    """
+    with _errors():
+        settings, origin = _layers(collection=collection)
+        values = dataclasses.asdict(settings)
+        if as_json:
+            _print_json({name: {"value": value, "from": origin[name]}
+                         for name, value in values.items()})
+            return
+        width = max(map(len, values))
+        shown = {name: str(value) for name, value in values.items()}
+        value_width = min(40, max(map(len, shown.values())))
+        typer.echo(f"{'setting':<{width}}  {'value':<{value_width}}  from")
+        for name, value in shown.items():
+            typer.echo(f"{name:<{width}}  {value:<{value_width}}  {origin[name]}")
 
 
 def main() -> None:

@@ -3,18 +3,26 @@
 Every field can be set from the environment as ``IMGSEARCH_<FIELD>`` (upper case),
 through :meth:`Settings.from_env`, which the edges call with ``os.environ``. No other
 module reads the environment.
+
+The CLI also reads TOML configuration files (:func:`layered`): a user file and a file
+inside the collection, each a flat table of ``field = value``. What sets a field, from
+strongest to weakest: a command-line flag, the environment, the collection's file, the
+user's file, the default.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from imgsearch.errors import InvalidInputError
 
 ENV_PREFIX = "IMGSEARCH_"
+COLLECTION_CONFIG = "imgsearch.toml"  # inside a collection's directory
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,9 @@ class Settings:
     hit_cache_mb: int = 256
     filter_cache_size: int = 32  # filters whose passing items are kept until a write
     redis_url: str = ""  # optional cache shared by several processes, e.g. redis://host:6379/0
+
+    # how the web page shows prices: a symbol ("€", "$") before, a code ("CHF") after
+    currency: str = ""
 
     log_searches: bool = True  # search and click logs in the collection's logs.sqlite3
 
@@ -160,3 +171,58 @@ def _parse(name: str, raw: str, kind: type) -> Any:
         raise InvalidInputError(
             f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind.__name__}"
         ) from None
+
+
+def user_config_path(environ: Mapping[str, str]) -> Path:
+    """``$XDG_CONFIG_HOME/imgsearch/config.toml`` (``~/.config`` when unset)."""
+    base = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME", "~"),
+                                                       ".config"))
+    return Path(base).expanduser() / "imgsearch" / "config.toml"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings a TOML file sets ({} when there is no file), checked field by field."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"cannot read configuration file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInputError(f"configuration file {path} is not valid TOML: {exc}") \
+            from None
+    known = {f.name: type(getattr(Settings(), f.name)) for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        kind = known.get(name)
+        if kind is None:
+            raise InvalidInputError(f"configuration file {path}: unknown setting {name!r} "
+                                    f"(`imgsearch config` lists them)")
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise InvalidInputError(f"configuration file {path}: {name} must be a "
+                                    f"{kind.__name__}, got {value!r}")
+        values[name] = value
+    return values
+
+
+def layered(environ: Mapping[str, str], files: Sequence[Path] = (),
+            **flags: Any) -> tuple[Settings, dict[str, str]]:
+    """Settings from, weakest first: defaults, ``files`` in order, the environment,
+    then ``flags`` (None means not given); with where each field's value came from."""
+    values: dict[str, Any] = {}
+    origin = {f.name: "default" for f in fields(Settings)}
+    for path in files:
+        for name, value in read_config_file(path).items():
+            values[name], origin[name] = value, str(path)
+    from_env = Settings.from_env(environ)
+    for f in fields(Settings):
+        if ENV_PREFIX + f.name.upper() in environ:
+            values[f.name] = getattr(from_env, f.name)
+            origin[f.name] = f"environment ({ENV_PREFIX}{f.name.upper()})"
+    for name, value in flags.items():
+        if value is not None:
+            values[name], origin[name] = value, "command line"
+    return Settings(**values), origin
+

@@ -168,7 +168,9 @@ class Query:
             return "multi_image"
         if self.images:
             return "image"
-        return "text"
+        if self.text:
+            return "text"
+        return "browse"  # filters alone, or nothing: list what passes
 
 
 @dataclass

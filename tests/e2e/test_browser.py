@@ -281,3 +281,95 @@ def test_an_unknown_item_says_so(page: Any) -> None:
     response = page.goto("/items/no-such-item")
     assert response.status == 404
     sync_api.expect(page.get_by_role("alert")).to_contain_text("no-such-item")
+
+
+@pytest.fixture
+def phone(browser: Any, base_url: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context(base_url=base_url, viewport={"width": 390, "height": 844},
+                                  is_mobile=True, has_touch=True)
+    context.set_default_timeout(15_000)
+    opened = context.new_page()
+    yield opened
+    ARTIFACTS.mkdir(exist_ok=True)
+    opened.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def _overflowing(page: Any) -> list[str]:
+    """Elements whose right edge passes the viewport's (what makes a phone page scroll
+    sideways)."""
+    return list(page.evaluate("""() => {
+        const width = document.documentElement.clientWidth;
+        return [...document.querySelectorAll('body *')]
+            .filter(e => e.offsetParent !== null && e.getBoundingClientRect().right > width + 1)
+            .map(e => e.tagName + (e.id ? '#' + e.id : '') + '.' + e.className);
+    }"""))
+
+
+def test_the_home_page_says_what_the_collection_holds(page: Any) -> None:
+    page.goto("/")
+    overview = page.locator("#overview")
+    sync_api.expect(overview).to_contain_text("66 items in 9 categories")
+    assert overview.locator(".card").count() == 12
+    with page.expect_navigation():
+        overview.get_by_role("link", name="poster", exact=True).click()
+    assert sorted(_card_ids(page)) == ["dup-a", "dup-b"]  # browsing by category alone
+    sync_api.expect(page.locator("#results-heading")).to_contain_text("newest first")
+
+
+@pytest.mark.parametrize("path", ["/", "/?q=wooden+lamp", "/items/item-3"],
+                         ids=["home", "results", "item"])
+def test_the_page_fits_a_phone(phone: Any, path: str) -> None:
+    phone.goto(path)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    assert _overflowing(phone) == []
+    if path != "/items/item-3":
+        box = phone.get_by_role("button", name="Search", exact=True).bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390
+
+
+def test_a_phone_can_search_by_text_and_open_an_item(phone: Any) -> None:
+    _search_for(phone, "leather chair")
+    assert _card_ids(phone)[0] == "item-49"
+    with phone.expect_navigation():
+        phone.locator("ol.grid > .card .title").first.click()
+    sync_api.expect(phone.locator("h1")).to_have_text(_title(49))
+
+
+def test_an_error_keeps_what_was_typed(page: Any) -> None:
+    page.goto("/?q=wooden+lamp&price_min=cheap")
+    sync_api.expect(page.get_by_role("alert")).to_contain_text("Min price must be a number")
+    sync_api.expect(page.locator("#q")).to_have_value("wooden lamp")
+
+
+def test_the_chosen_image_is_named_and_shown(page: Any) -> None:
+    page.goto("/")
+    sync_api.expect(page.locator("#image-name")).to_have_text("No image yet")
+    page.set_input_files("#image", files=[{"name": "query.jpg", "mimeType": "image/jpeg",
+                                           "buffer": jpeg_bytes(7)}])
+    sync_api.expect(page.locator("#image-name")).to_have_text("Using query.jpg")
+    sync_api.expect(page.locator("#image-preview")).to_be_visible()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Search", exact=True).click()
+    sync_api.expect(page.locator("#image-name")).to_have_text("Searching with the image shown")
+    assert _card_ids(page)[0] == "item-7"
+
+
+def test_no_match_offers_the_closest_items(page: Any) -> None:
+    page.goto("/")
+    page.set_input_files("#image", files=[{"name": "noise.png", "mimeType": "image/png",
+                                           "buffer": _noise_png()}])
+    with page.expect_navigation():
+        page.get_by_role("button", name="Search", exact=True).click()
+    sync_api.expect(page.locator("#empty")).to_contain_text("No match")
+    with page.expect_navigation():
+        page.locator("#show-closest").click()
+    assert len(_card_ids(page)) == 24
+
+
+def test_a_colour_in_the_text_is_marked_on_its_swatch(page: Any) -> None:
+    _search_for(page, "red lamp")
+    red = page.locator("label.swatch", has=page.locator("input[value=red]"))
+    sync_api.expect(red).to_have_class("swatch understood")
+    blue = page.locator("label.swatch", has=page.locator("input[value=blue]"))
+    sync_api.expect(blue).to_have_class("swatch")

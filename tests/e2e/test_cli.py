@@ -115,6 +115,11 @@ def test_catalog_search_similar_add_remove(tmp_path):
     assert hits[0]["id"] == "SKU8"
     assert all(h["category"] == "shoes" and h["price"] <= 40 for h in hits)
 
+    browsed = json.loads(run("search", "-c", c, "--category", "shoes", "--limit", "3",
+                             "--json").stdout)
+    assert browsed["query_kind"] == "browse"
+    assert [h["id"] for h in browsed["results"]] == ["SKU36", "SKU32", "SKU28"]  # newest first
+
     text = json.loads(run("search", "-c", c, "--text", "item number 17", "--json").stdout)
     assert text["results"][0]["id"] == "SKU17"
 
@@ -199,3 +204,68 @@ def test_dedup_and_eval_commands(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x"}\n')
     assert "line 1" in run("eval", "-c", c, bad, check=2).stderr
+
+
+def test_a_failed_first_index_leaves_no_collection_behind(tmp_path):
+    missing = run("index", tmp_path / "no-such-folder", "-c", tmp_path / "typo", check=2)
+    assert "no-such-folder" in missing.stderr
+    assert not (tmp_path / "typo").exists()
+    photos = tmp_path / "photos"
+    gen.write_image(photos / "one.jpg", 1)
+    offline = subprocess.run(
+        [sys.executable, "-m", "imgsearch.cli", "index", str(photos), "-c",
+         str(tmp_path / "clip"), "--image-encoder", "clip",
+         "--clip-model", "imgsearch-tests/clip-that-is-not-cached"],
+        capture_output=True, text=True, env=dict(ENV, HF_HUB_OFFLINE="1"), timeout=300)
+    assert offline.returncode == 5, offline.stderr
+    assert "cannot load CLIP model" in offline.stderr
+    assert not (tmp_path / "clip").exists()
+    # a collection that already held items is never removed by a failing run
+    run("index", photos, "-c", tmp_path / "kept")
+    run("index", tmp_path / "no-such-folder", "-c", tmp_path / "kept", check=2)
+    assert json.loads(run("info", "-c", tmp_path / "kept", "--json").stdout)["items"] == 1
+
+
+def test_progress_shows_no_rate_before_it_means_something(tmp_path):
+    photos = tmp_path / "photos"
+    for seed in range(3):
+        gen.write_image(photos / f"p{seed}.jpg", seed)
+    proc = run("index", photos, "-c", tmp_path / "coll")
+    bar_lines = [line for line in proc.stderr.replace("\r", "\n").splitlines()
+                 if line.startswith("indexing")]
+    assert bar_lines, proc.stderr
+    assert not any("img/s" in line for line in bar_lines), bar_lines
+
+
+def test_config_files_set_defaults_and_config_shows_where_from(tmp_path):
+    photos = tmp_path / "photos"
+    for seed in range(4):
+        gen.write_image(photos / f"p{seed}.jpg", seed)
+    coll = tmp_path / "coll"
+    run("index", photos, "-c", coll)
+    home = tmp_path / "home"
+    (home / "imgsearch").mkdir(parents=True)
+    (home / "imgsearch" / "config.toml").write_text("default_limit = 2\nmin_confidence = 0\n")
+    env = dict(ENV, XDG_CONFIG_HOME=str(home))
+
+    def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "imgsearch.cli", *map(str, args)],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    found = json.loads(cli("search", "-c", coll, "--image", photos / "p1.jpg", "--json").stdout)
+    assert len(found["results"]) == 2  # the user's file set the page size
+    (coll / "imgsearch.toml").write_text("default_limit = 3\n")
+    found = json.loads(cli("search", "-c", coll, "--image", photos / "p1.jpg", "--json").stdout)
+    assert len(found["results"]) == 3  # the collection's file is stronger
+    shown = json.loads(cli("config", "-c", coll, "--json").stdout)
+    assert shown["default_limit"] == {"value": 3, "from": str(coll / "imgsearch.toml")}
+    assert shown["min_confidence"]["from"] == str(home / "imgsearch" / "config.toml")
+    assert shown["hnsw_m"]["from"] == "default"
+    table = cli("config", "-c", coll).stdout.splitlines()
+    assert table[0].split() == ["setting", "value", "from"]
+    (coll / "imgsearch.toml").write_text("default_limt = 3\n")
+    bad = subprocess.run([sys.executable, "-m", "imgsearch.cli", "info", "-c", str(coll)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "unknown setting 'default_limt'" in bad.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,21 @@ def test_hub_id_offline_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None
     assert hub_id in message
     assert f"huggingface-cli download {hub_id} --local-dir" in message
     assert "IMGSEARCH_CLIP_MODEL" in message
+
+
+def test_hub_id_with_the_hub_away_fails_without_retrying(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    # a port on this machine where nothing listens stands for an unreachable hub
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", f"http://127.0.0.1:{port}")
+    hub_id = "imgsearch-tests/clip-that-is-not-cached"
+    encoder = get_encoder("clip", Settings(clip_model=hub_id))
+    with pytest.raises(ModelUnavailableError) as info:
+        encoder.embed_texts(["a cat"])
+    message = str(info.value)
+    assert "cannot be reached" in message and "ConnectionRefusedError" in message
+    assert f"huggingface-cli download {hub_id} --local-dir" in message

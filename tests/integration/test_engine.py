@@ -227,11 +227,22 @@ def test_filtered_results_follow_writes_to_the_filtered_field(shop):
 
 
 def test_bad_query_values_are_refused(shop):
-    for query in (Query(), Query(text="   "), Query(text="x", limit=0),
+    # an empty query browses (see test_an_empty_query_browses); bad page values still fail
+    for query in (Query(limit=0), Query(offset=-1), Query(text="   "), Query(text="x", limit=0),
                   Query(text="x", offset=-1), Query(text="x", image_weight=2.0),
                   Query(negative_images=[picture(1)])):
         with pytest.raises(InvalidQueryError):
             shop.search(query)
+
+
+def test_an_empty_query_browses(shop):
+    everything = shop.search(Query(limit=1000))
+    assert everything.query_kind == "browse" and everything.empty_reason is None
+    assert len(everything.hits) == shop.catalog.count() == everything.total_candidates
+    assert all(hit.score == 0 and hit.confidence == 0 for hit in everything.hits)
+    pages = [hit.id for offset in range(0, 6, 2)
+             for hit in shop.search(Query(limit=2, offset=offset)).hits]
+    assert pages == [hit.id for hit in everything.hits[:6]]
 
 
 def test_encoder_mismatch_is_refused(tmp_path, settings):

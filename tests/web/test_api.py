@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from apihelp import SEEDED, SLASH_ID, assert_error, b64
@@ -28,6 +29,36 @@ def test_health_ready_and_docs(client: TestClient) -> None:
                  "/v1/items/{item_id}", "/v1/thumbnails/{item_id}", "/v1/stats",
                  "/v1/feedback/click", "/metrics"):
         assert path in paths, path
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_load_their_assets_from_the_server_itself(client: TestClient, page: str
+                                                           ) -> None:
+    html = client.get(page).text
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', html)
+    assert assets, html
+    for url in assets:
+        assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+        response = client.get(url)
+        assert response.status_code == 200 and len(response.content) > 10_000, url
+    assert "cdn." not in html and "fonts.googleapis" not in html
+
+
+def test_web_page_has_a_favicon(client: TestClient) -> None:
+    assert 'rel="icon"' in client.get("/").text
+    icon = client.get("/static/favicon.svg")
+    assert icon.status_code == 200 and icon.text.startswith("<svg")
+
+
+def test_image_upload_takes_limit_from_the_query_string(client: TestClient) -> None:
+    upload = {"file": ("q.jpg", jpeg_bytes(3))}
+    response = client.post("/v1/search/image?limit=3", files=upload,
+                           data={"min_confidence": "0"})
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 3
+    paged = client.post("/v1/search/image?limit=2&offset=1", files=upload,
+                        data={"min_confidence": "0"}).json()["results"]
+    assert [hit["id"] for hit in paged] == ids(response)[1:3]
 
 
 def test_uploaded_image_finds_itself_first(client: TestClient) -> None:
@@ -274,3 +305,24 @@ def test_request_id_is_returned_and_logged(client: TestClient, caplog) -> None:
     fields = [r.fields for r in caplog.records if r.name == "imgsearch.access"]
     assert any(f["request_id"] == "abc-123" and f["status"] == 200 and f["path"] == "/health"
                for f in fields)
+
+
+@pytest.mark.parametrize(("currency", "shown"), [("€", "€10.00"), ("CHF", "10.00 CHF"),
+                                                 ("", "10.00")])
+def test_the_page_shows_prices_in_the_collections_currency(web_engine: Engine, currency: str,
+                                                           shown: str) -> None:
+    settings = web_engine.settings.replace(currency=currency)
+    with TestClient(create_app(web_engine, settings=settings)) as priced:
+        item_page = priced.get("/items/p0").text
+        results = priced.get("/?category=shoes").text
+    assert f'<p class="price big">{shown}</p>' in item_page
+    assert f'<span class="price">{shown}</span>' in results
+
+
+def test_filters_alone_browse_newest_first(client: TestClient) -> None:
+    response = client.post("/v1/search", json={"filters": {"categories": ["hats"]}})
+    body = response.json()
+    assert response.status_code == 200 and body["query_kind"] == "browse"
+    found = ids(response)
+    assert found and all(hit["category"] == "hats" for hit in body["results"])
+    assert found == sorted(found, key=lambda i: -int(i[1:]))  # p10 was added after p1

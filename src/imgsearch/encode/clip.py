@@ -8,6 +8,7 @@ processor, so torchvision is not needed. The model loads on first use.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,43 @@ DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 KNOWN_CLIP_DIMS = {DEFAULT_CLIP: 512, "openai/clip-vit-base-patch16": 512,
                    "openai/clip-vit-large-patch14": 768}
 DEFAULT_IMAGE_SIDE = 224
+HUB_PROBE_TIMEOUT_S = 2.0  # how long an uncached hub id may wait to learn the hub is away
+
+
+def _hub_unreachable(endpoint: str, timeout_s: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the model hub at ``endpoint`` cannot be reached now, or None when it can.
+
+    One TCP connection, in a thread so that a hanging name lookup cannot hold it up:
+    transformers would otherwise retry each file for half a minute before giving up.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"{type(exc).__name__}: {exc}")
+
+    worker = threading.Thread(target=probe, daemon=True, name="imgsearch-hub-probe")
+    worker.start()
+    worker.join(timeout_s)
+    if not outcome:
+        return f"no answer from {host} within {timeout_s:g} s"
+    return outcome[0]
+
+
+def _cached_on_disk(model: str) -> bool:
+    """Whether the hub id's files are in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(model, "config.json")
+    return isinstance(found, str)
 
 
 def local_model_dir(model: str) -> Path | None:
@@ -131,6 +169,8 @@ class ClipEncoder(Encoder):
                 f"cannot load CLIP model {self._model_ref!r}: the directory {what}. "
                 + _fix_hint(self._model_ref)
             )
+        if self._local is None:
+            self._check_hub(self._model_ref)
         try:
             import transformers
         except ImportError as exc:
@@ -157,6 +197,23 @@ class ClipEncoder(Encoder):
         model.eval()
         max_length = int(model.config.text_config.max_position_embeddings)
         return model, tokenizer, processor, max_length
+
+    @staticmethod
+    def _check_hub(model: str) -> None:
+        """Fail at once for a hub id that is neither cached nor downloadable now."""
+        from huggingface_hub import constants
+
+        if _cached_on_disk(model):
+            return
+        if constants.HF_HUB_OFFLINE:
+            why = "it is not in the local cache and the hub is switched off (HF_HUB_OFFLINE)"
+        else:
+            away = _hub_unreachable(constants.ENDPOINT)
+            if away is None:
+                return
+            why = f"it is not in the local cache and the model hub cannot be reached ({away})"
+        raise ModelUnavailableError(f"cannot load CLIP model {model!r}: {why}. "
+                                    + _fix_hint(model))
 
     def _embed_image_batch(self, images: Sequence[Image.Image]) -> NDArray[np.float32]:
         import torch

@@ -617,6 +617,10 @@ class Engine:
         from imgsearch.engine.query import run_query
 
         self.refresh()
+        if query.kind == "browse":
+            from imgsearch.engine.browse import browse
+
+            return browse(self, query)
         return run_query(self, query)
 
     def warm(self, wait: bool = True) -> None:

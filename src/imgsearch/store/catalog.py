@@ -302,6 +302,11 @@ class Catalog:
     def count(self) -> int:
         return int(self._reader.execute("SELECT COUNT(*) FROM items").fetchone()[0])
 
+    def newest_keys(self, offset: int, limit: int) -> list[int]:
+        """Keys of the items added last first (a key is given once, when an item is new)."""
+        return [int(r[0]) for r in self._reader.execute(
+            "SELECT key FROM items ORDER BY key DESC LIMIT ? OFFSET ?", (limit, offset))]
+
     def count_vectors(self, space: str) -> int:
         return int(self._reader.execute(
             "SELECT COUNT(*) FROM vectors WHERE space = ?", (space,)).fetchone()[0])

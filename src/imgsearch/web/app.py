@@ -22,7 +22,7 @@ from starlette.types import ASGIApp
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
 from imgsearch.errors import CollectionNotFoundError
-from imgsearch.web import routes_batch, routes_items, routes_ops, routes_search, ui
+from imgsearch.web import docs, routes_batch, routes_items, routes_ops, routes_search, ui
 from imgsearch.web.access_log import AccessLogMiddleware
 from imgsearch.web.deps import AppState
 from imgsearch.web.errors import install_error_handlers
@@ -87,7 +87,8 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
                 opened.close()
 
     app = FastAPI(title="imgsearch", version="1", lifespan=lifespan,
-                  description="Find images by image, text, both, several examples or item.")
+                  description="Find images by image, text, both, several examples or item.",
+                  docs_url=None, redoc_url=None)  # served offline by web.docs
     metrics = Metrics(opened.catalog.count, lambda: _vectors(opened),
                       lambda: {"embeddings": opened.embedding_cache.stats(),
                                "results": opened.result_cache.stats()})
@@ -99,6 +100,7 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
     for module in (routes_search, routes_batch, routes_items, routes_ops):
         app.include_router(module.router)
     ui.install(app)  # the web page at / and its static files
+    docs.install(app)  # /docs and /redoc without a CDN
     # add_middleware wraps what is there: the last added is the outermost.
     if forward_writes:
         app.add_middleware(_Forwarding, directory=opened.directory, made=forwarder)

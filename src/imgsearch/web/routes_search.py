@@ -69,13 +69,19 @@ async def search(body: SearchRequest, state: State) -> Response:
 
 
 @router.post("/image", response_model=SearchResponse, summary="Search by an uploaded image")
-async def search_image(state: State, file: Annotated[UploadFile, File()],
-                       form: Annotated[ImageSearchForm, Form()]) -> Response:
+async def search_image(
+        state: State, file: Annotated[UploadFile, File()],
+        form: Annotated[ImageSearchForm, Form()],
+        limit: Annotated[int | None, Query(description="as the form field limit")] = None,
+        offset: Annotated[int | None, Query(description="as the form field offset")] = None,
+) -> Response:
+    """Page fields may come in the form or the query string (``?limit=3``); the form wins."""
     data = await file.read()
     query = SearchQuery(
         text=form.text or None, images=[data], image_weight=form.image_weight,
-        filters=filters_from_params(form), limit=_limit(state, form.limit),
-        offset=form.offset, min_confidence=form.min_confidence,
+        filters=filters_from_params(form),
+        limit=_limit(state, form.limit if form.limit is not None else limit),
+        offset=form.offset or (offset or 0), min_confidence=form.min_confidence,
         collapse_duplicates=form.collapse_duplicates)
     return await run_search(state, query)
 

@@ -39,6 +39,7 @@ from imgsearch.web.errors import BodyTooLargeError
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 24
+OVERVIEW_SAMPLE = 12  # items the home page shows before any search
 FACETS_TTL_S = 30.0
 # A query image is sent back inside the results page; past this size the page would
 # get heavy, so a larger image is searched once and has to be given again to page on.
@@ -64,11 +65,18 @@ class SearchForm:
     image_weight: float = 0.5
     offset: int = 0
     limit: int = PAGE_SIZE
+    min_confidence: float | None = None  # None: the collection's setting
     image: bytes | None = field(default=None, repr=False)
 
     @property
     def asks(self) -> bool:
-        return bool(self.q or self.image or self.similar)
+        """Whether there is anything to show: a search, or filters to browse by."""
+        return bool(self.q or self.image or self.similar or self.filtered)
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.category or self.brand or self.colors
+                    or self.price_min is not None or self.price_max is not None)
 
     def query(self) -> Query:
         filters = Filters(
@@ -77,10 +85,10 @@ class SearchForm:
             price_min=self.price_min, price_max=self.price_max, colors=self.colors)
         if self.image is None and not self.q and self.similar:
             return Query(similar_to=self.similar, filters=filters, limit=self.limit,
-                         offset=self.offset)
+                         offset=self.offset, min_confidence=self.min_confidence)
         return Query(text=self.q or None, images=[self.image] if self.image else [],
                      image_weight=self.image_weight, filters=filters, limit=self.limit,
-                     offset=self.offset)
+                     offset=self.offset, min_confidence=self.min_confidence)
 
     def url(self, **changes: Any) -> str:
         """The GET address of this search (without an image), with ``changes`` applied."""
@@ -93,6 +101,8 @@ class SearchForm:
         params += [("color", c) for c in form.colors]
         if form.limit != PAGE_SIZE:
             params.append(("limit", form.limit))
+        if form.min_confidence is not None:
+            params.append(("min_confidence", _number(form.min_confidence)))
         if form.offset:
             params.append(("offset", form.offset))
         return "/?" + urlencode(params) if params else "/"
@@ -136,6 +146,9 @@ def parse_form(values: QueryParams | FormData, max_limit: int) -> SearchForm:
         raise InvalidFilterError(f"the min price ({low:g}) is above the max price ({high:g}); "
                                  f"swap them or clear one")
     weight = _float(values, "image_weight", "The image weight")
+    minimum = _float(values, "min_confidence", "The minimum confidence")
+    if minimum is not None and minimum > 1:
+        raise InvalidInputError(f"the minimum confidence is between 0 and 1, got {minimum:g}")
     colors = tuple(dict.fromkeys(
         c.strip() for c in values.getlist("color") if isinstance(c, str) and c.strip()))
     return SearchForm(
@@ -143,7 +156,7 @@ def parse_form(values: QueryParams | FormData, max_limit: int) -> SearchForm:
         price_min=low, price_max=high, colors=colors[:20], similar=_text(values, "similar"),
         image_weight=0.5 if weight is None else min(weight, 1.0),
         offset=_int(values, "offset", 0, 0, 1_000_000),
-        limit=_int(values, "limit", PAGE_SIZE, 1, min(max_limit, 100)))
+        limit=_int(values, "limit", PAGE_SIZE, 1, min(max_limit, 100)), min_confidence=minimum)
 
 
 async def _read_image(values: FormData, max_bytes: int) -> bytes | None:
@@ -189,6 +202,26 @@ def understood(interpretation: dict[str, Any]) -> str | None:
     return ", ".join(parts) or None
 
 
+def understood_colors(interpretation: dict[str, Any]) -> set[str]:
+    """Colour names query understanding read from the text (as filters or as boosts)."""
+    if not interpretation.get("understood") or interpretation.get("applied") is False:
+        return set()
+    found = interpretation.get("filters", {}).get("colors") or []
+    boosts = interpretation.get("boosts", {}).get("colors") or []
+    return {str(name) for name in [*found, *boosts]}
+
+
+_SYMBOLS = {"$", "€", "£", "¥", "₹", "₩", "₽", "₺", "₪", "฿", "₫", "₴", "₦"}
+
+
+def money(value: float, currency: str = "") -> str:
+    """A price with the collection's currency: a symbol before it, a code after it."""
+    amount = f"{value:,.2f}"
+    if not currency:
+        return amount
+    return f"{currency}{amount}" if currency in _SYMBOLS else f"{amount} {currency}"
+
+
 async def _facets(request: Request, state: AppState) -> dict[str, Any]:
     """The form's choices; counted over the whole catalog, so cached for a little while."""
     cached = getattr(request.app.state, "ui_facets", None)
@@ -216,6 +249,10 @@ async def _search_page(request: Request, state: AppState, form: SearchForm | Non
             title = (await state.call(state.engine.get, form.similar)).title or form.similar
         except ImgSearchError:
             title = form.similar
+    overview = None
+    if not form.asks and error is None:  # the home page: what the collection holds
+        sample = await state.call(state.engine.search, Query(limit=OVERVIEW_SAMPLE))
+        overview = {"count": sample.total_candidates, "sample": sample.hits}
     image = form.image if error is None else None  # a refused image is not offered again
     embedded = image is not None and len(image) <= EMBED_MAX_BYTES
     context = {
@@ -226,6 +263,8 @@ async def _search_page(request: Request, state: AppState, form: SearchForm | Non
         "image_type": _media_type(image) if image else "",
         "image_too_big_to_keep": image is not None and not embedded,
         "understood": understood(result.interpretation) if result else None,
+        "understood_colors": understood_colors(result.interpretation) if result else set(),
+        "overview": overview, "currency": state.settings.currency,
         "max_bytes": state.max_image_bytes,
         "page_title": form.q or ("Search by image" if image else ""),
     }
@@ -238,21 +277,28 @@ async def search_page(request: Request, state: State) -> HTMLResponse:
     try:
         form = parse_form(request.query_params, state.settings.max_limit)
     except ImgSearchError as exc:
-        return await _search_page(request, state, None, exc)
+        return await _search_page(request, state, _typed(request.query_params), exc)
     return await _search_page(request, state, form)
+
+
+def _typed(values: QueryParams | FormData) -> SearchForm:
+    """What the person typed, kept on the page when the rest of the form is refused."""
+    return SearchForm(q=_text(values, "q"))
 
 
 @router.post("/", response_class=HTMLResponse)
 async def search_by_image(request: Request, state: State) -> HTMLResponse:
+    typed: SearchForm | None = None
     try:
         async with request.form(max_files=2, max_fields=200,
                                 max_part_size=EMBED_MAX_BYTES * 2) as values:
+            typed = _typed(values)
             form = parse_form(values, state.settings.max_limit)
             form.image = await _read_image(values, state.max_image_bytes)
     except BodyTooLargeError as exc:
-        return await _search_page(request, state, None, ImageTooLargeError(str(exc.detail)))
+        return await _search_page(request, state, typed, ImageTooLargeError(str(exc.detail)))
     except ImgSearchError as exc:
-        return await _search_page(request, state, None, exc)
+        return await _search_page(request, state, typed, exc)
     return await _search_page(request, state, form)
 
 
@@ -284,7 +330,8 @@ async def item_page(item_id: str, request: Request, state: State) -> HTMLRespons
         duplicates, similar = [], []
     context = {"item": item, "duplicates": duplicates, "similar": similar,
                "colors": (await _facets(request, state)).get("colors", {}),
-               "page_title": item.title or item.id, "error": None}
+               "page_title": item.title or item.id, "error": None,
+               "currency": state.settings.currency}
     return templates.TemplateResponse(request, "item.html", context)
 
 
@@ -297,7 +344,7 @@ def search_url(**fields: Any) -> str:
 
 
 templates.env.globals.update(item_url=item_url, thumbnail_url=thumbnail_url,
-                             search_url=search_url, page_size=PAGE_SIZE)
+                             search_url=search_url, page_size=PAGE_SIZE, money=money)
 
 
 def install(app: FastAPI) -> None:

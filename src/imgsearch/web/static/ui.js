@@ -11,6 +11,19 @@
   var weightValue = document.getElementById("weight-value");
   var drop = document.getElementById("drop");
   var status = document.getElementById("image-status");
+  var imageName = document.getElementById("image-name");
+  var preview = document.getElementById("image-preview");
+
+  // The chosen file is named, and shown, where the browser would say "No file chosen".
+  function showChosen(file) {
+    if (imageName) imageName.textContent = file ? "Using " + (file.name || "the pasted image") : "No image yet";
+    if (!preview) return;
+    if (preview.src) URL.revokeObjectURL(preview.src);
+    if (file) { preview.src = URL.createObjectURL(file); preview.hidden = false; }
+    else { preview.removeAttribute("src"); preview.hidden = true; }
+    var shown = document.getElementById("query-image");
+    if (file && shown) shown.remove();
+  }
   var maxBytes = Number(form.dataset.maxBytes) || 0;
 
   function keptImage() { return form.querySelector("input[name=image_b64]"); }
@@ -44,6 +57,7 @@
     fileInput.files = transfer.files;
     var kept = keptImage();
     if (kept) kept.remove();
+    showChosen(file);
     say("Searching with " + (file.name || "the pasted image") + "…");
     sync();
     if (submit) form.requestSubmit();
@@ -60,6 +74,7 @@
     if (fileInput.files.length) {
       var kept = keptImage();
       if (kept) kept.remove();
+      showChosen(fileInput.files[0]);
       say("Ready: press Search to search with " + fileInput.files[0].name + ".");
     }
     sync();
@@ -98,6 +113,7 @@
       var shown = document.getElementById("query-image");
       if (shown) shown.remove();
       fileInput.value = "";
+      showChosen(null);
       say("Image removed.");
       sync();
       text.focus();

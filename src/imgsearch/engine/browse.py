@@ -1,0 +1,60 @@
+"""Browsing: a query with filters only (or nothing at all) lists the items that pass.
+
+No text, image, vector or item to rank by, so there is no relevance: items come newest
+first, in the order they were first added to the collection (an update keeps an item's
+place). Hits carry ``score`` 0 and ``confidence`` 0, and ``matched_by`` says ``browse``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from imgsearch.engine.query import MAX_OFFSET
+from imgsearch.errors import InvalidQueryError
+from imgsearch.store.filters import validate as validate_filters
+from imgsearch.types import Query, SearchHit, SearchResult
+
+if TYPE_CHECKING:
+    from imgsearch.engine.core import Engine
+
+ORDER = "newest first"
+
+
+def browse(engine: Engine, query: Query) -> SearchResult:
+    started = time.perf_counter()
+    limit, offset = query.limit, query.offset
+    if not isinstance(limit, int) or not 1 <= limit <= engine.settings.max_limit:
+        raise InvalidQueryError(f"limit must be between 1 and {engine.settings.max_limit}, "
+                                f"got {limit!r}")
+    if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+        raise InvalidQueryError(f"offset must be between 0 and {MAX_OFFSET}, got {offset!r}")
+    validate_filters(query.filters)
+    filtered = not query.filters.is_empty()
+    if filtered:
+        keys = engine.catalog.filter_keys(query.filters)
+        passing = len(keys)
+        page = keys[::-1][offset:offset + limit].tolist()  # keys grow as items come
+    else:
+        passing = engine.catalog.count()
+        page = engine.catalog.newest_keys(offset, limit)
+    plan = f"browse: {passing} items pass, {ORDER}"
+    if not passing:
+        return SearchResult(
+            [], "browse", (time.perf_counter() - started) * 1000, plan=plan,
+            empty_reason="filtered_out" if filtered else "empty",
+            message="no item passes the filters" if filtered else "the collection is empty")
+    rows = engine.catalog.hits_by_key(page)
+    hits = []
+    for key in page:
+        found = rows.get(key)
+        if found is None:  # deleted since the keys were read
+            continue
+        ident, title, category, brand, price, image, thumbnail = found
+        hits.append(SearchHit(ident, 0.0, title, category, brand, price, image, thumbnail,
+                              0.0, 0, {"browse": {"score": 0.0}}))
+    return SearchResult(hits, "browse", (time.perf_counter() - started) * 1000,
+                        total_candidates=passing, plan=plan)
+
+
+__all__ = ["ORDER", "browse"]
