@@ -25,6 +25,7 @@ from starlette.datastructures import FormData, QueryParams, UploadFile
 
 from imgsearch.engine import Engine
 from imgsearch.engine.dedup import Duplicate
+from imgsearch.engine.display import confidence_percent, match_label
 from imgsearch.errors import (
     ImageTooLargeError,
     ImgSearchError,
@@ -297,7 +298,8 @@ def search_url(**fields: Any) -> str:
 
 
 templates.env.globals.update(item_url=item_url, thumbnail_url=thumbnail_url,
-                             search_url=search_url, page_size=PAGE_SIZE)
+                             search_url=search_url, page_size=PAGE_SIZE,
+                             confidence_percent=confidence_percent, match_label=match_label)
 
 
 def install(app: FastAPI) -> None:
