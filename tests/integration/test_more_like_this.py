@@ -20,10 +20,12 @@ N = 40
 def _items() -> Iterator[tuple[Item, object]]:
     # Every picture differs; the titles of "twin" and "query" are the same words, and
     # "cousin" shares only the query's category. Both look nothing like the query.
-    yield Item(id="query", title="striped porcelain vase", category="vases"), picture(1)
+    yield (Item(id="query", title="striped porcelain vase", category="vases", brand="acme"),
+           picture(1))
+    yield Item(id="sibling", title="other stuff", category="misc", brand="acme"), picture(1000)
     yield Item(id="twin", title="striped porcelain vase", category="lamps"), picture(2)
     yield Item(id="cousin", title="plain object", category="vases"), picture(9)
-    for i in range(N - 3):
+    for i in range(N - 4):
         yield (Item(id=f"x{i}", title=f"filler {i} thing", category=f"c{i % 5}"),
                picture(100 + i))
 
@@ -54,7 +56,7 @@ def test_the_items_text_brings_a_same_titled_item_up(collection: Path) -> None:
     assert _position(fused, "twin") <= 2
     assert _position(image_only, "twin") >= 4  # its picture alone leaves it lower
     twin = fused[_position(fused, "twin")]
-    assert twin.matched_by["text"]["score"] > 0.7  # the same title, another category
+    assert twin.matched_by["text"]["score"] > 0.5  # the same title; category, brand differ
     assert "image" in twin.matched_by  # scored on every space, not only its own list
     assert all(h.id != "query" for h in fused)
 
@@ -87,3 +89,12 @@ def test_an_item_with_only_an_image_ranks_as_before(tmp_path: Path) -> None:
             engine.catalog.key_of("p0")), limit=6)).hits
     assert [h.id for h in hits] == [h.id for h in plain if h.id != "p0"][:5]
     assert [h.score for h in hits] == [h.score for h in plain if h.id != "p0"][:5]
+
+
+def test_brand_is_a_soft_signal_too(collection: Path) -> None:
+    query = Query(similar_to="query", limit=N - 1, collapse_duplicates=False)
+    without = _search(collection, query, **IMAGE_ONLY)
+    fused = _search(collection, query, similar_weight_text=0.0, similar_weight_category=0.0)
+    assert _position(fused, "sibling") < _position(without, "sibling")
+    assert len(fused) == N - 1
+    assert "brand" in fused[_position(fused, "sibling")].matched_by
