@@ -272,8 +272,12 @@ def _print_result(result: SearchResult, as_json: bool, offset: int = 0) -> None:
         return
     understood = result.interpretation.get("understood")
     if understood:
+        colors = result.interpretation.get("colors", {})
+        use = {"prefer": "ranked higher, not a filter", "filter": "a filter",
+               "ignored": "ignored: --color wins"}
+        notes = "".join(f"; colour {c}: {use.get(how, how)}" for c, how in colors.items())
         typer.echo("understood: " + ", ".join(f"{u['span']!r} as {u['as']}" for u in understood)
-                   + f"; searching for {result.interpretation['text']!r}", err=True)
+                   + f"; searching for {result.interpretation['text']!r}{notes}", err=True)
     if not result.hits:
         typer.echo("no results" + (f": {result.message}" if result.message else ""))
     else:

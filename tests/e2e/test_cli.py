@@ -240,6 +240,7 @@ def test_readme_hybrid_example_and_the_human_table(tmp_path):
 
     human = run(*query)
     assert "'blue' as color blue" in human.stderr
+    assert "colour blue: ranked higher, not a filter" in human.stderr
     table = _table(human.stdout)
     assert "red0" in [r.group(4) for r in table]
     assert [int(r.group(1)) for r in table] == list(range(1, len(table) + 1))

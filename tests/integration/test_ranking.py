@@ -126,6 +126,11 @@ def test_colour_as_boost_or_filter(tmp_path):
             else:
                 assert ids == ["red"]
                 assert result.interpretation["colors"] == {"red": "filter"}
+            overruled = engine.search(Query(text="red coffee mug", min_confidence=0,
+                                            filters=Filters(colors=("blue",))))
+            assert [h.id for h in overruled.hits] == ["blue"]  # the explicit filter wins
+            assert overruled.interpretation["colors"] == \
+                {"red": "prefer" if mode == "boost" else "ignored"}
             explicit = engine.search(Query(text="coffee mug", prefer_colors=("green",),
                                            min_confidence=0, parse=False))
             assert explicit.hits[0].id == "green"
