@@ -70,6 +70,7 @@ bench: $(BENCH_STAMP) apt-bench
 	$(PY) bench/filters.py --n 100000
 	$(PY) bench/search.py
 	$(PY) bench/relevance.py
+	$(PY) bench/similar.py
 	$(PY) bench/dedup.py
 	$(PY) bench/batching.py
 	$(PY) bench/report.py

@@ -259,7 +259,10 @@ def run_images(collection: Path, files: dict[str, Path],
     qrels = [QrelsQuery(n, i, Query(similar_to=i, min_confidence=0.0,
                                     collapse_duplicates=False), grades)
              for n, (i, grades) in enumerate(sorted(relevant.items()), start=1)]
-    with Engine.open(collection, Settings(), readonly=True) as engine:
+    # the image alone: "more like this" also fuses the title (bench/similar.py measures it)
+    image_only = Settings(similar_weight_text=0.0, similar_weight_category=0.0,
+                          similar_weight_brand=0.0)
+    with Engine.open(collection, image_only, readonly=True) as engine:
         run = run_eval(qrels, EvalConfig("descriptor", engine), ks=(10,))
     per["descriptor (engine)"] = [o.metrics for o in run.outcomes if o.metrics]
     for q in qrels:

@@ -21,6 +21,7 @@ import typer
 
 from imgsearch.config import COLLECTION_CONFIG, Settings, layered, user_config_path
 from imgsearch.engine import Engine
+from imgsearch.engine.display import confidence_percent
 from imgsearch.errors import (
     CollectionError,
     EncoderError,
@@ -29,7 +30,15 @@ from imgsearch.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from imgsearch.types import Filters, IngestReport, Item, Progress, Query, SearchResult
+from imgsearch.types import (
+    Filters,
+    IngestReport,
+    Item,
+    Progress,
+    Query,
+    SearchHit,
+    SearchResult,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Find images by image, text, both, several examples or item.")
@@ -303,23 +312,46 @@ def _boosts(pairs: list[str] | None) -> dict[str, float]:
     return out
 
 
-def _print_result(result: SearchResult, as_json: bool) -> None:
+def _print_result(result: SearchResult, as_json: bool, offset: int = 0) -> None:
     if as_json:
         _print_json(result.to_dict())
         return
     understood = result.interpretation.get("understood")
     if understood:
+        colors = result.interpretation.get("colors", {})
+        use = {"prefer": "ranked higher, not a filter", "filter": "a filter",
+               "ignored": "ignored: --color wins"}
+        notes = "".join(f"; colour {c}: {use.get(how, how)}" for c, how in colors.items())
         typer.echo("understood: " + ", ".join(f"{u['span']!r} as {u['as']}" for u in understood)
-                   + f"; searching for {result.interpretation['text']!r}", err=True)
+                   + f"; searching for {result.interpretation['text']!r}{notes}", err=True)
     if not result.hits:
         typer.echo("no results" + (f": {result.message}" if result.message else ""))
-    for rank, hit in enumerate(result.hits, 1):
-        price = f"  {hit.price:.2f}" if hit.price is not None else ""
-        if hit.duplicates:
-            price += f"  (+{hit.duplicates} duplicate{'s' if hit.duplicates > 1 else ''})"
-        extra = "  ".join(x for x in (hit.title or "", hit.category or "") if x)
-        typer.echo(f"{rank:3d}. {hit.score:.4f}  {hit.id}{price}  {extra}".rstrip())
+    else:
+        for line in _hit_table(result.hits, offset + 1):
+            typer.echo(line)
     typer.echo(f"{len(result.hits)} results in {result.query_time_ms:.1f} ms", err=True)
+
+
+_ID_WIDTH_MAX = 40
+
+
+def _hit_table(hits: list[SearchHit], first: int = 1) -> list[str]:
+    """A header row, then one row per hit: rank, confidence (0-100 %), match kind, id,
+    price, title and category. Raw per-signal scores are in ``--json`` (matched_by)."""
+    id_width = min(max(len("id"), *(len(h.id) for h in hits)), _ID_WIDTH_MAX)
+    priced = any(h.price is not None for h in hits)
+    head = f"{'#':>4}  {'conf':>4}  {'match':<7}  {'id':<{id_width}}"
+    lines = [(head + (f"  {'price':>9}" if priced else "") + "  title / category").rstrip()]
+    for rank, hit in enumerate(hits, first):
+        row = f"{f'{rank}.':>4}  {confidence_percent(hit):>3d}%  {hit.match:<7}  " \
+              f"{hit.id:<{id_width}}"
+        if priced:
+            row += f"  {hit.price:>9.2f}" if hit.price is not None else " " * 11
+        extra = "  ".join(x for x in (hit.title or "", hit.category or "") if x)
+        if hit.duplicates:
+            extra += f"  (+{hit.duplicates} duplicate{'s' if hit.duplicates > 1 else ''})"
+        lines.append(f"{row}  {extra}".rstrip())
+    return lines
 
 
 Category = Annotated[list[str] | None, typer.Option("--category", help="Repeatable.")]
@@ -399,7 +431,7 @@ def search(
             result = engine.search(query)
         finally:
             engine.close()
-        _print_result(result, as_json)
+        _print_result(result, as_json, offset)
 
 
 @app.command()
@@ -427,7 +459,7 @@ def similar(
             result = engine.search(query)
         finally:
             engine.close()
-        _print_result(result, as_json)
+        _print_result(result, as_json, offset)
 
 
 @app.command()

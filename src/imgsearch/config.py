@@ -106,10 +106,22 @@ class Settings:
     boost_freshness: float = 0.0
     freshness_half_life_days: float = 30.0
     multi_image: str = "average"  # average | rrf
-    # colours understood in a query's text: "filter" keeps only items of that colour,
-    # "boost" ranks them higher by color_boost and keeps the others
-    parsed_colors: str = "filter"
+    # colours understood in a query's text: "boost" ranks them higher by color_boost and
+    # keeps the others; "filter" keeps only items of that colour. A word read from free
+    # text is a guess ("in blue" next to a query image), so it must not empty a result;
+    # an explicit colour filter (--color, Filters.colors) is always a filter.
+    parsed_colors: str = "boost"
     color_boost: float = 0.25
+
+    # "more like this item": weights of the lists fused (with ``fusion``) from the item's
+    # image vector, its text vector and the items sharing its category or brand. Image and
+    # text count alike, as the semantic lists of a text query do; category and brand are
+    # soft signals (they add and lift candidates, never exclude), brand the weaker: a brand
+    # spans unlike products. Chosen before measuring, not tuned (BENCHMARKS.md). 0: unused.
+    similar_weight_image: float = 1.0
+    similar_weight_text: float = 1.0
+    similar_weight_category: float = 0.5
+    similar_weight_brand: float = 0.25
 
     # relevance: how text queries combine keyword (BM25) and semantic signals
     fusion: str = "rrf"  # rrf | weighted
@@ -184,7 +196,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """The settings a TOML file sets ({} when there is no file), checked field by field."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no file there: no layer
         return {}
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"cannot read configuration file {path}: {exc}") from None

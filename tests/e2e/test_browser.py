@@ -128,6 +128,9 @@ def test_a_text_query_shows_a_grid_of_results(page: Any) -> None:
     sync_api.expect(first.locator(".title")).to_have_text("striped vase")
     assert page.url.endswith("/?q=striped+vase")
     sync_api.expect(first.locator(".score")).to_contain_text("% match")
+    sync_api.expect(first.locator(".badge")).to_have_text("Similar")
+    shown = [int(t.split("%")[0]) for t in page.locator("ol.grid .score").all_inner_texts()]
+    assert shown and all(0 <= p <= 99 for p in shown)  # 100 % is for the same image only
     sync_api.expect(first.locator("img")).to_have_attribute("src", "/v1/thumbnails/item-39")
     assert first.locator("img").evaluate("img => img.naturalWidth") > 0
 

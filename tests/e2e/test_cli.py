@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import imagegen as gen
 
@@ -269,3 +271,57 @@ def test_config_files_set_defaults_and_config_shows_where_from(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "imgsearch.cli", "info", "-c", str(coll)],
                          capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "unknown setting 'default_limt'" in bad.stderr
+
+ROW = re.compile(r"^\s*(\d+)\.\s+(\d{1,3})%\s+(exact|copy|similar)\s+(\S+)")
+
+
+def _table(stdout: str) -> list[re.Match[str]]:
+    lines = stdout.splitlines()
+    assert lines[0].split()[:5] == ["#", "conf", "match", "id", "price"], lines[0]
+    rows = [ROW.match(line) for line in lines[1:]]
+    assert rows and all(rows), lines
+    return [r for r in rows if r]
+
+
+def test_readme_hybrid_example_and_the_human_table(tmp_path):
+    # imgsearch search -c ./shop --image a.jpg --text "in blue" --image-weight 0.7
+    images = tmp_path / "img"
+    images.mkdir()
+    rows = ["id,image,title,category,price"]
+    colours = {"red": (220, 20, 20), "blue": (20, 40, 220), "green": (30, 160, 60)}
+    for i in range(8):
+        for n, (name, rgb) in enumerate(colours.items()):
+            picture = gen.picture(10 * i + n)
+            picture.paste(Image.new("RGB", (120, 90), rgb), (20, 15))
+            picture.save(images / f"{name}{i}.jpg", quality=90)
+            rows.append(f"{name}{i},img/{name}{i}.jpg,{name} mug number {i},mugs,{5 + i}")
+    (tmp_path / "products.csv").write_text("\n".join(rows) + "\n")
+    c = tmp_path / "shop"
+    run("index", tmp_path / "products.csv", "-c", c, "--quiet")
+    query = ("search", "-c", c, "--image", images / "red0.jpg", "--text", "in blue",
+             "--image-weight", "0.7")
+    found = json.loads(run(*query, "--json").stdout)
+    assert found["empty_reason"] is None
+    assert "red0" in [h["id"] for h in found["results"]]
+    assert found["interpretation"]["colors"] == {"blue": "prefer"}
+    # raw per-signal scores stay in the JSON
+    assert {"image", "text"} <= set(found["results"][0]["matched_by"])
+
+    human = run(*query)
+    assert "'blue' as color blue" in human.stderr
+    assert "colour blue: ranked higher, not a filter" in human.stderr
+    table = _table(human.stdout)
+    assert "red0" in [r.group(4) for r in table]
+    assert [int(r.group(1)) for r in table] == list(range(1, len(table) + 1))
+    for r in table:
+        assert int(r.group(2)) <= (100 if r.group(3) == "exact" else 99)
+    by_id = {h["id"]: h for h in found["results"]}
+    for r in table:  # the shown percentage is the hit's confidence
+        assert abs(int(r.group(2)) - by_id[r.group(4)]["confidence"] * 100) <= 1
+
+    similar = run("similar", "-c", c, "blue3", "--limit", "5", "--offset", "2")
+    table = _table(similar.stdout)
+    assert [int(r.group(1)) for r in table] == [3, 4, 5, 6, 7]
+    assert all(int(r.group(2)) <= 99 for r in table)
+    more = json.loads(run("similar", "-c", c, "blue3", "--limit", "5", "--json").stdout)
+    assert all({"image", "text"} <= set(h["matched_by"]) for h in more["results"])

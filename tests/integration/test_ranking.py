@@ -10,7 +10,7 @@ from imgsearch.config import Settings
 from imgsearch.engine import Engine
 from imgsearch.errors import InvalidQueryError
 from imgsearch.search.rerank import BusinessWeights, business_scores, mmr_order
-from imgsearch.types import Item, Query
+from imgsearch.types import Filters, Item, Query
 
 
 @pytest.fixture
@@ -122,8 +122,69 @@ def test_colour_as_boost_or_filter(tmp_path):
             if mode == "boost":
                 assert set(ids) == {"red", "blue", "green"}
                 assert result.interpretation["boosts"] == {"colors": ["red"]}
+                assert result.interpretation["colors"] == {"red": "prefer"}
             else:
                 assert ids == ["red"]
+                assert result.interpretation["colors"] == {"red": "filter"}
+            overruled = engine.search(Query(text="red coffee mug", min_confidence=0,
+                                            filters=Filters(colors=("blue",))))
+            assert [h.id for h in overruled.hits] == ["blue"]  # the explicit filter wins
+            assert overruled.interpretation["colors"] == \
+                {"red": "prefer" if mode == "boost" else "ignored"}
             explicit = engine.search(Query(text="coffee mug", prefer_colors=("green",),
                                            min_confidence=0, parse=False))
             assert explicit.hits[0].id == "green"
+
+
+def _swatch(rgb, seed):
+    """A coloured square on a picture of its own: the colour is dominant, the rest varies."""
+    from PIL import Image
+
+    image = picture(seed).convert("RGB")
+    image.paste(Image.new("RGB", (120, 90), rgb), (20, 15))
+    return image
+
+
+@pytest.fixture
+def palette(tmp_path):
+    """24 items (enough to calibrate): red, blue and green ones, titled alike."""
+    colours = {"red": (220, 20, 20), "blue": (20, 40, 220), "green": (30, 160, 60)}
+    with Engine.open(tmp_path / "c", Settings(text_encoder="fake")) as engine:
+        engine.ingest_items((Item(id=f"{name}{i}", title=f"coffee mug {i}"),
+                             _swatch(rgb, 10 * i + n))
+                            for i in range(8) for n, (name, rgb) in enumerate(colours.items()))
+        yield engine
+
+
+def test_a_colour_word_is_a_boost_by_default(palette):
+    assert Settings().parsed_colors == "boost"
+    result = palette.search(Query(text="blue coffee mug", limit=24, min_confidence=0))
+    ids = _ids(result)
+    assert {i.rstrip("0123456789") for i in ids} == {"red", "blue", "green"}  # none removed
+    assert ids[0].startswith("blue")
+    assert result.interpretation["colors"] == {"blue": "prefer"}
+    assert "colors" not in result.interpretation["filters"]
+
+
+def test_an_explicit_colour_stays_a_hard_filter(palette):
+    result = palette.search(Query(text="blue coffee mug", limit=24, min_confidence=0,
+                                  filters=Filters(colors=("red",))))
+    def colours(ids):
+        return [palette.get(i).colors for i in ids]
+
+    assert result.hits and all("red" in c for c in colours(_ids(result)))
+    without_red = [i for i in (f"blue{n}" for n in range(8)) if "red" not in palette.get(i).colors]
+    assert without_red and not set(without_red) & set(_ids(result))
+    plain = palette.search(Query(images=[_swatch((220, 20, 20), 10)], limit=24,
+                                 filters=Filters(colors=("green",))))
+    assert all("green" in c for c in colours(_ids(plain)))
+
+
+def test_hybrid_with_a_colour_word_keeps_the_pictured_item(palette):
+    # The README's example: an image of a red item, the text "in blue". The colour word
+    # must not filter the pictured item away.
+    result = palette.search(Query(images=[_swatch((220, 20, 20), 0)], text="in blue",
+                                  image_weight=0.7))
+    assert result.empty_reason is None
+    assert "red0" in _ids(result)
+    assert result.interpretation["colors"] == {"blue": "prefer"}

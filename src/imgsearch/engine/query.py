@@ -15,6 +15,8 @@ from numpy.typing import NDArray
 
 from imgsearch.config import Settings
 from imgsearch.engine.dedup import collapse_hits
+from imgsearch.engine.similar import SOFT_SIGNALS, more_like_this
+from imgsearch.engine.similar import weights as similar_weights
 from imgsearch.engine.timing import recording, stage
 from imgsearch.errors import InvalidQueryError, ItemNotFoundError
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
@@ -79,11 +81,11 @@ def signals_for(engine: Engine, query: Query) -> tuple[list[Signal], int | None]
             raise ItemNotFoundError(query.similar_to)
         exclude = key
         with engine.lock.read():  # the vector may come from inside the index
-            for name in ("image", "text"):
+            for name in ("image", "text"):  # everything the item has (engine.similar)
                 vector = spaces[name].vector_of_key(key) if name in spaces else None
                 if vector is not None:
-                    signals.append(Signal(name, spaces[name], vector))
-                    break
+                    signals.append(Signal(name, spaces[name], vector,
+                                          similar_weights(engine.settings)[name]))
         if not signals:
             raise InvalidQueryError(f"item {query.similar_to!r} has no stored vector to "
                                     f"search with")
@@ -145,8 +147,8 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal]) -> NDArra
             if "keyword" in ranked.evidence:
                 best = np.maximum(best, ranked.evidence["keyword"])
             continue
-        if name.startswith("not-image"):
-            continue  # closeness to a counter-example is no evidence of a match
+        if name.startswith("not-image") or name in SOFT_SIGNALS:
+            continue  # closeness to a counter-example, a shared category: no evidence
         calibration = engine.calibrations.get(name.split(":", 1)[0])
         values = scores.astype(np.float32)
         missing = np.isnan(values)
@@ -329,12 +331,16 @@ def interpret(engine: Engine, query: Query) -> tuple[Query, dict[str, Any]]:
         raise InvalidQueryError(f"parsed_colors must be 'filter' or 'boost', got {mode!r}")
     merged = _merge(query.filters, parsed, colors_as_filter=mode == "filter")
     prefer = query.prefer_colors
-    if mode == "boost" and parsed.colors and not query.filters.colors:
-        prefer = tuple(dict.fromkeys((*prefer, *parsed.colors)))
     interpretation = parsed.to_dict()
-    if mode == "boost" and parsed.colors:
-        interpretation["filters"].pop("colors", None)
-        interpretation["boosts"] = {"colors": list(parsed.colors)}
+    if parsed.colors:
+        # What each colour word became: "prefer" ranks that colour higher and keeps the
+        # rest, "filter" keeps only that colour, "ignored": an explicit colour filter won.
+        if mode == "boost":
+            prefer = tuple(dict.fromkeys((*prefer, *parsed.colors)))
+            interpretation["filters"].pop("colors", None)
+            interpretation["boosts"] = {"colors": list(parsed.colors)}
+        use = "prefer" if mode == "boost" else "ignored" if query.filters.colors else "filter"
+        interpretation["colors"] = dict.fromkeys(parsed.colors, use)
     return dataclasses.replace(query, text=parsed.text, filters=merged,
                                prefer_colors=prefer), interpretation
 
@@ -424,6 +430,10 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     with engine.lock.read(), stage("ann"):
         if query.text and not query.images:
             ranked = _fused_text(engine, query, signals, allowed)
+        elif exclude is not None:
+            ranked = more_like_this(engine.catalog, signals, exclude, allowed, s,
+                                    offset=query.offset, limit=query.limit,
+                                    ef_search=query.ef_search, nprobe=query.nprobe)
         elif mode == "rrf" and several and not query.text:
             ranked = _fused_images(engine, query, allowed)
         else:

@@ -25,6 +25,7 @@ from starlette.datastructures import FormData, QueryParams, UploadFile
 
 from imgsearch.engine import Engine
 from imgsearch.engine.dedup import Duplicate
+from imgsearch.engine.display import confidence_percent, match_label
 from imgsearch.errors import (
     ImageTooLargeError,
     ImgSearchError,
@@ -344,7 +345,8 @@ def search_url(**fields: Any) -> str:
 
 
 templates.env.globals.update(item_url=item_url, thumbnail_url=thumbnail_url,
-                             search_url=search_url, page_size=PAGE_SIZE, money=money)
+                             search_url=search_url, page_size=PAGE_SIZE, money=money,
+                             confidence_percent=confidence_percent, match_label=match_label)
 
 
 def install(app: FastAPI) -> None:

@@ -1,0 +1,103 @@
+"""More like this item: everything the item has, fused.
+
+An item brings its image vector, its text vector (title, description, tags: when it has
+them) and its category and brand. Each becomes a ranked list:
+
+- ``image`` and ``text``: the nearest items in that space to the item's own vector;
+- ``category`` and ``brand`` (soft signals): the items that share the item's category
+  (brand), ordered by the item's first vector (image when it has one). They add
+  candidates and lift those that share it; items of other categories stay.
+
+The lists are fused with the collection's text fusion (reciprocal-rank by default), with
+weights from ``Settings.similar_weight_*``. Every candidate is then scored exactly on
+the image and text spaces, so each hit says in ``matched_by`` how close it is in both,
+and its confidence is the weighted mean of the two calibrated confidences (see
+``engine.query``). An item with a single list (an image and nothing else) is ranked by
+that list alone, as before.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from imgsearch.config import Settings
+from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size
+from imgsearch.search.fusion import RankedList, fuse
+from imgsearch.store.catalog import Catalog
+from imgsearch.types import Filters
+
+# Lists that say which items share a property of the query item, not how close they are:
+# their scores are no evidence of a match (the confidence leaves them out).
+SOFT_SIGNALS = ("category", "brand")
+
+
+def weights(settings: Settings) -> dict[str, float]:
+    return {"image": settings.similar_weight_image, "text": settings.similar_weight_text,
+            "category": settings.similar_weight_category,
+            "brand": settings.similar_weight_brand}
+
+
+def _sharing(catalog: Catalog, name: str, value: str,
+             allowed: NDArray[np.int64] | None) -> NDArray[np.int64]:
+    filters = Filters(categories=(value,)) if name == "category" else Filters(brands=(value,))
+    members = catalog.filter_keys(filters)
+    if allowed is not None:
+        members = np.intersect1d(members, allowed, assume_unique=True)
+    return members
+
+
+def more_like_this(catalog: Catalog, signals: list[Signal], key: int,
+                   allowed: NDArray[np.int64] | None, settings: Settings, *, offset: int,
+                   limit: int, ef_search: int | None = None, nprobe: int | None = None
+                   ) -> Ranked:
+    """Rank the items most like item ``key`` (excluded) from its vectors in ``signals``
+    (image first) and its category and brand."""
+    k = fetch_size(offset, limit)
+    weight = weights(settings)
+    used = [s for s in signals if weight.get(s.name, 1.0) > 0] or signals[:1]
+    lists: list[RankedList] = []
+    plans = []
+    for signal in used:
+        keys, scores, plan = candidates(signal, k, allowed, key, settings,
+                                        ef_search=ef_search, nprobe=nprobe)
+        lists.append(RankedList(signal.name, keys, scores, weight.get(signal.name, 1.0)))
+        plans.append(f"{signal.name}:{plan}")
+    soft = [name for name in SOFT_SIGNALS if weight[name] > 0]
+    row = catalog.hits_by_key([key]).get(key) if soft else None
+    if row is not None:
+        values = {"category": row[2], "brand": row[3]}
+        for name in soft:
+            value = values[name]
+            if not value:
+                continue
+            members = _sharing(catalog, name, value, allowed)
+            if len(members) < 2:  # the item alone
+                continue
+            primary = used[0]
+            keys, scores, plan = candidates(Signal(name, primary.space, primary.vector), k,
+                                            members, key, settings, ef_search=ef_search,
+                                            nprobe=nprobe)
+            lists.append(RankedList(name, keys, scores, weight[name]))
+            plans.append(f"{name}:{plan}")
+    if len(lists) == 1:  # as a plain search by that vector ranks it
+        only = lists[0]
+        return Ranked(only.keys, only.scores, {only.name: only.scores},
+                      {only.name: np.arange(1, len(only.keys) + 1)}, plans[0],
+                      len(only.keys))
+    fused = fuse(lists, settings.fusion, settings.rrf_k)
+    top = fused.keys[:k]
+    per_signal = {name: column[:k] for name, column in fused.list_scores.items()}
+    for signal in used:  # exact closeness on every space, also for the other lists' items
+        found, vectors = signal.space.vectors_of_keys(top)
+        column = np.full(len(top), np.nan, np.float32)
+        if len(found):
+            position = {item: i for i, item in enumerate(top.tolist())}
+            column[[position[item] for item in found.tolist()]] = vectors @ signal.vector
+        per_signal[signal.name] = column
+    return Ranked(top, fused.scores[:k], per_signal,
+                  {name: column[:k] for name, column in fused.ranks.items()},
+                  ", ".join(plans) + f" fused:{settings.fusion}", len(fused.keys))
+
+
+__all__ = ["SOFT_SIGNALS", "more_like_this", "weights"]
