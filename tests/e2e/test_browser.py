@@ -281,3 +281,27 @@ def test_an_unknown_item_says_so(page: Any) -> None:
     response = page.goto("/items/no-such-item")
     assert response.status == 404
     sync_api.expect(page.get_by_role("alert")).to_contain_text("no-such-item")
+
+
+def test_the_page_works_under_its_content_security_policy(page: Any) -> None:
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    page.add_init_script("document.addEventListener('securitypolicyviolation', e => "
+                         "console.error('Content Security Policy: ' + e.violatedDirective))")
+    response = page.goto("/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    # colour swatches take their colour from a style attribute
+    red = page.locator(".swatch input[value='red'] + .chip")
+    assert red.evaluate("chip => getComputedStyle(chip).backgroundColor") == "rgb(220, 30, 40)"
+    page.set_input_files("#image", files=[{"name": "query.jpg", "mimeType": "image/jpeg",
+                                           "buffer": jpeg_bytes(7)}])
+    with page.expect_navigation():
+        page.get_by_role("button", name="Search", exact=True).click()
+    assert _card_ids(page)[0] == "item-7"
+    # the query image comes back as a data: URL, thumbnails from the server
+    assert page.locator("#query-image img").evaluate("img => img.naturalWidth") > 0
+    assert page.locator("ol.grid > .card img").first.evaluate("i => i.naturalWidth") > 0
+    page.goto("/items/dup-a")
+    sync_api.expect(page.locator("#duplicates .card[data-id='dup-b']")).to_be_visible()
+    assert violations == []

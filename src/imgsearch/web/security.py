@@ -1,0 +1,351 @@
+"""Who may ask what: API keys, the Host allow-list, CORS and security headers.
+
+The policy, from the settings and the address the server listens on:
+
+- **Host allow-list** (Starlette's ``TrustedHostMiddleware``): ``localhost``,
+  ``127.0.0.1``, ``[::1]``, the listening address and ``--allowed-host`` names; any
+  other ``Host`` answers 400 ``invalid_host``. A web page that re-points its own domain
+  at 127.0.0.1 (DNS rebinding) still sends its own name, so it is refused.
+- **Keys** (``web.keys``): writes (item PUT/DELETE, ``POST /v1/items:batch``) need a
+  ``write`` key and ``/metrics`` and ``/v1/report`` an ``admin`` key whenever the server
+  listens beyond loopback or any key exists. On loopback without keys they stay open,
+  as for local development. Reads need a ``read`` key only with ``require_read_key``;
+  ``/health`` and ``/ready`` never do. A key that is sent is always checked: a wrong
+  one answers 401 even where none is needed.
+- **Origin**: a browser's cross-site write or admin request (an ``Origin`` that is not
+  the server itself nor a configured CORS origin) answers 403, key or not.
+- **CORS** off unless origins are configured (Starlette's ``CORSMiddleware``).
+- **Headers** on every answer: ``Content-Security-Policy``, ``X-Content-Type-Options:
+  nosniff``, ``X-Frame-Options: DENY``, ``Referrer-Policy: same-origin``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from imgsearch.config import Settings
+from imgsearch.errors import InvalidInputError
+from imgsearch.web.errors import error_response
+from imgsearch.web.forward import is_write
+from imgsearch.web.keys import KeysFileError, KeyStore, allows
+from imgsearch.web.limits import send_error
+
+logger = logging.getLogger("imgsearch.web")
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+ADMIN_PATHS = frozenset({"/metrics", "/v1/report"})
+OPEN_PATHS = frozenset({"/health", "/ready"})
+DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
+KEY_HEADERS = ("Authorization", "X-API-Key", "Content-Type", "X-Request-ID")
+
+# The page has no inline script and loads everything from itself. Style attributes stay
+# allowed (colour swatches set a CSS variable in one); they cannot run script, and every
+# url() they could name is held to img-src / the default of 'none'.
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; "
+            "style-src-attr 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+            "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# FastAPI's /docs and /redoc pages load Swagger UI / ReDoc from a CDN and start it with an
+# inline script of the app's own (no request data in it).
+DOCS_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net "
+            "https://fonts.googleapis.com; font-src https://fonts.gstatic.com; "
+            "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+            "connect-src 'self'; worker-src blob:; base-uri 'none'; frame-ancestors 'none'")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a bind address or name) reaches this machine only."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _host_pattern(name: str) -> str:
+    host = name.strip().lower()
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address, as a Host header writes it
+    if "*" in host[1:] or (host.startswith("*") and host != "*"
+                           and not host.startswith("*.")):
+        raise InvalidInputError(f"allowed host {name!r}: a wildcard must be the whole name "
+                                f"('*') or lead a domain ('*.example.com')")
+    return host
+
+
+def _origin(value: str) -> str:
+    if value == "*":
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or \
+            parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InvalidInputError(f"CORS origin {value!r} is not scheme://host[:port] "
+                                f"(for example https://shop.example.com) or '*'")
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """What the security middleware enforces; built once per app by :meth:`build`."""
+
+    keys: KeyStore
+    public: bool  # listens beyond loopback: writes and admin need a key
+    require_read_key: bool = False
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    cors_origins: tuple[str, ...] = ()
+    listen_host: str | None = None
+    # An app built in-process without a listening address (tests, embedding) also takes
+    # single-label names such as ``testserver``, which test clients send: a page that
+    # rebinds DNS does so for a domain of its own, which has a dot. ``imgsearch serve``
+    # always knows its address and never does.
+    single_label_hosts: bool = False
+
+    @classmethod
+    def build(cls, settings: Settings, collection: Path, listen_host: str | None = None
+              ) -> AccessPolicy:
+        """The policy for an app over ``collection``. ``listen_host`` is the address the
+        server binds (None: an app used in-process, treated as loopback)."""
+        hosts = list(LOOPBACK_HOSTS)
+        if listen_host is not None and listen_host not in ("0.0.0.0", "::", ""):
+            # a wildcard address names no host
+            hosts.append(listen_host)
+        hosts += _split(settings.allowed_hosts)
+        policy = cls(keys=KeyStore.for_collection(collection, settings.api_keys_file),
+                     public=listen_host is not None and not is_loopback(listen_host),
+                     require_read_key=settings.require_read_key,
+                     allowed_hosts=tuple(dict.fromkeys(_host_pattern(h) for h in hosts)),
+                     cors_origins=tuple(dict.fromkeys(
+                         _origin(o) for o in _split(settings.cors_origins))),
+                     listen_host=listen_host, single_label_hosts=listen_host is None)
+        policy.keys.current()  # a damaged keys file stops the server here, not per request
+        return policy
+
+    def keys_required(self) -> bool:
+        """Writes and admin need a key: beyond loopback, or once any key exists."""
+        return self.public or bool(self.keys.current())
+
+    def startup_warning(self) -> str | None:
+        """What an operator should know when the server starts, if anything."""
+        if self.public and not any(allows(k.scope, "write") for k in self.keys.current()):
+            return (f"listening on {self.listen_host} with no write key: writes are refused "
+                    f"until one exists ({_CREATE_HINT}); reads are open")
+        return None
+
+
+_CREATE_HINT = ("create one with `imgsearch keys create -c COLLECTION --scope write` "
+                "and send it as `Authorization: Bearer TOKEN`")
+
+
+def needed_scope(method: str, path: str) -> str | None:
+    """The scope a request needs before anything else; None: open to all."""
+    if path in OPEN_PATHS:
+        return None
+    if path in ADMIN_PATHS:
+        return "admin"
+    if is_write(method, path):
+        return "write"
+    return "read"
+
+
+def _presented(headers: Headers) -> str | None:
+    auth = headers.get("authorization")
+    if auth is not None:
+        kind, _, token = auth.partition(" ")
+        return token.strip() if kind.lower() == "bearer" else ""
+    return headers.get("x-api-key")
+
+
+class AuthMiddleware:
+    """Checks the key of every request against the policy (before any body is read)."""
+
+    def __init__(self, app: ASGIApp, policy: AccessPolicy) -> None:
+        self.app = app
+        self.policy = policy
+        self.cross_site_origins = {o for o in policy.cors_origins if o != "*"}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        needed = needed_scope(scope["method"], scope["path"])
+        if needed in ("write", "admin") and not self._same_site(headers):
+            await send_error(send, 403, "forbidden", "a browser page of another site may "
+                             "not write to or administer this server; add its origin with "
+                             "--cors-origin if it should")
+            return
+        token = _presented(headers)
+        try:
+            refusal = self._check(needed, token)
+        except KeysFileError as exc:
+            await send_error(send, 503, "keys_unavailable", exc.message,
+                             [(b"retry-after", b"5")])
+            return
+        if refusal is not None:
+            status, code, message = refusal
+            extra = [(b"www-authenticate", b'Bearer realm="imgsearch"')] if status == 401 \
+                else []
+            await send_error(send, status, code, message, extra)
+            return
+        await self.app(scope, receive, send)
+
+    def _same_site(self, headers: Headers) -> bool:
+        origin = headers.get("origin")
+        if origin is None:
+            return True  # not sent by a browser's cross-site request
+        host = headers.get("host", "").lower()
+        parts = urlsplit(origin.lower())
+        return parts.netloc == host or f"{parts.scheme}://{parts.netloc}" \
+            in self.cross_site_origins
+
+    def _check(self, needed: str | None, token: str | None
+               ) -> tuple[int, str, str] | None:
+        policy = self.policy
+        if token is not None:
+            key = policy.keys.verify(token)
+            if key is None:
+                return 401, "unauthorized", ("the API key is not valid (unknown, revoked or "
+                                             "mistyped); send `Authorization: Bearer TOKEN` "
+                                             "with a key from `imgsearch keys create`")
+            if needed is not None and not allows(key.scope, needed):
+                return 403, "forbidden", (f"the API key {key.name!r} has scope "
+                                          f"{key.scope!r}; this request needs {needed!r}")
+            return None
+        if needed is None:
+            return None
+        if needed == "read" and not policy.require_read_key:
+            return None
+        if needed != "read" and not policy.keys_required():
+            return None  # loopback development without keys: open, as before keys
+        if needed == "write" and not any(allows(k.scope, "write")
+                                         for k in policy.keys.current()):
+            return 401, "unauthorized", (f"writes need an API key and this server has no "
+                                         f"write key: {_CREATE_HINT}")
+        return 401, "unauthorized", (f"this request needs an API key with scope {needed!r}; "
+                                     f"send `Authorization: Bearer TOKEN` (or X-API-Key)")
+
+
+class HostAllowList:
+    """Starlette's TrustedHostMiddleware deciding, answering refusals in the JSON shape."""
+
+    _ACCEPTED = "imgsearch.host_accepted"
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str],
+                 single_label: bool = False) -> None:
+        self.app = app
+        self.allowed_hosts = list(allowed_hosts)
+        self.single_label = single_label
+        self._check = TrustedHostMiddleware(self._accept, allowed_hosts=self.allowed_hosts,
+                                            www_redirect=False)
+
+    @classmethod
+    async def _accept(cls, scope: Scope, _receive: Receive, _send: Send) -> None:
+        scope[cls._ACCEPTED] = True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        await self._check(scope, receive, _discard)
+        given = Headers(scope=scope).get("host", "")
+        if scope.pop(self._ACCEPTED, False) or (
+                self.single_label and _SINGLE_LABEL.fullmatch(given) is not None):
+            await self.app(scope, receive, send)
+            return
+        given = given[:100]
+        await send_error(send, 400, "invalid_host",
+                         f"this server does not answer to the Host {given!r}; its operator "
+                         f"can allow it with --allowed-host (IMGSEARCH_ALLOWED_HOSTS)")
+
+
+_SINGLE_LABEL = re.compile(r"[A-Za-z0-9-]{1,63}(:[0-9]{1,5})?")
+
+
+async def _discard(_message: Message) -> None:
+    return None
+
+
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with its refused preflights in the JSON error shape."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code == 200:
+            return response
+        headers = {k: v for k, v in response.headers.items()
+                   if k.lower() not in ("content-type", "content-length")}
+        return error_response(response.status_code, "cors_refused",
+                              bytes(response.body).decode() + " for this server's CORS "
+                              "settings (--cors-origin)", headers=headers)
+
+
+class SecurityHeadersMiddleware:
+    """Adds the security headers to every answer that does not set them itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = scope["path"] in DOCS_PATHS
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                html = any(k.lower() == b"content-type" and v.startswith(b"text/html")
+                           for k, v in headers)
+                csp = DOCS_CSP if docs else PAGE_CSP if html else API_CSP
+                for name, value in ((b"content-security-policy", csp.encode()),
+                                    (b"x-content-type-options", b"nosniff"),
+                                    (b"x-frame-options", b"DENY"),
+                                    (b"referrer-policy", b"same-origin")):
+                    if name not in names:
+                        headers.append((name, value))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def install(app: Any, policy: AccessPolicy) -> None:
+    """Add the security middleware to ``app`` (outermost last, as add_middleware wraps)."""
+    app.add_middleware(AuthMiddleware, policy=policy)
+    if policy.cors_origins:
+        app.add_middleware(JsonCORSMiddleware, allow_origins=list(policy.cors_origins),
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
+                           allow_headers=list(KEY_HEADERS), expose_headers=["X-Request-ID"],
+                           allow_credentials=False, max_age=600)
+    app.add_middleware(HostAllowList, allowed_hosts=policy.allowed_hosts,
+                       single_label=policy.single_label_hosts)
+    app.add_middleware(SecurityHeadersMiddleware)
+    warning = policy.startup_warning()
+    if warning:
+        logger.warning(warning)
+
+
+__all__ = ["ADMIN_PATHS", "LOOPBACK_HOSTS", "OPEN_PATHS", "AccessPolicy", "AuthMiddleware",
+           "HostAllowList", "JsonCORSMiddleware", "SecurityHeadersMiddleware", "install",
+           "is_loopback", "needed_scope"]
