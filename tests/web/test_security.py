@@ -317,3 +317,19 @@ def test_the_page_has_no_inline_script(client: TestClient) -> None:
         assert "<script>" not in html and "<script " in html
         assert " on" + "click=" not in html and "javascript:" not in html
         assert "<style" not in html
+
+
+def test_every_route_that_changes_items_needs_a_write_key(client: TestClient) -> None:
+    from imgsearch.web.security import needed_scope
+
+    # POSTs that only read (a query in the body) or log a click
+    reads = {("POST", "/v1/search"), ("POST", "/v1/search/image"),
+             ("POST", "/v1/feedback/click")}
+    checked = 0
+    for path, operations in client.get("/openapi.json").json()["paths"].items():
+        concrete = path.replace("{item_id}", "some/id")
+        for method in {m.upper() for m in operations} - {"GET", "HEAD"}:
+            expected = "read" if (method, path) in reads else "write"
+            assert needed_scope(method, concrete) == expected, (method, path)
+            checked += 1
+    assert checked >= 6
