@@ -333,3 +333,11 @@ def test_every_route_that_changes_items_needs_a_write_key(client: TestClient) ->
             assert needed_scope(method, concrete) == expected, (method, path)
             checked += 1
     assert checked >= 6
+
+
+def test_the_openapi_schema_declares_the_key(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    assert schema["paths"]["/v1/items/{item_id}"]["delete"]["security"] == [{"apiKey": []}]
+    assert schema["paths"]["/metrics"]["get"]["security"] == [{"apiKey": []}]
+    assert "security" not in schema["paths"]["/v1/search"]["post"]

@@ -330,8 +330,32 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, with_headers)
 
 
+def _document_keys(app: Any) -> None:
+    """Declare the bearer key in the OpenAPI schema, so that /docs can send one."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return dict[str, Any](app.openapi_schema)
+        schema: dict[str, Any] = build()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["apiKey"] = {
+            "type": "http", "scheme": "bearer",
+            "description": "A token from `imgsearch keys create`. Writes need scope write "
+                           "and /metrics, /v1/report scope admin whenever the server "
+                           "listens beyond loopback or any key exists."}
+        schema["security"] = [{}, {"apiKey": []}]  # optional unless the request needs one
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                if needed_scope(method.upper(), path) in ("write", "admin"):
+                    operation["security"] = [{"apiKey": []}]
+        return schema
+
+    app.openapi = openapi
+
+
 def install(app: Any, policy: AccessPolicy) -> None:
     """Add the security middleware to ``app`` (outermost last, as add_middleware wraps)."""
+    _document_keys(app)
     app.add_middleware(AuthMiddleware, policy=policy)
     if policy.cors_origins:
         app.add_middleware(JsonCORSMiddleware, allow_origins=list(policy.cors_origins),
