@@ -159,6 +159,19 @@ def test_on_loopback_writes_stay_open_until_a_key_exists(web_engine: Engine,
         assert local.delete("/v1/items/k-local").status_code == 200
 
 
+def test_an_app_not_told_where_it_listens_wants_keys_from_network_peers(
+        web_engine: Engine) -> None:
+    # create_app(engine) served by someone's own uvicorn on 0.0.0.0: a peer from the
+    # network is beyond loopback, a loopback peer and the test client are not
+    app = create_app(web_engine)
+    with TestClient(app, client=("203.0.113.5", 40000)) as remote:
+        assert_error(remote.delete("/v1/items/p4"), 401, "unauthorized")
+        assert_error(remote.get("/metrics"), 401, "unauthorized")
+        assert remote.get("/v1/items/p4").status_code == 200
+    with TestClient(app, client=("127.0.0.1", 40000)) as local:
+        assert local.get("/metrics").status_code == 200
+
+
 def test_require_read_key_covers_searches_and_the_page_but_not_probes(
         web_engine: Engine, web_settings: Settings, keys_file: Path) -> None:
     _, token = KeyStore(keys_file).create("read")
@@ -341,3 +354,17 @@ def test_the_openapi_schema_declares_the_key(client: TestClient) -> None:
     assert schema["paths"]["/v1/items/{item_id}"]["delete"]["security"] == [{"apiKey": []}]
     assert schema["paths"]["/metrics"]["get"]["security"] == [{"apiKey": []}]
     assert "security" not in schema["paths"]["/v1/search"]["post"]
+
+
+def test_the_server_says_at_start_when_writes_or_everything_are_closed(
+        web_settings: Settings, keys_file: Path, tmp_path: Path) -> None:
+    from imgsearch.web.security import AccessPolicy
+
+    settings = web_settings.replace(api_keys_file=str(keys_file))
+    public = AccessPolicy.build(settings, tmp_path, listen_host="0.0.0.0")
+    assert "no write key" in (public.startup_warning() or "")
+    closed = AccessPolicy.build(settings.replace(require_read_key=True), tmp_path, "::1")
+    assert "--require-read-key" in (closed.startup_warning() or "")
+    assert AccessPolicy.build(settings, tmp_path, "127.0.0.1").startup_warning() is None
+    KeyStore(keys_file).create("write")
+    assert public.startup_warning() is None

@@ -78,6 +78,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
@@ -140,13 +148,23 @@ class AccessPolicy:
         policy.keys.current()  # a damaged keys file stops the server here, not per request
         return policy
 
-    def keys_required(self) -> bool:
-        """Writes and admin need a key: beyond loopback, or once any key exists."""
-        return self.public or bool(self.keys.current())
+    def keys_required(self, peer: str | None = None) -> bool:
+        """Writes and admin need a key: beyond loopback, or once any key exists. An app
+        that was not told where it listens judges by the request's peer instead: one
+        from a network address that is not loopback counts as beyond loopback (a test
+        client's peer is no address at all)."""
+        if self.public or self.keys.current():
+            return True
+        return self.listen_host is None and peer is not None and _is_address(peer) \
+            and not is_loopback(peer)
 
     def startup_warning(self) -> str | None:
         """What an operator should know when the server starts, if anything."""
-        if self.public and not any(allows(k.scope, "write") for k in self.keys.current()):
+        keys = self.keys.current()
+        if self.require_read_key and not keys:
+            return (f"--require-read-key with no keys in {self.keys.path}: every request "
+                    f"but /health and /ready is refused until one exists ({_CREATE_HINT})")
+        if self.public and not any(allows(k.scope, "write") for k in keys):
             return (f"listening on {self.listen_host} with no write key: writes are refused "
                     f"until one exists ({_CREATE_HINT}); reads are open")
         return None
@@ -195,8 +213,9 @@ class AuthMiddleware:
                              "--cors-origin if it should")
             return
         token = _presented(headers)
+        client = scope.get("client")
         try:
-            refusal = self._check(needed, token)
+            refusal = self._check(needed, token, client[0] if client else None)
         except KeysFileError as exc:
             await send_error(send, 503, "keys_unavailable", exc.message,
                              [(b"retry-after", b"5")])
@@ -218,7 +237,7 @@ class AuthMiddleware:
         return parts.netloc == host or f"{parts.scheme}://{parts.netloc}" \
             in self.cross_site_origins
 
-    def _check(self, needed: str | None, token: str | None
+    def _check(self, needed: str | None, token: str | None, peer: str | None
                ) -> tuple[int, str, str] | None:
         policy = self.policy
         if token is not None:
@@ -235,7 +254,7 @@ class AuthMiddleware:
             return None
         if needed == "read" and not policy.require_read_key:
             return None
-        if needed != "read" and not policy.keys_required():
+        if needed != "read" and not policy.keys_required(peer):
             return None  # loopback development without keys: open, as before keys
         if needed == "write" and not any(allows(k.scope, "write")
                                          for k in policy.keys.current()):
@@ -273,6 +292,9 @@ class HostAllowList:
             await self.app(scope, receive, send)
             return
         given = given[:100]
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
         await send_error(send, 400, "invalid_host",
                          f"this server does not answer to the Host {given!r}; its operator "
                          f"can allow it with --allowed-host (IMGSEARCH_ALLOWED_HOSTS)")
