@@ -23,13 +23,9 @@ from typing import Any
 
 from common import machine, machine_line, table, write_results
 from imgsearch.config import Settings
+from imgsearch.web.headers import HostAllowList, SecurityHeadersMiddleware
 from imgsearch.web.keys import KeyStore
-from imgsearch.web.security import (
-    AccessPolicy,
-    AuthMiddleware,
-    HostAllowList,
-    SecurityHeadersMiddleware,
-)
+from imgsearch.web.security import AccessPolicy, AuthMiddleware
 
 BODY = b'{"ok":true}'
 

@@ -17,29 +17,32 @@ The policy, from the settings and the address the server listens on:
 - **CORS** off unless origins are configured (Starlette's ``CORSMiddleware``).
 - **Headers** on every answer: ``Content-Security-Policy``, ``X-Content-Type-Options:
   nosniff``, ``X-Frame-Options: DENY``, ``Referrer-Policy: same-origin``.
+
+The header-level middleware (Host, CORS, headers) is in ``web.headers``; the keys file in
+``web.keys``; :func:`install` puts it all on an app.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
-from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from imgsearch.config import Settings
 from imgsearch.errors import InvalidInputError
-from imgsearch.web.errors import error_response
 from imgsearch.web.forward import is_write
+from imgsearch.web.headers import (
+    KEY_HEADERS,
+    HostAllowList,
+    JsonCORSMiddleware,
+    SecurityHeadersMiddleware,
+)
 from imgsearch.web.keys import KeysFileError, KeyStore, allows
 from imgsearch.web.limits import send_error
 
@@ -48,23 +51,6 @@ logger = logging.getLogger("imgsearch.web")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 ADMIN_PATHS = frozenset({"/metrics", "/v1/report"})
 OPEN_PATHS = frozenset({"/health", "/ready"})
-DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
-KEY_HEADERS = ("Authorization", "X-API-Key", "Content-Type", "X-Request-ID")
-
-# The page has no inline script and loads everything from itself. Style attributes stay
-# allowed (colour swatches set a CSS variable in one); they cannot run script, and every
-# url() they could name is held to img-src / the default of 'none'.
-PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; "
-            "style-src-attr 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
-            "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-API_CSP = "default-src 'none'; frame-ancestors 'none'"
-# FastAPI's /docs and /redoc pages load Swagger UI / ReDoc from a CDN and start it with an
-# inline script of the app's own (no request data in it).
-DOCS_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net "
-            "https://fonts.googleapis.com; font-src https://fonts.gstatic.com; "
-            "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
-            "connect-src 'self'; worker-src blob:; base-uri 'none'; frame-ancestors 'none'")
 
 
 def is_loopback(host: str) -> bool:
@@ -264,94 +250,6 @@ class AuthMiddleware:
                                      f"send `Authorization: Bearer TOKEN` (or X-API-Key)")
 
 
-class HostAllowList:
-    """Starlette's TrustedHostMiddleware deciding, answering refusals in the JSON shape."""
-
-    _ACCEPTED = "imgsearch.host_accepted"
-
-    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str],
-                 single_label: bool = False) -> None:
-        self.app = app
-        self.allowed_hosts = list(allowed_hosts)
-        self.single_label = single_label
-        self._check = TrustedHostMiddleware(self._accept, allowed_hosts=self.allowed_hosts,
-                                            www_redirect=False)
-
-    @classmethod
-    async def _accept(cls, scope: Scope, _receive: Receive, _send: Send) -> None:
-        scope[cls._ACCEPTED] = True
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        await self._check(scope, receive, _discard)
-        given = Headers(scope=scope).get("host", "")
-        if scope.pop(self._ACCEPTED, False) or (
-                self.single_label and _SINGLE_LABEL.fullmatch(given) is not None):
-            await self.app(scope, receive, send)
-            return
-        given = given[:100]
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        await send_error(send, 400, "invalid_host",
-                         f"this server does not answer to the Host {given!r}; its operator "
-                         f"can allow it with --allowed-host (IMGSEARCH_ALLOWED_HOSTS)")
-
-
-_SINGLE_LABEL = re.compile(r"[A-Za-z0-9-]{1,63}(:[0-9]{1,5})?")
-
-
-async def _discard(_message: Message) -> None:
-    return None
-
-
-class JsonCORSMiddleware(CORSMiddleware):
-    """Starlette's CORS, with its refused preflights in the JSON error shape."""
-
-    def preflight_response(self, request_headers: Headers) -> Response:
-        response = super().preflight_response(request_headers)
-        if response.status_code == 200:
-            return response
-        headers = {k: v for k, v in response.headers.items()
-                   if k.lower() not in ("content-type", "content-length")}
-        return error_response(response.status_code, "cors_refused",
-                              bytes(response.body).decode() + " for this server's CORS "
-                              "settings (--cors-origin)", headers=headers)
-
-
-class SecurityHeadersMiddleware:
-    """Adds the security headers to every answer that does not set them itself."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        docs = scope["path"] in DOCS_PATHS
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                names = {k.lower() for k, _ in headers}
-                html = any(k.lower() == b"content-type" and v.startswith(b"text/html")
-                           for k, v in headers)
-                csp = DOCS_CSP if docs else PAGE_CSP if html else API_CSP
-                for name, value in ((b"content-security-policy", csp.encode()),
-                                    (b"x-content-type-options", b"nosniff"),
-                                    (b"x-frame-options", b"DENY"),
-                                    (b"referrer-policy", b"same-origin")):
-                    if name not in names:
-                        headers.append((name, value))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
-
-
 def _document_keys(app: Any) -> None:
     """Declare the bearer key in the OpenAPI schema, so that /docs can send one."""
     build = app.openapi
@@ -393,5 +291,4 @@ def install(app: Any, policy: AccessPolicy) -> None:
 
 
 __all__ = ["ADMIN_PATHS", "LOOPBACK_HOSTS", "OPEN_PATHS", "AccessPolicy", "AuthMiddleware",
-           "HostAllowList", "JsonCORSMiddleware", "SecurityHeadersMiddleware", "install",
-           "is_loopback", "needed_scope"]
+           "install", "is_loopback", "needed_scope"]
