@@ -151,8 +151,9 @@ class AccessPolicy:
             return (f"--require-read-key with no keys in {self.keys.path}: every request "
                     f"but /health and /ready is refused until one exists ({_CREATE_HINT})")
         if self.public and not any(allows(k.scope, "write") for k in keys):
-            return (f"listening on {self.listen_host} with no write key: writes are refused "
-                    f"until one exists ({_CREATE_HINT}); reads are open")
+            return (f"listening on {self.listen_host} with no write key in "
+                    f"{self.keys.path}: writes are refused until one exists "
+                    f"({_CREATE_HINT}); reads are open")
         return None
 
 
