@@ -613,13 +613,99 @@ def serve(
         min=1, help="Server processes, each with the indexes in its own memory: one "
                     "writes, the others hand it their writes. More than one uses more "
                     "cores for searches.")] = 1,
+    api_key_file: Annotated[Path | None, typer.Option(
+        "--api-key-file", help="API keys file (default: the collection's api_keys.json; "
+                               "env IMGSEARCH_API_KEYS_FILE).")] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", help="Host name clients use to reach the server, besides "
+                               "localhost and the listening address; repeatable.")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        "--cors-origin", help="Origin (https://shop.example.com) whose pages may call the "
+                              "API; repeatable. Default: CORS off.")] = None,
+    require_read_key: Annotated[bool | None, typer.Option(
+        "--require-read-key/--no-require-read-key",
+        help="Searches and the web page need a key too.")] = None,
 ) -> None:
-    """Serve the HTTP API (docs at /docs) over a collection."""
+    """Serve the HTTP API (docs at /docs) over a collection.
+
+    Beyond loopback (--host 0.0.0.0), writes need a key from `imgsearch keys create`.
+    """
     from imgsearch.web.serve import serve as run_server
 
     with _errors():
-        run_server(collection, host, port, _settings(collection=collection),
-                   workers=workers)
+        settings = _settings(collection=collection)
+        settings = settings.replace(
+            api_keys_file=str(api_key_file) if api_key_file else settings.api_keys_file,
+            allowed_hosts=",".join([settings.allowed_hosts, *(allowed_host or [])]).strip(","),
+            cors_origins=",".join([settings.cors_origins, *(cors_origin or [])]).strip(","),
+            require_read_key=settings.require_read_key if require_read_key is None
+            else require_read_key)
+        run_server(collection, host, port, settings, workers=workers)
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="API keys for the HTTP server: "
+                       "create, list, revoke. Only hashes are stored.")
+app.add_typer(keys_app, name="keys")
+KeysFileOpt = Annotated[Path | None, typer.Option(
+    "--keys-file", help="Keys file (default: COLLECTION/api_keys.json, or "
+                        "IMGSEARCH_API_KEYS_FILE).")]
+
+
+def _key_store(collection: Path, keys_file: Path | None) -> Any:
+    from imgsearch.web.keys import KeyStore
+
+    return KeyStore.for_collection(collection, str(keys_file or _settings().api_keys_file))
+
+
+@keys_app.command("create")
+def keys_create(
+    collection: CollectionOpt,
+    scope: Annotated[str, typer.Option(help="read, write (reads too) or admin (writes, "
+                                            "/metrics and /v1/report too).")] = "read",
+    name: Annotated[str | None, typer.Option(help="A name to recognise it by.")] = None,
+    keys_file: KeysFileOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Make a key and print its token, once: it is not stored, only its hash."""
+    with _errors():
+        store = _key_store(collection, keys_file)
+        key, token = store.create(scope, name or "")
+        if as_json:
+            _print_json({**key.public(), "token": token, "keys_file": str(store.path)})
+            return
+        typer.echo(token)
+        typer.echo(f"created {key.scope} key {key.name!r} (id {key.id}) in {store.path}; "
+                   f"the token above is shown only now", err=True)
+
+
+@keys_app.command("list")
+def keys_list(collection: CollectionOpt, keys_file: KeysFileOpt = None,
+              as_json: JsonOpt = False) -> None:
+    """The keys (id, name, scope, creation time); never their tokens."""
+    import time
+
+    with _errors():
+        store = _key_store(collection, keys_file)
+        keys = [k.public() for k in store.current()]
+        if as_json:
+            _print_json({"keys": keys, "keys_file": str(store.path)})
+            return
+        for k in keys:
+            made = time.strftime("%Y-%m-%d %H:%M", time.gmtime(k["created_at"]))
+            typer.echo(f"{k['id']}  {k['scope']:5s}  {made} UTC  {k['name']}")
+        typer.echo(f"{len(keys)} keys in {store.path}", err=True)
+
+
+@keys_app.command("revoke")
+def keys_revoke(which: Annotated[str, typer.Argument(help="Key id or name.")],
+                collection: CollectionOpt, keys_file: KeysFileOpt = None,
+                as_json: JsonOpt = False) -> None:
+    """Remove a key; a running server refuses it from its next request."""
+    with _errors():
+        gone = _key_store(collection, keys_file).revoke(which)
+        if as_json:
+            _print_json({"revoked": [k.public() for k in gone]})
+            return
+        typer.echo("revoked " + ", ".join(f"{k.id} ({k.name})" for k in gone))
 
 
 @app.command(name="config")

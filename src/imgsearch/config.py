@@ -99,6 +99,15 @@ class Settings:
 
     log_searches: bool = True  # search and click logs in the collection's logs.sqlite3
 
+    # who may ask what over HTTP (web.security): the keys file (default
+    # <collection>/api_keys.json), extra Host names (comma separated; the loopback names
+    # and the listening address are always allowed), CORS origins (comma separated; none:
+    # CORS off), and whether reads need a key too
+    api_keys_file: str = ""
+    allowed_hosts: str = ""
+    cors_origins: str = ""
+    require_read_key: bool = False
+
     # ranking: business signals (weights, off by default) and multi-image queries
     boost_popularity: float = 0.0
     boost_rating: float = 0.0

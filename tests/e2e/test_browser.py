@@ -376,3 +376,47 @@ def test_a_colour_in_the_text_is_marked_on_its_swatch(page: Any) -> None:
     sync_api.expect(red).to_have_class("swatch understood")
     blue = page.locator("label.swatch", has=page.locator("input[value=blue]"))
     sync_api.expect(blue).to_have_class("swatch")
+
+def test_the_page_works_under_its_content_security_policy(page: Any) -> None:
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    page.add_init_script("document.addEventListener('securitypolicyviolation', e => "
+                         "console.error('Content Security Policy: ' + e.violatedDirective))")
+    response = page.goto("/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    # colour swatches take their colour from a style attribute
+    red = page.locator(".swatch input[value='red'] + .chip")
+    assert red.evaluate("chip => getComputedStyle(chip).backgroundColor") == "rgb(220, 30, 40)"
+    page.set_input_files("#image", files=[{"name": "query.jpg", "mimeType": "image/jpeg",
+                                           "buffer": jpeg_bytes(7)}])
+    with page.expect_navigation():
+        page.get_by_role("button", name="Search", exact=True).click()
+    assert _card_ids(page)[0] == "item-7"
+    # the query image comes back as a data: URL, thumbnails from the server
+    assert page.locator("#query-image img").evaluate("img => img.naturalWidth") > 0
+    assert page.locator("ol.grid > .card img").first.evaluate("i => i.naturalWidth") > 0
+    page.goto("/items/dup-a")
+    sync_api.expect(page.locator("#duplicates .card[data-id='dup-b']")).to_be_visible()
+    assert violations == []
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_the_api_docs_render_offline(page: Any, path: str) -> None:
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text)
+            if message.type == "error" else None)
+    # nothing but this server can be reached, as on a machine without internet
+    page.route("**/*", lambda route: route.continue_()
+               if route.request.url.startswith("http://127.0.0.1:") else route.abort())
+    page.goto(path)
+    if path == "/docs":
+        sync_api.expect(page.locator(".swagger-ui .info .title")).to_contain_text("imgsearch")
+        sync_api.expect(page.get_by_text("/v1/search/image").first).to_be_visible()
+    else:
+        sync_api.expect(page.locator("redoc, [class*=redoc]").first).to_be_attached()
+        sync_api.expect(page.locator("h2", has_text="Search by an uploaded image")
+                        ).to_be_visible()
+    # ReDoc's own "powered by" logo comes from its CDN: blocked, and nothing else is
+    assert not [e for e in errors if "Content Security Policy" in e
+                and "cdn.redoc.ly/redoc/logo-mini.svg" not in e], errors

@@ -2,11 +2,13 @@
 
     app = create_app(collection=Path("./shop"))          # opens it for writing
     app = create_app(engine)                              # tests: an engine of their own
+    app = create_app(collection=path, listen_host="0.0.0.0")  # keys needed for writes
 
 Routes get the engine by dependency injection (``web.deps``). Without arguments the
 factory reads ``IMGSEARCH_*`` variables and ``IMGSEARCH_COLLECTION`` -- the one place
 in the web package that reads the environment -- so that
-``uvicorn --factory imgsearch.web.app:create_app`` works.
+``uvicorn --factory imgsearch.web.app:create_app`` works. That path cannot know where
+uvicorn listens, so it is treated as listening beyond loopback (``web.security``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ from starlette.types import ASGIApp
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
 from imgsearch.errors import CollectionNotFoundError
-from imgsearch.web import docs, routes_batch, routes_items, routes_ops, routes_search, ui
+from imgsearch.web import (
+    docs,
+    routes_batch,
+    routes_items,
+    routes_ops,
+    routes_search,
+    security,
+    ui,
+)
 from imgsearch.web.access_log import AccessLogMiddleware
 from imgsearch.web.deps import AppState
 from imgsearch.web.errors import install_error_handlers
@@ -57,19 +67,34 @@ def _vectors(engine: Engine) -> dict[str, int]:
 
 def create_app(engine: Engine | None = None, *, collection: Path | None = None,
                settings: Settings | None = None, limits: Limits | None = None,
-               forward_writes: bool = False) -> FastAPI:
+               forward_writes: bool = False, listen_host: str | None = None,
+               policy: security.AccessPolicy | None = None) -> FastAPI:
     """The HTTP API v1 over one collection.
 
     An engine handed in stays the caller's to close; one opened here (from
     ``collection``) is closed when the app shuts down. With ``forward_writes`` the
     collection is opened read-only and writes go to the process that holds it
     (``web.forward``).
+
+    ``listen_host`` is the address the server binds: beyond loopback, writes and admin
+    endpoints need an API key (``web.security``). None means an app used in-process
+    (tests, embedding), treated as loopback; ``policy`` replaces the one built from the
+    settings and ``listen_host``.
     """
     owns_engine = engine is None
     if engine is None:
+        if collection is None and listen_host is None:
+            listen_host = "0.0.0.0"  # uvicorn --factory: where it listens is unknown
         settings = settings or Settings.from_env(os.environ)
         engine = _open_engine(collection, settings, readonly=forward_writes)
     settings = settings or engine.settings
+    try:
+        policy = policy or security.AccessPolicy.build(settings, engine.directory,
+                                                       listen_host)
+    except BaseException:
+        if owns_engine:
+            engine.close()
+        raise
     limits = limits or Limits()
     opened = engine
 
@@ -107,6 +132,9 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.max_body_bytes)
     app.add_middleware(DeadlineMiddleware, deadline_s=limits.deadline_s)
     app.add_middleware(ConcurrencyMiddleware, gate=gate, retry_after_s=limits.retry_after_s)
+    # keys, CORS, Host, headers: before the gate and any body; a forwarded write is
+    # checked here, on the process that received it, and again by the writer
+    security.install(app, policy)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     app.add_middleware(AccessLogMiddleware)
     return app

@@ -26,6 +26,9 @@ WRITER_FILE = "serve-writer.json"
 _HOP = {b"host", b"connection", b"keep-alive", b"transfer-encoding", b"content-length",
         b"te", b"trailer", b"upgrade", b"proxy-connection"}
 _OWN = {b"date", b"server", b"x-request-id"}
+# checked by the process that received the request (web.security) against its own Host;
+# the writer sees the loopback hop's Host instead, so it is not passed on
+_CHECKED_HERE = {b"origin"}
 
 
 def is_write(method: str, path: str) -> bool:
@@ -97,7 +100,8 @@ class WriteForwardMiddleware:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout_s)
         headers = [(k, v) for k, v in scope["headers"]
-                   if k.lower() not in _HOP and k.lower() != b"x-request-id"]
+                   if k.lower() not in _HOP and k.lower() not in _CHECKED_HERE
+                   and k.lower() != b"x-request-id"]
         request_id = scope.get("state", {}).get("request_id")
         if request_id:  # the writer logs the write under the id this process gave it
             headers.append((b"x-request-id", request_id.encode("latin-1")))

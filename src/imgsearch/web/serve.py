@@ -40,14 +40,15 @@ def serve(collection: Path, host: str, port: int, settings: Settings,
         raise InvalidInputError(f"workers must be 1 or more, got {workers}")
     configure_json_logging()
     if workers == 1:
-        app = create_app(collection=collection, settings=settings, limits=limits)
+        app = create_app(collection=collection, settings=settings, limits=limits,
+                         listen_host=host)
         uvicorn.run(app, host=host, port=port, **_UVICORN)
         return
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.create_server((host, port), family=family, backlog=2048)
     listener.set_inheritable(True)
     context = multiprocessing.get_context("spawn")
-    args = (listener, collection, settings, limits)
+    args = (listener, collection, settings, limits, host)
     stopping = False
 
     def stop(_signum: int, _frame: Any) -> None:
@@ -106,14 +107,17 @@ def serve(collection: Path, host: str, port: int, settings: Settings,
 
 
 def _worker(listener: socket.socket, collection: Path, settings: Settings,
-            limits: Limits | None, opened: Any = None) -> None:
+            limits: Limits | None, host: str, opened: Any = None) -> None:
     configure_json_logging()
     private: socket.socket | None = None
     try:
-        app = create_app(collection=collection, settings=settings, limits=limits)
-    except CollectionLockedError:
         app = create_app(collection=collection, settings=settings, limits=limits,
-                         forward_writes=True)
+                         listen_host=host)
+    except CollectionLockedError:
+        # keys are checked here, on the process that received the request, and again
+        # by the writer it is handed to
+        app = create_app(collection=collection, settings=settings, limits=limits,
+                         forward_writes=True, listen_host=host)
     else:
         private = socket.create_server(("127.0.0.1", 0))
         host, port = private.getsockname()[:2]
