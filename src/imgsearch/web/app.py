@@ -11,6 +11,7 @@ in the web package that reads the environment -- so that
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ from starlette.types import ASGIApp
 
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
-from imgsearch.errors import CollectionNotFoundError
+from imgsearch.errors import CollectionNotFoundError, ReadOnlyCollectionError
 from imgsearch.web import routes_batch, routes_items, routes_ops, routes_search, ui
 from imgsearch.web.access_log import AccessLogMiddleware
 from imgsearch.web.deps import AppState
@@ -48,7 +49,14 @@ def _open_engine(collection: Path | None, settings: Settings, readonly: bool) ->
         collection = Path(named)
     # The app writes (PUT, DELETE, batch), so it holds the collection's writer lock --
     # unless it is one of several processes and hands its writes to the one that does.
-    return Engine.open(collection, settings, readonly=readonly)
+    try:
+        return Engine.open(collection, settings, readonly=readonly)
+    except ReadOnlyCollectionError as exc:
+        if readonly:
+            raise
+        # read-only storage: serve searches; writes answer 503 collection_read_only
+        logging.getLogger("imgsearch.web").warning("%s; serving it read-only", exc.message)
+        return Engine.open(collection, settings, readonly=True)
 
 
 def _vectors(engine: Engine) -> dict[str, int]:
