@@ -51,16 +51,18 @@ ClipModelOpt = Annotated[str | None, typer.Option(
     "--clip-model", help="CLIP hub id or local directory.")]
 
 
+# options of the whole command line, set by _options for the command it runs
+_OPTIONS = {"debug": False}
+
+
 @app.callback()
-def _options(ctx: typer.Context, debug: Annotated[bool, typer.Option(
+def _options(debug: Annotated[bool, typer.Option(
         "--debug", help="On an unexpected error, print its traceback.")] = False) -> None:
-    ctx.obj = {"debug": debug}
+    _OPTIONS["debug"] = debug
 
 
 def _debugging() -> bool:
-    ctx = click.get_current_context(silent=True)
-    obj = ctx.find_root().obj if ctx is not None else None
-    return bool(isinstance(obj, dict) and obj.get("debug"))
+    return _OPTIONS["debug"]
 
 
 def _exit_code(exc: ImgSearchError) -> int:
