@@ -342,3 +342,17 @@ def test_the_writer_lock_survives_a_deleted_lock_file_and_dies_with_its_process(
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+def test_a_writer_opens_and_searches_on_a_full_disk(tmp_path, monkeypatch):
+    ids = build(tmp_path / "c")
+    import imgsearch.store.manifest as manifest
+
+    def no_room(*_args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(manifest, "write_manifest", no_room)
+    monkeypatch.setattr(core, "write_manifest", no_room)
+    with Engine.open(tmp_path / "c", FAST) as engine:
+        assert any("manifest not updated" in note for note in engine.open_notes)
+        assert engine.search(Query(similar_to=ids[0], limit=3)).hits

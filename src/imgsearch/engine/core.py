@@ -340,7 +340,12 @@ class Engine:
             if space_name in self.spaces and space_name not in changed:
                 self.calibrations[name] = Calibration.from_dict(data)
         self._refresh_calibration()
-        self._record_index_params()
+        try:
+            self._record_index_params()
+        except StorageFullError as exc:
+            # the manifest on disk stays as it was (written atomically): a full disk must
+            # not keep the collection from being searched
+            self.open_notes.append(f"manifest not updated: {exc.message}")
         if changed and reembed and not self.readonly:
             self.reembed(changed)
 
