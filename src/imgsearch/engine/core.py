@@ -15,7 +15,6 @@ no lock, no log, no index saves.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
@@ -48,6 +47,7 @@ from imgsearch.engine.maintenance import (
 )
 from imgsearch.engine.pipeline import Prepared, Preparer
 from imgsearch.engine.shared_cache import RedisCache
+from imgsearch.engine.storage import lock_collection, refuse_emptied, storage_faults
 from imgsearch.engine.timing import stage
 from imgsearch.enrich.colors import BASIC_COLORS
 from imgsearch.enrich.thumbnails import remove_thumbnail, write_thumbnail
@@ -56,12 +56,10 @@ from imgsearch.errors import (
     CollectionNotFoundError,
     CorruptCollectionError,
     EncoderMismatchError,
-    ImgSearchError,
     InvalidInputError,
     ItemNotFoundError,
     ReadOnlyCollectionError,
     StorageFullError,
-    storage_fault,
 )
 from imgsearch.ingest.fetch import Fetcher
 from imgsearch.search.calibration import (
@@ -221,14 +219,14 @@ class Engine:
                 f"collection {directory} is on read-only storage (the directory cannot be "
                 f"written): searching it works (search, similar, info, serve), writing "
                 f"needs writable storage")
-        _refuse_emptied(directory, catalog_path)
-        with _storage_faults(directory):
+        refuse_emptied(directory, catalog_path)
+        with storage_faults(directory):
             if not exists:
                 directory.mkdir(parents=True, exist_ok=True)
-            lock_fd = None if readonly else _lock(directory)
+            lock_fd = None if readonly else lock_collection(directory)
         catalog = None
         try:
-            with _storage_faults(catalog_path):
+            with storage_faults(catalog_path):
                 # Another process may write to a collection opened read-only: its reads
                 # call refresh() first, which drops these caches when anything committed.
                 catalog = Catalog(catalog_path,
@@ -251,7 +249,7 @@ class Engine:
                 manifest = found or spaces_from_catalog(catalog, settings)
                 engine = cls(directory, settings, catalog, manifest, readonly, lock_fd,
                              notes)
-            with _storage_faults(directory):
+            with storage_faults(directory):
                 engine._open_spaces(image_encoder, text_encoder, reembed)
         except BaseException:
             if catalog is not None:
@@ -378,7 +376,7 @@ class Engine:
                    "journal_seq": sp.applied_seq}
             for name, sp in self.spaces.items()}
         if not self.readonly:
-            with _storage_faults(self.directory):
+            with storage_faults(self.directory):
                 write_manifest(self.directory, self.manifest)
                 remember_spaces(self.catalog, self.manifest)
 
@@ -470,7 +468,7 @@ class Engine:
         self._require_writable()
         if not prepared:
             return []
-        with self._write_mutex, _storage_faults(self.directory):
+        with self._write_mutex, storage_faults(self.directory):
             for p in prepared:
                 name = p.item.content_hash or hashlib.sha256(p.item.id.encode()).hexdigest()
                 p.item.thumbnail = write_thumbnail(self.directory, int(name[:15], 16),
@@ -528,7 +526,7 @@ class Engine:
 
     def delete_many(self, ids: Iterable[str]) -> int:
         self._require_writable()
-        with self._write_mutex, _storage_faults(self.directory):
+        with self._write_mutex, storage_faults(self.directory):
             with self.catalog.transaction() as conn:
                 results = [r for r in (self.catalog.delete(conn, i) for i in ids) if r]
             self._apply(results, {})
@@ -601,7 +599,7 @@ class Engine:
         """Snapshot indexes (atomically) and prune the journal they no longer need."""
         if self.readonly:
             return
-        with _storage_faults(self.directory):
+        with storage_faults(self.directory):
             with self.lock.write():
                 for name in list(self.spaces):
                     self.spaces[name] = self.spaces[name].maintain()
@@ -781,49 +779,6 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _lock(directory: Path) -> int:
-    """Hold the collection for this process: an exclusive ``flock`` on the directory
-    itself. Nothing in the collection can be deleted to get around it (a lock file
-    could), and the kernel lets go of it when the process ends, ``kill -9`` included."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise CollectionLockedError(
-            f"collection {directory} is being written by another imgsearch process; "
-            f"wait for it to finish (or open read-only to search)") from None
-    return fd
-
-
-@contextmanager
-def _storage_faults(where: Path) -> Iterator[None]:
-    """A full disk, read-only storage or a damaged database under ``where`` raised as
-    the imgsearch error that says so (other errors pass unchanged)."""
-    try:
-        yield
-    except ImgSearchError:
-        raise
-    except Exception as exc:
-        fault = storage_fault(exc, str(where))
-        if fault is None:
-            raise
-        raise fault from exc
-
-
-def _refuse_emptied(directory: Path, catalog_path: Path) -> None:
-    """A catalog truncated to nothing would open as a new, empty one: refuse it where
-    the collection had been written (a manifest), rather than start empty."""
-    if not catalog_path.exists() or catalog_path.stat().st_size:
-        return
-    wal = catalog_path.with_name(catalog_path.name + "-wal")
-    if (directory / "manifest.json").exists() and not (wal.exists() and wal.stat().st_size):
-        raise CorruptCollectionError(
-            f"{catalog_path} is empty (0 bytes) although the collection was built: it was "
-            f"truncated. Restore it from a backup (`imgsearch backup`, see the README) or "
-            f"index the sources again into a new collection")
 
 
 __all__ = ["Engine"]
