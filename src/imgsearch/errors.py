@@ -217,10 +217,10 @@ def storage_fault(exc: BaseException, where: str = "the collection") -> ImgSearc
         if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or "malformed" in text \
                 or "not a database" in text:
             return CorruptCollectionError(
-                f"a database of {where} is damaged ({text}); `imgsearch check -c "
-                f"COLLECTION` says what is wrong and `imgsearch repair` fixes what can be "
-                f"rebuilt; a damaged catalog.sqlite3 is restored from a backup "
-                f"(`imgsearch backup`, see the README)")
+                f"the catalog of {where} is damaged ({text}); it is the collection's source "
+                f"of truth and cannot be rebuilt: restore catalog.sqlite3 from a backup "
+                f"(`imgsearch backup`, see the README); `imgsearch check -c COLLECTION` "
+                f"says what else is wrong")
         if primary == _SQLITE_READONLY:
             return ReadOnlyCollectionError(
                 f"{where} cannot be written ({text}); searching it works, writing needs "

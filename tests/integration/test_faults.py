@@ -356,3 +356,34 @@ def test_a_writer_opens_and_searches_on_a_full_disk(tmp_path, monkeypatch):
     with Engine.open(tmp_path / "c", FAST) as engine:
         assert any("manifest not updated" in note for note in engine.open_notes)
         assert engine.search(Query(similar_to=ids[0], limit=3)).hits
+
+
+def test_a_commit_that_fails_for_room_leaves_the_catalog_writable(tmp_path, monkeypatch):
+    """In WAL mode SQLite writes most pages at COMMIT: a full disk fails the COMMIT
+    itself, which must roll back rather than leave a transaction open."""
+    ids = build(tmp_path / "c")
+
+    class FullAtCommit:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+            self.failed = 0
+
+        def execute(self, sql: str, *args: object) -> object:
+            if sql == "COMMIT" and not self.failed:
+                self.failed += 1
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.conn.execute(sql, *args)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.conn, name)
+
+    with Engine.open(tmp_path / "c", FAST) as engine:
+        proxy = FullAtCommit(engine.catalog._writer)
+        monkeypatch.setattr(engine.catalog, "_writer", proxy)
+        with pytest.raises(StorageFullError):
+            engine.upsert(Item(id="lost"), jpeg_bytes(200))
+        assert proxy.failed == 1 and not proxy.conn.in_transaction
+        engine.upsert(Item(id="after"), jpeg_bytes(300))  # writes work again
+        assert "lost" not in engine
+    with Engine.open(tmp_path / "c", FAST) as engine:
+        assert all_ids(engine) == {*ids, "after"}

@@ -226,7 +226,7 @@ class Engine:
             lock_fd = None if readonly else lock_collection(directory)
         catalog = None
         try:
-            with storage_faults(catalog_path):
+            with storage_faults(directory):
                 # Another process may write to a collection opened read-only: its reads
                 # call refresh() first, which drops these caches when anything committed.
                 catalog = Catalog(catalog_path,

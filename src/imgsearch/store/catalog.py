@@ -212,7 +212,13 @@ class Catalog:
                 conn.execute("ROLLBACK")
             self._invalidate()
             raise
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")  # in WAL mode most pages are written here (a full disk)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._invalidate()
+            raise
         self._invalidate()
 
     def _invalidate(self) -> None:
