@@ -42,6 +42,11 @@ def small_tmpfs(parent: Path, size: str) -> Iterator[Path | None]:
         _run("umount", "-l", str(mount))
 
 
+def grow(mount: Path, size: str) -> bool:
+    """Give a tmpfs from ``small_tmpfs`` more room (as if space had been freed)."""
+    return _run("mount", "-o", f"remount,size={size}", str(mount))
+
+
 @contextlib.contextmanager
 def read_only_view(source: Path) -> Iterator[Path | None]:
     """``source`` seen through a read-only bind mount (writes fail with EROFS even for

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import imgsearch.engine.core as core
-from faultkit import FAST, all_ids, build, listing, read_only_view, small_tmpfs, top_k
+from faultkit import FAST, all_ids, build, grow, listing, read_only_view, small_tmpfs, top_k
 from imagegen import jpeg_bytes
 from imgsearch.engine import Engine
 from imgsearch.errors import (
@@ -106,6 +106,24 @@ def test_a_real_full_tmpfs_stops_ingest_cleanly(tmp_path):
         with Engine.open(mount / "c", FAST, readonly=True) as engine:
             assert all_ids(engine) == set(committed)  # every acknowledged item is there
             assert engine.search(Query(similar_to=committed[0], limit=3)).hits
+        assert grow(mount, "64m")  # space is freed: writing works again
+        with Engine.open(mount / "c", FAST) as engine:
+            engine.upsert(Item(id="after"), jpeg_bytes(999))
+        health = Engine.check(mount / "c")
+        assert health.healthy, health.findings
+        assert health.items == len(committed) + 1
+
+
+def test_check_changes_nothing(tmp_path):
+    build(tmp_path / "c", n=4)
+    catalog = tmp_path / "c" / "catalog.sqlite3"
+    with sqlite3.connect(catalog) as conn:  # as if written by an older imgsearch
+        conn.execute("PRAGMA user_version = 1")
+    before = (catalog.read_bytes(), (tmp_path / "c" / "manifest.json").read_bytes())
+    health = Engine.check(tmp_path / "c")
+    assert [(f.part, f.severity) for f in health.findings] == [("catalog", "warning")]
+    assert (catalog.read_bytes(), (tmp_path / "c" / "manifest.json").read_bytes()) == before
+    assert health.healthy  # an older schema is upgraded by the next writer, not damage
 
 
 # -- damaged files ---------------------------------------------------------------------

@@ -34,6 +34,7 @@ from imgsearch.store.catalog import Catalog
 from imgsearch.store.health import backup_database, database_problems
 from imgsearch.store.logs import LOG_NAME, set_aside
 from imgsearch.store.manifest import MANIFEST_NAME, read_manifest, write_manifest
+from imgsearch.store.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from imgsearch.engine.core import Engine
@@ -98,9 +99,13 @@ def check_collection(directory: Path, settings: Settings, *, quick: bool = False
                    f"the catalog is the source of truth and cannot be rebuilt: {_RESTORE}")
         _check_log(directory, report, quick)
         return report  # nothing else can be compared with a damaged catalog
-    catalog = Catalog(directory / CATALOG_NAME,
+    catalog = Catalog(directory / CATALOG_NAME, read_only=True,
                       read_only_storage=not os.access(directory, os.W_OK))
     try:
+        if catalog.schema_version < SCHEMA_VERSION:
+            report.add("catalog", "warning", f"schema version {catalog.schema_version} is "
+                       f"older than this imgsearch's ({SCHEMA_VERSION})",
+                       "it is upgraded the first time the collection is opened to write")
         report.items = catalog.count()
         dims = catalog.space_dims()
         _check_manifest(directory, dims, report)
@@ -203,14 +208,16 @@ def repair_collection(directory: Path, settings: Settings) -> HealthReport:
     from imgsearch.engine.core import Engine
 
     before = check_collection(directory, settings)
-    if any(f.part == "catalog" for f in before.findings):
+    damaged = [f for f in before.findings if f.part == "catalog" and f.severity == "error"]
+    if damaged:
         raise CorruptCollectionError(
-            f"the catalog of {directory} is damaged ({before.findings[0].problem}) and is "
+            f"the catalog of {directory} is damaged ({damaged[0].problem}) and is "
             f"the source of truth: it cannot be repaired; {_RESTORE}")
     done: list[str] = []
     if any(f.part == "search log" and f.severity == "error" for f in before.findings):
         aside = set_aside(directory / LOG_NAME)
-        done.append(f"search log set aside as {aside.name}; a new one is started")
+        done.append(f"search log set aside as {aside.name if aside else '(moved)'}; a new "
+                    f"one is started")
     # the writer lock is taken before anything is rebuilt: nobody else is writing
     engine: Engine = Engine.open(directory, settings, create=False)
     try:

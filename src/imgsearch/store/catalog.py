@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 from imgsearch.store.columns import COLUMNS, FilterColumns, answers
 from imgsearch.store.filters import filter_sql
 from imgsearch.store.rowcache import KeyColumn, PackedRows, RowCache
-from imgsearch.store.schema import check_version, migrate
+from imgsearch.store.schema import SCHEMA_VERSION, check_version, migrate
 from imgsearch.types import Filters, Item
 
 _ITEM_COLUMNS = (
@@ -75,11 +75,14 @@ class WriteResult:
     old_thumbnail: str | None = None
 
 
-def read_only_uri(path: Path, notes: list[str]) -> str:
-    """How to open the catalog where nothing can be written. With a ``-wal`` file left
-    by a writer, SQLite reads it read-only (it holds the last commits); without one,
-    the database cannot change, and ``immutable`` opens it without any lock or ``-shm``."""
+def read_only_uri(path: Path, notes: list[str], *, storage_writable: bool = False) -> str:
+    """How to open a database read-only. Where nothing can be written: with a ``-wal``
+    file left by a writer, SQLite reads it read-only (it holds the last commits); without
+    one, the database cannot change, and ``immutable`` opens it without any lock or
+    ``-shm``. On writable storage, ``mode=ro`` (a writer may be at work)."""
     quoted = urllib.parse.quote(str(path.resolve()))
+    if storage_writable:
+        return f"file:{quoted}?mode=ro"
     wal = path.with_name(path.name + "-wal")
     shm = path.with_name(path.name + "-shm")
     if wal.exists() and wal.stat().st_size:
@@ -107,13 +110,15 @@ def vector_blob(vector: NDArray[np.float32]) -> bytes:
 class Catalog:
     def __init__(self, path: Path, *, row_cache_size: int = 0,
                  filter_cache_size: int = 0, hit_cache_bytes: int = 0,
-                 read_only_storage: bool = False) -> None:
+                 read_only_storage: bool = False, read_only: bool = False) -> None:
         self.path = path
         # On read-only storage nothing may be written, not even SQLite's -shm file: see
-        # _connect. ``notes`` says what that costs.
+        # _connect. ``notes`` says what that costs. ``read_only`` (a check) writes nothing
+        # either, on writable storage.
         self.read_only_storage = read_only_storage
         self.notes: list[str] = []
-        self._uri = read_only_uri(path, self.notes) if read_only_storage else None
+        self._uri = read_only_uri(path, self.notes, storage_writable=not read_only_storage) \
+            if read_only_storage or read_only else None
         # key -> item row, for the reads every search repeats; writes invalidate after commit
         self.rows: RowCache[int, Item] = RowCache(row_cache_size)
         # key -> the fields a search hit shows (HIT_FIELDS), packed: every result page
@@ -141,10 +146,12 @@ class Catalog:
         self._local = threading.local()
         self._local_conns: list[sqlite3.Connection] = []
         self._writer = self._connect()
-        if read_only_storage:
-            check_version(self._writer, path=str(path))
+        if self._uri is not None:
+            self.schema_version = check_version(self._writer, path=str(path),
+                                                refuse_older=read_only_storage)
         else:
             migrate(self._writer, path=str(path))
+            self.schema_version = SCHEMA_VERSION
         self._watch: sqlite3.Connection | None = None
         self._watch_lock = threading.Lock()
 

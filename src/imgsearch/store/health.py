@@ -19,12 +19,11 @@ _MAX_LINES = 10
 
 
 def connect_for_reading(path: Path) -> sqlite3.Connection:
-    """A connection that writes nothing where nothing may be written (read-only
-    storage), and reads what a live writer commits elsewhere."""
-    if os.access(path.parent, os.W_OK):
-        return sqlite3.connect(path, isolation_level=None, timeout=30.0)
+    """A read-only connection (nothing written, no migration), which sees what a live
+    writer commits meanwhile, on read-only storage as well."""
     notes: list[str] = []
-    return sqlite3.connect(read_only_uri(path, notes), uri=True, isolation_level=None)
+    uri = read_only_uri(path, notes, storage_writable=os.access(path.parent, os.W_OK))
+    return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
 
 
 def database_problems(path: Path, *, quick: bool = False) -> list[str]:

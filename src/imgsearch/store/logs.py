@@ -10,6 +10,7 @@ caller acknowledges, so they are written before ``record_click`` returns.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -72,7 +73,7 @@ def open_search_log(directory: Path, notes: list[str]) -> SearchLog | None:
             return None
     aside = set_aside(directory / LOG_NAME)
     notes.append(f"the search log {directory / LOG_NAME} was damaged; it was set aside as "
-                 f"{aside.name} and a new one started")
+                 f"{aside.name if aside else 'another process did'} and a new one started")
     try:
         return SearchLog(directory)
     except sqlite3.Error as exc:
@@ -80,20 +81,24 @@ def open_search_log(directory: Path, notes: list[str]) -> SearchLog | None:
         return None
 
 
-def set_aside(path: Path) -> Path:
+def set_aside(path: Path) -> Path | None:
     """Rename a damaged database (with its -wal and -shm files) out of the way, keeping
-    it for inspection: ``logs.sqlite3`` becomes ``logs.sqlite3.damaged-20260102T030405``."""
+    it for inspection: ``logs.sqlite3`` becomes ``logs.sqlite3.damaged-20260102T030405``.
+    None when another process moved it first."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     target = path.with_name(f"{path.name}.damaged-{stamp}")
     n = 1
     while target.exists():
         n += 1
         target = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None
     for suffix in ("-wal", "-shm"):
         side = path.with_name(path.name + suffix)
-        if side.exists():
+        with contextlib.suppress(FileNotFoundError):
             os.replace(side, target.with_name(target.name + suffix))
-    os.replace(path, target)
     return target
 
 
@@ -130,7 +135,7 @@ class SearchLog:
         self._conn.close()
         aside = set_aside(self.path)
         _log.warning("the search log %s was damaged (%s); it was set aside as %s and a new "
-                     "one started", self.path, exc, aside.name)
+                     "one started", self.path, exc, aside.name if aside else "(moved)")
         self._conn = self._connect()
         return True
 
