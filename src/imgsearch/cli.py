@@ -574,7 +574,7 @@ def check(
     """Check a collection for damage (catalog, manifest, indexes, thumbnails, search
     log); changes nothing. Exit code 0 when healthy, 4 when something is damaged."""
     with _errors():
-        health = Engine.check(collection, _settings(), quick=quick)
+        health = Engine.check(collection, quick=quick)
         _print_health(health.to_dict(), as_json)
         if not health.healthy:
             raise typer.Exit(EXIT_COLLECTION)

@@ -224,7 +224,7 @@ class Engine:
             if not exists:
                 directory.mkdir(parents=True, exist_ok=True)
             lock_fd = None if readonly else lock_collection(directory)
-        catalog = None
+        catalog = engine = None
         try:
             with storage_faults(directory):
                 # Another process may write to a collection opened read-only: its reads
@@ -252,6 +252,8 @@ class Engine:
             with storage_faults(directory):
                 engine._open_spaces(image_encoder, text_encoder, reembed)
         except BaseException:
+            if engine is not None and engine.logs is not None:
+                engine.logs.close()
             if catalog is not None:
                 catalog.close()
             if lock_fd is not None:
@@ -261,11 +263,10 @@ class Engine:
 
     # -- health ----------------------------------------------------------------------
     @staticmethod
-    def check(path: str | Path, settings: Settings | None = None, *,
-              quick: bool = False) -> HealthReport:
+    def check(path: str | Path, *, quick: bool = False) -> HealthReport:
         """What is damaged in the collection at ``path``, changing nothing (it may be in
         use): the catalog's integrity, manifest, indexes, thumbnails and search log."""
-        return check_collection(Path(path), settings or Settings(), quick=quick)
+        return check_collection(Path(path), quick=quick)
 
     @staticmethod
     def repair(path: str | Path, settings: Settings | None = None) -> HealthReport:

@@ -87,8 +87,7 @@ def _require_collection(directory: Path) -> None:
         raise CollectionNotFoundError(f"no collection at {directory} (no {CATALOG_NAME})")
 
 
-def check_collection(directory: Path, settings: Settings, *, quick: bool = False
-                     ) -> HealthReport:
+def check_collection(directory: Path, *, quick: bool = False) -> HealthReport:
     """Everything that can be checked without changing anything."""
     _require_collection(directory)
     report = HealthReport(str(directory))
@@ -207,7 +206,7 @@ def repair_collection(directory: Path, settings: Settings) -> HealthReport:
     """Rebuild what can be rebuilt; a damaged catalog is refused with how to restore."""
     from imgsearch.engine.core import Engine
 
-    before = check_collection(directory, settings)
+    before = check_collection(directory)
     damaged = [f for f in before.findings if f.part == "catalog" and f.severity == "error"]
     if damaged:
         raise CorruptCollectionError(
@@ -238,7 +237,7 @@ def repair_collection(directory: Path, settings: Settings) -> HealthReport:
             done.append(f"{len(orphans)} thumbnails no item uses removed")
     finally:
         engine.close()
-    after = check_collection(directory, settings)
+    after = check_collection(directory)
     after.repaired = done
     return after
 
