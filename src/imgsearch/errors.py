@@ -28,7 +28,8 @@ using the ``code`` and ``status`` class attributes.
     │   ├── SchemaVersionError          written by a newer imgsearch
     │   ├── CollectionLockedError       another process is writing to it
     │   ├── CorruptCollectionError      a damaged catalog (check, restore from a backup)
-    │   └── ReadOnlyCollectionError     a write asked of a collection on read-only storage
+    │   ├── ReadOnlyCollectionError     a write asked of a collection on read-only storage
+    │   └── StorageAccessError          permission denied, an I/O error of the device (503)
     └── StorageFullError                no space left for a write (507); nothing half-written
 
 ``storage_fault`` turns the operating system's and SQLite's own errors for a full disk,
@@ -176,6 +177,11 @@ class ReadOnlyCollectionError(CollectionError):
     status = 503
 
 
+class StorageAccessError(CollectionError):
+    code = "storage_unavailable"
+    status = 503
+
+
 class StorageFullError(ImgSearchError):
     """``report``: what an interrupted ingest had done (an ``IngestReport``), if any."""
 
@@ -189,6 +195,8 @@ class StorageFullError(ImgSearchError):
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _SQLITE_FULL, _SQLITE_CORRUPT, _SQLITE_NOTADB, _SQLITE_READONLY = 13, 11, 26, 8
+_SQLITE_IOERR, _SQLITE_CANTOPEN, _SQLITE_PERM = 10, 14, 3
+_ACCESS_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
 
 
 def storage_fault(exc: BaseException, where: str = "the collection") -> ImgSearchError | None:
@@ -205,6 +213,14 @@ def storage_fault(exc: BaseException, where: str = "the collection") -> ImgSearc
             return ReadOnlyCollectionError(
                 f"{where} is on read-only storage ({exc}); searching it works, writing "
                 f"needs writable storage")
+        if exc.errno in _ACCESS_ERRNOS:
+            return StorageAccessError(
+                f"{where} cannot be accessed ({exc}); check the permissions of the "
+                f"collection directory and its files for the user running imgsearch")
+        if exc.errno == errno.EIO:
+            return StorageAccessError(
+                f"the device holding {where} reported an I/O error ({exc}); the write did "
+                f"not complete: check the device, then `imgsearch check` the collection")
         return None
     if isinstance(exc, sqlite3.Error):
         code = getattr(exc, "sqlite_errorcode", None)
@@ -225,4 +241,12 @@ def storage_fault(exc: BaseException, where: str = "the collection") -> ImgSearc
             return ReadOnlyCollectionError(
                 f"{where} cannot be written ({text}); searching it works, writing needs "
                 f"writable storage")
+        if primary in (_SQLITE_CANTOPEN, _SQLITE_PERM):
+            return StorageAccessError(
+                f"a database of {where} cannot be opened ({text}); check that it exists "
+                f"and the permissions of the collection directory and its files")
+        if primary == _SQLITE_IOERR:
+            return StorageAccessError(
+                f"the device holding {where} reported an I/O error ({text}); the write did "
+                f"not complete: check the device, then `imgsearch check` the collection")
     return None
