@@ -282,6 +282,8 @@ def test_backup_refuses_a_destination_that_is_not_empty(tmp_path):
 # -- read-only storage -----------------------------------------------------------------
 def test_read_only_storage_searches_and_refuses_writes(tmp_path, monkeypatch):
     ids = build(tmp_path / "c")
+    with Engine.open(tmp_path / "c", FAST, readonly=True) as engine:
+        engine.search(Query(similar_to=ids[1]))  # one search in the log
     with read_only_view(tmp_path / "c") as view:
         if view is None:  # no bind mounts here: pretend the directory is not writable
             view = tmp_path / "c"
@@ -294,6 +296,7 @@ def test_read_only_storage_searches_and_refuses_writes(tmp_path, monkeypatch):
             assert all_ids(engine) == set(ids)
             assert engine.search(Query(similar_to=ids[0], limit=3)).hits
             assert engine.info()["items"] == len(ids)
+            assert engine.report()["all"]["searches"] == 1  # read, though not written
             with pytest.raises(ReadOnlyCollectionError):
                 engine.upsert(Item(id="new"), jpeg_bytes(1))
         with pytest.raises(ReadOnlyCollectionError) as caught:
@@ -376,24 +379,42 @@ def test_a_writer_opens_and_searches_on_a_full_disk(tmp_path, monkeypatch):
         assert engine.search(Query(similar_to=ids[0], limit=3)).hits
 
 
+class FullAtCommit:
+    """A connection whose first COMMIT fails as on a full disk (WAL mode writes most
+    pages at COMMIT), leaving the transaction open as SQLite does."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.failed = 0
+
+    def execute(self, sql: str, *args: object) -> object:
+        if sql == "COMMIT" and not self.failed:
+            self.failed += 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+
+def test_the_search_log_goes_on_after_a_commit_that_fails_for_room(tmp_path):
+    ids = build(tmp_path / "c")
+    with Engine.open(tmp_path / "c", FAST, readonly=True) as engine:
+        log = engine.logs
+        assert log is not None
+        proxy = FullAtCommit(log._conn)
+        log._conn = proxy  # type: ignore[assignment]
+        engine.search(Query(similar_to=ids[0]))
+        log.flush()
+        assert proxy.failed == 1 and not proxy.conn.in_transaction  # that line is lost
+        engine.search(Query(similar_to=ids[1]))
+        assert engine.report()["all"]["searches"] == 1  # the log goes on
+
+
 def test_a_commit_that_fails_for_room_leaves_the_catalog_writable(tmp_path, monkeypatch):
     """In WAL mode SQLite writes most pages at COMMIT: a full disk fails the COMMIT
     itself, which must roll back rather than leave a transaction open."""
     ids = build(tmp_path / "c")
-
-    class FullAtCommit:
-        def __init__(self, conn: sqlite3.Connection) -> None:
-            self.conn = conn
-            self.failed = 0
-
-        def execute(self, sql: str, *args: object) -> object:
-            if sql == "COMMIT" and not self.failed:
-                self.failed += 1
-                raise sqlite3.OperationalError("database or disk is full")
-            return self.conn.execute(sql, *args)
-
-        def __getattr__(self, name: str) -> object:
-            return getattr(self.conn, name)
 
     with Engine.open(tmp_path / "c", FAST) as engine:
         proxy = FullAtCommit(engine.catalog._writer)

@@ -73,7 +73,8 @@ from imgsearch.search.calibration import (
 from imgsearch.search.space import JournalGap, SpaceIndex
 from imgsearch.search.understand import Vocabulary
 from imgsearch.store.catalog import Catalog, WriteResult
-from imgsearch.store.logs import open_search_log
+from imgsearch.store.health import connect_for_reading
+from imgsearch.store.logs import LOG_NAME, open_search_log, read_only_report
 from imgsearch.store.manifest import (
     Manifest,
     read_manifest,
@@ -697,6 +698,9 @@ class Engine:
     def report(self, since: float | None = None) -> dict[str, Any]:
         """CTR, MRR of clicks, zero-result rate and latency percentiles per query type."""
         if self.logs is None:
+            log = self.directory / LOG_NAME
+            if self.catalog.read_only_storage and log.exists():
+                return read_only_report(connect_for_reading(log), since)
             return {}
         return self.logs.report(since)
 

@@ -193,15 +193,16 @@ class SearchLog:
             if rows:
                 try:
                     with self._lock:
-                        self._conn.execute("BEGIN")
                         try:
+                            self._conn.execute("BEGIN")
                             self._conn.executemany(
                                 "INSERT OR IGNORE INTO searches "
                                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                            self._conn.execute("COMMIT")  # a full disk fails here too
                         except BaseException:
-                            self._conn.execute("ROLLBACK")
+                            if self._conn.in_transaction:
+                                self._conn.execute("ROLLBACK")
                             raise
-                        self._conn.execute("COMMIT")
                 except sqlite3.Error as exc:  # a full disk: these lines are lost, not the log
                     with self._lock:
                         recovered = self._recover(exc)
@@ -225,29 +226,45 @@ class SearchLog:
         self.flush()
         with self._lock:
             try:
-                rows, clicks = self._read(since)
+                rows, clicks = _read(self._conn, since)
             except sqlite3.Error as exc:
                 if not self._recover(exc):
                     raise
-                rows, clicks = self._read(since)
-        per_kind: dict[str, list[tuple[list[str], float, list[tuple[str, int | None]]]]] = {}
-        for search_id, kind, result_ids, latency in rows:
-            per_kind.setdefault(kind, []).append(
-                (json.loads(result_ids), float(latency), clicks.get(search_id, [])))
-        per_kind["all"] = [entry for kind in list(per_kind) for entry in per_kind[kind]]
-        return {kind: _summary(entries) for kind, entries in sorted(per_kind.items())}
+                rows, clicks = _read(self._conn, since)
+        return _report(rows, clicks)
 
 
-    def _read(self, since: float | None
-              ) -> tuple[list[Any], dict[str, list[tuple[str, int | None]]]]:
-        rows = self._conn.execute(
-            "SELECT id, kind, result_ids, latency_ms FROM searches WHERE at >= ?",
-            (since or 0.0,)).fetchall()
-        clicks: dict[str, list[tuple[str, int | None]]] = {}
-        for search_id, item_id, position in self._conn.execute(
-                "SELECT search_id, item_id, position FROM clicks ORDER BY id"):
-            clicks.setdefault(search_id, []).append((item_id, position))
-        return rows, clicks
+def read_only_report(conn: sqlite3.Connection, since: float | None = None
+                     ) -> dict[str, Any]:
+    """``SearchLog.report`` over a read-only connection to the log (read-only storage,
+    where no log is written)."""
+    try:
+        return _report(*_read(conn, since))
+    finally:
+        conn.close()
+
+
+def _report(rows: list[Any], clicks: dict[str, list[tuple[str, int | None]]]
+            ) -> dict[str, Any]:
+    per_kind: dict[str, list[tuple[list[str], float, list[tuple[str, int | None]]]]] = {}
+    for search_id, kind, result_ids, latency in rows:
+        per_kind.setdefault(kind, []).append(
+            (json.loads(result_ids), float(latency), clicks.get(search_id, [])))
+    per_kind["all"] = [entry for kind in list(per_kind) for entry in per_kind[kind]]
+    return {kind: _summary(entries) for kind, entries in sorted(per_kind.items())}
+
+
+
+def _read(conn: sqlite3.Connection, since: float | None
+          ) -> tuple[list[Any], dict[str, list[tuple[str, int | None]]]]:
+    rows = conn.execute(
+        "SELECT id, kind, result_ids, latency_ms FROM searches WHERE at >= ?",
+        (since or 0.0,)).fetchall()
+    clicks: dict[str, list[tuple[str, int | None]]] = {}
+    for search_id, item_id, position in conn.execute(
+            "SELECT search_id, item_id, position FROM clicks ORDER BY id"):
+        clicks.setdefault(search_id, []).append((item_id, position))
+    return rows, clicks
 
 
 def _summary(entries: list[tuple[list[str], float, list[tuple[str, int | None]]]]
