@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -278,11 +279,18 @@ def backup_collection(directory: Path, destination: Path) -> dict[str, Any]:
     for entry in sorted(directory.iterdir()):
         if entry.name in _NOT_BACKED_UP or not entry.is_dir() or entry.name.startswith("."):
             continue
-        shutil.copytree(entry, destination / entry.name,
+        shutil.copytree(entry, destination / entry.name, copy_function=_copy_if_there,
                         ignore=shutil.ignore_patterns("*.tmp", ".*"))
         copied.append(entry.name + "/")
     return {"collection": str(directory), "backup": str(destination), "copied": copied,
             "notes": notes}
+
+
+def _copy_if_there(source: str, target: str) -> None:
+    """A file a writer removes meanwhile (the thumbnail of an item deleted since the
+    catalog's snapshot) is not needed by the copy."""
+    with contextlib.suppress(FileNotFoundError):
+        shutil.copy2(source, target)
 
 
 __all__ = ["Finding", "HealthReport", "backup_collection", "check_collection",
