@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
@@ -239,34 +238,41 @@ def test_backup_wipe_restore_gives_the_same_ids_and_top_k(tmp_path):
         assert top_k(engine, ids[:10]) == before_top
 
 
-def test_backup_while_a_writer_writes_is_consistent(tmp_path):
+_WRITER = """
+import sys
+sys.path.insert(0, {tests!r})
+from faultkit import FAST
+from imagegen import jpeg_bytes
+from imgsearch.engine import Engine
+from imgsearch.types import Item
+with Engine.open({path!r}, FAST) as engine:
+    for n in range(400):
+        engine.upsert(Item(id=f"w{{n}}", description="x" * 5000), jpeg_bytes(100 + n))
+        print(f"w{{n}}", flush=True)
+"""
+
+
+def test_backup_while_another_process_writes_is_consistent(tmp_path):
     build(tmp_path / "c", n=8)
-    stop = threading.Event()
-    written: list[str] = []
-
-    def write() -> None:
-        with Engine.open(tmp_path / "c", FAST) as engine:
-            n = 0
-            while not stop.is_set() and n < 60:
-                engine.upsert(Item(id=f"w{n}"), jpeg_bytes(100 + n))
-                written.append(f"w{n}")
-                n += 1
-
-    writer = threading.Thread(target=write)
-    writer.start()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER.format(tests=str(Path(__file__).parents[1]),
+                                              path=str(tmp_path / "c"))],
+        stdout=subprocess.PIPE, text=True)
     try:
-        while len(written) < 5:
-            stop.wait(0.05)
-        Engine.backup(tmp_path / "c", tmp_path / "backup")
+        assert writer.stdout is not None
+        acknowledged = [writer.stdout.readline().strip() for _ in range(5)]
+        Engine.backup(tmp_path / "c", tmp_path / "backup")  # the writer keeps writing
+        assert writer.poll() is None, "the writer finished before the backup was taken"
     finally:
-        stop.set()
-        writer.join()
+        writer.kill()
+        writer.wait()
     health = Engine.check(tmp_path / "backup")
-    assert not any(f.part == "catalog" for f in health.findings)
+    assert not any(f.part == "catalog" for f in health.findings), health.findings
     with Engine.open(tmp_path / "backup", FAST) as engine:
         got = all_ids(engine)
-    assert {f"item-{i}" for i in range(8)} <= got
-    assert set(written[:5]) <= got  # everything acknowledged before the backup began
+        assert {f"item-{i}" for i in range(8)} | set(acknowledged) <= got
+        for item_id in got:  # every item in the copy is whole: its vectors are there
+            assert engine.search(Query(similar_to=item_id, limit=1)).hits
 
 
 def test_backup_refuses_a_destination_that_is_not_empty(tmp_path):
