@@ -1,7 +1,8 @@
 """The ``imgsearch`` command line. It talks only to ``Engine``.
 
 Results go to stdout (human-readable, or one JSON object with ``--json``); progress and
-summaries go to stderr. Errors become exit codes in one place, ``_exit_code``.
+summaries go to stderr. Errors become exit codes in one place, ``_exit_code``; an
+error nobody foresaw is one line (``--debug`` prints its traceback) and its own code.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 
 from imgsearch.config import COLLECTION_CONFIG, Settings, layered, user_config_path
@@ -29,6 +32,8 @@ from imgsearch.errors import (
     ImgSearchError,
     InvalidInputError,
     NotFoundError,
+    StorageFullError,
+    storage_fault,
 )
 from imgsearch.types import (
     Filters,
@@ -45,6 +50,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_COLLECTION, EXIT_MODEL, EXIT_ERROR = (
     0, 1, 2, 3, 4, 5, 6)
+EXIT_STORAGE_FULL, EXIT_INTERNAL = 7, 8
 
 CollectionOpt = Annotated[Path, typer.Option("--collection", "-c",
                                              help="Collection directory.")]
@@ -57,7 +63,23 @@ ClipModelOpt = Annotated[str | None, typer.Option(
     "--clip-model", help="CLIP hub id or local directory.")]
 
 
+# options of the whole command line, set by _options for the command it runs
+_OPTIONS = {"debug": False}
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option(
+        "--debug", help="On an unexpected error, print its traceback.")] = False) -> None:
+    _OPTIONS["debug"] = debug
+
+
+def _debugging() -> bool:
+    return _OPTIONS["debug"]
+
+
 def _exit_code(exc: ImgSearchError) -> int:
+    if isinstance(exc, StorageFullError):
+        return EXIT_STORAGE_FULL
     if isinstance(exc, NotFoundError):
         return EXIT_NOT_FOUND
     if isinstance(exc, InvalidInputError | ImageError):
@@ -79,6 +101,19 @@ def _errors() -> Iterator[None]:
     except KeyboardInterrupt:
         typer.echo("interrupted; everything reported as committed is kept", err=True)
         raise typer.Exit(130) from None
+    except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+        raise
+    except Exception as exc:
+        fault = storage_fault(exc)
+        if fault is not None:  # a full disk, read-only storage, a damaged database
+            typer.echo(f"error: {fault.message}", err=True)
+            raise typer.Exit(_exit_code(fault)) from None
+        if _debugging():
+            traceback.print_exc(file=sys.stderr)
+        first = (str(exc).splitlines() or [""])[0]
+        typer.echo(f"internal error: {type(exc).__name__}: {first} (this is a bug; run "
+                   f"again with --debug for the traceback)", err=True)
+        raise typer.Exit(EXIT_INTERNAL) from None
 
 
 def _layers(clip_model: str | None = None, collection: Path | None = None
@@ -119,6 +154,14 @@ def _removed_if_left_empty(collection: Path) -> Iterator[dict[str, int]]:
         if not existed and outcome.get("items") == 0 and collection.is_dir():
             shutil.rmtree(collection, ignore_errors=True)
         raise
+
+
+def _items_or_keep(engine: Engine) -> int:
+    """How many items the collection holds, or -1 (keep it) when that cannot be read."""
+    try:
+        return engine.catalog.count()
+    except Exception:
+        return -1
 
 
 def _print_json(data: Any) -> None:
@@ -200,21 +243,28 @@ def index(
                       reembed=reembed) as engine:
             try:
                 report = engine.ingest(source, progress=bar, on_commit=on_commit)
-            except BaseException:
-                outcome["items"] = engine.catalog.count()
+            except BaseException as exc:
+                outcome["items"] = _items_or_keep(engine)
+                if isinstance(exc, StorageFullError) and exc.report is not None:
+                    bar.close()  # what was committed before the disk filled
+                    _print_report(exc.report, as_json)
                 raise
             finally:
                 bar.close()
             outcome["items"] = -1  # the run went through: keep what it made
-        if as_json:
-            _print_json(report.to_dict())
-        for failure in report.failed[:50]:
-            typer.echo(f"failed: {failure.source}: {failure.reason}", err=True)
-        if len(report.failed) > 50:
-            typer.echo(f"... and {len(report.failed) - 50} more failures", err=True)
-        typer.echo(_summary(report), err=True)
+        _print_report(report, as_json)
         if report.failed:
             raise typer.Exit(EXIT_PARTIAL)
+
+
+def _print_report(report: IngestReport, as_json: bool) -> None:
+    if as_json:
+        _print_json(report.to_dict())
+    for failure in report.failed[:50]:
+        typer.echo(f"failed: {failure.source}: {failure.reason}", err=True)
+    if len(report.failed) > 50:
+        typer.echo(f"... and {len(report.failed) - 50} more failures", err=True)
+    typer.echo(_summary(report), err=True)
 
 
 @app.command()
@@ -602,6 +652,65 @@ def evaluate(
             engine.close()
         if as_json:
             _print_json(output)
+
+
+@app.command()
+def check(
+    collection: CollectionOpt,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="PRAGMA quick_check instead of the full integrity_check.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a collection for damage (catalog, manifest, indexes, thumbnails, search
+    log); changes nothing. Exit code 0 when healthy, 4 when something is damaged."""
+    with _errors():
+        health = Engine.check(collection, quick=quick)
+        _print_health(health.to_dict(), as_json)
+        if not health.healthy:
+            raise typer.Exit(EXIT_COLLECTION)
+
+
+@app.command()
+def repair(collection: CollectionOpt, as_json: JsonOpt = False) -> None:
+    """Rebuild what can be rebuilt from the catalog: indexes, the manifest, a damaged
+    search log (set aside), unused thumbnails (removed). A damaged catalog cannot be:
+    restore it from a backup."""
+    with _errors():
+        health = Engine.repair(collection, _settings())
+        _print_health(health.to_dict(), as_json)
+        if not health.healthy:
+            raise typer.Exit(EXIT_COLLECTION)
+
+
+@app.command()
+def backup(
+    collection: CollectionOpt,
+    destination: Annotated[Path, typer.Argument(help="A new (or empty) directory.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy a collection consistently (SQLite's backup API), even while it is written.
+    To restore, copy the backup back in place of the collection (see the README)."""
+    with _errors():
+        done = Engine.backup(collection, destination)
+        if as_json:
+            _print_json(done)
+            return
+        for note in done["notes"]:
+            typer.echo(f"note: {note}", err=True)
+        typer.echo(f"backed up {collection} to {destination}: {', '.join(done['copied'])}")
+
+
+def _print_health(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(data)
+        return
+    for action in data["repaired"]:
+        typer.echo(f"repaired: {action}")
+    for f in data["findings"]:
+        typer.echo(f"{f['severity']}: {f['part']}: {f['problem']}\n  fix: {f['fix']}")
+    state = "healthy" if data["healthy"] else "DAMAGED"
+    items = f", {data['items']} items" if data["items"] is not None else ""
+    typer.echo(f"{data['collection']}: {state}{items} (checked {', '.join(data['checked'])})")
 
 
 @app.command()

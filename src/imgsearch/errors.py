@@ -23,13 +23,28 @@ using the ``code`` and ``status`` class attributes.
     ├── EncoderError                    a model that cannot be loaded or run
     │   ├── UnknownEncoderError         no encoder registered under that name
     │   └── ModelUnavailableError       weights missing (offline) -- says how to fix
-    └── CollectionError                 the collection itself is unusable
-        ├── EncoderMismatchError        opened with other encoders than it was built with
-        ├── SchemaVersionError          written by a newer imgsearch
-        └── CollectionLockedError       another process is writing to it
+    ├── CollectionError                 the collection itself is unusable
+    │   ├── EncoderMismatchError        opened with other encoders than it was built with
+    │   ├── SchemaVersionError          written by a newer imgsearch
+    │   ├── CollectionLockedError       another process is writing to it
+    │   ├── CorruptCollectionError      a damaged catalog (check, restore from a backup)
+    │   ├── ReadOnlyCollectionError     a write asked of a collection on read-only storage
+    │   └── StorageAccessError          permission denied, an I/O error of the device (503)
+    └── StorageFullError                no space left for a write (507); nothing half-written
+
+``storage_fault`` turns the operating system's and SQLite's own errors for a full disk,
+read-only storage and a damaged database into these, so that the CLI and the web app
+answer them like any other.
 """
 
 from __future__ import annotations
+
+import errno
+import sqlite3
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from imgsearch.types import IngestReport
 
 
 class ImgSearchError(Exception):
@@ -151,3 +166,87 @@ class SchemaVersionError(CollectionError):
 class CollectionLockedError(CollectionError):
     code = "collection_locked"
     status = 409
+
+
+class CorruptCollectionError(CollectionError):
+    code = "collection_corrupt"
+
+
+class ReadOnlyCollectionError(CollectionError):
+    code = "collection_read_only"
+    status = 503
+
+
+class StorageAccessError(CollectionError):
+    code = "storage_unavailable"
+    status = 503
+
+
+class StorageFullError(ImgSearchError):
+    """``report``: what an interrupted ingest had done (an ``IngestReport``), if any."""
+
+    code = "insufficient_storage"
+    status = 507
+
+    def __init__(self, message: str, *, report: IngestReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_SQLITE_FULL, _SQLITE_CORRUPT, _SQLITE_NOTADB, _SQLITE_READONLY = 13, 11, 26, 8
+_SQLITE_IOERR, _SQLITE_CANTOPEN, _SQLITE_PERM = 10, 14, 3
+_ACCESS_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
+
+
+def storage_fault(exc: BaseException, where: str = "the collection") -> ImgSearchError | None:
+    """The imgsearch error for an ``OSError`` or SQLite error that says the storage under
+    ``where`` is full, read-only or damaged; None for any other exception."""
+    if isinstance(exc, ImgSearchError):
+        return exc
+    if isinstance(exc, OSError):
+        if exc.errno in _FULL_ERRNOS:
+            return StorageFullError(
+                f"no space left on the device holding {where} ({exc.strerror}); free some "
+                f"space and run the command again: everything committed so far is kept")
+        if exc.errno == errno.EROFS:
+            return ReadOnlyCollectionError(
+                f"{where} is on read-only storage ({exc}); searching it works, writing "
+                f"needs writable storage")
+        if exc.errno in _ACCESS_ERRNOS:
+            return StorageAccessError(
+                f"{where} cannot be accessed ({exc}); check the permissions of the "
+                f"collection directory and its files for the user running imgsearch")
+        if exc.errno == errno.EIO:
+            return StorageAccessError(
+                f"the device holding {where} reported an I/O error ({exc}); the write did "
+                f"not complete: check the device, then `imgsearch check` the collection")
+        return None
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        text = str(exc)
+        if primary == _SQLITE_FULL or "database or disk is full" in text:
+            return StorageFullError(
+                f"no space left for the database of {where} ({text}); free some space "
+                f"and run the command again: everything committed so far is kept")
+        if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or "malformed" in text \
+                or "not a database" in text:
+            return CorruptCollectionError(
+                f"the catalog of {where} is damaged ({text}); it is the collection's source "
+                f"of truth and cannot be rebuilt: restore catalog.sqlite3 from a backup "
+                f"(`imgsearch backup`, see the README); `imgsearch check -c COLLECTION` "
+                f"says what else is wrong")
+        if primary == _SQLITE_READONLY:
+            return ReadOnlyCollectionError(
+                f"{where} cannot be written ({text}); searching it works, writing needs "
+                f"writable storage")
+        if primary in (_SQLITE_CANTOPEN, _SQLITE_PERM):
+            return StorageAccessError(
+                f"a database of {where} cannot be opened ({text}); check that it exists "
+                f"and the permissions of the collection directory and its files")
+        if primary == _SQLITE_IOERR:
+            return StorageAccessError(
+                f"the device holding {where} reported an I/O error ({text}); the write did "
+                f"not complete: check the device, then `imgsearch check` the collection")
+    return None

@@ -7,14 +7,16 @@
 
 A collection is a directory: ``catalog.sqlite3`` (the source of truth), one FAISS index
 per vector space under ``indexes/``, ``thumbnails/`` and ``manifest.json``. One process
-writes at a time (a lock file); inside it a readers–writer lock lets searches run
-concurrently while each write is applied whole.
+writes at a time (an OS lock on the collection directory, released when the process
+ends however it ends); inside it a readers–writer lock lets searches run concurrently
+while each write is applied whole. On read-only storage a collection opens read-only:
+no lock, no log, no index saves.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -37,17 +39,27 @@ from imgsearch.engine.dedup import (
     duplicate_groups,
     item_duplicates,
 )
+from imgsearch.engine.maintenance import (
+    HealthReport,
+    backup_collection,
+    check_collection,
+    repair_collection,
+)
 from imgsearch.engine.pipeline import Prepared, Preparer
 from imgsearch.engine.shared_cache import RedisCache
+from imgsearch.engine.storage import lock_collection, refuse_emptied, storage_faults
 from imgsearch.engine.timing import stage
 from imgsearch.enrich.colors import BASIC_COLORS
 from imgsearch.enrich.thumbnails import remove_thumbnail, write_thumbnail
 from imgsearch.errors import (
     CollectionLockedError,
     CollectionNotFoundError,
+    CorruptCollectionError,
     EncoderMismatchError,
     InvalidInputError,
     ItemNotFoundError,
+    ReadOnlyCollectionError,
+    StorageFullError,
 )
 from imgsearch.ingest.fetch import Fetcher
 from imgsearch.search.calibration import (
@@ -61,12 +73,27 @@ from imgsearch.search.calibration import (
 from imgsearch.search.space import JournalGap, SpaceIndex
 from imgsearch.search.understand import Vocabulary
 from imgsearch.store.catalog import Catalog, WriteResult
-from imgsearch.store.logs import SearchLog
-from imgsearch.store.manifest import Manifest, read_manifest, write_manifest
-from imgsearch.types import ImageInput, IngestReport, Item, Progress, VectorSpace
+from imgsearch.store.health import connect_for_reading
+from imgsearch.store.logs import LOG_NAME, open_search_log, read_only_report
+from imgsearch.store.manifest import (
+    Manifest,
+    read_manifest,
+    remember_spaces,
+    spaces_from_catalog,
+    write_manifest,
+)
+from imgsearch.types import (
+    ImageInput,
+    IngestFailure,
+    IngestReport,
+    Item,
+    Progress,
+    VectorSpace,
+)
 
 ProgressCallback = Callable[[Progress], None]
 CATALOG_NAME = "catalog.sqlite3"
+_log = logging.getLogger("imgsearch.engine")
 
 
 class _Reading:
@@ -127,7 +154,8 @@ class RWLock:
 
 class Engine:
     def __init__(self, directory: Path, settings: Settings, catalog: Catalog,
-                 manifest: Manifest, readonly: bool, lock_fd: int | None) -> None:
+                 manifest: Manifest, readonly: bool, lock_fd: int | None,
+                 notes: list[str] | None = None) -> None:
         self.directory = directory
         self.settings = settings
         self.catalog = catalog
@@ -141,12 +169,17 @@ class Engine:
         self._encoder_lock = threading.Lock()
         self.fetcher = Fetcher(settings)
         self._preparer: Preparer | None = None
-        self.open_notes: list[str] = []
+        self.open_notes: list[str] = list(notes or ())
         self._closed = False
         self._vocabulary: Vocabulary | None = None
         self.calibrations: dict[str, Calibration | None] = {}
         self._hamming: Any = None
-        self.logs = SearchLog(directory) if settings.log_searches else None
+        self.logs = None
+        if settings.log_searches and catalog.read_only_storage:
+            self.open_notes.append("search logging is off: the collection is on read-only "
+                                   "storage")
+        elif settings.log_searches:
+            self.logs = open_search_log(directory, self.open_notes)
         self._batchers: dict[str, MicroBatcher[Any]] = {}
         self.embedding_cache: LRUCache[NDArray[np.float32]] = LRUCache(
             settings.embedding_cache_size)
@@ -175,28 +208,78 @@ class Engine:
         # FAISS's own threading of a single small query mostly adds contention.
         faiss.omp_set_num_threads(max(1, settings.search_threads))
         directory = Path(path)
-        exists = (directory / CATALOG_NAME).exists()
+        catalog_path = directory / CATALOG_NAME
+        exists = catalog_path.exists()
         if not exists and (readonly or not create):
             raise CollectionNotFoundError(
                 f"no collection at {directory}: build one with `imgsearch index SOURCE "
                 f"--collection {directory}`")
-        directory.mkdir(parents=True, exist_ok=True)
-        lock_fd = None if readonly else _lock(directory)
+        read_only_storage = exists and not os.access(directory, os.W_OK)
+        if read_only_storage and not readonly:
+            raise ReadOnlyCollectionError(
+                f"collection {directory} is on read-only storage (the directory cannot be "
+                f"written): searching it works (search, similar, info, serve), writing "
+                f"needs writable storage")
+        refuse_emptied(directory, catalog_path)
+        with storage_faults(directory):
+            if not exists:
+                directory.mkdir(parents=True, exist_ok=True)
+            lock_fd = None if readonly else lock_collection(directory)
+        catalog = engine = None
         try:
-            # Another process may write to a collection opened read-only: its reads call
-            # refresh() first, which drops these caches when anything was committed.
-            catalog = Catalog(directory / CATALOG_NAME,
-                              row_cache_size=settings.row_cache_size,
-                              filter_cache_size=settings.filter_cache_size,
-                              hit_cache_bytes=settings.hit_cache_mb << 20)
-            manifest = read_manifest(directory) or Manifest()
-            engine = cls(directory, settings, catalog, manifest, readonly, lock_fd)
-            engine._open_spaces(image_encoder, text_encoder, reembed)
+            with storage_faults(directory):
+                # Another process may write to a collection opened read-only: its reads
+                # call refresh() first, which drops these caches when anything committed.
+                catalog = Catalog(catalog_path,
+                                  row_cache_size=settings.row_cache_size,
+                                  filter_cache_size=settings.filter_cache_size,
+                                  hit_cache_bytes=settings.hit_cache_mb << 20,
+                                  read_only_storage=read_only_storage)
+                notes = list(catalog.notes)
+                # what the manifest says is also in the catalog: rebuilt from there
+                rebuilt = "" if readonly else " and written again"
+                try:
+                    found = read_manifest(directory)
+                except CorruptCollectionError as exc:
+                    found = None
+                    notes.append(f"{exc.message}; rebuilt from the catalog{rebuilt}")
+                else:
+                    if found is None and catalog.count():
+                        notes.append(f"{directory / 'manifest.json'} is missing; rebuilt "
+                                     f"from the catalog{rebuilt}")
+                manifest = found or spaces_from_catalog(catalog, settings)
+                engine = cls(directory, settings, catalog, manifest, readonly, lock_fd,
+                             notes)
+            with storage_faults(directory):
+                engine._open_spaces(image_encoder, text_encoder, reembed)
         except BaseException:
+            if engine is not None and engine.logs is not None:
+                engine.logs.close()
+            if catalog is not None:
+                catalog.close()
             if lock_fd is not None:
                 os.close(lock_fd)
             raise
         return engine
+
+    # -- health ----------------------------------------------------------------------
+    @staticmethod
+    def check(path: str | Path, *, quick: bool = False) -> HealthReport:
+        """What is damaged in the collection at ``path``, changing nothing (it may be in
+        use): the catalog's integrity, manifest, indexes, thumbnails and search log."""
+        return check_collection(Path(path), quick=quick)
+
+    @staticmethod
+    def repair(path: str | Path, settings: Settings | None = None) -> HealthReport:
+        """Rebuild indexes and manifest from the catalog, set a damaged search log aside,
+        remove unused thumbnails; then check again. Takes the writer lock."""
+        return repair_collection(Path(path), settings or Settings())
+
+    @staticmethod
+    def backup(path: str | Path, destination: str | Path) -> dict[str, Any]:
+        """A consistent copy of the collection (SQLite's backup API) in ``destination``,
+        even while another process writes; restoring is copying it back."""
+        return backup_collection(Path(path), Path(destination))
 
     def _wanted_spaces(self, image_encoder: str | None, text_encoder: str | None,
                        ) -> dict[str, VectorSpace]:
@@ -257,7 +340,12 @@ class Engine:
             if space_name in self.spaces and space_name not in changed:
                 self.calibrations[name] = Calibration.from_dict(data)
         self._refresh_calibration()
-        self._record_index_params()
+        try:
+            self._record_index_params()
+        except StorageFullError as exc:
+            # the manifest on disk stays as it was (written atomically): a full disk must
+            # not keep the collection from being searched
+            self.open_notes.append(f"manifest not updated: {exc.message}")
         if changed and reembed and not self.readonly:
             self.reembed(changed)
 
@@ -290,7 +378,9 @@ class Engine:
                    "journal_seq": sp.applied_seq}
             for name, sp in self.spaces.items()}
         if not self.readonly:
-            write_manifest(self.directory, self.manifest)
+            with storage_faults(self.directory):
+                write_manifest(self.directory, self.manifest)
+                remember_spaces(self.catalog, self.manifest)
 
     # -- encoders --------------------------------------------------------------------
     def encoder(self, space: str) -> Encoder:
@@ -367,6 +457,10 @@ class Engine:
 
     # -- writes ----------------------------------------------------------------------
     def _require_writable(self) -> None:
+        if self.catalog.read_only_storage:
+            raise ReadOnlyCollectionError(
+                f"collection {self.directory} is on read-only storage; it can be searched "
+                f"but not written")
         if self.readonly:
             raise CollectionLockedError(
                 f"collection {self.directory} was opened read-only; writes need a writer")
@@ -376,7 +470,7 @@ class Engine:
         self._require_writable()
         if not prepared:
             return []
-        with self._write_mutex:
+        with self._write_mutex, storage_faults(self.directory):
             for p in prepared:
                 name = p.item.content_hash or hashlib.sha256(p.item.id.encode()).hexdigest()
                 p.item.thumbnail = write_thumbnail(self.directory, int(name[:15], 16),
@@ -409,7 +503,7 @@ class Engine:
         self._forget_derived()
         every = self.settings.index_save_every
         if any(sp.applied_seq - sp.saved_seq >= every for sp in self.spaces.values()):
-            self.save()
+            self._save_if_room()
 
     def _forget_derived(self) -> None:
         """After a write: what was made from the collection as it was is no longer right."""
@@ -434,7 +528,7 @@ class Engine:
 
     def delete_many(self, ids: Iterable[str]) -> int:
         self._require_writable()
-        with self._write_mutex:
+        with self._write_mutex, storage_faults(self.directory):
             with self.catalog.transaction() as conn:
                 results = [r for r in (self.catalog.delete(conn, i) for i in ids) if r]
             self._apply(results, {})
@@ -466,7 +560,14 @@ class Engine:
             nonlocal done
             prepared, failures = self.preparer.prepare(batch)
             report.failed.extend(failures)
-            results = self.commit(prepared)
+            try:
+                results = self.commit(prepared)
+            except StorageFullError as exc:
+                # what was committed before stays; this batch is reported, not lost
+                report.failed.extend(IngestFailure(p.item.image or p.item.id, exc.message,
+                                                   exc.code) for p in prepared)
+                report.seconds += time.perf_counter() - started
+                raise StorageFullError(exc.message, report=report) from exc
             for r in results:
                 if r.status == "added":
                     report.added += 1
@@ -485,7 +586,7 @@ class Engine:
                 flush()
         if batch:
             flush()
-        self.save()
+        self._save_if_room()
         report.seconds += time.perf_counter() - started
         return report
 
@@ -500,17 +601,27 @@ class Engine:
         """Snapshot indexes (atomically) and prune the journal they no longer need."""
         if self.readonly:
             return
-        with self.lock.write():
-            for name in list(self.spaces):
-                self.spaces[name] = self.spaces[name].maintain()
-                self.spaces[name].save()
-            self._refresh_calibration()
-        low = min((sp.saved_seq for sp in self.spaces.values()), default=0)
-        if low > int(self.catalog.get_meta("journal_pruned_upto") or 0):
-            self.catalog.prune_journal(low)
-            with self.catalog.transaction() as conn:
-                self.catalog.set_meta("journal_pruned_upto", str(low), conn)
+        with storage_faults(self.directory):
+            with self.lock.write():
+                for name in list(self.spaces):
+                    self.spaces[name] = self.spaces[name].maintain()
+                    self.spaces[name].save()
+                self._refresh_calibration()
+            low = min((sp.saved_seq for sp in self.spaces.values()), default=0)
+            if low > int(self.catalog.get_meta("journal_pruned_upto") or 0):
+                self.catalog.prune_journal(low)
+                with self.catalog.transaction() as conn:
+                    self.catalog.set_meta("journal_pruned_upto", str(low), conn)
         self._record_index_params()
+
+    def _save_if_room(self) -> None:
+        """Save the indexes unless the disk is full: they are caches of the catalog, whose
+        journal brings them up to date on the next open, so a write that committed is
+        not failed for want of room to save them."""
+        try:
+            self.save()
+        except StorageFullError as exc:
+            _log.warning("indexes not saved: %s", exc.message)
 
     # -- reads -----------------------------------------------------------------------
     def refresh(self) -> bool:
@@ -587,6 +698,9 @@ class Engine:
     def report(self, since: float | None = None) -> dict[str, Any]:
         """CTR, MRR of clicks, zero-result rate and latency percentiles per query type."""
         if self.logs is None:
+            log = self.directory / LOG_NAME
+            if self.catalog.read_only_storage and log.exists():
+                return read_only_report(connect_for_reading(log), since)
             return {}
         return self.logs.report(since)
 
@@ -656,7 +770,7 @@ class Engine:
             return
         self._closed = True
         try:
-            self.save()
+            self._save_if_room()
         finally:
             if self._preparer is not None:
                 self._preparer.close()
@@ -674,18 +788,6 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _lock(directory: Path) -> int:
-    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise CollectionLockedError(
-            f"collection {directory} is being written by another imgsearch process; "
-            f"wait for it to finish (or open read-only to search)") from None
-    return fd
 
 
 __all__ = ["Engine"]

@@ -18,6 +18,7 @@ import re
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from numpy.typing import NDArray
 from imgsearch.store.columns import COLUMNS, FilterColumns, answers
 from imgsearch.store.filters import filter_sql
 from imgsearch.store.rowcache import KeyColumn, PackedRows, RowCache
-from imgsearch.store.schema import migrate
+from imgsearch.store.schema import SCHEMA_VERSION, check_version, migrate
 from imgsearch.types import Filters, Item
 
 _ITEM_COLUMNS = (
@@ -74,6 +75,25 @@ class WriteResult:
     old_thumbnail: str | None = None
 
 
+def read_only_uri(path: Path, notes: list[str], *, storage_writable: bool = False) -> str:
+    """How to open a database read-only. Where nothing can be written: with a ``-wal``
+    file left by a writer, SQLite reads it read-only (it holds the last commits); without
+    one, the database cannot change, and ``immutable`` opens it without any lock or
+    ``-shm``. On writable storage, ``mode=ro`` (a writer may be at work)."""
+    quoted = urllib.parse.quote(str(path.resolve()))
+    if storage_writable:
+        return f"file:{quoted}?mode=ro"
+    wal = path.with_name(path.name + "-wal")
+    shm = path.with_name(path.name + "-shm")
+    if wal.exists() and wal.stat().st_size:
+        if shm.exists():
+            return f"file:{quoted}?mode=ro"
+        notes.append(f"{wal} holds commits that cannot be read on read-only storage "
+                     f"without its -shm file; they are left out until the collection is "
+                     f"opened on writable storage")
+    return f"file:{quoted}?immutable=1"
+
+
 def norm(value: str | None) -> str | None:
     """The form used to compare categories, brands, licences and tags."""
     return value.strip().casefold() if value else None
@@ -89,8 +109,16 @@ def vector_blob(vector: NDArray[np.float32]) -> bytes:
 
 class Catalog:
     def __init__(self, path: Path, *, row_cache_size: int = 0,
-                 filter_cache_size: int = 0, hit_cache_bytes: int = 0) -> None:
+                 filter_cache_size: int = 0, hit_cache_bytes: int = 0,
+                 read_only_storage: bool = False, read_only: bool = False) -> None:
         self.path = path
+        # On read-only storage nothing may be written, not even SQLite's -shm file: see
+        # _connect. ``notes`` says what that costs. ``read_only`` (a check) writes nothing
+        # either, on writable storage.
+        self.read_only_storage = read_only_storage
+        self.notes: list[str] = []
+        self._uri = read_only_uri(path, self.notes, storage_writable=not read_only_storage) \
+            if read_only_storage or read_only else None
         # key -> item row, for the reads every search repeats; writes invalidate after commit
         self.rows: RowCache[int, Item] = RowCache(row_cache_size)
         # key -> the fields a search hit shows (HIT_FIELDS), packed: every result page
@@ -118,11 +146,21 @@ class Catalog:
         self._local = threading.local()
         self._local_conns: list[sqlite3.Connection] = []
         self._writer = self._connect()
-        migrate(self._writer, path=str(path))
+        if self._uri is not None:
+            self.schema_version = check_version(self._writer, path=str(path),
+                                                refuse_older=read_only_storage)
+        else:
+            migrate(self._writer, path=str(path))
+            self.schema_version = SCHEMA_VERSION
         self._watch: sqlite3.Connection | None = None
         self._watch_lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
+        if self._uri is not None:
+            conn = sqlite3.connect(self._uri, uri=True, isolation_level=None,
+                                   check_same_thread=False, timeout=30.0)
+            conn.execute("PRAGMA cache_size=-65536")
+            return conn
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                timeout=30.0)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -175,10 +213,19 @@ class Catalog:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite rolls back by itself on some errors (a full disk): then there is
+            # nothing left to roll back, and the original error is the one to raise
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             self._invalidate()
             raise
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")  # in WAL mode most pages are written here (a full disk)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._invalidate()
+            raise
         self._invalidate()
 
     def _invalidate(self) -> None:
@@ -310,6 +357,12 @@ class Catalog:
     def count_vectors(self, space: str) -> int:
         return int(self._reader.execute(
             "SELECT COUNT(*) FROM vectors WHERE space = ?", (space,)).fetchone()[0])
+
+    def space_dims(self) -> dict[str, int]:
+        """Each vector space stored, with the dimension of its vectors."""
+        return {str(space): int(nbytes) // 4 for space, nbytes in self._reader.execute(
+            "SELECT space, (SELECT length(vector) FROM vectors v WHERE v.space = s.space "
+            "LIMIT 1) FROM (SELECT DISTINCT space FROM vectors) s")}
 
     def key_of(self, item_id: str) -> int | None:
         key = self.keys.get(item_id)

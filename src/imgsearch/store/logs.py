@@ -10,8 +10,10 @@ caller acknowledges, so they are written before ``record_click`` returns.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from imgsearch.errors import InvalidInputError
+from imgsearch.errors import CorruptCollectionError, InvalidInputError, storage_fault
 from imgsearch.ids import new_id
 
 LOG_NAME = "logs.sqlite3"
@@ -57,15 +59,53 @@ class SearchRecord:
     empty_reason: str | None
 
 
+def open_search_log(directory: Path, notes: list[str]) -> SearchLog | None:
+    """The collection's search log, or None (with a note saying why) when it cannot be
+    written: the log never stands in the way of a search. A damaged log is set aside
+    (renamed with the time) and a new one started."""
+    try:
+        return SearchLog(directory)
+    except sqlite3.Error as exc:
+        fault = storage_fault(exc, str(directory / LOG_NAME))
+        if not isinstance(fault, CorruptCollectionError):
+            notes.append(f"search logging is off: {directory / LOG_NAME} cannot be "
+                         f"written ({exc})")
+            return None
+    aside = set_aside(directory / LOG_NAME)
+    notes.append(f"the search log {directory / LOG_NAME} was damaged; it was set aside as "
+                 f"{aside.name if aside else 'another process did'} and a new one started")
+    try:
+        return SearchLog(directory)
+    except sqlite3.Error as exc:
+        notes.append(f"search logging is off: a new log cannot be started ({exc})")
+        return None
+
+
+def set_aside(path: Path) -> Path | None:
+    """Rename a damaged database (with its -wal and -shm files) out of the way, keeping
+    it for inspection: ``logs.sqlite3`` becomes ``logs.sqlite3.damaged-20260102T030405``.
+    None when another process moved it first."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(side, target.with_name(target.name + suffix))
+    return target
+
+
 class SearchLog:
     def __init__(self, directory: Path) -> None:
         self.path = directory / LOG_NAME
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                     timeout=30.0)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # The log is not an acknowledged write: a power cut may cost its last moments.
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
+        self._conn = self._connect()
         self._lock = threading.Lock()
         # Searches append here and never wait or wake anyone: the log's thread looks every
         # _GATHER_S and writes what gathered in one transaction.
@@ -73,6 +113,31 @@ class SearchLog:
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="imgsearch-log", daemon=True)
         self._thread.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               timeout=30.0)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # The log is not an acknowledged write: a power cut may cost its last moments.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _recover(self, exc: sqlite3.Error) -> bool:
+        """After ``exc`` (the log's lock held): a damaged log is set aside and a new one
+        started, with a warning; True when that was done."""
+        if not isinstance(storage_fault(exc, str(self.path)), CorruptCollectionError):
+            return False
+        self._conn.close()
+        aside = set_aside(self.path)
+        _log.warning("the search log %s was damaged (%s); it was set aside as %s and a new "
+                     "one started", self.path, exc, aside.name if aside else "(moved)")
+        self._conn = self._connect()
+        return True
 
     def log_search(self, record: SearchRecord | Callable[[], SearchRecord]) -> str:
         """Queue a search line; returns its id (for click feedback). ``record`` may be a
@@ -88,10 +153,15 @@ class SearchLog:
             raise InvalidInputError("a click needs the search id and the clicked item id")
         if position is not None and position < 1:
             raise InvalidInputError(f"click position counts from 1, got {position}")
+        row = (time.time(), search_id, item_id, position)
+        insert = "INSERT INTO clicks (at, search_id, item_id, position) VALUES (?, ?, ?, ?)"
         with self._lock:
-            self._conn.execute(
-                "INSERT INTO clicks (at, search_id, item_id, position) VALUES (?, ?, ?, ?)",
-                (time.time(), search_id, item_id, position))
+            try:
+                self._conn.execute(insert, row)
+            except sqlite3.Error as exc:
+                if not self._recover(exc):
+                    raise
+                self._conn.execute(insert, row)
 
     def flush(self) -> None:
         """Until every search logged before this call is written."""
@@ -123,17 +193,22 @@ class SearchLog:
             if rows:
                 try:
                     with self._lock:
-                        self._conn.execute("BEGIN")
                         try:
+                            self._conn.execute("BEGIN")
                             self._conn.executemany(
                                 "INSERT OR IGNORE INTO searches "
                                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                            self._conn.execute("COMMIT")  # a full disk fails here too
                         except BaseException:
-                            self._conn.execute("ROLLBACK")
+                            if self._conn.in_transaction:
+                                self._conn.execute("ROLLBACK")
                             raise
-                        self._conn.execute("COMMIT")
-                except sqlite3.Error:  # e.g. a full disk: these lines are lost, not the log
-                    _log.exception("search log: %d lines could not be written", len(rows))
+                except sqlite3.Error as exc:  # a full disk: these lines are lost, not the log
+                    with self._lock:
+                        recovered = self._recover(exc)
+                    if not recovered:
+                        _log.warning("search log: %d lines could not be written (%s)",
+                                     len(rows), exc)
             for b in batch:
                 if isinstance(b, threading.Event):
                     b.set()
@@ -150,19 +225,46 @@ class SearchLog:
         """
         self.flush()
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, kind, result_ids, latency_ms FROM searches WHERE at >= ?",
-                (since or 0.0,)).fetchall()
-            clicks: dict[str, list[tuple[str, int | None]]] = {}
-            for search_id, item_id, position in self._conn.execute(
-                    "SELECT search_id, item_id, position FROM clicks ORDER BY id"):
-                clicks.setdefault(search_id, []).append((item_id, position))
-        per_kind: dict[str, list[tuple[list[str], float, list[tuple[str, int | None]]]]] = {}
-        for search_id, kind, result_ids, latency in rows:
-            per_kind.setdefault(kind, []).append(
-                (json.loads(result_ids), float(latency), clicks.get(search_id, [])))
-        per_kind["all"] = [entry for kind in list(per_kind) for entry in per_kind[kind]]
-        return {kind: _summary(entries) for kind, entries in sorted(per_kind.items())}
+            try:
+                rows, clicks = _read(self._conn, since)
+            except sqlite3.Error as exc:
+                if not self._recover(exc):
+                    raise
+                rows, clicks = _read(self._conn, since)
+        return _report(rows, clicks)
+
+
+def read_only_report(conn: sqlite3.Connection, since: float | None = None
+                     ) -> dict[str, Any]:
+    """``SearchLog.report`` over a read-only connection to the log (read-only storage,
+    where no log is written)."""
+    try:
+        return _report(*_read(conn, since))
+    finally:
+        conn.close()
+
+
+def _report(rows: list[Any], clicks: dict[str, list[tuple[str, int | None]]]
+            ) -> dict[str, Any]:
+    per_kind: dict[str, list[tuple[list[str], float, list[tuple[str, int | None]]]]] = {}
+    for search_id, kind, result_ids, latency in rows:
+        per_kind.setdefault(kind, []).append(
+            (json.loads(result_ids), float(latency), clicks.get(search_id, [])))
+    per_kind["all"] = [entry for kind in list(per_kind) for entry in per_kind[kind]]
+    return {kind: _summary(entries) for kind, entries in sorted(per_kind.items())}
+
+
+
+def _read(conn: sqlite3.Connection, since: float | None
+          ) -> tuple[list[Any], dict[str, list[tuple[str, int | None]]]]:
+    rows = conn.execute(
+        "SELECT id, kind, result_ids, latency_ms FROM searches WHERE at >= ?",
+        (since or 0.0,)).fetchall()
+    clicks: dict[str, list[tuple[str, int | None]]] = {}
+    for search_id, item_id, position in conn.execute(
+            "SELECT search_id, item_id, position FROM clicks ORDER BY id"):
+        clicks.setdefault(search_id, []).append((item_id, position))
+    return rows, clicks
 
 
 def _summary(entries: list[tuple[list[str], float, list[tuple[str, int | None]]]]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from imgsearch.errors import SchemaVersionError
+from imgsearch.errors import ReadOnlyCollectionError, SchemaVersionError
 
 MIGRATIONS: list[str] = [
     # 1: items, their tags/colours/attributes, vectors, and the journal the indexes replay.
@@ -101,6 +101,22 @@ MIGRATIONS: list[str] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def check_version(conn: sqlite3.Connection, *, path: str, refuse_older: bool = True) -> int:
+    """The catalog's schema version; a newer one is refused, and an older one (which
+    would need a migration) where nothing can be written."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path} has catalog schema version {version}, newer than this imgsearch "
+            f"understands ({SCHEMA_VERSION}); upgrade imgsearch to open it")
+    if version < SCHEMA_VERSION and refuse_older:
+        raise ReadOnlyCollectionError(
+            f"{path} has catalog schema version {version} and needs an upgrade to "
+            f"{SCHEMA_VERSION}, which cannot be written on read-only storage; open it "
+            f"once on writable storage")
+    return version
 
 
 def migrate(conn: sqlite3.Connection, *, path: str) -> None:

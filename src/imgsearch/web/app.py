@@ -13,6 +13,7 @@ uvicorn listens, so it is treated as listening beyond loopback (``web.security``
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from starlette.types import ASGIApp
 
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
-from imgsearch.errors import CollectionNotFoundError
+from imgsearch.errors import CollectionNotFoundError, ReadOnlyCollectionError
 from imgsearch.web import (
     docs,
     routes_batch,
@@ -58,7 +59,14 @@ def _open_engine(collection: Path | None, settings: Settings, readonly: bool) ->
         collection = Path(named)
     # The app writes (PUT, DELETE, batch), so it holds the collection's writer lock --
     # unless it is one of several processes and hands its writes to the one that does.
-    return Engine.open(collection, settings, readonly=readonly)
+    try:
+        return Engine.open(collection, settings, readonly=readonly)
+    except ReadOnlyCollectionError as exc:
+        if readonly:
+            raise
+        # read-only storage: serve searches; writes answer 503 collection_read_only
+        logging.getLogger("imgsearch.web").warning("%s; serving it read-only", exc.message)
+        return Engine.open(collection, settings, readonly=True)
 
 
 def _vectors(engine: Engine) -> dict[str, int]:

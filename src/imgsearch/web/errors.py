@@ -8,6 +8,9 @@ Every error answer has one shape, ``{"error": {"code": ..., "message": ...}}``:
 - Starlette's HTTP errors (unknown route, wrong method, ...) keep their status;
 - the ASGI limits (body size, overload, deadline) build their answers with
   :func:`error_response` as well;
+- the operating system's and SQLite's errors for a full disk (507
+  ``insufficient_storage``), read-only storage or a damaged database answer as the
+  imgsearch errors they are (``errors.storage_fault``), wherever they were raised;
 - anything else is a bug and answers 500 ``internal_error`` without details.
 """
 
@@ -24,7 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from imgsearch.errors import ImgSearchError
+from imgsearch.errors import ImgSearchError, storage_fault
 
 logger = logging.getLogger("imgsearch.web")
 
@@ -41,6 +44,7 @@ _CODE_BY_STATUS = {
     429: "too_many_requests",
     503: "unavailable",
     504: "deadline_exceeded",
+    507: "insufficient_storage",
 }
 _MAX_DETAILS = 20
 
@@ -122,7 +126,10 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
                           headers=dict(exc.headers) if exc.headers else None)
 
 
-async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    fault = storage_fault(exc)
+    if fault is not None:
+        return await _imgsearch_error(request, fault)
     logger.exception("unexpected error while answering a request", exc_info=exc)
     return error_response(500, "internal_error",
                           "an unexpected error occurred; it has been logged")

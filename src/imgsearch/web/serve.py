@@ -119,9 +119,10 @@ def _worker(listener: socket.socket, collection: Path, settings: Settings,
         app = create_app(collection=collection, settings=settings, limits=limits,
                          forward_writes=True, listen_host=host)
     else:
-        private = socket.create_server(("127.0.0.1", 0))
-        host, port = private.getsockname()[:2]
-        publish_writer(collection, f"http://{host}:{port}")
+        if not app.state.imgsearch.engine.readonly:  # on read-only storage nobody writes
+            private = socket.create_server(("127.0.0.1", 0))
+            host, port = private.getsockname()[:2]
+            publish_writer(collection, f"http://{host}:{port}")
     if opened is not None:
         opened.set()
     server = uvicorn.Server(uvicorn.Config(app, **_UVICORN))
