@@ -199,3 +199,23 @@ def test_dedup_and_eval_commands(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x"}\n')
     assert "line 1" in run("eval", "-c", c, bad, check=2).stderr
+
+
+def test_reembed_failures_are_listed_and_exit_1(tmp_path):
+    folder, c = tmp_path / "photos", tmp_path / "c"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"p{i}.jpg").write_bytes(gen.jpeg_bytes(40 + i))
+    run("index", folder, "-c", c, "--quiet")
+    damaged = folder / "p1.jpg"
+    stat = damaged.stat()
+    damaged.write_bytes(b"\0" * stat.st_size)  # same size and time: the folder looks unchanged
+    os.utime(damaged, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    out = run("index", folder, "-c", c, "--image-encoder", "fake", "--reembed", "--json",
+              check=1)
+    report = json.loads(out.stdout)
+    assert [f["source"] for f in report["failed"]] == [str(damaged)]
+    assert report["unchanged"] == 3
+    assert "re-encoded 2 item(s)" in out.stderr and "1 failed" in out.stderr
+    info = json.loads(run("info", "-c", c, "--json").stdout)
+    assert info["without_vector"] == {"image": 1}

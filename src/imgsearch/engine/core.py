@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
 from imgsearch.encode.registry import describe_encoder, get_encoder
+from imgsearch.engine import reembed as reembedding
 from imgsearch.engine.batching import LRUCache, MicroBatcher
 from imgsearch.engine.dedup import (
     Duplicate,
@@ -41,7 +42,7 @@ from imgsearch.engine.pipeline import Prepared, Preparer
 from imgsearch.engine.shared_cache import RedisCache
 from imgsearch.engine.timing import stage
 from imgsearch.enrich.colors import BASIC_COLORS
-from imgsearch.enrich.thumbnails import remove_thumbnail, write_thumbnail
+from imgsearch.enrich.thumbnails import remove_thumbnail, thumbnail_relpath, write_thumbnail
 from imgsearch.errors import (
     CollectionLockedError,
     CollectionNotFoundError,
@@ -61,6 +62,12 @@ from imgsearch.search.calibration import (
 from imgsearch.search.space import JournalGap, SpaceIndex
 from imgsearch.search.understand import Vocabulary
 from imgsearch.store.catalog import Catalog, WriteResult
+from imgsearch.store.files import (
+    ORIGINALS_DIR,
+    PendingFiles,
+    remove_original,
+    write_original,
+)
 from imgsearch.store.logs import SearchLog
 from imgsearch.store.manifest import Manifest, read_manifest, write_manifest
 from imgsearch.types import ImageInput, IngestReport, Item, Progress, VectorSpace
@@ -142,6 +149,9 @@ class Engine:
         self.fetcher = Fetcher(settings)
         self._preparer: Preparer | None = None
         self.open_notes: list[str] = []
+        self.pending = PendingFiles(directory)
+        # what re-encoding items for a new encoder did, when opening did that
+        self.reembed_report: IngestReport | None = None
         self._closed = False
         self._vocabulary: Vocabulary | None = None
         self.calibrations: dict[str, Calibration | None] = {}
@@ -191,6 +201,8 @@ class Engine:
                               hit_cache_bytes=settings.hit_cache_mb << 20)
             manifest = read_manifest(directory) or Manifest()
             engine = cls(directory, settings, catalog, manifest, readonly, lock_fd)
+            if not readonly:
+                engine._sweep_files()
             engine._open_spaces(image_encoder, text_encoder, reembed)
         except BaseException:
             if lock_fd is not None:
@@ -234,14 +246,17 @@ class Engine:
         if changed and self.catalog.count() and self.readonly:
             raise EncoderMismatchError(f"re-encoding collection {self.directory} needs a "
                                        f"writer; open it without readonly")
+        if changed and self.catalog.count():
+            reembedding.refuse_unless_redoable(self, changed)  # before anything is dropped
         pruned = int(self.catalog.get_meta("journal_pruned_upto") or 0)
         for name, space in wanted.items():
             path = self.directory / "indexes" / f"{name}.faiss"
             if name in changed:
                 # Vectors of the old encoder go first, so that no index ever mixes the two;
-                # items are re-encoded below (a crash midway leaves them to a re-run).
+                # items are re-encoded below (one cut short is finished at the next open).
                 with self.catalog.transaction() as conn:
                     self.catalog.drop_space(conn, name)
+                    reembedding.mark_pending(self, conn, [name])
                 path.unlink(missing_ok=True)
             index, report = SpaceIndex.open(space, self.catalog, path, self.settings,
                                             pruned_upto=pruned)
@@ -258,8 +273,20 @@ class Engine:
                 self.calibrations[name] = Calibration.from_dict(data)
         self._refresh_calibration()
         self._record_index_params()
-        if changed and reembed and not self.readonly:
-            self.reembed(changed)
+        pending = [name for name in reembedding.pending_spaces(self) if name in self.spaces]
+        if pending and not self.readonly:
+            self._reembed_on_open(pending)
+
+    def _reembed_on_open(self, spaces: list[str]) -> None:
+        report = self.reembed_report = reembedding.run(self, spaces)
+        note = (f"re-encoded {report.added + report.updated} item(s) for the "
+                f"{' and '.join(spaces)} space")
+        if report.failed:
+            shown = "; ".join(f"{f.source}: {f.reason}" for f in report.failed[:5])
+            more = f" and {len(report.failed) - 5} more" if len(report.failed) > 5 else ""
+            note += (f"; {len(report.failed)} failed and have no vector there until they "
+                     f"are added again ({shown}{more})")
+        self.open_notes.append(note)
 
     def _refresh_calibration(self, force: bool = False) -> None:
         """Calibrate each signal: image pairs for images, probe queries for text."""
@@ -377,18 +404,58 @@ class Engine:
         if not prepared:
             return []
         with self._write_mutex:
-            for p in prepared:
-                name = p.item.content_hash or hashlib.sha256(p.item.id.encode()).hexdigest()
-                p.item.thumbnail = write_thumbnail(self.directory, int(name[:15], 16),
-                                                   p.thumbnail)
-            with self.catalog.transaction() as conn:
-                results = [self.catalog.upsert(conn, p.item, p.vectors) for p in prepared]
+            written = self._write_files(prepared)
+            try:
+                with self.catalog.transaction() as conn:
+                    results = [self.catalog.upsert(conn, p.item, p.vectors) for p in prepared]
+                    self.pending.note(_replaced_files(results))  # still in use until COMMIT
+            except BaseException:
+                self._drop_unused(written)
+                self.pending.clear()
+                raise
             self._apply(results, {r.key: p.vectors for r, p in zip(results, prepared,
                                                                       strict=True)})
-            for r in results:
-                if r.old_thumbnail:
-                    self._drop_thumbnail(r.old_thumbnail)
+            self._drop_unused(_replaced_files(results))
+            self.pending.clear()
         return results
+
+    def _write_files(self, prepared: list[Prepared]) -> list[str]:
+        """Write the thumbnails and originals a batch will refer to, noted first so that a
+        crash before the commit leaves nothing behind (see ``_sweep_files``). Originals
+        are durable before the commit; thumbnails can be made again."""
+        keys = []
+        for p in prepared:
+            name = p.item.content_hash or hashlib.sha256(p.item.id.encode()).hexdigest()
+            keys.append(int(name[:15], 16))
+            p.item.thumbnail = thumbnail_relpath(keys[-1])
+        originals = [p for p in prepared if p.original is not None and p.item.original]
+        written = [p.item.thumbnail for p in prepared if p.item.thumbnail]
+        written += [str(p.item.original) for p in originals]
+        self.pending.note(written, durable=bool(originals))
+        for p, key in zip(prepared, keys, strict=True):
+            write_thumbnail(self.directory, key, p.thumbnail)
+        for p in originals:
+            write_original(self.directory, str(p.item.original), p.original or b"")
+        return written
+
+    def _drop_unused(self, relpaths: Iterable[str]) -> None:
+        """Remove those thumbnails and originals that no committed item uses."""
+        for relpath in dict.fromkeys(relpaths):
+            if relpath.startswith(ORIGINALS_DIR + "/"):
+                if not self.catalog.original_in_use(relpath):
+                    remove_original(self.directory, relpath)
+            elif not self.catalog.thumbnail_in_use(relpath):
+                remove_thumbnail(self.directory, relpath)
+
+    def _sweep_files(self) -> None:
+        """At open, by the writer: remove files a crash left before their commit."""
+        removed = self.pending.sweep(
+            lambda p: (self.catalog.original_in_use(p) if p.startswith(ORIGINALS_DIR + "/")
+                       else self.catalog.thumbnail_in_use(p)),
+            lambda p: (remove_original(self.directory, p) if p.startswith(ORIGINALS_DIR + "/")
+                       else remove_thumbnail(self.directory, p)))
+        if removed:
+            self.open_notes.append(f"removed {removed} file(s) an interrupted write left")
 
     def _apply(self, results: list[WriteResult], vectors: dict[int, Any]) -> None:
         self._vocabulary = None
@@ -418,10 +485,6 @@ class Engine:
         self.write_version += 1
         self.result_cache.clear()
 
-    def _drop_thumbnail(self, relpath: str) -> None:
-        if not self.catalog.thumbnail_in_use(relpath):
-            remove_thumbnail(self.directory, relpath)
-
     def upsert(self, item: Item, image: ImageInput | None = None) -> str:
         """Add or replace one item; returns "added" or "updated" once it is durable."""
         self._require_writable()
@@ -437,10 +500,10 @@ class Engine:
         with self._write_mutex:
             with self.catalog.transaction() as conn:
                 results = [r for r in (self.catalog.delete(conn, i) for i in ids) if r]
+                self.pending.note(_replaced_files(results))
             self._apply(results, {})
-            for r in results:
-                if r.old_thumbnail:
-                    self._drop_thumbnail(r.old_thumbnail)
+            self._drop_unused(_replaced_files(results))
+            self.pending.clear()
         return len(results)
 
     def ingest(self, source: str | Path, *, progress: ProgressCallback | None = None,
@@ -491,9 +554,13 @@ class Engine:
 
     def reembed(self, spaces: list[str] | None = None,
                 progress: ProgressCallback | None = None) -> IngestReport:
-        """Re-encode every item from its image reference (and metadata)."""
+        """Re-encode items from their image reference or kept original, and their
+        metadata: with ``spaces``, those lacking a vector there; without, every item."""
+        self._require_writable()
+        if spaces is not None:
+            return reembedding.run(self, spaces, progress)
         items = list(self.catalog.iter_items())
-        return self.ingest_items(((item, item.image) for item in items), total=len(items),
+        return self.ingest_items(reembedding.inputs(self, items), total=len(items),
                                  progress=progress)
 
     def save(self) -> None:
@@ -642,6 +709,10 @@ class Engine:
                    "dim": sp.space.dim, "index": sp.index.kind, "vectors": len(sp.index),
                    "tombstones": sp.index.tombstones}
             for name, sp in self.spaces.items()}
+        if "image" in self.spaces:
+            # an item that failed re-encoding has no image vector: say so, every time
+            lacking = self.catalog.count_without_vector("image")
+            stats["without_vector"] = {"image": lacking} if lacking else {}
         stats["disk_bytes"] = sum(f.stat().st_size for f in self.directory.rglob("*")
                                   if f.is_file())
         return stats
@@ -670,6 +741,11 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _replaced_files(results: Iterable[WriteResult]) -> list[str]:
+    """The thumbnails and originals that written items no longer use."""
+    return [path for r in results for path in (r.old_thumbnail, r.old_original) if path]
 
 
 def _lock(directory: Path) -> int:
