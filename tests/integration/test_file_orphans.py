@@ -81,3 +81,23 @@ def test_a_failed_commit_removes_the_files_it_wrote(tmp_path, monkeypatch):
             eng.upsert(Item(id="lost"), jpeg_bytes(2))
         after = _files(eng.directory, "thumbnails") | _files(eng.directory, "originals")
         assert after == before
+
+
+def test_a_failure_while_writing_files_leaves_none_behind(tmp_path, monkeypatch):
+    from imagegen import jpeg_bytes
+    from imgsearch.engine import core
+    from imgsearch.types import Item
+
+    with Engine.open(tmp_path / "c", Settings(text_encoder="fake")) as eng:
+        eng.upsert(Item(id="kept"), jpeg_bytes(1))
+        before = _files(eng.directory, "thumbnails") | _files(eng.directory, "originals")
+
+        def disk_full(*args: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(core, "write_original", disk_full)  # after the thumbnail
+        with pytest.raises(OSError, match="No space left"):
+            eng.upsert(Item(id="lost"), jpeg_bytes(2))
+        assert "lost" not in eng
+        after = _files(eng.directory, "thumbnails") | _files(eng.directory, "originals")
+        assert after == before

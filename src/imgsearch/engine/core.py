@@ -13,6 +13,7 @@ concurrently while each write is applied whole.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -404,14 +405,18 @@ class Engine:
         if not prepared:
             return []
         with self._write_mutex:
-            written = self._write_files(prepared)
+            files = self._name_files(prepared)
+            # noted before they exist: a crash from here to the commit leaves nothing behind
+            self.pending.note(files, durable=any(p.original is not None for p in prepared))
             try:
+                self._write_files(prepared)
                 with self.catalog.transaction() as conn:
                     results = [self.catalog.upsert(conn, p.item, p.vectors) for p in prepared]
                     self.pending.note(_replaced_files(results))  # still in use until COMMIT
             except BaseException:
-                self._drop_unused(written)
-                self.pending.clear()
+                with contextlib.suppress(OSError):  # else the next open sweeps them
+                    self._drop_unused(files)
+                    self.pending.clear()
                 raise
             self._apply(results, {r.key: p.vectors for r, p in zip(results, prepared,
                                                                       strict=True)})
@@ -419,41 +424,45 @@ class Engine:
             self.pending.clear()
         return results
 
-    def _write_files(self, prepared: list[Prepared]) -> list[str]:
-        """Write the thumbnails and originals a batch will refer to, noted first so that a
-        crash before the commit leaves nothing behind (see ``_sweep_files``). Originals
-        are durable before the commit; thumbnails can be made again."""
-        keys = []
+    @staticmethod
+    def _name_files(prepared: list[Prepared]) -> list[str]:
+        """Name the thumbnail (by content) of each item; the files a batch will write."""
+        files = []
         for p in prepared:
-            name = p.item.content_hash or hashlib.sha256(p.item.id.encode()).hexdigest()
-            keys.append(int(name[:15], 16))
-            p.item.thumbnail = thumbnail_relpath(keys[-1])
-        originals = [p for p in prepared if p.original is not None and p.item.original]
-        written = [p.item.thumbnail for p in prepared if p.item.thumbnail]
-        written += [str(p.item.original) for p in originals]
-        self.pending.note(written, durable=bool(originals))
-        for p, key in zip(prepared, keys, strict=True):
-            write_thumbnail(self.directory, key, p.thumbnail)
-        for p in originals:
-            write_original(self.directory, str(p.item.original), p.original or b"")
-        return written
+            p.item.thumbnail = thumbnail_relpath(_thumbnail_key(p.item))
+            files.append(p.item.thumbnail)
+            if p.original is not None and p.item.original:
+                files.append(p.item.original)
+        return files
+
+    def _write_files(self, prepared: list[Prepared]) -> None:
+        """Write the thumbnails and originals a batch refers to. Originals are durable
+        before the commit; thumbnails can be made again from the image."""
+        for p in prepared:
+            write_thumbnail(self.directory, _thumbnail_key(p.item), p.thumbnail)
+            if p.original is not None and p.item.original:
+                write_original(self.directory, p.item.original, p.original)
+
+    def _file_in_use(self, relpath: str) -> bool:
+        if relpath.startswith(ORIGINALS_DIR + "/"):
+            return self.catalog.original_in_use(relpath)
+        return self.catalog.thumbnail_in_use(relpath)
+
+    def _remove_file(self, relpath: str) -> None:
+        if relpath.startswith(ORIGINALS_DIR + "/"):
+            remove_original(self.directory, relpath)
+        else:
+            remove_thumbnail(self.directory, relpath)
 
     def _drop_unused(self, relpaths: Iterable[str]) -> None:
         """Remove those thumbnails and originals that no committed item uses."""
         for relpath in dict.fromkeys(relpaths):
-            if relpath.startswith(ORIGINALS_DIR + "/"):
-                if not self.catalog.original_in_use(relpath):
-                    remove_original(self.directory, relpath)
-            elif not self.catalog.thumbnail_in_use(relpath):
-                remove_thumbnail(self.directory, relpath)
+            if not self._file_in_use(relpath):
+                self._remove_file(relpath)
 
     def _sweep_files(self) -> None:
         """At open, by the writer: remove files a crash left before their commit."""
-        removed = self.pending.sweep(
-            lambda p: (self.catalog.original_in_use(p) if p.startswith(ORIGINALS_DIR + "/")
-                       else self.catalog.thumbnail_in_use(p)),
-            lambda p: (remove_original(self.directory, p) if p.startswith(ORIGINALS_DIR + "/")
-                       else remove_thumbnail(self.directory, p)))
+        removed = self.pending.sweep(self._file_in_use, self._remove_file)
         if removed:
             self.open_notes.append(f"removed {removed} file(s) an interrupted write left")
 
@@ -741,6 +750,12 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _thumbnail_key(item: Item) -> int:
+    """Thumbnails are named by content: items with the same image share one."""
+    name = item.content_hash or hashlib.sha256(item.id.encode()).hexdigest()
+    return int(name[:15], 16)
 
 
 def _replaced_files(results: Iterable[WriteResult]) -> list[str]:

@@ -54,7 +54,8 @@ def refuse_unless_redoable(engine: Engine, spaces: list[str]) -> None:
             f"IMGSEARCH_ORIGINAL_MAX_BYTES = {engine.settings.original_max_bytes} bytes, "
             f"or added before imgsearch kept originals): {_listed(not_kept)}")
     if gone:
-        parts.append(f"{len(gone)} whose image file no longer exists: {_listed(gone)}")
+        parts.append(f"{len(gone)} whose image file is gone (or is not a regular file): "
+                     f"{_listed(gone)}")
     raise ReembedRefusedError(
         f"cannot re-encode the {' and '.join(spaces)} space of collection "
         f"{engine.directory}: {len(refused)} item(s) cannot be read again; "
