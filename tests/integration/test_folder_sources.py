@@ -77,7 +77,7 @@ def _downgrade_to_schema_2(catalog: Path) -> None:
     """Make the catalog look as the previous version wrote it."""
     conn = sqlite3.connect(catalog)
     conn.executescript("""
-        DROP INDEX items_source; DROP INDEX items_original;
+        DROP INDEX items_source; DROP INDEX items_original; DROP INDEX items_thumbnail;
         ALTER TABLE items DROP COLUMN source; ALTER TABLE items DROP COLUMN original;
         DROP TABLE sources; PRAGMA user_version = 2;
     """)

@@ -101,12 +101,14 @@ MIGRATIONS: list[str] = [
     # 3: where each item came from (several folders in one collection no longer share
     # ids), the folders indexed with the prefix of their ids, and the kept original bytes
     # of items added from uploads. Folder items of earlier versions are recognised by
-    # their image being the folder's path followed by the id.
+    # their image being the folder's path followed by the id. Thumbnails and originals
+    # are shared by content: whether one is still in use is an index lookup, not a scan.
     """
     ALTER TABLE items ADD COLUMN source TEXT;
     ALTER TABLE items ADD COLUMN original TEXT;
     CREATE INDEX items_source ON items (source);
     CREATE INDEX items_original ON items (original);
+    CREATE INDEX items_thumbnail ON items (thumbnail);
     CREATE TABLE sources (
         root     TEXT PRIMARY KEY,
         prefix   TEXT NOT NULL,
