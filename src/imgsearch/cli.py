@@ -252,6 +252,10 @@ def index(
             finally:
                 bar.close()
             outcome["items"] = -1  # the run went through: keep what it made
+            if engine.reembed_report is not None:  # items re-encoding could not redo
+                seen = {f.source for f in report.failed}
+                report.failed[:0] = [f for f in engine.reembed_report.failed
+                                     if f.source not in seen]
         _print_report(report, as_json)
         if report.failed:
             raise typer.Exit(EXIT_PARTIAL)
@@ -330,6 +334,9 @@ def info(collection: CollectionOpt, as_json: JsonOpt = False) -> None:
         for name, space in data["spaces"].items():
             typer.echo(f"  {name}: {space['encoder']} ({space['model_id']}, {space['dim']}-d), "
                        f"{space['index']} index, {space['vectors']} vectors")
+        for name, lacking in data.get("without_vector", {}).items():
+            typer.echo(f"  {lacking} item(s) have no {name} vector (their re-encoding "
+                       f"failed): add them again with their image, or remove them")
 
 
 def _filters(category: list[str] | None, brand: list[str] | None, price_min: float | None,

@@ -25,6 +25,7 @@ using the ``code`` and ``status`` class attributes.
     │   └── ModelUnavailableError       weights missing (offline) -- says how to fix
     ├── CollectionError                 the collection itself is unusable
     │   ├── EncoderMismatchError        opened with other encoders than it was built with
+    │   │   └── ReembedRefusedError     some items cannot be re-encoded (their .items)
     │   ├── SchemaVersionError          written by a newer imgsearch
     │   ├── CollectionLockedError       another process is writing to it
     │   ├── CorruptCollectionError      a damaged catalog (check, restore from a backup)
@@ -157,6 +158,14 @@ class CollectionError(ImgSearchError):
 class EncoderMismatchError(CollectionError):
     code = "encoder_mismatch"
     status = 409
+
+
+class ReembedRefusedError(EncoderMismatchError):
+    code = "reembed_refused"
+
+    def __init__(self, message: str, *, items: list[str]) -> None:
+        super().__init__(message)
+        self.items = items
 
 
 class SchemaVersionError(CollectionError):

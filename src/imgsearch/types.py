@@ -69,6 +69,12 @@ class Item:
     content_hash: str | None = None
     source_size: int | None = None
     source_mtime: float | None = None
+    # where ingest found it (a folder's or catalog file's resolved path); None when added
+    # by id through the API or ``add``
+    source: str | None = None
+    # the image's bytes as uploaded, kept in the collection (a path relative to it) when
+    # the item has no image reference to re-read them from
+    original: str | None = None
 
     @property
     def orientation(self) -> Orientation | None:

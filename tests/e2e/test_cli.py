@@ -325,3 +325,22 @@ def test_readme_hybrid_example_and_the_human_table(tmp_path):
     assert all(int(r.group(2)) <= 99 for r in table)
     more = json.loads(run("similar", "-c", c, "blue3", "--limit", "5", "--json").stdout)
     assert all({"image", "text"} <= set(h["matched_by"]) for h in more["results"])
+
+def test_reembed_failures_are_listed_and_exit_1(tmp_path):
+    folder, c = tmp_path / "photos", tmp_path / "c"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"p{i}.jpg").write_bytes(gen.jpeg_bytes(40 + i))
+    run("index", folder, "-c", c, "--quiet")
+    damaged = folder / "p1.jpg"
+    stat = damaged.stat()
+    damaged.write_bytes(b"\0" * stat.st_size)  # same size and time: the folder looks unchanged
+    os.utime(damaged, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    out = run("index", folder, "-c", c, "--image-encoder", "fake", "--reembed", "--json",
+              check=1)
+    report = json.loads(out.stdout)
+    assert [f["source"] for f in report["failed"]] == [str(damaged)]
+    assert report["unchanged"] == 3
+    assert "re-encoded 2 item(s)" in out.stderr and "1 failed" in out.stderr
+    info = json.loads(run("info", "-c", c, "--json").stdout)
+    assert info["without_vector"] == {"image": 1}

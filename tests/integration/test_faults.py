@@ -91,7 +91,7 @@ def test_ingest_stopped_by_a_full_disk_carries_the_partial_report(tmp_path, monk
 
 
 def test_a_real_full_tmpfs_stops_ingest_cleanly(tmp_path):
-    with small_tmpfs(tmp_path, "900k") as mount:
+    with small_tmpfs(tmp_path, "4m") as mount:  # a few batches fit (originals kept)
         if mount is None:
             pytest.skip("tmpfs cannot be mounted here; the injected ENOSPC tests cover it")
         committed: list[str] = []

@@ -15,6 +15,7 @@ no lock, no log, no index saves.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -32,6 +33,7 @@ from numpy.typing import NDArray
 from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
 from imgsearch.encode.registry import describe_encoder, get_encoder
+from imgsearch.engine import reembed as reembedding
 from imgsearch.engine.batching import LRUCache, MicroBatcher
 from imgsearch.engine.dedup import (
     Duplicate,
@@ -50,7 +52,7 @@ from imgsearch.engine.shared_cache import RedisCache
 from imgsearch.engine.storage import lock_collection, refuse_emptied, storage_faults
 from imgsearch.engine.timing import stage
 from imgsearch.enrich.colors import BASIC_COLORS
-from imgsearch.enrich.thumbnails import remove_thumbnail, write_thumbnail
+from imgsearch.enrich.thumbnails import remove_thumbnail, thumbnail_relpath, write_thumbnail
 from imgsearch.errors import (
     CollectionLockedError,
     CollectionNotFoundError,
@@ -73,6 +75,12 @@ from imgsearch.search.calibration import (
 from imgsearch.search.space import JournalGap, SpaceIndex
 from imgsearch.search.understand import Vocabulary
 from imgsearch.store.catalog import Catalog, WriteResult
+from imgsearch.store.files import (
+    ORIGINALS_DIR,
+    PendingFiles,
+    remove_original,
+    write_original,
+)
 from imgsearch.store.health import connect_for_reading
 from imgsearch.store.logs import LOG_NAME, open_search_log, read_only_report
 from imgsearch.store.manifest import (
@@ -170,6 +178,9 @@ class Engine:
         self.fetcher = Fetcher(settings)
         self._preparer: Preparer | None = None
         self.open_notes: list[str] = list(notes or ())
+        self.pending = PendingFiles(directory)
+        # what re-encoding items for a new encoder did, when opening did that
+        self.reembed_report: IngestReport | None = None
         self._closed = False
         self._vocabulary: Vocabulary | None = None
         self.calibrations: dict[str, Calibration | None] = {}
@@ -251,6 +262,8 @@ class Engine:
                 engine = cls(directory, settings, catalog, manifest, readonly, lock_fd,
                              notes)
             with storage_faults(directory):
+                if not readonly:
+                    engine._sweep_files()
                 engine._open_spaces(image_encoder, text_encoder, reembed)
         except BaseException:
             if engine is not None and engine.logs is not None:
@@ -317,14 +330,17 @@ class Engine:
         if changed and self.catalog.count() and self.readonly:
             raise EncoderMismatchError(f"re-encoding collection {self.directory} needs a "
                                        f"writer; open it without readonly")
+        if changed and self.catalog.count():
+            reembedding.refuse_unless_redoable(self, changed)  # before anything is dropped
         pruned = int(self.catalog.get_meta("journal_pruned_upto") or 0)
         for name, space in wanted.items():
             path = self.directory / "indexes" / f"{name}.faiss"
             if name in changed:
                 # Vectors of the old encoder go first, so that no index ever mixes the two;
-                # items are re-encoded below (a crash midway leaves them to a re-run).
+                # items are re-encoded below (one cut short is finished at the next open).
                 with self.catalog.transaction() as conn:
                     self.catalog.drop_space(conn, name)
+                    reembedding.mark_pending(self, conn, [name])
                 path.unlink(missing_ok=True)
             index, report = SpaceIndex.open(space, self.catalog, path, self.settings,
                                             pruned_upto=pruned)
@@ -346,8 +362,20 @@ class Engine:
             # the manifest on disk stays as it was (written atomically): a full disk must
             # not keep the collection from being searched
             self.open_notes.append(f"manifest not updated: {exc.message}")
-        if changed and reembed and not self.readonly:
-            self.reembed(changed)
+        pending = [name for name in reembedding.pending_spaces(self) if name in self.spaces]
+        if pending and not self.readonly:
+            self._reembed_on_open(pending)
+
+    def _reembed_on_open(self, spaces: list[str]) -> None:
+        report = self.reembed_report = reembedding.run(self, spaces)
+        note = (f"re-encoded {report.added + report.updated} item(s) for the "
+                f"{' and '.join(spaces)} space")
+        if report.failed:
+            shown = "; ".join(f"{f.source}: {f.reason}" for f in report.failed[:5])
+            more = f" and {len(report.failed) - 5} more" if len(report.failed) > 5 else ""
+            note += (f"; {len(report.failed)} failed and have no vector there until they "
+                     f"are added again ({shown}{more})")
+        self.open_notes.append(note)
 
     def _refresh_calibration(self, force: bool = False) -> None:
         """Calibrate each signal: image pairs for images, probe queries for text."""
@@ -471,18 +499,66 @@ class Engine:
         if not prepared:
             return []
         with self._write_mutex, storage_faults(self.directory):
-            for p in prepared:
-                name = p.item.content_hash or hashlib.sha256(p.item.id.encode()).hexdigest()
-                p.item.thumbnail = write_thumbnail(self.directory, int(name[:15], 16),
-                                                   p.thumbnail)
-            with self.catalog.transaction() as conn:
-                results = [self.catalog.upsert(conn, p.item, p.vectors) for p in prepared]
+            files = self._name_files(prepared)
+            # noted before they exist: a crash from here to the commit leaves nothing behind
+            self.pending.note(files, durable=any(p.original is not None for p in prepared))
+            try:
+                self._write_files(prepared)
+                with self.catalog.transaction() as conn:
+                    results = [self.catalog.upsert(conn, p.item, p.vectors) for p in prepared]
+                    self.pending.note(_replaced_files(results))  # still in use until COMMIT
+            except BaseException:
+                with contextlib.suppress(OSError):  # else the next open sweeps them
+                    self._drop_unused(files)
+                    self.pending.clear()
+                raise
             self._apply(results, {r.key: p.vectors for r, p in zip(results, prepared,
                                                                       strict=True)})
-            for r in results:
-                if r.old_thumbnail:
-                    self._drop_thumbnail(r.old_thumbnail)
+            self._drop_unused(_replaced_files(results))
+            self.pending.clear()
         return results
+
+    @staticmethod
+    def _name_files(prepared: list[Prepared]) -> list[str]:
+        """Name the thumbnail (by content) of each item; the files a batch will write."""
+        files = []
+        for p in prepared:
+            p.item.thumbnail = thumbnail_relpath(_thumbnail_key(p.item))
+            files.append(p.item.thumbnail)
+            if p.original is not None and p.item.original:
+                files.append(p.item.original)
+        return files
+
+    def _write_files(self, prepared: list[Prepared]) -> None:
+        """Write the thumbnails and originals a batch refers to. Originals are durable
+        before the commit; thumbnails can be made again from the image."""
+        for p in prepared:
+            write_thumbnail(self.directory, _thumbnail_key(p.item), p.thumbnail)
+            if p.original is not None and p.item.original:
+                write_original(self.directory, p.item.original, p.original)
+
+    def _file_in_use(self, relpath: str) -> bool:
+        if relpath.startswith(ORIGINALS_DIR + "/"):
+            return self.catalog.original_in_use(relpath)
+        return self.catalog.thumbnail_in_use(relpath)
+
+    def _remove_file(self, relpath: str) -> None:
+        if relpath.startswith(ORIGINALS_DIR + "/"):
+            remove_original(self.directory, relpath)
+        else:
+            remove_thumbnail(self.directory, relpath)
+
+    def _drop_unused(self, relpaths: Iterable[str]) -> None:
+        """Remove those thumbnails and originals that no committed item uses."""
+        for relpath in dict.fromkeys(relpaths):
+            if not self._file_in_use(relpath):
+                self._remove_file(relpath)
+
+    def _sweep_files(self) -> None:
+        """At open, by the writer: remove files a crash left before their commit."""
+        removed = self.pending.sweep(self._file_in_use, self._remove_file)
+        if removed:
+            self.open_notes.append(f"removed {removed} file(s) an interrupted write left")
 
     def _apply(self, results: list[WriteResult], vectors: dict[int, Any]) -> None:
         self._vocabulary = None
@@ -512,10 +588,6 @@ class Engine:
         self.write_version += 1
         self.result_cache.clear()
 
-    def _drop_thumbnail(self, relpath: str) -> None:
-        if not self.catalog.thumbnail_in_use(relpath):
-            remove_thumbnail(self.directory, relpath)
-
     def upsert(self, item: Item, image: ImageInput | None = None) -> str:
         """Add or replace one item; returns "added" or "updated" once it is durable."""
         self._require_writable()
@@ -531,10 +603,10 @@ class Engine:
         with self._write_mutex, storage_faults(self.directory):
             with self.catalog.transaction() as conn:
                 results = [r for r in (self.catalog.delete(conn, i) for i in ids) if r]
+                self.pending.note(_replaced_files(results))
             self._apply(results, {})
-            for r in results:
-                if r.old_thumbnail:
-                    self._drop_thumbnail(r.old_thumbnail)
+            self._drop_unused(_replaced_files(results))
+            self.pending.clear()
         return len(results)
 
     def ingest(self, source: str | Path, *, progress: ProgressCallback | None = None,
@@ -592,9 +664,13 @@ class Engine:
 
     def reembed(self, spaces: list[str] | None = None,
                 progress: ProgressCallback | None = None) -> IngestReport:
-        """Re-encode every item from its image reference (and metadata)."""
+        """Re-encode items from their image reference or kept original, and their
+        metadata: with ``spaces``, those lacking a vector there; without, every item."""
+        self._require_writable()
+        if spaces is not None:
+            return reembedding.run(self, spaces, progress)
         items = list(self.catalog.iter_items())
-        return self.ingest_items(((item, item.image) for item in items), total=len(items),
+        return self.ingest_items(reembedding.inputs(self, items), total=len(items),
                                  progress=progress)
 
     def save(self) -> None:
@@ -760,6 +836,10 @@ class Engine:
                    "dim": sp.space.dim, "index": sp.index.kind, "vectors": len(sp.index),
                    "tombstones": sp.index.tombstones}
             for name, sp in self.spaces.items()}
+        if "image" in self.spaces:
+            # an item that failed re-encoding has no image vector: say so, every time
+            lacking = self.catalog.count_without_vector("image")
+            stats["without_vector"] = {"image": lacking} if lacking else {}
         stats["disk_bytes"] = sum(f.stat().st_size for f in self.directory.rglob("*")
                                   if f.is_file())
         return stats
@@ -788,6 +868,17 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _thumbnail_key(item: Item) -> int:
+    """Thumbnails are named by content: items with the same image share one."""
+    name = item.content_hash or hashlib.sha256(item.id.encode()).hexdigest()
+    return int(name[:15], 16)
+
+
+def _replaced_files(results: Iterable[WriteResult]) -> list[str]:
+    """The thumbnails and originals that written items no longer use."""
+    return [path for r in results for path in (r.old_thumbnail, r.old_original) if path]
 
 
 __all__ = ["Engine"]

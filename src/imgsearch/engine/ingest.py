@@ -1,8 +1,11 @@
 """Index a source incrementally: only new or changed images are decoded and encoded.
 
-A folder is compared with what the catalog remembers of each file (size, mtime, then
-content hash); files that vanished from the folder are removed. A catalog file or URL
-list is upserted by id; rows whose metadata and image are unchanged are skipped.
+A folder is compared with what the catalog remembers of each of its files (size, mtime,
+then content hash); its files that vanished are removed. Each item remembers its source,
+so several folders live side by side: the first gives plain relative ids, any other a
+prefix (see ``Catalog.folder_prefix``), and an id another source holds is never taken
+over. A catalog file or URL list is upserted by id; rows whose metadata and image are
+unchanged are skipped.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from imgsearch.ingest.sources import (
     read_url_list,
     scan_folder,
 )
-from imgsearch.types import KNOWN_FIELDS, ImageInput, IngestReport, Item, Progress
+from imgsearch.types import (
+    KNOWN_FIELDS,
+    ImageInput,
+    IngestFailure,
+    IngestReport,
+    Item,
+    Progress,
+)
 
 if TYPE_CHECKING:
     from imgsearch.engine.core import Engine
@@ -32,14 +42,14 @@ _CAMERA_NAME = re.compile(r"^(img|dsc|dscn|dscf|pxl|mvimg|photo|image|screenshot
                           re.IGNORECASE)
 
 
-def folder_item(entry: FolderEntry) -> Item:
+def folder_item(entry: FolderEntry, prefix: str = "", source: str | None = None) -> Item:
     """Metadata a folder gives for free: the file name and the folders above it."""
     stem = Path(entry.id).stem
     words = re.sub(r"[_\-.+]+", " ", stem).strip()
     title = None if _CAMERA_NAME.match(stem) else words
     folders = tuple(Path(entry.id).parent.parts)
-    return Item(id=entry.id, image=str(entry.path), title=title, tags=folders,
-                source_size=entry.size, source_mtime=entry.mtime)
+    return Item(id=prefix + entry.id, image=str(entry.path), title=title, tags=folders,
+                source_size=entry.size, source_mtime=entry.mtime, source=source)
 
 
 def _file_hash(path: Path) -> str:
@@ -65,30 +75,7 @@ def run_ingest(engine: Engine, source: Path,
     report = IngestReport()
     todo: list[tuple[Item, ImageInput | None]] = []
     if kind == "folder":
-        entries, failures = scan_folder(source)
-        report.failed.extend(failures)
-        known = engine.catalog.source_states()
-        root = str(source.resolve())
-        for entry in entries:
-            item = folder_item(entry)
-            state = known.get(entry.id)
-            if state is not None:
-                size, mtime, content_hash = state
-                if size == entry.size and mtime == entry.mtime:
-                    report.unchanged += 1
-                    continue
-                if content_hash and content_hash == _file_hash(entry.path):
-                    # touched but not changed: remember the new mtime, skip the work
-                    engine.catalog.update_source_stat(entry.id, entry.size, entry.mtime)
-                    report.unchanged += 1
-                    continue
-            todo.append((item, item.image))
-        present = {e.id for e in entries} | {f.source for f in failures}
-        vanished = [item.id for item in engine.catalog.iter_items()
-                    if item.image and item.image.startswith(root + "/")
-                    and item.id not in present]
-        if vanished:
-            report.removed = engine.delete_many(vanished)
+        todo = _folder_todo(engine, source, report)
     else:
         rows = read_catalog(source) if kind == "catalog" else read_url_list(source)
         report.failed.extend(rows.failures)
@@ -104,7 +91,7 @@ def run_ingest(engine: Engine, source: Path,
                     item = replace(item, source_size=stat.st_size, source_mtime=stat.st_mtime)
                 except OSError:
                     pass  # decoding reports the missing file with its reason
-            todo.append((item, item.image))
+            todo.append((replace(item, source=str(source.resolve())), item.image))
     if progress:
         progress(Progress("scan", report.unchanged, report.unchanged + len(todo),
                           len(report.failed)))
@@ -112,6 +99,46 @@ def run_ingest(engine: Engine, source: Path,
                         on_commit=on_commit, report=report)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _folder_todo(engine: Engine, source: Path, report: IngestReport
+                 ) -> list[tuple[Item, ImageInput | None]]:
+    """The new and changed files of a folder; removes the items of its vanished files."""
+    entries, failures = scan_folder(source)
+    root = str(source.resolve())
+    # an earlier version recorded a folder by the path it was given, not the resolved one
+    prefix = engine.catalog.folder_prefix(root, aliases=[str(source.absolute())])
+    report.failed.extend(replace(f, source=prefix + f.source) for f in failures)
+    known = engine.catalog.source_states(root)
+    new = [prefix + e.id for e in entries if prefix + e.id not in known]
+    owners = engine.catalog.sources_of(new)
+    todo: list[tuple[Item, ImageInput | None]] = []
+    for entry in entries:
+        item = folder_item(entry, prefix, root)
+        state = known.get(item.id)
+        if state is not None:
+            size, mtime, content_hash = state
+            if size == entry.size and mtime == entry.mtime:
+                report.unchanged += 1
+                continue
+            if content_hash and content_hash == _file_hash(entry.path):
+                # touched but not changed: remember the new mtime, skip the work
+                engine.catalog.update_source_stat(item.id, entry.size, entry.mtime)
+                report.unchanged += 1
+                continue
+        elif item.id in owners:
+            owner = owners[item.id]
+            report.failed.append(IngestFailure(
+                str(entry.path), f"id {item.id!r} already belongs to an item "
+                + (f"from {owner}" if owner else "added by id") + "; it is left as it is "
+                "(remove that item first to index this file under that id)", "id_taken"))
+            continue
+        todo.append((item, item.image))
+    present = {prefix + e.id for e in entries} | {prefix + f.source for f in failures}
+    vanished = [i for i in engine.catalog.ids_of_source(root) if i not in present]
+    if vanished:
+        report.removed = engine.delete_many(vanished)
+    return todo
 
 
 def _image_unchanged(stored: Item, item: Item) -> bool:

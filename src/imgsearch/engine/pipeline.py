@@ -25,7 +25,11 @@ from imgsearch.enrich.thumbnails import make_thumbnail
 from imgsearch.errors import FetchError, ImageError, ImgSearchError
 from imgsearch.ingest.decode import DecodedImage, decode_file, decode_image
 from imgsearch.ingest.fetch import Fetcher
+from imgsearch.store.files import original_relpath
 from imgsearch.types import ImageInput, IngestFailure, Item
+
+# an item with its derived fields, its decoded image, thumbnail and original bytes to keep
+_Enriched = tuple[Item, Image.Image, bytes, bytes | None]
 
 
 @dataclass
@@ -35,6 +39,7 @@ class Prepared:
     item: Item
     vectors: dict[str, NDArray[np.float32]]
     thumbnail: bytes
+    original: bytes | None = None  # the uploaded bytes to keep, at item.original
 
 
 def is_url(ref: str) -> bool:
@@ -85,15 +90,27 @@ class Preparer:
             return decode_image(data, source=ref, max_bytes=s.max_download_bytes, **limits)
         return decode_file(Path(ref), max_bytes=s.max_file_bytes, **limits)
 
-    def _enrich(self, item: Item, decoded: DecodedImage) -> tuple[Item, Image.Image, bytes]:
+    def _enrich(self, item: Item, decoded: DecodedImage, value: ImageInput | None
+                ) -> _Enriched:
         image = decoded.image
         names = declared_colors(item)
         names += [c.name for c in dominant_colors(image) if c.name not in names]
+        kept = self._original(item, value)
         enriched = replace(
             item, width=decoded.width, height=decoded.height,
             content_hash=decoded.content_hash, phash=perceptual_hash(image),
-            colors=tuple(names))
-        return enriched, image, make_thumbnail(image, self.settings.thumbnail_size)
+            colors=tuple(names),
+            original=None if kept is None else original_relpath(decoded.content_hash,
+                                                                decoded.format))
+        return enriched, image, make_thumbnail(image, self.settings.thumbnail_size), kept
+
+    def _original(self, item: Item, value: ImageInput | None) -> bytes | None:
+        """The bytes to keep: those of an upload with no path or URL to read them again
+        from, up to ``original_max_bytes``."""
+        if item.image is not None or not isinstance(value, bytes | Image.Image):
+            return None
+        data = value if isinstance(value, bytes) else _png(value)
+        return data if len(data) <= self.settings.original_max_bytes else None
 
     def prepare(self, batch: Sequence[tuple[Item, ImageInput | None]]
                 ) -> tuple[list[Prepared], list[IngestFailure]]:
@@ -101,17 +118,17 @@ class Preparer:
         urls = [str(v) for _, v in batch if isinstance(v, str) and is_url(v)]
         fetched = self.fetcher.fetch_many(urls) if urls else {}
 
-        def work(entry: tuple[Item, ImageInput | None]
-                 ) -> tuple[Item, Image.Image, bytes] | IngestFailure:
+        def work(entry: tuple[Item, ImageInput | None]) -> _Enriched | IngestFailure:
             item, value = entry
             try:
-                return self._enrich(item, self.decode(value, item.image or item.id, fetched))
+                return self._enrich(item, self.decode(value, item.image or item.id, fetched),
+                                    value)
             except ImgSearchError as exc:
                 return IngestFailure(item.image or item.id, exc.message, exc.code)
             except OSError as exc:
                 return IngestFailure(item.image or item.id, f"cannot read: {exc}", "io_error")
 
-        ready: list[tuple[Item, Image.Image, bytes]] = []
+        ready: list[_Enriched] = []
         failures: list[IngestFailure] = []
         for result in self.pool.map(work, batch):
             if isinstance(result, IngestFailure):
@@ -122,13 +139,14 @@ class Preparer:
 
     def prepare_one(self, item: Item, value: ImageInput | None) -> Prepared:
         """Like ``prepare`` for a single item, but a bad image raises its own error."""
-        return self._encode([self._enrich(item, self.decode(value, item.image or item.id))])[0]
+        decoded = self.decode(value, item.image or item.id)
+        return self._encode([self._enrich(item, decoded, value)])[0]
 
-    def _encode(self, ready: list[tuple[Item, Image.Image, bytes]]) -> list[Prepared]:
+    def _encode(self, ready: list[_Enriched]) -> list[Prepared]:
         if not ready:
             return []
-        image_vectors = self.image_encoder.embed_images([image for _, image, _ in ready])
-        texts = [item.metadata_text() for item, _, _ in ready]
+        image_vectors = self.image_encoder.embed_images([image for _, image, _, _ in ready])
+        texts = [item.metadata_text() for item, _, _, _ in ready]
         text_vectors: dict[int, NDArray[np.float32]] = {}
         with_text = [i for i, t in enumerate(texts) if t]
         text_encoder = self._text_encoder() if with_text else None
@@ -136,11 +154,11 @@ class Preparer:
             encoded = text_encoder.embed_texts([texts[i] for i in with_text])
             text_vectors = dict(zip(with_text, encoded, strict=True))
         prepared = []
-        for i, (item, _, thumb) in enumerate(ready):
+        for i, (item, _, thumb, original) in enumerate(ready):
             vectors = {"image": image_vectors[i]}
             if i in text_vectors:
                 vectors["text"] = text_vectors[i]
-            prepared.append(Prepared(item, vectors, thumb))
+            prepared.append(Prepared(item, vectors, thumb, original))
         return prepared
 
 

@@ -21,9 +21,9 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, cast
 
 import numpy as np
@@ -39,8 +39,8 @@ _ITEM_COLUMNS = (
     "id", "image", "title", "description", "category", "brand", "price", "color",
     "license", "tags", "popularity", "rating", "conversion", "created_at", "attributes",
     "width", "height", "orientation", "phash", "colors", "thumbnail", "content_hash",
-    "source_size", "source_mtime", "category_norm", "brand_norm", "license_norm",
-    "updated_at",
+    "source_size", "source_mtime", "source", "original", "category_norm", "brand_norm",
+    "license_norm", "updated_at",
 )
 STOPWORDS = frozenset({
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "i",
@@ -50,7 +50,7 @@ STOPWORDS = frozenset({
     "you", "your", "some", "any", "something", "thing", "things",
 })
 _TERM = re.compile(r"\w+", re.UNICODE)
-_SELECT_ITEM = "SELECT key, " + ", ".join(_ITEM_COLUMNS[:24]) + " FROM items"
+_SELECT_ITEM = "SELECT key, " + ", ".join(_ITEM_COLUMNS[:26]) + " FROM items"
 HIT_FIELDS = ("id", "title", "category", "brand", "price", "image", "thumbnail")
 HitRow = tuple[str, str | None, str | None, str | None, float | None, str | None, str | None]
 _SELECT_HIT = "SELECT key, " + ", ".join(HIT_FIELDS) + " FROM items"
@@ -73,6 +73,7 @@ class WriteResult:
     added: dict[str, int]  # space -> new vid
     removed: dict[str, int]  # space -> old vid
     old_thumbnail: str | None = None
+    old_original: str | None = None
 
 
 def read_only_uri(path: Path, notes: list[str], *, storage_writable: bool = False) -> str:
@@ -259,8 +260,12 @@ class Catalog:
     def upsert(self, conn: sqlite3.Connection, item: Item,
                vectors: Mapping[str, NDArray[np.float32]]) -> WriteResult:
         """Insert or replace ``item`` and its vectors; journal every vector change."""
-        row = conn.execute("SELECT key, thumbnail FROM items WHERE id = ?", (item.id,)).fetchone()
+        row = conn.execute("SELECT key, thumbnail, original, source FROM items WHERE id = ?",
+                           (item.id,)).fetchone()
         self._wrote = True
+        if row is not None and item.source is None and row[3] is not None:
+            # an update by id (API, add) keeps the item where ingest found it
+            item = replace(item, source=row[3])
         values = _item_values(item)
         if row is None:
             cur = conn.execute(
@@ -268,9 +273,9 @@ class Catalog:
                 f"VALUES ({', '.join('?' * len(_ITEM_COLUMNS))})", values)
             key = int(cur.lastrowid or 0)
             self._dirty.add(key)  # the filter columns learn of new rows this way
-            status, old_thumb = "added", None
+            status, old_thumb, old_original = "added", None, None
         else:
-            key, old_thumb = int(row[0]), row[1]
+            key, old_thumb, old_original = int(row[0]), row[1], row[2]
             self._dirty.add(key)
             sets = ", ".join(f"{c} = ?" for c in _ITEM_COLUMNS[1:])
             conn.execute(f"UPDATE items SET {sets} WHERE key = ?", (*values[1:], key))
@@ -304,10 +309,12 @@ class Catalog:
                 conn.execute("INSERT INTO journal (space, op, vid) VALUES (?, 'remove', ?)",
                              (space, old_vid))
         return WriteResult(key, status, added, removed,
-                           old_thumb if old_thumb != item.thumbnail else None)
+                           old_thumb if old_thumb != item.thumbnail else None,
+                           old_original if old_original != item.original else None)
 
     def delete(self, conn: sqlite3.Connection, item_id: str) -> WriteResult | None:
-        row = conn.execute("SELECT key, thumbnail FROM items WHERE id = ?", (item_id,)).fetchone()
+        row = conn.execute("SELECT key, thumbnail, original FROM items WHERE id = ?",
+                           (item_id,)).fetchone()
         if row is None:
             return None
         key = int(row[0])
@@ -325,7 +332,7 @@ class Catalog:
             conn.execute(f"DELETE FROM {table} WHERE key = ?", (key,))
         conn.execute("DELETE FROM items WHERE key = ?", (key,))
         conn.execute("DELETE FROM items_fts WHERE rowid = ?", (key,))
-        return WriteResult(key, "deleted", {}, removed, row[1])
+        return WriteResult(key, "deleted", {}, removed, row[1], row[2])
 
     def drop_space(self, conn: sqlite3.Connection, space: str) -> int:
         """Remove every vector of ``space`` (journalled); returns how many."""
@@ -475,10 +482,89 @@ class Catalog:
                 yield _row_item(row)[1]
             last = int(rows[-1][0])
 
-    def source_states(self) -> dict[str, tuple[int | None, float | None, str | None]]:
-        """id -> (size, mtime, content hash) of every item, for incremental re-indexing."""
+    def source_states(self, source: str
+                      ) -> dict[str, tuple[int | None, float | None, str | None]]:
+        """id -> (size, mtime, content hash) of the items found in ``source``, for
+        incremental re-indexing."""
         return {str(r[0]): (r[1], r[2], r[3]) for r in self._reader.execute(
-            "SELECT id, source_size, source_mtime, content_hash FROM items")}
+            "SELECT id, source_size, source_mtime, content_hash FROM items WHERE source = ?",
+            (source,))}
+
+    def sources_of(self, ids: Sequence[str]) -> dict[str, str | None]:
+        """id -> source of those ``ids`` that exist (None: added by id)."""
+        found: dict[str, str | None] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start:start + 500])
+            found.update((str(i), s) for i, s in self._reader.execute(
+                f"SELECT id, source FROM items WHERE id IN ({', '.join('?' * len(chunk))})",
+                chunk))
+        return found
+
+    def folder_prefix(self, root: str, aliases: Sequence[str] = ()) -> str:
+        """The prefix of the ids of folder ``root`` (a resolved path), registering it.
+
+        The first folder of a collection has none (ids are paths relative to it); a
+        folder added while another one's items hold unprefixed ids gets its name and
+        ``//`` (a relative path never holds an empty part, so no id of another folder
+        can be the same), with ``~2``, ``~3``… after the name when that name is taken.
+        ``aliases`` are other spellings of ``root`` an earlier version recorded.
+        """
+        with self.transaction() as conn:
+            row = conn.execute("SELECT prefix FROM sources WHERE root = ?", (root,)).fetchone()
+            if row is not None:
+                return str(row[0])
+            for alias in aliases:
+                row = conn.execute("SELECT prefix FROM sources WHERE root = ?",
+                                   (alias,)).fetchone()
+                if row is not None:
+                    conn.execute("UPDATE sources SET root = ? WHERE root = ?", (root, alias))
+                    conn.execute("UPDATE items SET source = ? WHERE source = ?", (root, alias))
+                    self._wrote = True
+                    self.rows.invalidate()
+                    return str(row[0])
+            plain_taken = conn.execute(
+                "SELECT 1 FROM items WHERE source IN "
+                "(SELECT root FROM sources WHERE prefix = '') LIMIT 1").fetchone()
+            prefix = ""
+            if plain_taken is not None:
+                taken = {str(p) for (p,) in conn.execute("SELECT prefix FROM sources")}
+                name = PurePosixPath(root).name or "root"
+                prefix, n = f"{name}//", 1
+                while prefix in taken:
+                    n += 1
+                    prefix = f"{name}~{n}//"
+            conn.execute("INSERT INTO sources (root, prefix, added_at) VALUES (?, ?, ?)",
+                         (root, prefix, time.time()))
+            return prefix
+
+    def ids_of_source(self, source: str) -> list[str]:
+        return [str(r[0]) for r in self._reader.execute(
+            "SELECT id FROM items WHERE source = ?", (source,))]
+
+    def reembed_sources(self) -> list[tuple[str, str | None, str | None]]:
+        """(id, image, original) of every item: what re-encoding would read."""
+        return [(str(i), im, o) for i, im, o in self._reader.execute(
+            "SELECT id, image, original FROM items ORDER BY key")]
+
+    def items_without_vector(self, spaces: Sequence[str], batch: int = 1000
+                             ) -> Iterator[Item]:
+        """The items that lack a vector in any of ``spaces``, in key order."""
+        lacking = " OR ".join("key NOT IN (SELECT key FROM vectors WHERE space = ?)"
+                              for _ in spaces) or "0"
+        last = 0
+        while True:
+            rows = self._reader.execute(
+                f"{_SELECT_ITEM} WHERE key > ? AND ({lacking}) ORDER BY key LIMIT ?",
+                (last, *spaces, batch)).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _row_item(row)[1]
+            last = int(rows[-1][0])
+
+    def count_without_vector(self, space: str) -> int:
+        # an item has at most one vector per space (a unique index says so)
+        return self.count() - self.count_vectors(space)
 
     def phashes(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """(keys, perceptual hashes) of every item that has a hash."""
@@ -541,6 +627,10 @@ class Catalog:
 
     def thumbnail_in_use(self, relpath: str) -> bool:
         return self._reader.execute("SELECT 1 FROM items WHERE thumbnail = ? LIMIT 1",
+                                    (relpath,)).fetchone() is not None
+
+    def original_in_use(self, relpath: str) -> bool:
+        return self._reader.execute("SELECT 1 FROM items WHERE original = ? LIMIT 1",
                                     (relpath,)).fetchone() is not None
 
     def vid_of(self, space: str, key: int) -> int | None:
@@ -756,7 +846,8 @@ def _item_values(item: Item) -> tuple[Any, ...]:
         item.rating, item.conversion, item.created_at,
         json.dumps(item.attributes, sort_keys=True, default=str), item.width, item.height,
         item.orientation, item.phash, json.dumps(list(item.colors)), item.thumbnail,
-        item.content_hash, item.source_size, item.source_mtime, norm(item.category),
+        item.content_hash, item.source_size, item.source_mtime, item.source, item.original,
+        norm(item.category),
         norm(item.brand), norm(item.license), time.time(),
     )
 
@@ -795,7 +886,8 @@ def _write_fts(conn: sqlite3.Connection, key: int, item: Item, *, replace: bool)
 def _row_item(row: Sequence[Any]) -> tuple[int, Item]:
     (key, id_, image, title, description, category, brand, price, color, license_, tags,
      popularity, rating, conversion, created_at, attributes, width, height, _orientation,
-     phash, colors, thumbnail, content_hash, source_size, source_mtime) = row[:25]
+     phash, colors, thumbnail, content_hash, source_size, source_mtime, source,
+     original) = row[:27]
     # most rows hold empty lists and maps: skip the JSON decoder for those
     return int(key), Item(
         id=id_, image=image, title=title, description=description, category=category,
@@ -806,5 +898,5 @@ def _row_item(row: Sequence[Any]) -> tuple[int, Item]:
         width=width, height=height, phash=phash,
         colors=() if colors == "[]" else tuple(json.loads(colors)),
         thumbnail=thumbnail, content_hash=content_hash, source_size=source_size,
-        source_mtime=source_mtime,
+        source_mtime=source_mtime, source=source, original=original,
     )

@@ -98,6 +98,29 @@ MIGRATIONS: list[str] = [
                (SELECT coalesce(group_concat(value, ' '), '') FROM json_each(items.colors))
         FROM items;
     """,
+    # 3: where each item came from (several folders in one collection no longer share
+    # ids), the folders indexed with the prefix of their ids, and the kept original bytes
+    # of items added from uploads. Folder items of earlier versions are recognised by
+    # their image being the folder's path followed by the id. Thumbnails and originals
+    # are shared by content: whether one is still in use is an index lookup, not a scan.
+    """
+    ALTER TABLE items ADD COLUMN source TEXT;
+    ALTER TABLE items ADD COLUMN original TEXT;
+    CREATE INDEX items_source ON items (source);
+    CREATE INDEX items_original ON items (original);
+    CREATE INDEX items_thumbnail ON items (thumbnail);
+    CREATE TABLE sources (
+        root     TEXT PRIMARY KEY,
+        prefix   TEXT NOT NULL,
+        added_at REAL NOT NULL
+    );
+    UPDATE items SET source = substr(image, 1, length(image) - length(id) - 1)
+        WHERE image IS NOT NULL AND length(image) > length(id) + 1
+          AND substr(image, length(image) - length(id) + 1) = id
+          AND substr(image, length(image) - length(id), 1) = '/';
+    INSERT INTO sources (root, prefix, added_at)
+        SELECT DISTINCT source, '', 0 FROM items WHERE source IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
