@@ -309,3 +309,16 @@ def test_detect_source(tmp_path: Path) -> None:
         detect_source(tmp_path / "f.xlsx")
     with pytest.raises(InvalidInputError, match="no such"):
         detect_source(tmp_path / "missing.csv")
+
+
+def test_undecodable_file_names_get_valid_text_ids_and_real_paths(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    root.mkdir()
+    raw = os.path.join(os.fsencode(root), b"caf\xe9.jpg")
+    with open(raw, "wb") as handle:
+        handle.write(gen.jpeg_bytes(1))
+    entries, failures = scan_folder(root)
+    assert failures == []
+    assert [e.id for e in entries] == ["caf\\xe9.jpg"]
+    entries[0].id.encode("utf-8")
+    assert os.fsencode(entries[0].path) == raw and entries[0].path.is_file()

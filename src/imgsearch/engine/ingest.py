@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imgsearch.engine.pipeline import is_url
+from imgsearch.ingest.fields import name_text
 from imgsearch.ingest.sources import (
     FolderEntry,
     detect_source,
@@ -38,7 +39,8 @@ def folder_item(entry: FolderEntry) -> Item:
     words = re.sub(r"[_\-.+]+", " ", stem).strip()
     title = None if _CAMERA_NAME.match(stem) else words
     folders = tuple(Path(entry.id).parent.parts)
-    return Item(id=entry.id, image=str(entry.path), title=title, tags=folders,
+    # the stored reference must be valid text; the file is read from entry.path
+    return Item(id=entry.id, image=name_text(str(entry.path)), title=title, tags=folders,
                 source_size=entry.size, source_mtime=entry.mtime)
 
 
@@ -68,7 +70,7 @@ def run_ingest(engine: Engine, source: Path,
         entries, failures = scan_folder(source)
         report.failed.extend(failures)
         known = engine.catalog.source_states()
-        root = str(source.resolve())
+        root = name_text(str(source.resolve()))
         for entry in entries:
             item = folder_item(entry)
             state = known.get(entry.id)
@@ -82,7 +84,7 @@ def run_ingest(engine: Engine, source: Path,
                     engine.catalog.update_source_stat(entry.id, entry.size, entry.mtime)
                     report.unchanged += 1
                     continue
-            todo.append((item, item.image))
+            todo.append((item, entry.path))
         present = {e.id for e in entries} | {f.source for f in failures}
         vanished = [item.id for item in engine.catalog.iter_items()
                     if item.image and item.image.startswith(root + "/")
