@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from imgsearch.errors import ImgSearchError
+from imgsearch.errors import ImgSearchError, InvalidFieldError
 
 logger = logging.getLogger("imgsearch.web")
 
@@ -95,7 +95,9 @@ async def _imgsearch_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ImgSearchError)
     if exc.status >= 500:
         logger.error("request failed: %s: %s", exc.code, exc.message)
-    return error_response(exc.status, exc.code, exc.message)
+    details = ([{"field": exc.field, "message": exc.message}]
+               if isinstance(exc, InvalidFieldError) else None)
+    return error_response(exc.status, exc.code, exc.message, details=details)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
