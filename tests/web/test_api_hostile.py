@@ -11,7 +11,7 @@ import pytest
 from apihelp import assert_error, b64
 from fastapi.testclient import TestClient
 
-from imagegen import jpeg_bytes
+from imagegen import jpeg_bytes, jpeg_claiming_more_pixels, progressive_scan_bomb
 
 DEEP = 100_000
 
@@ -121,3 +121,15 @@ def test_lone_surrogates_in_json_are_refused(client: TestClient, body: str) -> N
     answer = client.post("/v1/search", content=body, headers={"content-type":
                                                               "application/json"})
     assert_error(answer, 422, "validation_error")
+
+
+@pytest.mark.parametrize(("data", "status", "code"), [
+    (progressive_scan_bomb(3000), 413, "image_too_large"),
+    (jpeg_claiming_more_pixels((7000, 7000)), 422, "corrupt_image"),
+])
+def test_jpeg_decode_bombs_are_refused(client: TestClient, data: bytes, status: int,
+                                       code: str) -> None:
+    upload = client.post("/v1/search/image", files={"file": ("x.jpg", data, "image/jpeg")})
+    assert_error(upload, status, code)
+    put = client.put("/v1/items/bomb", files={"file": ("x.jpg", data)})
+    assert_error(put, status, code)

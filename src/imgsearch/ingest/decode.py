@@ -32,6 +32,7 @@ from imgsearch.errors import (
     UnsupportedFormatError,
 )
 from imgsearch.ingest.fields import name_text
+from imgsearch.ingest.jpeg import MAX_SCANS, jpeg_layout
 from imgsearch.types import ImageInput
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
@@ -99,8 +100,25 @@ def decode_image(
     except _DECODER_ERRORS as exc:
         raise CorruptImageError(f"{label}: cannot read the image header ({exc})") from None
     with opened:
+        if opened.format in _DRAFT_FORMATS:
+            _check_jpeg_stream(label, data)
         return _decode_opened(opened, label, content_hash, max_pixels=max_pixels,
                               min_side=min_side, reduce_to=reduce_to)
+
+
+def _check_jpeg_stream(label: str, data: bytes) -> None:
+    """Refuse JPEGs whose decoding would cost far more than their size (``ingest.jpeg``)."""
+    layout = jpeg_layout(data)
+    if layout.scans > MAX_SCANS:
+        raise ImageTooLargeError(
+            f"{label}: the JPEG has {layout.scans} scans, over the limit of {MAX_SCANS}; "
+            "each scan costs a pass over the whole image (re-save it as a baseline or "
+            "standard progressive JPEG)")
+    if not layout.covers_frame():
+        raise CorruptImageError(
+            f"{label}: the image data is truncated: {layout.entropy_bytes} bytes of image "
+            f"data cannot cover the {layout.width}x{layout.height} pixels the header "
+            "claims")
 
 
 def decode_file(
