@@ -104,7 +104,8 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
         app.add_middleware(_Forwarding, directory=opened.directory, made=forwarder)
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.max_body_bytes)
     app.add_middleware(DeadlineMiddleware, deadline_s=limits.deadline_s)
-    app.add_middleware(ConcurrencyMiddleware, gate=gate, retry_after_s=limits.retry_after_s)
+    app.add_middleware(ConcurrencyMiddleware, gate=gate, retry_after_s=limits.retry_after_s,
+                       body_timeout_s=limits.body_timeout_s)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     app.add_middleware(AccessLogMiddleware)
     return app

@@ -35,6 +35,7 @@ _CODE_BY_STATUS = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     413: "body_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
@@ -55,6 +56,32 @@ class BodyTooLargeError(HTTPException):
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"the request body is over the limit of {limit} bytes; "
                               f"send a smaller image or fewer items per request")
+
+
+class OverloadedError(HTTPException):
+    """Too many requests are being handled: 503 with ``Retry-After``.
+
+    Raised while a request body is being read (the gate admits a request once its body
+    has arrived), so it is an ``HTTPException`` for the reason given above.
+    """
+
+    code = "overloaded"
+
+    def __init__(self, limit: int, retry_after_s: int) -> None:
+        super().__init__(503, f"the server is busy ({limit} requests in flight); retry "
+                              f"after {retry_after_s} s",
+                         headers={"Retry-After": str(retry_after_s)})
+
+
+class BodyTimeoutError(HTTPException):
+    """The client stopped sending its request body: 408, and the connection closed."""
+
+    code = "request_timeout"
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(408, f"no part of the request body arrived for {timeout_s:g} s; "
+                              f"send the body without pausing",
+                         headers={"Connection": "close"})
 
 
 def error_body(code: str, message: str, details: Sequence[dict[str, Any]] | None = None
@@ -118,7 +145,7 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
-    code = _CODE_BY_STATUS.get(status, "error")
+    code = getattr(exc, "code", None) or _CODE_BY_STATUS.get(status, "error")
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     return error_response(status, code, message,
                           headers=dict(exc.headers) if exc.headers else None)
@@ -156,7 +183,9 @@ def invalid_json(reason: str) -> RequestValidationError:
 
 
 __all__ = [
+    "BodyTimeoutError",
     "BodyTooLargeError",
+    "OverloadedError",
     "error_body",
     "error_bytes",
     "error_response",
