@@ -131,8 +131,11 @@ def _classify(
     try:
         if child.is_dir():
             return real if real is not None else Path(child.path).resolve()
-        if not child.is_file() or Path(child.name).suffix.lower() not in IMAGE_EXTENSIONS:
+        if Path(child.name).suffix.lower() not in IMAGE_EXTENSIONS:
             return None
+        if not child.is_file():  # a FIFO would block its reader: never opened
+            return IngestFailure(child_id, "not a regular file (a FIFO, socket or device)",
+                                 "not_a_file")
         stat = child.stat()
     except OSError as exc:
         return IngestFailure(child_id, f"cannot read: {exc.strerror}", "unreadable")
