@@ -25,7 +25,8 @@ from imgsearch.web import create_app
 from imgsearch.web.limits import Limits
 from imgsearch.web.serve import uvicorn_options
 
-LIMITS = Limits(max_in_flight=4, body_timeout_s=1.5, deadline_s=30, max_header_bytes=16_384)
+LIMITS = Limits(max_in_flight=4, body_timeout_s=1.5, deadline_s=30, max_header_bytes=16_384,
+                header_timeout_s=1.5)
 SLOW_CLIENTS = 12  # three times the gate
 
 
@@ -69,6 +70,23 @@ def _status_line(conn: socket.socket) -> bytes:
     return data.split(b"\r\n", 1)[0]
 
 
+def _whole_response(conn: socket.socket) -> bytes:
+    """One response with a Content-Length, read to its last byte; its status line."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        assert chunk, "the connection was closed without an answer"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        chunk = conn.recv(4096)
+        assert chunk, "the connection was closed in the middle of an answer"
+        body += chunk
+    return head.split(b"\r\n", 1)[0]
+
+
 def test_half_sent_bodies_do_not_fill_the_gate(server: str) -> None:
     slow = [_half_body(server) for _ in range(SLOW_CLIENTS)]
     try:
@@ -101,3 +119,28 @@ def test_request_headers_are_capped(server: str) -> None:
     assert status.startswith(b"HTTP/1.1 431"), status
     with httpx.Client(base_url=f"http://{server}", timeout=20) as client:
         assert client.get("/health", headers={"X-Fine": "a" * 8000}).status_code == 200
+
+
+def test_headers_sent_slowly_or_never_are_cut_off(server: str) -> None:
+    host, port = server.split(":")
+    silent = socket.create_connection((host, int(port)), timeout=20)
+    partial = socket.create_connection((host, int(port)), timeout=20)
+    try:
+        partial.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n")  # never finished
+        with httpx.Client(base_url=f"http://{server}", timeout=20) as client:
+            assert client.get("/health").status_code == 200
+        assert _status_line(partial).startswith(b"HTTP/1.1 408")
+        assert _status_line(silent).startswith(b"HTTP/1.1 408")
+    finally:
+        silent.close()
+        partial.close()
+
+
+def test_keep_alive_connection_is_reused_after_a_pause(server: str) -> None:
+    host, port = server.split(":")
+    request = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=20) as conn:
+        for _ in range(2):
+            conn.sendall(request)
+            assert _whole_response(conn).startswith(b"HTTP/1.1 200")
+            time.sleep(2)  # longer than the header timeout: idle is not "slow headers"

@@ -44,7 +44,8 @@ class Limits:
     max_batch: int = 1000
     max_query_images: int = 16
     body_timeout_s: float = 10.0  # longest wait for the next piece of a request body
-    max_header_bytes: int = 64 * 1024  # request line and headers (``web.serve``)
+    max_header_bytes: int = 64 * 1024  # request line and headers (``web.protocol``)
+    header_timeout_s: float = 10.0  # from connecting (or a request's first byte) to headers
 
 
 class Gate:

@@ -18,15 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from imgsearch.config import Settings
 from imgsearch.errors import CollectionError, CollectionLockedError, InvalidInputError
 from imgsearch.web.access_log import configure_json_logging
 from imgsearch.web.app import create_app
-from imgsearch.web.errors import error_bytes
 from imgsearch.web.forward import publish_writer, withdraw_writer
 from imgsearch.web.limits import Limits
+from imgsearch.web.protocol import guarded_protocol
 
 _UVICORN: dict[str, Any] = {"log_level": "info", "access_log": False, "proxy_headers": False,
                             "server_header": False, "log_config": None,
@@ -38,55 +37,11 @@ _QUICK_DEATH_S = 30.0  # a process that dies sooner than this after starting ...
 _MAX_QUICK_DEATHS = 5  # ... this many times in a row: stop restarting, say so
 
 
-class HeaderCappedHttpTools(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a cap on the request line and headers.
-
-    httptools buffers a header of any size (h11 stops at ``h11_max_incomplete_event_size``
-    by itself); this one counts what arrives before the headers are complete and answers
-    431 past the same cap.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._cap = self.config.h11_max_incomplete_event_size or _DEFAULT_HEADER_CAP
-        self._in_headers = True
-        self._header_bytes = 0
-
-    def data_received(self, data: bytes) -> None:
-        if self._in_headers:
-            self._header_bytes += len(data)
-            if self._header_bytes > self._cap:
-                self._in_headers = False
-                self._refuse_headers()
-                return
-        super().data_received(data)
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._in_headers = True
-        self._header_bytes = 0
-
-    def on_headers_complete(self) -> None:
-        self._in_headers = False
-        super().on_headers_complete()
-
-    def _refuse_headers(self) -> None:
-        body = error_bytes("headers_too_large", f"the request line and headers are over the "
-                                                f"limit of {self._cap} bytes")
-        self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                             b"content-type: application/json\r\nconnection: close\r\n"
-                             b"content-length: " + str(len(body)).encode() + b"\r\n\r\n"
-                             + body)
-        self.transport.close()
-
-
-_DEFAULT_HEADER_CAP = Limits().max_header_bytes
-
-
 def uvicorn_options(limits: Limits | None = None) -> dict[str, Any]:
     """How the server runs uvicorn: quiet, headers capped, keep-alive past client pools."""
-    cap = (limits or Limits()).max_header_bytes
-    return {**_UVICORN, "http": HeaderCappedHttpTools, "h11_max_incomplete_event_size": cap}
+    limits = limits or Limits()
+    return {**_UVICORN, "http": guarded_protocol(limits),
+            "h11_max_incomplete_event_size": limits.max_header_bytes}
 
 
 def serve(collection: Path, host: str, port: int, settings: Settings,
@@ -193,4 +148,4 @@ def _exit(_signum: int, _frame: Any) -> None:
     raise SystemExit(0)
 
 
-__all__ = ["HeaderCappedHttpTools", "serve", "uvicorn_options"]
+__all__ = ["serve", "uvicorn_options"]
