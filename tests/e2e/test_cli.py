@@ -199,3 +199,19 @@ def test_dedup_and_eval_commands(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x"}\n')
     assert "line 1" in run("eval", "-c", c, bad, check=2).stderr
+
+
+def test_undecodable_file_names_index_and_add(tmp_path):
+    photos = tmp_path / "photos"
+    gen.write_image(photos / "plain.jpg", 1)
+    latin = os.path.join(os.fsencode(photos), b"caf\xe9 terrace.jpg")
+    with open(latin, "wb") as handle:
+        handle.write(gen.jpeg_bytes(2))
+    collection = tmp_path / "c"
+    first = run("index", photos, "-c", collection, "--json", "-q")
+    report = json.loads(first.stdout)
+    assert (report["added"], report["failed"]) == (2, [])
+    again = json.loads(run("index", photos, "-c", collection, "--json", "-q").stdout)
+    assert (again["added"], again["unchanged"]) == (0, 2)
+    added = run("add", os.fsdecode(latin), "-c", collection, "--json")
+    assert json.loads(added.stdout)["id"].endswith("caf\\xe9 terrace.jpg")
