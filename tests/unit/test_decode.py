@@ -294,3 +294,14 @@ def test_jpeg_marker_walk_counts_scans_and_data() -> None:
     assert jpeg_layout(gen.progressive_scan_bomb(300)).scans == 300
     assert jpeg_layout(b"\xff\xd8\xff").scans == 0  # cut short: nothing to count
 
+
+
+@pytest.mark.parametrize("options", [{"optimize": True}, {"progressive": True, "optimize": True}])
+def test_flat_jpegs_that_compress_best_are_not_taken_for_truncated(
+        options: dict[str, object]) -> None:
+    # one flat colour with optimised Huffman tables: about 2 bits per 8x8 block, the
+    # least data a real frame of this size holds
+    for mode, colour in (("L", 0), ("RGB", (255, 255, 255))):
+        buffer = io.BytesIO()
+        Image.new(mode, (1024, 1024), colour).save(buffer, "JPEG", **options)
+        assert decode(buffer.getvalue()).width == 1024
