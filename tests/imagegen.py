@@ -207,3 +207,43 @@ def make_photo_folder(root: Path, n: int, seed: int = 0) -> list[str]:
         write_image(root / relative, seed * 100_003 + i, (160, 120), "JPEG")
         ids.append(relative)
     return sorted(ids)
+
+
+# ---- decode-cost bombs: built by hand from a small JPEG's markers ---------------------
+
+
+def _jpeg_segments(data: bytes) -> tuple[bytes, list[bytes]]:
+    """The bytes before the first scan, and each scan (SOS header + its entropy data)."""
+    first = data.index(b"\xff\xda")
+    scans, start = [], first
+    i = first
+    while True:
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        i += 2 + length
+        while not (data[i] == 0xFF and data[i + 1] not in (0x00, *range(0xD0, 0xD8))):
+            i += 1
+        scans.append(data[start:i])
+        if data[i + 1] != 0xDA:
+            return data[:first], scans
+        start = i
+
+
+def progressive_scan_bomb(scans: int = 5000, size: Size = (64, 64)) -> bytes:
+    """A progressive JPEG whose last scan is repeated until it has ``scans`` scans.
+
+    The repeats are refinement scans that add nothing, as in the scan bombs that cost
+    a decoder a pass over the whole frame each; the frame is kept small here.
+    """
+    data = _encode(picture(0, size), "JPEG", quality=90, progressive=True)
+    head, own = _jpeg_segments(data)
+    extra = max(0, scans - len(own))
+    return head + b"".join(own) + own[-1] * extra + b"\xff\xd9"
+
+
+def jpeg_claiming_more_pixels(claimed: Size = (7000, 7000), size: Size = (64, 64)) -> bytes:
+    """A baseline JPEG whose frame header claims ``claimed`` pixels but holds ``size``."""
+    data = bytearray(_encode(picture(0, size), "JPEG", quality=90))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 7] = claimed[1].to_bytes(2, "big")
+    data[sof + 7:sof + 9] = claimed[0].to_bytes(2, "big")
+    return bytes(data)

@@ -35,6 +35,7 @@ from imgsearch.errors import (
     StorageFullError,
     storage_fault,
 )
+from imgsearch.ingest import fields as item_fields
 from imgsearch.types import (
     Filters,
     IngestReport,
@@ -288,12 +289,15 @@ def add(
 ) -> None:
     """Add or replace one item."""
     with _errors():
-        ref = image if image.startswith(("http://", "https://")) else str(Path(image).resolve())
-        item = Item(id=item_id or image, image=ref, title=title, description=description,
+        path = None if image.startswith(("http://", "https://")) else Path(image).resolve()
+        # a name that is not UTF-8 is stored as text (\xNN escapes); the file is read as is
+        ref = image if path is None else item_fields.name_text(str(path))
+        checked_id = item_fields.item_id(item_id) if item_id else item_fields.name_text(image)
+        item = Item(id=checked_id, image=ref, title=title, description=description,
                     category=category, brand=brand, price=price, color=color,
                     tags=tuple(tag or ()))
         with _open(collection, create=True) as engine:
-            status = engine.upsert(item)
+            status = engine.upsert(item, path)
         if as_json:
             _print_json({"id": item.id, "status": status})
         else:

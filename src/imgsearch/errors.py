@@ -7,7 +7,9 @@ using the ``code`` and ``status`` class attributes.
     ImgSearchError                      base; code="error"
     ├── InvalidInputError               bad arguments or query (400)
     │   ├── InvalidFilterError          a filter value that cannot be used
-    │   └── InvalidQueryError           a query that cannot be run
+    │   ├── InvalidQueryError           a query that cannot be run
+    │   ├── InvalidFieldError           an item field with a bad value (price, date, ...)
+    │   └── NotAFileError               a path that is a FIFO, device or folder, not a file
     ├── ImageError                      an image that cannot be accepted (415/413/422)
     │   ├── UnsupportedFormatError      not an allowed format (SVG, PDF, text, ...)
     │   ├── ImageTooLargeError          over the byte or pixel cap (decompression bomb)
@@ -70,6 +72,25 @@ class InvalidFilterError(InvalidInputError):
 
 class InvalidQueryError(InvalidInputError):
     code = "invalid_query"
+
+
+class InvalidFieldError(InvalidInputError):
+    """One field of an item (catalog row or API body) has a value that cannot be used.
+
+    ``field`` names it; ``reason_code`` is the code a catalog row's failure reports.
+    """
+
+    code = "invalid_field"
+    status = 422
+
+    def __init__(self, field: str, message: str, reason_code: str = "bad_value") -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason_code = reason_code
+
+
+class NotAFileError(InvalidInputError):
+    code = "not_a_file"
 
 
 class ImageError(ImgSearchError):

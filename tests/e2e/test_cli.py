@@ -344,3 +344,18 @@ def test_reembed_failures_are_listed_and_exit_1(tmp_path):
     assert "re-encoded 2 item(s)" in out.stderr and "1 failed" in out.stderr
     info = json.loads(run("info", "-c", c, "--json").stdout)
     assert info["without_vector"] == {"image": 1}
+
+def test_undecodable_file_names_index_and_add(tmp_path):
+    photos = tmp_path / "photos"
+    gen.write_image(photos / "plain.jpg", 1)
+    latin = os.path.join(os.fsencode(photos), b"caf\xe9 terrace.jpg")
+    with open(latin, "wb") as handle:
+        handle.write(gen.jpeg_bytes(2))
+    collection = tmp_path / "c"
+    first = run("index", photos, "-c", collection, "--json", "-q")
+    report = json.loads(first.stdout)
+    assert (report["added"], report["failed"]) == (2, [])
+    again = json.loads(run("index", photos, "-c", collection, "--json", "-q").stdout)
+    assert (again["added"], again["unchanged"]) == (0, 2)
+    added = run("add", os.fsdecode(latin), "-c", collection, "--json")
+    assert json.loads(added.stdout)["id"].endswith("caf\\xe9 terrace.jpg")

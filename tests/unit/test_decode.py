@@ -260,3 +260,48 @@ def test_open_image_refuses_other_schemes_and_types() -> None:
         open_image(42, Settings())  # type: ignore[arg-type]
     with pytest.raises(ImageTooSmallError):
         open_image(Image.new("RGB", (8, 8)), Settings())
+
+
+# ---- decode-cost bombs ---------------------------------------------------------------
+
+
+def test_progressive_jpeg_with_thousands_of_scans_is_refused_before_decoding() -> None:
+    with pytest.raises(ImageTooLargeError, match="5000 scans, over the limit of 100"):
+        decode(gen.progressive_scan_bomb(5000))
+
+
+def test_ordinary_progressive_jpegs_and_a_few_extra_scans_still_decode() -> None:
+    ordinary = io.BytesIO()
+    gen.picture(1, (320, 240)).save(ordinary, "JPEG", quality=90, progressive=True)
+    assert decode(ordinary.getvalue()).image.size == (320, 240)
+    assert decode(gen.progressive_scan_bomb(90)).image.size == (64, 64)
+
+
+def test_jpeg_whose_data_does_not_cover_its_frame_is_truncated() -> None:
+    with pytest.raises(CorruptImageError, match="truncated") as caught:
+        decode(gen.jpeg_claiming_more_pixels((7000, 7000)))
+    assert "7000x7000" in caught.value.message
+    # the same trick at a size the data does cover is an ordinary picture
+    assert decode(gen.jpeg_claiming_more_pixels((64, 64))).image.size == (64, 64)
+
+
+def test_jpeg_marker_walk_counts_scans_and_data() -> None:
+    from imgsearch.ingest.jpeg import jpeg_layout
+
+    baseline = jpeg_layout(gen.jpeg_bytes(1, (320, 240)))
+    assert (baseline.scans, baseline.width, baseline.height) == (1, 320, 240)
+    assert baseline.covers_frame() and baseline.entropy_bytes > 1000
+    assert jpeg_layout(gen.progressive_scan_bomb(300)).scans == 300
+    assert jpeg_layout(b"\xff\xd8\xff").scans == 0  # cut short: nothing to count
+
+
+
+@pytest.mark.parametrize("options", [{"optimize": True}, {"progressive": True, "optimize": True}])
+def test_flat_jpegs_that_compress_best_are_not_taken_for_truncated(
+        options: dict[str, object]) -> None:
+    # one flat colour with optimised Huffman tables: about 2 bits per 8x8 block, the
+    # least data a real frame of this size holds
+    for mode, colour in (("L", 0), ("RGB", (255, 255, 255))):
+        buffer = io.BytesIO()
+        Image.new(mode, (1024, 1024), colour).save(buffer, "JPEG", **options)
+        assert decode(buffer.getvalue()).width == 1024

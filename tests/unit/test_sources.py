@@ -309,3 +309,26 @@ def test_detect_source(tmp_path: Path) -> None:
         detect_source(tmp_path / "f.xlsx")
     with pytest.raises(InvalidInputError, match="no such"):
         detect_source(tmp_path / "missing.csv")
+
+
+def test_undecodable_file_names_get_valid_text_ids_and_real_paths(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    root.mkdir()
+    raw = os.path.join(os.fsencode(root), b"caf\xe9.jpg")
+    with open(raw, "wb") as handle:
+        handle.write(gen.jpeg_bytes(1))
+    entries, failures = scan_folder(root)
+    assert failures == []
+    assert [e.id for e in entries] == ["caf\\xe9.jpg"]
+    entries[0].id.encode("utf-8")
+    assert os.fsencode(entries[0].path) == raw and entries[0].path.is_file()
+
+
+def test_a_fifo_named_like_an_image_is_reported_not_opened(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    gen.write_image(root / "a.jpg", 1)
+    os.mkfifo(root / "pipe.jpg")
+    os.mkfifo(root / "notes.txt")  # not an image name: not listed at all
+    entries, failures = scan_folder(root)
+    assert [e.id for e in entries] == ["a.jpg"]
+    assert [(f.source, f.code) for f in failures] == [("pipe.jpg", "not_a_file")]

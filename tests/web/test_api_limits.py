@@ -129,3 +129,28 @@ def test_deadline_answers_504(web_engine: Engine, monkeypatch: pytest.MonkeyPatc
     finally:
         blocker.release.set()
     assert_error(response, 504, "deadline_exceeded")
+
+
+def test_a_request_with_a_body_is_gated_once_its_body_has_arrived(
+        web_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = _Blocker(web_engine.search)
+    app = create_app(web_engine, limits=Limits(max_in_flight=1, deadline_s=5))
+    monkeypatch.setattr(web_engine, "search", blocker)
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            held = asyncio.create_task(client.post("/v1/search", json={"text": "hat"}))
+            await _wait(blocker.entered)
+            refused = await client.post("/v1/search", json={"text": "hat"})
+            blocker.release.set()
+            return refused, await held
+
+    try:
+        refused, held = asyncio.run(scenario())
+    finally:
+        blocker.release.set()
+    assert_error(refused, 503, "overloaded")
+    assert int(refused.headers["retry-after"]) >= 1
+    assert held.status_code == 200
+    assert app.state.imgsearch.gate.in_flight == 0  # every place given back

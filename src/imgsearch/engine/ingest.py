@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imgsearch.engine.pipeline import is_url
+from imgsearch.ingest.fields import name_text
 from imgsearch.ingest.sources import (
     FolderEntry,
     detect_source,
@@ -48,8 +49,9 @@ def folder_item(entry: FolderEntry, prefix: str = "", source: str | None = None)
     words = re.sub(r"[_\-.+]+", " ", stem).strip()
     title = None if _CAMERA_NAME.match(stem) else words
     folders = tuple(Path(entry.id).parent.parts)
-    return Item(id=prefix + entry.id, image=str(entry.path), title=title, tags=folders,
-                source_size=entry.size, source_mtime=entry.mtime, source=source)
+    # the stored reference must be valid text; the file is read from entry.path
+    return Item(id=prefix + entry.id, image=name_text(str(entry.path)), title=title,
+                tags=folders, source_size=entry.size, source_mtime=entry.mtime, source=source)
 
 
 def _file_hash(path: Path) -> str:
@@ -105,7 +107,7 @@ def _folder_todo(engine: Engine, source: Path, report: IngestReport
                  ) -> list[tuple[Item, ImageInput | None]]:
     """The new and changed files of a folder; removes the items of its vanished files."""
     entries, failures = scan_folder(source)
-    root = str(source.resolve())
+    root = name_text(str(source.resolve()))  # stored: valid text, as ids are
     # an earlier version recorded a folder by the path it was given, not the resolved one
     prefix = engine.catalog.folder_prefix(root, aliases=[str(source.absolute())])
     report.failed.extend(replace(f, source=prefix + f.source) for f in failures)
@@ -133,7 +135,7 @@ def _folder_todo(engine: Engine, source: Path, report: IngestReport
                 + (f"from {owner}" if owner else "added by id") + "; it is left as it is "
                 "(remove that item first to index this file under that id)", "id_taken"))
             continue
-        todo.append((item, item.image))
+        todo.append((item, entry.path))  # the real path, which may not be valid text
     present = {prefix + e.id for e in entries} | {prefix + f.source for f in failures}
     vanished = [i for i in engine.catalog.ids_of_source(root) if i not in present]
     if vanished:

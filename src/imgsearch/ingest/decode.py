@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
+import stat
 import struct
 import zlib
 from collections.abc import Callable
@@ -26,8 +28,11 @@ from imgsearch.errors import (
     ImageTooLargeError,
     ImageTooSmallError,
     InvalidInputError,
+    NotAFileError,
     UnsupportedFormatError,
 )
+from imgsearch.ingest.fields import name_text
+from imgsearch.ingest.jpeg import MAX_SCANS, jpeg_layout
 from imgsearch.types import ImageInput
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
@@ -95,8 +100,25 @@ def decode_image(
     except _DECODER_ERRORS as exc:
         raise CorruptImageError(f"{label}: cannot read the image header ({exc})") from None
     with opened:
+        if opened.format in _DRAFT_FORMATS:
+            _check_jpeg_stream(label, data)
         return _decode_opened(opened, label, content_hash, max_pixels=max_pixels,
                               min_side=min_side, reduce_to=reduce_to)
+
+
+def _check_jpeg_stream(label: str, data: bytes) -> None:
+    """Refuse JPEGs whose decoding would cost far more than their size (``ingest.jpeg``)."""
+    layout = jpeg_layout(data)
+    if layout.scans > MAX_SCANS:
+        raise ImageTooLargeError(
+            f"{label}: the JPEG has {layout.scans} scans, over the limit of {MAX_SCANS}; "
+            "each scan costs a pass over the whole image (re-save it as a baseline or "
+            "standard progressive JPEG)")
+    if not layout.covers_frame():
+        raise CorruptImageError(
+            f"{label}: the image data is truncated: {layout.entropy_bytes} bytes of image "
+            f"data cannot cover the {layout.width}x{layout.height} pixels the header "
+            "claims")
 
 
 def decode_file(
@@ -108,18 +130,43 @@ def decode_file(
     reduce_to: int | None = None,
 ) -> DecodedImage:
     """Read and decode an image file; never reads more than ``max_bytes + 1`` bytes."""
-    path = Path(path)
+    data = read_regular_file(Path(path), max_bytes + 1)
+    return decode_image(data, source=name_text(str(path)), max_pixels=max_pixels,
+                        min_side=min_side, max_bytes=max_bytes, reduce_to=reduce_to)
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of the regular file at ``path``.
+
+    A FIFO, socket or device is refused before it is opened (a FIFO would block the
+    reader forever, and opening some devices has effects of its own). The file is then
+    opened without blocking and checked again with ``fstat``, so a path swapped for a
+    FIFO between the check and the open is refused too.
+    """
+    label = name_text(str(path))
     try:
-        with path.open("rb") as handle:
-            data = handle.read(max_bytes + 1)
+        _require_regular(label, os.stat(path).st_mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise InvalidInputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InvalidInputError(f"{path}: is a folder, not an image file") from None
+        raise InvalidInputError(f"{label}: no such file") from None
     except OSError as exc:
-        raise InvalidInputError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    return decode_image(data, source=str(path), max_pixels=max_pixels, min_side=min_side,
-                        max_bytes=max_bytes, reduce_to=reduce_to)
+        raise InvalidInputError(f"{label}: cannot read the file ({exc.strerror or exc})"
+                                ) from None
+    with os.fdopen(fd, "rb") as handle:
+        _require_regular(label, os.fstat(fd).st_mode)
+        try:
+            return handle.read(limit)
+        except OSError as exc:
+            raise InvalidInputError(f"{label}: cannot read the file "
+                                    f"({exc.strerror or exc})") from None
+
+
+def _require_regular(label: str, mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise InvalidInputError(f"{label}: is a folder, not an image file")
+    if not stat.S_ISREG(mode):
+        raise NotAFileError(f"{label}: not a regular file (a FIFO, socket or device); "
+                            "only image files can be read")
 
 
 def open_image(

@@ -10,17 +10,15 @@ from __future__ import annotations
 import csv
 import errno
 import json
-import math
 import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from imgsearch.errors import CatalogFormatError, InvalidInputError
+from imgsearch.errors import CatalogFormatError, InvalidFieldError, InvalidInputError
+from imgsearch.ingest import fields
 from imgsearch.types import KNOWN_FIELDS, IngestFailure, Item
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
@@ -34,8 +32,8 @@ _HTTP_URL = re.compile(r"^https?://[^\s/?#]+", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class FolderEntry:
-    id: str  # path relative to the scanned root, POSIX style
-    path: Path
+    id: str  # path relative to the scanned root, POSIX style; undecodable bytes as \xNN
+    path: Path  # the real path, which may not be valid text (see ``fields.name_text``)
     size: int
     mtime: float
 
@@ -99,7 +97,7 @@ def scan_folder(root: Path) -> tuple[list[FolderEntry], list[IngestFailure]]:
         for child in children:
             if child.name.startswith(".") or child.name in SYSTEM_FOLDERS:
                 continue
-            child_id = prefix + child.name
+            child_id = prefix + fields.name_text(child.name)  # ids are always valid text
             outcome = _classify(child, child_id, real_root)
             if isinstance(outcome, IngestFailure):
                 failures.append(outcome)
@@ -127,13 +125,17 @@ def _classify(
         return IngestFailure(child_id, "broken symlink: its target does not exist",
                              "broken_symlink")
     if real is not None and not real.is_relative_to(real_root):
-        return IngestFailure(child_id, f"symlink escapes the folder root (points to {real})",
+        return IngestFailure(child_id, "symlink escapes the folder root (points to "
+                                       f"{fields.name_text(str(real))})",
                              "symlink_escape")
     try:
         if child.is_dir():
             return real if real is not None else Path(child.path).resolve()
-        if not child.is_file() or Path(child.name).suffix.lower() not in IMAGE_EXTENSIONS:
+        if Path(child.name).suffix.lower() not in IMAGE_EXTENSIONS:
             return None
+        if not child.is_file():  # a FIFO would block its reader: never opened
+            return IngestFailure(child_id, "not a regular file (a FIFO, socket or device)",
+                                 "not_a_file")
         stat = child.stat()
     except OSError as exc:
         return IngestFailure(child_id, f"cannot read: {exc.strerror}", "unreadable")
@@ -306,134 +308,31 @@ class RowError(Exception):
         self.code = code
 
 
-_TEXT_FIELDS = ("title", "description", "category", "brand", "color", "license")
-_NUMBER_FIELDS = ("popularity", "rating", "conversion")
-_TAG_SEPARATORS = re.compile(r"[,|;]")
-# "$1,234.50", "1234.5", "EUR 12", "12 €": a currency mark or code, dot decimals and
-# optional comma thousands separators. "79,99" is refused rather than guessed at.
-_PRICE = re.compile(
-    r"^(?:[A-Z]{3}\s*)?[$€£¥]?\s*(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?\s*[$€£¥]?(?:\s*[A-Z]{3})?$")
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def row_to_item(row: Mapping[str, Any], base_dir: Path) -> Item:
-    """Turn one catalog row into an item; raise :class:`RowError` saying what is wrong."""
-    item_id = _text(row.get("id"))
-    if item_id is None:
-        raise RowError("missing or empty id", "missing_id")
-    image = _text(row.get("image"))
-    if image is None:
-        raise RowError(f"item {item_id!r}: missing or empty image", "missing_image")
-    if _URL_SCHEME.match(image):
-        if not _HTTP_URL.match(image):
-            raise RowError(f"item {item_id!r}: image {image[:200]!r} is neither a path nor "
-                           "an http(s) URL", "bad_image_ref")
-    else:
-        image = os.path.normpath(base_dir / image)
-    values: dict[str, Any] = {"id": item_id, "image": image}
-    for name in _TEXT_FIELDS:
-        values[name] = _text(row.get(name))
-    values["price"] = _price(item_id, row.get("price"))
-    for name in _NUMBER_FIELDS:
-        values[name] = _number(item_id, name, row.get(name))
-    values["created_at"] = _timestamp(item_id, row.get("created_at"))
-    values["tags"] = _tags(row.get("tags"))
+    """Turn one catalog row into an item; raise :class:`RowError` saying what is wrong.
+
+    The fields are checked by :func:`imgsearch.ingest.fields.item_fields`, the same
+    validation API bodies go through.
+    """
+    try:
+        item_id = fields.item_id(row.get("id"))
+        image = fields.text(row.get("image"))
+        if image is None:
+            raise RowError(f"item {item_id!r}: missing or empty image", "missing_image")
+        if _URL_SCHEME.match(image):
+            if not _HTTP_URL.match(image):
+                raise RowError(f"item {item_id!r}: image {image[:200]!r} is neither a path "
+                               "nor an http(s) URL", "bad_image_ref")
+        else:
+            image = os.path.normpath(base_dir / image)
+        values = fields.item_fields(row, f"item {item_id!r}")
+    except InvalidFieldError as exc:
+        raise RowError(exc.message, exc.reason_code) from None
     values["attributes"] = {
-        key: _attribute(value) for key, value in row.items()
-        if key not in KNOWN_FIELDS and key and not _is_empty(value)
+        key: fields.attribute(value) for key, value in row.items()
+        if key not in KNOWN_FIELDS and key and not fields.is_empty(value)
     }
-    return Item(**values)
-
-
-def _is_empty(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float):
-        return math.isnan(value)
-    if isinstance(value, str):
-        return not value.strip()
-    return False
-
-
-def _text(value: Any) -> str | None:
-    if _is_empty(value):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # ids stored as floats by spreadsheet tools: 12.0 is "12"
-    return str(value).strip()
-
-
-def _price(item_id: str, value: Any) -> float | None:
-    if _is_empty(value):
-        return None
-    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-        price = float(value)
-    else:
-        match = _PRICE.match(str(value).strip())
-        if match is None:
-            raise RowError(f"item {item_id!r}: cannot read price {str(value)[:50]!r}; write "
-                           "it like 79.99 or $1,234.50")
-        price = float(match.group(1).replace(",", "") + (match.group(2) or ""))
-    if not math.isfinite(price) or price < 0:
-        raise RowError(f"item {item_id!r}: price {value!r} must be a number >= 0")
-    return price
-
-
-def _number(item_id: str, name: str, value: Any) -> float | None:
-    if _is_empty(value):
-        return None
-    try:
-        if isinstance(value, bool):
-            raise ValueError(value)
-        number = float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        raise RowError(f"item {item_id!r}: {name} {str(value)[:50]!r} is not a number"
-                       ) from None
-    if not math.isfinite(number):
-        raise RowError(f"item {item_id!r}: {name} must be a finite number, not {value!r}")
-    return number
-
-
-def _timestamp(item_id: str, value: Any) -> str | None:
-    if _is_empty(value):
-        return None
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            return datetime.fromtimestamp(value, tz=UTC).isoformat()
-        except (OverflowError, OSError, ValueError):
-            raise RowError(f"item {item_id!r}: created_at {value!r} is not a valid "
-                           "timestamp") from None
-    text = str(value).strip()
-    try:
-        datetime.fromisoformat(text)
-    except ValueError:
-        raise RowError(f"item {item_id!r}: created_at {text[:50]!r} is not an ISO 8601 date "
-                       "(e.g. 2024-05-01 or 2024-05-01T12:00:00Z)") from None
-    return text
-
-
-def _tags(value: Any) -> tuple[str, ...]:
-    if _is_empty(value):
-        return ()
-    parts = value if isinstance(value, list | tuple) else _TAG_SEPARATORS.split(str(value))
-    cleaned = (str(part).strip() for part in parts if not _is_empty(part))
-    return tuple(dict.fromkeys(tag for tag in cleaned if tag))
-
-
-def _attribute(value: Any) -> Any:
-    """Keep attribute values JSON-friendly."""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, list | tuple):
-        return [_attribute(part) for part in value if not _is_empty(part)]
-    if isinstance(value, dict):
-        return {str(k): _attribute(v) for k, v in value.items() if not _is_empty(v)}
-    return value
+    return Item(id=item_id, image=image, **values)

@@ -139,7 +139,8 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
         app.add_middleware(_Forwarding, directory=opened.directory, made=forwarder)
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.max_body_bytes)
     app.add_middleware(DeadlineMiddleware, deadline_s=limits.deadline_s)
-    app.add_middleware(ConcurrencyMiddleware, gate=gate, retry_after_s=limits.retry_after_s)
+    app.add_middleware(ConcurrencyMiddleware, gate=gate, retry_after_s=limits.retry_after_s,
+                       body_timeout_s=limits.body_timeout_s)
     # keys, CORS, Host, headers: before the gate and any body; a forwarded write is
     # checked here, on the process that received it, and again by the writer
     security.install(app, policy)

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from imgsearch.errors import BlockedURLError, ImageTooLargeError, InvalidInputError
+from imgsearch.ingest import fields as item_fields
 from imgsearch.types import Filters, Item, SearchResult
 from imgsearch.web.schemas import (
     FilterParams,
@@ -123,9 +124,12 @@ def _web_url(ref: str | None) -> str | None:
 
 
 def item_from_fields(item_id: str, fields: ItemFields, image_url: str | None) -> Item:
-    data = fields.model_dump(exclude={"id", "image_url", "image_base64"})
-    data["tags"] = tuple(data["tags"])
-    return Item(id=item_id, image=image_url, **data)
+    """The item an API body describes, checked as a catalog row is (``ingest.fields``)."""
+    checked_id = item_fields.item_id(item_id)
+    data = fields.model_dump(exclude={"id", "image_url", "image_base64", "attributes"})
+    values = item_fields.item_fields(data, f"item {checked_id!r}")
+    attributes = {key: item_fields.attribute(value) for key, value in fields.attributes.items()}
+    return Item(id=checked_id, image=image_url, attributes=attributes, **values)
 
 
 def item_out(item: Item) -> ItemOut:

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from imgsearch.errors import ImgSearchError, storage_fault
+from imgsearch.errors import ImgSearchError, InvalidFieldError, storage_fault
 
 logger = logging.getLogger("imgsearch.web")
 
@@ -38,6 +38,7 @@ _CODE_BY_STATUS = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     413: "body_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
@@ -59,6 +60,32 @@ class BodyTooLargeError(HTTPException):
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"the request body is over the limit of {limit} bytes; "
                               f"send a smaller image or fewer items per request")
+
+
+class OverloadedError(HTTPException):
+    """Too many requests are being handled: 503 with ``Retry-After``.
+
+    Raised while a request body is being read (the gate admits a request once its body
+    has arrived), so it is an ``HTTPException`` for the reason given above.
+    """
+
+    code = "overloaded"
+
+    def __init__(self, limit: int, retry_after_s: int) -> None:
+        super().__init__(503, f"the server is busy ({limit} requests in flight); retry "
+                              f"after {retry_after_s} s",
+                         headers={"Retry-After": str(retry_after_s)})
+
+
+class BodyTimeoutError(HTTPException):
+    """The client stopped sending its request body: 408, and the connection closed."""
+
+    code = "request_timeout"
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(408, f"no part of the request body arrived for {timeout_s:g} s; "
+                              f"send the body without pausing",
+                         headers={"Connection": "close"})
 
 
 def error_body(code: str, message: str, details: Sequence[dict[str, Any]] | None = None
@@ -99,7 +126,9 @@ async def _imgsearch_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ImgSearchError)
     if exc.status >= 500:
         logger.error("request failed: %s: %s", exc.code, exc.message)
-    return error_response(exc.status, exc.code, exc.message)
+    details = ([{"field": exc.field, "message": exc.message}]
+               if isinstance(exc, InvalidFieldError) else None)
+    return error_response(exc.status, exc.code, exc.message, details=details)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -120,7 +149,7 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
-    code = _CODE_BY_STATUS.get(status, "error")
+    code = getattr(exc, "code", None) or _CODE_BY_STATUS.get(status, "error")
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     return error_response(status, code, message,
                           headers=dict(exc.headers) if exc.headers else None)
@@ -161,7 +190,9 @@ def invalid_json(reason: str) -> RequestValidationError:
 
 
 __all__ = [
+    "BodyTimeoutError",
     "BodyTooLargeError",
+    "OverloadedError",
     "error_body",
     "error_bytes",
     "error_response",

@@ -2,8 +2,12 @@
 
 - The body-size guard counts the bytes actually received, so a chunked upload without
   ``Content-Length`` is cut off as soon as it passes the cap.
-- The concurrency gate admits at most ``max_in_flight`` requests; beyond that it
-  answers 503 with ``Retry-After`` at once instead of queueing without bound.
+- The concurrency gate admits at most ``max_in_flight`` requests being handled; beyond
+  that it answers 503 with ``Retry-After`` at once instead of queueing without bound.
+  A request with a body enters the gate once its body has arrived, so connections that
+  trickle half a body (slowloris) take no place from the requests being worked on; each
+  wait for the next piece of a body is capped (``body_timeout_s``: 408 and the
+  connection closed).
 - The deadline answers 504 when a request has not started its response in time.
   Engine work runs in worker threads that cannot be interrupted, so a thread
   abandoned by the deadline keeps its place at the gate until it really ends.
@@ -21,7 +25,7 @@ import anyio
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from imgsearch.web.errors import BodyTooLargeError, error_bytes
+from imgsearch.web.errors import BodyTimeoutError, BodyTooLargeError, OverloadedError, error_bytes
 
 _T = TypeVar("_T")
 
@@ -39,6 +43,9 @@ class Limits:
     retry_after_s: int = 1
     max_batch: int = 1000
     max_query_images: int = 16
+    body_timeout_s: float = 10.0  # longest wait for the next piece of a request body
+    max_header_bytes: int = 64 * 1024  # request line and headers (``web.protocol``)
+    header_timeout_s: float = 10.0  # from connecting (or a request's first byte) to headers
 
 
 class Gate:
@@ -180,25 +187,75 @@ class DeadlineMiddleware:
 
 
 class ConcurrencyMiddleware:
-    def __init__(self, app: ASGIApp, gate: Gate, retry_after_s: int) -> None:
+    def __init__(self, app: ASGIApp, gate: Gate, retry_after_s: int,
+                 body_timeout_s: float = 10.0) -> None:
         self.app = app
         self.gate = gate
         self.retry_after_s = retry_after_s
+        self.body_timeout_s = body_timeout_s
+
+    def _overloaded(self) -> OverloadedError:
+        return OverloadedError(self.gate.limit, self.retry_after_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in UNGATED_PATHS:
             await self.app(scope, receive, send)
             return
-        if not self.gate.try_enter():
-            await send_error(send, 503, "overloaded",
-                              f"the server is busy ({self.gate.limit} requests in flight); "
-                              f"retry after {self.retry_after_s} s",
-                              [(b"retry-after", str(self.retry_after_s).encode())])
-            return
+        entered = False
+        body_done = not _has_body(scope)
+        if body_done:
+            if not self.gate.try_enter():
+                await _send_http_error(send, self._overloaded())
+                return
+            entered = True
+        started = False
+
+        async def gated_receive() -> Message:
+            nonlocal entered, body_done
+            if body_done:  # afterwards, receive only waits for a disconnect
+                return await receive()
+            with anyio.move_on_after(self.body_timeout_s) as waiting:
+                message = await receive()
+            if waiting.cancelled_caught:
+                raise BodyTimeoutError(self.body_timeout_s)
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body_done = True
+                if not self.gate.try_enter():
+                    raise self._overloaded()
+                entered = True
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, gated_receive, watched_send)
+        except (BodyTimeoutError, OverloadedError) as exc:
+            # Only reached when the body was read outside the routes' error handling.
+            if started:
+                raise
+            await _send_http_error(send, exc)
         finally:
-            self.gate.leave()
+            if entered:
+                self.gate.leave()
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length":
+            return value.strip() not in (b"", b"0")
+    return False
+
+
+async def _send_http_error(send: Send, exc: BodyTimeoutError | OverloadedError) -> None:
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+               for k, v in (exc.headers or {}).items()]
+    await send_error(send, exc.status_code, exc.code, str(exc.detail), headers)
 
 
 __all__ = [

@@ -20,6 +20,7 @@ from imgsearch.errors import (
     InvalidInputError,
     ItemNotFoundError,
 )
+from imgsearch.ingest import fields as item_fields
 from imgsearch.types import ImageInput
 from imgsearch.web.convert import item_from_fields, one_image
 from imgsearch.web.deps import State
@@ -65,7 +66,8 @@ def _parse(index: int, raw: object, max_bytes: int, outcome: _Outcome) -> _Op | 
     raw_id = raw.get("id") if isinstance(raw, dict) else None
     if isinstance(raw, dict) and isinstance(raw.get("item"), dict):
         raw_id = raw["item"].get("id")
-    label_id = raw_id if isinstance(raw_id, str) else None
+    # echoed in the answer, so it must be text that can be written back
+    label_id = item_fields.safe_text(raw_id) if isinstance(raw_id, str) else None
     label_op = kind if isinstance(kind, str) else None
     model: type[UpsertOp] | type[DeleteOp]
     if label_op == "upsert":

@@ -1,7 +1,9 @@
 """Item endpoints: read, "more like this", near-duplicates, upsert and delete.
 
 Ids may contain slashes (folder collections use relative paths as ids), so the id is
-a ``path`` parameter and the routes with a suffix come before the bare one.
+a ``path`` parameter and the routes with a suffix come before the bare one. An id that
+itself ends in ``/similar`` or ``/duplicates`` is fetched with its last slash
+percent-encoded (``GET /v1/items/a%2Fsimilar``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from imgsearch.web.convert import (
     one_image,
     thumbnail_url,
 )
-from imgsearch.web.deps import State
+from imgsearch.web.deps import AppState, State
 from imgsearch.web.errors import from_pydantic, invalid_json, validation_error
 from imgsearch.web.routes_search import run_search
 from imgsearch.web.schemas import (
@@ -41,6 +43,7 @@ from imgsearch.web.schemas import (
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 _Model = TypeVar("_Model", bound=BaseModel)
+_TOO_DEEP = "nested too deeply; an item is a flat JSON object"
 
 _PUT_BODY: dict[str, Any] = {
     "required": True,
@@ -58,10 +61,28 @@ _PUT_BODY: dict[str, Any] = {
 }
 
 
+def _suffix_is_an_id(request: Request, suffix: str) -> bool:
+    """True when ``/suffix`` was sent with its slash percent-encoded (``%2F``).
+
+    ``GET /v1/items/a/similar`` asks for items like ``a``; an item whose id is
+    ``a/similar`` is fetched as ``GET /v1/items/a%2Fsimilar`` (quote the id's slashes,
+    as the thumbnail URLs do). Routing sees the decoded path, so the raw one decides.
+    """
+    raw = request.scope.get("raw_path")
+    return isinstance(raw, bytes) and not raw.endswith(b"/" + suffix.encode())
+
+
+async def _whole_id(state: AppState, item_id: str) -> Response:
+    item = item_out(await state.call(state.engine.get, item_id))
+    return Response(item.model_dump_json(), media_type="application/json")
+
+
 @router.get("/{item_id:path}/similar", response_model=SearchResponse,
             summary="More like this item (the item itself excluded)")
-async def similar(item_id: str, state: State, params: Annotated[PageParams, Query()]
-                  ) -> Response:
+async def similar(item_id: str, request: Request, state: State,
+                  params: Annotated[PageParams, Query()]) -> Response:
+    if _suffix_is_an_id(request, "similar"):
+        return await _whole_id(state, item_id + "/similar")
     limit = state.settings.default_limit if params.limit is None else params.limit
     query = SearchQuery(similar_to=item_id, filters=filters_from_params(params), limit=limit,
                         offset=params.offset, min_confidence=params.min_confidence,
@@ -71,7 +92,10 @@ async def similar(item_id: str, state: State, params: Annotated[PageParams, Quer
 
 @router.get("/{item_id:path}/duplicates", response_model=DuplicatesResponse,
             summary="The item's near-duplicates, strongest first")
-async def duplicates(item_id: str, state: State) -> DuplicatesResponse:
+async def duplicates(item_id: str, request: Request, state: State
+                     ) -> DuplicatesResponse | Response:
+    if _suffix_is_an_id(request, "duplicates"):
+        return await _whole_id(state, item_id + "/duplicates")
     found = await state.call(state.engine.duplicates, item_id)
     return DuplicatesResponse(id=item_id, duplicates=[
         DuplicateOut(id=d.id, tier=d.tier, hamming=d.hamming, cosine=round(d.cosine, 6),
@@ -97,6 +121,8 @@ async def _read_put(request: Request, max_bytes: int) -> tuple[ItemIn, ImageInpu
             data = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError) as exc:
             raise invalid_json(str(exc)) from None
+        except RecursionError:
+            raise invalid_json(_TOO_DEEP) from None
         fields = _validated(ItemIn, data)
         return fields, one_image(fields.image_url, fields.image_base64, max_bytes)
     if media != "multipart/form-data":
@@ -111,6 +137,8 @@ async def _read_put(request: Request, max_bytes: int) -> tuple[ItemIn, ImageInpu
             data = json.loads(metadata) if metadata else {}
         except ValueError as exc:
             raise validation_error("metadata", f"is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise validation_error("metadata", f"is not valid JSON ({_TOO_DEEP})") from None
         fields = _validated(ItemIn, data)
         if upload is None:
             return fields, one_image(fields.image_url, fields.image_base64, max_bytes)

@@ -7,18 +7,46 @@ Floats must be finite: Python's JSON parser accepts ``NaN`` and ``Infinity``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
 
 Orientation = Literal["landscape", "portrait", "square"]
-AttributeValue = str | int | float | bool
+AttributeValue = str | Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | float | bool
 _MAX_VALUES = 100
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_TEXT = 2000
+# Integers end up in SQLite (64-bit) and in list slices: anything beyond this is a typo
+# or an attack, and must be refused as such rather than overflow later as a 500.
+_MAX_INT = 2**31 - 1
+BoundedInt = Annotated[int, Field(le=_MAX_INT)]  # the engine says why a negative is wrong
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        # JSON may escape a lone UTF-16 surrogate ("\\ud800"); such text cannot be
+        # stored, encoded or even written back in an answer.
+        if _holds_surrogate(value):
+            raise ValueError("holds an invalid character (a lone UTF-16 surrogate)")
+        return value
+
+
+def _holds_surrogate(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if depth > 4:
+        return False
+    if isinstance(value, list | tuple):
+        return any(_holds_surrogate(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_surrogate(k, depth + 1) or _holds_surrogate(v, depth + 1)
+                   for k, v in value.items())
+    return False
 
 
 class FiltersIn(_Body):
@@ -30,8 +58,8 @@ class FiltersIn(_Body):
     licenses: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
     tags: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
     orientation: Orientation | None = None
-    min_width: int | None = Field(default=None, ge=0)
-    min_height: int | None = Field(default=None, ge=0)
+    min_width: int | None = Field(default=None, ge=0, le=_MAX_INT)
+    min_height: int | None = Field(default=None, ge=0, le=_MAX_INT)
     attributes: dict[str, AttributeValue] = Field(default_factory=dict, max_length=_MAX_VALUES)
 
 
@@ -51,11 +79,11 @@ class SearchRequest(_Body):
     similar_to: str | None = None
     filters: FiltersIn = Field(default_factory=FiltersIn)
     limit: int | None = Field(default=None, description="1..max_limit; default from settings")
-    offset: int = 0
+    offset: BoundedInt = 0
     parse: bool = True
     collapse_duplicates: bool = True
     min_confidence: FiniteFloat | None = Field(default=None, ge=0.0, le=1.0)
-    max_per_category: int | None = Field(default=None, ge=1)
+    max_per_category: int | None = Field(default=None, ge=1, le=_MAX_INT)
     mmr_lambda: FiniteFloat | None = Field(default=None, ge=0.0, le=1.0)
     boosts: dict[str, FiniteFloat] = Field(default_factory=dict, max_length=8)
     multi_image: Literal["average", "rrf"] | None = None
@@ -72,13 +100,13 @@ class FilterParams(BaseModel):
     license: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
     tag: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
     orientation: Orientation | None = None
-    min_width: int | None = Field(default=None, ge=0)
-    min_height: int | None = Field(default=None, ge=0)
+    min_width: int | None = Field(default=None, ge=0, le=_MAX_INT)
+    min_height: int | None = Field(default=None, ge=0, le=_MAX_INT)
 
 
 class PageParams(FilterParams):
     limit: int | None = None
-    offset: int = 0
+    offset: BoundedInt = 0
     min_confidence: FiniteFloat | None = Field(default=None, ge=0.0, le=1.0)
     collapse_duplicates: bool = True
 
@@ -167,7 +195,10 @@ class DeleteOp(_Body):
     id: str = Field(min_length=1, max_length=1000)
 
 
-class BatchRequest(_Body):
+class BatchRequest(BaseModel):
+    # not a _Body: each operation is checked on its own, and a bad one fails alone
+    model_config = ConfigDict(extra="forbid")
+
     operations: list[Any] = Field(
         min_length=1,
         description='Each is {"op": "upsert", "item": {"id": ..., ...}, "image_url" or '
@@ -245,7 +276,8 @@ class DuplicatesResponse(BaseModel):
 class ClickIn(_Body):
     search_id: str = Field(min_length=1, max_length=200)
     item_id: str = Field(min_length=1, max_length=1000)
-    position: int | None = Field(default=None, ge=1)
+    position: int | None = Field(default=None, ge=1, le=_MAX_INT,
+                                 description="1-based rank of the clicked result")
 
 
 class ClickOut(BaseModel):

@@ -25,12 +25,23 @@ from imgsearch.web.access_log import configure_json_logging
 from imgsearch.web.app import create_app
 from imgsearch.web.forward import publish_writer, withdraw_writer
 from imgsearch.web.limits import Limits
+from imgsearch.web.protocol import guarded_protocol
 
 _UVICORN: dict[str, Any] = {"log_level": "info", "access_log": False, "proxy_headers": False,
-                            "server_header": False, "log_config": None}
+                            "server_header": False, "log_config": None,
+                            # longer than the idle time of common client pools, so that a
+                            # client rarely reuses a connection the server is closing
+                            "timeout_keep_alive": 75}
 _RESTART_PAUSE_S = 1.0
 _QUICK_DEATH_S = 30.0  # a process that dies sooner than this after starting ...
 _MAX_QUICK_DEATHS = 5  # ... this many times in a row: stop restarting, say so
+
+
+def uvicorn_options(limits: Limits | None = None) -> dict[str, Any]:
+    """How the server runs uvicorn: quiet, headers capped, keep-alive past client pools."""
+    limits = limits or Limits()
+    return {**_UVICORN, "http": guarded_protocol(limits),
+            "h11_max_incomplete_event_size": limits.max_header_bytes}
 
 
 def serve(collection: Path, host: str, port: int, settings: Settings,
@@ -42,7 +53,7 @@ def serve(collection: Path, host: str, port: int, settings: Settings,
     if workers == 1:
         app = create_app(collection=collection, settings=settings, limits=limits,
                          listen_host=host)
-        uvicorn.run(app, host=host, port=port, **_UVICORN)
+        uvicorn.run(app, host=host, port=port, **uvicorn_options(limits))
         return
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.create_server((host, port), family=family, backlog=2048)
@@ -125,7 +136,7 @@ def _worker(listener: socket.socket, collection: Path, settings: Settings,
             publish_writer(collection, f"http://{host}:{port}")
     if opened is not None:
         opened.set()
-    server = uvicorn.Server(uvicorn.Config(app, **_UVICORN))
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(limits)))
     # uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler
     # found before it started: make that an exit that runs the clean-up below
     signal.signal(signal.SIGTERM, _exit)
@@ -142,4 +153,4 @@ def _exit(_signum: int, _frame: Any) -> None:
     raise SystemExit(0)
 
 
-__all__ = ["serve"]
+__all__ = ["serve", "uvicorn_options"]
