@@ -186,6 +186,8 @@ class SearchHit:
     duplicates: int = 0  # near-exact duplicates folded into this hit
     # signal name -> {"score": its score, "rank": its rank in that signal's own list}
     matched_by: dict[str, dict[str, float]] = field(default_factory=dict)
+    match: str = "similar"  # "exact" (same content), "copy" (verified edited copy), "similar"
+    evidence: dict[str, float] = field(default_factory=dict)  # why: inliers, hamming, ...
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import math
 import os
@@ -12,13 +14,29 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
+from PIL import Image
 
 from imgsearch.config import Settings
 from imgsearch.engine.dedup import collapse_hits
 from imgsearch.engine.timing import recording, stage
-from imgsearch.errors import InvalidQueryError, ItemNotFoundError
+from imgsearch.errors import ImgSearchError, InvalidQueryError, ItemNotFoundError
+from imgsearch.search.calibration import (
+    MIN_VECTORS,
+    background_level,
+    prior,
+    standout_confidence,
+)
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
 from imgsearch.search.fusion import RankedList, fuse
+from imgsearch.search.matching import (
+    SIMILAR_CEILING,
+    VERIFY_TOP,
+    Candidate,
+    Match,
+    QueryImage,
+    copy_confidence,
+    match_kinds,
+)
 from imgsearch.search.rerank import (
     BusinessWeights,
     business_scores,
@@ -29,7 +47,7 @@ from imgsearch.search.rerank import (
 from imgsearch.search.understand import Interpretation, understand
 from imgsearch.store.filters import validate as validate_filters
 from imgsearch.store.logs import SearchRecord
-from imgsearch.types import Filters, ImageInput, Query, SearchHit, SearchResult
+from imgsearch.types import Filters, ImageInput, Item, Query, SearchHit, SearchResult
 
 if TYPE_CHECKING:
     from imgsearch.engine.core import Engine
@@ -65,11 +83,21 @@ def validate(query: Query, max_limit: int) -> None:
     validate_filters(query.filters)
 
 
-def _image_vectors(engine: Engine, values: list[ImageInput]) -> NDArray[np.float32]:
-    return np.stack([engine.embed_query_image(v) for v in values])
+def _image_vectors(engine: Engine, values: list[ImageInput],
+                   looks: list[QueryImage] | None = None) -> NDArray[np.float32]:
+    """The vectors of ``values``; with ``looks``, each decoded image is kept there too."""
+    if looks is None:
+        return np.stack([engine.embed_query_image(v) for v in values])
+    vectors = []
+    for value in values:
+        decoded, vector = engine.look_at(value)
+        looks.append(QueryImage(vector, decoded.content_hash, decoded.image))
+        vectors.append(vector)
+    return np.stack(vectors)
 
 
-def signals_for(engine: Engine, query: Query) -> tuple[list[Signal], int | None]:
+def signals_for(engine: Engine, query: Query, looks: list[QueryImage] | None = None
+                ) -> tuple[list[Signal], int | None]:
     spaces = engine.spaces
     signals: list[Signal] = []
     exclude: int | None = None
@@ -101,7 +129,7 @@ def signals_for(engine: Engine, query: Query) -> tuple[list[Signal], int | None]
     text_weight = 1.0 - query.image_weight if query.images else 1.0
     image_weight = query.image_weight if query.text else 1.0
     if query.images:
-        positive = _unit(_image_vectors(engine, query.images).mean(axis=0))
+        positive = _unit(_image_vectors(engine, query.images, looks).mean(axis=0))
         if query.negative_images:
             negative = _unit(_image_vectors(engine, query.negative_images).mean(axis=0))
             positive = _unit(positive - _NEGATIVE_WEIGHT * negative)
@@ -126,44 +154,115 @@ def signals_for(engine: Engine, query: Query) -> tuple[list[Signal], int | None]
     return signals, exclude
 
 
-def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal]) -> NDArray[np.float32]:
+def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
+                looks: list[QueryImage]) -> NDArray[np.float32]:
     """Calibrated 0..1 confidence of every ranked candidate (see search.calibration).
 
-    Weighted signals combine their confidences by weight; fused text lists take the best
-    signal (a keyword hit counts by the share of query words it contains). A space too small
-    to calibrate cannot say what chance looks like, so it does not hold hits back.
+    Each kind of evidence is judged on its own scale and the strongest one counts: image
+    hits against the query images' own neighbours and the collection (or, in a collection
+    too small for either, the encoder's prior), text signals against unrelated probe
+    queries, keyword hits by the share of the query's words they contain. Closeness to a
+    counter-example is no evidence of a match.
     """
     n = len(ranked.keys)
-    weights = {sig.name: sig.weight for sig in signals}
-    fused = "keyword" in ranked.per_signal or any(":" in n for n in ranked.per_signal)
-    parts: list[tuple[float, NDArray[np.float32]]] = []  # (weight, confidence) per signal
-    best = np.zeros(n, np.float32)
+    parts = [np.zeros(n, np.float32)]
+    if "keyword" in ranked.evidence:
+        # BM25 is not comparable across queries; the share of the query's words an
+        # item contains is: "tax court ruling" matching only "rules" is a weak match
+        parts.append(ranked.evidence["keyword"])
+    image_done = False
     for name, scores in ranked.per_signal.items():
-        if name == "keyword":
-            # BM25 is not comparable across queries; the share of the query's words an
-            # item contains is: "tax court ruling" matching only "rules" is a weak match
-            if "keyword" in ranked.evidence:
-                best = np.maximum(best, ranked.evidence["keyword"])
+        space_name = name.split(":", 1)[0]
+        if name == "keyword" or space_name == "not-image":
             continue
-        if name.startswith("not-image"):
-            continue  # closeness to a counter-example is no evidence of a match
-        calibration = engine.calibrations.get(name.split(":", 1)[0])
-        values = scores.astype(np.float32)
-        missing = np.isnan(values)
-        if missing.any():
-            values[missing] = -1.0
-        conf = calibration.confidence(values) if calibration else \
-            np.where(np.isfinite(scores), 1.0, 0.0).astype(np.float32)
-        parts.append((weights.get(name, 1.0), conf))
-    weight_sum = sum(weight for weight, _ in parts)
-    if fused or not weight_sum:
-        return np.maximum.reduce([best] + [conf for _, conf in parts])
-    if len(parts) == 1:  # one signal's weighted mean is its own confidence
-        return parts[0][1]
-    total = np.zeros(n, np.float32)
-    for weight, conf in parts:
-        total += np.float32(weight) * conf
-    return (total / np.float32(weight_sum)).astype(np.float32)
+        if space_name == "image":
+            if not image_done:
+                parts.append(_image_confidence(engine, ranked, signals, looks))
+                image_done = True
+            continue
+        calibration = engine.calibrations.get(space_name)
+        values = np.where(np.isnan(scores), -1.0, scores).astype(np.float32)
+        parts.append(calibration.confidence(values) if calibration else
+                     np.where(np.isfinite(scores), 1.0, 0.0).astype(np.float32))
+    confidence = np.maximum.reduce(parts)
+    return np.minimum(confidence, np.float32(SIMILAR_CEILING)).astype(np.float32)
+
+
+def _image_confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
+                      looks: list[QueryImage]) -> NDArray[np.float32]:
+    """How well each candidate matches the best-matching query image: an averaged or
+    subtracted query vector does not live on one image's scale, so every example is
+    judged by its own similarity to the candidate."""
+    space = engine.spaces["image"]
+    positives = [look.vector for look in looks] or \
+        [sig.vector for sig in signals if sig.name == "image"]
+    single = [sig for sig in signals if sig.name == "image"]
+    if len(positives) == 1 and single and "image" in ranked.per_signal and \
+            np.array_equal(single[0].vector, positives[0]):
+        sims = ranked.per_signal["image"][None, :].astype(np.float32)
+    else:
+        sims = np.full((len(positives), len(ranked.keys)), -1.0, np.float32)
+        found, vectors = space.vectors_of_keys(ranked.keys)
+        if len(found):
+            where = np.searchsorted(ranked.keys, found, sorter=np.argsort(ranked.keys))
+            order = np.argsort(ranked.keys)[where]
+            sims[:, order] = np.stack(positives) @ vectors.T
+    sims = np.where(np.isnan(sims), -1.0, sims).astype(np.float32)
+    small = len(space) < MIN_VECTORS
+    fallback = prior(engine.manifest.spaces["image"].model_id) if small else \
+        engine.calibrations.get("image")
+    best = np.zeros(len(ranked.keys), np.float32)
+    for vector, row in zip(positives, sims, strict=True):
+        if fallback is not None:
+            best = np.maximum(best, fallback.confidence(row))
+        elif small:  # an encoder without a measured prior cannot say what chance is
+            best = np.maximum(best, np.where(row > -1.0, 1.0, 0.0).astype(np.float32))
+        level = None if small else background_level(space, vector)
+        if level is not None:
+            best = np.maximum(best, standout_confidence(row, level))
+    return best
+
+
+def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
+             looks: list[QueryImage]) -> tuple[Ranked, NDArray[np.float32], dict[int, Match]]:
+    """Exact and verified copies among the best few candidates, moved to the front (exact
+    first), their confidence raised to what the evidence says."""
+    top = [int(k) for k in ranked.keys[:VERIFY_TOP]]
+    if not looks or not top:
+        return ranked, confidence, {}
+    items = engine.catalog.items_by_key(top)
+    found, vectors = engine.spaces["image"].vectors_of_keys(np.asarray(top, np.int64))
+    stored = dict(zip(found.tolist(), vectors, strict=True))
+    candidates = [Candidate(key, stored.get(key), item.content_hash, item.phash,
+                            ("thumbnail", key, item.thumbnail, item.content_hash),
+                            functools.partial(_stored_image, engine, item))
+                  for key in top if (item := items.get(key)) is not None]
+    matches = match_kinds(looks, candidates, engine.feature_cache)
+    if not matches:
+        return ranked, confidence, {}
+    confidence = confidence.copy()
+    tier = np.full(len(ranked.keys), 2, np.int64)
+    for position, key in enumerate(top):
+        match = matches.get(key)
+        if match is None:
+            continue
+        tier[position] = 0 if match.kind == "exact" else 1
+        confidence[position] = 1.0 if match.kind == "exact" else \
+            max(float(confidence[position]), copy_confidence(match.evidence["inliers"]))
+    order = np.argsort(tier, kind="stable")
+    return _subset(ranked, order), confidence[order], matches
+
+
+def _stored_image(engine: Engine, item: Item) -> Image.Image | None:
+    """The candidate's stored thumbnail, or else its original when it is a local file."""
+    references = [str(engine.directory / item.thumbnail)] if item.thumbnail else []
+    if item.image and not item.image.startswith(("http://", "https://")):
+        references.append(item.image)
+    for reference in references:
+        with contextlib.suppress(ImgSearchError, OSError):
+            if Path(reference).is_file():
+                return engine.preparer.decode(reference, reference).image
+    return None
 
 
 def _subset(ranked: Ranked, keep: NDArray[Any]) -> Ranked:
@@ -410,8 +509,9 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
             query = dataclasses.replace(original, parse=False)
             allowed = None if query.filters.is_empty() else \
                 engine.catalog.filter_keys(query.filters)
+    looks: list[QueryImage] = []
     with stage("encode"):
-        signals, exclude = signals_for(engine, query)
+        signals, exclude = signals_for(engine, query, looks)
     if allowed is not None and len(allowed) == 0:
         return _logged(engine, query, SearchResult(
             [], query.kind, (time.perf_counter() - started) * 1000,
@@ -434,10 +534,15 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     default = 0.0 if query.kind in ("item", "vector") else s.min_confidence
     minimum = default if query.min_confidence is None else query.min_confidence
     with stage("rerank"):
-        confidence = _confidence(engine, ranked, signals)
+        confidence = _confidence(engine, ranked, signals, looks)
+    with stage("verify"):
+        ranked, confidence, matches = _matches(engine, ranked, confidence, looks)
     fetched = len(ranked.keys)
     if minimum > 0 and fetched:
+        # a verified copy is shown whatever the minimum: its evidence is not a guess
         keep = confidence >= minimum
+        if matches:
+            keep |= np.isin(ranked.keys, np.fromiter(matches, np.int64, len(matches)))
         best = float(confidence.max())
         ranked = _subset(ranked, keep)
         confidence = confidence[keep]
@@ -494,8 +599,11 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
                 else:
                     matched[name] = {"score": score}
         # positional: keywords cost a third of making the hit
+        match = matches.get(key)
         hits.append(SearchHit(ident, scores[row], title, category, brand, price, image,
-                              thumbnail, confidences[row], stands[row] - 1, matched))
+                              thumbnail, confidences[row], stands[row] - 1, matched,
+                              match.kind if match else "similar",
+                              dict(match.evidence) if match else {}))
     return _logged(engine, query, SearchResult(
         hits, query.kind, (time.perf_counter() - started) * 1000,
         total_candidates=ranked.candidates, plan=ranked.plan, interpretation=interpretation))
