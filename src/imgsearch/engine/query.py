@@ -29,6 +29,8 @@ from imgsearch.search.calibration import (
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
 from imgsearch.search.fusion import RankedList, fuse
 from imgsearch.search.matching import (
+    HASH_CANDIDATES,
+    PHASH_RADIUS,
     SIMILAR_CEILING,
     VERIFY_TOP,
     Candidate,
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from imgsearch.engine.core import Engine
 
 _NEGATIVE_WEIGHT = 0.5
+HASH_LOOKUP_MAX = 200_000
 MAX_OFFSET = 10_000
 
 
@@ -224,10 +227,14 @@ def _image_confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
 
 
 def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
-             looks: list[QueryImage]) -> tuple[Ranked, NDArray[np.float32], dict[int, Match]]:
-    """Exact and verified copies among the best few candidates, moved to the front (exact
-    first), their confidence raised to what the evidence says."""
-    top = [int(k) for k in ranked.keys[:VERIFY_TOP]]
+             looks: list[QueryImage], hashed: list[int]
+             ) -> tuple[Ranked, NDArray[np.float32], dict[int, Match]]:
+    """Exact and verified copies among the best few candidates and those whose perceptual
+    hash is close (``hashed``), moved to the front (exact first), their confidence raised
+    to what the evidence says."""
+    # several examples: each may have its own copy among the candidates
+    top = [int(k) for k in ranked.keys[:min(VERIFY_TOP * len(looks), 4 * VERIFY_TOP)]]
+    top += [k for k in hashed if k not in top]
     if not looks or not top:
         return ranked, confidence, {}
     items = engine.catalog.items_by_key(top)
@@ -242,10 +249,9 @@ def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
         return ranked, confidence, {}
     confidence = confidence.copy()
     tier = np.full(len(ranked.keys), 2, np.int64)
-    for position, key in enumerate(top):
-        match = matches.get(key)
-        if match is None:
-            continue
+    position_of = {int(k): i for i, k in enumerate(ranked.keys.tolist())}
+    for key, match in matches.items():
+        position = position_of[key]
         tier[position] = 0 if match.kind == "exact" else 1
         confidence[position] = 1.0 if match.kind == "exact" else \
             max(float(confidence[position]), copy_confidence(match.evidence["inliers"]))
@@ -253,15 +259,69 @@ def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
     return _subset(ranked, order), confidence[order], matches
 
 
+def _hash_candidates(engine: Engine, ranked: Ranked, signals: list[Signal],
+                     looks: list[QueryImage], allowed: NDArray[np.int64] | None,
+                     exclude: int | None) -> tuple[Ranked, list[int]]:
+    """Items whose perceptual hash is within ``PHASH_RADIUS`` bits of a query image's (or
+    of its mirror image's): a second way to find a copy, blind to colour (grey, brighter),
+    that the global descriptor may rank far down. They join the candidates (scored on
+    every signal) and are verified. Collections over ``HASH_LOOKUP_MAX`` items skip it:
+    the hash index is rebuilt after writes, which costs seconds there."""
+    space = engine.spaces.get("image")
+    if not looks or space is None or len(space) > HASH_LOOKUP_MAX or \
+            any(sig.name not in ("image", "text", "clip_text") for sig in signals):
+        return ranked, []
+    hashes = [h for look in looks for h in (look.phash, look.mirrored_phash)]
+    near = engine.hamming_index().radius_search(np.asarray(hashes, dtype=np.int64),
+                                                PHASH_RADIUS)
+    keys = list(dict.fromkeys(k for found in near for k, _d in found[:HASH_CANDIDATES]))
+    keys = [k for k in keys if k != exclude]
+    if allowed is not None:
+        keys = [k for k in keys if _members_of(allowed, k)]
+    if not keys:
+        return ranked, []
+    present = set(ranked.keys.tolist())
+    new = np.asarray([k for k in keys if k not in present], dtype=np.int64)
+    if len(new):
+        new, vectors = space.vectors_of_keys(new)
+    if len(new):
+        by_name = {sig.name: sig for sig in signals}
+        total = sum(sig.weight for sig in signals) or 1.0
+        combined = np.zeros(len(new), np.float32)
+        per_signal = {}
+        for name, column in ranked.per_signal.items():
+            sig = by_name[name]
+            if sig.space is space:
+                extra = (vectors @ sig.vector).astype(np.float32)
+            else:
+                extra = np.zeros(len(new), np.float32)  # judged by the image alone
+            per_signal[name] = np.concatenate([column, extra])
+            combined += np.float32(sig.weight / total) * extra
+        ranked = Ranked(np.concatenate([ranked.keys, new]),
+                        np.concatenate([ranked.scores, combined]), per_signal,
+                        {n: np.concatenate([c, np.zeros(len(new), c.dtype)])
+                         for n, c in ranked.ranks.items()},
+                        ranked.plan + " +phash", ranked.candidates + len(new),
+                        {n: np.concatenate([c, np.zeros(len(new), c.dtype)])
+                         for n, c in ranked.evidence.items()})
+    return ranked, keys
+
+
+def _members_of(allowed: NDArray[np.int64], key: int) -> bool:
+    at = int(np.searchsorted(allowed, key))
+    return at < len(allowed) and int(allowed[at]) == key
+
+
 def _stored_image(engine: Engine, item: Item) -> Image.Image | None:
     """The candidate's stored thumbnail, or else its original when it is a local file."""
-    references = [str(engine.directory / item.thumbnail)] if item.thumbnail else []
+    if item.thumbnail:  # written by this collection: a small JPEG, read directly
+        with contextlib.suppress(OSError, ValueError, Image.DecompressionBombError), \
+                Image.open(engine.directory / item.thumbnail) as thumbnail:
+            return thumbnail.convert("RGB")
     if item.image and not item.image.startswith(("http://", "https://")):
-        references.append(item.image)
-    for reference in references:
         with contextlib.suppress(ImgSearchError, OSError):
-            if Path(reference).is_file():
-                return engine.preparer.decode(reference, reference).image
+            if Path(item.image).is_file():
+                return engine.preparer.decode(item.image, item.image).image
     return None
 
 
@@ -533,10 +593,12 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     # the nearest items. Queries from outside (text, images) must clear the minimum.
     default = 0.0 if query.kind in ("item", "vector") else s.min_confidence
     minimum = default if query.min_confidence is None else query.min_confidence
+    with stage("verify"):
+        ranked, hashed = _hash_candidates(engine, ranked, signals, looks, allowed, exclude)
     with stage("rerank"):
         confidence = _confidence(engine, ranked, signals, looks)
     with stage("verify"):
-        ranked, confidence, matches = _matches(engine, ranked, confidence, looks)
+        ranked, confidence, matches = _matches(engine, ranked, confidence, looks, hashed)
     fetched = len(ranked.keys)
     if minimum > 0 and fetched:
         # a verified copy is shown whatever the minimum: its evidence is not a guess

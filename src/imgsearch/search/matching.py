@@ -12,14 +12,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
+from PIL import Image, ImageOps
 
 from imgsearch.enrich.phash import hamming, perceptual_hash
 from imgsearch.search.verify import MIN_INLIERS, FeatureCache, Features, features, verify
 
-__all__ = ["VERIFY_TOP", "Candidate", "Match", "QueryImage", "copy_confidence", "match_kinds"]
+__all__ = ["HASH_CANDIDATES", "PHASH_RADIUS", "VERIFY_TOP", "Candidate", "Match", "QueryImage",
+           "copy_confidence", "match_kinds"]
 
-VERIFY_TOP = 8
+VERIFY_TOP = 5
+# Candidates found by perceptual hash as well: within this many bits of the query's (a
+# grey or brighter copy moves 0-10 bits; unrelated pictures are ~32 apart), at most
+# this many per query image, each verified before it counts.
+PHASH_RADIUS = 12
+HASH_CANDIDATES = 5
 # Same content: identical bytes, or the same perceptual hash and a cosine this close to 1
 # (the same pixels saved again, or reduced).
 EXACT_COSINE = 0.995
@@ -34,7 +40,7 @@ class QueryImage:
     content_hash: str
     image: Image.Image
     _phash: int | None = field(default=None, repr=False)
-    _features: tuple[Features, Features] | None = field(default=None, repr=False)
+    _features: dict[bool, Features] = field(default_factory=dict, repr=False)
 
     @property
     def phash(self) -> int:
@@ -43,11 +49,15 @@ class QueryImage:
         return self._phash
 
     @property
-    def local_features(self) -> tuple[Features, Features]:
-        """Its ORB features, as is and mirrored (computed once)."""
-        if self._features is None:
-            self._features = (features(self.image), features(self.image, mirror=True))
-        return self._features
+    def mirrored_phash(self) -> int:
+        """The perceptual hash of the mirrored image: what a flipped copy's hash is near."""
+        return perceptual_hash(ImageOps.mirror(self.image))
+
+    def local_features(self, mirrored: bool = False) -> Features:
+        """Its ORB features, as is or mirrored (each computed once, when first needed)."""
+        if mirrored not in self._features:
+            self._features[mirrored] = features(self.image, mirror=mirrored)
+        return self._features[mirrored]
 
 
 @dataclass(frozen=True)
@@ -82,27 +92,40 @@ def _exact(look: QueryImage, candidate: Candidate) -> Match | None:
 
 def match_kinds(looks: Sequence[QueryImage], candidates: Sequence[Candidate],
                 cache: FeatureCache) -> dict[int, Match]:
-    """Exact and verified-copy matches among ``candidates`` (keys not listed: similar)."""
+    """Exact and verified-copy matches among ``candidates`` (keys not listed: similar).
+
+    Candidates are examined in rank order and the search stops once there are as many
+    matches as query images: what ranks after them cannot come before them (an exact copy
+    after a verified one could be labelled ``similar``)."""
     found: dict[int, Match] = {}
     for candidate in candidates:
-        exact = next((m for look in looks if (m := _exact(look, candidate)) is not None), None)
-        if exact is not None:
-            found[candidate.key] = exact
-            continue
-        stored = cache.get(candidate.cache_key, candidate.load)
-        if stored is None or not len(stored):
-            continue
-        best = None
-        for look in looks:
-            plain, mirrored = look.local_features
-            verdict = verify(plain, mirrored, stored)
+        match = _examine(looks, candidate, cache)
+        if match is not None:
+            found[candidate.key] = match
+            if len(found) >= len(looks):
+                break
+    return found
+
+
+def _examine(looks: Sequence[QueryImage], candidate: Candidate, cache: FeatureCache
+             ) -> Match | None:
+    exact = next((m for look in looks if (m := _exact(look, candidate)) is not None), None)
+    if exact is not None:
+        return exact
+    stored = cache.get(candidate.cache_key, candidate.load)
+    if stored is None or not len(stored):
+        return None
+    best = None
+    for look in looks:
+        for mirrored in (False, True):  # the mirrored query only when the plain one fails
+            verdict = verify(look.local_features(mirrored), stored, mirrored)
             if best is None or verdict.inliers > best.inliers:
                 best = verdict
-        if best is not None and best.copy:
-            found[candidate.key] = Match("copy", {"inliers": float(best.inliers),
-                                                  "matches": float(best.matches),
-                                                  "mirrored": float(best.mirrored)})
-    return found
+            if best.copy:
+                return Match("copy", {"inliers": float(best.inliers),
+                                      "matches": float(best.matches),
+                                      "mirrored": float(best.mirrored)})
+    return None
 
 
 def copy_confidence(inliers: float) -> float:

@@ -123,15 +123,11 @@ def _inliers(query: Features, candidate: Features) -> tuple[int, int]:
     return len(inside), len(best)
 
 
-def verify(query: Features, mirrored: Features | None, candidate: Features) -> Verdict:
-    """How well ``candidate`` is explained as a (possibly mirrored) copy of the query."""
+def verify(query: Features, candidate: Features, mirrored: bool = False) -> Verdict:
+    """How well ``candidate`` is explained as a copy of the query (whose features are
+    those of the mirrored query image when ``mirrored``)."""
     inliers, matches = _inliers(query, candidate)
-    verdict = Verdict(inliers, matches, False)
-    if mirrored is not None:
-        flipped, flipped_matches = _inliers(mirrored, candidate)
-        if flipped > inliers:
-            verdict = Verdict(flipped, flipped_matches, True)
-    return verdict
+    return Verdict(inliers, matches, mirrored)
 
 
 class FeatureCache:
