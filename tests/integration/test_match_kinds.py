@@ -8,30 +8,13 @@ import itertools
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageOps
 
-from imagegen import picture
+from imagegen import textured
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
 from imgsearch.search.calibration import PRIORS
 from imgsearch.types import Item, Query
-
-
-def textured(seed: int, size: tuple[int, int] = (480, 360)) -> Image.Image:
-    """A busy picture (many small shapes of many colours): plenty of corners to match."""
-    rng = np.random.default_rng(seed)
-    image = picture(seed, size)
-    draw = ImageDraw.Draw(image)
-    width, height = size
-    for _ in range(90):
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
-        w, h = int(rng.integers(6, width // 8)), int(rng.integers(6, height // 8))
-        if rng.random() < 0.5:
-            draw.rectangle((x, y, x + w, y + h), fill=colour)
-        else:
-            draw.polygon([(x, y), (x + w, y + h // 3), (x + w // 2, y + h)], fill=colour)
-    return image
 
 
 def edited_copy(image: Image.Image) -> Image.Image:

@@ -99,8 +99,11 @@ def _image_vectors(engine: Engine, values: list[ImageInput],
     return np.stack(vectors)
 
 
-def signals_for(engine: Engine, query: Query, looks: list[QueryImage] | None = None
+def signals_for(engine: Engine, query: Query, looks: list[QueryImage] | None = None,
+                negatives: list[QueryImage] | None = None
                 ) -> tuple[list[Signal], int | None]:
+    """The query's signals; ``looks`` and ``negatives``, when given, receive the decoded
+    example and counter-example images (for match kinds)."""
     spaces = engine.spaces
     signals: list[Signal] = []
     exclude: int | None = None
@@ -134,7 +137,8 @@ def signals_for(engine: Engine, query: Query, looks: list[QueryImage] | None = N
     if query.images:
         positive = _unit(_image_vectors(engine, query.images, looks).mean(axis=0))
         if query.negative_images:
-            negative = _unit(_image_vectors(engine, query.negative_images).mean(axis=0))
+            negative = _unit(_image_vectors(engine, query.negative_images,
+                                            negatives).mean(axis=0))
             positive = _unit(positive - _NEGATIVE_WEIGHT * negative)
         signals.append(Signal("image", spaces["image"], positive, image_weight))
     if query.text:
@@ -227,11 +231,12 @@ def _image_confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
 
 
 def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
-             looks: list[QueryImage], hashed: list[int]
-             ) -> tuple[Ranked, NDArray[np.float32], dict[int, Match]]:
+             looks: list[QueryImage], hashed: list[int], negatives: list[QueryImage],
+             promote: bool) -> tuple[Ranked, NDArray[np.float32], dict[int, Match]]:
     """Exact and verified copies among the best few candidates and those whose perceptual
-    hash is close (``hashed``), moved to the front (exact first), their confidence raised
-    to what the evidence says."""
+    hash is close (``hashed``), their confidence raised to what the evidence says and,
+    when ``promote`` (image-only queries: a hybrid one keeps the order its weights give),
+    moved to the front, exact first."""
     # several examples: each may have its own copy among the candidates
     top = [int(k) for k in ranked.keys[:min(VERIFY_TOP * len(looks), 4 * VERIFY_TOP)]]
     top += [k for k in hashed if k not in top]
@@ -244,7 +249,7 @@ def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
                             ("thumbnail", key, item.thumbnail, item.content_hash),
                             functools.partial(_stored_image, engine, item))
                   for key in top if (item := items.get(key)) is not None]
-    matches = match_kinds(looks, candidates, engine.feature_cache)
+    matches = match_kinds(looks, candidates, engine.feature_cache, negatives)
     if not matches:
         return ranked, confidence, {}
     confidence = confidence.copy()
@@ -255,6 +260,8 @@ def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
         tier[position] = 0 if match.kind == "exact" else 1
         confidence[position] = 1.0 if match.kind == "exact" else \
             max(float(confidence[position]), copy_confidence(match.evidence["inliers"]))
+    if not promote:
+        return ranked, confidence, matches
     order = np.argsort(tier, kind="stable")
     return _subset(ranked, order), confidence[order], matches
 
@@ -570,8 +577,11 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
             allowed = None if query.filters.is_empty() else \
                 engine.catalog.filter_keys(query.filters)
     looks: list[QueryImage] = []
+    negatives: list[QueryImage] = []
     with stage("encode"):
-        signals, exclude = signals_for(engine, query, looks)
+        signals, exclude = signals_for(engine, query, looks, negatives)
+    # an image weighed at nothing in a hybrid query is not looked for
+    matching = [] if query.text and query.image_weight == 0 else looks
     if allowed is not None and len(allowed) == 0:
         return _logged(engine, query, SearchResult(
             [], query.kind, (time.perf_counter() - started) * 1000,
@@ -594,11 +604,12 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     default = 0.0 if query.kind in ("item", "vector") else s.min_confidence
     minimum = default if query.min_confidence is None else query.min_confidence
     with stage("verify"):
-        ranked, hashed = _hash_candidates(engine, ranked, signals, looks, allowed, exclude)
+        ranked, hashed = _hash_candidates(engine, ranked, signals, matching, allowed, exclude)
     with stage("rerank"):
         confidence = _confidence(engine, ranked, signals, looks)
     with stage("verify"):
-        ranked, confidence, matches = _matches(engine, ranked, confidence, looks, hashed)
+        ranked, confidence, matches = _matches(engine, ranked, confidence, matching, hashed,
+                                               negatives, promote=not query.text)
     fetched = len(ranked.keys)
     if minimum > 0 and fetched:
         # a verified copy is shown whatever the minimum: its evidence is not a guess

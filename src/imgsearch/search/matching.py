@@ -91,27 +91,32 @@ def _exact(look: QueryImage, candidate: Candidate) -> Match | None:
 
 
 def match_kinds(looks: Sequence[QueryImage], candidates: Sequence[Candidate],
-                cache: FeatureCache) -> dict[int, Match]:
+                cache: FeatureCache, negatives: Sequence[QueryImage] = ()
+                ) -> dict[int, Match]:
     """Exact and verified-copy matches among ``candidates`` (keys not listed: similar).
 
-    Candidates are examined in rank order and the search stops once there are as many
-    matches as query images: what ranks after them cannot come before them (an exact copy
-    after a verified one could be labelled ``similar``)."""
+    Every candidate is checked for the same content; local features are then compared in
+    rank order until there are as many matches as query images (what ranks after them
+    cannot come before them)."""
     found: dict[int, Match] = {}
+    # a counter-example's own image is no match, however close to an example it is
+    candidates = [c for c in candidates if not any(_exact(n, c) for n in negatives)]
+    for candidate in candidates:  # same content is cheap to see: look at them all
+        exact = next((m for look in looks if (m := _exact(look, candidate)) is not None), None)
+        if exact is not None:
+            found[candidate.key] = exact
     for candidate in candidates:
-        match = _examine(looks, candidate, cache)
-        if match is not None:
-            found[candidate.key] = match
-            if len(found) >= len(looks):
-                break
+        if len(found) >= len(looks):
+            break
+        if candidate.key not in found:
+            match = _examine(looks, candidate, cache)
+            if match is not None:
+                found[candidate.key] = match
     return found
 
 
 def _examine(looks: Sequence[QueryImage], candidate: Candidate, cache: FeatureCache
              ) -> Match | None:
-    exact = next((m for look in looks if (m := _exact(look, candidate)) is not None), None)
-    if exact is not None:
-        return exact
     stored = cache.get(candidate.cache_key, candidate.load)
     if stored is None or not len(stored):
         return None
