@@ -324,8 +324,8 @@ def _blank(path: str) -> bool:
     transparent overlay, a solid fill): there is no picture to find."""
     with Image.open(path) as im:
         small = flatten_to_rgb(im)
-    small.thumbnail((64, 64))
-    return float(np.asarray(small.convert("L"), np.float32).std()) < 2.0
+        small.thumbnail((64, 64))
+        return float(np.asarray(small.convert("L"), np.float32).std()) < 2.0
 
 
 def main(argv: Sequence[str] | None = None) -> None:
