@@ -311,7 +311,7 @@ def run_copies(engine: Engine, data: dict[str, Any]) -> tuple[dict[str, list[int
         top = result.hits[0] if result.hits else None
         ok = int(top is not None and top.id == q["expect"])
         per_edit[q["edit"]].append(ok)
-        rows.append({"edit": q["edit"], "path": q["path"], "ok": ok,
+        rows.append({"edit": q["edit"], "query": Path(q["path"]).name, "ok": ok,
                      "top": top.id if top else None,
                      "confidence": top.confidence if top else None,
                      "match": top.match if top else None,
@@ -357,15 +357,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     edit_rows = [[name, len(per_edit[name]), float(np.mean(per_edit[name]))]
                  for name in (*EDITS, "othersize") if per_edit[name]]
     edit_rows.append(["all", len(everything), float(np.mean(everything))])
-    print(table(["edit", "queries", "R@1"], edit_rows), "\n")
+    print("Copies found first (R@1), by edit:\n")
+    print(table(["edit", "queries", "R@1"], edit_rows) + "\n")
     claims = {}
     for size, engine in engines.items():
         unrelated = [_claimed(engine.search(Query(images=[p]))) for p in data["unrelated"]]
         noise_empty = [not engine.search(Query(images=[p])).hits for p in data["noise"]]
         claims[size] = (len(engine.spaces["image"]), float(np.mean(unrelated)),
                         float(np.mean(noise_empty)))
+    print("Unrelated photos and noise, by collection size:\n")
     print(table(["collection", "items", "unrelated photos claimed", "noise answered no match"],
-                [[s, n, u, z] for s, (n, u, z) in claims.items()]), "\n")
+                [[s, n, u, z] for s, (n, u, z) in claims.items()]) + "\n")
     kinds: dict[str, int] = defaultdict(int)
     for r in rows:
         kinds[str(r["match"])] += 1
@@ -373,21 +375,23 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms; "
           f"top-1 match kinds {dict(kinds)}; load {load_average()}\n")
     names = sorted({name for st in STAGES for name in st})
+    print("Stages of a copy query:\n")
     print(table(["stage", "p50 ms", "p99 ms"],
                 [[n, percentile([st.get(n, 0.0) for st in STAGES], 50),
-                  percentile([st.get(n, 0.0) for st in STAGES], 99)] for n in names]), "\n")
+                  percentile([st.get(n, 0.0) for st in STAGES], 99)] for n in names]) + "\n")
     cost = verification_cost(full, data)
+    print("What verification costs, per candidate and per query:\n")
     print(table(["verification cost (one core)", "value"],
                 [["read a stored 256 px thumbnail, ms", cost["read_ms"]],
                  ["ORB features of a thumbnail, ms", cost["features_ms"]],
                  ["ORB features of the query, plain + mirrored, ms", cost["query_features_ms"]],
                  ["match + RANSAC, plain + mirrored, per candidate, ms", cost["verify_both_ms"]],
-                 ["features per item if stored at ingest, bytes", cost["bytes_if_stored"]]]),
-          "\n")
+                 ["features per item if stored at ingest, bytes", cost["bytes_if_stored"]]])
+          + "\n")
     misses = [r for r in rows if not r["ok"]]
     for r in misses[:40]:
-        print(f"miss: {Path(r['path']).name} -> {r['top']} conf {r['confidence']} "
-              f"{r['match']} {r['evidence']}")
+        print(f"miss: {r['query']} -> {r['top']} conf {r['confidence']} "
+              f"{r['match']} {r['evidence']}", file=sys.stderr)
     write_results("copydetect", {"per_edit": {k: float(np.mean(v)) for k, v in per_edit.items()},
                                  "r_at_1": float(np.mean(everything)),
                                  "claims": claims, "p50_ms": percentile(latencies, 50),
