@@ -247,3 +247,21 @@ def jpeg_claiming_more_pixels(claimed: Size = (7000, 7000), size: Size = (64, 64
     data[sof + 5:sof + 7] = claimed[1].to_bytes(2, "big")
     data[sof + 7:sof + 9] = claimed[0].to_bytes(2, "big")
     return bytes(data)
+
+
+def textured(seed: int, size: Size = (480, 360)) -> Image.Image:
+    """A busy picture (``picture`` under many small shapes of many colours): plenty of
+    corners for local features to match."""
+    rng = np.random.default_rng(seed)
+    image = picture(seed, size)
+    draw = ImageDraw.Draw(image)
+    width, height = size
+    for _ in range(90):
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        w, h = int(rng.integers(6, width // 8)), int(rng.integers(6, height // 8))
+        if rng.random() < 0.5:
+            draw.rectangle((x, y, x + w, y + h), fill=colour)
+        else:
+            draw.polygon([(x, y), (x + w, y + h // 3), (x + w // 2, y + h)], fill=colour)
+    return image

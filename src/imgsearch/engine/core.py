@@ -63,6 +63,7 @@ from imgsearch.errors import (
     ReadOnlyCollectionError,
     StorageFullError,
 )
+from imgsearch.ingest.decode import DecodedImage
 from imgsearch.ingest.fetch import Fetcher
 from imgsearch.search.calibration import (
     MIN_VECTORS,
@@ -74,6 +75,7 @@ from imgsearch.search.calibration import (
 )
 from imgsearch.search.space import JournalGap, SpaceIndex
 from imgsearch.search.understand import Vocabulary
+from imgsearch.search.verify import FeatureCache
 from imgsearch.store.catalog import Catalog, WriteResult
 from imgsearch.store.files import (
     ORIGINALS_DIR,
@@ -184,6 +186,7 @@ class Engine:
         self._closed = False
         self._vocabulary: Vocabulary | None = None
         self.calibrations: dict[str, Calibration | None] = {}
+        self.feature_cache = FeatureCache()  # local features of verified candidates
         self._hamming: Any = None
         self.logs = None
         if settings.log_searches and catalog.read_only_storage:
@@ -445,20 +448,24 @@ class Engine:
 
     def embed_query_image(self, value: ImageInput) -> NDArray[np.float32]:
         """A query image's vector, cached by the hash of its content."""
+        return self.look_at(value)[1]
+
+    def look_at(self, value: ImageInput) -> tuple[DecodedImage, NDArray[np.float32]]:
+        """A query image as decoded (its pixels serve verification) and its vector."""
         with stage("decode"):
             decoded = self.preparer.decode(value, value if isinstance(value, str)
                                            else "<query image>")
         key = ("image", self.manifest.spaces["image"].model_id, decoded.content_hash)
         cached = self._cached_vector(key)
         if cached is not None:
-            return cached
+            return decoded, cached
         encoder = self.encoder("image")
         if self.settings.micro_batch:
             vector = self._batcher("image", encoder.embed_images).encode(decoded.image)
         else:
             vector = encoder.embed_image(decoded.image)
         self._store_vector(key, vector)
-        return vector
+        return decoded, vector
 
     def _cached_vector(self, key: tuple[Any, ...]) -> NDArray[np.float32] | None:
         vector = self.embedding_cache.get(key)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import math
 import os
@@ -12,15 +14,33 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
+from PIL import Image
 
 from imgsearch.config import Settings
 from imgsearch.engine.dedup import collapse_hits
 from imgsearch.engine.similar import SOFT_SIGNALS, more_like_this
 from imgsearch.engine.similar import weights as similar_weights
 from imgsearch.engine.timing import recording, stage
-from imgsearch.errors import InvalidQueryError, ItemNotFoundError
+from imgsearch.errors import ImgSearchError, InvalidQueryError, ItemNotFoundError
+from imgsearch.search.calibration import (
+    MIN_VECTORS,
+    background_level,
+    prior,
+    standout_confidence,
+)
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
 from imgsearch.search.fusion import RankedList, fuse
+from imgsearch.search.matching import (
+    HASH_CANDIDATES,
+    PHASH_RADIUS,
+    SIMILAR_CEILING,
+    VERIFY_TOP,
+    Candidate,
+    Match,
+    QueryImage,
+    copy_confidence,
+    match_kinds,
+)
 from imgsearch.search.rerank import (
     BusinessWeights,
     business_scores,
@@ -31,12 +51,13 @@ from imgsearch.search.rerank import (
 from imgsearch.search.understand import Interpretation, understand
 from imgsearch.store.filters import validate as validate_filters
 from imgsearch.store.logs import SearchRecord
-from imgsearch.types import Filters, ImageInput, Query, SearchHit, SearchResult
+from imgsearch.types import Filters, ImageInput, Item, Query, SearchHit, SearchResult
 
 if TYPE_CHECKING:
     from imgsearch.engine.core import Engine
 
 _NEGATIVE_WEIGHT = 0.5
+HASH_LOOKUP_MAX = 200_000
 MAX_OFFSET = 10_000
 
 
@@ -67,11 +88,24 @@ def validate(query: Query, max_limit: int) -> None:
     validate_filters(query.filters)
 
 
-def _image_vectors(engine: Engine, values: list[ImageInput]) -> NDArray[np.float32]:
-    return np.stack([engine.embed_query_image(v) for v in values])
+def _image_vectors(engine: Engine, values: list[ImageInput],
+                   looks: list[QueryImage] | None = None) -> NDArray[np.float32]:
+    """The vectors of ``values``; with ``looks``, each decoded image is kept there too."""
+    if looks is None:
+        return np.stack([engine.embed_query_image(v) for v in values])
+    vectors = []
+    for value in values:
+        decoded, vector = engine.look_at(value)
+        looks.append(QueryImage(vector, decoded.content_hash, decoded.image))
+        vectors.append(vector)
+    return np.stack(vectors)
 
 
-def signals_for(engine: Engine, query: Query) -> tuple[list[Signal], int | None]:
+def signals_for(engine: Engine, query: Query, looks: list[QueryImage] | None = None,
+                negatives: list[QueryImage] | None = None
+                ) -> tuple[list[Signal], int | None]:
+    """The query's signals; ``looks`` and ``negatives``, when given, receive the decoded
+    example and counter-example images (for match kinds)."""
     spaces = engine.spaces
     signals: list[Signal] = []
     exclude: int | None = None
@@ -103,9 +137,10 @@ def signals_for(engine: Engine, query: Query) -> tuple[list[Signal], int | None]
     text_weight = 1.0 - query.image_weight if query.images else 1.0
     image_weight = query.image_weight if query.text else 1.0
     if query.images:
-        positive = _unit(_image_vectors(engine, query.images).mean(axis=0))
+        positive = _unit(_image_vectors(engine, query.images, looks).mean(axis=0))
         if query.negative_images:
-            negative = _unit(_image_vectors(engine, query.negative_images).mean(axis=0))
+            negative = _unit(_image_vectors(engine, query.negative_images,
+                                            negatives).mean(axis=0))
             positive = _unit(positive - _NEGATIVE_WEIGHT * negative)
         signals.append(Signal("image", spaces["image"], positive, image_weight))
     if query.text:
@@ -128,44 +163,175 @@ def signals_for(engine: Engine, query: Query) -> tuple[list[Signal], int | None]
     return signals, exclude
 
 
-def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal]) -> NDArray[np.float32]:
+def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
+                looks: list[QueryImage]) -> NDArray[np.float32]:
     """Calibrated 0..1 confidence of every ranked candidate (see search.calibration).
 
-    Weighted signals combine their confidences by weight; fused text lists take the best
-    signal (a keyword hit counts by the share of query words it contains). A space too small
-    to calibrate cannot say what chance looks like, so it does not hold hits back.
+    Each kind of evidence is judged on its own scale and the strongest one counts: image
+    hits against the query images' own neighbours and the collection (or, in a collection
+    too small for either, the encoder's prior), text signals against unrelated probe
+    queries, keyword hits by the share of the query's words they contain. Closeness to a
+    counter-example is no evidence of a match.
     """
     n = len(ranked.keys)
-    weights = {sig.name: sig.weight for sig in signals}
-    fused = "keyword" in ranked.per_signal or any(":" in n for n in ranked.per_signal)
-    parts: list[tuple[float, NDArray[np.float32]]] = []  # (weight, confidence) per signal
-    best = np.zeros(n, np.float32)
+    parts = [np.zeros(n, np.float32)]
+    if "keyword" in ranked.evidence:
+        # BM25 is not comparable across queries; the share of the query's words an
+        # item contains is: "tax court ruling" matching only "rules" is a weak match
+        parts.append(ranked.evidence["keyword"])
+    image_done = False
     for name, scores in ranked.per_signal.items():
-        if name == "keyword":
-            # BM25 is not comparable across queries; the share of the query's words an
-            # item contains is: "tax court ruling" matching only "rules" is a weak match
-            if "keyword" in ranked.evidence:
-                best = np.maximum(best, ranked.evidence["keyword"])
-            continue
-        if name.startswith("not-image") or name in SOFT_SIGNALS:
+        space_name = name.split(":", 1)[0]
+        if name == "keyword" or space_name == "not-image" or name in SOFT_SIGNALS:
             continue  # closeness to a counter-example, a shared category: no evidence
-        calibration = engine.calibrations.get(name.split(":", 1)[0])
-        values = scores.astype(np.float32)
-        missing = np.isnan(values)
-        if missing.any():
-            values[missing] = -1.0
-        conf = calibration.confidence(values) if calibration else \
-            np.where(np.isfinite(scores), 1.0, 0.0).astype(np.float32)
-        parts.append((weights.get(name, 1.0), conf))
-    weight_sum = sum(weight for weight, _ in parts)
-    if fused or not weight_sum:
-        return np.maximum.reduce([best] + [conf for _, conf in parts])
-    if len(parts) == 1:  # one signal's weighted mean is its own confidence
-        return parts[0][1]
-    total = np.zeros(n, np.float32)
-    for weight, conf in parts:
-        total += np.float32(weight) * conf
-    return (total / np.float32(weight_sum)).astype(np.float32)
+        if space_name == "image":
+            if not image_done:
+                parts.append(_image_confidence(engine, ranked, signals, looks))
+                image_done = True
+            continue
+        calibration = engine.calibrations.get(space_name)
+        values = np.where(np.isnan(scores), -1.0, scores).astype(np.float32)
+        parts.append(calibration.confidence(values) if calibration else
+                     np.where(np.isfinite(scores), 1.0, 0.0).astype(np.float32))
+    confidence = np.maximum.reduce(parts)
+    return np.minimum(confidence, np.float32(SIMILAR_CEILING)).astype(np.float32)
+
+
+def _image_confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
+                      looks: list[QueryImage]) -> NDArray[np.float32]:
+    """How well each candidate matches the best-matching query image: an averaged or
+    subtracted query vector does not live on one image's scale, so every example is
+    judged by its own similarity to the candidate."""
+    space = engine.spaces["image"]
+    positives = [look.vector for look in looks] or \
+        [sig.vector for sig in signals if sig.name == "image"]
+    single = [sig for sig in signals if sig.name == "image"]
+    if len(positives) == 1 and single and "image" in ranked.per_signal and \
+            np.array_equal(single[0].vector, positives[0]):
+        sims = ranked.per_signal["image"][None, :].astype(np.float32)
+    else:
+        sims = np.full((len(positives), len(ranked.keys)), -1.0, np.float32)
+        found, vectors = space.vectors_of_keys(ranked.keys)
+        if len(found):
+            where = np.searchsorted(ranked.keys, found, sorter=np.argsort(ranked.keys))
+            order = np.argsort(ranked.keys)[where]
+            sims[:, order] = np.stack(positives) @ vectors.T
+    sims = np.where(np.isnan(sims), -1.0, sims).astype(np.float32)
+    small = len(space) < MIN_VECTORS
+    fallback = prior(engine.manifest.spaces["image"].model_id) if small else \
+        engine.calibrations.get("image")
+    best = np.zeros(len(ranked.keys), np.float32)
+    for vector, row in zip(positives, sims, strict=True):
+        if fallback is not None:
+            best = np.maximum(best, fallback.confidence(row))
+        elif small:  # an encoder without a measured prior cannot say what chance is
+            best = np.maximum(best, np.where(row > -1.0, 1.0, 0.0).astype(np.float32))
+        level = None if small else background_level(space, vector)
+        if level is not None:
+            best = np.maximum(best, standout_confidence(row, level))
+    return best
+
+
+def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
+             looks: list[QueryImage], hashed: list[int], negatives: list[QueryImage],
+             promote: bool) -> tuple[Ranked, NDArray[np.float32], dict[int, Match]]:
+    """Exact and verified copies among the best few candidates and those whose perceptual
+    hash is close (``hashed``), their confidence raised to what the evidence says and,
+    when ``promote`` (image-only queries: a hybrid one keeps the order its weights give),
+    moved to the front, exact first."""
+    # several examples: each may have its own copy among the candidates
+    top = [int(k) for k in ranked.keys[:min(VERIFY_TOP * len(looks), 4 * VERIFY_TOP)]]
+    top += [k for k in hashed if k not in top]
+    if not looks or not top:
+        return ranked, confidence, {}
+    items = engine.catalog.items_by_key(top)
+    found, vectors = engine.spaces["image"].vectors_of_keys(np.asarray(top, np.int64))
+    stored = dict(zip(found.tolist(), vectors, strict=True))
+    candidates = [Candidate(key, stored.get(key), item.content_hash, item.phash,
+                            ("thumbnail", key, item.thumbnail, item.content_hash),
+                            functools.partial(_stored_image, engine, item))
+                  for key in top if (item := items.get(key)) is not None]
+    matches = match_kinds(looks, candidates, engine.feature_cache, negatives)
+    if not matches:
+        return ranked, confidence, {}
+    confidence = confidence.copy()
+    tier = np.full(len(ranked.keys), 2, np.int64)
+    position_of = {int(k): i for i, k in enumerate(ranked.keys.tolist())}
+    for key, match in matches.items():
+        position = position_of[key]
+        tier[position] = 0 if match.kind == "exact" else 1
+        confidence[position] = 1.0 if match.kind == "exact" else \
+            max(float(confidence[position]), copy_confidence(match.evidence["inliers"]))
+    if not promote:
+        return ranked, confidence, matches
+    order = np.argsort(tier, kind="stable")
+    return _subset(ranked, order), confidence[order], matches
+
+
+def _hash_candidates(engine: Engine, ranked: Ranked, signals: list[Signal],
+                     looks: list[QueryImage], allowed: NDArray[np.int64] | None,
+                     exclude: int | None) -> tuple[Ranked, list[int]]:
+    """Items whose perceptual hash is within ``PHASH_RADIUS`` bits of a query image's (or
+    of its mirror image's): a second way to find a copy, blind to colour (grey, brighter),
+    that the global descriptor may rank far down. They join the candidates (scored on
+    every signal) and are verified. Collections over ``HASH_LOOKUP_MAX`` items skip it:
+    the hash index is rebuilt after writes, which costs seconds there."""
+    space = engine.spaces.get("image")
+    if not looks or space is None or len(space) > HASH_LOOKUP_MAX or \
+            any(sig.name not in ("image", "text", "clip_text") for sig in signals):
+        return ranked, []
+    hashes = [h for look in looks for h in (look.phash, look.mirrored_phash)]
+    near = engine.hamming_index().radius_search(np.asarray(hashes, dtype=np.int64),
+                                                PHASH_RADIUS)
+    keys = list(dict.fromkeys(k for found in near for k, _d in found[:HASH_CANDIDATES]))
+    keys = [k for k in keys if k != exclude]
+    if allowed is not None:
+        keys = [k for k in keys if _members_of(allowed, k)]
+    if not keys:
+        return ranked, []
+    present = set(ranked.keys.tolist())
+    new = np.asarray([k for k in keys if k not in present], dtype=np.int64)
+    if len(new):
+        new, vectors = space.vectors_of_keys(new)
+    if len(new):
+        by_name = {sig.name: sig for sig in signals}
+        total = sum(sig.weight for sig in signals) or 1.0
+        combined = np.zeros(len(new), np.float32)
+        per_signal = {}
+        for name, column in ranked.per_signal.items():
+            sig = by_name[name]
+            if sig.space is space:
+                extra = (vectors @ sig.vector).astype(np.float32)
+            else:
+                extra = np.zeros(len(new), np.float32)  # judged by the image alone
+            per_signal[name] = np.concatenate([column, extra])
+            combined += np.float32(sig.weight / total) * extra
+        ranked = Ranked(np.concatenate([ranked.keys, new]),
+                        np.concatenate([ranked.scores, combined]), per_signal,
+                        {n: np.concatenate([c, np.zeros(len(new), c.dtype)])
+                         for n, c in ranked.ranks.items()},
+                        ranked.plan + " +phash", ranked.candidates + len(new),
+                        {n: np.concatenate([c, np.zeros(len(new), c.dtype)])
+                         for n, c in ranked.evidence.items()})
+    return ranked, keys
+
+
+def _members_of(allowed: NDArray[np.int64], key: int) -> bool:
+    at = int(np.searchsorted(allowed, key))
+    return at < len(allowed) and int(allowed[at]) == key
+
+
+def _stored_image(engine: Engine, item: Item) -> Image.Image | None:
+    """The candidate's stored thumbnail, or else its original when it is a local file."""
+    if item.thumbnail:  # written by this collection: a small JPEG, read directly
+        with contextlib.suppress(OSError, ValueError, Image.DecompressionBombError), \
+                Image.open(engine.directory / item.thumbnail) as thumbnail:
+            return thumbnail.convert("RGB")
+    if item.image and not item.image.startswith(("http://", "https://")):
+        with contextlib.suppress(ImgSearchError, OSError):
+            if Path(item.image).is_file():
+                return engine.preparer.decode(item.image, item.image).image
+    return None
 
 
 def _subset(ranked: Ranked, keep: NDArray[Any]) -> Ranked:
@@ -416,8 +582,12 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
             query = dataclasses.replace(original, parse=False)
             allowed = None if query.filters.is_empty() else \
                 engine.catalog.filter_keys(query.filters)
+    looks: list[QueryImage] = []
+    negatives: list[QueryImage] = []
     with stage("encode"):
-        signals, exclude = signals_for(engine, query)
+        signals, exclude = signals_for(engine, query, looks, negatives)
+    # an image weighed at nothing in a hybrid query is not looked for
+    matching = [] if query.text and query.image_weight == 0 else looks
     if allowed is not None and len(allowed) == 0:
         return _logged(engine, query, SearchResult(
             [], query.kind, (time.perf_counter() - started) * 1000,
@@ -443,11 +613,19 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     # the nearest items. Queries from outside (text, images) must clear the minimum.
     default = 0.0 if query.kind in ("item", "vector") else s.min_confidence
     minimum = default if query.min_confidence is None else query.min_confidence
+    with stage("verify"):
+        ranked, hashed = _hash_candidates(engine, ranked, signals, matching, allowed, exclude)
     with stage("rerank"):
-        confidence = _confidence(engine, ranked, signals)
+        confidence = _confidence(engine, ranked, signals, looks)
+    with stage("verify"):
+        ranked, confidence, matches = _matches(engine, ranked, confidence, matching, hashed,
+                                               negatives, promote=not query.text)
     fetched = len(ranked.keys)
     if minimum > 0 and fetched:
+        # a verified copy is shown whatever the minimum: its evidence is not a guess
         keep = confidence >= minimum
+        if matches:
+            keep |= np.isin(ranked.keys, np.fromiter(matches, np.int64, len(matches)))
         best = float(confidence.max())
         ranked = _subset(ranked, keep)
         confidence = confidence[keep]
@@ -504,8 +682,11 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
                 else:
                     matched[name] = {"score": score}
         # positional: keywords cost a third of making the hit
+        match = matches.get(key)
         hits.append(SearchHit(ident, scores[row], title, category, brand, price, image,
-                              thumbnail, confidences[row], stands[row] - 1, matched))
+                              thumbnail, confidences[row], stands[row] - 1, matched,
+                              match.kind if match else "similar",
+                              dict(match.evidence) if match else {}))
     return _logged(engine, query, SearchResult(
         hits, query.kind, (time.perf_counter() - started) * 1000,
         total_candidates=ranked.candidates, plan=ranked.plan, interpretation=interpretation))

@@ -18,6 +18,18 @@ A raw score maps piecewise linearly to a confidence: median -> 0, chance -> 0.5,
 hits better than the best that chance would give; when none is left the result is
 explicitly empty, with the reason. The calibration is stored in the manifest and
 refreshed when the collection has grown or shrunk substantially.
+
+A global quantile alone cannot judge image queries on a mixed collection: an edited copy
+of a photo (0.55-0.8 cosine) scores under the best random pair of a catalog where many
+drawings look alike. Image hits are therefore also judged against **this query's own
+neighbours** (score normalisation as in copy detection, SSCD / DISC21, and Lowe's ratio
+test): the query's ``BACKGROUND_RANK``-th best score stands for what it scores against
+unrelated items, and a hit's *stand-out* is how far it rises from there towards 1.0
+(see ``standout``). A hit is confident when either view says so.
+
+Collections under ``MIN_VECTORS`` items have no pairs to speak of: their image hits are
+judged with an encoder-level prior (``PRIORS``), measured once on real pictures by
+``bench/prior.py``.
 """
 
 from __future__ import annotations
@@ -148,6 +160,63 @@ def calibrate_probes(space: SpaceIndex, probes: NDArray[np.float32],
     chance = float(np.quantile(best, PROBE_QUANTILE))
     chance = min(max(chance, median + 1e-3), 0.999)
     return Calibration(median, chance, float(sims.mean()), float(sims.std()), n)
+
+
+@dataclass(frozen=True)
+class Prior:
+    median: float  # cosine of two unrelated real pictures
+    chance: float  # beaten by one unrelated pair in a thousand
+
+    def calibration(self) -> Calibration:
+        return Calibration(self.median, self.chance, self.median, 0.0, 0)
+
+
+# Measured with `.venv/bin/python bench/prior.py` over the GNOME wallpapers and the Tux Paint
+# stamps (791 pictures, 312,436 pairs of different pictures; noise images reach 0.594).
+# Keyed by the encoder's model id: rerun the script when an encoder changes and add its line.
+PRIORS: dict[str, Prior] = {
+    "descriptor-v1": Prior(median=0.3052, chance=0.7776),
+}
+
+
+def prior(model_id: str) -> Calibration | None:
+    """The encoder-level calibration of small collections (None: none measured)."""
+    found = PRIORS.get(model_id)
+    return found.calibration() if found is not None else None
+
+
+# The query's own neighbours: its BACKGROUND_RANK-th best score stands for "unrelated".
+BACKGROUND_RANK = 10
+# Stand-out at which a hit is as likely a match as not (confidence 0.5). Measured by
+# bench/copydetect.py on 10,362 real images: the best hit of 31 unrelated photos stands out
+# by 0.40 at most (0.33 for the next), of noise by 0.15; edited copies found first by
+# 0.35-1.0 (median 0.6), and those under 0.5 are mostly verified copies anyway.
+STANDOUT_CHANCE = 0.5
+
+
+def standout(scores: NDArray[np.float32], level: float) -> NDArray[np.float32]:
+    """How far each score rises from the query's background ``level`` towards 1.0."""
+    room = max(1.0 - level, 1e-6)
+    return np.clip((np.asarray(scores, np.float32) - level) / room, 0.0, 1.0).astype(np.float32)
+
+
+def standout_confidence(scores: NDArray[np.float32], level: float) -> NDArray[np.float32]:
+    """Confidence from stand-out: 0 at the background, 0.5 at ``STANDOUT_CHANCE``, 1 at 1."""
+    return np.interp(standout(scores, level), (0.0, STANDOUT_CHANCE, 1.0),
+                     (0.0, 0.5, 1.0)).astype(np.float32)
+
+
+def background_level(space: SpaceIndex, vector: NDArray[np.float32]) -> float | None:
+    """What ``vector`` scores against its ``BACKGROUND_RANK``-th neighbour in ``space``
+    (None when the space is too small for a neighbourhood to mean anything)."""
+    if len(space) < MIN_VECTORS:
+        return None
+    scores, _labels = space.index.search(vector.reshape(1, -1).astype(np.float32),
+                                         BACKGROUND_RANK + 1)
+    row = scores[0][np.isfinite(scores[0])]
+    if len(row) <= BACKGROUND_RANK:
+        return None
+    return float(row[BACKGROUND_RANK])
 
 
 def is_stale(calibration: Calibration | None, vectors: int, ratio: float = 0.2) -> bool:

@@ -151,7 +151,7 @@ def search_response(result: SearchResult, limit: int, offset: int) -> SearchResp
                    category=h.category, brand=h.brand, price=h.price,
                    thumbnail=thumbnail_url(h.id) if h.thumbnail else None,
                    image_url=_web_url(h.image), matched_by=h.matched_by,
-                   duplicates=h.duplicates)
+                   duplicates=h.duplicates, match=h.match, evidence=h.evidence)
             for h in result.hits]
     return SearchResponse(
         results=hits, count=len(hits), limit=limit, offset=offset,

@@ -133,6 +133,10 @@ class HitOut(BaseModel):
     image_url: str | None = Field(default=None, description="the source image when it is a URL")
     matched_by: dict[str, dict[str, float]] = Field(default_factory=dict)
     duplicates: int = 0
+    match: str = Field(default="similar", description="exact (same content), copy (verified "
+                       "edited copy) or similar")
+    evidence: dict[str, float] = Field(default_factory=dict,
+                                       description="why: inliers, hamming distance, ...")
 
 
 class SearchResponse(BaseModel):

@@ -1,0 +1,405 @@
+"""Copy detection on real photos under the default settings: does an edited copy of an
+indexed photo come back first, and do unrelated photos and noise get "no match"?
+
+The set (built once, cached under ``bench/data/copydetect/``):
+
+- **photos**: every raster wallpaper of the desktop packages installed here
+  (``/usr/share/backgrounds``: gnome-backgrounds, mate-backgrounds, sway-backgrounds,
+  ukui and lomiri wallpapers; ``/usr/share/wallpapers``: plasma-workspace-wallpapers,
+  which ships each picture at several sizes and aspects). Pictures are grouped (a
+  picture's sizes, its light/dark variants); a seeded two thirds of the groups are
+  indexed (one file each, the largest), the other third is held out as **unrelated
+  queries**, never indexed.
+- **distractors**: real drawings and clip-art, every PNG/JPEG of tuxpaint-stamps-default,
+  openclipart-png and wesnoth-1.16-data (when installed) that the decoder accepts, up to
+  ``--distractors``.
+- **copy queries**: each indexed photo, first brought to 1280 px on its longer side
+  (the size of a picture found on the web; the full 5K originals would make the query
+  time a JPEG-decoding benchmark), then edited: ``down320`` (longer side 320 px),
+  ``jpeg15`` (JPEG quality 15), ``crop60`` (the central 60 % of each side), ``gray``,
+  ``rotate7`` (7°, black corners), ``bright`` (+50 %), ``mirror``, ``blur4`` (Gaussian
+  radius 4), ``banner`` (a coloured band with text over the bottom fifth); plus
+  ``othersize``: the package's own other files of the same picture (other resolutions
+  and aspect crops). Queries are saved as JPEG quality 90 (PNG for none).
+- **noise**: seeded uniform RGB noise, 256 × 256.
+
+Wallpapers that are one flat colour once their transparency is laid over white (the
+transparent MATE overlays, a solid fill) stay indexed but are not queried for: there is
+no picture in them to find, and they are "exact" copies of each other.
+
+Everything is asked through ``Engine.search`` with default ``Settings`` (only the text
+encoder is off: the items have no text). Reported: R@1 overall and per edit; the share of
+unrelated photos claimed as a match (any hit of kind ``copy``/``exact``, or any hit at all
+under the default minimum confidence); the share of noise images answered "no match" at
+collection sizes 10, 100 and the full set; image-query latency p50/p99 end to end
+(decode, encode, search, verification), one query at a time.
+
+    .venv/bin/python bench/copydetect.py            # about 15 minutes the first time
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import re
+import shutil
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import imagehash
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+
+from common import (
+    DATA_DIR,
+    command_line,
+    load_average,
+    machine,
+    machine_line,
+    now,
+    percentile,
+    table,
+    write_results,
+)
+from imgsearch import Engine, Item, Query, Settings
+from imgsearch.enrich.thumbnails import flatten_to_rgb
+from imgsearch.search.verify import features, verify
+
+HERE = DATA_DIR / "copydetect"
+PHOTO_ROOTS = (Path("/usr/share/backgrounds"), Path("/usr/share/wallpapers"))
+DISTRACTOR_ROOTS = (Path("/usr/share/tuxpaint/stamps"), Path("/usr/share/openclipart"),
+                    Path("/usr/share/games/wesnoth"))
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}
+EDITS = ("down320", "jpeg15", "crop60", "gray", "rotate7", "bright", "mirror", "blur4",
+         "banner")
+QUERY_SIDE = 1280
+SEED = 0
+NOISE = 30
+RECIPE = 2
+STAGES: list[dict[str, float]] = []  # stage timings of each copy query
+
+
+def _files(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
+
+
+_VARIANT = re.compile(r"[-_](l|d|day|night|light|dark|morning|evening)$")
+
+
+def _group_key(path: Path) -> str:
+    """Files that show one picture share a key: plasma's ``Name/contents/images/WxH``,
+    gnome's ``name-l``/``name-d`` light and dark variants."""
+    parts = path.parts
+    if "contents" in parts:
+        return "/".join(parts[:parts.index("contents")])
+    stem = _VARIANT.sub("", path.stem)
+    stem = re.sub(r"_\d+x\d+(_portrait)?$", "", stem, flags=re.IGNORECASE)  # sway's sizes
+    return str(path.with_name(stem))
+
+
+def photo_groups() -> list[list[Path]]:
+    groups: dict[str, list[Path]] = defaultdict(list)
+    seen: set[str] = set()
+    for root in PHOTO_ROOTS:
+        for path in _files(root):
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest in seen:  # the same file shipped twice (symlinks, copies)
+                continue
+            seen.add(digest)
+            try:
+                with Image.open(path) as im:
+                    if min(im.size) < 256:
+                        continue
+            except Exception:
+                continue
+            groups[_group_key(path)].append(path)
+    return _merge_lookalikes([sorted(g, key=_pixels, reverse=True)
+                              for _k, g in sorted(groups.items())])
+
+
+def _merge_lookalikes(groups: list[list[Path]]) -> list[list[Path]]:
+    """One picture shipped by two packages under two names is one group (pHash within 6
+    bits), so that no "unrelated" query has its own twin in the index."""
+    hashes = []
+    for group in groups:
+        with Image.open(group[0]) as im:
+            hashes.append(int(str(imagehash.phash(flatten_to_rgb(im))), 16))
+    merged: list[list[Path]] = []
+    owner: list[int] = []
+    for group, h in zip(groups, hashes, strict=True):
+        for i, other in enumerate(owner):
+            if bin(h ^ other).count("1") <= 6:
+                merged[i] += group
+                break
+        else:
+            merged.append(list(group))
+            owner.append(h)
+    return merged
+
+
+def _pixels(path: Path) -> int:
+    with Image.open(path) as im:
+        return im.size[0] * im.size[1]
+
+
+def _fit(image: Image.Image, side: int) -> Image.Image:
+    image = flatten_to_rgb(image)  # transparency over white, as ingest does
+    scale = side / max(image.size)
+    if scale < 1:
+        image = image.resize((max(1, round(image.width * scale)),
+                              max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
+    return image
+
+
+def edit(image: Image.Image, name: str) -> tuple[Image.Image, int]:
+    """(edited image, JPEG quality to save it with)."""
+    w, h = image.size
+    if name == "down320":
+        return _fit(image, 320), 90
+    if name == "jpeg15":
+        return image, 15
+    if name == "crop60":
+        return image.crop((round(w * 0.2), round(h * 0.2), round(w * 0.8), round(h * 0.8))), 90
+    if name == "gray":
+        return ImageOps.grayscale(image).convert("RGB"), 90
+    if name == "rotate7":
+        return image.rotate(7, resample=Image.Resampling.BICUBIC), 90
+    if name == "bright":
+        return ImageEnhance.Brightness(image).enhance(1.5), 90
+    if name == "mirror":
+        return ImageOps.mirror(image), 90
+    if name == "blur4":
+        return image.filter(ImageFilter.GaussianBlur(4)), 90
+    if name == "banner":
+        out = image.copy()
+        draw = ImageDraw.Draw(out)
+        draw.rectangle((0, round(h * 0.8), w, h), fill=(200, 30, 60))
+        draw.text((w // 20, round(h * 0.85)), "SALE -50% today only www.example.com",
+                  fill=(255, 255, 255), font_size=max(12, h // 14))
+        return out, 90
+    raise ValueError(f"unknown edit {name!r}")
+
+
+def build(distractor_cap: int) -> dict[str, Any]:
+    """The set's files and labels, made once (``HERE/set.json``)."""
+    manifest = HERE / "set.json"
+    recipe = {"recipe": RECIPE, "seed": SEED, "distractors": distractor_cap,
+              "query_side": QUERY_SIDE}
+    if manifest.exists():
+        data = json.loads(manifest.read_text())
+        if data.get("recipe") == recipe:
+            return dict(data)
+    shutil.rmtree(HERE / "queries", ignore_errors=True)
+    (HERE / "queries").mkdir(parents=True)
+    groups = photo_groups()
+    rng = random.Random(SEED)
+    order = list(range(len(groups)))
+    rng.shuffle(order)
+    cut = round(len(groups) * 2 / 3)
+    indexed = [groups[i] for i in sorted(order[:cut])]
+    held = [groups[i] for i in sorted(order[cut:])]
+    photos = [{"id": f"photo-{n:03d}", "path": str(g[0])} for n, g in enumerate(indexed)]
+    copies: list[dict[str, str]] = []
+    for photo, group in zip(photos, indexed, strict=True):
+        base = _fit(Image.open(group[0]), QUERY_SIDE)
+        for name in EDITS:
+            edited, quality = edit(base, name)
+            out = HERE / "queries" / f"{photo['id']}-{name}.jpg"
+            edited.save(out, quality=quality)
+            copies.append({"edit": name, "path": str(out), "expect": photo["id"]})
+        for other in group[1:]:  # the same picture at other sizes and aspects
+            if _VARIANT.search(other.stem):
+                continue  # a light/dark variant is another picture, not a copy
+            copies.append({"edit": "othersize", "path": str(other), "expect": photo["id"]})
+    unrelated = []
+    for n, group in enumerate(held):
+        out = HERE / "queries" / f"unrelated-{n:03d}.jpg"
+        _fit(Image.open(group[0]), QUERY_SIDE).save(out, quality=90)
+        unrelated.append(str(out))
+    noise = []
+    gen = np.random.default_rng(SEED)
+    for n in range(NOISE):
+        out = HERE / "queries" / f"noise-{n:02d}.png"
+        Image.fromarray(gen.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(out)
+        noise.append(str(out))
+    distractors = [str(p) for root in DISTRACTOR_ROOTS for p in _files(root)]
+    random.Random(SEED).shuffle(distractors)
+    data = {"recipe": recipe, "photos": photos, "copies": copies, "unrelated": unrelated,
+            "noise": noise, "distractors": distractors[:distractor_cap]}
+    manifest.write_text(json.dumps(data, indent=1))
+    return data
+
+
+def collection(data: dict[str, Any], size: str, settings: Settings) -> Engine:
+    """The collection of ``size`` ("10", "100" or "full"), ingested once."""
+    path = HERE / f"collection-{size}"
+    photos = data["photos"]
+    if size == "10":
+        chosen = photos[:10]
+        rest: list[str] = []
+    elif size == "100":
+        chosen, rest = photos[:30], data["distractors"][:70]
+    else:
+        chosen, rest = photos, data["distractors"]
+    done = path / "done.json"
+    if done.exists() and json.loads(done.read_text()).get("recipe") == data["recipe"]:
+        return Engine.open(path, settings, create=False)
+    shutil.rmtree(path, ignore_errors=True)
+    engine = Engine.open(path, settings, text_encoder="none")
+    items = [(Item(id=p["id"], image=p["path"]), p["path"]) for p in chosen]
+    items += [(Item(id=f"d-{n:05d}", image=p), p) for n, p in enumerate(rest)]
+    started = time.perf_counter()
+    report = engine.ingest_items(items, total=len(items))
+    seconds = time.perf_counter() - started
+    print(f"collection {size}: {report.added} items in {seconds:.0f} s "
+          f"({report.added / max(seconds, 1e-9):.0f} images/s), {len(report.failed)} refused",
+          file=sys.stderr)
+    done.write_text(json.dumps({"recipe": data["recipe"], "items": report.added,
+                                "seconds": seconds}))
+    return engine
+
+
+def _claimed(result: Any) -> bool:
+    """Under the default floor every hit shown is a claim: a copy/exact one, or one whose
+    confidence cleared the minimum."""
+    return bool(result.hits)
+
+
+def verification_cost(engine: Engine, data: dict[str, Any], n: int = 200) -> dict[str, float]:
+    """Milliseconds to read a stored thumbnail, to find its ORB features, to match and
+    verify a query against it (plain and mirrored), and the bytes its features would take
+    if they were stored at ingest instead."""
+    thumbs = sorted((engine.directory / "thumbnails").rglob("*.jpg"))[:n]
+    started = time.perf_counter()
+    images = [Image.open(t).convert("RGB") for t in thumbs]
+    read_ms = (time.perf_counter() - started) * 1000 / len(images)
+    started = time.perf_counter()
+    feats = [features(im) for im in images]
+    orb_ms = (time.perf_counter() - started) * 1000 / len(images)
+    query = Image.open(data["copies"][0]["path"]).convert("RGB")
+    started = time.perf_counter()
+    plain, mirrored = features(query), features(query, mirror=True)
+    query_ms = (time.perf_counter() - started) * 1000
+    started = time.perf_counter()
+    for f in feats:
+        verify(plain, f)
+        verify(mirrored, f, True)
+    match_ms = (time.perf_counter() - started) * 1000 / len(feats)
+    stored = float(np.mean([len(f) * (32 + 8) for f in feats]))
+    return {"read_ms": read_ms, "features_ms": orb_ms, "query_features_ms": query_ms,
+            "verify_both_ms": match_ms, "bytes_if_stored": stored}
+
+
+def run_copies(engine: Engine, data: dict[str, Any]) -> tuple[dict[str, list[int]], list[float],
+                                                              list[dict[str, Any]]]:
+    per_edit: dict[str, list[int]] = defaultdict(list)
+    latencies: list[float] = []
+    rows = []
+    for q in data["copies"]:
+        started = time.perf_counter()
+        result = engine.search(Query(images=[q["path"]], limit=10))
+        latencies.append((time.perf_counter() - started) * 1000)
+        STAGES.append(result.stage_ms)
+        top = result.hits[0] if result.hits else None
+        ok = int(top is not None and top.id == q["expect"])
+        per_edit[q["edit"]].append(ok)
+        rows.append({"edit": q["edit"], "query": Path(q["path"]).name, "ok": ok,
+                     "top": top.id if top else None,
+                     "confidence": top.confidence if top else None,
+                     "match": top.match if top else None,
+                     "evidence": top.evidence if top else None})
+    return per_edit, latencies, rows
+
+
+def _blank(path: str) -> bool:
+    """A wallpaper that is one flat colour once its transparency is laid over white (a
+    transparent overlay, a solid fill): there is no picture to find."""
+    with Image.open(path) as im:
+        small = flatten_to_rgb(im)
+        small.thumbnail((64, 64))
+        return float(np.asarray(small.convert("L"), np.float32).std()) < 2.0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--distractors", type=int, default=11_000)
+    parser.add_argument("--min-confidence", type=float, default=None,
+                        help="override the default floor (diagnostics only)")
+    args = parser.parse_args(argv)
+    data = build(args.distractors)
+    blank = {p["id"] for p in data["photos"] if _blank(p["path"])}
+    data["copies"] = [c for c in data["copies"]
+                      if c["expect"] not in blank and not _blank(c["path"])]
+    settings = Settings(result_cache_size=0, embedding_cache_size=0, log_searches=False)
+    if args.min_confidence is not None:
+        settings = Settings(result_cache_size=0, embedding_cache_size=0, log_searches=False,
+                            min_confidence=args.min_confidence)
+    print(f"# copydetect — {now()}\n\n{machine_line(machine())}\n\n`{command_line()}`\n")
+    engines = {size: collection(data, size, settings) for size in ("10", "100", "full")}
+    full = engines["full"]
+    size_full = len(full.spaces["image"])
+    for q in data["copies"][:5]:  # warm caches of code paths, not of answers
+        full.search(Query(images=[q["path"]]))
+    per_edit, latencies, rows = run_copies(full, data)
+    everything = [v for values in per_edit.values() for v in values]
+    print(f"{len(data['photos'])} indexed photos ({len(blank)} of them flat, not queried) "
+          f"among {size_full:,} items; "
+          f"{len(everything)} copy queries, {len(data['unrelated'])} unrelated photos, "
+          f"{len(data['noise'])} noise images\n")
+    edit_rows = [[name, len(per_edit[name]), float(np.mean(per_edit[name]))]
+                 for name in (*EDITS, "othersize") if per_edit[name]]
+    edit_rows.append(["all", len(everything), float(np.mean(everything))])
+    print("Copies found first (R@1), by edit:\n")
+    print(table(["edit", "queries", "R@1"], edit_rows) + "\n")
+    claims = {}
+    for size, engine in engines.items():
+        unrelated = [_claimed(engine.search(Query(images=[p]))) for p in data["unrelated"]]
+        noise_empty = [not engine.search(Query(images=[p])).hits for p in data["noise"]]
+        claims[size] = (len(engine.spaces["image"]), float(np.mean(unrelated)),
+                        float(np.mean(noise_empty)))
+    print("Unrelated photos and noise, by collection size:\n")
+    print(table(["collection", "items", "unrelated photos claimed", "noise answered no match"],
+                [[s, n, u, z] for s, (n, u, z) in claims.items()]) + "\n")
+    kinds: dict[str, int] = defaultdict(int)
+    for r in rows:
+        kinds[str(r["match"])] += 1
+    print(f"image query end to end at {size_full:,} items, one at a time: "
+          f"p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms; "
+          f"top-1 match kinds {dict(kinds)}; load {load_average()}\n")
+    names = sorted({name for st in STAGES for name in st})
+    print("Stages of a copy query:\n")
+    print(table(["stage", "p50 ms", "p99 ms"],
+                [[n, percentile([st.get(n, 0.0) for st in STAGES], 50),
+                  percentile([st.get(n, 0.0) for st in STAGES], 99)] for n in names]) + "\n")
+    cost = verification_cost(full, data)
+    print("What verification costs, per candidate and per query:\n")
+    print(table(["verification cost (one core)", "value"],
+                [["read a stored 256 px thumbnail, ms", cost["read_ms"]],
+                 ["ORB features of a thumbnail, ms", cost["features_ms"]],
+                 ["ORB features of the query, plain + mirrored, ms", cost["query_features_ms"]],
+                 ["match + RANSAC, plain + mirrored, per candidate, ms", cost["verify_both_ms"]],
+                 ["features per item if stored at ingest, bytes", cost["bytes_if_stored"]]])
+          + "\n")
+    misses = [r for r in rows if not r["ok"]]
+    for r in misses[:40]:
+        print(f"miss: {r['query']} -> {r['top']} conf {r['confidence']} "
+              f"{r['match']} {r['evidence']}", file=sys.stderr)
+    write_results("copydetect", {"per_edit": {k: float(np.mean(v)) for k, v in per_edit.items()},
+                                 "r_at_1": float(np.mean(everything)),
+                                 "claims": claims, "p50_ms": percentile(latencies, 50),
+                                 "verification_cost": cost,
+                                 "p99_ms": percentile(latencies, 99), "rows": rows})
+    for engine in engines.values():
+        engine.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""What kind of match a hit is: ``exact`` (the same content), ``copy`` (the same picture
+after edits, verified by local features) or ``similar`` (it looks alike).
+
+Only the best few candidates of a query image are examined (``VERIFY_TOP``): a copy that
+the global descriptor does not rank near the top is not looked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageOps
+
+from imgsearch.enrich.phash import hamming, perceptual_hash
+from imgsearch.search.verify import MIN_INLIERS, FeatureCache, Features, features, verify
+
+__all__ = ["HASH_CANDIDATES", "PHASH_RADIUS", "VERIFY_TOP", "Candidate", "Match", "QueryImage",
+           "copy_confidence", "match_kinds"]
+
+VERIFY_TOP = 5
+# Candidates found by perceptual hash as well: within this many bits of the query's (a
+# grey or brighter copy moves 0-10 bits; unrelated pictures are ~32 apart), at most
+# this many per query image, each verified before it counts.
+PHASH_RADIUS = 12
+HASH_CANDIDATES = 5
+# Same content: identical bytes, or the same perceptual hash and a cosine this close to 1
+# (the same pixels saved again, or reduced).
+EXACT_COSINE = 0.995
+SIMILAR_CEILING = 0.99  # only an exact copy is shown as 100 %
+
+
+@dataclass
+class QueryImage:
+    """A query image as decoded, with its vector."""
+
+    vector: NDArray[np.float32]
+    content_hash: str
+    image: Image.Image
+    _phash: int | None = field(default=None, repr=False)
+    _features: dict[bool, Features] = field(default_factory=dict, repr=False)
+
+    @property
+    def phash(self) -> int:
+        if self._phash is None:
+            self._phash = perceptual_hash(self.image)
+        return self._phash
+
+    @property
+    def mirrored_phash(self) -> int:
+        """The perceptual hash of the mirrored image: what a flipped copy's hash is near."""
+        return perceptual_hash(ImageOps.mirror(self.image))
+
+    def local_features(self, mirrored: bool = False) -> Features:
+        """Its ORB features, as is or mirrored (each computed once, when first needed)."""
+        if mirrored not in self._features:
+            self._features[mirrored] = features(self.image, mirror=mirrored)
+        return self._features[mirrored]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    key: int
+    vector: NDArray[np.float32] | None
+    content_hash: str | None
+    phash: int | None
+    cache_key: Hashable  # names the stored image its features come from
+    load: Callable[[], Image.Image | None]  # its stored image (thumbnail), None if gone
+
+
+@dataclass(frozen=True)
+class Match:
+    kind: str  # "exact" | "copy"
+    evidence: dict[str, float]
+
+
+def _exact(look: QueryImage, candidate: Candidate) -> Match | None:
+    if candidate.content_hash is not None and candidate.content_hash == look.content_hash:
+        return Match("exact", {"same_bytes": 1.0})
+    if candidate.phash is None or candidate.vector is None:
+        return None
+    cosine = float(candidate.vector @ look.vector)
+    if cosine < EXACT_COSINE:
+        return None
+    distance = hamming(look.phash, candidate.phash)
+    if distance == 0:
+        return Match("exact", {"hamming": 0.0, "cosine": round(cosine, 4)})
+    return None
+
+
+def match_kinds(looks: Sequence[QueryImage], candidates: Sequence[Candidate],
+                cache: FeatureCache, negatives: Sequence[QueryImage] = ()
+                ) -> dict[int, Match]:
+    """Exact and verified-copy matches among ``candidates`` (keys not listed: similar).
+
+    Every candidate is checked for the same content; local features are then compared in
+    rank order until there are as many matches as query images (what ranks after them
+    cannot come before them)."""
+    found: dict[int, Match] = {}
+    # a counter-example's own image is no match, however close to an example it is
+    candidates = [c for c in candidates if not any(_exact(n, c) for n in negatives)]
+    for candidate in candidates:  # same content is cheap to see: look at them all
+        exact = next((m for look in looks if (m := _exact(look, candidate)) is not None), None)
+        if exact is not None:
+            found[candidate.key] = exact
+    for candidate in candidates:
+        if len(found) >= len(looks):
+            break
+        if candidate.key not in found:
+            match = _examine(looks, candidate, cache)
+            if match is not None:
+                found[candidate.key] = match
+    return found
+
+
+def _examine(looks: Sequence[QueryImage], candidate: Candidate, cache: FeatureCache
+             ) -> Match | None:
+    stored = cache.get(candidate.cache_key, candidate.load)
+    if stored is None or not len(stored):
+        return None
+    best = None
+    for look in looks:
+        for mirrored in (False, True):  # the mirrored query only when the plain one fails
+            verdict = verify(look.local_features(mirrored), stored, mirrored)
+            if best is None or verdict.inliers > best.inliers:
+                best = verdict
+            if best.copy:
+                return Match("copy", {"inliers": float(best.inliers),
+                                      "matches": float(best.matches),
+                                      "mirrored": float(best.mirrored)})
+    return None
+
+
+def copy_confidence(inliers: float) -> float:
+    """A verified copy's confidence: 0.9 at the minimum number of inliers, rising with
+    more towards (never reaching) 1.0, which only an exact copy shows."""
+    extra = min(max(inliers - MIN_INLIERS, 0.0) / 100.0, 1.0)
+    return round(0.9 + 0.09 * extra, 4)

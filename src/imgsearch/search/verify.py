@@ -1,0 +1,162 @@
+"""Is a candidate the same picture as the query, after edits? Local features say.
+
+A global descriptor ranks look-alikes; it cannot tell an edited copy (cropped, rotated,
+recoloured, mirrored, overlaid) from a different picture of the same kind. Local features
+can: ORB keypoints of the query and of a candidate are matched (Lowe's ratio test), and a
+similarity transform (rotation, scale, shift) is fitted to the matches with RANSAC. Many
+matches that agree on one transform happen only when the two images show the same
+picture. The mirrored query is tried too, so a flipped copy is found.
+
+Features are computed at query time from the candidate's stored thumbnail (256 px):
+about 1.5 ms to read it and find its keypoints, plus ~2 ms to match and fit (plain and
+mirrored), cached by ``FeatureCache``. Storing them at ingest would cost ~10.6 kB per
+item (1 GB a 100k items) for items most queries never verify, to save ~1.5 ms per
+verified candidate (bench/copydetect.py; BENCHMARKS.md, copy detection).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+__all__ = ["MIN_INLIERS", "FeatureCache", "Features", "Verdict", "features", "verify"]
+
+SIDE = 320  # longer side the query is brought to; thumbnails are 256 px
+_ORB_FEATURES = 500
+_RATIO = 0.8  # Lowe's ratio test
+_REPROJECTION_PX = 4.0
+# Inliers of one similarity transform needed to call a candidate a copy. In
+# bench/copydetect.py, unrelated photos and noise against their 5 best candidates among
+# 10k real images, and copies against their wrong candidates, reach at most 8.
+MIN_INLIERS = 12
+_MIN_SIDE = 16
+_MIN_SCALE, _MAX_SCALE = 0.1, 10.0  # candidate / query size of a plausible copy
+_MIN_SPREAD_PX = 24.0  # inliers must span at least this much of the candidate
+
+cv2.setNumThreads(1)  # one query, one thread: queries run side by side
+
+
+@dataclass(frozen=True)
+class Features:
+    points: NDArray[np.float32]  # (n, 2) keypoint positions
+    descriptors: NDArray[np.uint8] | None  # (n, 32) ORB descriptors; None if no keypoint
+
+    def __len__(self) -> int:
+        return 0 if self.descriptors is None else len(self.descriptors)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    inliers: int
+    matches: int
+    mirrored: bool
+
+    @property
+    def copy(self) -> bool:
+        return self.inliers >= MIN_INLIERS
+
+
+def _gray(image: Image.Image, mirror: bool) -> NDArray[np.uint8]:
+    gray = image.convert("L")
+    scale = SIDE / max(gray.size)
+    if scale < 1:
+        gray = gray.resize((max(1, round(gray.width * scale)), max(1, round(gray.height * scale))),
+                           Image.Resampling.BILINEAR)
+    pixels = np.asarray(gray, dtype=np.uint8)
+    if mirror:
+        pixels = np.ascontiguousarray(pixels[:, ::-1])
+    # equalised, so that brightness and contrast changes move few descriptor bits
+    return np.asarray(cv2.equalizeHist(pixels), dtype=np.uint8)
+
+
+def features(image: Image.Image, mirror: bool = False) -> Features:
+    """ORB keypoints of ``image`` (its longer side brought to at most ``SIDE``)."""
+    if min(image.size) < _MIN_SIDE:
+        return Features(np.empty((0, 2), np.float32), None)
+    pixels = _gray(image, mirror)
+    orb = cv2.ORB.create(nfeatures=_ORB_FEATURES, scaleFactor=1.2, nlevels=8,
+                         edgeThreshold=15, patchSize=15, fastThreshold=10)
+    keypoints, descriptors = orb.detectAndCompute(pixels, None)
+    if descriptors is None or not len(keypoints):
+        return Features(np.empty((0, 2), np.float32), None)
+    points = np.array([k.pt for k in keypoints], dtype=np.float32)
+    return Features(points, np.asarray(descriptors, dtype=np.uint8))
+
+
+_matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+
+
+def _inliers(query: Features, candidate: Features) -> tuple[int, int]:
+    if query.descriptors is None or candidate.descriptors is None or \
+            len(query) < 2 or len(candidate) < 2:
+        return 0, 0
+    pairs = _matcher.knnMatch(query.descriptors, candidate.descriptors, k=2)
+    best: dict[int, tuple[float, int]] = {}  # one query point per candidate point
+    for p in pairs:
+        if len(p) == 2 and p[0].distance < _RATIO * p[1].distance:
+            m = p[0]
+            if m.trainIdx not in best or m.distance < best[m.trainIdx][0]:
+                best[m.trainIdx] = (m.distance, m.queryIdx)
+    if len(best) < 3:
+        return 0, len(best)
+    src = query.points[[q for _d, q in best.values()]]
+    dst = candidate.points[list(best)]
+    transform, mask = cv2.estimateAffinePartial2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=_REPROJECTION_PX, maxIters=500,
+        confidence=0.99, refineIters=0)
+    if transform is None or mask is None:
+        return 0, len(best)
+    # A transform that shrinks the query to a speck maps many points within a few pixels
+    # of each other: agreement by degeneracy, not by content.
+    scale = float(np.hypot(transform[0, 0], transform[1, 0]))
+    inside = dst[mask.ravel().astype(bool)]
+    if not _MIN_SCALE <= scale <= _MAX_SCALE or not len(inside):
+        return 0, len(best)
+    spread = inside.max(axis=0) - inside.min(axis=0)
+    if float(spread.max()) < _MIN_SPREAD_PX:
+        return 0, len(best)
+    return len(inside), len(best)
+
+
+def verify(query: Features, candidate: Features, mirrored: bool = False) -> Verdict:
+    """How well ``candidate`` is explained as a copy of the query (whose features are
+    those of the mirrored query image when ``mirrored``)."""
+    inliers, matches = _inliers(query, candidate)
+    return Verdict(inliers, matches, mirrored)
+
+
+class FeatureCache:
+    """Features of recently verified candidates, by a key naming their stored image
+    (a thumbnail path changes when the item's image does)."""
+
+    def __init__(self, size: int = 2_000) -> None:
+        self.size = size
+        self._items: OrderedDict[Hashable, Features] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, load: Callable[[], Image.Image | None]) -> Features | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return found
+        image = load()
+        if image is None:
+            return None
+        made = features(image)
+        with self._lock:
+            self._items[key] = made
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return made
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()

@@ -1,0 +1,79 @@
+"""Honest answers from the command line and the HTTP API: no match for noise in a small
+collection, match kinds in the JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from imagegen import textured
+from imgsearch.config import Settings
+from imgsearch.engine import Engine
+from imgsearch.web.app import create_app
+
+ENV = dict(os.environ, IMGSEARCH_TEXT_ENCODER="none")
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "imgsearch.cli", *map(str, args)],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def ten(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("ten")
+    folder = root / "pictures"
+    folder.mkdir()
+    for i in range(10):
+        textured(i, (320, 240)).save(folder / f"{i}.jpg", quality=90)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+                    ).save(root / "noise.png")
+    run("index", folder, "--collection", root / "c")
+    return root, folder
+
+
+def test_noise_gets_no_match_on_a_ten_item_collection(ten):
+    root, _folder = ten
+    out = run("search", "--collection", root / "c", "--image", root / "noise.png")
+    assert out.stdout.startswith("no results")
+    assert "minimum" in out.stdout
+    answer = json.loads(run("search", "--collection", root / "c", "--image",
+                            root / "noise.png", "--json").stdout)
+    assert answer["results"] == [] and answer["empty_reason"] == "no_match"
+
+
+def test_a_picture_of_the_collection_is_an_exact_match(ten):
+    root, folder = ten
+    answer = json.loads(run("search", "--collection", root / "c", "--image",
+                            folder / "3.jpg", "--json").stdout)
+    top = answer["results"][0]
+    assert top["id"] == "3.jpg" and top["match"] == "exact" and top["confidence"] == 1.0
+    assert all(h["confidence"] < 1.0 for h in answer["results"][1:])
+
+
+def test_the_api_says_which_kind_of_match_and_why(ten):
+    root, _folder = ten
+    picture = textured(4, (320, 240))
+    w, h = picture.size
+    crop = picture.crop((w // 10, h // 10, w - w // 10, h - h // 10))
+    buffer = io.BytesIO()
+    crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(buffer, format="JPEG", quality=80)
+    with Engine.open(root / "c", Settings(), readonly=True) as engine:
+        client = TestClient(create_app(engine=engine))
+        answer = client.post("/v1/search/image",
+                             files={"file": ("copy.jpg", buffer.getvalue(), "image/jpeg")})
+    assert answer.status_code == 200, answer.text
+    top = answer.json()["results"][0]
+    assert top["id"] == "4.jpg" and top["match"] == "copy"
+    assert top["evidence"]["inliers"] >= 15 and top["evidence"]["mirrored"] == 1.0
