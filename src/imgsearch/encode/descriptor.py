@@ -2,25 +2,25 @@
 
 Every image is resized to a small square and described by six blocks:
 
-- lightness layout: mean CIELAB lightness on a soft 4x4 grid, standardised per image
-  (where it is light or dark, whatever the exposure);
+- lightness layout: mean CIELAB lightness on a soft 4x4 grid, standardised over the
+  cells (where it is light or dark, whatever the exposure);
 - chroma layout: mean CIELAB a*, b* on the same grid (where the colours are);
 - handedness: what of the lightness layout differs from its mirror image (small);
 - colour histogram: soft-assigned hue x saturation x value bins plus grey levels, global
   (centre-weighted) and on a soft 2x2 grid (which colours, roughly where);
 - edges: HOG-like gradient-orientation histograms at three scales, on a 4x4 grid, a
   2x2 grid and centre-weighted over the whole image (shape and structure);
-- texture: distributions of gradient strength relative to the image's mean strength,
-  at three scales, centre-weighted (smooth, busy, fine-grained).
+- texture: distributions of gradient strength at three scales, centre-weighted
+  (smooth, busy, fine-grained, noise).
 
 Robust to the common edits by construction:
 
 - mirror: every block but handedness is left-right symmetric (the mean of the pooled
   maps and their mirror image, which for orientation histograms also swaps the
   orientation bins), so a mirrored copy differs only in the small handedness block;
-- brightness, contrast and grayscale: the structure blocks (lightness layout, edges,
-  texture) are normalised per image and carry most of the weight; absolute colour
-  (chroma layout and colour histogram) carries less;
+- brightness, contrast and grayscale: the structure blocks (lightness layout and edges,
+  normalised per image, and texture on a log scale) carry most of the weight; absolute
+  colour (chroma layout and colour histogram) carries less;
 - crops, small rotations, banners and frames: soft grids, and global statistics that
   lean on the centre of the image, where such edits change least.
 
@@ -63,9 +63,9 @@ STRENGTH_BINS = 6
 # Per block: share of the cosine, kernel width (in raw-feature distance), output size.
 # Widths are set so that re-encoding, resizing and small crops keep a block near 1
 # while unrelated images fall towards 0.
-WEIGHTS: dict[str, float] = {"light": 0.22, "chroma": 0.04, "handed": 0.05, "colour": 0.24,
-                             "edges": 0.38, "texture": 0.07}
-SIGMAS: dict[str, float] = {"light": 1.9, "chroma": 14.0, "handed": 1.6, "colour": 0.5,
+WEIGHTS: dict[str, float] = {"light": 0.20, "chroma": 0.04, "handed": 0.05, "colour": 0.22,
+                             "edges": 0.35, "texture": 0.14}
+SIGMAS: dict[str, float] = {"light": 6.0, "chroma": 14.0, "handed": 4.0, "colour": 0.5,
                             "edges": 0.2, "texture": 0.28}
 SIZES: dict[str, int] = {"light": 128, "chroma": 96, "handed": 32, "colour": 256, "edges": 384,
                          "texture": 96}
@@ -221,12 +221,16 @@ def _orientation_maps(grey: NDArray[np.float32]) -> tuple[NDArray[np.float32], N
     return _triangle_bins(angle, ORIENT_BINS, circular=True) * np.sqrt(mag)[..., None], mag
 
 
-def _strength_hist(relative: NDArray[np.float32], weights: NDArray[np.float32]
+def _strength_hist(mag: NDArray[np.float32], weights: NDArray[np.float32]
                    ) -> NDArray[np.float32]:
-    """(n, S, S) gradient magnitudes over their image mean -> (n, STRENGTH_BINS) soft
-    histogram of log strength, pixels weighted by ``weights`` (1, S*S)."""
-    n, side, _ = relative.shape
-    level = np.clip(np.log2(1.0 + 4.0 * relative) / 5.0, 0.0, 1.0)  # 0 .. 1 up to ~8x mean
+    """(n, S, S) gradient magnitudes -> (n, STRENGTH_BINS) soft histogram of log strength,
+    pixels weighted by ``weights`` (1, S*S).
+
+    Absolute, not relative to the image: noise and flat pictures must stay apart from
+    everything else. On a log scale a +50 % exposure moves it by a third of a bin.
+    """
+    n, side, _ = mag.shape
+    level = np.clip(np.log2(1.0 + mag * 255.0) / 8.0, 0.0, 1.0)  # 0 .. 1 for 8-bit steps
     bins = _triangle_bins(level, STRENGTH_BINS, circular=False).reshape(n, side * side, -1)
     return np.asarray((weights @ bins)[:, 0, :], dtype=np.float32)
 
@@ -274,10 +278,12 @@ def _raw_blocks(rgb8: NDArray[np.uint8]) -> dict[str, NDArray[np.float32]]:
     n = rgb8.shape[0]
     lab = _lab(rgb8)
     cells = _pool(lab, 4)  # (n, 16, 3) soft cell means
-    # Lightness layout, standardised per image: a brightness or contrast change of the
-    # whole picture cancels out. The floor keeps near-flat images from amplifying noise.
+    # Lightness layout, standardised over the cells: a brightness or contrast change of
+    # the whole picture cancels out, and a picture with no layout (noise, an even
+    # texture) does not sit near the origin, close to everything. The floor (in L*
+    # units) keeps near-flat pictures from turning JPEG noise into layout.
     light = cells[..., 0]
-    spread = np.maximum(lab[..., 0].reshape(n, -1).std(axis=1, keepdims=True), 8.0)
+    spread = np.maximum(light.std(axis=1, keepdims=True), 3.0)
     light = (light - light.mean(axis=1, keepdims=True)) / spread
     light_sym = _symmetric(light[..., None], 4)[..., 0]
     # Chroma layout (a*, b*): where the colours are. Lost to grayscale, so weighted less.
@@ -302,9 +308,7 @@ def _raw_blocks(rgb8: NDArray[np.uint8]) -> dict[str, NDArray[np.float32]]:
         hist = _symmetric(_pool(maps, grid), max(grid, 1), _ORIENT_MIRROR).reshape(n, -1)
         hist = hist / np.maximum(hist.sum(axis=1, keepdims=True), 1e-12)
         edges.append(np.sqrt(hist / 3.0))
-        # Strengths relative to the image's own mean: contrast changes cancel out.
-        scale = np.maximum(mag.mean(axis=(1, 2), keepdims=True), 1e-3)
-        strengths.append(np.sqrt(_strength_hist(mag / scale, _POOLS[mag.shape[1], 0]) / 3.0))
+        strengths.append(np.sqrt(_strength_hist(mag, _POOLS[mag.shape[1], 0]) / 3.0))
         grey = _downsample2(grey)
     return {
         "light": light_sym,
