@@ -42,6 +42,7 @@ Prints Markdown tables and writes ``bench/results/descriptor_edits.json``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import re
 import sys
@@ -55,11 +56,12 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from common import command_line, load_average, machine, machine_line, now, table, write_results
 from imgsearch import Settings
+from imgsearch.encode.base import Encoder
 from imgsearch.encode.registry import get_encoder
 from imgsearch.enrich.phash import hamming, perceptual_hash
 from imgsearch.errors import ImgSearchError
 from imgsearch.evaluate.metrics import mean_metrics, query_metrics
-from imgsearch.ingest.decode import decode_image
+from imgsearch.ingest.decode import decode_image, to_rgb
 from relevance import STAMPS, build_catalog, same_folder
 
 PHOTO_ROOTS = (Path("/usr/share/backgrounds"), Path("/usr/share/wallpapers"))
@@ -162,7 +164,8 @@ def load_photos(reduce_to: int) -> Photos:
         try:
             with Image.open(path) as opened:
                 opened.draft("RGB", (EDIT_SIDE, EDIT_SIDE))
-                base = _downscale(opened.convert("RGB"), EDIT_SIDE)
+                opened.load()
+                base = _downscale(to_rgb(opened), EDIT_SIDE).copy()  # alpha over white
             original = decode(path.read_bytes(), str(path), reduce_to)
         except (OSError, ImgSearchError) as exc:
             print(f"skipped {path}: {exc}", file=sys.stderr)
@@ -234,9 +237,38 @@ def category_map(ids: list[str], vectors: np.ndarray, categories: dict[str, str]
     return {"queries": len(per), **mean_metrics(per)}
 
 
+ROUNDS = 4
+SPEED_IMAGES = 256
+
+
+def speed_against(older: Path, encoder: Encoder, corpus: list[Image.Image]
+                  ) -> dict[str, dict[str, float]]:
+    """Both encoders timed in alternating rounds (a shared machine's load hits both)."""
+    spec = importlib.util.spec_from_file_location("older_descriptor", older)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"{older}: cannot load a descriptor module from it")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    old = module.DescriptorEncoder()
+    images = corpus[:: max(1, len(corpus) // SPEED_IMAGES)][:SPEED_IMAGES]
+    best: dict[str, dict[str, float]] = {}
+    for _ in range(ROUNDS):
+        for name, enc in ((old.model_id, old), (encoder.model_id, encoder)):
+            wall, cpu = time.perf_counter(), time.process_time()
+            enc.embed_images(images)
+            rates = {"wall": len(images) / (time.perf_counter() - wall),
+                     "cpu": len(images) / max(time.process_time() - cpu, 1e-9)}
+            got = best.setdefault(name, rates)
+            best[name] = {k: max(got[k], rates[k]) for k in rates}
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stamps", type=Path, default=STAMPS)
+    parser.add_argument("--speed-against", type=Path, metavar="DESCRIPTOR_PY",
+                        help="an older encode/descriptor.py (e.g. from `git show`): time "
+                             "both encoders in alternating rounds on the same images")
     parser.add_argument("--results", default="descriptor_edits",
                         help="name of the results file under bench/results (no suffix)")
     args = parser.parse_args()
@@ -280,11 +312,16 @@ def main() -> None:
     print(f"category mAP@10 on the stamps (image only, {alike['queries']} queries): "
           f"{alike['map@10']:.3f} (nDCG@10 {alike['ndcg@10']:.3f}, P@10 "
           f"{alike['precision@10']:.3f}, MRR {alike['mrr']:.3f})")
+    speed = speed_against(args.speed_against, encoder, corpus) if args.speed_against else None
+    if speed:
+        print(f"\nalternating rounds, best of {ROUNDS} on {SPEED_IMAGES} images: " + "; ".join(
+            f"{name} {v['wall']:.0f} images/s ({v['cpu']:.0f} per CPU-second)"
+            for name, v in speed.items()))
     path = write_results(args.results, {
         "date": now(), "command": command_line(), "machine": info,
         "load_average": load_average(), "model_id": encoder.model_id, "dim": encoder.dim,
         "photos": names, "stamps": len(stamp_ids), "images_per_s": rate,
-        "images_per_cpu_s": cpu_rate, "edits": edits,
+        "images_per_cpu_s": cpu_rate, "speed_against": speed, "edits": edits,
         "category_map": alike})
     print(f"results: {path}")
 
