@@ -9,7 +9,7 @@ Every image is resized to a small square and described by six blocks:
 - colour histogram: soft-assigned hue x saturation x value bins plus grey levels, global
   (centre-weighted) and on a soft 2x2 grid (which colours, roughly where);
 - edges: HOG-like gradient-orientation histograms at three scales, on a 4x4 grid, a
-  2x2 grid and centre-weighted over the whole image (shape and structure);
+  2x2 grid and over the whole image (shape and structure);
 - texture: distributions of gradient strength at three scales, centre-weighted
   (smooth, busy, fine-grained, noise).
 
@@ -59,6 +59,8 @@ VAL_BINS = 3
 GREY_BINS = 5
 ORIENT_BINS = 8
 STRENGTH_BINS = 6
+EDGE_GRIDS = (4, 2, 1)  # cells per side of the edge histograms, one per scale
+CENTRE_FLOOR = 0.25  # border weight of the centre-weighted averages, relative to the centre
 
 # Per block: share of the cosine, kernel width (in raw-feature distance), output size.
 # Widths are set so that re-encoding, resizing and small crops keep a block near 1
@@ -104,6 +106,8 @@ _RGB_TO_XYZ = np.array(
     ],
     dtype=np.float32,
 )
+
+
 def _centre_pool_matrix(size: int) -> NDArray[np.float32]:
     """(1, size*size) weights of a whole-image average that leans on the centre.
 
@@ -117,12 +121,10 @@ def _centre_pool_matrix(size: int) -> NDArray[np.float32]:
     return (grid / grid.sum()).astype(np.float32)
 
 
-CENTRE_FLOOR = 0.25
-EDGE_GRIDS = (4, 2, 1)
 # Soft grids keyed by (map side, cells per side); 0 cells: the centre-weighted average.
 _POOLS = {
     (side, cells): _soft_pool_matrix(side, cells) if cells else _centre_pool_matrix(side)
-    for side in (SIDE, SIDE // 2, SIDE // 4) for cells in (0, 1, 2, 3, 4)
+    for side in (SIDE, SIDE // 2, SIDE // 4) for cells in (0, 1, 2, 4)
 }
 
 
