@@ -137,3 +137,14 @@ def test_unrelated_pictures_score_well_below_copies(encoder: Encoder) -> None:
     vectors = encoder.embed_images([textured(seed) for seed in range(20)])
     unrelated = (vectors @ vectors.T)[~np.eye(20, dtype=bool)]
     assert np.median(unrelated) < 0.6
+
+
+def test_noise_is_not_near_every_picture(encoder: Encoder) -> None:
+    # An image with no layout or structure must not sit at the centre of the space,
+    # where its best match would beat what chance gives and "no match" could not be said.
+    vectors = encoder.embed_images([picture(seed) for seed in range(32)])
+    pairs = (vectors @ vectors.T)[np.triu_indices(32, 1)]
+    pixels = np.random.default_rng(0).integers(0, 256, (180, 240, 3), dtype=np.uint8)
+    noises = [Image.fromarray(pixels, "RGB"), Image.fromarray(pixels[..., 0], "L").convert("RGB")]
+    best = (encoder.embed_images(noises) @ vectors.T).max(axis=1)
+    assert best.max() < np.quantile(pairs, 0.95), (best, np.quantile(pairs, 0.95))
