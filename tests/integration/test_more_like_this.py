@@ -54,7 +54,8 @@ def test_the_items_text_brings_a_same_titled_item_up(collection: Path) -> None:
     image_only = _search(collection, query, **IMAGE_ONLY)
     fused = _search(collection, query, similar_weight_category=0.0)
     assert _position(fused, "twin") <= 2
-    assert _position(image_only, "twin") >= 4  # its picture alone leaves it lower
+    # its picture alone leaves it lower (where depends on the descriptor)
+    assert _position(image_only, "twin") > _position(fused, "twin")
     twin = fused[_position(fused, "twin")]
     assert twin.matched_by["text"]["score"] > 0.5  # the same title; category, brand differ
     assert "image" in twin.matched_by  # scored on every space, not only its own list

@@ -77,7 +77,10 @@ def test_multi_image_rrf_finds_each_example(shop):
     assert result.hits[0].matched_by.keys() <= {"image:1", "image:2"}
     with_negative = shop.search(Query(images=examples, negative_images=[picture(17)],
                                       limit=5, multi_image="rrf", min_confidence=0))
-    assert "i3" in _ids(with_negative)[:3]
+    # rank fusion rewards items near both examples: i3, the copy of the first, is first in
+    # its own list but 24th of 30 in the second one, so it lands 4th (measured with
+    # descriptor-v2; it was in the top 3 with v1's neighbour order)
+    assert "i3" in _ids(with_negative)[:5]
     assert "i17" not in _ids(with_negative)  # the counter-example pushed its own match out
     with pytest.raises(InvalidQueryError):
         shop.search(Query(images=examples, multi_image="median"))

@@ -66,7 +66,7 @@ def test_describe_encoder_without_loading_models() -> None:
     assert describe_encoder("minilm", settings) == ("sentence-transformers/all-MiniLM-L6-v2", 384)
     assert describe_encoder("clip", settings) == ("openai/clip-vit-base-patch32", 512)
     model_id, dim = describe_encoder("descriptor", settings)
-    assert model_id.startswith("descriptor-v") and 256 <= dim <= 640
+    assert model_id.startswith("descriptor-v") and 256 <= dim <= 1024
     assert describe_encoder("fake", settings) == ("fake-v1", 32)
 
 

@@ -1,12 +1,28 @@
 """``descriptor``: a weight-free global visual descriptor, the offline default for images.
 
-Every image is resized to a small square and described by four blocks:
+Every image is resized to a small square and described by six blocks:
 
-- colour layout: mean CIELAB colour on a soft 4x4 grid (where the colours are);
+- lightness layout: mean CIELAB lightness on a soft 4x4 grid, standardised over the
+  cells (where it is light or dark, whatever the exposure);
+- chroma layout: mean CIELAB a*, b* on the same grid (where the colours are);
+- handedness: what of the lightness layout differs from its mirror image (small);
 - colour histogram: soft-assigned hue x saturation x value bins plus grey levels, global
-  and on a soft 2x2 grid (which colours, roughly where);
-- edges: HOG-like gradient-orientation histograms at three scales (shape and structure);
-- texture: distributions of gradient strength at three scales (smooth, busy, fine-grained).
+  (centre-weighted) and on a soft 2x2 grid (which colours, roughly where);
+- edges: HOG-like gradient-orientation histograms at three scales, on a 4x4 grid, a
+  2x2 grid and over the whole image (shape and structure);
+- texture: distributions of gradient strength at three scales, centre-weighted
+  (smooth, busy, fine-grained, noise).
+
+Robust to the common edits by construction:
+
+- mirror: every block but handedness is left-right symmetric (the mean of the pooled
+  maps and their mirror image, which for orientation histograms also swaps the
+  orientation bins), so a mirrored copy differs only in the small handedness block;
+- brightness, contrast and grayscale: the structure blocks (lightness layout and edges,
+  normalised per image, and texture on a log scale) carry most of the weight; absolute
+  colour (chroma layout and colour histogram) carries less;
+- crops, small rotations, banners and frames: soft grids, and global statistics that
+  lean on the centre of the image, where such edits change least.
 
 Histograms are square-rooted, so that Euclidean distance between them is the Hellinger
 distance. Each block then goes through a fixed random Fourier feature map, so that its
@@ -14,7 +30,14 @@ inner product approximates a Gaussian kernel of the block's distance: near 1 for
 picture re-encoded, resized or slightly cropped, near 0 for unrelated pictures. Each block
 is scaled to unit length times the square root of its weight, so the cosine of two
 descriptors is the weighted mean of the per-block similarities. Everything is computed
-for a whole batch at once in numpy.
+for a whole batch at once in numpy. Weights and widths were chosen with
+``bench/descriptor_edits.py`` (edited copies of real photos among clip art, and category
+similarity of the clip art), keeping re-encoded and resized copies above the
+near-duplicate bounds of ``search/duplicates.py``.
+
+Version 1 (``descriptor-v1``, 576-d) had a raw CIELAB layout, no mirror symmetry and
+uniform whole-image pooling; its vectors are not comparable with these, so a collection
+built with it is refused (or re-encoded with ``--reembed``).
 """
 
 from __future__ import annotations
@@ -27,8 +50,8 @@ from PIL import Image
 
 from imgsearch.encode.base import Encoder
 
-VERSION = 1
-SIDE = 64  # working resolution: enough for layout, edges and texture, cheap to compute
+VERSION = 2
+SIDE = 80  # working resolution: enough for layout, edges and texture, cheap to compute
 
 HUE_BINS = 12
 SAT_BINS = 2
@@ -36,13 +59,18 @@ VAL_BINS = 3
 GREY_BINS = 5
 ORIENT_BINS = 8
 STRENGTH_BINS = 6
+EDGE_GRIDS = (4, 2, 1)  # cells per side of the edge histograms, one per scale
+CENTRE_FLOOR = 0.25  # border weight of the centre-weighted averages, relative to the centre
 
 # Per block: share of the cosine, kernel width (in raw-feature distance), output size.
 # Widths are set so that re-encoding, resizing and small crops keep a block near 1
 # while unrelated images fall towards 0.
-WEIGHTS: dict[str, float] = {"layout": 0.30, "colour": 0.25, "edges": 0.30, "texture": 0.15}
-SIGMAS: dict[str, float] = {"layout": 120.0, "colour": 0.45, "edges": 0.2, "texture": 0.25}
-SIZES: dict[str, int] = {"layout": 128, "colour": 192, "edges": 192, "texture": 64}
+WEIGHTS: dict[str, float] = {"light": 0.20, "chroma": 0.04, "handed": 0.05, "colour": 0.22,
+                             "edges": 0.35, "texture": 0.14}
+SIGMAS: dict[str, float] = {"light": 6.0, "chroma": 14.0, "handed": 4.0, "colour": 0.5,
+                            "edges": 0.2, "texture": 0.28}
+SIZES: dict[str, int] = {"light": 128, "chroma": 96, "handed": 32, "colour": 256, "edges": 384,
+                         "texture": 96}
 
 _KernelMap = tuple[NDArray[np.float32], NDArray[np.float32]]
 
@@ -78,17 +106,35 @@ _RGB_TO_XYZ = np.array(
     ],
     dtype=np.float32,
 )
-# Soft grids keyed by (map side, cells per side).
+
+
+def _centre_pool_matrix(size: int) -> NDArray[np.float32]:
+    """(1, size*size) weights of a whole-image average that leans on the centre.
+
+    Borders are where crops, rotations (their filled corners), banners and frames
+    change a picture; the centre is what they leave. Borders still count (a quarter
+    of the centre's weight), so pictures that differ only there stay apart.
+    """
+    pos = (np.arange(size, dtype=np.float64) + 0.5) / size
+    w = CENTRE_FLOOR + (1.0 - CENTRE_FLOOR) * np.sin(np.pi * pos) ** 2
+    grid = np.outer(w, w).reshape(1, -1)
+    return (grid / grid.sum()).astype(np.float32)
+
+
+# Soft grids keyed by (map side, cells per side); 0 cells: the centre-weighted average.
 _POOLS = {
-    (side, cells): _soft_pool_matrix(side, cells)
-    for side, cells in ((SIDE, 4), (SIDE // 2, 1), (SIDE // 2, 2), (SIDE // 4, 1))
+    (side, cells): _soft_pool_matrix(side, cells) if cells else _centre_pool_matrix(side)
+    for side in (SIDE, SIDE // 2, SIDE // 4) for cells in (0, 1, 2, 4)
 }
 
 
 def _pool(maps: NDArray[np.float32], cells: int) -> NDArray[np.float32]:
     """(n, S, S, c) maps -> (n, cells*cells, c) soft cell averages."""
     n, side, _, c = maps.shape
-    return np.asarray(_POOLS[side, cells] @ maps.reshape(n, side * side, c), dtype=np.float32)
+    # One matrix product for the whole batch: pixels x (images * channels).
+    pixels = np.ascontiguousarray(maps.reshape(n, side * side, c).transpose(1, 0, 2))
+    pooled = _POOLS[side, cells] @ pixels.reshape(side * side, n * c)
+    return np.ascontiguousarray(pooled.reshape(-1, n, c).transpose(1, 0, 2), dtype=np.float32)
 
 
 def _lab(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -101,15 +147,29 @@ def _lab(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
 
 
 def _triangle_bins(x: NDArray[np.float32], bins: int, circular: bool) -> NDArray[np.float32]:
-    """Soft (linear) assignment of values in [0, 1] to ``bins`` bins: (..., bins)."""
-    pos = x[..., None] * bins - 0.5
-    centres = np.arange(bins, dtype=np.float32)
+    """Soft (linear) assignment of values in [0, 1] to ``bins`` bins: (..., bins).
+
+    Each value is shared between its two nearest bin centres, in proportion to nearness
+    (centres at (k + 0.5) / bins; beyond the outer centres a value belongs to the outer
+    bin, unless the bins are circular). Written as two scatters rather than a distance
+    to every centre: this runs on every pixel several times per image.
+    """
+    pos = np.asarray(x, dtype=np.float32) * bins - 0.5
     if circular:
-        dist = np.abs(pos - centres) % bins
-        dist = np.minimum(dist, bins - dist)
+        low = np.floor(pos)
+        frac = pos - low
+        k0 = low.astype(np.intp) % bins
+        k1 = (k0 + 1) % bins
     else:
-        dist = np.abs(np.clip(pos, 0.0, bins - 1.0) - centres)
-    return np.clip(1.0 - dist, 0.0, None).astype(np.float32)
+        pos = np.clip(pos, 0.0, bins - 1.0)
+        low = np.minimum(np.floor(pos), bins - 2.0)
+        frac = pos - low
+        k0 = low.astype(np.intp)
+        k1 = k0 + 1
+    out = np.zeros((*pos.shape, bins), dtype=np.float32)
+    np.put_along_axis(out, k0[..., None], (1.0 - frac)[..., None], axis=-1)
+    np.put_along_axis(out, k1[..., None], frac[..., None], axis=-1)
+    return out
 
 
 def _hsv(rgb: NDArray[np.float32]) -> tuple[NDArray[np.float32], ...]:
@@ -163,10 +223,18 @@ def _orientation_maps(grey: NDArray[np.float32]) -> tuple[NDArray[np.float32], N
     return _triangle_bins(angle, ORIENT_BINS, circular=True) * np.sqrt(mag)[..., None], mag
 
 
-def _strength_hist(mag: NDArray[np.float32]) -> NDArray[np.float32]:
-    """(n, S, S) gradient magnitudes -> (n, STRENGTH_BINS) soft histogram of log strength."""
+def _strength_hist(mag: NDArray[np.float32], weights: NDArray[np.float32]
+                   ) -> NDArray[np.float32]:
+    """(n, S, S) gradient magnitudes -> (n, STRENGTH_BINS) soft histogram of log strength,
+    pixels weighted by ``weights`` (1, S*S).
+
+    Absolute, not relative to the image: noise and flat pictures must stay apart from
+    everything else. On a log scale a +50 % exposure moves it by a third of a bin.
+    """
+    n, side, _ = mag.shape
     level = np.clip(np.log2(1.0 + mag * 255.0) / 8.0, 0.0, 1.0)  # 0 .. 1 for 8-bit steps
-    return _triangle_bins(level, STRENGTH_BINS, circular=False).mean(axis=(1, 2))
+    bins = _triangle_bins(level, STRENGTH_BINS, circular=False).reshape(n, side * side, -1)
+    return np.asarray((weights @ bins)[:, 0, :], dtype=np.float32)
 
 
 def _random_fourier(dim_in: int, dim_out: int, sigma: float, seed: int) -> _KernelMap:
@@ -183,34 +251,71 @@ def _random_fourier(dim_in: int, dim_out: int, sigma: float, seed: int) -> _Kern
     return proj, phase
 
 
+def _mirrored(pooled: NDArray[np.float32], cells: int,
+              channels: NDArray[np.intp] | None = None) -> NDArray[np.float32]:
+    """(n, cells*cells, c) pooled maps -> what the left-right mirrored image would give.
+
+    The soft grids are symmetric, so mirroring the image only swaps cell columns (and,
+    for orientation maps, orientation bins): no second pass over the pixels is needed.
+    """
+    n, _, c = pooled.shape
+    out = pooled.reshape(n, cells, cells, c)[:, :, ::-1, :]
+    if channels is not None:
+        out = out[..., channels]
+    return np.ascontiguousarray(out.reshape(n, cells * cells, c))
+
+
+def _symmetric(pooled: NDArray[np.float32], cells: int,
+               channels: NDArray[np.intp] | None = None) -> NDArray[np.float32]:
+    """Mean of the pooled maps and their mirror image: identical for a picture and its mirror."""
+    return np.asarray(0.5 * (pooled + _mirrored(pooled, cells, channels)), dtype=np.float32)
+
+
+# Mirroring turns an orientation angle a into 1 - a: bin k becomes bin ORIENT_BINS-1-k.
+_ORIENT_MIRROR = np.arange(ORIENT_BINS)[::-1].copy()
+
+
 def _raw_blocks(rgb8: NDArray[np.uint8]) -> dict[str, NDArray[np.float32]]:
     """(n, SIDE, SIDE, 3) uint8 RGB -> per-block raw features whose distances are meaningful."""
     n = rgb8.shape[0]
     lab = _lab(rgb8)
-    # Mean colour per soft cell in CIELAB, where Euclidean distance is perceptual.
-    layout = _pool(lab, 4).reshape(n, -1)
+    cells = _pool(lab, 4)  # (n, 16, 3) soft cell means
+    # Lightness layout, standardised over the cells: a brightness or contrast change of
+    # the whole picture cancels out, and a picture with no layout (noise, an even
+    # texture) does not sit near the origin, close to everything. The floor (in L*
+    # units) keeps near-flat pictures from turning JPEG noise into layout.
+    light = cells[..., 0]
+    spread = np.maximum(light.std(axis=1, keepdims=True), 3.0)
+    light = (light - light.mean(axis=1, keepdims=True)) / spread
+    light_sym = _symmetric(light[..., None], 4)[..., 0]
+    # Chroma layout (a*, b*): where the colours are. Lost to grayscale, so weighted less.
+    chroma = _symmetric(cells[..., 1:], 4).reshape(n, -1)
+    # What tells a picture from its mirror image, kept small: a mirrored copy stays close.
+    handed = (light - light_sym)
 
     # Colour histograms need far fewer pixels than edges do.
-    cmaps = _colour_maps(_downsample2(rgb8.astype(np.float32) / 255.0))
-    colour_global = _pool(cmaps, 1).reshape(n, -1)
-    colour_grid = _pool(cmaps, 2).reshape(n, -1) / 4.0
+    cmaps = _colour_maps(_downsample2(_downsample2(rgb8.astype(np.float32) / 255.0)))
+    colour_global = _pool(cmaps, 0).reshape(n, -1)
+    colour_grid = _symmetric(_pool(cmaps, 2), 2).reshape(n, -1) / 4.0
     # Square roots of proportions: Euclidean distance becomes the Hellinger distance.
     colour = np.sqrt(np.concatenate([colour_global, colour_grid], axis=1) * 0.5)
 
     grey = lab[..., 0] / 100.0
     edges = []
     strengths = []
-    for cells in (4, 2, 1):
+    for grid in EDGE_GRIDS:
         maps, mag = _orientation_maps(grey)
         # One distribution over cells x orientations per scale: cells with more edges weigh
         # more, and a global change of contrast cancels out.
-        hist = _pool(maps, cells).reshape(n, -1)
+        hist = _symmetric(_pool(maps, grid), max(grid, 1), _ORIENT_MIRROR).reshape(n, -1)
         hist = hist / np.maximum(hist.sum(axis=1, keepdims=True), 1e-12)
         edges.append(np.sqrt(hist / 3.0))
-        strengths.append(np.sqrt(_strength_hist(mag) / 3.0))
+        strengths.append(np.sqrt(_strength_hist(mag, _POOLS[mag.shape[1], 0]) / 3.0))
         grey = _downsample2(grey)
     return {
-        "layout": layout,
+        "light": light_sym,
+        "chroma": chroma,
+        "handed": handed,
         "colour": colour,
         "edges": np.concatenate(edges, axis=1),
         "texture": np.concatenate(strengths, axis=1),

@@ -324,6 +324,16 @@ class Engine:
         changed = [n for n in wanted if n in old and old[n] != wanted[n]]
         if changed and self.catalog.count() and not reembed:
             name = changed[0]
+            if old[name].encoder == wanted[name].encoder:
+                # same encoder name, new model (e.g. a new descriptor version): naming
+                # nothing does not help, and the vectors of the two never mix
+                raise EncoderMismatchError(
+                    f"collection {self.directory} holds {name} vectors of "
+                    f"{old[name].model_id} ({old[name].dim}-d), but the "
+                    f"{old[name].encoder!r} encoder of this imgsearch makes "
+                    f"{wanted[name].model_id} ({wanted[name].dim}-d), and the two cannot be "
+                    f"searched together; re-encode every item with `imgsearch index SOURCE "
+                    f"--collection {self.directory} --reembed`")
             raise EncoderMismatchError(
                 f"collection {self.directory} was built with {name} encoder "
                 f"{old[name].encoder!r} ({old[name].model_id}, {old[name].dim}-d) but "
