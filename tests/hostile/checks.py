@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +29,48 @@ def known_items() -> list[tuple[Item, bytes]]:
     return [(Item(id=item_id, title=f"known item {item_id}", category="known",
                   price=10.0 + seed), jpeg_bytes(seed)) for item_id, seed in KNOWN.items()]
 
-def check_known(engine: Engine, extra_ids: set[str] | None = None) -> None:
+def check_known(engine: Engine, extra_ids: set[str] | None = None,
+                known: dict[str, int] | None = None) -> None:
     """The known items (and nothing unexpected) are there and found by their image."""
+    known = KNOWN if known is None else known
     ids = {item.id for item in engine.catalog.iter_items()}
-    assert set(KNOWN) <= ids, f"known items lost: {set(KNOWN) - ids}"
+    assert set(known) <= ids, f"known items lost: {set(known) - ids}"
     if extra_ids is not None:
-        assert ids == set(KNOWN) | extra_ids, f"unexpected items: {ids - set(KNOWN)}"
-    for item_id, seed in KNOWN.items():
+        assert ids == set(known) | extra_ids, f"unexpected items: {ids - set(known)}"
+    for item_id, seed in known.items():
         hits = engine.search(Query(images=[jpeg_bytes(seed)], limit=1)).hits
         assert hits and hits[0].id == item_id, (item_id, hits)
 
-def reopen_and_check(directory: Path) -> None:
+def reopen_and_check(directory: Path, known: dict[str, int] | None = None) -> None:
     with Engine.open(directory, hostile_settings(), create=False) as engine:
         for name, space in engine.spaces.items():
             assert len(space.index) == engine.catalog.count_vectors(name), name
-        check_known(engine, extra_ids=set())
+        check_known(engine, extra_ids=set(), known=known)
+
+
+CLI_ENV = {"IMGSEARCH_TEXT_ENCODER": "fake", "IMGSEARCH_LOG_SEARCHES": "0",
+           "IMGSEARCH_INGEST_WORKERS": "1", "IMGSEARCH_DOWNLOAD_RETRIES": "0",
+           "IMGSEARCH_MAX_FILE_BYTES": str(MAX_FILE_BYTES)}
+
+
+@dataclass(frozen=True)
+class CliRun:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args: str | Path, env: dict[str, str] | None = None) -> CliRun:
+    """Run the command line in this process; an uncaught exception fails the test."""
+    from typer.testing import CliRunner
+
+    from imgsearch.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], env={**CLI_ENV, **(env or {})})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"uncaught {type(result.exception).__name__}: "
+                             f"{result.exception}") from result.exception
+    return CliRun(result.exit_code, result.stdout, result.stderr)
 
 
 def assert_intact(client: TestClient) -> None:
