@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-# Reuse the web tests' error-shape helpers and the fetch tests' loopback server.
+# Reuse the web tests' error-shape helpers, the fetch tests' loopback server and
+# the crash test's indexing process.
 _TESTS = Path(__file__).resolve().parent.parent
-for _folder in ("web", "unit"):
+for _folder in ("web", "unit", "integration"):
     if str(_TESTS / _folder) not in sys.path:
         sys.path.append(str(_TESTS / _folder))
 
