@@ -7,6 +7,7 @@ it. ``ACCEPTED``: odd but valid files that must be accepted.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
 
 import imagegen as gen
@@ -58,6 +59,13 @@ REFUSED: list[tuple[str, Callable[[], bytes], int, str]] = [
     ("blp", lambda: F.written_by_pillow("BLP", "P"), 422, "corrupt_image"),
     ("msp", lambda: F.written_by_pillow("MSP", "1"), 422, "corrupt_image"),
     ("palm", lambda: F.written_by_pillow("PALM", "1"), 422, "corrupt_image"),
+    # B12: HEIC without its plugin, and containers that are not images
+    ("heic", lambda: b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64), 415,
+     "unsupported_format"),
+    ("mp4", lambda: b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(64), 415,
+     "unsupported_format"),
+    ("zip", lambda: F.jpeg_plus_zip(1)[len(gen.jpeg_bytes(1)):], 415, "unsupported_format"),
+    ("gzip", lambda: gzip.compress(gen.jpeg_bytes(1)), 415, "unsupported_format"),
     # B13: SVG, including a network reference and a recursive <use>
     ("svg", gen.svg_bytes, 415, "unsupported_format"),
     ("svg-metadata-url-recursive-use", F.svg_with_network_reference, 415,

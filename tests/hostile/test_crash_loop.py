@@ -80,7 +80,7 @@ def test_kill_9_during_cli_ingest(tmp_path: Path, crash_iterations: int) -> None
     kills = 0
     for _round in range(crash_iterations):
         proc = _start(folder, collection, out)
-        time.sleep(rng.uniform(0.8, 3.0))
+        time.sleep(rng.uniform(0.6, 2.2))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
