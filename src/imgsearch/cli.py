@@ -211,7 +211,8 @@ class _ProgressBar:
 def _summary(report: IngestReport) -> str:
     rate = (report.added + report.updated) / report.seconds if report.seconds else 0.0
     return (f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
-            f"removed {report.removed}, failed {len(report.failed)} "
+            f"removed {report.removed}, skipped {report.skipped_files}, "
+            f"failed {len(report.failed)} "
             f"in {report.seconds:.1f}s ({rate:.1f} images/s)")
 
 
@@ -265,6 +266,10 @@ def index(
 def _print_report(report: IngestReport, as_json: bool) -> None:
     if as_json:
         _print_json(report.to_dict())
+    for skip in report.skipped[:50]:
+        typer.echo(f"skipped: {skip.source}: {skip.reason}", err=True)
+    if len(report.skipped) > 50:
+        typer.echo(f"... and {len(report.skipped) - 50} more skipped", err=True)
     for failure in report.failed[:50]:
         typer.echo(f"failed: {failure.source}: {failure.reason}", err=True)
     if len(report.failed) > 50:
@@ -373,9 +378,25 @@ def _boosts(pairs: list[str] | None) -> dict[str, float]:
     return out
 
 
-def _print_result(result: SearchResult, as_json: bool, offset: int = 0) -> None:
+FormatOpt = Annotated[str, typer.Option(
+    "--format", "-f", help="table (default: rank, confidence, match, id, price, title) or "
+                           "paths (each hit's image path or URL, one a line, for piping).")]
+_FORMATS = ("table", "paths")
+
+
+def _print_result(result: SearchResult, as_json: bool, offset: int = 0,
+                  fmt: str = "table") -> None:
+    if fmt not in _FORMATS:
+        raise InvalidInputError(f"--format must be one of {', '.join(_FORMATS)}, got {fmt!r}")
     if as_json:
         _print_json(result.to_dict())
+        return
+    if fmt == "paths":  # nothing but the paths on stdout: `| xargs feh`
+        for hit in result.hits:
+            if hit.image:
+                typer.echo(hit.image)
+            else:
+                typer.echo(f"{hit.id}: no image path (added from uploaded bytes)", err=True)
         return
     understood = result.interpretation.get("understood")
     if understood:
@@ -388,7 +409,8 @@ def _print_result(result: SearchResult, as_json: bool, offset: int = 0) -> None:
     if not result.hits:
         typer.echo("no results" + (f": {result.message}" if result.message else ""))
     else:
-        for line in _hit_table(result.hits, offset + 1):
+        for line in _hit_table(result.hits, offset + 1,
+                               scored=result.query_kind != "browse"):
             typer.echo(line)
     typer.echo(f"{len(result.hits)} results in {result.query_time_ms:.1f} ms", err=True)
 
@@ -396,16 +418,18 @@ def _print_result(result: SearchResult, as_json: bool, offset: int = 0) -> None:
 _ID_WIDTH_MAX = 40
 
 
-def _hit_table(hits: list[SearchHit], first: int = 1) -> list[str]:
+def _hit_table(hits: list[SearchHit], first: int = 1, scored: bool = True) -> list[str]:
     """A header row, then one row per hit: rank, confidence (0-100 %), match kind, id,
-    price, title and category. Raw per-signal scores are in ``--json`` (matched_by)."""
+    price, title and category. Raw per-signal scores are in ``--json`` (matched_by).
+    Browsing (filters alone) ranks nothing: no confidence or match columns."""
     id_width = min(max(len("id"), *(len(h.id) for h in hits)), _ID_WIDTH_MAX)
     priced = any(h.price is not None for h in hits)
-    head = f"{'#':>4}  {'conf':>4}  {'match':<7}  {'id':<{id_width}}"
+    scores = f"  {'conf':>4}  {'match':<7}" if scored else ""
+    head = f"{'#':>4}{scores}  {'id':<{id_width}}"
     lines = [(head + (f"  {'price':>9}" if priced else "") + "  title / category").rstrip()]
     for rank, hit in enumerate(hits, first):
-        row = f"{f'{rank}.':>4}  {confidence_percent(hit):>3d}%  {hit.match:<7}  " \
-              f"{hit.id:<{id_width}}"
+        judged = f"  {confidence_percent(hit):>3d}%  {hit.match:<7}" if scored else ""
+        row = f"{f'{rank}.':>4}{judged}  {hit.id:<{id_width}}"
         if priced:
             row += f"  {hit.price:>9.2f}" if hit.price is not None else " " * 11
         extra = "  ".join(x for x in (hit.title or "", hit.category or "") if x)
@@ -463,7 +487,7 @@ def search(
     price_max: PriceMax = None, color: Color = None, license_: License = None,
     tag: Tag = None, orientation: OrientationOpt = None, min_width: MinWidth = None,
     min_height: MinHeight = None, attr: Attr = None,
-    limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False,
+    limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False, fmt: FormatOpt = "table",
     parse: Annotated[bool, typer.Option(
         "--parse/--no-parse", help="Understand prices, colours, brands and categories in "
                                    "the text.")] = True,
@@ -492,7 +516,7 @@ def search(
             result = engine.search(query)
         finally:
             engine.close()
-        _print_result(result, as_json, offset)
+        _print_result(result, as_json, offset, fmt)
 
 
 @app.command()
@@ -503,7 +527,7 @@ def similar(
     price_max: PriceMax = None, color: Color = None, license_: License = None,
     tag: Tag = None, orientation: OrientationOpt = None, min_width: MinWidth = None,
     min_height: MinHeight = None, attr: Attr = None,
-    limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False,
+    limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False, fmt: FormatOpt = "table",
     min_confidence: MinConfidence = None, collapse: CollapseOpt = True,
     boost: Boost = None, max_per_category: MaxPerCategory = None, mmr: Mmr = None,
 ) -> None:
@@ -520,7 +544,7 @@ def similar(
             result = engine.search(query)
         finally:
             engine.close()
-        _print_result(result, as_json, offset)
+        _print_result(result, as_json, offset, fmt)
 
 
 @app.command()

@@ -235,14 +235,18 @@ class SearchResult:
 
 @dataclass
 class IngestFailure:
-    source: str
+    source: str  # what the person gave: a file, a URL, a catalog row
     reason: str
     code: str = "error"
+    item_id: str | None = None  # the item it was for, when known
+    count: int = 1  # files it stands for (files skipped for their extension are grouped)
 
 
 @dataclass
 class IngestReport:
-    """What an ingest run did. ``failed`` lists every item that was refused, with why."""
+    """What an ingest run did. ``failed`` lists every item that was refused, with why;
+    ``skipped`` what was left out on purpose (images too small to describe, files of
+    other kinds, by extension), which is no failure."""
 
     added: int = 0
     updated: int = 0
@@ -250,10 +254,15 @@ class IngestReport:
     removed: int = 0
     failed: list[IngestFailure] = field(default_factory=list)
     seconds: float = 0.0
+    skipped: list[IngestFailure] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    @property
+    def skipped_files(self) -> int:
+        return sum(skip.count for skip in self.skipped)
 
     @property
     def processed(self) -> int:
@@ -266,6 +275,7 @@ class IngestReport:
             "unchanged": self.unchanged,
             "removed": self.removed,
             "failed": [dataclasses.asdict(f) for f in self.failed],
+            "skipped": [dataclasses.asdict(f) for f in self.skipped],
             "seconds": round(self.seconds, 3),
             "images_per_second": round(
                 (self.added + self.updated) / self.seconds, 2) if self.seconds else None,

@@ -44,14 +44,14 @@ BAD = {
     "notes.png": (gen.text_file, "unsupported"),
     "drawing.png": (gen.svg_bytes, "unsupported"),
     "bomb.png": (gen.decompression_bomb_png, "too_large"),
-    "tiny.png": (gen.tiny_png, "too_small"),
 }
+SKIPPED = {"tiny.png": gen.tiny_png}  # too small to describe: left out, not a failure
 
 
 @pytest.fixture(scope="module")
 def messy_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("messy") / "photos"
-    for name, make in {**GOOD, **{k: v[0] for k, v in BAD.items()}}.items():
+    for name, make in {**GOOD, **{k: v[0] for k, v in BAD.items()}, **SKIPPED}.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(make())
@@ -76,6 +76,15 @@ def test_index_messy_folder_reports_every_bad_file(messy_folder, tmp_path):
     assert "escape.jpg" in failed and "symlink" in failed["escape.jpg"]["reason"]
     assert len(failed) == len(BAD) + 1
     assert f"failed {len(BAD) + 1}" in proc.stderr
+    skipped = {Path(f["source"]).name: f for f in report["skipped"]}
+    assert skipped["tiny.png"]["code"] == "image_too_small"
+    assert "too small (10x10, under 32 px" in skipped["tiny.png"]["reason"]
+    assert skipped["*.txt"] == {"source": "*.txt", "code": "unsupported_extension", "count": 1,
+                                "item_id": None,
+                                "reason": "1 .txt file skipped: not an image file"}
+    assert "skipped 2," in proc.stderr
+    # each failure names its file once
+    assert not any(line.count("truncated.jpg") > 1 for line in proc.stderr.splitlines())
 
     info = json.loads(run("info", "--collection", tmp_path / "c", "--json").stdout)
     assert info["items"] == len(GOOD)
@@ -359,3 +368,66 @@ def test_undecodable_file_names_index_and_add(tmp_path):
     assert (again["added"], again["unchanged"]) == (0, 2)
     added = run("add", os.fsdecode(latin), "-c", collection, "--json")
     assert json.loads(added.stdout)["id"].endswith("caf\\xe9 terrace.jpg")
+
+
+def test_a_folder_of_small_icons_and_other_files_indexes_with_exit_0(tmp_path):
+    photos = tmp_path / "photos"
+    gen.write_image(photos / "photo.jpg", 1)
+    (photos / "icon.png").write_bytes(gen.png_bytes(2, (120, 31)))
+    for n in range(3):
+        (photos / f"drawing{n}.svg").write_bytes(gen.svg_bytes())
+    (photos / "clip.mp4").write_bytes(b"\x00" * 16)
+    first = run("index", photos, "-c", tmp_path / "c")  # exit 0: nothing failed
+    assert "skipped: " in first.stderr and "icon.png: too small (120x31" in first.stderr
+    assert "3 .svg files skipped: vector images and documents are not supported" in first.stderr
+    assert "1 .mp4 file skipped: videos are not indexed" in first.stderr
+    assert "added 1," in first.stderr and "skipped 5," in first.stderr
+    again = run("index", photos, "-c", tmp_path / "c", "--json")  # re-runs stay at 0 too
+    assert json.loads(again.stdout)["unchanged"] == 1
+
+
+def test_indexing_a_single_image_file_adds_it(tmp_path):
+    photos = tmp_path / "photos"
+    gen.write_image(photos / "beach day.jpg", 4)
+    gen.write_image(photos / "other.jpg", 5)
+    report = json.loads(run("index", photos / "beach day.jpg", "-c", tmp_path / "c",
+                            "--json").stdout)
+    assert report["added"] == 1
+    hit = json.loads(run("search", "-c", tmp_path / "c", "--image", photos / "beach day.jpg",
+                         "--json").stdout)["results"][0]
+    assert hit["id"] == "beach day.jpg" and hit["title"] == "beach day"
+    again = json.loads(run("index", photos / "beach day.jpg", "-c", tmp_path / "c",
+                           "--json").stdout)
+    assert again["unchanged"] == 1 and again["added"] == 0
+
+
+def test_catalog_failures_name_the_row_and_the_id(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "ok.jpg").write_bytes(gen.jpeg_bytes(1))
+    (tmp_path / "img" / "broken.jpg").write_bytes(gen.truncated_jpeg())
+    (tmp_path / "shop.csv").write_text("id,image,price\nSKU1,img/ok.jpg,3\n"
+                                       "SKU2,img/broken.jpg,4\nSKU3,img/ok.jpg,cheap\n")
+    proc = run("index", tmp_path / "shop.csv", "-c", tmp_path / "c", check=1)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("failed:")]
+    assert any(line.startswith("failed: shop.csv row 2 (id SKU2): ") and "broken.jpg" in line
+               for line in lines), lines
+    assert any(line.startswith("failed: shop.csv row 3 (id SKU3): ") for line in lines), lines
+    assert all(line.count("broken.jpg") <= 1 and line.count("SKU3") <= 1 for line in lines)
+
+
+def test_format_paths_prints_image_paths_for_piping(tmp_path):
+    photos = tmp_path / "photos"
+    for seed in range(4):
+        gen.write_image(photos / f"p{seed}.jpg", seed)
+    run("index", photos, "-c", tmp_path / "c")
+    out = run("search", "-c", tmp_path / "c", "--image", photos / "p2.jpg", "--format",
+              "paths", "--min-confidence", "0", "--limit", "3").stdout.splitlines()
+    assert out[0] == str((photos / "p2.jpg").resolve()) and len(out) == 3
+    assert all(Path(line).is_absolute() and Path(line).is_file() for line in out)
+    similar = run("similar", "p1.jpg", "-c", tmp_path / "c", "-f", "paths").stdout
+    assert str((photos / "p1.jpg").resolve()) not in similar and similar.strip()
+    bad = run("search", "-c", tmp_path / "c", "--image", photos / "p2.jpg", "--format", "csv",
+              check=2)
+    assert "--format must be one of table, paths" in bad.stderr
+    browsed = run("search", "-c", tmp_path / "c").stdout.splitlines()
+    assert browsed[0].split() == ["#", "id", "title", "/", "category"]  # no confidence

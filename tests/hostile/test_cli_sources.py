@@ -198,8 +198,10 @@ def _failure_for(catalog: dict[str, Any], row: str) -> dict[str, Any]:
     number = [*GOOD_ROWS, *(r for r, _c, _f in BAD_ROWS)].index(row) + 1
     image = row.split(",")[1]
     where = {f"products.csv row {number}", image, str((catalog["base"] / image).resolve())}
+    # a row is named "products.csv row N", with " (id X)" once its id is known
     matching = [f for f in catalog["report"]["failed"]
-                if f["source"] in where or f["source"].endswith(f".csv row {number}")]
+                if f["source"] in where or f["source"].endswith(f".csv row {number}")
+                or f["source"].startswith(f"products.csv row {number} (id ")]
     assert len(matching) == 1, (row, matching)
     return dict(matching[0])
 

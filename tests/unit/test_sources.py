@@ -168,7 +168,10 @@ def test_csv_row_problems_are_reported_per_row(tmp_path: Path) -> None:
     rows = read_catalog(csv_path)
     assert [i.id for i in rows.items] == ["a", "l"]
     assert rows.items[0].title == "first"
-    by_row = {int(f.source.rsplit(" ", 1)[1]): f for f in rows.failures}
+    # "c.csv row 5", and " (id e)" after it when the row has an id
+    by_row = {int(f.source.split(" row ")[1].split()[0]): f for f in rows.failures}
+    assert by_row[5].source == "c.csv row 5 (id e)" and by_row[5].item_id == "e"
+    assert by_row[2].source == "c.csv row 2" and by_row[2].item_id is None
     assert sorted(by_row) == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
     assert by_row[2].code == "missing_id"
     assert by_row[3].code == "duplicate_id" and "row 1" in by_row[3].reason

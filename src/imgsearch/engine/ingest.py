@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imgsearch.engine.pipeline import is_url
+from imgsearch.errors import ImageTooSmallError
 from imgsearch.ingest.fields import name_text
 from imgsearch.ingest.sources import (
     FolderEntry,
@@ -26,6 +27,7 @@ from imgsearch.ingest.sources import (
     read_catalog,
     read_url_list,
     scan_folder,
+    skipped_reason,
 )
 from imgsearch.types import (
     KNOWN_FIELDS,
@@ -76,11 +78,15 @@ def run_ingest(engine: Engine, source: Path,
     kind = detect_source(source)
     report = IngestReport()
     todo: list[tuple[Item, ImageInput | None]] = []
+    where: dict[str, str] = {}
     if kind == "folder":
         todo = _folder_todo(engine, source, report)
+    elif kind == "image":
+        todo = _image_todo(engine, source, report)
     else:
         rows = read_catalog(source) if kind == "catalog" else read_url_list(source)
         report.failed.extend(rows.failures)
+        where = rows.where
         for item in rows.items:
             stored = engine.catalog.get(item.id)
             if stored is not None and _same_metadata(stored, item) and _image_unchanged(
@@ -97,16 +103,71 @@ def run_ingest(engine: Engine, source: Path,
     if progress:
         progress(Progress("scan", report.unchanged, report.unchanged + len(todo),
                           len(report.failed)))
-    engine.ingest_items(todo, total=len(todo), progress=progress,
-                        on_commit=on_commit, report=report)
+    try:
+        engine.ingest_items(todo, total=len(todo), progress=progress,
+                            on_commit=on_commit, report=report)
+    finally:
+        _set_aside_skips(report)
+        if kind == "catalog":
+            _name_rows(report, where)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _name_rows(report: IngestReport, where: dict[str, str]) -> None:
+    """A catalog item that failed is named by its row and id, then its image."""
+    for entries in (report.failed, report.skipped):
+        for i, failure in enumerate(entries):
+            row = where.get(failure.item_id or "")
+            if row is not None and failure.source != row:
+                entries[i] = replace(failure, source=f"{row} (id {failure.item_id})",
+                                     reason=f"{failure.source}: {failure.reason}")
+
+
+def _set_aside_skips(report: IngestReport) -> None:
+    """Images too small to describe are left out on purpose, not failures: a folder
+    holding a few icons must not fail every run."""
+    small = [f for f in report.failed if f.code == ImageTooSmallError.code]
+    if small:
+        report.failed[:] = [f for f in report.failed if f.code != ImageTooSmallError.code]
+        report.skipped[:0] = small
+
+
+def _image_todo(engine: Engine, source: Path, report: IngestReport
+                ) -> list[tuple[Item, ImageInput | None]]:
+    """One image file given as the source: an item whose id is the file's name (as in a
+    folder of that one file); unchanged files are left alone, as in folders."""
+    path = source.absolute()
+    stat = path.stat()
+    entry = FolderEntry(id=name_text(path.name), path=path, size=stat.st_size,
+                        mtime=stat.st_mtime)
+    origin = name_text(str(path.resolve()))
+    item = folder_item(entry, "", origin)
+    state = engine.catalog.source_states(origin).get(item.id)
+    if state is not None and state[:2] == (entry.size, entry.mtime):
+        report.unchanged += 1
+        return []
+    owners = engine.catalog.sources_of([item.id])
+    if state is None and item.id in owners:
+        owner = owners[item.id]
+        report.failed.append(IngestFailure(
+            str(path), f"id {item.id!r} already belongs to an item "
+            + (f"from {owner}" if owner else "added by id") + "; it is left as it is "
+            "(add this file with `imgsearch add FILE --id NEW_ID` instead)", "id_taken"))
+        return []
+    return [(item, path)]
 
 
 def _folder_todo(engine: Engine, source: Path, report: IngestReport
                  ) -> list[tuple[Item, ImageInput | None]]:
     """The new and changed files of a folder; removes the items of its vanished files."""
-    entries, failures = scan_folder(source)
+    skipped: dict[str, int] = {}
+    entries, failures = scan_folder(source, skipped)
+    report.skipped.extend(
+        IngestFailure(f"*{suffix}" if suffix.startswith(".") else suffix,
+                      f"{count} {suffix} file{'s' if count != 1 else ''} skipped: "
+                      f"{skipped_reason(suffix)}", "unsupported_extension", count=count)
+        for suffix, count in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
     root = name_text(str(source.resolve()))  # stored: valid text, as ids are
     # an earlier version recorded a folder by the path it was given, not the resolved one
     prefix = engine.catalog.folder_prefix(root, aliases=[str(source.absolute())])

@@ -124,9 +124,12 @@ class Preparer:
                 return self._enrich(item, self.decode(value, item.image or item.id, fetched),
                                     value)
             except ImgSearchError as exc:
-                return IngestFailure(item.image or item.id, exc.message, exc.code)
+                label = item.image or item.id
+                return IngestFailure(label, _without_label(exc.message, label), exc.code,
+                                     item.id)
             except OSError as exc:
-                return IngestFailure(item.image or item.id, f"cannot read: {exc}", "io_error")
+                return IngestFailure(item.image or item.id, f"cannot read: {exc}", "io_error",
+                                     item.id)
 
         ready: list[_Enriched] = []
         failures: list[IngestFailure] = []
@@ -168,3 +171,8 @@ def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def _without_label(message: str, label: str) -> str:
+    """The message without the ``label: `` it starts with (the failure names it once)."""
+    return message[len(label) + 2:] if message.startswith(label + ": ") else message

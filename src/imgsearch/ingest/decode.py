@@ -277,8 +277,8 @@ def _check_size(label: str, width: int, height: int, *, max_pixels: int, min_sid
             f"{max_pixels} pixels; resize the image or raise max_pixels")
     if min(width, height) < min_side:
         raise ImageTooSmallError(
-            f"{label}: {width}x{height} is too small; the shorter side must be at least "
-            f"{min_side} pixels")
+            f"{label}: too small ({width}x{height}, under {min_side} px on its shorter "
+            f"side) to describe")
 
 
 def _orientation(image: Image.Image) -> int:

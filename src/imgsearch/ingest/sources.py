@@ -42,9 +42,11 @@ class FolderEntry:
 class CatalogRows:
     items: list[Item] = field(default_factory=list)
     failures: list[IngestFailure] = field(default_factory=list)
+    # item id -> where it was read ("products.csv row 12"), for the report
+    where: dict[str, str] = field(default_factory=dict)
 
 
-def detect_source(path: Path) -> Literal["folder", "catalog", "urls"]:
+def detect_source(path: Path) -> Literal["folder", "image", "catalog", "urls"]:
     """Say what kind of source ``path`` is, from what it is and its suffix."""
     path = Path(path)
     if path.is_dir():
@@ -52,23 +54,27 @@ def detect_source(path: Path) -> Literal["folder", "catalog", "urls"]:
     if not path.exists():
         raise InvalidInputError(f"{path}: no such file or folder")
     suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return "image"
     if suffix in CATALOG_SUFFIXES:
         return "catalog"
     if suffix in URL_LIST_SUFFIXES:
         return "urls"
     raise CatalogFormatError(
         f"{path}: cannot tell what this file is from its suffix {suffix!r}; give a folder, "
-        "a catalog (.csv, .jsonl, .ndjson, .parquet) or a URL list (.txt)")
+        "an image, a catalog (.csv, .jsonl, .ndjson, .parquet) or a URL list (.txt)")
 
 
 # ---- folders ----------------------------------------------------------------------
 
 
-def scan_folder(root: Path) -> tuple[list[FolderEntry], list[IngestFailure]]:
+def scan_folder(root: Path, skipped: dict[str, int] | None = None
+                ) -> tuple[list[FolderEntry], list[IngestFailure]]:
     """List the image files under ``root``, recursively, sorted by id.
 
     Hidden and system folders are skipped. Symbolic links are followed only while
-    they stay inside ``root``; each directory is visited once, so link loops end.
+    they stay inside ``root``; each directory is visited once, so link loops end. Files
+    left out for their extension are counted by extension in ``skipped``.
     """
     root = Path(root).absolute()
     if not root.is_dir():
@@ -99,6 +105,9 @@ def scan_folder(root: Path) -> tuple[list[FolderEntry], list[IngestFailure]]:
                 continue
             child_id = prefix + fields.name_text(child.name)  # ids are always valid text
             outcome = _classify(child, child_id, real_root)
+            if outcome is None and skipped is not None and not child.is_dir():
+                suffix = Path(child.name).suffix.lower() or "(no extension)"
+                skipped[suffix] = skipped.get(suffix, 0) + 1
             if isinstance(outcome, IngestFailure):
                 failures.append(outcome)
             elif isinstance(outcome, Path):
@@ -179,7 +188,12 @@ def _collect(path: Path, rows: Iterator[_Row]) -> CatalogRows:
         try:
             item = row_to_item(row, base_dir)
         except RowError as exc:
-            result.failures.append(IngestFailure(where, exc.reason, exc.code))
+            given = row.get("id")
+            named = f" (id {given})" if isinstance(given, str | int) and str(given) else ""
+            # the row names the item: its reason need not say "item 'X': " again
+            reason = exc.reason.removeprefix(f"item {str(given)!r}: ") if named else exc.reason
+            result.failures.append(IngestFailure(where + named, reason, exc.code,
+                                                 str(given) if named else None))
             continue
         if item.id in first_row_of:
             result.failures.append(IngestFailure(
@@ -187,6 +201,7 @@ def _collect(path: Path, rows: Iterator[_Row]) -> CatalogRows:
                        f"{first_row_of[item.id]}); this {unit} is skipped", "duplicate_id"))
             continue
         first_row_of[item.id] = number
+        result.where[item.id] = where
         result.items.append(item)
     return result
 
@@ -336,3 +351,26 @@ def row_to_item(row: Mapping[str, Any], base_dir: Path) -> Item:
         if key not in KNOWN_FIELDS and key and not fields.is_empty(value)
     }
     return Item(id=item_id, image=image, **values)
+
+
+# Why files are left out for their extension, by kind: said in the ingest report.
+_SKIPPED_KINDS: tuple[tuple[frozenset[str], str], ...] = (
+    (frozenset({".svg", ".svgz", ".eps", ".ai", ".pdf"}),
+     "vector images and documents are not supported"),
+    (frozenset({".heic", ".heif", ".avif", ".jxl"}), "this format is not supported yet"),
+    (frozenset({".raw", ".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf"}),
+     "camera raw files are not supported; index their JPEG previews"),
+    (frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".3gp"}),
+     "videos are not indexed"),
+    (frozenset({".psd", ".xcf", ".kra"}), "layered editor files are not supported"),
+    (frozenset({".ico", ".icns", ".tga", ".pcx", ".ppm", ".pgm", ".pbm", ".jp2", ".dds"}),
+     "this image format is not on the allowed list"),
+)
+
+
+def skipped_reason(suffix: str) -> str:
+    """Why files with ``suffix`` are not indexed, in words."""
+    for suffixes, reason in _SKIPPED_KINDS:
+        if suffix in suffixes:
+            return reason
+    return "not an image file"
