@@ -17,7 +17,8 @@ import skimage.data
 from PIL import Image, ImageOps
 
 from imgsearch.engine import Engine
-from imgsearch.types import Filters, Query
+from imgsearch.engine.display import confidence_percent
+from imgsearch.types import Filters, Query, SearchResult
 
 ROOT = Path(__file__).resolve().parent.parent / "demo-collection"
 
@@ -78,10 +79,13 @@ def build_catalog(folder: Path) -> Path:
     return catalog
 
 
-def show(title: str, result: object) -> None:
+def show(title: str, result: SearchResult) -> None:
     print(f"\n== {title}")
-    for rank, hit in enumerate(result.hits, 1):  # type: ignore[attr-defined]
-        print(f"  {rank}. {hit.score:.3f}  {hit.id:18s} {hit.title or ''}")
+    if not result.hits:
+        print(f"  no match: {result.message}")
+    for rank, hit in enumerate(result.hits, 1):
+        print(f"  {rank}. {confidence_percent(hit):3d}%  {hit.match:8s} {hit.id:18s} "
+              f"{hit.title or ''}")
 
 
 def main() -> int:

@@ -70,3 +70,19 @@ def test_confidence_mapping():
     cal = Calibration(median=0.2, chance=0.6, mean=0.2, std=0.1, vectors=100)
     got = cal.confidence(np.asarray([0.1, 0.2, 0.4, 0.6, 0.8, 1.0], np.float32))
     assert np.allclose(got, [0.0, 0.0, 0.25, 0.5, 0.75, 1.0])
+
+
+def test_a_few_items_judge_text_queries_against_unrelated_probes(tmp_path):
+    # eight items: too few for image pairs, enough for text: the probes need no minimum
+    settings = Settings(text_encoder="minilm", ingest_workers=2)
+    titles = ["cup of coffee", "tabby cat", "rocket launch pad", "moon surface",
+              "red leather wallet", "wooden chair", "green grass", "silver watch"]
+    with Engine.open(tmp_path / "c", settings) as engine:
+        engine.ingest_items((Item(id=f"t{i}", title=t), picture(i))
+                            for i, t in enumerate(titles))
+        assert engine.calibrations.get("text") is not None
+        unrelated = engine.search(Query(text="quantum chromodynamics lecture"))
+        assert unrelated.hits == [] and unrelated.empty_reason == "no_match"
+        found = engine.search(Query(text="a hot drink in a cup")).hits
+        assert found[0].id == "t0" and 0.5 <= found[0].confidence < 1.0
+        assert "t1" not in [hit.id for hit in found]  # the cat is not a drink

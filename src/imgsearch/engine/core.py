@@ -403,11 +403,13 @@ class Engine:
             wanted["text"] = ("text", "text")
         for name, (space_name, text_encoder) in wanted.items():
             space = self.spaces[space_name]
-            if not (force or is_stale(self.calibrations.get(name), len(space))):
+            # image pairs need a few items; text probes are judged against any number
+            minimum = MIN_VECTORS if text_encoder is None else 1
+            if not (force or is_stale(self.calibrations.get(name), len(space), minimum)):
                 continue
             if text_encoder is None:
                 self.calibrations[name] = calibrate(space)
-            elif len(space) >= MIN_VECTORS:
+            elif len(space) >= minimum:
                 probes = self.encoder(text_encoder).embed_texts(list(PROBE_TEXTS))
                 self.calibrations[name] = calibrate_probes(space, probes)
         self.manifest.extra["calibration"] = {

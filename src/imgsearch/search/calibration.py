@@ -141,15 +141,18 @@ PROBE_QUANTILE = 0.9
 
 def calibrate_probes(space: SpaceIndex, probes: NDArray[np.float32],
                      seed: int = 0) -> Calibration | None:
-    """Calibration of text queries against a space, from unrelated probe queries."""
+    """Calibration of text queries against a space, from unrelated probe queries.
+
+    Unlike pairs of stored items, probes need no minimum collection size: what the best
+    of even a few items scores against fifty unrelated queries is what chance gives."""
     n = len(space)
-    if n < MIN_VECTORS or not len(probes):
+    if n < 1 or not len(probes):
         return None
     labels = space.index.labels()
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(labels, size=min(n, _SAMPLE), replace=False))
     _found, vectors = space.catalog.vectors_by_vid(list(sample), space.space.dim)
-    if len(vectors) < MIN_VECTORS:
+    if not len(vectors):
         return None
     sims = probes @ vectors.T
     top, _labels = space.index.search(probes.astype(np.float32), 1)
@@ -221,7 +224,8 @@ def background_level(space: SpaceIndex, vector: NDArray[np.float32]) -> float | 
     return float(row[BACKGROUND_RANK])
 
 
-def is_stale(calibration: Calibration | None, vectors: int, ratio: float = 0.2) -> bool:
+def is_stale(calibration: Calibration | None, vectors: int, minimum: int = MIN_VECTORS,
+             ratio: float = 0.2) -> bool:
     if calibration is None:
-        return vectors >= MIN_VECTORS
+        return vectors >= minimum
     return abs(vectors - calibration.vectors) > ratio * max(calibration.vectors, 1)
