@@ -216,9 +216,9 @@ class ClipEncoder(Encoder):
                                     + _fix_hint(model))
 
     def _embed_image_batch(self, images: Sequence[Image.Image]) -> NDArray[np.float32]:
+        model, _, processor, _ = self._load()  # first: a missing model fails before torch loads
         import torch
 
-        model, _, processor, _ = self._load()
         rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
         pixels = processor(images=rgb, return_tensors="pt")["pixel_values"]
         with torch.inference_mode():
@@ -226,9 +226,9 @@ class ClipEncoder(Encoder):
         return np.asarray(out.float().cpu().numpy(), dtype=np.float32)
 
     def _embed_text_batch(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        model, tokenizer, _, max_length = self._load()
         import torch
 
-        model, tokenizer, _, max_length = self._load()
         tokens = tokenizer(
             list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
         )
