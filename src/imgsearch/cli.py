@@ -46,7 +46,7 @@ from imgsearch.types import (
     SearchResult,
 )
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Find images by image, text, both, several examples or item.")
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_COLLECTION, EXIT_MODEL, EXIT_ERROR = (
@@ -68,9 +68,20 @@ ClipModelOpt = Annotated[str | None, typer.Option(
 _OPTIONS = {"debug": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from imgsearch import __version__
+
+        typer.echo(f"imgsearch {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
 def _options(debug: Annotated[bool, typer.Option(
-        "--debug", help="On an unexpected error, print its traceback.")] = False) -> None:
+        "--debug", help="On an unexpected error, print its traceback.")] = False,
+             version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.")] = False) -> None:
     _OPTIONS["debug"] = debug
 
 
