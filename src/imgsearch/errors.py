@@ -212,6 +212,13 @@ class StorageAccessError(CollectionError):
     status = 503
 
 
+class PortInUseError(ImgSearchError):
+    """The server cannot listen: another process holds the address and port."""
+
+    code = "port_in_use"
+    status = 500
+
+
 class StorageFullError(ImgSearchError):
     """``report``: what an interrupted ingest had done (an ``IngestReport``), if any."""
 
