@@ -71,7 +71,7 @@ _OPTIONS = {"debug": False}
 
 def _print_version(value: bool) -> None:
     if value:
-        from imgsearch import __version__
+        from imgsearch.version import __version__
 
         typer.echo(f"imgsearch {__version__}")
         raise typer.Exit(EXIT_OK)

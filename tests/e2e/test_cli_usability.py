@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -73,3 +74,50 @@ def test_serve_takes_the_collection_with_c_and_positionally_with_a_note(tmp_path
     assert neither.returncode == 2 and "-c/--collection" in neither.stderr
     both = run("serve", directory, "-c", tmp_path / "other", "--port", port)
     assert both.returncode == 2 and "two collections given" in both.stderr
+
+
+def _shop(tmp_path: Path) -> Path:
+    rows = ["id,image,title,category,brand"]
+    for i in range(6):
+        gen.write_image(tmp_path / "img" / f"{i}.jpg", i)
+        category = ("mugs", "mugs", "mugs", "hats", "hats", "bags")[i]
+        rows.append(f"s{i},img/{i}.jpg,thing {i},{category},{'acme' if i % 2 else 'zenith'}")
+    (tmp_path / "shop.csv").write_text("\n".join(rows) + "\n")
+    proc = run("index", tmp_path / "shop.csv", "-c", tmp_path / "shop")
+    assert proc.returncode == 0, proc.stderr
+    return tmp_path / "shop"
+
+
+def test_an_unknown_category_or_brand_lists_the_known_values(tmp_path: Path):
+    shop = _shop(tmp_path)
+    proc = run("search", "-c", shop, "--text", "thing", "--category", "mugz")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: unknown category 'mugz'")
+    assert "most common first: mugs, hats, bags" in proc.stderr
+    brand = run("search", "-c", shop, "--category", "mugs", "--brand", "acme corp")
+    assert brand.returncode == 2 and "unknown brand 'acme corp'" in brand.stderr
+    assert "acme" in brand.stderr and "zenith" in brand.stderr
+    anycase = run("search", "-c", shop, "--text", "thing", "--category", "MUGS",
+                  "--min-confidence", "0", "--json")
+    assert anycase.returncode == 0, anycase.stderr
+    assert {h["category"] for h in json.loads(anycase.stdout)["results"]} == {"mugs"}
+
+
+def test_a_collection_without_categories_refuses_no_category(tmp_path: Path):
+    gen.write_image(tmp_path / "pics" / "one.jpg", 1)
+    assert run("index", tmp_path / "pics", "-c", tmp_path / "c").returncode == 0
+    proc = run("search", "-c", tmp_path / "c", "--text", "one", "--category", "mugs",
+               "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["results"] == []
+
+
+def test_an_empty_collection_says_it_is_empty(tmp_path: Path):
+    (tmp_path / "nothing").mkdir()
+    assert run("index", tmp_path / "nothing", "-c", tmp_path / "empty").returncode == 0
+    for query in (["--text", "x"], ["--category", "mugs"]):
+        proc = run("search", "-c", tmp_path / "empty", *query,
+                   env=dict(ENV, IMGSEARCH_TEXT_ENCODER="none"))
+        assert proc.returncode == 0, proc.stderr
+        assert "this collection is empty: add images with imgsearch index" in proc.stdout
+        assert "no text to search" not in proc.stdout + proc.stderr

@@ -107,10 +107,6 @@ BROKEN_PLACES: list[tuple[list[str], dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="uncaught exception, traceback and exit 1: a "
-                                       "collection path that is a file (FileExistsError, "
-                                       "NotADirectoryError) or IMGSEARCH_FUSION=bogus "
-                                       "(ValueError from the fusion step)")
 @pytest.mark.parametrize(("arguments", "env"), BROKEN_PLACES,
                          ids=[" ".join(a)[:40] + (f" {e}" if e else "")
                               for a, e in BROKEN_PLACES])
