@@ -48,6 +48,9 @@ class Settings:
 
     # downloads
     allow_private_urls: bool = False
+    # ports URLs may name: single ports are allowed as given; within a range, the ports of
+    # well-known services (SSH, SMTP, databases, ...; ingest.fetch.SERVICE_PORTS) are not
+    url_ports: str = "80,443,8080,8443,1024-65535"
     max_download_bytes: int = 10 * 1024 * 1024
     download_timeout_s: float = 20.0
     download_retries: int = 3

@@ -129,6 +129,10 @@ class BlockedURLError(FetchError):
     code = "blocked_url"
 
 
+class PortNotAllowedError(BlockedURLError):
+    code = "port_not_allowed"
+
+
 class DownloadTooLargeError(FetchError):
     code = "download_too_large"
     status = 413

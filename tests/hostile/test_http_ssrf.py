@@ -235,14 +235,13 @@ def test_upstream_failures(client: TestClient, sent: Sent, path: str, status: in
     assert_intact(client)
 
 
-@pytest.mark.xfail(strict=True, reason="ports are not restricted: a public host's SSH, SMTP, "
-                                       "Redis, PostgreSQL or Elasticsearch port is fetched "
-                                       "(checklist C11 expects 400 port_not_allowed)")
 @pytest.mark.parametrize("port", [22, 25, 6379, 5432, 9200])
 def test_service_ports_of_public_hosts_are_refused(client: TestClient, sent: Sent,
                                                    port: int) -> None:
     response = client.post("/v1/search", json={"image_url": f"http://shop.example:{port}/"})
     assert response.status_code in (400, 422), response.text
+    assert response.json()["error"]["code"] == "port_not_allowed"
+    assert f"port {port}" in response.json()["error"]["message"]
     assert sent.urls == []
 
 
