@@ -26,4 +26,4 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request,sys; \
 sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health').status != 200)"
-CMD ["sh", "-c", "imgsearch serve \"$IMGSEARCH_COLLECTION\" --host 0.0.0.0 --port 8000 --workers ${IMGSEARCH_WORKERS:-1}"]
+CMD ["sh", "-c", "imgsearch serve -c \"$IMGSEARCH_COLLECTION\" --host 0.0.0.0 --port 8000 --workers ${IMGSEARCH_WORKERS:-1}"]

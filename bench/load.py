@@ -296,7 +296,7 @@ def start_server(directory: Path, port: int, log_path: Path, workers: int = 1
     log = log_path.open("wb")
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "imgsearch.cli", "serve", str(directory),
+            [sys.executable, "-m", "imgsearch.cli", "serve", "-c", str(directory),
              "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     finally:

@@ -20,8 +20,7 @@ from imgsearch.types import (
     SearchResult,
     VectorSpace,
 )
-
-__version__ = "0.1.0"
+from imgsearch.version import __version__ as __version__
 
 __all__ = [
     "Engine",

@@ -32,6 +32,7 @@ from imgsearch.errors import (
     ImgSearchError,
     InvalidInputError,
     NotFoundError,
+    PortInUseError,
     StorageFullError,
     storage_fault,
 )
@@ -46,12 +47,12 @@ from imgsearch.types import (
     SearchResult,
 )
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Find images by image, text, both, several examples or item.")
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_COLLECTION, EXIT_MODEL, EXIT_ERROR = (
     0, 1, 2, 3, 4, 5, 6)
-EXIT_STORAGE_FULL, EXIT_INTERNAL = 7, 8
+EXIT_STORAGE_FULL, EXIT_INTERNAL, EXIT_PORT_IN_USE = 7, 8, 9
 
 CollectionOpt = Annotated[Path, typer.Option("--collection", "-c",
                                              help="Collection directory.")]
@@ -68,9 +69,20 @@ ClipModelOpt = Annotated[str | None, typer.Option(
 _OPTIONS = {"debug": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from imgsearch.version import __version__
+
+        typer.echo(f"imgsearch {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
 def _options(debug: Annotated[bool, typer.Option(
-        "--debug", help="On an unexpected error, print its traceback.")] = False) -> None:
+        "--debug", help="On an unexpected error, print its traceback.")] = False,
+             version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.")] = False) -> None:
     _OPTIONS["debug"] = debug
 
 
@@ -81,6 +93,8 @@ def _debugging() -> bool:
 def _exit_code(exc: ImgSearchError) -> int:
     if isinstance(exc, StorageFullError):
         return EXIT_STORAGE_FULL
+    if isinstance(exc, PortInUseError):
+        return EXIT_PORT_IN_USE
     if isinstance(exc, NotFoundError):
         return EXIT_NOT_FOUND
     if isinstance(exc, InvalidInputError | ImageError):
@@ -750,7 +764,11 @@ def _print_health(data: dict[str, Any], as_json: bool) -> None:
 
 @app.command()
 def serve(
-    collection: Annotated[Path, typer.Argument(help="Collection directory.")],
+    collection: Annotated[Path | None, typer.Option(
+        "--collection", "-c", help="Collection directory.")] = None,
+    legacy_collection: Annotated[Path | None, typer.Argument(
+        metavar="[COLLECTION]", show_default=False,
+        help="Deprecated: the collection directory; use -c/--collection.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(
@@ -777,6 +795,7 @@ def serve(
     from imgsearch.web.serve import serve as run_server
 
     with _errors():
+        collection = _serve_collection(collection, legacy_collection)
         settings = _settings(collection=collection)
         settings = settings.replace(
             api_keys_file=str(api_key_file) if api_key_file else settings.api_keys_file,
@@ -785,6 +804,19 @@ def serve(
             require_read_key=settings.require_read_key if require_read_key is None
             else require_read_key)
         run_server(collection, host, port, settings, workers=workers)
+
+
+def _serve_collection(option: Path | None, positional: Path | None) -> Path:
+    if option is not None and positional is not None and option != positional:
+        raise InvalidInputError(f"two collections given ({positional} and -c {option}); "
+                                f"give one, with -c/--collection")
+    if positional is not None:
+        typer.echo("note: the collection as a positional argument is deprecated; use "
+                   "-c/--collection", err=True)
+    collection = option or positional
+    if collection is None:
+        raise InvalidInputError("which collection? give it with -c/--collection")
+    return collection
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys for the HTTP server: "

@@ -25,6 +25,16 @@ ENV_PREFIX = "IMGSEARCH_"
 COLLECTION_CONFIG = "imgsearch.toml"  # inside a collection's directory
 
 
+# settings that take one of a few words, checked when Settings is made
+CHOICES: dict[str, tuple[str, ...]] = {
+    "fusion": ("rrf", "weighted"),
+    "multi_image": ("average", "rrf"),
+    "parsed_colors": ("boost", "filter"),
+    "index_type": ("auto", "flat", "hnsw", "ivfpq"),
+}
+_ANY_CASE = ("index_type",)  # read as lower case where it is used
+
+
 @dataclass(frozen=True)
 class Settings:
     # encoders
@@ -38,6 +48,9 @@ class Settings:
 
     # downloads
     allow_private_urls: bool = False
+    # ports URLs may name: single ports are allowed as given; within a range, the ports of
+    # well-known services (SSH, SMTP, databases, ...; ingest.fetch.SERVICE_PORTS) are not
+    url_ports: str = "80,443,8080,8443,1024-65535"
     max_download_bytes: int = 10 * 1024 * 1024
     download_timeout_s: float = 20.0
     download_retries: int = 3
@@ -146,6 +159,17 @@ class Settings:
     weight_clip_text: float = 1.0
     # BM25 weight of each text field, in the order of the keyword index's columns
     keyword_fields: str = "title:3,description:1,tags:2,category:2,brand:2,colors:1"
+
+    def __post_init__(self) -> None:
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            given = value.strip().lower() if name in _ANY_CASE and isinstance(value, str) \
+                else value
+            if given not in allowed:
+                raise InvalidInputError(
+                    f"setting {name} {value!r} is not known (set by the environment "
+                    f"{ENV_PREFIX}{name.upper()} or a configuration file); use one of: "
+                    f"{', '.join(allowed)}")
 
     def keyword_weights(self) -> list[float]:
         order = ("title", "description", "tags", "category", "brand", "colors")

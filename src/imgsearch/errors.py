@@ -129,6 +129,10 @@ class BlockedURLError(FetchError):
     code = "blocked_url"
 
 
+class PortNotAllowedError(BlockedURLError):
+    code = "port_not_allowed"
+
+
 class DownloadTooLargeError(FetchError):
     code = "download_too_large"
     status = 413
@@ -210,6 +214,13 @@ class ReadOnlyCollectionError(CollectionError):
 class StorageAccessError(CollectionError):
     code = "storage_unavailable"
     status = 503
+
+
+class PortInUseError(ImgSearchError):
+    """The server cannot listen: another process holds the address and port."""
+
+    code = "port_in_use"
+    status = 500
 
 
 class StorageFullError(ImgSearchError):

@@ -75,6 +75,8 @@ def test_installed_command_indexes_and_searches(tmp_path: Path,
     venv, env = installed
     command = venv / "bin" / "imgsearch"
     assert "Usage" in _run([command, "--help"], cwd=tmp_path, env=env).stdout
+    version = _run([command, "--version"], cwd=tmp_path, env=env).stdout.strip()
+    assert version.startswith("imgsearch ") and version.split()[1][0].isdigit(), version
     photos = tmp_path / "photos"
     for seed in range(4):
         gen.write_image(photos / f"picture-{seed}.jpg", seed)

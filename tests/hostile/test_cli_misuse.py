@@ -47,8 +47,8 @@ MISUSE: list[tuple[list[str], dict[str, str], int, str]] = [
     (["add", "{q}", "-c", "{c}", "--price", "cheap"], {}, 2, "Invalid value for '--price'"),
     (["search", "-c", "{c}", "--text", "known", "--min-width", "wide"], {}, 2,
      "Invalid value for '--min-width'"),
-    (["serve", "{c}", "--workers", "0"], {}, 2, "Invalid value for '--workers'"),
-    (["serve", "{c}", "--port", "http"], {}, 2, "Invalid value for '--port'"),
+    (["serve", "-c", "{c}", "--workers", "0"], {}, 2, "Invalid value for '--workers'"),
+    (["serve", "-c", "{c}", "--port", "http"], {}, 2, "Invalid value for '--port'"),
     (["search", "-c", "{missing}", "--text", "known"], {}, 3, "no collection at"),
     (["similar", "k0", "-c", "{missing}"], {}, 3, "no collection at"),
     (["info", "-c", "{missing}"], {}, 3, "no collection at"),
@@ -107,10 +107,6 @@ BROKEN_PLACES: list[tuple[list[str], dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="uncaught exception, traceback and exit 1: a "
-                                       "collection path that is a file (FileExistsError, "
-                                       "NotADirectoryError) or IMGSEARCH_FUSION=bogus "
-                                       "(ValueError from the fusion step)")
 @pytest.mark.parametrize(("arguments", "env"), BROKEN_PLACES,
                          ids=[" ".join(a)[:40] + (f" {e}" if e else "")
                               for a, e in BROKEN_PLACES])

@@ -279,9 +279,6 @@ def test_catalog_files(catalog: dict[str, Any], tmp_path: Path, name: str, conte
         assert run.stderr.startswith("error: ") and name in run.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="a catalog row whose image path holds a NUL byte "
-                                       "crashes index: uncaught ValueError 'embedded null "
-                                       "byte' from Path.stat in engine/ingest.py")
 def test_nul_byte_in_an_image_path_is_a_row_failure(catalog: dict[str, Any],
                                                     tmp_path: Path) -> None:
     source = catalog["base"] / "nul.jsonl"
@@ -290,3 +287,4 @@ def test_nul_byte_in_an_image_path_is_a_row_failure(catalog: dict[str, Any],
     run, report = _index(source, tmp_path / "collection")
     assert run.code == 1 and report["added"] == 1
     assert len(report["failed"]) == 1 and "B" in json.dumps(report["failed"])
+    assert report["failed"][0]["code"] == "bad_image_path", report["failed"]

@@ -120,7 +120,7 @@ def _serve(collection: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
                IMGSEARCH_INGEST_WORKERS="1")
     with open(log, "ab") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "imgsearch.cli", "serve", str(collection), "--port",
+            [sys.executable, "-m", "imgsearch.cli", "serve", "-c", str(collection), "--port",
              str(port)], stdout=sink, stderr=subprocess.STDOUT, env=env)
 
 

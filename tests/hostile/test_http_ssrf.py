@@ -122,7 +122,7 @@ BLOCKED = [
 ]
 NOT_URLS = ["//127.0.0.1/a.jpg", "data:image/png;base64,AAAA", "/etc/passwd",
             "127.0.0.1/a.jpg", "shop.example/a.jpg"]
-# "scheme:" without "//" is read as base64 with a cap of 0 bytes (web/convert.py url_input)
+# "scheme:" without "//": no URL to fetch, refused as such (web/convert.py url_input)
 OPAQUE_URLS = ["javascript:alert(1)", "jar:http://shop.example/a.jar!/", "mailto:a@shop.example",
                "urn:isbn:0451450523", "data:text/html,<script>alert(1)</script>"]
 
@@ -154,9 +154,6 @@ def test_values_that_are_not_web_urls_are_refused(client: TestClient, sent: Sent
     assert sent.urls == []
 
 
-@pytest.mark.xfail(strict=True, reason="an image_url like 'javascript:...' answers 413 "
-                                       "image_too_large ('over the limit of 0 bytes') instead "
-                                       "of 400 invalid_input: url_input reads it as base64")
 @pytest.mark.parametrize("value", OPAQUE_URLS)
 def test_opaque_urls_are_refused_as_not_web_urls(client: TestClient, sent: Sent,
                                                  value: str) -> None:
@@ -238,14 +235,13 @@ def test_upstream_failures(client: TestClient, sent: Sent, path: str, status: in
     assert_intact(client)
 
 
-@pytest.mark.xfail(strict=True, reason="ports are not restricted: a public host's SSH, SMTP, "
-                                       "Redis, PostgreSQL or Elasticsearch port is fetched "
-                                       "(checklist C11 expects 400 port_not_allowed)")
 @pytest.mark.parametrize("port", [22, 25, 6379, 5432, 9200])
 def test_service_ports_of_public_hosts_are_refused(client: TestClient, sent: Sent,
                                                    port: int) -> None:
     response = client.post("/v1/search", json={"image_url": f"http://shop.example:{port}/"})
     assert response.status_code in (400, 422), response.text
+    assert response.json()["error"]["code"] == "port_not_allowed"
+    assert f"port {port}" in response.json()["error"]["message"]
     assert sent.urls == []
 
 

@@ -250,9 +250,6 @@ def test_bad_cli_queries(collection: Path, tmp_path: Path, arguments: list[str],
     assert fragment in " ".join(run.stderr.split()), run.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="the CLI accepts what the API refuses: --min-confidence "
-                                       "5 and --max-per-category 0 run (exit 0) where "
-                                       "POST /v1/search answers 422")
 @pytest.mark.parametrize("arguments", [["--min-confidence", "5"], ["--min-confidence", "-1"],
                                        ["--max-per-category", "0"]])
 def test_cli_refuses_out_of_range_ranking_options(collection: Path,

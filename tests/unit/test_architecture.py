@@ -14,7 +14,7 @@ import imgsearch
 
 PACKAGE = Path(imgsearch.__file__).parent
 _READS_ENV = re.compile(r"os\.environ\b(?!``)|getenv\(")
-LEAVES = {"types", "errors", "config", "ids"}
+LEAVES = {"types", "errors", "config", "ids", "version"}
 RANK = {"ingest": 1, "enrich": 2, "encode": 3, "store": 4, "index": 4, "search": 5,
         "evaluate": 5, "engine": 6, "cli": 7, "web": 7, "__init__": 8}
 

@@ -265,7 +265,7 @@ def test_every_resolved_address_must_be_public() -> None:
 
 
 def test_allow_private_permits_loopback() -> None:
-    check_url("http://127.0.0.1:9/x", allow_private=True, resolve=_resolver({}, []))
+    check_url("http://127.0.0.1:8080/x", allow_private=True, resolve=_resolver({}, []))
 
 
 @pytest.mark.parametrize("url", [*BLOCKED_LITERALS[:7], "ftp://x", "file:///etc/passwd",

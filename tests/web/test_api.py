@@ -258,7 +258,8 @@ def test_click_feedback_is_recorded(client: TestClient, web_engine: Engine) -> N
 
 def test_metrics_count_requests_and_zero_results(client: TestClient) -> None:
     empty = client.post("/v1/search", json={"text": "number",
-                                            "filters": {"categories": ["boats"]}})
+                                            "filters": {"categories": ["shoes"],
+                                                        "price_max": 1}})
     assert empty.json()["results"] == [] and empty.json()["empty_reason"] == "filtered_out"
     client.get("/v1/items/p0")
     text = client.get("/metrics").text

@@ -145,7 +145,7 @@ def test_serve_with_two_workers_needs_a_write_key_on_every_process(tmp_path: Pat
     directory = _seeded(tmp_path / "collection")
     token = cli("keys", "create", "-c", directory, "--scope", "write").stdout.strip()
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "imgsearch.cli", "serve", str(directory),
+    proc = subprocess.Popen([sys.executable, "-m", "imgsearch.cli", "serve", "-c", str(directory),
                              "--port", str(port), "--workers", "2",
                              "--allowed-host", "search.example"], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -112,7 +112,7 @@ def test_serve_with_two_workers(tmp_path: Path):
     directory = _seeded(tmp_path / "collection")
     port = _free_port()
     env = dict(os.environ, IMGSEARCH_IMAGE_ENCODER="descriptor", IMGSEARCH_TEXT_ENCODER="none")
-    proc = subprocess.Popen([sys.executable, "-m", "imgsearch.cli", "serve", str(directory),
+    proc = subprocess.Popen([sys.executable, "-m", "imgsearch.cli", "serve", "-c", str(directory),
                              "--port", str(port), "--workers", "2"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
@@ -148,7 +148,7 @@ def test_serve_with_two_workers(tmp_path: Path):
 def test_serve_stops_when_its_first_process_cannot_open_the_collection(tmp_path: Path):
     not_a_collection = tmp_path / "file"
     not_a_collection.write_text("not a directory")
-    proc = subprocess.run([sys.executable, "-m", "imgsearch.cli", "serve",
+    proc = subprocess.run([sys.executable, "-m", "imgsearch.cli", "serve", "-c",
                            str(not_a_collection), "--port", str(_free_port()),
                            "--workers", "2"], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0

@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from imgsearch.engine.query import MAX_OFFSET
+from imgsearch.engine.known import check_known_values
+from imgsearch.engine.query import EMPTY_MESSAGE, MAX_OFFSET, validate_ranking
 from imgsearch.errors import InvalidQueryError
 from imgsearch.store.filters import validate as validate_filters
 from imgsearch.types import Query, SearchHit, SearchResult
@@ -30,6 +31,8 @@ def browse(engine: Engine, query: Query) -> SearchResult:
     if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
         raise InvalidQueryError(f"offset must be between 0 and {MAX_OFFSET}, got {offset!r}")
     validate_filters(query.filters)
+    validate_ranking(query)
+    check_known_values(engine, query.filters)
     filtered = not query.filters.is_empty()
     if filtered:
         keys = engine.catalog.filter_keys(query.filters)
@@ -40,10 +43,11 @@ def browse(engine: Engine, query: Query) -> SearchResult:
         page = engine.catalog.newest_keys(offset, limit)
     plan = f"browse: {passing} items pass, {ORDER}"
     if not passing:
+        empty = not filtered or engine.catalog.is_empty()
         return SearchResult(
             [], "browse", (time.perf_counter() - started) * 1000, plan=plan,
-            empty_reason="filtered_out" if filtered else "empty",
-            message="no item passes the filters" if filtered else "the collection is empty")
+            empty_reason="empty" if empty else "filtered_out",
+            message=EMPTY_MESSAGE if empty else "no item passes the filters")
     rows = engine.catalog.hits_by_key(page)
     hits = []
     for key in page:

@@ -54,6 +54,7 @@ from imgsearch.engine.timing import stage
 from imgsearch.enrich.colors import BASIC_COLORS
 from imgsearch.enrich.thumbnails import remove_thumbnail, thumbnail_relpath, write_thumbnail
 from imgsearch.errors import (
+    CollectionError,
     CollectionLockedError,
     CollectionNotFoundError,
     CorruptCollectionError,
@@ -162,6 +163,17 @@ class RWLock:
                 self._cond.notify_all()
 
 
+def _refuse_file_in_the_way(directory: Path) -> None:
+    """CollectionError when ``directory``, or a folder it would be made in, is a file."""
+    for place in (directory, *directory.absolute().parents):
+        if place.exists() or place.is_symlink():
+            if not place.is_dir():
+                raise CollectionError(
+                    f"cannot make a collection at {directory}: {place} is a file, not a "
+                    f"folder; give --collection a folder (new or existing)")
+            return
+
+
 class Engine:
     def __init__(self, directory: Path, settings: Settings, catalog: Catalog,
                  manifest: Manifest, readonly: bool, lock_fd: int | None,
@@ -185,6 +197,7 @@ class Engine:
         self.reembed_report: IngestReport | None = None
         self._closed = False
         self._vocabulary: Vocabulary | None = None
+        self._known: dict[str, list[str]] = {}  # known_values, until the next write
         self.calibrations: dict[str, Calibration | None] = {}
         self.feature_cache = FeatureCache()  # local features of verified candidates
         self._hamming: Any = None
@@ -235,6 +248,8 @@ class Engine:
                 f"written): searching it works (search, similar, info, serve), writing "
                 f"needs writable storage")
         refuse_emptied(directory, catalog_path)
+        if not exists:
+            _refuse_file_in_the_way(directory)
         with storage_faults(directory):
             if not exists:
                 directory.mkdir(parents=True, exist_ok=True)
@@ -581,6 +596,7 @@ class Engine:
 
     def _apply(self, results: list[WriteResult], vectors: dict[int, Any]) -> None:
         self._vocabulary = None
+        self._known = {}
         self.write_version += 1
         self.result_cache.clear()
         if self.shared_cache is not None:
@@ -603,6 +619,7 @@ class Engine:
     def _forget_derived(self) -> None:
         """After a write: what was made from the collection as it was is no longer right."""
         self._vocabulary = None
+        self._known = {}
         self._hamming = None
         self.write_version += 1
         self.result_cache.clear()
@@ -770,6 +787,16 @@ class Engine:
             "colors": {name: "#{:02x}{:02x}{:02x}".format(*rgb)
                        for name, rgb in BASIC_COLORS.items()},
         }
+
+    def known_values(self, column: str) -> list[str]:
+        """Every distinct category or brand (as first written), most common first."""
+        known = self._known.get(column)
+        if known is None:
+            version = self.write_version
+            known = [v for v, _ in self.catalog.distinct_values(column, 1_000_000)]
+            if version == self.write_version:
+                self._known[column] = known
+        return known
 
     def vocabulary(self) -> Vocabulary:
         """Brand and category values for query understanding; refreshed after writes."""

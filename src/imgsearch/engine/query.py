@@ -18,6 +18,7 @@ from PIL import Image
 
 from imgsearch.config import Settings
 from imgsearch.engine.dedup import collapse_hits
+from imgsearch.engine.known import check_known_values
 from imgsearch.engine.similar import SOFT_SIGNALS, more_like_this
 from imgsearch.engine.similar import weights as similar_weights
 from imgsearch.engine.timing import recording, stage
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from imgsearch.engine.core import Engine
 
 _NEGATIVE_WEIGHT = 0.5
+EMPTY_MESSAGE = "this collection is empty: add images with imgsearch index"
 HASH_LOOKUP_MAX = 200_000
 MAX_OFFSET = 10_000
 
@@ -79,6 +81,7 @@ def validate(query: Query, max_limit: int) -> None:
     weight = query.image_weight
     if not isinstance(weight, int | float) or not 0.0 <= weight <= 1.0:
         raise InvalidQueryError(f"image_weight must be between 0 and 1, got {weight!r}")
+    validate_ranking(query)
     if query.text is not None and not query.text.strip():
         raise InvalidQueryError("text query is empty")
     if query.negative_images and not (query.images or query.text):
@@ -86,6 +89,18 @@ def validate(query: Query, max_limit: int) -> None:
     if not (query.text or query.images or query.vector is not None or query.similar_to):
         raise InvalidQueryError("a query needs text, an image, a vector or an item id")
     validate_filters(query.filters)
+
+
+def validate_ranking(query: Query) -> None:
+    """The ranking options in their ranges (as the HTTP API's schema has them)."""
+    for name in ("min_confidence", "mmr_lambda"):
+        value = getattr(query, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0.0 <= value <= 1.0):
+            raise InvalidQueryError(f"{name} must be between 0 and 1, got {value!r}")
+    per = query.max_per_category
+    if per is not None and (isinstance(per, bool) or not isinstance(per, int) or per < 1):
+        raise InvalidQueryError(f"max_per_category must be 1 or more, got {per!r}")
 
 
 def _image_vectors(engine: Engine, values: list[ImageInput],
@@ -566,6 +581,13 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     started = time.perf_counter()
     s = engine.settings
     validate(query, s.max_limit)
+    check_known_values(engine, query.filters)
+    # images are looked at (and refused when bad) even where there is nothing to find
+    if not (query.images or query.negative_images or query.similar_to is not None) \
+            and engine.catalog.is_empty():
+        return _logged(engine, query, SearchResult(
+            [], query.kind, (time.perf_counter() - started) * 1000, plan="empty collection",
+            empty_reason="empty", message=EMPTY_MESSAGE))
     original = query
     query, interpretation = interpret(engine, query)
     if interpretation.get("understood"):

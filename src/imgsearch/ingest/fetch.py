@@ -31,11 +31,24 @@ import httpcore
 import httpx
 
 from imgsearch.config import Settings
-from imgsearch.errors import BlockedURLError, DownloadTooLargeError, FetchError
+from imgsearch.errors import (
+    BlockedURLError,
+    DownloadTooLargeError,
+    FetchError,
+    InvalidInputError,
+    PortNotAllowedError,
+)
 
 Resolver = Callable[[str, int], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_REDIRECTS = 5
+# services that answer on a public host and must not be reached through an image URL;
+# refused inside a range of ``url_ports``, allowed when that setting names them alone
+SERVICE_PORTS = frozenset({
+    1080, 1433, 1521, 2049, 2375, 2376, 2379, 2380, 3306, 3389, 4369, 5432, 5601,
+    5672, 5900, 5984, 6379, 6443, 7001, 8086, 8500, 9000, 9042, 9092, 9200, 9300, 10250,
+    11211, 15672, 27017, 27018, 28017})
+DEFAULT_URL_PORTS = "80,443,8080,8443,1024-65535"
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _LEGACY_IPV4 = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$", re.IGNORECASE)
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
@@ -127,11 +140,46 @@ def _split(url: str) -> tuple[str, int]:
     return host, port or (443 if scheme == "https" else 80)
 
 
-def check_url(url: str, *, allow_private: bool, resolve: Resolver = default_resolve) -> None:
+@functools.lru_cache(maxsize=8)
+def _port_policy(spec: str) -> tuple[frozenset[int], tuple[tuple[int, int], ...]]:
+    """(ports named alone, ranges) of a ``url_ports`` value like ``80,443,1024-65535``."""
+    alone: set[int] = set()
+    ranges: list[tuple[int, int]] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise InvalidInputError(f"url_ports: {part!r} is neither a port nor a range "
+                                    f"like 1024-65535") from None
+        if not 1 <= first <= last <= 65535:
+            raise InvalidInputError(f"url_ports: {part!r} is not within 1-65535")
+        if high:
+            ranges.append((first, last))
+        else:
+            alone.add(first)
+    return frozenset(alone), tuple(ranges)
+
+
+def port_allowed(port: int, spec: str = DEFAULT_URL_PORTS) -> bool:
+    alone, ranges = _port_policy(spec)
+    return port in alone or (port not in SERVICE_PORTS
+                             and any(lo <= port <= hi for lo, hi in ranges))
+
+
+def check_url(url: str, *, allow_private: bool, resolve: Resolver = default_resolve,
+              ports: str = DEFAULT_URL_PORTS) -> None:
     """Raise :class:`BlockedURLError` unless ``url`` may be downloaded."""
     host, port = _split(url)
     if not allow_private:
         _checked_addresses(host, port, allow_private, resolve, url)
+    if not port_allowed(port, ports):
+        raise PortNotAllowedError(
+            f"{url}: refused, port {port} is not one images are fetched from (it may be "
+            f"another service's); allowed: {ports} except well-known service ports "
+            f"(setting url_ports)", url=url)
 
 
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -277,6 +325,7 @@ class Fetcher:
         for _hop in range(MAX_REDIRECTS + 1):
             await anyio.to_thread.run_sync(functools.partial(
                 check_url, current, allow_private=settings.allow_private_urls,
+                ports=settings.url_ports,
                 resolve=self._resolve))
             request = client.build_request("GET", current)
             try:

@@ -337,6 +337,9 @@ def row_to_item(row: Mapping[str, Any], base_dir: Path) -> Item:
         image = fields.text(row.get("image"))
         if image is None:
             raise RowError(f"item {item_id!r}: missing or empty image", "missing_image")
+        if "\x00" in image:  # no file name holds one; opening it would fail outright
+            raise RowError(f"item {item_id!r}: image {image[:200]!r} holds a NUL byte, "
+                           "which no path or URL may hold", "bad_image_path")
         if _URL_SCHEME.match(image):
             if not _HTTP_URL.match(image):
                 raise RowError(f"item {item_id!r}: image {image[:200]!r} is neither a path "

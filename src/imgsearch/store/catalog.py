@@ -620,6 +620,9 @@ class Catalog:
         return {int(k): str(i) for k, i in self._rows_in("SELECT key, id FROM items", "key",
                                                          keys)}
 
+    def is_empty(self) -> bool:
+        return self._reader.execute("SELECT 1 FROM items LIMIT 1").fetchone() is None
+
     def has_text(self) -> bool:
         return self._reader.execute(
             "SELECT 1 FROM items WHERE coalesce(title, description, category, brand) "

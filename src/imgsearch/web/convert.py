@@ -70,7 +70,12 @@ def _base64_bytes(text: str, field: str, max_bytes: int) -> bytes:
 
 def url_input(value: str, field: str) -> str:
     """An http(s) URL given where only a URL may be."""
-    url = image_input(value, field, 0) if _SCHEME.match(value.strip()) else None
+    text = value.strip()
+    scheme = _SCHEME.match(text)
+    # "scheme://..." is a URL (a non-web one is blocked); "javascript:", "mailto:",
+    # "data:" and other values without "//" are no URL to fetch at all
+    url = image_input(value, field, 0) if scheme and text[scheme.end():].startswith("//") \
+        else None
     if not isinstance(url, str):
         raise InvalidInputError(f"{field} must be an http(s) URL, got {value[:80]!r}; "
                                 f"send file bytes base64-encoded in image_base64 instead")

@@ -10,6 +10,7 @@ that takes its place takes the writer lock.
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import signal
 import socket
@@ -20,7 +21,12 @@ from typing import Any
 import uvicorn
 
 from imgsearch.config import Settings
-from imgsearch.errors import CollectionError, CollectionLockedError, InvalidInputError
+from imgsearch.errors import (
+    CollectionError,
+    CollectionLockedError,
+    InvalidInputError,
+    PortInUseError,
+)
 from imgsearch.web.access_log import configure_json_logging
 from imgsearch.web.app import create_app
 from imgsearch.web.forward import publish_writer, withdraw_writer
@@ -50,13 +56,18 @@ def serve(collection: Path, host: str, port: int, settings: Settings,
     if workers < 1:
         raise InvalidInputError(f"workers must be 1 or more, got {workers}")
     configure_json_logging()
+    # bound before anything else, so that a busy port is said at once and plainly
+    listener = _listen(host, port)
     if workers == 1:
-        app = create_app(collection=collection, settings=settings, limits=limits,
-                         listen_host=host)
-        uvicorn.run(app, host=host, port=port, **uvicorn_options(limits))
+        try:
+            app = create_app(collection=collection, settings=settings, limits=limits,
+                             listen_host=host)
+            server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
+                                                   **uvicorn_options(limits)))
+            server.run(sockets=[listener])
+        finally:
+            listener.close()
         return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.create_server((host, port), family=family, backlog=2048)
     listener.set_inheritable(True)
     context = multiprocessing.get_context("spawn")
     args = (listener, collection, settings, limits, host)
@@ -115,6 +126,24 @@ def serve(collection: Path, host: str, port: int, settings: Settings,
         listener.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(f"port {port} on {host} is already in use; choose another "
+                                 f"with --port") from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise InvalidInputError(f"not allowed to listen on port {port} on {host} "
+                                    f"({exc.strerror}); ports under 1024 need privileges: "
+                                    f"choose another with --port") from None
+        if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+            raise InvalidInputError(f"cannot listen on {host} ({exc.strerror}); give an "
+                                    f"address of this machine with --host") from None
+        raise
 
 
 def _worker(listener: socket.socket, collection: Path, settings: Settings,

@@ -1,0 +1,39 @@
+"""Filters on values the collection does not hold: refused, with the values it does.
+
+A category or brand filter that matches no item because of a typo would answer an empty
+page without saying why. Where the collection has values for that field and a filter
+value matches none of them (compared as the filters compare: trimmed, case-insensitive),
+the query is refused and the error lists the known values, most common first. A
+collection with no value for the field refuses nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from imgsearch.errors import InvalidFilterError
+from imgsearch.types import Filters
+
+if TYPE_CHECKING:
+    from imgsearch.engine.core import Engine
+
+SHOWN = 20  # known values an error lists
+
+
+def check_known_values(engine: Engine, filters: Filters) -> None:
+    """InvalidFilterError when a category or brand filter names a value no item has."""
+    for column, plural, values in (("category", "categories", filters.categories),
+                                   ("brand", "brands", filters.brands)):
+        if not values:
+            continue
+        known = engine.known_values(column)
+        if not known:
+            continue
+        norms = {k.strip().casefold() for k in known}
+        unknown = [v for v in values if isinstance(v, str) and v.strip().casefold() not in norms]
+        if unknown:
+            shown = ", ".join(known[:SHOWN])
+            more = f" and {len(known) - SHOWN} more" if len(known) > SHOWN else ""
+            raise InvalidFilterError(
+                f"unknown {column} {unknown[0]!r}; this collection's {plural}, most common "
+                f"first: {shown}{more}")
