@@ -92,15 +92,22 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
-@pytest.fixture
-def page(browser: Any, base_url: str, request: pytest.FixtureRequest) -> Iterator[Any]:
-    context = browser.new_context(base_url=base_url, viewport={"width": 1200, "height": 900})
+def _opened_page(browser: Any, base_url: str, request: pytest.FixtureRequest,
+                 **context_options: Any) -> Iterator[Any]:
+    """A page in a context of its own; its screenshot is left in test-artifacts/."""
+    context = browser.new_context(base_url=base_url, **context_options)
     context.set_default_timeout(15_000)
     opened = context.new_page()
     yield opened
     ARTIFACTS.mkdir(exist_ok=True)
     opened.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+
+
+@pytest.fixture
+def page(browser: Any, base_url: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    yield from _opened_page(browser, base_url, request,
+                            viewport={"width": 1200, "height": 900})
 
 
 def _card_ids(page: Any) -> list[str]:
@@ -288,14 +295,9 @@ def test_an_unknown_item_says_so(page: Any) -> None:
 
 @pytest.fixture
 def phone(browser: Any, base_url: str, request: pytest.FixtureRequest) -> Iterator[Any]:
-    context = browser.new_context(base_url=base_url, viewport={"width": 390, "height": 844},
-                                  is_mobile=True, has_touch=True)
-    context.set_default_timeout(15_000)
-    opened = context.new_page()
-    yield opened
-    ARTIFACTS.mkdir(exist_ok=True)
-    opened.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
+    yield from _opened_page(browser, base_url, request,
+                            viewport={"width": 390, "height": 844}, is_mobile=True,
+                            has_touch=True)
 
 
 def _overflowing(page: Any) -> list[str]:
