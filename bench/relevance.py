@@ -313,8 +313,10 @@ def _metric_rows(runs: dict[str, EvalRun]) -> list[list[Any]]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def stamps_arguments(doc: str) -> argparse.Namespace:
+    """--stamps and --seed of the benchmarks over the Tux Paint stamps (exit 2 without
+    the stamps)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--stamps", type=Path, default=STAMPS)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -322,6 +324,11 @@ def main() -> None:
         print(f"{args.stamps}: the Tux Paint stamps are not installed; install them with\n"
               f"  {INSTALL_HINT}", file=sys.stderr)
         sys.exit(2)
+    return args
+
+
+def main() -> None:
+    args = stamps_arguments(__doc__ or "")
     info = machine()
     print(f"machine: {machine_line(info)}")
     started = time.perf_counter()

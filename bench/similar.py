@@ -24,10 +24,8 @@ Prints a Markdown table and writes ``bench/results/similar.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,7 @@ from typing import Any
 from common import command_line, load_average, machine, machine_line, now, table, write_results
 from imgsearch import Engine, Query, Settings
 from imgsearch.evaluate.runner import EvalConfig, QrelsQuery, run_eval
-from relevance import INSTALL_HINT, STAMPS, WORK, build_catalog, same_folder
+from relevance import WORK, build_catalog, same_folder, stamps_arguments
 
 IMAGE_ONLY = {"similar_weight_text": 0.0, "similar_weight_category": 0.0,
               "similar_weight_brand": 0.0}  # as bench/relevance.py's image -> image
@@ -73,14 +71,7 @@ def evaluate(collection: Path, settings: Settings, relevant: dict[str, dict[str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stamps", type=Path, default=STAMPS)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    if not args.stamps.is_dir() or not any(args.stamps.rglob("*.png")):
-        print(f"{args.stamps}: the Tux Paint stamps are not installed; install them with\n"
-              f"  {INSTALL_HINT}", file=sys.stderr)
-        sys.exit(2)
+    args = stamps_arguments(__doc__ or "")
     info = machine()
     print(f"machine: {machine_line(info)}")
     started = time.perf_counter()

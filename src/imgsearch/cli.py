@@ -482,8 +482,13 @@ CollapseOpt = Annotated[bool, typer.Option(
 Offset = Annotated[int, typer.Option("--offset")]
 
 
-def _page_size(limit: int | None, collection: Path) -> int:
-    return limit if limit is not None else _settings(collection=collection).default_limit
+def _search_and_print(collection: Path, query: Query, limit: int | None, as_json: bool,
+                      offset: int, fmt: str) -> None:
+    """Search a collection read-only; without --limit, a page is its default_limit."""
+    with _open(collection, readonly=True) as engine:
+        page = limit if limit is not None else engine.settings.default_limit
+        result = engine.search(dataclasses.replace(query, limit=page))
+    _print_result(result, as_json, offset, fmt)
 
 
 @app.command()
@@ -517,20 +522,14 @@ def search(
     """Search by text, by image(s), or both."""
     with _errors():
         query = Query(text=text, images=list(image or []), negative_images=list(not_image or []),
-                      image_weight=image_weight, limit=_page_size(limit, collection),
-                      offset=offset, parse=parse,
+                      image_weight=image_weight, offset=offset, parse=parse,
                       min_confidence=min_confidence, collapse_duplicates=collapse,
                       boosts=_boosts(boost), max_per_category=max_per_category,
                       mmr_lambda=mmr, multi_image=multi_image,
                       prefer_colors=tuple(prefer_color or ()),
                       filters=_filters(category, brand, price_min, price_max, color, license_,
                                        tag, orientation, min_width, min_height, attr))
-        engine = _open(collection, readonly=True)
-        try:
-            result = engine.search(query)
-        finally:
-            engine.close()
-        _print_result(result, as_json, offset, fmt)
+        _search_and_print(collection, query, limit, as_json, offset, fmt)
 
 
 @app.command()
@@ -547,18 +546,13 @@ def similar(
 ) -> None:
     """More like this item (the item itself excluded)."""
     with _errors():
-        query = Query(similar_to=item_id, limit=_page_size(limit, collection), offset=offset,
+        query = Query(similar_to=item_id, offset=offset,
                       min_confidence=min_confidence, collapse_duplicates=collapse,
                       boosts=_boosts(boost), max_per_category=max_per_category,
                       mmr_lambda=mmr,
                       filters=_filters(category, brand, price_min, price_max, color, license_,
                                        tag, orientation, min_width, min_height, attr))
-        engine = _open(collection, readonly=True)
-        try:
-            result = engine.search(query)
-        finally:
-            engine.close()
-        _print_result(result, as_json, offset, fmt)
+        _search_and_print(collection, query, limit, as_json, offset, fmt)
 
 
 @app.command()

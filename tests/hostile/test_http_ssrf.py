@@ -9,8 +9,6 @@ traffic leaves 127.0.0.0/8.
 from __future__ import annotations
 
 import socket
-import threading
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +16,7 @@ import httpx
 import pytest
 from apihelp import assert_error
 from fastapi.testclient import TestClient
-from test_fetch import _Handler, _resolver, _Server
+from test_fetch import _resolver, _Server, serving
 
 from hostile.checks import KNOWN, assert_intact
 from imagegen import jpeg_bytes
@@ -250,14 +248,7 @@ def test_service_ports_of_public_hosts_are_refused(client: TestClient, sent: Sen
 
 @pytest.fixture(scope="module")
 def loopback_server() -> Iterator[_Server]:
-    httpd = _Server(("127.0.0.1", 0), _Handler)
-    httpd.hits, httpd.hosts, httpd.stopping = Counter(), [], False
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.stopping = True
-    httpd.shutdown()
-    httpd.server_close()
+    yield from serving()
 
 
 @pytest.mark.parametrize("second_answer", ["127.0.0.1", "::ffff:127.0.0.1"])

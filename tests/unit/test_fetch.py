@@ -97,8 +97,8 @@ class _Server(ThreadingHTTPServer):
     stopping: bool
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[_Server]:
+def serving() -> Iterator[_Server]:
+    """A loopback HTTP server counting its hits, running until the generator closes."""
     httpd = _Server(("127.0.0.1", 0), _Handler)
     httpd.hits, httpd.hosts, httpd.stopping = Counter(), [], False
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -107,6 +107,11 @@ def server() -> Iterator[_Server]:
     httpd.stopping = True
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[_Server]:
+    yield from serving()
 
 
 def _base(server: _Server) -> str:

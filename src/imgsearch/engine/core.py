@@ -197,7 +197,8 @@ class Engine:
         self.reembed_report: IngestReport | None = None
         self._closed = False
         self._vocabulary: Vocabulary | None = None
-        self._known: dict[str, list[str]] = {}  # known_values, until the next write
+        # known_values, until the next write
+        self._known: dict[str, tuple[list[str], frozenset[str]]] = {}
         self.calibrations: dict[str, Calibration | None] = {}
         self.feature_cache = FeatureCache()  # local features of verified candidates
         self._hamming: Any = None
@@ -788,13 +789,15 @@ class Engine:
                        for name, rgb in BASIC_COLORS.items()},
         }
 
-    def known_values(self, column: str) -> list[str]:
-        """Every distinct category or brand (as first written), most common first."""
+    def known_values(self, column: str) -> tuple[list[str], frozenset[str]]:
+        """Every distinct category or brand (as first written), most common first, and
+        the same values trimmed and case-folded; read once until the next write."""
         known = self._known.get(column)
         if known is None:
             version = self.write_version
-            known = [v for v, _ in self.catalog.distinct_values(column, 1_000_000)]
-            if version == self.write_version:
+            values = [v for v, _ in self.catalog.distinct_values(column, 1_000_000)]
+            known = (values, frozenset(v.strip().casefold() for v in values))
+            if version == self.write_version:  # else a write landed while it was read
                 self._known[column] = known
         return known
 
@@ -803,10 +806,9 @@ class Engine:
         vocabulary = self._vocabulary
         if vocabulary is None:
             version = self.write_version
-            vocabulary = Vocabulary(
-                [v for v, _ in self.catalog.distinct_values("brand", 100_000)],
-                [v for v, _ in self.catalog.distinct_values("category", 100_000)])
-            if version == self.write_version:  # else a write landed while it was read
+            vocabulary = Vocabulary(self.known_values("brand")[0],
+                                    self.known_values("category")[0])
+            if version == self.write_version:
                 self._vocabulary = vocabulary
         return vocabulary
 

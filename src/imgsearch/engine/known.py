@@ -26,10 +26,9 @@ def check_known_values(engine: Engine, filters: Filters) -> None:
                                    ("brand", "brands", filters.brands)):
         if not values:
             continue
-        known = engine.known_values(column)
+        known, norms = engine.known_values(column)
         if not known:
             continue
-        norms = {k.strip().casefold() for k in known}
         unknown = [v for v in values if isinstance(v, str) and v.strip().casefold() not in norms]
         if unknown:
             shown = ", ".join(known[:SHOWN])
