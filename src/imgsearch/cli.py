@@ -507,6 +507,11 @@ def search(
         "--multi-image", help="Several images: 'average' their vectors or 'rrf' fuse "
                               "per-image rankings.")] = None,
     prefer_color: PreferColor = None,
+    ef_search: Annotated[int | None, typer.Option(
+        "--ef-search", help="HNSW indexes: candidates kept while searching (recall for "
+                            "time); default from the collection's settings.")] = None,
+    nprobe: Annotated[int | None, typer.Option(
+        "--nprobe", help="IVF-PQ indexes: inverted lists visited.")] = None,
 ) -> None:
     """Search by text, by image(s), or both."""
     with _errors():
@@ -516,6 +521,7 @@ def search(
             min_confidence=min_confidence, collapse_duplicates=collapse,
             boosts=parse_boosts(boost or ()), max_per_category=max_per_category,
             mmr_lambda=mmr, multi_image=multi_image, prefer_colors=tuple(prefer_color or ()),
+            ef_search=ef_search, nprobe=nprobe,
             filters=_filters(category, brand, price_min, price_max, color, license_,
                              tag, orientation, min_width, min_height, attr))
         _search_and_print(collection, request, limit, as_json, offset, fmt)

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from imagegen import jpeg_bytes
 from imgsearch.engine import Engine
+from imgsearch.errors import InvalidQueryError
 from imgsearch.types import Query
 
 
@@ -119,3 +120,14 @@ def test_json_route_takes_a_raw_vector(client: TestClient, web_engine: Engine) -
                                                           "invalid_query")["message"]
     unknown = client.post("/v1/search", json={"vector": [0.5, 0.5], "vector_space": "sound"})
     assert "no vector space 'sound'" in assert_error(unknown, 400, "invalid_query")["message"]
+
+
+def test_json_route_hands_index_parameters_to_the_backend(client: TestClient,
+                                                          web_engine: Engine) -> None:
+    body = {"image_base64": b64(jpeg_bytes(3)), "min_confidence": 0, "limit": 5}
+    tuned = client.post("/v1/search", json={**body, "ef_search": 512, "nprobe": 4})
+    assert ids(tuned) == ids(client.post("/v1/search", json=body))  # a flat index: exact
+    assert_error(client.post("/v1/search", json={**body, "ef_search": 0}), 422,
+                 "validation_error")
+    with pytest.raises(InvalidQueryError, match="unknown search parameter 'efSearch'"):
+        web_engine.search(Query(images=[jpeg_bytes(3)], search_params={"efSearch": 10}))

@@ -433,7 +433,7 @@ class Engine:
 
     def _record_index_params(self) -> None:
         self.manifest.index = {
-            name: {"kind": sp.index.kind, "vectors": len(sp.index),
+            name: {"kind": sp.capabilities.kind, "vectors": len(sp),
                    "journal_seq": sp.applied_seq}
             for name, sp in self.spaces.items()}
         if not self.readonly:
@@ -881,7 +881,7 @@ class Engine:
         stats["collection"] = str(self.directory)
         stats["spaces"] = {
             name: {"encoder": sp.space.encoder, "model_id": sp.space.model_id,
-                   "dim": sp.space.dim, "index": sp.index.kind, "vectors": len(sp.index),
+                   "dim": sp.space.dim, "index": sp.capabilities.kind, "vectors": len(sp),
                    "tombstones": sp.index.tombstones}
             for name, sp in self.spaces.items()}
         if "image" in self.spaces:

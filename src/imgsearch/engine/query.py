@@ -444,14 +444,14 @@ def _fused_images(engine: Engine, query: Query, allowed: NDArray[np.int64] | Non
             continue
         vectors = _image_vectors(engine, list(values))
         for number, vector in enumerate(vectors, 1):
-            keys, scores, _plan = candidates(Signal(prefix, space, vector), k, allowed, None, s,
-                                             ef_search=query.ef_search, nprobe=query.nprobe)
+            keys, scores, _plan = candidates(Signal(prefix, space, vector), k, allowed, None,
+                                             query.search_params)
             lists.append(RankedList(f"{prefix}:{number}", keys, scores, weight))
     fused = fuse(lists, "rrf", s.rrf_k)
     return Ranked(fused.keys[:k], fused.scores[:k],
                   {name: col[:k] for name, col in fused.list_scores.items()},
                   {name: col[:k] for name, col in fused.ranks.items()},
-                  f"image:{space.index.kind} fused:rrf x{len(lists)}", len(fused.keys))
+                  f"image:{space.capabilities.kind} fused:rrf x{len(lists)}", len(fused.keys))
 
 
 _SIGNAL_WEIGHT = {"text": "weight_text", "clip_text": "weight_clip_text"}
@@ -465,8 +465,7 @@ def _fused_text(engine: Engine, query: Query, signals: list[Signal],
     lists: list[RankedList] = []
     plans = []
     for signal in signals:
-        keys, scores, plan = candidates(signal, k, allowed, None, s,
-                                        ef_search=query.ef_search, nprobe=query.nprobe)
+        keys, scores, plan = candidates(signal, k, allowed, None, query.search_params)
         lists.append(RankedList(signal.name, keys, scores,
                                 getattr(s, _SIGNAL_WEIGHT.get(signal.name, "weight_text"))))
         plans.append(f"{signal.name}:{plan}")
@@ -625,12 +624,12 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
         elif exclude is not None:
             ranked = more_like_this(engine.catalog, signals, exclude, allowed, s,
                                     offset=query.offset, limit=query.limit,
-                                    ef_search=query.ef_search, nprobe=query.nprobe)
+                                    params=query.search_params)
         elif mode == "rrf" and several and not query.text:
             ranked = _fused_images(engine, query, allowed)
         else:
-            ranked = rank(signals, query.offset, query.limit, allowed, exclude, s,
-                          ef_search=query.ef_search, nprobe=query.nprobe)
+            ranked = rank(signals, query.offset, query.limit, allowed, exclude,
+                          query.search_params)
     # "More like this" and raw vectors browse from inside the collection: they always show
     # the nearest items. Queries from outside (text, images) must clear the minimum.
     default = 0.0 if query.kind in ("item", "vector") else s.min_confidence

@@ -7,8 +7,8 @@ point that passes it on, instead of being dropped by the ones that build a ``Que
 themselves.
 
 ``ef_search`` and ``nprobe`` are parameters of the local FAISS indexes, not of the query:
-they travel in ``Query.search_params`` and the index backend checks and applies them (see
-``imgsearch.index.base.SearchParams``).
+they travel as hints in ``Query.search_params``, which the collection's backend checks
+and applies (``imgsearch.index.base.SearchParams`` for the local one).
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ def build_query(request: SearchRequest, default_limit: int) -> Query:
         prefer_colors=tuple(c for c in request.prefer_colors if c),
         max_per_category=request.max_per_category, mmr_lambda=request.mmr_lambda,
         multi_image=request.multi_image or None,
-        ef_search=request.ef_search, nprobe=request.nprobe)
+        search_params={name: value for name, value in (("ef_search", request.ef_search),
+                                                        ("nprobe", request.nprobe))
+                       if value is not None})
 
 
 def _vector(value: Sequence[float] | np.ndarray | None) -> np.ndarray | None:

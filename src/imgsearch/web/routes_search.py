@@ -68,7 +68,8 @@ async def search(body: SearchBody, state: State) -> Response:
         offset=body.offset, parse=body.parse, min_confidence=body.min_confidence,
         collapse_duplicates=body.collapse_duplicates, boosts=dict(body.boosts),
         prefer_colors=tuple(body.prefer_colors), max_per_category=body.max_per_category,
-        mmr_lambda=body.mmr_lambda, multi_image=body.multi_image))
+        mmr_lambda=body.mmr_lambda, multi_image=body.multi_image,
+        ef_search=body.ef_search, nprobe=body.nprobe))
 
 
 @router.post("/image", response_model=SearchResponse, summary="Search by an uploaded image")

@@ -93,6 +93,10 @@ class SearchRequest(_Body):
         default=None, min_length=1, max_length=_MAX_VECTOR,
         description="a raw query vector in vector_space (normalised by the engine)")
     vector_space: str = Field(default="image", max_length=200)
+    ef_search: int | None = Field(default=None, ge=1, le=_MAX_INT,
+                                  description="HNSW indexes: candidates kept while searching")
+    nprobe: int | None = Field(default=None, ge=1, le=_MAX_INT,
+                               description="IVF-PQ indexes: inverted lists visited")
 
 
 class FilterParams(BaseModel):
