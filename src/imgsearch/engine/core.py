@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ from imgsearch.errors import (
     CollectionNotFoundError,
     CorruptCollectionError,
     EncoderMismatchError,
+    ImgSearchError,
     InvalidInputError,
     ItemNotFoundError,
     ReadOnlyCollectionError,
@@ -627,9 +628,31 @@ class Engine:
 
     def upsert(self, item: Item, image: ImageInput | None = None) -> str:
         """Add or replace one item; returns "added" or "updated" once it is durable."""
+        outcome = self.upsert_many([(item, image)])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def upsert_many(self, entries: Sequence[tuple[Item, ImageInput | None]]
+                    ) -> list[str | ImgSearchError | OSError]:
+        """The one write path of items given with their images (the CLI's ``add``, the
+        item routes, the batch route): decoded, enriched and encoded as one batch and
+        committed in one transaction. An image of None is the item's own reference.
+
+        Per entry, in order: "added" or "updated" once durable, or the error that kept
+        it out (its image could not be read, fetched or decoded) — the others are written.
+        A failed commit (storage full, ...) is the error of every entry it would have
+        written."""
         self._require_writable()
-        prepared = self.preparer.prepare_one(item, image if image is not None else item.image)
-        return self.commit([prepared])[0].status
+        answers = self.preparer.prepare_each(
+            [(item, image if image is not None else item.image) for item, image in entries])
+        prepared = [a for a in answers if isinstance(a, Prepared)]
+        try:
+            written: list[str | ImgSearchError] = [r.status for r in self.commit(prepared)]
+        except ImgSearchError as exc:
+            written = [exc] * len(prepared)
+        statuses = iter(written)
+        return [next(statuses) if isinstance(a, Prepared) else a for a in answers]
 
     def delete(self, item_id: str) -> bool:
         """Remove an item; False when there was none. Durable when it returns."""
