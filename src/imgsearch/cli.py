@@ -24,6 +24,7 @@ import typer
 
 from imgsearch.config import COLLECTION_CONFIG, Settings, layered, user_config_path
 from imgsearch.engine import Engine
+from imgsearch.engine import items as item_fields
 from imgsearch.engine.display import confidence_percent
 from imgsearch.engine.requests import SearchRequest, build_query, parse_boosts
 from imgsearch.errors import (
@@ -37,7 +38,6 @@ from imgsearch.errors import (
     StorageFullError,
     storage_fault,
 )
-from imgsearch.ingest import fields as item_fields
 from imgsearch.types import (
     Filters,
     IngestReport,
@@ -311,7 +311,7 @@ def add(
         path = None if image.startswith(("http://", "https://")) else Path(image).resolve()
         # a name that is not UTF-8 is stored as text (\xNN escapes); the file is read as is
         ref = image if path is None else item_fields.name_text(str(path))
-        checked_id = item_fields.item_id(item_id) if item_id else item_fields.name_text(image)
+        checked_id = item_fields.checked_id(item_id) if item_id else item_fields.name_text(image)
         item = Item(id=checked_id, image=ref, title=title, description=description,
                     category=category, brand=brand, price=price, color=color,
                     tags=tuple(tag or ()))

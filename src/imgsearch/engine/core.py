@@ -306,7 +306,8 @@ class Engine:
     def repair(path: str | Path, settings: Settings | None = None) -> HealthReport:
         """Rebuild indexes and manifest from the catalog, set a damaged search log aside,
         remove unused thumbnails; then check again. Takes the writer lock."""
-        return repair_collection(Path(path), settings or Settings())
+        return repair_collection(Path(path), lambda: Engine.open(path, settings or Settings(),
+                                                                 create=False))
 
     @staticmethod
     def backup(path: str | Path, destination: str | Path) -> dict[str, Any]:

@@ -15,9 +15,9 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
+from imgsearch.engine import items
 from imgsearch.engine.requests import SearchRequest, parse_boosts
 from imgsearch.errors import BlockedURLError, ImageTooLargeError, InvalidInputError
-from imgsearch.ingest import fields as item_fields
 from imgsearch.types import Filters, Item, SearchResult
 from imgsearch.web.schemas import (
     FilterParams,
@@ -142,12 +142,9 @@ def _web_url(ref: str | None) -> str | None:
 
 
 def item_from_fields(item_id: str, fields: ItemFields, image_url: str | None) -> Item:
-    """The item an API body describes, checked as a catalog row is (``ingest.fields``)."""
-    checked_id = item_fields.item_id(item_id)
+    """The item an API body describes, checked as a catalog row is (``engine.items``)."""
     data = fields.model_dump(exclude={"id", "image_url", "image_base64", "attributes"})
-    values = item_fields.item_fields(data, f"item {checked_id!r}")
-    attributes = {key: item_fields.attribute(value) for key, value in fields.attributes.items()}
-    return Item(id=checked_id, image=image_url, attributes=attributes, **values)
+    return items.item_from_fields(item_id, data, fields.attributes, image_url)
 
 
 def item_out(item: Item) -> ItemOut:

@@ -15,13 +15,13 @@ from fastapi import APIRouter
 from pydantic import ValidationError
 
 from imgsearch.engine import Engine
+from imgsearch.engine.items import safe_text
 from imgsearch.errors import (
     FetchError,
     ImgSearchError,
     InvalidInputError,
     ItemNotFoundError,
 )
-from imgsearch.ingest import fields as item_fields
 from imgsearch.types import ImageInput, Item
 from imgsearch.web.convert import item_from_fields, one_image
 from imgsearch.web.deps import State
@@ -68,7 +68,7 @@ def _parse(index: int, raw: object, max_bytes: int, outcome: _Outcome) -> _Op | 
     if isinstance(raw, dict) and isinstance(raw.get("item"), dict):
         raw_id = raw["item"].get("id")
     # echoed in the answer, so it must be text that can be written back
-    label_id = item_fields.safe_text(raw_id) if isinstance(raw_id, str) else None
+    label_id = safe_text(raw_id) if isinstance(raw_id, str) else None
     label_op = kind if isinstance(kind, str) else None
     model: type[UpsertOp] | type[DeleteOp]
     if label_op == "upsert":
