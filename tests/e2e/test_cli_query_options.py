@@ -60,3 +60,14 @@ def test_search_options_match_the_library(shop: Path) -> None:
             text="thing", min_confidence=0, max_per_category=1, mmr_lambda=0.5,
             limit=5)).hits]
     assert found == expected and len(found) == 2
+
+
+def test_index_parameters_reach_the_backend(shop: Path) -> None:
+    tuned = cli_ids("search", "-c", shop, "-t", "thing", "--min-confidence", "0",
+                    "--ef-search", "64", "--nprobe", "4", "--limit", "5")
+    assert tuned == cli_ids("search", "-c", shop, "-t", "thing", "--min-confidence", "0",
+                            "--limit", "5")  # a flat index: exact either way
+    proc = subprocess.run([sys.executable, "-m", "imgsearch.cli", "search", "-c", str(shop),
+                           "-t", "thing", "--ef-search", "0"],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 2 and "ef_search must be a whole number" in proc.stderr
