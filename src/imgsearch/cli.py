@@ -904,6 +904,82 @@ def show_config(
             typer.echo(f"{name:<{width}}  {value:<{value_width}}  {origin[name]}")
 
 
+# ---- batch encoding to Parquet shards, and streams ------------------------------------
+
+
+@app.command()
+def encode(
+    source: Annotated[Path, typer.Argument(help="A folder, a catalog (.csv/.jsonl/.parquet) "
+                                                "or a URL list (.txt).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder of the Parquet shards.")],
+    runner: Annotated[str, typer.Option(help="local (this process) or ray.")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="Ray cluster to use (default: start a local one).")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Ray workers, each holding one encoder.")] = 1,
+    num_gpus: Annotated[float, typer.Option(
+        "--num-gpus", min=0.0, help="GPUs per Ray worker.")] = 0.0,
+    shard_size: Annotated[int, typer.Option("--shard-size", min=1,
+                                            help="Items per shard.")] = 1000,
+    image_encoder: ImageEncoderOpt = None,
+    text_encoder: TextEncoderOpt = None,
+    clip_model: ClipModelOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Encode a source into Parquet shards, without a collection; a killed run resumes.
+
+    Load the shards into a collection with `imgsearch import-embeddings`.
+    """
+    from imgsearch.engine.batch_encode import run_encode
+
+    with _errors():
+        if runner not in ("local", "ray"):
+            raise InvalidInputError(f"--runner must be local or ray, got {runner!r}")
+        settings = _settings(clip_model)
+        settings = settings.replace(image_encoder=image_encoder or settings.image_encoder,
+                                    text_encoder=text_encoder or settings.text_encoder)
+        report = run_encode(source, out, settings, runner="ray" if runner == "ray" else "local",
+                            shard_size=shard_size, ray_address=ray_address, workers=workers,
+                            num_gpus=num_gpus)
+        if as_json:
+            _print_json(report.to_dict())
+        for failure in report.failed[:50]:
+            typer.echo(f"failed: {failure.source}: {failure.reason}", err=True)
+        if len(report.failed) > 50:
+            typer.echo(f"... and {len(report.failed) - 50} more failures", err=True)
+        typer.echo(f"{report.shards} shard(s): {report.written} written, {report.skipped} "
+                   f"finished before; {report.items} items encoded, {len(report.failed)} "
+                   f"failed in {report.seconds:.1f}s ({report.runner} runner)", err=True)
+        if report.failed:
+            raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command(name="import-embeddings")
+def import_embeddings(
+    directory: Annotated[Path, typer.Argument(help="The --out folder of `imgsearch encode`.")],
+    collection: CollectionOpt,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load Parquet shards of `imgsearch encode` into a collection without re-encoding."""
+    from imgsearch.engine import import_embeddings as importing
+
+    with _errors():
+        spaces = importing.shard_spaces(directory)
+        with _removed_if_left_empty(collection) as outcome, importing.open_for_import(
+                collection, _settings(collection=collection), spaces) as engine:
+            for note in engine.open_notes:
+                typer.echo(f"note: {note}", err=True)
+            try:
+                report = importing.import_embeddings(engine, directory)
+            except BaseException:
+                outcome["items"] = _items_or_keep(engine)
+                raise
+            outcome["items"] = -1
+        _print_report(report, as_json)
+        if report.failed:
+            raise typer.Exit(EXIT_PARTIAL)
+
+
 def main() -> None:
     app()
 
