@@ -781,6 +781,14 @@ def serve(
     require_read_key: Annotated[bool | None, typer.Option(
         "--require-read-key/--no-require-read-key",
         help="Searches and the web page need a key too.")] = None,
+    consume: Annotated[str | None, typer.Option(
+        "--consume", help="Also index from this Redis stream (redis://HOST:6379/STREAM), "
+                          "as `imgsearch consume` does; its lag shows in /metrics.")] = None,
+    consume_group: Annotated[str, typer.Option(help="Consumer group for --consume.")]
+    = "imgsearch",
+    image_root: Annotated[list[Path] | None, typer.Option(
+        "--image-root", help="Folder whose images stream messages may name by path; "
+                             "repeatable.")] = None,
 ) -> None:
     """Serve the HTTP API (docs at /docs) over a collection.
 
@@ -797,7 +805,13 @@ def serve(
             cors_origins=",".join([settings.cors_origins, *(cors_origin or [])]).strip(","),
             require_read_key=settings.require_read_key if require_read_key is None
             else require_read_key)
-        run_server(collection, host, port, settings, workers=workers)
+        stream = None
+        if consume is not None:
+            from imgsearch.engine.stream import ConsumeOptions, StreamAddress
+
+            stream = ConsumeOptions(StreamAddress.parse(consume), group=consume_group,
+                                    image_roots=tuple(image_root or ()))
+        run_server(collection, host, port, settings, workers=workers, consume=stream)
 
 
 def _serve_collection(option: Path | None, positional: Path | None) -> Path:
@@ -978,6 +992,54 @@ def import_embeddings(
         _print_report(report, as_json)
         if report.failed:
             raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def consume(
+    stream: Annotated[str, typer.Argument(help="redis://HOST:6379/STREAM")],
+    collection: CollectionOpt,
+    group: Annotated[str, typer.Option(help="Consumer group.")] = "imgsearch",
+    consumer: Annotated[str | None, typer.Option(
+        help="This consumer's name in the group (default: HOST-PID); give the same name "
+             "after a restart to take up its pending messages at once.")] = None,
+    image_root: Annotated[list[Path] | None, typer.Option(
+        "--image-root", help="Folder whose images messages may name by path; "
+                             "repeatable. Default: no paths, only URLs and bytes.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Messages per read.")] = 32,
+    claim_idle_ms: Annotated[int, typer.Option(
+        min=0, help="Claim messages another consumer left pending this long.")] = 60_000,
+    exit_when_idle: Annotated[bool, typer.Option(
+        help="Stop once a round finds no message (default: run until stopped).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index from a Redis stream as a consumer group member, until Ctrl-C or SIGTERM.
+
+    Messages upsert an item (id, image URL, path or base64 bytes, metadata) or delete
+    one; each is acknowledged once its write is durable; a message that cannot be
+    applied goes, with its reason, to the stream STREAM:dead.
+    """
+    import signal
+    import threading
+
+    from imgsearch.engine.stream import StreamAddress, StreamConsumer
+
+    with _errors():
+        address = StreamAddress.parse(stream)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        with _open(collection, create=True) as engine:
+            worker = StreamConsumer(engine, address, group=group, consumer=consumer,
+                                    image_roots=image_root or [], batch_size=batch_size,
+                                    claim_idle_ms=claim_idle_ms)
+            typer.echo(f"consuming {address} as {worker.consumer} in group {group}",
+                       err=True)
+            stats = worker.run(stop, stop_when_idle=exit_when_idle)
+        if as_json:
+            _print_json(dataclasses.asdict(stats))
+        typer.echo(f"upserted {stats.upserted}, unchanged {stats.unchanged}, deleted "
+                   f"{stats.deleted}, dead-lettered {stats.dead}, reclaimed "
+                   f"{stats.reclaimed}, errors {stats.errors}", err=True)
 
 
 def main() -> None:
