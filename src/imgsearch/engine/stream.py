@@ -265,7 +265,7 @@ class StreamConsumer:
     def _dead(self, message_id: str, data: dict[str, str], reason: str, code: str) -> None:
         """Move a message to the dead-letter stream with its reason, acknowledged in the
         same transaction: it is never lost, and never applied."""
-        record = {**{f"message_{k}": v for k, v in data.items()},
+        record = {**{f"field_{k}": v for k, v in data.items()},
                   "message_id": message_id, "reason": reason[:2000], "code": code,
                   "consumer": self.consumer}
 
