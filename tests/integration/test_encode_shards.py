@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -191,3 +192,33 @@ def test_ray_on_two_cpus_gives_the_vectors_of_the_sequential_encoder(tmp_path):
         theirs = pq.read_table(finished_shards(tmp_path / "local")[number]).drop_columns(
             ["vector"])
         assert mine.equals(theirs), number
+
+
+def _cli(*args: str | Path) -> Any:
+    from typer.testing import CliRunner
+
+    from imgsearch.cli import app
+
+    env = dict(os.environ, IMGSEARCH_TEXT_ENCODER="fake", IMGSEARCH_INGEST_WORKERS="1")
+    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+
+
+def test_the_commands_report_and_refuse_with_exit_codes(tmp_path, photos):
+    folder, ids = photos
+    out = tmp_path / "shards"
+    encoded = _cli("encode", folder, "--out", out, "--shard-size", "5")
+    assert encoded.exit_code == 1  # broken.jpg failed, and is named
+    assert "broken.jpg" in encoded.output and "3 written" in encoded.output
+    assert _cli("encode", folder, "--out", out, "--runner", "spark").exit_code == 2
+    other = _cli("encode", folder, "--out", out, "--shard-size", "4")
+    assert other.exit_code == 2 and "shard_size" in other.output
+    imported = _cli("import-embeddings", out, "-c", tmp_path / "c", "--json")
+    assert imported.exit_code == 1
+    assert f'"added": {len(ids)}' in imported.output
+    with Engine.open(tmp_path / "f", Settings(image_encoder="fake", text_encoder="fake")):
+        pass
+    refused = _cli("import-embeddings", out, "-c", tmp_path / "f")
+    assert refused.exit_code == 4
+    assert "descriptor" in refused.output and "'fake'" in refused.output
+    assert _cli("import-embeddings", tmp_path / "nowhere", "-c", tmp_path / "g").exit_code == 2
+    assert not (tmp_path / "g").exists()
