@@ -134,6 +134,30 @@ def test_what_cannot_be_applied_goes_to_the_dead_letter_stream(tmp_path, stream)
     assert consumer.lag() == {"lag": 0, "pending": 0}
 
 
+def test_a_message_the_code_cannot_handle_does_not_block_the_stream(tmp_path, stream,
+                                                                    monkeypatch):
+    address, client = stream
+    for item_id in ("a", "poison", "b"):
+        client.xadd(address.stream, _upsert(item_id, len(item_id)))
+    with Engine.open(tmp_path / "c", SETTINGS) as engine:
+        real = engine.ingest_items
+
+        def ingest_items(todo, **kwargs):  # type: ignore[no-untyped-def]
+            if any(item.id == "poison" for item, _ in todo):
+                raise RuntimeError("unforeseen")
+            return real(todo, **kwargs)
+
+        monkeypatch.setattr(engine, "ingest_items", ingest_items)
+        consumer = StreamConsumer(engine, address, batch_size=3, block_ms=50)
+        stats = consumer.run(stop_when_idle=True)
+        assert sorted(i.id for i in engine.catalog.iter_items()) == ["a", "b"]
+        assert stats.dead == 1
+        assert consumer.lag() == {"lag": 0, "pending": 0}
+    [(_, dead)] = client.xrange(address.dead_letters)
+    assert (dead["field_id"], dead["code"]) == ("poison", "internal_error")
+    assert "RuntimeError: unforeseen" in dead["reason"]
+
+
 def test_a_dead_consumers_pending_messages_are_claimed(tmp_path, stream):
     address, client = stream
     for i in range(5):
@@ -237,3 +261,19 @@ def test_serve_consume_indexes_the_stream_and_shows_its_lag(tmp_path, stream):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+
+
+def test_redis_down_is_retried_with_backoff_and_said(tmp_path):
+    import threading
+
+    address = StreamAddress("127.0.0.1", _free_port(), "nowhere")
+    with Engine.open(tmp_path / "c", SETTINGS) as engine:
+        consumer = StreamConsumer(engine, address, block_ms=50)
+        stop = threading.Event()
+        timer = threading.Timer(1.5, stop.set)
+        timer.start()
+        stats = consumer.run(stop)
+        timer.join()
+        assert stats.errors >= 1
+        assert stats.last_error is not None and "cannot be reached" in stats.last_error
+        assert f"127.0.0.1:{address.port}" in stats.last_error

@@ -204,7 +204,29 @@ class StreamConsumer:
 
     # -- applying a batch ------------------------------------------------------------
     def apply(self, entries: list[Entry]) -> None:
-        """Apply messages in order; acknowledge each once its write committed."""
+        """Apply messages in order; acknowledge each once its write committed.
+
+        Redis and the collection failing (``ImgSearchError``, ``OSError``) is left to the
+        caller to retry. Any other exception is a message this code cannot handle: the
+        batch is applied again one message at a time, and the message that fails alone
+        goes to the dead-letter stream, so that one message never blocks the stream."""
+        try:
+            self._apply(entries)
+        except (ImgSearchError, OSError, _redis_errors()):
+            raise
+        except Exception as exc:
+            if len(entries) > 1:
+                _log.warning("stream %s: a batch failed (%s: %s); applying its messages one "
+                             "at a time", self.address, type(exc).__name__, exc)
+                for entry in entries:
+                    self.apply([entry])
+                return
+            _log.exception("stream %s: message %s cannot be applied", self.address,
+                           entries[0][0])
+            self._dead(entries[0][0], entries[0][1], f"{type(exc).__name__}: {exc}",
+                       "internal_error")
+
+    def _apply(self, entries: list[Entry]) -> None:
         run: list[tuple[str, dict[str, str], Change]] = []
         limit = self.engine.settings.max_file_bytes
         for message_id, data in entries:
