@@ -140,14 +140,14 @@ def test_a_message_the_code_cannot_handle_does_not_block_the_stream(tmp_path, st
     for item_id in ("a", "poison", "b"):
         client.xadd(address.stream, _upsert(item_id, len(item_id)))
     with Engine.open(tmp_path / "c", SETTINGS) as engine:
-        real = engine.ingest_items
+        real = engine.commit
 
-        def ingest_items(todo, **kwargs):  # type: ignore[no-untyped-def]
-            if any(item.id == "poison" for item, _ in todo):
+        def commit(prepared):  # type: ignore[no-untyped-def]
+            if any(p.item.id == "poison" for p in prepared):
                 raise RuntimeError("unforeseen")
-            return real(todo, **kwargs)
+            return real(prepared)
 
-        monkeypatch.setattr(engine, "ingest_items", ingest_items)
+        monkeypatch.setattr(engine, "commit", commit)
         consumer = StreamConsumer(engine, address, batch_size=3, block_ms=50)
         stats = consumer.run(stop_when_idle=True)
         assert sorted(i.id for i in engine.catalog.iter_items()) == ["a", "b"]

@@ -266,8 +266,12 @@ class StreamConsumer:
                 skipped += 1
                 continue
             todo.append((change.item, change.image))
-        report = self.engine.ingest_items(todo) if todo else None
-        failed = {f.item_id: f for f in (report.failed if report else []) if f.item_id}
+        # prepared and committed as one batch, without the index snapshot that ingest
+        # takes at its end: the journal keeps the indexes up to date, and they are saved
+        # every ``index_save_every`` changes, as for writes through the API
+        prepared, failures = self.engine.preparer.prepare(todo) if todo else ([], [])
+        self.engine.commit(prepared)
+        failed = {f.item_id: f for f in failures if f.item_id}
         done = []
         for message_id, data, change in run:
             failure = failed.get(change.item_id)
