@@ -17,14 +17,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import pyarrow as pa
-
 from imgsearch.config import Settings
-from imgsearch.encode.registry import describe_encoder, get_encoder
+from imgsearch.encode.registry import describe_encoder
+from imgsearch.engine.encode_work import Entry, ShardResult, encode_entries, make_preparer
 from imgsearch.engine.ingest import folder_item
-from imgsearch.engine.pipeline import Prepared, Preparer, is_url
+from imgsearch.engine.pipeline import is_url
 from imgsearch.errors import InvalidInputError
-from imgsearch.ingest.fetch import Fetcher
 from imgsearch.ingest.fields import name_text
 from imgsearch.ingest.sources import (
     FolderEntry,
@@ -35,19 +33,15 @@ from imgsearch.ingest.sources import (
 )
 from imgsearch.store.shards import (
     Plan,
-    ShardRows,
     finished_shards,
-    item_json,
     read_plan,
     remove_partial,
     write_plan,
     write_shard,
 )
-from imgsearch.types import ImageInput, IngestFailure, Item, Progress, VectorSpace
+from imgsearch.types import IngestFailure, Progress, VectorSpace
 
-Entry = tuple[Item, ImageInput | None]
 Runner = Literal["local", "ray"]
-ShardResult = tuple[int, pa.Table, list[IngestFailure]]  # a shard's number, rows, failures
 
 
 @dataclass
@@ -106,38 +100,6 @@ def list_source(source: Path) -> tuple[list[Entry], list[IngestFailure]]:
                 pass  # decoding reports the missing file with its reason
         items.append((replace(item, source=origin), item.image))
     return items, rows.failures
-
-
-def make_preparer(settings: Settings) -> Preparer:
-    """What one worker holds: the encoders and a decoder with the ingest limits."""
-    image = get_encoder(settings.image_encoder, settings)
-    text = None if settings.text_encoder == "none" else get_encoder(settings.text_encoder,
-                                                                     settings)
-    return Preparer(settings, image, lambda: text, Fetcher(settings))
-
-
-def add_prepared(rows: ShardRows, prepared: Sequence[Prepared],
-                 spaces: Sequence[VectorSpace]) -> None:
-    for p in prepared:
-        first = True
-        for space in spaces:
-            if space.name not in p.vectors:
-                continue  # an item with no text has no text vector
-            rows.add(p.item.id, p.item.content_hash, space, p.vectors[space.name],
-                     item_json(p.item) if first else None, p.thumbnail if first else None)
-            first = False
-
-
-def encode_entries(preparer: Preparer, entries: Sequence[Entry], spaces: Sequence[VectorSpace],
-                   batch_size: int) -> tuple[ShardRows, list[IngestFailure]]:
-    """Decode, enrich and encode entries in batches into shard rows."""
-    rows = ShardRows()
-    failures: list[IngestFailure] = []
-    for start in range(0, len(entries), batch_size):
-        prepared, failed = preparer.prepare(entries[start:start + batch_size])
-        add_prepared(rows, prepared, spaces)
-        failures.extend(failed)
-    return rows, failures
 
 
 def start_plan(source: Path, out: Path, entries: Sequence[Entry], shard_size: int,

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from imgsearch.config import Settings
-from imgsearch.engine.batch_encode import (
+from imgsearch.engine.encode_work import (
     Entry,
     ShardResult,
     add_prepared,
