@@ -277,3 +277,18 @@ def test_redis_down_is_retried_with_backoff_and_said(tmp_path):
         assert stats.errors >= 1
         assert stats.last_error is not None and "cannot be reached" in stats.last_error
         assert f"127.0.0.1:{address.port}" in stats.last_error
+
+
+def test_pending_messages_trimmed_from_the_stream_do_not_block_the_rest(tmp_path, stream):
+    address, client = stream
+    first = [client.xadd(address.stream, _upsert(f"t{i}", i)) for i in range(3)]
+    with Engine.open(tmp_path / "c", SETTINGS) as engine:
+        consumer = StreamConsumer(engine, address, consumer="same", batch_size=2,
+                                  block_ms=50)
+        consumer.ensure_group()
+        assert len(consumer._read(">")) == 2  # then "killed": both left pending
+        client.xdel(address.stream, *first[:2])  # and trimmed away by the producer
+        stats = consumer.run(stop_when_idle=True)
+        assert stats.upserted == 1
+        assert [i.id for i in engine.catalog.iter_items()] == ["t2"]
+        assert consumer.lag()["pending"] == 0

@@ -187,8 +187,14 @@ class StreamConsumer:
         answer = self._call(self._redis.xreadgroup, self.group, self.consumer,
                             {self.address.stream: start}, count=self.batch_size, block=block)
         entries: list[Entry] = []
+        trimmed: list[str] = []
         for _stream, messages in answer or []:
-            entries.extend((mid, data) for mid, data in messages if data is not None)
+            for mid, data in messages:
+                if data is None:
+                    trimmed.append(mid)  # pending, but trimmed from the stream since
+                else:
+                    entries.append((mid, data))
+        self._ack(trimmed)  # nothing left to apply; else they would come first for ever
         return entries
 
     def _claim(self) -> list[Entry]:
