@@ -79,6 +79,10 @@ def test_a_second_run_skips_finished_shards_and_refuses_other_options(tmp_path, 
     assert not list(out.glob(".*.tmp"))
     with pytest.raises(InvalidInputError, match="shard_size"):
         run_encode(folder, out, SETTINGS, shard_size=5)
+    first = sorted(folder.rglob("*.jpg"))[0]
+    first.rename(first.with_name("renamed.jpg"))  # as many items, not the same ones
+    with pytest.raises(InvalidInputError, match="items differ"):
+        run_encode(folder, out, SETTINGS, shard_size=4)
 
 
 def test_import_gives_the_same_search_results_as_ingesting(tmp_path, photos):

@@ -34,6 +34,7 @@ from imgsearch.ingest.sources import (
 from imgsearch.store.shards import (
     Plan,
     finished_shards,
+    ids_digest,
     read_plan,
     remove_partial,
     write_plan,
@@ -107,9 +108,9 @@ def start_plan(source: Path, out: Path, entries: Sequence[Entry], shard_size: in
     """The plan of this run; the same as the one ``out`` holds, or ``out`` is refused."""
     if shard_size < 1:
         raise InvalidInputError(f"--shard-size must be 1 or more, got {shard_size}")
-    counts = [min(shard_size, len(entries) - start)
-              for start in range(0, len(entries), shard_size)]
-    plan = Plan(str(source.resolve()), shard_size, counts, spaces)
+    shards = [entries[start:start + shard_size] for start in range(0, len(entries), shard_size)]
+    plan = Plan(str(source.resolve()), shard_size, [len(shard) for shard in shards], spaces,
+                [ids_digest([item.id for item, _ in shard]) for shard in shards])
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"--out {out}: a file is in the way; give a folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -121,8 +122,9 @@ def start_plan(source: Path, out: Path, entries: Sequence[Entry], shard_size: in
         write_plan(out, plan)
         return plan
     if found.to_dict() != plan.to_dict():
-        differs = [name for name in ("source", "shard_size", "shard_items", "spaces")
-                   if getattr(found, name) != getattr(plan, name)]
+        differs = [name.replace("shard_digests", "items") for name in (
+            "source", "shard_size", "shard_items", "spaces", "shard_digests")
+            if getattr(found, name) != getattr(plan, name)]
         raise InvalidInputError(
             f"--out {out} holds shards of another run (its {', '.join(differs)} differ: "
             f"source {found.source}, shard size {found.shard_size}, "

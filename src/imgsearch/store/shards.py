@@ -18,6 +18,7 @@ their reasons, in the shard's key-value metadata under ``imgsearch.failures``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -98,11 +99,13 @@ class Plan:
     shard_size: int
     shard_items: list[int]  # items listed in each shard
     spaces: list[VectorSpace]
+    shard_digests: list[str] = field(default_factory=list)  # sha256 of each shard's ids
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "source": self.source, "shard_size": self.shard_size,
                 "shard_items": self.shard_items,
-                "spaces": [vars(space) for space in self.spaces]}
+                "spaces": [vars(space) for space in self.spaces],
+                "shard_digests": self.shard_digests}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: Path) -> Plan:
@@ -111,9 +114,15 @@ class Plan:
                 raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
             return cls(str(data["source"]), int(data["shard_size"]),
                        [int(n) for n in data["shard_items"]],
-                       [VectorSpace(**space) for space in data["spaces"]])
+                       [VectorSpace(**space) for space in data["spaces"]],
+                       [str(d) for d in data.get("shard_digests", [])])
         except (KeyError, TypeError, ValueError) as exc:
             raise CatalogFormatError(f"{where}: not an embeddings plan ({exc})") from None
+
+
+def ids_digest(ids: list[str]) -> str:
+    """What names a shard's items in the plan: a run over other items is refused."""
+    return hashlib.sha256("\n".join(ids).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 _ITEM_FIELDS = {f.name for f in dataclasses.fields(Item)}
