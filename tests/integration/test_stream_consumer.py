@@ -169,7 +169,7 @@ def test_a_dead_consumers_pending_messages_are_claimed(tmp_path, stream):
         assert len(taken) == 3
         assert first.lag()["pending"] == 3
         second = StreamConsumer(engine, address, consumer="takes-over", claim_idle_ms=0,
-                                block_ms=50)
+                                block_ms=50, batch_size=1)  # several claims, none missed
         stats = second.run(stop_when_idle=True)
         assert stats.reclaimed == 3
         assert engine.catalog.count() == 5

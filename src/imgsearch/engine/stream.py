@@ -156,7 +156,11 @@ class StreamConsumer:
                     self.ensure_group()
                     ready = True
                 if self.poll() == 0 and stop_when_idle:
-                    break
+                    claimed = self._claim(force=True)  # none left idle at others either
+                    if not claimed:
+                        break
+                    self.stats.reclaimed += len(claimed)
+                    self.apply(claimed)
                 backoff = 0.5
             except (ImgSearchError, OSError, _redis_errors()) as exc:
                 self.stats.errors += 1
@@ -197,9 +201,9 @@ class StreamConsumer:
         self._ack(trimmed)  # nothing left to apply; else they would come first for ever
         return entries
 
-    def _claim(self) -> list[Entry]:
+    def _claim(self, force: bool = False) -> list[Entry]:
         now = time.monotonic()
-        if now - self._last_claim < max(self.claim_idle_ms / 2000.0, 0.2):
+        if not force and now - self._last_claim < max(self.claim_idle_ms / 2000.0, 0.2):
             return []
         self._last_claim = now
         answer = self._call(self._redis.xautoclaim, self.address.stream, self.group,
