@@ -939,6 +939,7 @@ def encode(
     text_encoder: TextEncoderOpt = None,
     clip_model: ClipModelOpt = None,
     as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per shard.")] = False,
 ) -> None:
     """Encode a source into Parquet shards, without a collection; a killed run resumes.
 
@@ -952,9 +953,14 @@ def encode(
         settings = _settings(clip_model)
         settings = settings.replace(image_encoder=image_encoder or settings.image_encoder,
                                     text_encoder=text_encoder or settings.text_encoder)
+        def shard_done(event: Progress) -> None:
+            if not (quiet or as_json):
+                typer.echo(f"shard {event.done}/{event.total} written ({event.failed} "
+                           f"failed so far)", err=True)
+
         report = run_encode(source, out, settings, runner="ray" if runner == "ray" else "local",
                             shard_size=shard_size, ray_address=ray_address, workers=workers,
-                            num_gpus=num_gpus)
+                            num_gpus=num_gpus, progress=shard_done)
         if as_json:
             _print_json(report.to_dict())
         for failure in report.failed[:50]:
