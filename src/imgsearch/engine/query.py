@@ -24,9 +24,9 @@ from imgsearch.engine.timing import recording, stage
 from imgsearch.errors import ImgSearchError, InvalidQueryError, ItemNotFoundError
 from imgsearch.search.calibration import (
     MIN_VECTORS,
-    background_level,
+    background,
+    judge_image_hits,
     prior,
-    standout_confidence,
 )
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
 from imgsearch.search.fusion import RankedList, fuse
@@ -225,18 +225,15 @@ def _image_confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
             order = np.argsort(ranked.keys)[where]
             sims[:, order] = np.stack(positives) @ vectors.T
     sims = np.where(np.isnan(sims), -1.0, sims).astype(np.float32)
-    small = len(space) < MIN_VECTORS
-    fallback = prior(engine.manifest.spaces["image"].model_id) if small else \
+    model_id = engine.manifest.spaces["image"].model_id
+    calibration = prior(model_id) if len(space) < MIN_VECTORS else \
         engine.calibrations.get("image")
+    noisy = [look.noise_like for look in looks] or [False] * len(positives)
     best = np.zeros(len(ranked.keys), np.float32)
-    for vector, row in zip(positives, sims, strict=True):
-        if fallback is not None:
-            best = np.maximum(best, fallback.confidence(row))
-        elif small:  # an encoder without a measured prior cannot say what chance is
-            best = np.maximum(best, np.where(row > -1.0, 1.0, 0.0).astype(np.float32))
-        level = None if small else background_level(space, vector)
-        if level is not None:
-            best = np.maximum(best, standout_confidence(row, level))
+    for vector, row, noise in zip(positives, sims, noisy, strict=True):
+        if not noise:  # nothing merely looks like noise (its copies are still verified)
+            best = np.maximum(best, judge_image_hits(row, vector, space, calibration,
+                                                     background(model_id)))
     return best
 
 
