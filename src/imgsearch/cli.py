@@ -17,13 +17,12 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
 
 from imgsearch.config import COLLECTION_CONFIG, Settings, layered, user_config_path
-from imgsearch.engine import Engine
 from imgsearch.engine.display import confidence_percent
 from imgsearch.errors import (
     CollectionError,
@@ -46,6 +45,9 @@ from imgsearch.types import (
     SearchHit,
     SearchResult,
 )
+
+if TYPE_CHECKING:  # the engine (faiss, numpy, models) loads only for a command that needs it
+    from imgsearch.engine import Engine
 
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Find images by image, text, both, several examples or item.")
@@ -146,6 +148,8 @@ def _settings(clip_model: str | None = None, collection: Path | None = None) -> 
 def _open(collection: Path, *, create: bool = False, readonly: bool = False,
           image_encoder: str | None = None, text_encoder: str | None = None,
           clip_model: str | None = None, reembed: bool = False) -> Engine:
+    from imgsearch.engine import Engine
+
     engine = Engine.open(collection, _settings(clip_model, collection),
                          image_encoder=image_encoder,
                          text_encoder=text_encoder, create=create, readonly=readonly,
@@ -707,6 +711,8 @@ def check(
     """Check a collection for damage (catalog, manifest, indexes, thumbnails, search
     log); changes nothing. Exit code 0 when healthy, 4 when something is damaged."""
     with _errors():
+        from imgsearch.engine import Engine
+
         health = Engine.check(collection, quick=quick)
         _print_health(health.to_dict(), as_json)
         if not health.healthy:
@@ -719,6 +725,8 @@ def repair(collection: CollectionOpt, as_json: JsonOpt = False) -> None:
     search log (set aside), unused thumbnails (removed). A damaged catalog cannot be:
     restore it from a backup."""
     with _errors():
+        from imgsearch.engine import Engine
+
         health = Engine.repair(collection, _settings())
         _print_health(health.to_dict(), as_json)
         if not health.healthy:
@@ -734,6 +742,8 @@ def backup(
     """Copy a collection consistently (SQLite's backup API), even while it is written.
     To restore, copy the backup back in place of the collection (see the README)."""
     with _errors():
+        from imgsearch.engine import Engine
+
         done = Engine.backup(collection, destination)
         if as_json:
             _print_json(done)

@@ -5,6 +5,21 @@ encode); ``ingest`` walks sources incrementally; ``query`` turns a Query into si
 and hits. The CLI and the web app import only ``Engine`` from here.
 """
 
-from imgsearch.engine.core import Engine
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imgsearch.engine.core import Engine
 
 __all__ = ["Engine"]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use, so that importing a light module of this package (display,
+    # timing) does not load faiss and the stages behind the engine.
+    if name == "Engine":
+        from imgsearch.engine.core import Engine
+
+        return Engine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
