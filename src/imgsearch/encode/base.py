@@ -67,8 +67,10 @@ class Encoder(ABC):  # noqa: B024 -- abstract in spirit: a subclass implements o
         """Embed one text; returns a ``(dim,)`` unit vector."""
         return self.embed_texts([text])[0]
 
-    def load(self) -> None:  # noqa: B027 -- optional: only encoders with a model override it
-        """Load the model now rather than on first use (nothing to load by default)."""
+    def load(self) -> bool:
+        """Load the model now rather than on first use; True when this call loaded it
+        (False when it was loaded already or there is nothing to load)."""
+        return False
 
     def supports(self, modality: str) -> bool:
         return modality in self.modalities

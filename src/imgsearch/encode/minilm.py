@@ -87,16 +87,18 @@ class MiniLMEncoder(Encoder):
     def dim(self, value: int) -> None:
         self._dim = value
 
-    def load(self) -> None:
-        self._load()
+    def load(self) -> bool:
+        with self._lock:
+            if self._model is not None:
+                return False
+            started = time.perf_counter()
+            self._model = self._open()
+            self.load_ms = (time.perf_counter() - started) * 1000
+            return True
 
     def _load(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                started = time.perf_counter()
-                self._model = self._open()
-                self.load_ms = (time.perf_counter() - started) * 1000
-            return self._model
+        self.load()
+        return self._model
 
     def _open(self) -> Any:
         wanted = self._settings.minilm_runtime
