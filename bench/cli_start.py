@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=10_000, help="items in the collection")
     parser.add_argument("--runs", type=int, default=10, help="hyperfine runs per command")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--baseline-src", type=Path, default=None,
                         help="another checkout's src directory, timed beside this one")
     parser.add_argument("--reuse", action="store_true",
@@ -127,22 +127,25 @@ def main(argv: list[str] | None = None) -> None:
             os.environ["BASELINE_SRC"] = str(args.baseline_src.resolve())
         image = query_image(work)
         cmds = commands(sys.executable, collection, image, args.baseline_src is not None)
-        raw = run_hyperfine(cmds, args.runs, args.warmup, work / "hyperfine.json")
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        raw = run_hyperfine(cmds, args.runs, args.warmup,
+                            RESULTS_DIR / f"cli-start-{args.n}-hyperfine.json")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    rows, results = [], {}
-    peer = next(r for r in raw["results"] if r["command"] == "python -c pass")["median"]
-    for r in raw["results"]:
-        cpu = [u + s for u, s in zip(r["user"], r["system"], strict=True)]
-        cpu_median = sorted(cpu)[len(cpu) // 2]
-        results[r["command"]] = {"median_s": r["median"], "mean_s": r["mean"],
-                                 "min_s": r["min"], "max_s": r["max"],
-                                 "cpu_median_s": cpu_median, "runs": len(r["times"])}
-        rows.append([r["command"], r["median"], r["min"], cpu_median, r["median"] / peer])
+    rows: list[list[Any]] = []
+    results: dict[str, Any] = {}
+    named = list(zip([name for name, _, _ in cmds], raw["results"], strict=True))
+    peer = float(named[0][1]["median"])  # python -c pass
+    for name, r in named:
+        cpu = float(r["user"]) + float(r["system"])  # hyperfine gives their means
+        results[name] = {"median_s": r["median"], "mean_s": r["mean"],
+                                 "min_s": r["min"], "max_s": r["max"], "cpu_mean_s": cpu,
+                                 "times_s": r["times"]}
+        rows.append([name, r["median"], r["min"], cpu, r["median"] / peer])
     print(f"\nCold start of the command line, {args.n:,}-item collection (descriptor + "
           f"minilm), each command a fresh process, page cache warm; hyperfine median of "
           f"{args.runs} runs after {args.warmup} warm-up runs. cpu s = user + system time "
-          f"(median), which the other jobs on the shared machine disturb less than the "
+          f"(mean), which the other jobs on the shared machine disturb less than the "
           f"wall time. × pass = median ÷ the median of `python -c pass` in the same run. "
           f"Text query {TEXT!r}; image query a 640×480 JPEG or larger (first "
           f"gnome-backgrounds JPEG).")
