@@ -78,6 +78,7 @@ bench: $(BENCH_STAMP) apt-bench
 	$(PY) bench/security.py
 	$(PY) bench/originals.py
 	$(PY) bench/copydetect.py
+	$(PY) bench/encode.py
 	$(PY) bench/cli_start.py
 	$(PY) bench/report.py
 
