@@ -14,7 +14,8 @@ export TOKENIZERS_PARALLELISM := false
 # saying why, without them); the benchmarks read real photos and clip-art.
 APT_TEST := chromium redis-server
 APT_BENCH := gnome-backgrounds tuxpaint-stamps-default mate-backgrounds sway-backgrounds \
-	plasma-workspace-wallpapers ukui-wallpapers lomiri-wallpapers openclipart-png wesnoth-1.16-data
+	plasma-workspace-wallpapers ukui-wallpapers lomiri-wallpapers openclipart-png wesnoth-1.16-data \
+	hyperfine
 
 .PHONY: setup demo test check bench bench-full clean apt-test apt-bench
 
@@ -78,6 +79,7 @@ bench: $(BENCH_STAMP) apt-bench
 	$(PY) bench/originals.py
 	$(PY) bench/copydetect.py
 	$(PY) bench/encode.py
+	$(PY) bench/cli_start.py
 	$(PY) bench/report.py
 
 # 1M scale: the side-by-side and filtered runs at 1,000,000 × 512-d (about an hour;

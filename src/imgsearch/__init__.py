@@ -7,8 +7,9 @@
             print(hit.id, hit.score)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from imgsearch.config import Settings
-from imgsearch.engine import Engine
 from imgsearch.errors import ImgSearchError
 from imgsearch.types import (
     Filters,
@@ -21,6 +22,9 @@ from imgsearch.types import (
     VectorSpace,
 )
 from imgsearch.version import __version__ as __version__
+
+if TYPE_CHECKING:
+    from imgsearch.engine import Engine
 
 __all__ = [
     "Engine",
@@ -35,3 +39,13 @@ __all__ = [
     "Settings",
     "VectorSpace",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the engine (faiss, the stages, their libraries) loads when first asked for, so the
+    # command line's help and light commands start without it
+    if name == "Engine":
+        from imgsearch.engine.core import Engine
+
+        return Engine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,13 +17,12 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
 
 from imgsearch.config import COLLECTION_CONFIG, Settings, layered, user_config_path
-from imgsearch.engine import Engine
 from imgsearch.engine import items as item_fields
 from imgsearch.engine.display import confidence_percent
 from imgsearch.engine.requests import SearchRequest, build_query, parse_boosts
@@ -46,6 +45,9 @@ from imgsearch.types import (
     SearchHit,
     SearchResult,
 )
+
+if TYPE_CHECKING:  # the engine (faiss, numpy, models) loads only for a command that needs it
+    from imgsearch.engine import Engine
 
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Find images by image, text, both, several examples or item.")
@@ -146,6 +148,8 @@ def _settings(clip_model: str | None = None, collection: Path | None = None) -> 
 def _open(collection: Path, *, create: bool = False, readonly: bool = False,
           image_encoder: str | None = None, text_encoder: str | None = None,
           clip_model: str | None = None, reembed: bool = False) -> Engine:
+    from imgsearch.engine import Engine
+
     engine = Engine.open(collection, _settings(clip_model, collection),
                          image_encoder=image_encoder,
                          text_encoder=text_encoder, create=create, readonly=readonly,
@@ -413,7 +417,9 @@ def _print_result(result: SearchResult, as_json: bool, offset: int = 0,
         for line in _hit_table(result.hits, offset + 1,
                                scored=result.query_kind != "browse"):
             typer.echo(line)
-    typer.echo(f"{len(result.hits)} results in {result.query_time_ms:.1f} ms", err=True)
+    load_ms = result.stage_ms.get("model_load", 0.0)
+    typer.echo(f"{len(result.hits)} results in {result.query_time_ms - load_ms:.1f} ms"
+               + (f" (and {load_ms:.1f} ms loading the model)" if load_ms else ""), err=True)
 
 
 _ID_WIDTH_MAX = 40
@@ -574,13 +580,19 @@ def report(
         if not data or not data.get("all", {}).get("searches"):
             typer.echo("no searches logged yet")
             return
+        # latency is the query's own time; a search that first loaded a model (the first
+        # of a process) counts under "model loads", with that load's time, apart
         typer.echo(f"{'query type':12s} {'searches':>8s} {'CTR':>6s} {'MRR':>6s} "
-                   f"{'zero':>6s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s}")
+                   f"{'zero':>6s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} "
+                   f"{'model loads':>11s} {'load p50 ms':>11s}")
         for kind, row in data.items():
             lat = row["latency_ms"]
+            load = row.get("model_load_ms") or {}
             typer.echo(f"{kind:12s} {row['searches']:8d} {row['click_through_rate']:6.3f} "
                        f"{row['mrr_of_clicks']:6.3f} {row['zero_result_rate']:6.3f} "
-                       f"{lat['p50']:8.2f} {lat['p95']:8.2f} {lat['p99']:8.2f}")
+                       f"{lat['p50']:8.2f} {lat['p95']:8.2f} {lat['p99']:8.2f} "
+                       f"{row.get('model_loads', 0):11d} "
+                       + (f"{load['p50']:11.1f}" if load else f"{'-':>11s}"))
 
 
 @app.command()
@@ -704,6 +716,8 @@ def check(
     """Check a collection for damage (catalog, manifest, indexes, thumbnails, search
     log); changes nothing. Exit code 0 when healthy, 4 when something is damaged."""
     with _errors():
+        from imgsearch.engine import Engine
+
         health = Engine.check(collection, quick=quick)
         _print_health(health.to_dict(), as_json)
         if not health.healthy:
@@ -716,6 +730,8 @@ def repair(collection: CollectionOpt, as_json: JsonOpt = False) -> None:
     search log (set aside), unused thumbnails (removed). A damaged catalog cannot be:
     restore it from a backup."""
     with _errors():
+        from imgsearch.engine import Engine
+
         health = Engine.repair(collection, _settings())
         _print_health(health.to_dict(), as_json)
         if not health.healthy:
@@ -731,6 +747,8 @@ def backup(
     """Copy a collection consistently (SQLite's backup API), even while it is written.
     To restore, copy the backup back in place of the collection (see the README)."""
     with _errors():
+        from imgsearch.engine import Engine
+
         done = Engine.backup(collection, destination)
         if as_json:
             _print_json(done)

@@ -6,17 +6,34 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-from numpy.typing import NDArray
-from PIL import Image
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+    from PIL import Image
 
-Vector = NDArray[np.float32]
+    Vector = NDArray[np.float32]
+    # An image as a caller may hand it in: a path, raw bytes, an http(s) URL or a decoded
+    # image.
+    ImageInput = str | Path | bytes | Image.Image
+
 Orientation = Literal["landscape", "portrait", "square"]
 
-# An image as a caller may hand it in: a path, raw bytes, an http(s) URL or a decoded image.
-ImageInput = str | Path | bytes | Image.Image
+
+def __getattr__(name: str) -> Any:
+    # Vector and ImageInput need numpy and Pillow: made when first imported, so that
+    # the command line's help starts without loading either
+    if name == "Vector":
+        import numpy as np
+        from numpy.typing import NDArray
+
+        return NDArray[np.float32]
+    if name == "ImageInput":
+        from PIL import Image
+
+        return str | Path | bytes | Image.Image
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Columns of a catalog row that have a meaning of their own; any other column is an attribute.
 KNOWN_FIELDS: tuple[str, ...] = (

@@ -43,7 +43,7 @@ def test_an_unexpected_error_is_one_line_and_its_own_exit_code(tmp_path, monkeyp
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("something nobody foresaw\nsecond line")
 
-    monkeypatch.setattr(cli.Engine, "info", broken)
+    monkeypatch.setattr(core.Engine, "info", broken)
     result = invoke("info", "-c", tmp_path / "c")
     assert result.exit_code == cli.EXIT_INTERNAL == 8
     assert "RuntimeError: something nobody foresaw" in result.output

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
+from typer.testing import CliRunner
 
 from imagegen import picture
+from imgsearch import cli
 from imgsearch.config import Settings
+from imgsearch.encode.fake import FakeEncoder
+from imgsearch.encode.registry import register_encoder
 from imgsearch.engine import Engine
 from imgsearch.errors import InvalidInputError
 from imgsearch.types import Item, Query
@@ -77,3 +83,81 @@ def test_a_line_that_cannot_be_made_costs_only_itself(tmp_path):
         assert report["all"]["searches"] == 1 and report["text"]["searches"] == 1
     finally:
         log.close()
+
+
+class LoadingEncoder(FakeEncoder):
+    """The fake encoder with a model to load: the first ``load`` takes 20 ms."""
+
+    name = "loading"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded = False
+
+    def load(self) -> bool:
+        if self.loaded:
+            return False
+        time.sleep(0.02)
+        self.loaded = True
+        return True
+
+
+def test_model_load_is_logged_apart_from_query_time(tmp_path):
+    register_encoder("loading", lambda settings: LoadingEncoder())
+    with Engine.open(tmp_path / "c", Settings(text_encoder="loading",
+                                              result_cache_size=0)) as engine:
+        engine.ingest_items((Item(id=f"i{i}", title=f"thing {i}"), picture(i))
+                            for i in range(5))
+        engine.close()
+    with Engine.open(tmp_path / "c", Settings(text_encoder="loading",
+                                              result_cache_size=0)) as engine:
+        first = engine.search(Query(text="thing one", min_confidence=0.0))
+        second = engine.search(Query(text="thing two", min_confidence=0.0))
+        report = engine.report()
+    assert first.stage_ms["model_load"] >= 20.0  # it slept that long
+    assert "model_load" not in second.stage_ms
+    assert report["text"]["searches"] == 2
+    assert report["text"]["model_loads"] == 1
+    assert report["text"]["model_load_ms"]["p50"] == pytest.approx(
+        first.stage_ms["model_load"], abs=0.01)
+    with sqlite3.connect(tmp_path / "c" / "logs.sqlite3") as conn:
+        rows = conn.execute("SELECT text, latency_ms, model_load_ms FROM searches "
+                            "ORDER BY at").fetchall()
+    (_, first_latency, first_load), (_, _, second_load) = rows
+    assert first_load == pytest.approx(first.stage_ms["model_load"], abs=0.01)
+    assert first_latency == pytest.approx(first.query_time_ms - first_load, abs=0.01)
+    assert second_load == 0.0
+    # in this process, where the "loading" encoder is registered
+    done = CliRunner().invoke(cli.app, ["report", "-c", str(tmp_path / "c")])
+    assert done.exit_code == 0, done.output
+    header, *lines = done.stdout.splitlines()
+    assert "model loads" in header and "load p50 ms" in header
+    text_line = next(line for line in lines if line.startswith("text "))
+    assert text_line.split()[-2] == "1"
+
+
+def test_a_log_from_before_model_load_times_still_reports(tmp_path):
+    from imgsearch.store.logs import SearchLog, SearchRecord
+
+    with sqlite3.connect(tmp_path / "logs.sqlite3") as conn:
+        conn.executescript("""
+            CREATE TABLE searches (
+                id TEXT PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL, text TEXT,
+                filters TEXT NOT NULL, interpretation TEXT NOT NULL,
+                result_ids TEXT NOT NULL, scores TEXT NOT NULL, latency_ms REAL NOT NULL,
+                empty_reason TEXT);
+            INSERT INTO searches VALUES ('old', 1.0, 'text', 'shoe', '{}', '{}', '["a"]',
+                                         '[0.5]', 7.0, NULL);
+        """)
+    log = SearchLog(tmp_path)
+    try:
+        log.log_search(SearchRecord(kind="text", text="boot", filters={}, interpretation={},
+                                    result_ids=["b"], scores=[0.4], latency_ms=3.0,
+                                    empty_reason=None, model_load_ms=250.0))
+        report = log.report()
+    finally:
+        log.close()
+    assert report["text"]["searches"] == 2
+    assert report["text"]["model_loads"] == 1
+    assert report["text"]["model_load_ms"] == {"p50": 250.0, "max": 250.0}
+    assert report["text"]["latency_ms"]["p50"] == pytest.approx(5.0)

@@ -67,6 +67,11 @@ class Encoder(ABC):  # noqa: B024 -- abstract in spirit: a subclass implements o
         """Embed one text; returns a ``(dim,)`` unit vector."""
         return self.embed_texts([text])[0]
 
+    def load(self) -> bool:
+        """Load the model now rather than on first use; True when this call loaded it
+        (False when it was loaded already or there is nothing to load)."""
+        return False
+
     def supports(self, modality: str) -> bool:
         return modality in self.modalities
 
@@ -106,6 +111,15 @@ def l2_normalize(vectors: NDArray[np.floating]) -> NDArray[np.float32]:
     return out
 
 
+def thread_count(settings: Settings) -> int:
+    """``settings.torch_threads``, or in automatic mode half the cores (1 to 8)."""
+    wanted = int(settings.torch_threads)
+    if wanted > 0:
+        return wanted
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min((cores or 1) // 2, 8))
+
+
 def configure_torch_threads(settings: Settings) -> None:
     """Apply ``settings.torch_threads`` to torch (0: half the cores, at least 1, at most 8).
 
@@ -117,13 +131,11 @@ def configure_torch_threads(settings: Settings) -> None:
     """
     import torch
 
-    wanted = int(settings.torch_threads)
-    if wanted > 0:
-        if torch.get_num_threads() != wanted:
-            torch.set_num_threads(wanted)
+    target = thread_count(settings)
+    if settings.torch_threads > 0:
+        if torch.get_num_threads() != target:
+            torch.set_num_threads(target)
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    target = max(1, min((cores or 1) // 2, 8))
     if torch.get_num_threads() > target:
         torch.set_num_threads(target)
 

@@ -156,6 +156,13 @@ class ClipEncoder(Encoder):
     def image_side(self, value: int) -> None:
         raise AttributeError("the CLIP image side comes from the model's image processor")
 
+    def load(self) -> bool:
+        with self._lock:
+            if self._parts is not None:
+                return False
+            self._parts = self._open()
+            return True
+
     def _load(self) -> tuple[Any, Any, Any, int]:
         with self._lock:
             if self._parts is None:

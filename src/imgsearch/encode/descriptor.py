@@ -42,6 +42,7 @@ built with it is refused (or re-encoded with ``--reembed``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -326,7 +327,7 @@ def describe_batch(rgb8: NDArray[np.uint8]) -> NDArray[np.float32]:
     """(n, SIDE, SIDE, 3) uint8 RGB -> (n, DIM) descriptors (not yet L2-normalised)."""
     parts = []
     for name, feats in _raw_blocks(rgb8).items():
-        proj, phase = _KERNELS[name]
+        proj, phase = _build_kernels()[name]
         mapped = np.cos(feats.astype(np.float32) @ proj + phase)
         norms = np.linalg.norm(mapped, axis=1, keepdims=True)
         parts.append(mapped / np.maximum(norms, 1e-8) * np.float32(np.sqrt(WEIGHTS[name])))
@@ -340,6 +341,7 @@ def _prepare(image: Image.Image) -> NDArray[np.uint8]:
     return np.asarray(small, dtype=np.uint8)
 
 
+@functools.cache  # on first use: a text query on an image collection never needs them
 def _build_kernels() -> dict[str, _KernelMap]:
     probe = _raw_blocks(np.zeros((1, SIDE, SIDE, 3), dtype=np.uint8))
     return {
@@ -365,5 +367,4 @@ class DescriptorEncoder(Encoder):
         return describe_batch(batch)
 
 
-_KERNELS = _build_kernels()
 DIM = sum(SIZES.values())

@@ -6,6 +6,21 @@ and hits. The CLI and the web app import ``Engine`` from here, ``requests`` to b
 ``Query`` from what a caller asked and ``items`` to check the items they are given.
 """
 
-from imgsearch.engine.core import Engine
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imgsearch.engine.core import Engine
 
 __all__ = ["Engine"]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use, so that importing a light module of this package (display,
+    # timing) does not load faiss and the stages behind the engine.
+    if name == "Engine":
+        from imgsearch.engine.core import Engine
+
+        return Engine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

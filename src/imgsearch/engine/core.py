@@ -50,7 +50,7 @@ from imgsearch.engine.maintenance import (
 from imgsearch.engine.pipeline import Prepared, Preparer
 from imgsearch.engine.shared_cache import RedisCache
 from imgsearch.engine.storage import lock_collection, refuse_emptied, storage_faults
-from imgsearch.engine.timing import stage
+from imgsearch.engine.timing import load_model, stage
 from imgsearch.enrich.colors import BASIC_COLORS
 from imgsearch.enrich.thumbnails import remove_thumbnail, thumbnail_relpath, write_thumbnail
 from imgsearch.errors import (
@@ -469,6 +469,7 @@ class Engine:
         if cached is not None:
             return cached
         encoder = self.encoder(space)
+        load_model(encoder)
         if self.settings.micro_batch:
             vector = self._batcher(f"{space}-text", encoder.embed_texts).encode(text)
         else:
@@ -490,6 +491,7 @@ class Engine:
         if cached is not None:
             return decoded, cached
         encoder = self.encoder("image")
+        load_model(encoder)
         if self.settings.micro_batch:
             vector = self._batcher("image", encoder.embed_images).encode(decoded.image)
         else:

@@ -20,6 +20,7 @@ from imgsearch.engine.dedup import collapse_hits
 from imgsearch.engine.known import check_known_values
 from imgsearch.engine.similar import SOFT_SIGNALS, more_like_this
 from imgsearch.engine.similar import weights as similar_weights
+from imgsearch.engine.timing import current as current_timings
 from imgsearch.engine.timing import recording, stage
 from imgsearch.errors import ImgSearchError, InvalidQueryError, ItemNotFoundError
 from imgsearch.search.calibration import (
@@ -489,9 +490,10 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
 def _run_query(engine: Engine, query: Query) -> SearchResult:
     with recording() as timings:
         result = _answer(engine, query)
-    # decoding happens inside encoding: report it on its own
-    if "decode" in timings and "encode" in timings:
-        timings["encode"] = max(timings["encode"] - timings["decode"], 0.0)
+    # decoding and loading a model happen inside encoding: report them on their own
+    for inner in ("decode", "model_load"):
+        if inner in timings and "encode" in timings:
+            timings["encode"] = max(timings["encode"] - timings[inner], 0.0)
     result.stage_ms = {name: round(ms, 3) for name, ms in timings.items()}
     return result
 
@@ -641,6 +643,7 @@ def _rounded(values: NDArray[Any], digits: int) -> list[float]:
 def _logged(engine: Engine, query: Query, result: SearchResult) -> SearchResult:
     if engine.logs is not None:
         hits = list(result.hits)
+        load_ms = current_timings().get("model_load", 0.0)
 
         def record() -> SearchRecord:  # made on the log's thread, off the search's path
             return SearchRecord(
@@ -649,8 +652,9 @@ def _logged(engine: Engine, query: Query, result: SearchResult) -> SearchResult:
                          for f in dataclasses.fields(query.filters)
                          if (value := getattr(query.filters, f.name))},
                 interpretation=result.interpretation, result_ids=[h.id for h in hits],
-                scores=[h.score for h in hits], latency_ms=result.query_time_ms,
-                empty_reason=result.empty_reason)
+                scores=[h.score for h in hits],
+                latency_ms=max(result.query_time_ms - load_ms, 0.0),
+                empty_reason=result.empty_reason, model_load_ms=load_ms)
 
         result.search_id = engine.logs.log_search(record)
     return result

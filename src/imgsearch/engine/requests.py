@@ -15,11 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from imgsearch.errors import InvalidQueryError
-from imgsearch.types import Filters, ImageInput, Query
+from imgsearch.types import Filters, Query
+
+if TYPE_CHECKING:  # numpy and Pillow load with the first vector or image, not at start
+    import numpy as np
+
+    from imgsearch.types import ImageInput
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ def build_query(request: SearchRequest, default_limit: int) -> Query:
 def _vector(value: Sequence[float] | np.ndarray | None) -> np.ndarray | None:
     if value is None:
         return None
+    import numpy as np
+
     try:
         vector = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):

@@ -10,6 +10,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from imgsearch.encode.base import Encoder
 
 _current: ContextVar[dict[str, float] | None] = ContextVar("imgsearch_stages", default=None)
 
@@ -22,6 +26,11 @@ def recording() -> Iterator[dict[str, float]]:
         yield timings
     finally:
         _current.reset(token)
+
+
+def current() -> dict[str, float]:
+    """The record of the query being answered (an empty one outside a query)."""
+    return _current.get() or {}
 
 
 class stage:
@@ -41,3 +50,14 @@ class stage:
         if self._timings is not None:
             elapsed = (time.perf_counter() - self._started) * 1000
             self._timings[self._name] = self._timings.get(self._name, 0.0) + elapsed
+
+
+def load_model(encoder: Encoder) -> None:
+    """Load ``encoder``'s model if it is not loaded yet, recording the time as the current
+    query's ``model_load``: a query that had to load a model reports that apart."""
+    started = time.perf_counter()
+    if encoder.load():
+        timings = _current.get()
+        if timings is not None:
+            elapsed = (time.perf_counter() - started) * 1000
+            timings["model_load"] = timings.get("model_load", 0.0) + elapsed

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
-from scipy import ndimage
 
 from imgsearch.enrich.thumbnails import flatten_to_rgb
 from imgsearch.errors import InvalidInputError
@@ -230,6 +229,8 @@ def _backdrop_mask(white: NDArray[np.bool_]) -> NDArray[np.bool_]:
     border = np.concatenate([white[0], white[-1], white[1:-1, 0], white[1:-1, -1]])
     if border.mean() < _BACKDROP_MIN_BORDER:
         return np.zeros_like(white)
+    from scipy import ndimage  # here, not at the top: only ingest needs it, not every start
+
     regions, _ = ndimage.label(white)
     edge_regions = np.unique(
         np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]])

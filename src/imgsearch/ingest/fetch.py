@@ -6,7 +6,7 @@ Protection against server-side request forgery works at two points:
    and (unless ``allow_private_urls``) every address the host resolves to must be a
    public one. Refused URLs never reach the network.
 2. DNS can answer differently a moment later ("DNS rebinding"), so the connection
-   itself goes through :class:`_GuardedBackend`, an httpcore network backend that
+   itself goes through ``transport.GuardedBackend``, an httpcore network backend that
    resolves the host once more, checks those addresses, and connects to one of the
    checked IPs itself. TLS still verifies the certificate against the host name,
    because httpcore hands the original name to ``start_tls``.
@@ -22,13 +22,11 @@ import random
 import re
 import socket
 import ssl
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import anyio.to_thread
-import httpcore
-import httpx
 
 from imgsearch.config import Settings
 from imgsearch.errors import (
@@ -38,6 +36,9 @@ from imgsearch.errors import (
     InvalidInputError,
     PortNotAllowedError,
 )
+
+if TYPE_CHECKING:  # httpx and httpcore load with the first download, not with every start
+    import httpx
 
 Resolver = Callable[[str, int], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -182,56 +183,6 @@ def check_url(url: str, *, allow_private: bool, resolve: Resolver = default_reso
             f"(setting url_ports)", url=url)
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Connects only to addresses it has resolved and checked itself (see module doc)."""
-
-    def __init__(self, allow_private: bool, resolve: Resolver) -> None:
-        self._allow_private = allow_private
-        self._resolve = resolve
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await anyio.to_thread.run_sync(
-            _checked_addresses, host, port, self._allow_private, self._resolve,
-            f"connecting to {host}:{port}")
-        last_error: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(address, port, timeout, local_address,
-                                                     socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last_error = exc
-        raise httpcore.ConnectError(f"cannot connect to {host}:{port} ({last_error})")
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("unix sockets are not used for downloads")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-def _guarded_transport(allow_private: bool, resolve: Resolver,
-                       ssl_context: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
-    transport = httpx.AsyncHTTPTransport(verify=ssl_context, trust_env=False)
-    # httpx offers no public hook for the network backend; its transport is a thin
-    # wrapper around this pool, so swapping the pool keeps its request/response mapping.
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context,
-        max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0,
-        network_backend=_GuardedBackend(allow_private, resolve))
-    return transport
-
-
 class _Transient(Exception):
     """A failure worth retrying; ``wait`` is the server's Retry-After, if any."""
 
@@ -259,12 +210,20 @@ class Fetcher:
         self._ssl_context: ssl.SSLContext | None = None
 
     def _client(self) -> httpx.AsyncClient:
+        import httpx
+
+        from imgsearch.ingest.transport import guarded_transport
+
         transport = self._transport
         if transport is None:
             if self._ssl_context is None:  # loading the CA bundle costs milliseconds
                 self._ssl_context = httpx.create_ssl_context(trust_env=False)
-            transport = _guarded_transport(self._settings.allow_private_urls, self._resolve,
-                                           self._ssl_context)
+            allow, resolve = self._settings.allow_private_urls, self._resolve
+
+            def check(host: str, port: int, url: str) -> list[str]:
+                return _checked_addresses(host, port, allow, resolve, url)
+
+            transport = guarded_transport(check, self._ssl_context)
         # trust_env=False: an environment proxy would connect on our behalf, unchecked.
         return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
                                  timeout=self._settings.download_timeout_s, headers=_HEADERS)
@@ -296,6 +255,8 @@ class Fetcher:
         return {url: results[url] for url in urls}
 
     async def _fetch(self, client: httpx.AsyncClient, url: str) -> bytes:
+        import httpx
+
         retries = max(0, self._settings.download_retries)
         for attempt in range(retries + 1):
             try:

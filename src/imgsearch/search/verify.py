@@ -17,12 +17,13 @@ BENCHMARKS.md, copy detection).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
@@ -47,7 +48,15 @@ _MIN_SIDE = 16
 _MIN_SCALE, _MAX_SCALE = 0.1, 10.0  # candidate / query size of a plausible copy
 _MIN_SPREAD_PX = 24.0  # inliers must span at least this much of the candidate
 
-cv2.setNumThreads(1)  # one query, one thread: queries run side by side
+
+
+@functools.cache
+def _cv2() -> Any:
+    """OpenCV, loaded by the first verification rather than by every command's start."""
+    import cv2
+
+    cv2.setNumThreads(1)  # one query, one thread: queries run side by side
+    return cv2
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,7 @@ def _gray(image: Image.Image, mirror: bool, side: int) -> NDArray[np.uint8]:
     if mirror:
         pixels = np.ascontiguousarray(pixels[:, ::-1])
     # equalised, so that brightness and contrast changes move few descriptor bits
-    return np.asarray(cv2.equalizeHist(pixels), dtype=np.uint8)
+    return np.asarray(_cv2().equalizeHist(pixels), dtype=np.uint8)
 
 
 def features(image: Image.Image, mirror: bool = False, side: int = SIDE) -> Features:
@@ -90,7 +99,7 @@ def features(image: Image.Image, mirror: bool = False, side: int = SIDE) -> Feat
         return Features(np.empty((0, 2), np.float32), None)
     pixels = _gray(image, mirror, side)
     found_on = max(pixels.shape)
-    orb = cv2.ORB.create(nfeatures=_ORB_FEATURES, scaleFactor=1.2, nlevels=8,
+    orb = _cv2().ORB.create(nfeatures=_ORB_FEATURES, scaleFactor=1.2, nlevels=8,
                          edgeThreshold=15, patchSize=15, fastThreshold=10)
     keypoints, descriptors = orb.detectAndCompute(pixels, None)
     if descriptors is None or not len(keypoints):
@@ -105,14 +114,17 @@ def query_side(candidate: Features) -> int:
     return LARGE_SIDE if candidate.side > SIDE else SIDE
 
 
-_matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+@functools.cache
+def _matcher() -> Any:
+    cv2 = _cv2()
+    return cv2.BFMatcher(cv2.NORM_HAMMING)
 
 
 def _inliers(query: Features, candidate: Features) -> tuple[int, int]:
     if query.descriptors is None or candidate.descriptors is None or \
             len(query) < 2 or len(candidate) < 2:
         return 0, 0
-    pairs = _matcher.knnMatch(query.descriptors, candidate.descriptors, k=2)
+    pairs = _matcher().knnMatch(query.descriptors, candidate.descriptors, k=2)
     best: dict[int, tuple[float, int]] = {}  # one query point per candidate point
     for p in pairs:
         if len(p) == 2 and p[0].distance < _RATIO * p[1].distance:
@@ -123,6 +135,7 @@ def _inliers(query: Features, candidate: Features) -> tuple[int, int]:
         return 0, len(best)
     src = query.points[[q for _d, q in best.values()]]
     dst = candidate.points[list(best)]
+    cv2 = _cv2()
     transform, mask = cv2.estimateAffinePartial2D(
         src, dst, method=cv2.RANSAC, ransacReprojThreshold=_REPROJECTION_PX, maxIters=500,
         confidence=0.99, refineIters=0)

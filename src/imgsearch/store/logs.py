@@ -32,7 +32,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS searches (
     id TEXT PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL, text TEXT,
     filters TEXT NOT NULL, interpretation TEXT NOT NULL, result_ids TEXT NOT NULL,
-    scores TEXT NOT NULL, latency_ms REAL NOT NULL, empty_reason TEXT
+    scores TEXT NOT NULL, latency_ms REAL NOT NULL, empty_reason TEXT,
+    model_load_ms REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS searches_at ON searches (at);
 CREATE TABLE IF NOT EXISTS clicks (
@@ -42,9 +43,13 @@ CREATE TABLE IF NOT EXISTS clicks (
 CREATE INDEX IF NOT EXISTS clicks_search ON clicks (search_id);
 """
 _STOP = object()
+# one logged search in a report: result ids, latency, clicks, model load time
+_Entry = tuple[list[str], float, list[tuple[str, int | None]], float]
 _log = logging.getLogger("imgsearch.logs")
 _GATHER_S = 0.1
 _MAX_PENDING = 100_000  # lines waiting to be written; past this, searches go unlogged
+_COLUMNS = ("id, at, kind, text, filters, interpretation, result_ids, scores, latency_ms, "
+            "empty_reason, model_load_ms")
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,9 @@ class SearchRecord:
     interpretation: dict[str, Any]
     result_ids: list[str]
     scores: list[float]
-    latency_ms: float
+    latency_ms: float  # answering the query, without loading a model
     empty_reason: str | None
+    model_load_ms: float = 0.0  # loading the model the query needed (its first use)
 
 
 def open_search_log(directory: Path, notes: list[str]) -> SearchLog | None:
@@ -122,6 +128,13 @@ class SearchLog:
             # The log is not an acknowledged write: a power cut may cost its last moments.
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
+            if not _has_load_column(conn):  # a log from before model load was recorded
+                try:
+                    conn.execute("ALTER TABLE searches ADD COLUMN "
+                                 "model_load_ms REAL NOT NULL DEFAULT 0")
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
         except BaseException:
             conn.close()
             raise
@@ -196,8 +209,8 @@ class SearchLog:
                         try:
                             self._conn.execute("BEGIN")
                             self._conn.executemany(
-                                "INSERT OR IGNORE INTO searches "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                                f"INSERT OR IGNORE INTO searches ({_COLUMNS}) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
                             self._conn.execute("COMMIT")  # a full disk fails here too
                         except BaseException:
                             if self._conn.in_transaction:
@@ -221,7 +234,9 @@ class SearchLog:
         CTR = searches with at least one click / searches. MRR of clicks = mean over
         searches of 1 / position of the first clicked result (0 without a click; a click
         whose item is not among the results counts as 0). Zero-result rate = searches
-        that returned nothing / searches. Latency percentiles are over search time in ms.
+        that returned nothing / searches. Latency percentiles are over search time in ms,
+        without the time a search spent loading a model: that is reported apart, as the
+        number of searches that loaded one and their load times.
         """
         self.flush()
         with self._lock:
@@ -246,10 +261,11 @@ def read_only_report(conn: sqlite3.Connection, since: float | None = None
 
 def _report(rows: list[Any], clicks: dict[str, list[tuple[str, int | None]]]
             ) -> dict[str, Any]:
-    per_kind: dict[str, list[tuple[list[str], float, list[tuple[str, int | None]]]]] = {}
-    for search_id, kind, result_ids, latency in rows:
+    per_kind: dict[str, list[_Entry]] = {}
+    for search_id, kind, result_ids, latency, load in rows:
         per_kind.setdefault(kind, []).append(
-            (json.loads(result_ids), float(latency), clicks.get(search_id, [])))
+            (json.loads(result_ids), float(latency), clicks.get(search_id, []),
+             float(load or 0.0)))
     per_kind["all"] = [entry for kind in list(per_kind) for entry in per_kind[kind]]
     return {kind: _summary(entries) for kind, entries in sorted(per_kind.items())}
 
@@ -257,8 +273,9 @@ def _report(rows: list[Any], clicks: dict[str, list[tuple[str, int | None]]]
 
 def _read(conn: sqlite3.Connection, since: float | None
           ) -> tuple[list[Any], dict[str, list[tuple[str, int | None]]]]:
+    load = "model_load_ms" if _has_load_column(conn) else "0"  # an older log: none recorded
     rows = conn.execute(
-        "SELECT id, kind, result_ids, latency_ms FROM searches WHERE at >= ?",
+        f"SELECT id, kind, result_ids, latency_ms, {load} FROM searches WHERE at >= ?",
         (since or 0.0,)).fetchall()
     clicks: dict[str, list[tuple[str, int | None]]] = {}
     for search_id, item_id, position in conn.execute(
@@ -267,15 +284,20 @@ def _read(conn: sqlite3.Connection, since: float | None
     return rows, clicks
 
 
-def _summary(entries: list[tuple[list[str], float, list[tuple[str, int | None]]]]
-             ) -> dict[str, Any]:
+def _has_load_column(conn: sqlite3.Connection) -> bool:
+    return any(row[1] == "model_load_ms"
+               for row in conn.execute("PRAGMA table_info(searches)"))
+
+
+def _summary(entries: list[_Entry]) -> dict[str, Any]:
     n = len(entries)
     if not n:
         return {"searches": 0}
-    latencies = np.asarray([latency for _, latency, _ in entries])
+    latencies = np.asarray([latency for _, latency, _, _ in entries])
+    loads = np.asarray([load for *_, load in entries if load > 0])
     reciprocal = []
     clicked = 0
-    for results, _, clicks in entries:
+    for results, _, clicks, _ in entries:
         if clicks:
             clicked += 1
         first = clicks[0] if clicks else None
@@ -288,9 +310,12 @@ def _summary(entries: list[tuple[list[str], float, list[tuple[str, int | None]]]
         "searches": n,
         "click_through_rate": round(clicked / n, 4),
         "mrr_of_clicks": round(float(np.mean(reciprocal)), 4),
-        "zero_result_rate": round(sum(1 for r, _, _ in entries if not r) / n, 4),
+        "zero_result_rate": round(sum(1 for r, *_ in entries if not r) / n, 4),
         "latency_ms": {f"p{q}": round(float(np.percentile(latencies, q)), 3)
                        for q in (50, 95, 99)},
+        "model_loads": len(loads),
+        "model_load_ms": {"p50": round(float(np.median(loads)), 3),
+                          "max": round(float(loads.max()), 3)} if len(loads) else {},
     }
 
 
@@ -302,4 +327,4 @@ def _row(search_id: str, at: float, record: SearchRecord | Callable[[], SearchRe
             json.dumps(record.filters, sort_keys=True, default=str),
             json.dumps(record.interpretation, default=str), json.dumps(record.result_ids),
             json.dumps([round(s, 6) for s in record.scores]), record.latency_ms,
-            record.empty_reason)
+            record.empty_reason, record.model_load_ms)

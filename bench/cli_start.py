@@ -1,0 +1,162 @@
+"""Cold start of the command line: `imgsearch --help`, and a text and an image search on a
+10k collection, each in a fresh process, timed by hyperfine (Debian's `hyperfine`).
+
+Every command runs in a new Python process (page cache warm: the model files and the
+collection were read by the warm-up runs, as on a machine where they were used before).
+Peers in the same hyperfine run: `python -c pass` (the interpreter alone) and, with
+``--baseline-src``, the same commands on another checkout's ``src`` (e.g. the previous
+code on main), each on its own copy of the collection. Also the same search with the
+minilm model on torch (``IMGSEARCH_MINILM_RUNTIME=torch``), to show what ONNX Runtime
+changes apart from the lazy imports.
+
+    python bench/cli_start.py [--n 10000] [--runs 10] [--baseline-src ../main/src]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from common import (
+    BENCH_DIR,
+    RESULTS_DIR,
+    command_line,
+    load_average,
+    machine,
+    machine_line,
+    now,
+    table,
+    write_results,
+)
+from load import build_collection
+
+SRC = BENCH_DIR.parent / "src"
+TEXT = "wooden chair"
+BACKGROUNDS = Path("/usr/share/backgrounds")
+
+
+def query_image(directory: Path) -> Path:
+    """A real photo when gnome-backgrounds is installed, else a generated picture."""
+    found = sorted(p for p in BACKGROUNDS.rglob("*.jpg")) if BACKGROUNDS.is_dir() else []
+    if found:
+        return found[0]
+    sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
+    from imagegen import write_image
+
+    return write_image(directory / "query.jpg", 7, (640, 480))
+
+
+def commands(python: str, collection: dict[str, Path], image: Path, baseline: bool
+             ) -> list[tuple[str, list[str], dict[str, str]]]:
+    """(name, argv, environment additions) of every timed command."""
+    def cli(src: str, *args: str) -> list[str]:
+        return ["env", f"PYTHONPATH={src}", python, "-m", "imgsearch.cli", *args]
+
+    this, main_src = str(SRC), os.environ.get("BASELINE_SRC", "")
+    text = ["--text", TEXT, "--limit", "10"]
+    picture = ["--image", str(image), "--limit", "10"]
+    out: list[tuple[str, list[str], dict[str, str]]] = [
+        ("python -c pass", [python, "-c", "pass"], {}),
+        ("imgsearch --help", cli(this, "--help"), {}),
+    ]
+    if baseline:
+        out.append(("baseline --help", cli(main_src, "--help"), {}))
+    out += [
+        ("search --text (onnx)", cli(this, "search", "-c", str(collection["this"]), *text), {}),
+        ("search --text (torch)", cli(this, "search", "-c", str(collection["this"]), *text),
+         {"IMGSEARCH_MINILM_RUNTIME": "torch"}),
+    ]
+    if baseline:
+        out.append(("baseline search --text",
+                    cli(main_src, "search", "-c", str(collection["baseline"]), *text), {}))
+    out.append(("search --image", cli(this, "search", "-c", str(collection["this"]), *picture),
+                {}))
+    if baseline:
+        out.append(("baseline search --image",
+                    cli(main_src, "search", "-c", str(collection["baseline"]), *picture), {}))
+    return out
+
+
+def run_hyperfine(cmds: list[tuple[str, list[str], dict[str, str]]], runs: int, warmup: int,
+                  export: Path) -> dict[str, Any]:
+    import shlex
+
+    argv = ["hyperfine", "-N", "--warmup", str(warmup), "--runs", str(runs),
+            "--export-json", str(export), "--style", "basic"]
+    for name, cmd, extra in cmds:
+        prefix = ["env", *(f"{k}={v}" for k, v in extra.items())] if extra else []
+        argv += ["-n", name, shlex.join(prefix + cmd)]
+    subprocess.run(argv, check=True, stdout=sys.stderr)
+    return dict(json.loads(export.read_text()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=10_000, help="items in the collection")
+    parser.add_argument("--runs", type=int, default=10, help="hyperfine runs per command")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--baseline-src", type=Path, default=None,
+                        help="another checkout's src directory, timed beside this one")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the collection of an earlier run (same --n)")
+    args = parser.parse_args(argv)
+    if shutil.which("hyperfine") is None:
+        raise SystemExit("hyperfine is not installed: apt-get install hyperfine")
+    info = machine()
+    print(f"machine: {machine_line(info)}")
+    load_before = load_average()
+    data = BENCH_DIR / "data" / f"cli-start-{args.n}"
+    if not (args.reuse and (data / "manifest.json").exists()):
+        build_collection(data, args.n, 1000, seed=0)
+    work = Path(tempfile.mkdtemp(prefix="cli-start-"))
+    try:
+        collection = {"this": work / "this"}
+        shutil.copytree(data, collection["this"])
+        if args.baseline_src is not None:
+            collection["baseline"] = work / "baseline"
+            shutil.copytree(data, collection["baseline"])
+            for log in collection["baseline"].glob("logs.sqlite3*"):  # its own log format
+                log.unlink()
+            os.environ["BASELINE_SRC"] = str(args.baseline_src.resolve())
+        image = query_image(work)
+        cmds = commands(sys.executable, collection, image, args.baseline_src is not None)
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        raw = run_hyperfine(cmds, args.runs, args.warmup,
+                            RESULTS_DIR / f"cli-start-{args.n}-hyperfine.json")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rows: list[list[Any]] = []
+    results: dict[str, Any] = {}
+    named = list(zip([name for name, _, _ in cmds], raw["results"], strict=True))
+    peer = float(named[0][1]["median"])  # python -c pass
+    for name, r in named:
+        cpu = float(r["user"]) + float(r["system"])  # hyperfine gives their means
+        results[name] = {"median_s": r["median"], "mean_s": r["mean"],
+                                 "min_s": r["min"], "max_s": r["max"], "cpu_mean_s": cpu,
+                                 "times_s": r["times"]}
+        rows.append([name, r["median"], r["min"], cpu, r["median"] / peer])
+    print(f"\nCold start of the command line, {args.n:,}-item collection (descriptor + "
+          f"minilm), each command a fresh process, page cache warm; hyperfine median of "
+          f"{args.runs} runs after {args.warmup} warm-up runs. cpu s = user + system time "
+          f"(mean), which the other jobs on the shared machine disturb less than the "
+          f"wall time. × pass = median ÷ the median of `python -c pass` in the same run. "
+          f"Text query {TEXT!r}; image query a 640×480 JPEG or larger (first "
+          f"gnome-backgrounds JPEG).")
+    print(table(["command", "median s", "min s", "cpu s", "× pass"], rows))
+    payload = {"benchmark": "cli-start", "command": command_line(), "date": now(),
+               "machine": info, "n": args.n, "runs": args.runs, "results": results,
+               "commands": [{"name": n, "argv": c, "env": e} for n, c, e in cmds],
+               "load_average": {"before": load_before, "after": load_average()}}
+    path = write_results(f"cli-start-{args.n}", payload)
+    print(f"wrote {path.relative_to(RESULTS_DIR.parent.parent)}")
+
+
+if __name__ == "__main__":
+    main()
