@@ -73,14 +73,18 @@ def _same_metadata(a: Item, b: Item) -> bool:
 
 def run_ingest(engine: Engine, source: Path,
                *, progress: Callable[[Progress], None] | None = None,
-               on_commit: Callable[[list[str]], None] | None = None) -> IngestReport:
+               on_commit: Callable[[list[str]], None] | None = None,
+               admit: Callable[[FolderEntry], bool] | None = None) -> IngestReport:
+    """Index ``source``. For a folder, ``admit`` may hold back new or changed files (a
+    file still being written): they are neither read nor removed, and wait for a later
+    run (``engine.watch``)."""
     started = time.perf_counter()
     kind = detect_source(source)
     report = IngestReport()
     todo: list[tuple[Item, ImageInput | None]] = []
     where: dict[str, str] = {}
     if kind == "folder":
-        todo = _folder_todo(engine, source, report)
+        todo = _folder_todo(engine, source, report, admit)
     elif kind == "image":
         todo = _image_todo(engine, source, report)
     else:
@@ -158,7 +162,8 @@ def _image_todo(engine: Engine, source: Path, report: IngestReport
     return [(item, path)]
 
 
-def _folder_todo(engine: Engine, source: Path, report: IngestReport
+def _folder_todo(engine: Engine, source: Path, report: IngestReport,
+                 admit: Callable[[FolderEntry], bool] | None = None
                  ) -> list[tuple[Item, ImageInput | None]]:
     """The new and changed files of a folder; removes the items of its vanished files."""
     skipped: dict[str, int] = {}
@@ -179,11 +184,13 @@ def _folder_todo(engine: Engine, source: Path, report: IngestReport
     for entry in entries:
         item = folder_item(entry, prefix, root)
         state = known.get(item.id)
+        if state is not None and state[:2] == (entry.size, entry.mtime):
+            report.unchanged += 1
+            continue
+        if admit is not None and not admit(entry):
+            continue  # held back: looked at again by a later run
         if state is not None:
-            size, mtime, content_hash = state
-            if size == entry.size and mtime == entry.mtime:
-                report.unchanged += 1
-                continue
+            content_hash = state[2]
             if content_hash and content_hash == _file_hash(entry.path):
                 # touched but not changed: remember the new mtime, skip the work
                 engine.catalog.update_source_stat(item.id, entry.size, entry.mtime)

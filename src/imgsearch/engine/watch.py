@@ -1,0 +1,249 @@
+"""Keep a collection in sync with a folder as files are added, changed, moved or removed.
+
+``FolderWatcher`` listens for file-system events (``watchfiles``: inotify, FSEvents,
+ReadDirectoryChangesW) and answers each burst with the same folder sync that
+``imgsearch index FOLDER`` runs (``engine.ingest.run_ingest``), so a watched folder and
+an indexed folder give the same item ids, sources and reports.
+
+Events are not queued: they only mark the folder dirty, so a burst of any size costs
+one flag, and a sync looks at the folder itself (a rescan: one ``stat`` per file, and
+only new or changed files are read). Files still being written are held back until
+they settle: their mtime is at least ``settle_s`` old and, where Linux leases are
+available, no process has them open for writing. A file that failed is not read
+again until it changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from imgsearch.engine.ingest import run_ingest
+from imgsearch.errors import InvalidInputError
+from imgsearch.ingest.fields import name_text
+from imgsearch.ingest.sources import FolderEntry
+from imgsearch.types import IngestReport, Progress
+
+if TYPE_CHECKING:
+    from imgsearch.engine.core import Engine
+
+# Linux F_SETSIG: the signal a lease break sends. SIGIO, the default, would end the
+# process; SIGURG is ignored unless handled. The lease is held for microseconds anyway.
+_F_SETSIG = getattr(fcntl, "F_SETSIG", 10)
+
+
+def open_for_writing(path: Path) -> bool | None:
+    """Whether some process has ``path`` open for writing; None when this cannot be
+    told (no lease support, a file of another user, another system than Linux).
+
+    A read lease is refused (EAGAIN) while anyone holds the file open for writing.
+    """
+    setlease = getattr(fcntl, "F_SETLEASE", None)
+    if setlease is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, _F_SETSIG, signal.SIGURG)
+        try:
+            fcntl.fcntl(fd, setlease, fcntl.F_RDLCK)
+        except OSError as exc:
+            return True if exc.errno in (errno.EAGAIN, errno.EBUSY) else None
+        fcntl.fcntl(fd, setlease, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
+
+
+class _Stopped(Exception):
+    """Raised between batches of a sync when the watcher is asked to stop."""
+
+
+@dataclass
+class WatchStats:
+    """What a watcher has done since it started."""
+
+    syncs: int = 0
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    failed: int = 0
+    held: int = 0  # files held back at the last sync (still being written)
+    last_sync_s: float = 0.0
+    errors: list[str] = field(default_factory=list)  # syncs that failed as a whole
+
+
+class FolderWatcher:
+    """Watch ``folder`` and mirror it into ``engine``'s collection.
+
+    ``on_report`` receives the report of every sync that changed or failed something
+    (the initial sync always), from the watching thread.
+    """
+
+    def __init__(self, engine: Engine, folder: Path, *, settle_s: float = 0.4,
+                 on_report: Callable[[IngestReport], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        folder = Path(folder).absolute()
+        if not folder.is_dir():
+            raise InvalidInputError(f"{folder}: not a folder (or it does not exist); "
+                                    "give the folder to watch")
+        self.engine = engine
+        self.folder = folder
+        self.settle_s = settle_s
+        self.on_report = on_report
+        self.stats = WatchStats()
+        self._clock = clock
+        self._failed: dict[str, tuple[int, float]] = {}  # file -> (size, mtime) that failed
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.synced = threading.Event()  # set after each sync that left nothing held
+
+    # -- one sync --------------------------------------------------------------------
+    def sync(self, *, hold_unsettled: bool = True) -> IngestReport:
+        """Bring the collection up to date with the folder once; returns the report.
+
+        With ``hold_unsettled`` (the default), files still being written wait.
+        """
+        held = 0
+        admitted: dict[str, tuple[int, float]] = {}
+        now = self._clock()
+
+        def admit(entry: FolderEntry) -> bool:
+            nonlocal held
+            label = name_text(str(entry.path))
+            if self._failed.get(label) == (entry.size, entry.mtime):
+                return False  # failed as it is: read again once it changes
+            if hold_unsettled and (now - entry.mtime < self.settle_s
+                                   or open_for_writing(entry.path)):
+                held += 1
+                return False
+            admitted[label] = (entry.size, entry.mtime)
+            return True
+
+        report = run_ingest(self.engine, self.folder, admit=admit,
+                            progress=self._check_stop)
+        for failure in report.failed:
+            if failure.source in admitted:
+                self._failed[failure.source] = admitted[failure.source]
+        for label in admitted.keys() - {f.source for f in report.failed}:
+            self._failed.pop(label, None)
+        self._record(report, held)
+        return report
+
+    def _check_stop(self, _progress: Progress) -> None:
+        """Between committed batches: a stop asked for ends the sync there."""
+        if self._stop.is_set():
+            raise _Stopped
+
+    def _record(self, report: IngestReport, held: int) -> None:
+        stats = self.stats
+        stats.syncs += 1
+        stats.added += report.added
+        stats.updated += report.updated
+        stats.removed += report.removed
+        stats.failed += len(report.failed)
+        stats.held = held
+        stats.last_sync_s = report.seconds
+        if held:
+            self.synced.clear()
+        else:
+            self.synced.set()
+        changed = report.added or report.updated or report.removed or report.failed
+        if self.on_report is not None and (changed or stats.syncs == 1):
+            self.on_report(report)
+
+    # -- the watching loop -----------------------------------------------------------
+    def run(self, ready: threading.Event | None = None) -> None:
+        """Sync once, then watch until :meth:`stop`; blocks the calling thread."""
+        import watchfiles
+
+        try:
+            self.sync()  # as `imgsearch index FOLDER` would, holding back unsettled files
+        except _Stopped:
+            return
+        dirty = self.stats.held > 0
+        last_sync = self._clock()
+        tick_ms = max(50, int(self.settle_s * 250))
+        # the watch starts before ``ready`` is set: what is written after is seen
+        changes = watchfiles.watch(self.folder, watch_filter=self._wanted,
+                                   debounce=tick_ms * 4,
+                                   step=tick_ms, rust_timeout=tick_ms, yield_on_timeout=True,
+                                   stop_event=self._stop, ignore_permission_denied=True,
+                                   raise_interrupt=False)
+        for batch in changes:
+            if ready is not None and not ready.is_set():
+                ready.set()
+            if batch:
+                dirty = True
+            if dirty and self._clock() - last_sync >= min(self.settle_s / 2, 0.2):
+                last_sync = self._clock()
+                try:
+                    self.sync()
+                except _Stopped:
+                    return
+                except Exception as exc:  # one failed sync must not end the watch
+                    message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                    self.stats.errors.append(message)
+                    del self.stats.errors[:-20]
+                    continue
+                dirty = self.stats.held > 0
+
+    def _wanted(self, _change: object, path: str) -> bool:
+        """Events that can matter: not in hidden folders (the scan skips them) nor in
+        the collection itself (its own writes would wake the watcher forever)."""
+        try:
+            parts = Path(path).relative_to(self.folder).parts
+        except ValueError:
+            return True
+        if any(part.startswith(".") for part in parts):
+            return False
+        return not Path(path).is_relative_to(self.engine.directory.absolute())
+
+    def start(self) -> FolderWatcher:
+        """Run in a background thread; returns once the first sync is done and events
+        are being watched."""
+        ready = threading.Event()
+        failed: list[BaseException] = []
+
+        def body() -> None:
+            try:
+                self.run(ready)
+            except BaseException as exc:  # reported to start(), or kept in stats
+                failed.append(exc)
+                self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                ready.set()
+
+        self._thread = threading.Thread(target=body, name=f"imgsearch-watch-{self.folder}",
+                                        daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failed:
+            raise failed[0]
+        return self
+
+    @property
+    def running(self) -> bool:
+        """Whether the background thread is still watching."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop watching; waits up to ``timeout`` s for a sync in progress to finish."""
+        self._stop.set()
+        if self._thread is not None and timeout > 0:
+            self._thread.join(timeout)
+
+
+__all__ = ["FolderWatcher", "WatchStats", "open_for_writing"]
