@@ -823,6 +823,9 @@ def serve(
     require_read_key: Annotated[bool | None, typer.Option(
         "--require-read-key/--no-require-read-key",
         help="Searches and the web page need a key too.")] = None,
+    watch_folders: Annotated[list[Path] | None, typer.Option(
+        "--watch", help="Keep this folder in sync with the collection while serving "
+                        "(as `imgsearch watch`); repeatable.")] = None,
 ) -> None:
     """Serve the HTTP API (docs at /docs) over a collection.
 
@@ -839,7 +842,8 @@ def serve(
             cors_origins=",".join([settings.cors_origins, *(cors_origin or [])]).strip(","),
             require_read_key=settings.require_read_key if require_read_key is None
             else require_read_key)
-        run_server(collection, host, port, settings, workers=workers)
+        run_server(collection, host, port, settings, workers=workers,
+                   watch=watch_folders or ())
 
 
 def _serve_collection(option: Path | None, positional: Path | None) -> Path:

@@ -94,6 +94,7 @@ class FolderWatcher:
 
     def __init__(self, engine: Engine, folder: Path, *, settle_s: float = 0.4,
                  on_report: Callable[[IngestReport], None] | None = None,
+                 on_error: Callable[[str], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         folder = Path(folder).absolute()
         if not folder.is_dir():
@@ -103,6 +104,7 @@ class FolderWatcher:
         self.folder = folder
         self.settle_s = settle_s
         self.on_report = on_report
+        self.on_error = on_error
         self.stats = WatchStats()
         self._clock = clock
         self._failed: dict[str, tuple[int, float]] = {}  # file -> (size, mtime) that failed
@@ -194,11 +196,17 @@ class FolderWatcher:
                 except _Stopped:
                     return
                 except Exception as exc:  # one failed sync must not end the watch
-                    message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-                    self.stats.errors.append(message)
-                    del self.stats.errors[:-20]
+                    self._error(getattr(exc, "message", None)
+                                or f"{type(exc).__name__}: {exc}")
                     continue
                 dirty = self.stats.held > 0
+
+    def _error(self, message: str) -> None:
+        """A sync that failed as a whole (not a file: those are in its report)."""
+        self.stats.errors.append(message)
+        del self.stats.errors[:-20]
+        if self.on_error is not None:
+            self.on_error(message)
 
     def _wanted(self, _change: object, path: str) -> bool:
         """Events that can matter: not in hidden folders (the scan skips them) nor in
@@ -211,9 +219,9 @@ class FolderWatcher:
             return False
         return not Path(path).is_relative_to(self.engine.directory.absolute())
 
-    def start(self) -> FolderWatcher:
-        """Run in a background thread; returns once the first sync is done and events
-        are being watched."""
+    def start(self, wait: bool = True) -> FolderWatcher:
+        """Run in a background thread; with ``wait``, returns once the first sync is
+        done and events are being watched (raising what stopped it, if anything)."""
         ready = threading.Event()
         failed: list[BaseException] = []
 
@@ -222,13 +230,15 @@ class FolderWatcher:
                 self.run(ready)
             except BaseException as exc:  # reported to start(), or kept in stats
                 failed.append(exc)
-                self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+                self._error(f"stopped watching: {getattr(exc, 'message', None) or exc}")
             finally:
                 ready.set()
 
         self._thread = threading.Thread(target=body, name=f"imgsearch-watch-{self.folder}",
                                         daemon=True)
         self._thread.start()
+        if not wait:
+            return self
         ready.wait()
         if failed:
             raise failed[0]

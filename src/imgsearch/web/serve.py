@@ -15,6 +15,7 @@ import multiprocessing
 import signal
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,10 @@ def uvicorn_options(limits: Limits | None = None) -> dict[str, Any]:
 
 
 def serve(collection: Path, host: str, port: int, settings: Settings,
-          limits: Limits | None = None, workers: int = 1) -> None:
-    """Open ``collection`` and serve it until interrupted, in ``workers`` processes."""
+          limits: Limits | None = None, workers: int = 1,
+          watch: Sequence[Path] = ()) -> None:
+    """Open ``collection`` and serve it until interrupted, in ``workers`` processes; the
+    one that writes keeps the ``watch`` folders in sync."""
     if workers < 1:
         raise InvalidInputError(f"workers must be 1 or more, got {workers}")
     configure_json_logging()
@@ -61,7 +64,7 @@ def serve(collection: Path, host: str, port: int, settings: Settings,
     if workers == 1:
         try:
             app = create_app(collection=collection, settings=settings, limits=limits,
-                             listen_host=host)
+                             listen_host=host, watch=watch)
             server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
                                                    **uvicorn_options(limits)))
             server.run(sockets=[listener])
@@ -70,7 +73,7 @@ def serve(collection: Path, host: str, port: int, settings: Settings,
         return
     listener.set_inheritable(True)
     context = multiprocessing.get_context("spawn")
-    args = (listener, collection, settings, limits, host)
+    args = (listener, collection, settings, limits, host, tuple(watch))
     stopping = False
 
     def stop(_signum: int, _frame: Any) -> None:
@@ -147,12 +150,13 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _worker(listener: socket.socket, collection: Path, settings: Settings,
-            limits: Limits | None, host: str, opened: Any = None) -> None:
+            limits: Limits | None, host: str, watch: tuple[Path, ...] = (),
+            opened: Any = None) -> None:
     configure_json_logging()
     private: socket.socket | None = None
     try:
         app = create_app(collection=collection, settings=settings, limits=limits,
-                         listen_host=host)
+                         listen_host=host, watch=watch)
     except CollectionLockedError:
         # keys are checked here, on the process that received the request, and again
         # by the writer it is handed to
