@@ -33,6 +33,7 @@ from imgsearch.web import (
     routes_ops,
     routes_search,
     security,
+    timeline,
     ui,
 )
 from imgsearch.web.access_log import AccessLogMiddleware
@@ -149,6 +150,7 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
     for module in (routes_search, routes_batch, routes_items, routes_ops):
         app.include_router(module.router)
     ui.install(app)  # the web page at / and its static files
+    timeline.install(app)  # /timeline: photos by month taken
     docs.install(app)  # /docs and /redoc without a CDN
     # add_middleware wraps what is there: the last added is the outermost.
     if forward_writes:
