@@ -3,10 +3,12 @@ reason where the decoder is missing."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import imagegen as gen
 from imgsearch.config import Settings
@@ -113,3 +115,14 @@ def test_a_folder_of_phone_photos_is_indexed_and_found(tmp_path: Path,
             hits = engine.search(Query(images=[gen.jpeg_bytes(seed, (320, 240))],
                                        limit=1)).hits
             assert hits[0].id == name
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_exif_orientation_is_applied_once(fmt: str) -> None:
+    assert fmt in formats.optional_formats()  # registers pillow-heif's writer too
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to view
+    buffer = io.BytesIO()
+    gen.picture(1, (320, 240)).save(buffer, format=fmt, exif=exif.tobytes(), quality=90)
+    decoded = decode_image(buffer.getvalue(), source="x", **LIMITS)
+    assert (decoded.width, decoded.height) == (240, 320) == decoded.image.size
