@@ -130,6 +130,33 @@ def test_failures_are_reported_once_and_retried_when_the_file_changes(
     assert wait_for(lambda: "broken.jpg" in engine)
 
 
+def test_changes_are_synced_without_rescanning_the_folder(watcher: FolderWatcher,
+                                                          engine: Engine,
+                                                          folder: Path) -> None:
+    assert wait_for(lambda: watcher.stats.rescans == 2)  # at start, and as the watch began
+    gen.write_image(folder / "trip" / "day2" / "IMG_0002.jpg", 2)
+    os.rename(folder / "beach.jpg", folder / "trip" / "beach.jpg")
+    assert wait_for(lambda: {i.id for i in engine.catalog.iter_items()} == {
+        "trip/IMG_0001.png", "trip/day2/IMG_0002.jpg", "trip/beach.jpg"})
+    shutil.rmtree(folder / "trip" / "day2")
+    assert wait_for(lambda: "trip/day2/IMG_0002.jpg" not in engine)
+    assert watcher.stats.rescans == 2
+
+
+def test_more_changes_than_it_keeps_fall_back_to_a_rescan(engine: Engine,
+                                                          folder: Path) -> None:
+    watching = FolderWatcher(engine, folder, settle_s=0.3, max_pending=5).start()
+    try:
+        assert wait_for(lambda: watching.stats.rescans == 2)
+        for i in range(40):
+            (folder / f"many{i:02d}.png").write_bytes(gen.png_bytes(300 + i, (64, 48)))
+        assert wait_for(lambda: watching.stats.added == 42)
+        assert watching.stats.rescans > 2
+        assert engine.catalog.count() == 42
+    finally:
+        watching.stop()
+
+
 def test_a_burst_is_coalesced_into_few_syncs(watcher: FolderWatcher, engine: Engine,
                                              folder: Path) -> None:
     burst = folder / "burst"

@@ -5,9 +5,12 @@ ReadDirectoryChangesW) and answers each burst with the same folder sync that
 ``imgsearch index FOLDER`` runs (``engine.ingest.run_ingest``), so a watched folder and
 an indexed folder give the same item ids, sources and reports.
 
-Events are not queued: they only mark the folder dirty, so a burst of any size costs
-one flag, and a sync looks at the folder itself (a rescan: one ``stat`` per file, and
-only new or changed files are read). Files still being written are held back until
+Events are coalesced into a set of changed paths, at most ``max_pending`` of them; a
+sync looks only at those (``ingest.changes``): what is there now is indexed, what is
+gone is removed. A burst of more paths than that, the first sync, and changes the
+targeted listing cannot judge (symbolic links on the way) fall back to a rescan of
+the whole folder (one ``stat`` per file; only new or changed files are read), so
+memory stays bounded whatever the burst. Files still being written are held back until
 they settle: their mtime is at least ``settle_s`` old and, where Linux leases are
 available, no process has them open for writing. A file that failed is not read
 again until it changes.
@@ -22,7 +25,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,6 +84,7 @@ class WatchStats:
     removed: int = 0
     failed: int = 0
     held: int = 0  # files held back at the last sync (still being written)
+    rescans: int = 0  # syncs that scanned the whole folder
     last_sync_s: float = 0.0
     errors: list[str] = field(default_factory=list)  # syncs that failed as a whole
 
@@ -93,6 +97,7 @@ class FolderWatcher:
     """
 
     def __init__(self, engine: Engine, folder: Path, *, settle_s: float = 0.4,
+                 max_pending: int = 10_000,
                  on_report: Callable[[IngestReport], None] | None = None,
                  on_error: Callable[[str], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -108,41 +113,65 @@ class FolderWatcher:
         self.stats = WatchStats()
         self._clock = clock
         self._failed: dict[str, tuple[int, float]] = {}  # file -> (size, mtime) that failed
+        self.max_pending = max_pending
+        self._pending: set[str] = set()  # paths events named since the last sync ...
+        self._rescan = True  # ... unless there were too many: then the whole folder
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.synced = threading.Event()  # set after each sync that left nothing held
 
     # -- one sync --------------------------------------------------------------------
-    def sync(self, *, hold_unsettled: bool = True) -> IngestReport:
+    def sync(self, *, full: bool | None = None, hold_unsettled: bool = True) -> IngestReport:
         """Bring the collection up to date with the folder once; returns the report.
 
-        With ``hold_unsettled`` (the default), files still being written wait.
+        Only the paths events named since the last sync are looked at, unless ``full``
+        (or there were more than ``max_pending`` of them, or this is the first sync):
+        then the whole folder is scanned. With ``hold_unsettled`` (the default), files
+        still being written wait for a later sync.
         """
-        held = 0
+        full = self._rescan if full is None else full
+        paths, self._pending, self._rescan = self._pending, set(), False
+        held: list[str] = []
         admitted: dict[str, tuple[int, float]] = {}
         now = self._clock()
 
         def admit(entry: FolderEntry) -> bool:
-            nonlocal held
             label = name_text(str(entry.path))
             if self._failed.get(label) == (entry.size, entry.mtime):
                 return False  # failed as it is: read again once it changes
             if hold_unsettled and (now - entry.mtime < self.settle_s
                                    or open_for_writing(entry.path)):
-                held += 1
+                held.append(str(entry.path))
                 return False
             admitted[label] = (entry.size, entry.mtime)
             return True
 
-        report = run_ingest(self.engine, self.folder, admit=admit,
-                            progress=self._check_stop)
+        try:
+            report = run_ingest(self.engine, self.folder, admit=admit,
+                                progress=self._check_stop,
+                                changed=None if full else paths)
+        except BaseException:
+            self._rescan = True  # what this sync did not finish, the next one does
+            raise
+        self._note(held)
+        if full:
+            self.stats.rescans += 1
         for failure in report.failed:
             if failure.source in admitted:
                 self._failed[failure.source] = admitted[failure.source]
         for label in admitted.keys() - {f.source for f in report.failed}:
             self._failed.pop(label, None)
-        self._record(report, held)
+        self._record(report, len(held))
         return report
+
+    def _note(self, paths: Iterable[str]) -> None:
+        """Paths to look at in the next sync: at most ``max_pending``, else all."""
+        if self._rescan:
+            return
+        self._pending.update(paths)
+        if len(self._pending) > self.max_pending:
+            self._pending = set()
+            self._rescan = True
 
     def _check_stop(self, _progress: Progress) -> None:
         """Between committed batches: a stop asked for ends the sync there."""
@@ -187,7 +216,10 @@ class FolderWatcher:
         for batch in changes:
             if ready is not None and not ready.is_set():
                 ready.set()
+                # what was written between the first sync and the start of the watch
+                self._rescan = dirty = True
             if batch:
+                self._note(path for _change, path in batch)
                 dirty = True
             if dirty and self._clock() - last_sync >= min(self.settle_s / 2, 0.2):
                 last_sync = self._clock()
