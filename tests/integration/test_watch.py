@@ -184,3 +184,28 @@ def test_hidden_folders_and_the_collection_inside_the_folder_are_ignored(
             assert {i.id for i in engine.catalog.iter_items()} == {"a.jpg", "c.jpg"}
         finally:
             watching.stop()
+
+
+def test_a_failed_sync_is_reported_and_the_next_one_catches_up(
+        engine: Engine, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgsearch.engine import watch as watch_module
+
+    real = watch_module.run_ingest
+    failed_once: list[bool] = []
+
+    def flaky(*args: object, **kwargs: object) -> IngestReport:
+        if kwargs.get("changed") is not None and not failed_once:
+            failed_once.append(True)
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(watch_module, "run_ingest", flaky)
+    errors: list[str] = []
+    watching = FolderWatcher(engine, folder, settle_s=0.3, on_error=errors.append).start()
+    try:
+        assert wait_for(lambda: watching.stats.rescans == 2)
+        gen.write_image(folder / "after.jpg", 9)
+        assert wait_for(lambda: "after.jpg" in engine)
+        assert errors == ["OSError: [Errno 28] No space left on device"]
+    finally:
+        watching.stop()

@@ -213,24 +213,31 @@ class FolderWatcher:
                                    step=tick_ms, rust_timeout=tick_ms, yield_on_timeout=True,
                                    stop_event=self._stop, ignore_permission_denied=True,
                                    raise_interrupt=False)
+        first, failures = True, 0
         for batch in changes:
-            if ready is not None and not ready.is_set():
-                ready.set()
+            if first:
+                first = False
                 # what was written between the first sync and the start of the watch
                 self._rescan = dirty = True
+                if ready is not None:
+                    ready.set()
             if batch:
                 self._note(path for _change, path in batch)
                 dirty = True
-            if dirty and self._clock() - last_sync >= min(self.settle_s / 2, 0.2):
+            # after a failed sync, wait longer each time (up to a minute) before the next
+            pause = min(self.settle_s / 2, 0.2) if not failures else min(2.0 ** failures, 60)
+            if dirty and self._clock() - last_sync >= pause:
                 last_sync = self._clock()
                 try:
                     self.sync()
                 except _Stopped:
                     return
                 except Exception as exc:  # one failed sync must not end the watch
+                    failures += 1
                     self._error(getattr(exc, "message", None)
                                 or f"{type(exc).__name__}: {exc}")
                     continue
+                failures = 0
                 dirty = self.stats.held > 0
 
     def _error(self, message: str) -> None:
