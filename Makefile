@@ -77,6 +77,8 @@ bench: $(BENCH_STAMP) apt-bench
 	$(PY) bench/security.py
 	$(PY) bench/originals.py
 	$(PY) bench/copydetect.py
+	$(PY) bench/watch.py
+	$(PY) bench/watch.py --burst 10000 --text-encoder none
 	$(PY) bench/report.py
 
 # 1M scale: the side-by-side and filtered runs at 1,000,000 × 512-d (about an hour;
