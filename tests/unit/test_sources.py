@@ -362,3 +362,11 @@ def test_scan_of_changed_paths_defers_to_a_full_scan_past_links(tmp_path: Path) 
     (tmp_path / "link").symlink_to(tmp_path / "real")
     assert scan_changed(tmp_path, [tmp_path / "link" / "a.jpg"]) is None
     assert scan_changed(tmp_path, [tmp_path]) is None  # the root itself changed
+
+
+def test_a_changed_folder_and_a_changed_file_in_it_list_the_file_once(tmp_path: Path) -> None:
+    from imgsearch.ingest.changes import scan_changed
+
+    gen.write_image(tmp_path / "new" / "a.jpg", 1)
+    changed = scan_changed(tmp_path, [tmp_path / "new", tmp_path / "new" / "a.jpg"])
+    assert changed is not None and [e.id for e in changed.entries] == ["new/a.jpg"]

@@ -79,6 +79,9 @@ def scan_changed(root: Path, changed: Iterable[str | Path],
             if not _add(found, child, prefix + fields.name_text(child.name), real_root,
                         suffixes, skipped):
                 return None
+    # a folder and a file in it can both have changed: each listed once
+    found.entries = sorted({e.id: e for e in found.entries}.values(), key=lambda e: e.id)
+    found.failures = list({f.source: f for f in found.failures}.values())
     return found
 
 
