@@ -79,6 +79,7 @@ bench: $(BENCH_STAMP) apt-bench
 	$(PY) bench/copydetect.py
 	$(PY) bench/watch.py
 	$(PY) bench/watch.py --burst 10000 --text-encoder none
+	$(PY) bench/encode.py
 	$(PY) bench/report.py
 
 # 1M scale: the side-by-side and filtered runs at 1,000,000 × 512-d (about an hour;
