@@ -78,6 +78,8 @@ bench: $(BENCH_STAMP) apt-bench
 	$(PY) bench/security.py
 	$(PY) bench/originals.py
 	$(PY) bench/copydetect.py
+	$(PY) bench/watch.py
+	$(PY) bench/watch.py --burst 10000 --text-encoder none
 	$(PY) bench/encode.py
 	$(PY) bench/cli_start.py
 	$(PY) bench/report.py

@@ -77,14 +77,37 @@ def png_bytes(seed: int, size: Size = (160, 120)) -> bytes:
 
 _FORMAT_BY_SUFFIX = {
     ".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".gif": "GIF",
-    ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+    ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".heic": "HEIF", ".heif": "HEIF",
+    ".avif": "AVIF",
 }
+
+
+def heif_bytes(seed: int, size: Size = (160, 120), fmt: str = "HEIF") -> bytes:
+    """A HEIC (``fmt="HEIF"``) or AVIF file, written by pillow-heif or Pillow."""
+    from imgsearch.ingest.formats import optional_formats
+
+    if fmt not in optional_formats():  # registers pillow-heif's opener and writer
+        raise RuntimeError(f"cannot write {fmt}: its codec is not installed")
+    return _encode(picture(seed, size), fmt, quality=95)
+
+
+def claiming_size(data: bytes, width: int, height: int) -> bytes:
+    """A HEIF/AVIF file whose ``ispe`` properties claim ``width`` x ``height``."""
+    out = bytearray(data)
+    at = out.find(b"ispe")
+    while at >= 0:
+        out[at + 8:at + 16] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+        at = out.find(b"ispe", at + 4)
+    return bytes(out)
 
 
 def write_image(path: Path, seed: int, size: Size = (160, 120), fmt: str | None = None) -> Path:
     """Write ``picture(seed, size)`` to ``path``; the format defaults to the suffix's."""
     fmt = fmt or _FORMAT_BY_SUFFIX.get(path.suffix.lower(), "PNG")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt in ("HEIF", "AVIF"):
+        path.write_bytes(heif_bytes(seed, size, fmt))
+        return path
     options: dict[str, object] = {"quality": 90} if fmt in ("JPEG", "WEBP") else {}
     path.write_bytes(_encode(picture(seed, size), fmt, **options))
     return path

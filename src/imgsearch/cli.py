@@ -296,6 +296,48 @@ def _print_report(report: IngestReport, as_json: bool) -> None:
 
 
 @app.command()
+def watch(
+    folder: Annotated[Path, typer.Argument(help="The folder to keep in sync.")],
+    collection: CollectionOpt,
+    image_encoder: ImageEncoderOpt = None,
+    text_encoder: TextEncoderOpt = None,
+    clip_model: ClipModelOpt = None,
+    settle: Annotated[float, typer.Option(
+        min=0.05, help="Seconds a file must stay unchanged (and, where the system can "
+                       "tell, closed by its writer) before it is read.")] = 0.4,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print each sync's report as one JSON line.")] = False,
+) -> None:
+    """Index FOLDER, then keep the collection in sync as files are added, changed, moved
+    or deleted, until Ctrl-C. Ids and reports are those of `imgsearch index FOLDER`."""
+    import signal
+
+    from imgsearch.engine.watch import FolderWatcher
+
+    with _errors():
+        with _removed_if_left_empty(collection) as outcome, \
+                _open(collection, create=True, image_encoder=image_encoder,
+                      text_encoder=text_encoder, clip_model=clip_model) as engine:
+            watcher = FolderWatcher(engine, folder, settle_s=settle,
+                                    on_report=lambda report: _print_report(report, as_json))
+            watcher.start()  # the first sync, as `index` would do it
+            outcome["items"] = -1
+            typer.echo(f"watching {folder} (Ctrl-C to stop)", err=True)
+            previous = signal.signal(signal.SIGTERM, lambda *_: watcher.stop(timeout=0))
+            try:
+                while watcher.running:
+                    time.sleep(0.2)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                watcher.stop(timeout=60)
+                signal.signal(signal.SIGTERM, previous)
+            for error in watcher.stats.errors:
+                typer.echo(f"error: {error}", err=True)
+        typer.echo(f"stopped watching {folder}", err=True)
+
+
+@app.command()
 def add(
     image: Annotated[str, typer.Argument(help="Image path or http(s) URL.")],
     collection: CollectionOpt,
@@ -796,6 +838,9 @@ def serve(
     require_read_key: Annotated[bool | None, typer.Option(
         "--require-read-key/--no-require-read-key",
         help="Searches and the web page need a key too.")] = None,
+    watch_folders: Annotated[list[Path] | None, typer.Option(
+        "--watch", help="Keep this folder in sync with the collection while serving "
+                        "(as `imgsearch watch`); repeatable.")] = None,
     consume: Annotated[str | None, typer.Option(
         "--consume", help="Also index from this Redis stream (redis://HOST:6379/STREAM), "
                           "as `imgsearch consume` does; its lag shows in /metrics.")] = None,
@@ -826,7 +871,8 @@ def serve(
 
             stream = ConsumeOptions(StreamAddress.parse(consume), group=consume_group,
                                     image_roots=tuple(image_root or ()))
-        run_server(collection, host, port, settings, workers=workers, consume=stream)
+        run_server(collection, host, port, settings, workers=workers, consume=stream,
+                   watch=watch_folders or ())
 
 
 def _serve_collection(option: Path | None, positional: Path | None) -> Path:

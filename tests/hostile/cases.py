@@ -46,7 +46,6 @@ REFUSED: list[tuple[str, Callable[[], bytes], int, str]] = [
     ("jpeg2000", lambda: F.written_by_pillow("JPEG2000"), 415, "unsupported_format"),
     ("xbm", lambda: F.written_by_pillow("XBM", "1"), 415, "unsupported_format"),
     ("qoi", lambda: F.written_by_pillow("QOI"), 415, "unsupported_format"),
-    ("avif", lambda: F.written_by_pillow("AVIF"), 415, "unsupported_format"),
     ("fits", F.fits_file, 422, "corrupt_image"),
     ("mcidas", F.mcidas_file, 422, "corrupt_image"),
     ("tga", lambda: F.written_by_pillow("TGA"), 422, "corrupt_image"),
@@ -59,9 +58,16 @@ REFUSED: list[tuple[str, Callable[[], bytes], int, str]] = [
     ("blp", lambda: F.written_by_pillow("BLP", "P"), 422, "corrupt_image"),
     ("msp", lambda: F.written_by_pillow("MSP", "1"), 422, "corrupt_image"),
     ("palm", lambda: F.written_by_pillow("PALM", "1"), 422, "corrupt_image"),
-    # B12: HEIC without its plugin, and containers that are not images
-    ("heic", lambda: b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64), 415,
-     "unsupported_format"),
+    # B12: HEIC and AVIF with their decoders: same limits; and containers that are not images
+    ("heic-empty-container", lambda: b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"
+     + bytes(64), 422, "corrupt_image"),
+    ("heic-claims-60000", lambda: gen.claiming_size(gen.heif_bytes(7, F.SMALL), 60000, 60000),
+     413, "image_too_large"),
+    ("avif-claims-60000", lambda: gen.claiming_size(gen.heif_bytes(7, F.SMALL, "AVIF"), 60000,
+                                                    60000), 413, "image_too_large"),
+    ("heic-truncated", lambda: gen.heif_bytes(7, (320, 240))[:-200], 422, "corrupt_image"),
+    ("avif-truncated", lambda: gen.heif_bytes(7, (320, 240), "AVIF")[:-200], 422,
+     "corrupt_image"),
     ("mp4", lambda: b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(64), 415,
      "unsupported_format"),
     ("zip", lambda: F.jpeg_plus_zip(1)[len(gen.jpeg_bytes(1)):], 415, "unsupported_format"),
@@ -90,6 +96,8 @@ SAME_PICTURE: list[tuple[str, Callable[[int], bytes]]] = [
     ("jpeg-plus-html", F.jpeg_plus_html),
     ("webp", lambda seed: F.encoded(seed, "WEBP", quality=90)),
     ("bmp", lambda seed: F.encoded(seed, "BMP")),
+    ("heic", gen.heif_bytes),
+    ("avif", lambda seed: gen.heif_bytes(seed, fmt="AVIF")),
     *[(f"exif-orientation-{o}", lambda seed, o=o: F.jpeg_with_orientation(seed, o))
       for o in range(1, 9)],
 ]

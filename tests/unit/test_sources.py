@@ -335,3 +335,38 @@ def test_a_fifo_named_like_an_image_is_reported_not_opened(tmp_path: Path) -> No
     entries, failures = scan_folder(root)
     assert [e.id for e in entries] == ["a.jpg"]
     assert [(f.source, f.code) for f in failures] == [("pipe.jpg", "not_a_file")]
+
+
+def test_scan_of_changed_paths_lists_what_a_full_scan_lists_there(tmp_path: Path) -> None:
+    from imgsearch.ingest.changes import scan_changed
+
+    for name in ("a.jpg", "b/c.png", "b/d/e.jpg", "b/notes.txt", ".hidden/f.jpg", "g.jpg"):
+        gen.write_image(tmp_path / name, 1) if name.endswith(("jpg", "png")) else \
+            (tmp_path / name).write_text("x")
+    full, _ = scan_folder(tmp_path)
+    changed = scan_changed(tmp_path, [tmp_path / "b", tmp_path / "a.jpg",
+                                      tmp_path / ".hidden" / "f.jpg", tmp_path / "gone.jpg",
+                                      tmp_path / "nowhere" / "x.jpg"])
+    assert changed is not None
+    assert sorted(e.id for e in changed.entries) == ["a.jpg", "b/c.png", "b/d/e.jpg"]
+    assert {e.id: e for e in changed.entries}.items() <= {e.id: e for e in full}.items()
+    assert changed.covers("gone.jpg") and changed.covers("b/d/old.jpg")
+    assert changed.covers("nowhere/x.jpg") and not changed.covers("g.jpg")
+    assert not changed.covers(".hidden/f.jpg")
+
+
+def test_scan_of_changed_paths_defers_to_a_full_scan_past_links(tmp_path: Path) -> None:
+    from imgsearch.ingest.changes import scan_changed
+
+    gen.write_image(tmp_path / "real" / "a.jpg", 1)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert scan_changed(tmp_path, [tmp_path / "link" / "a.jpg"]) is None
+    assert scan_changed(tmp_path, [tmp_path]) is None  # the root itself changed
+
+
+def test_a_changed_folder_and_a_changed_file_in_it_list_the_file_once(tmp_path: Path) -> None:
+    from imgsearch.ingest.changes import scan_changed
+
+    gen.write_image(tmp_path / "new" / "a.jpg", 1)
+    changed = scan_changed(tmp_path, [tmp_path / "new", tmp_path / "new" / "a.jpg"])
+    assert changed is not None and [e.id for e in changed.entries] == ["new/a.jpg"]

@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imgsearch.engine.pipeline import is_url
 from imgsearch.errors import ImageTooSmallError
+from imgsearch.ingest.changes import scan_changed
 from imgsearch.ingest.fields import name_text
 from imgsearch.ingest.sources import (
     FolderEntry,
@@ -73,14 +74,19 @@ def _same_metadata(a: Item, b: Item) -> bool:
 
 def run_ingest(engine: Engine, source: Path,
                *, progress: Callable[[Progress], None] | None = None,
-               on_commit: Callable[[list[str]], None] | None = None) -> IngestReport:
+               on_commit: Callable[[list[str]], None] | None = None,
+               admit: Callable[[FolderEntry], bool] | None = None,
+               changed: Iterable[str | Path] | None = None) -> IngestReport:
+    """Index ``source``. For a folder, ``admit`` may hold back new or changed files (a
+    file still being written): they are neither read nor removed, and wait for a later
+    run; ``changed`` limits the run to those paths (``engine.watch``)."""
     started = time.perf_counter()
     kind = detect_source(source)
     report = IngestReport()
     todo: list[tuple[Item, ImageInput | None]] = []
     where: dict[str, str] = {}
     if kind == "folder":
-        todo = _folder_todo(engine, source, report)
+        todo = _folder_todo(engine, source, report, admit, changed)
     elif kind == "image":
         todo = _image_todo(engine, source, report)
     else:
@@ -158,11 +164,20 @@ def _image_todo(engine: Engine, source: Path, report: IngestReport
     return [(item, path)]
 
 
-def _folder_todo(engine: Engine, source: Path, report: IngestReport
+def _folder_todo(engine: Engine, source: Path, report: IngestReport,
+                 admit: Callable[[FolderEntry], bool] | None = None,
+                 changed: Iterable[str | Path] | None = None
                  ) -> list[tuple[Item, ImageInput | None]]:
-    """The new and changed files of a folder; removes the items of its vanished files."""
+    """The new and changed files of a folder; removes the items of its vanished files.
+    With ``changed`` paths, only those are looked at (when they can be: see
+    ``ingest.changes``)."""
     skipped: dict[str, int] = {}
-    entries, failures = scan_folder(source, skipped)
+    scope = None if changed is None else scan_changed(source, changed, skipped)
+    if scope is None:
+        skipped.clear()
+        entries, failures = scan_folder(source, skipped)
+    else:
+        entries, failures = scope.entries, scope.failures
     report.skipped.extend(
         IngestFailure(f"*{suffix}" if suffix.startswith(".") else suffix,
                       f"{count} {suffix} file{'s' if count != 1 else ''} skipped: "
@@ -179,11 +194,13 @@ def _folder_todo(engine: Engine, source: Path, report: IngestReport
     for entry in entries:
         item = folder_item(entry, prefix, root)
         state = known.get(item.id)
+        if state is not None and state[:2] == (entry.size, entry.mtime):
+            report.unchanged += 1
+            continue
+        if admit is not None and not admit(entry):
+            continue  # held back: looked at again by a later run
         if state is not None:
-            size, mtime, content_hash = state
-            if size == entry.size and mtime == entry.mtime:
-                report.unchanged += 1
-                continue
+            content_hash = state[2]
             if content_hash and content_hash == _file_hash(entry.path):
                 # touched but not changed: remember the new mtime, skip the work
                 engine.catalog.update_source_stat(item.id, entry.size, entry.mtime)
@@ -198,7 +215,8 @@ def _folder_todo(engine: Engine, source: Path, report: IngestReport
             continue
         todo.append((item, entry.path))  # the real path, which may not be valid text
     present = {prefix + e.id for e in entries} | {prefix + f.source for f in failures}
-    vanished = [i for i in engine.catalog.ids_of_source(root) if i not in present]
+    vanished = [i for i in engine.catalog.ids_of_source(root) if i not in present
+                and (scope is None or scope.covers(i[len(prefix):]))]
     if vanished:
         report.removed = engine.delete_many(vanished)
     return todo

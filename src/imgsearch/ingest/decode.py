@@ -32,12 +32,15 @@ from imgsearch.errors import (
     UnsupportedFormatError,
 )
 from imgsearch.ingest.fields import name_text
+from imgsearch.ingest.formats import MISSING_REASON, optional_formats
+from imgsearch.ingest.isobmff import declared_pixels
 from imgsearch.ingest.jpeg import MAX_SCANS, jpeg_layout
 from imgsearch.types import ImageInput
 
-ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
-# MPO has no opener of its own: the JPEG opener returns MPO images when it finds them.
-_OPEN_FORMATS = sorted(ALLOWED_FORMATS - {"MPO"})
+_BASE_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
+# HEIF and AVIF are accepted when their decoders are installed (``ingest.formats``).
+ALLOWED_FORMATS = _BASE_FORMATS | {"HEIF", "AVIF"}
+_ISOBMFF_FORMATS = frozenset({"HEIF", "AVIF"})
 _DRAFT_FORMATS = frozenset({"JPEG", "MPO"})
 _UPLOAD = "<upload>"
 _WHITE = (255, 255, 255)
@@ -91,8 +94,11 @@ def decode_image(
     if not data:
         raise CorruptImageError(f"{label}: the file is empty (0 bytes)")
     content_hash = hashlib.sha256(data).hexdigest()
+    container = _detect_type(data)
+    if container in _ISOBMFF_FORMATS:
+        _check_isobmff(label, container, data, max_pixels)
     try:
-        opened = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
+        opened = Image.open(io.BytesIO(data), formats=_open_formats())
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"{label}: too many pixels ({exc})") from None
     except UnidentifiedImageError:
@@ -104,6 +110,26 @@ def decode_image(
             _check_jpeg_stream(label, data)
         return _decode_opened(opened, label, content_hash, max_pixels=max_pixels,
                               min_side=min_side, reduce_to=reduce_to)
+
+
+def _open_formats() -> list[str]:
+    """The formats Pillow may try: MPO has no opener of its own (the JPEG opener returns
+    MPO images), and HEIF/AVIF only where their decoders are installed."""
+    return sorted((_BASE_FORMATS - {"MPO"}) | optional_formats())
+
+
+def _check_isobmff(label: str, container: str, data: bytes, max_pixels: int) -> None:
+    """HEIF/AVIF: a decoder must be installed, and the sizes the header declares must be
+    within the pixel cap before the decoder sees the bytes (libheif and libavif allocate
+    from these)."""
+    if container not in optional_formats():
+        raise UnsupportedFormatError(f"{label}: {container} images are not enabled: "
+                                     f"{MISSING_REASON[container]}")
+    pixels = declared_pixels(data)
+    if pixels is not None and pixels > max_pixels:
+        raise ImageTooLargeError(
+            f"{label}: the {container} header declares {pixels} pixels, over the limit of "
+            f"{max_pixels} pixels; resize the image or raise max_pixels")
 
 
 def _check_jpeg_stream(label: str, data: bytes) -> None:
@@ -216,7 +242,7 @@ def _decode_opened(
     fmt = opened.format or ""
     if fmt not in ALLOWED_FORMATS:
         raise UnsupportedFormatError(f"{label}: {fmt or 'unknown'} images are not accepted; "
-                                     f"use one of {', '.join(_OPEN_FORMATS)}")
+                                     f"use one of {', '.join(_open_formats())}")
     stored_width, stored_height = opened.size
     _check_size(label, stored_width, stored_height, max_pixels=max_pixels, min_side=min_side)
     orientation = _orientation(opened)
@@ -239,8 +265,8 @@ def _decode_opened(
     except MemoryError:
         raise ImageTooLargeError(f"{label}: not enough memory to decode the image") from None
     except _DECODER_ERRORS as exc:
-        raise CorruptImageError(f"{label}: the image data is damaged or truncated ({exc})"
-                                ) from None
+        raise CorruptImageError(f"{label}: the image data is damaged or truncated "
+                                f"({str(exc).strip()})") from None
     if reduce_to and max(rgb.size) > 2 * reduce_to:
         rgb.thumbnail((2 * reduce_to, 2 * reduce_to), Image.Resampling.BILINEAR,
                       reducing_gap=2.0)
@@ -334,9 +360,12 @@ def _detect_type(data: bytes) -> str | None:
         return "WEBP"
     if data[4:8] == b"ftyp":
         brand = data[8:12]
-        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
-            return "HEIC"
-        return "AVIF" if brand in (b"avif", b"avis") else "ISO media (MP4/MOV)"
+        if brand in (b"avif", b"avis") or (brand in (b"mif1", b"msf1")
+                                            and b"avif" in data[16:64]):
+            return "AVIF"
+        if brand in (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"hevc", b"hevx"):
+            return "HEIF"
+        return "ISO media (MP4/MOV)"
     for magic, name in _MAGIC_NAMES:
         if data.startswith(magic):
             return name
@@ -365,4 +394,4 @@ def _unidentified(label: str, data: bytes) -> Exception:
         return CorruptImageError(f"{label}: looks like {detected} but cannot be read; "
                                  "the file is damaged")
     return UnsupportedFormatError(f"{label}: {detected} files are not accepted; "
-                                  f"use one of {', '.join(_OPEN_FORMATS)}")
+                                  f"use one of {', '.join(_open_formats())}")

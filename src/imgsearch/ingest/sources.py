@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from imgsearch.errors import CatalogFormatError, InvalidFieldError, InvalidInputError
 from imgsearch.ingest import fields
+from imgsearch.ingest.formats import decodable_suffixes, missing_reason
 from imgsearch.types import KNOWN_FIELDS, IngestFailure, Item
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
@@ -54,7 +55,7 @@ def detect_source(path: Path) -> Literal["folder", "image", "catalog", "urls"]:
     if not path.exists():
         raise InvalidInputError(f"{path}: no such file or folder")
     suffix = path.suffix.lower()
-    if suffix in IMAGE_EXTENSIONS:
+    if suffix in image_suffixes():
         return "image"
     if suffix in CATALOG_SUFFIXES:
         return "catalog"
@@ -66,6 +67,12 @@ def detect_source(path: Path) -> Literal["folder", "image", "catalog", "urls"]:
 
 
 # ---- folders ----------------------------------------------------------------------
+
+
+def image_suffixes() -> frozenset[str]:
+    """The suffixes of the files a folder scan picks up here: the always-decodable
+    formats, plus HEIC/HEIF and AVIF where their decoders are installed."""
+    return IMAGE_EXTENSIONS | decodable_suffixes()
 
 
 def scan_folder(root: Path, skipped: dict[str, int] | None = None
@@ -80,6 +87,7 @@ def scan_folder(root: Path, skipped: dict[str, int] | None = None
     if not root.is_dir():
         raise InvalidInputError(f"{root}: not a folder (or it does not exist)")
     real_root = root.resolve()
+    suffixes = image_suffixes()
     entries: list[FolderEntry] = []
     failures: list[IngestFailure] = []
     visited: set[Path] = set()
@@ -104,7 +112,7 @@ def scan_folder(root: Path, skipped: dict[str, int] | None = None
             if child.name.startswith(".") or child.name in SYSTEM_FOLDERS:
                 continue
             child_id = prefix + fields.name_text(child.name)  # ids are always valid text
-            outcome = _classify(child, child_id, real_root)
+            outcome = _classify(child, child_id, real_root, suffixes)
             if outcome is None and skipped is not None and not child.is_dir():
                 suffix = Path(child.name).suffix.lower() or "(no extension)"
                 skipped[suffix] = skipped.get(suffix, 0) + 1
@@ -121,7 +129,7 @@ def scan_folder(root: Path, skipped: dict[str, int] | None = None
 
 
 def _classify(
-    child: os.DirEntry[str], child_id: str, real_root: Path
+    child: os.DirEntry[str], child_id: str, real_root: Path, suffixes: frozenset[str]
 ) -> FolderEntry | Path | IngestFailure | None:
     """A file entry, a folder to descend into (its real path), a failure, or nothing."""
     try:
@@ -140,7 +148,7 @@ def _classify(
     try:
         if child.is_dir():
             return real if real is not None else Path(child.path).resolve()
-        if Path(child.name).suffix.lower() not in IMAGE_EXTENSIONS:
+        if Path(child.name).suffix.lower() not in suffixes:
             return None
         if not child.is_file():  # a FIFO would block its reader: never opened
             return IngestFailure(child_id, "not a regular file (a FIFO, socket or device)",
@@ -360,7 +368,7 @@ def row_to_item(row: Mapping[str, Any], base_dir: Path) -> Item:
 _SKIPPED_KINDS: tuple[tuple[frozenset[str], str], ...] = (
     (frozenset({".svg", ".svgz", ".eps", ".ai", ".pdf"}),
      "vector images and documents are not supported"),
-    (frozenset({".heic", ".heif", ".avif", ".jxl"}), "this format is not supported yet"),
+    (frozenset({".jxl"}), "this format is not supported yet"),
     (frozenset({".raw", ".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf"}),
      "camera raw files are not supported; index their JPEG previews"),
     (frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".3gp"}),
@@ -373,6 +381,9 @@ _SKIPPED_KINDS: tuple[tuple[frozenset[str], str], ...] = (
 
 def skipped_reason(suffix: str) -> str:
     """Why files with ``suffix`` are not indexed, in words."""
+    missing = missing_reason(suffix)
+    if missing is not None:
+        return missing
     for suffixes, reason in _SKIPPED_KINDS:
         if suffix in suffixes:
             return reason

@@ -361,6 +361,15 @@ class Catalog:
         return [int(r[0]) for r in self._reader.execute(
             "SELECT key FROM items ORDER BY key DESC LIMIT ? OFFSET ?", (limit, offset))]
 
+    def keys_by_date(self, date_sql: str, offset: int, limit: int
+                     ) -> list[tuple[int, str | None]]:
+        """(key, date) of items by ``date_sql`` (an expression over the items' columns,
+        written in code, never from input): newest first, undated last."""
+        return [(int(key), None if day is None else str(day)) for key, day in
+                self._reader.execute(f"SELECT key, {date_sql} AS day FROM items "
+                                     "ORDER BY day IS NULL, day DESC, key DESC "
+                                     "LIMIT ? OFFSET ?", (limit, offset))]
+
     def count_vectors(self, space: str) -> int:
         return int(self._reader.execute(
             "SELECT COUNT(*) FROM vectors WHERE space = ?", (space,)).fetchone()[0])

@@ -13,9 +13,10 @@ uvicorn listens, so it is treated as listening beyond loopback (``web.security``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from imgsearch.web import (
     routes_ops,
     routes_search,
     security,
+    timeline,
     ui,
 )
 from imgsearch.web.access_log import AccessLogMiddleware
@@ -46,6 +48,7 @@ from imgsearch.web.limits import (
     Limits,
 )
 from imgsearch.web.metrics import Metrics, MetricsMiddleware
+from imgsearch.web.watching import folder_watchers
 
 COLLECTION_ENV = "IMGSEARCH_COLLECTION"
 
@@ -76,7 +79,8 @@ def _vectors(engine: Engine) -> dict[str, int]:
 def create_app(engine: Engine | None = None, *, collection: Path | None = None,
                settings: Settings | None = None, limits: Limits | None = None,
                forward_writes: bool = False, listen_host: str | None = None,
-               policy: security.AccessPolicy | None = None) -> FastAPI:
+               policy: security.AccessPolicy | None = None,
+               watch: Sequence[Path] = ()) -> FastAPI:
     """The HTTP API v1 over one collection.
 
     An engine handed in stays the caller's to close; one opened here (from
@@ -88,6 +92,9 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
     endpoints need an API key (``web.security``). None means an app used in-process
     (tests, embedding), treated as loopback; ``policy`` replaces the one built from the
     settings and ``listen_host``.
+
+    ``watch`` names folders kept in sync with the collection while the app runs
+    (``engine.watch``), by the process that writes.
     """
     owns_engine = engine is None
     if engine is None:
@@ -105,15 +112,25 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
         raise
     limits = limits or Limits()
     opened = engine
+    try:
+        watchers = folder_watchers(opened, watch)
+    except BaseException:
+        if owns_engine:
+            engine.close()
+        raise
 
     forwarder: list[WriteForwardMiddleware] = []
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         opened.warm(wait=False)  # first searches find the result-page fields in memory
+        for watcher in watchers:
+            watcher.start(wait=False)
         try:
             yield
         finally:
+            for watcher in watchers:
+                await asyncio.to_thread(watcher.stop, 60.0)
             for middleware in forwarder:
                 await middleware.aclose()
             if owns_engine:
@@ -133,6 +150,7 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
     for module in (routes_search, routes_batch, routes_items, routes_ops):
         app.include_router(module.router)
     ui.install(app)  # the web page at / and its static files
+    timeline.install(app)  # /timeline: photos by month taken
     docs.install(app)  # /docs and /redoc without a CDN
     # add_middleware wraps what is there: the last added is the outermost.
     if forward_writes:

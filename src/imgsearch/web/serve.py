@@ -16,6 +16,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,11 @@ def uvicorn_options(limits: Limits | None = None) -> dict[str, Any]:
 
 def serve(collection: Path, host: str, port: int, settings: Settings,
           limits: Limits | None = None, workers: int = 1,
-          consume: ConsumeOptions | None = None) -> None:
+          consume: ConsumeOptions | None = None,
+          watch: Sequence[Path] = ()) -> None:
     """Open ``collection`` and serve it until interrupted, in ``workers`` processes;
-    with ``consume``, index from that stream too."""
+    with ``consume``, index from that stream too; the process that writes keeps the
+    ``watch`` folders in sync."""
     if workers < 1:
         raise InvalidInputError(f"workers must be 1 or more, got {workers}")
     if consume is not None and workers != 1:
@@ -66,14 +69,14 @@ def serve(collection: Path, host: str, port: int, settings: Settings,
                                 "--workers (or run `imgsearch consume` beside the server)")
     configure_json_logging()
     if consume is not None:
-        _serve_consuming(collection, host, port, settings, limits, consume)
+        _serve_consuming(collection, host, port, settings, limits, consume, watch)
         return
     # bound before anything else, so that a busy port is said at once and plainly
     listener = _listen(host, port)
     if workers == 1:
         try:
             app = create_app(collection=collection, settings=settings, limits=limits,
-                             listen_host=host)
+                             listen_host=host, watch=watch)
             server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
                                                    **uvicorn_options(limits)))
             server.run(sockets=[listener])
@@ -82,7 +85,7 @@ def serve(collection: Path, host: str, port: int, settings: Settings,
         return
     listener.set_inheritable(True)
     context = multiprocessing.get_context("spawn")
-    args = (listener, collection, settings, limits, host)
+    args = (listener, collection, settings, limits, host, tuple(watch))
     stopping = False
 
     def stop(_signum: int, _frame: Any) -> None:
@@ -141,7 +144,8 @@ def serve(collection: Path, host: str, port: int, settings: Settings,
 
 
 def _serve_consuming(collection: Path, host: str, port: int, settings: Settings,
-                     limits: Limits | None, consume: ConsumeOptions) -> None:
+                     limits: Limits | None, consume: ConsumeOptions,
+                     watch: Sequence[Path] = ()) -> None:
     """One process that serves and consumes; the consumer stops before the engine closes,
     so that no write is cut short by the shutdown."""
     listener = _listen(host, port)
@@ -149,7 +153,8 @@ def _serve_consuming(collection: Path, host: str, port: int, settings: Settings,
     stop = threading.Event()
     thread: threading.Thread | None = None
     try:
-        app = create_app(engine=engine, settings=settings, limits=limits, listen_host=host)
+        app = create_app(engine=engine, settings=settings, limits=limits, listen_host=host,
+                         watch=watch)
         consumer = consume.consumer_for(engine)
         app.state.imgsearch.metrics.registry.register(StreamCollector(consumer))
         thread = threading.Thread(target=consumer.run, args=(stop,), name="imgsearch-consume",
@@ -185,12 +190,13 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _worker(listener: socket.socket, collection: Path, settings: Settings,
-            limits: Limits | None, host: str, opened: Any = None) -> None:
+            limits: Limits | None, host: str, watch: tuple[Path, ...] = (),
+            opened: Any = None) -> None:
     configure_json_logging()
     private: socket.socket | None = None
     try:
         app = create_app(collection=collection, settings=settings, limits=limits,
-                         listen_host=host)
+                         listen_host=host, watch=watch)
     except CollectionLockedError:
         # keys are checked here, on the process that received the request, and again
         # by the writer it is handed to

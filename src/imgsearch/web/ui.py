@@ -234,6 +234,9 @@ async def _facets(request: Request, state: AppState) -> dict[str, Any]:
     return facets
 
 
+facets_for = _facets  # the timeline page shows the same choices
+
+
 async def _search_page(request: Request, state: AppState, form: SearchForm | None,
                        error: ImgSearchError | None = None) -> HTMLResponse:
     form = form or SearchForm()

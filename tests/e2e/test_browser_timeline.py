@@ -1,0 +1,152 @@
+"""The timeline page in a real browser (Playwright driving Debian's chromium): months in
+order, paging to older photos, opening a photo, the places facet, a phone's width.
+
+Skipped, saying why, without the ``playwright`` package or a ``chromium`` binary.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imagegen import picture
+from imgsearch.config import Settings
+from imgsearch.engine import Engine
+from imgsearch.types import Item
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="browser tests need the playwright package (pip install "
+                                  "playwright); its own browser download is not needed")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip("browser tests need chromium (apt-get install chromium)",
+                allow_module_level=True)
+uvicorn = pytest.importorskip("uvicorn")
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+PLACES = [{"value": "Portugal", "count": 2, "cities": [{"value": "Lisbon", "count": 2}]}]
+# 130 photos over 13 months of 2019-2020 (10 a month): more than one page of 120
+MONTHS = [f"{2019 + (m // 12)}-{m % 12 + 1:02d}" for m in range(13)]
+
+
+def _items() -> Iterator[tuple[Item, Any]]:
+    for i in range(130):
+        month = MONTHS[i // 10]
+        title = "tram in Lisbon" if i in (3, 4) else f"photo {i}"
+        yield (Item(id=f"photo-{i:03d}", title=title, tags=("Portugal",) if i in (3, 4) else (),
+                    created_at=f"{month}-{i % 10 + 10}T12:00:00"), picture(i, (96, 72)))
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from imgsearch.web import create_app
+
+    engine = Engine.open(tmp_path_factory.mktemp("browser-timeline") / "collection",
+                         Settings(text_encoder="fake", ingest_workers=2))
+    report = engine.ingest_items(_items())
+    assert report.ok, report.failed
+    facets = engine.facets
+    # the places facet as it comes once photos carry their places (GPS + geocoding)
+    engine.facets = lambda *a, **k: {**facets(*a, **k), "places": PLACES}  # type: ignore
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "the test server did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                              headless=True)
+        yield launched
+        launched.close()
+
+
+def _page(browser: Any, base_url: str, request: pytest.FixtureRequest,
+          **options: Any) -> Iterator[Any]:
+    context = browser.new_context(base_url=base_url, **options)
+    context.set_default_timeout(15_000)
+    opened = context.new_page()
+    yield opened
+    ARTIFACTS.mkdir(exist_ok=True)
+    opened.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+@pytest.fixture
+def page(browser: Any, base_url: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    yield from _page(browser, base_url, request, viewport={"width": 1200, "height": 900})
+
+
+@pytest.fixture
+def phone(browser: Any, base_url: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    yield from _page(browser, base_url, request, viewport={"width": 390, "height": 844},
+                     is_mobile=True, has_touch=True)
+
+
+def _months(page: Any) -> list[str]:
+    return [str(v) for v in page.locator("section.month").evaluate_all(
+        "sections => sections.map(s => s.dataset.month)")]
+
+
+def test_the_timeline_shows_months_newest_first_and_pages_on(page: Any) -> None:
+    page.goto("/")
+    with page.expect_navigation():
+        page.locator("#timeline-link").click()
+    assert _months(page) == MONTHS[::-1][:12]  # 120 photos: the 12 newest months
+    newest = page.locator("section.month").first
+    sync_api.expect(newest.locator("h2")).to_contain_text("January 2020")
+    assert newest.locator(".card").count() == 10
+    with page.expect_navigation():
+        page.get_by_role("link", name="Older →").click()
+    assert _months(page) == ["2019-01"]
+    assert page.locator("section.month .card").count() == 10
+    with page.expect_navigation():
+        page.get_by_role("link", name="← Newer").click()
+    assert _months(page)[0] == "2020-01"
+
+
+def test_a_photo_in_the_timeline_opens_its_page(page: Any) -> None:
+    page.goto("/timeline")
+    month = page.locator('section.month[data-month="2019-12"]')
+    with page.expect_navigation():
+        month.locator(".card .title").first.click()
+    sync_api.expect(page.locator("article.item")).to_have_attribute("data-id", "photo-119")
+
+
+def test_a_place_searches_for_its_photos(page: Any) -> None:
+    page.goto("/timeline")
+    places = page.locator("#places")
+    sync_api.expect(places).to_contain_text("Portugal")
+    with page.expect_navigation():
+        places.get_by_role("link", name="Lisbon").click()
+    ids = page.locator("ol.grid > .card").evaluate_all("cards => cards.map(c => c.dataset.id)")
+    assert set(ids[:2]) == {"photo-003", "photo-004"}
+
+
+def test_the_timeline_fits_a_phone(phone: Any) -> None:
+    phone.goto("/timeline")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    assert phone.locator("section.month").count() == 12

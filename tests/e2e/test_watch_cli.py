@@ -1,0 +1,126 @@
+"""`imgsearch watch` and `serve --watch` as a user runs them: real processes, a real
+folder, a real watcher. Waits poll for an outcome with a generous limit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+import imagegen as gen
+from imgsearch.config import Settings
+from imgsearch.engine import Engine
+
+ENV = dict(os.environ, IMGSEARCH_IMAGE_ENCODER="descriptor", IMGSEARCH_TEXT_ENCODER="none")
+SETTINGS = Settings(image_encoder="descriptor", text_encoder="none")
+LIMIT_S = 60.0
+
+
+def wait_for(condition: Callable[[], bool], limit_s: float = LIMIT_S) -> bool:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+class Lines:
+    """The lines a process writes to a pipe, collected by a thread."""
+
+    def __init__(self, pipe: object) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe: object) -> None:
+        for line in iter(pipe.readline, b""):  # type: ignore[attr-defined]
+            self.lines.append(line.decode(errors="replace").rstrip("\n"))
+
+    def has(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+
+def _ids(collection: Path) -> set[str]:
+    with Engine.open(collection, SETTINGS, readonly=True) as engine:
+        return {item.id for item in engine.catalog.iter_items()}
+
+
+def test_watch_command_mirrors_the_folder_and_reports_failures(tmp_path: Path) -> None:
+    photos, collection = tmp_path / "photos", tmp_path / "collection"
+    gen.write_image(photos / "first.jpg", 1)
+    proc = subprocess.Popen([sys.executable, "-m", "imgsearch.cli", "watch", str(photos),
+                             "-c", str(collection)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = Lines(proc.stderr)
+    try:
+        assert wait_for(lambda: err.has("watching") or proc.poll() is not None), err.lines
+        assert err.has("added 1,"), err.lines  # the initial sync, reported as index does
+        gen.write_image(photos / "holiday" / "second.png", 2)
+        (photos / "broken.jpg").write_bytes(gen.truncated_jpeg(3))
+        assert wait_for(lambda: _ids(collection) == {"first.jpg", "holiday/second.png"})
+        assert wait_for(lambda: err.has("failed: "))
+        failed = [line for line in err.lines if line.startswith("failed: ")]
+        assert len(failed) == 1 and f"{photos / 'broken.jpg'}: " in failed[0], failed
+        assert "truncated" in failed[0]
+        (photos / "first.jpg").unlink()
+        assert wait_for(lambda: _ids(collection) == {"holiday/second.png"})
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+        assert wait_for(lambda: err.has("stopped watching"), 10), err.lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_watch_keeps_the_served_collection_in_sync(tmp_path: Path) -> None:
+    photos, collection = tmp_path / "photos", tmp_path / "collection"
+    gen.write_image(photos / "first.jpg", 1)
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "imgsearch.cli", "serve", "-c",
+                             str(collection), "--port", str(port), "--watch", str(photos)],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = Lines(proc.stderr)
+    base = f"http://127.0.0.1:{port}"
+
+    def status(item_id: str) -> int:
+        try:
+            return httpx.get(f"{base}/v1/items/{item_id}").status_code
+        except httpx.HTTPError:
+            assert proc.poll() is None, err.lines
+            return 0
+
+    try:
+        assert wait_for(lambda: status("first.jpg") == 200), err.lines
+        gen.write_image(photos / "new.jpg", 2)
+        assert wait_for(lambda: status("new.jpg") == 200)
+        os.rename(photos / "new.jpg", photos / "renamed.jpg")
+        assert wait_for(lambda: status("renamed.jpg") == 200 and status("new.jpg") == 404)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_watching_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    for command in (["watch", str(tmp_path / "nowhere"), "-c", str(tmp_path / "c")],
+                    ["serve", "-c", str(tmp_path / "c"), "--port", str(_free_port()),
+                     "--watch", str(tmp_path / "nowhere")]):
+        done = subprocess.run([sys.executable, "-m", "imgsearch.cli", *command], env=ENV,
+                              capture_output=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert b"nowhere: not a folder" in done.stderr
