@@ -11,9 +11,10 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 # Debian packages: the browser and Redis tests use chromium and redis-server (they skip,
-# saying why, without them); the benchmarks read real photos and clip-art.
-APT_TEST := chromium redis-server
-APT_BENCH := gnome-backgrounds tuxpaint-stamps-default mate-backgrounds sway-backgrounds \
+# saying why, without them), the OCR tests tesseract; the benchmarks read real photos and
+# clip-art, and bench/ocr.py renders text in these fonts.
+APT_TEST := chromium redis-server tesseract-ocr tesseract-ocr-eng
+APT_BENCH := fonts-dejavu-core fonts-liberation fonts-freefont-ttf gnome-backgrounds tuxpaint-stamps-default mate-backgrounds sway-backgrounds \
 	plasma-workspace-wallpapers ukui-wallpapers lomiri-wallpapers openclipart-png wesnoth-1.16-data
 
 .PHONY: setup demo test check bench bench-full clean apt-test apt-bench

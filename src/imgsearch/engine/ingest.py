@@ -41,8 +41,11 @@ from imgsearch.types import (
 if TYPE_CHECKING:
     from imgsearch.engine.core import Engine
 
-_CAMERA_NAME = re.compile(r"^(img|dsc|dscn|dscf|pxl|mvimg|photo|image|screenshot)?[\W_]*\d*$",
-                          re.IGNORECASE)
+# names cameras and phones give files ("IMG_1234", "DSC01234", "PXL_20230704_101530123",
+# "IMG_20190704_123456~2", "P1010001"): no words of a title
+_CAMERA_NAME = re.compile(
+    r"^(img|dsc|dscn|dscf|dcim|pxl|mvimg|vid|pict?|photo|image|screenshot|p)?"
+    r"[\W_]*(\d+[\W_]*)*(mp|burst\d*|cover|portrait)?[\W_]*\d*$", re.IGNORECASE)
 
 
 def folder_item(entry: FolderEntry, prefix: str = "", source: str | None = None) -> Item:
@@ -53,7 +56,8 @@ def folder_item(entry: FolderEntry, prefix: str = "", source: str | None = None)
     folders = tuple(Path(entry.id).parent.parts)
     # the stored reference must be valid text; the file is read from entry.path
     return Item(id=prefix + entry.id, image=name_text(str(entry.path)), title=title,
-                tags=folders, source_size=entry.size, source_mtime=entry.mtime, source=source)
+                tags=folders, source_size=entry.size, source_mtime=entry.mtime, source=source,
+                album=" / ".join(folders) or None)
 
 
 def _file_hash(path: Path) -> str:
@@ -103,6 +107,9 @@ def run_ingest(engine: Engine, source: Path,
     if progress:
         progress(Progress("scan", report.unchanged, report.unchanged + len(todo),
                           len(report.failed)))
+    if todo and engine.settings.ocr and engine.preparer.ocr_unavailable:
+        report.skipped.append(IngestFailure("OCR", engine.preparer.ocr_unavailable,
+                                            "ocr_unavailable", count=0))
     try:
         engine.ingest_items(todo, total=len(todo), progress=progress,
                             on_commit=on_commit, report=report)
