@@ -16,7 +16,7 @@ import stat
 import struct
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,7 @@ class DecodedImage:
     height: int
     format: str
     content_hash: str  # hex sha256 of the input bytes
-    facts: PhotoFacts = PhotoFacts()  # what its EXIF block says (ingest.exif)
+    facts: PhotoFacts = field(default_factory=PhotoFacts)  # its EXIF block (ingest.exif)
 
 
 def decode_image(

@@ -29,8 +29,9 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import NDArray
 
+from imgsearch.enrich.places import km_between
 from imgsearch.store.columns import COLUMNS, FilterColumns, answers
-from imgsearch.store.filters import filter_sql, km_between
+from imgsearch.store.filters import filter_sql
 from imgsearch.store.rowcache import KeyColumn, PackedRows, RowCache
 from imgsearch.store.schema import SCHEMA_VERSION, check_version, migrate
 from imgsearch.types import Filters, Item

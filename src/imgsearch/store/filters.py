@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any
 
-from imgsearch.enrich.places import EARTH_KM, km_between
+from imgsearch.enrich.places import EARTH_KM
 from imgsearch.errors import InvalidFilterError
 from imgsearch.types import Filters
 
