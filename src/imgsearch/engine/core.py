@@ -807,7 +807,8 @@ class Engine:
         if vocabulary is None:
             version = self.write_version
             vocabulary = Vocabulary(self.known_values("brand")[0],
-                                    self.known_values("category")[0])
+                                    self.known_values("category")[0],
+                                    self.known_values("camera")[0])
             if version == self.write_version:
                 self._vocabulary = vocabulary
         return vocabulary

@@ -57,6 +57,8 @@ STOPWORDS = frozenset({
     "you", "your", "some", "any", "something", "thing", "things",
 })
 _TERM = re.compile(r"\w+", re.UNICODE)
+# keyword fields a hit names in matched_by when the query's words were found there
+FIELD_SIGNALS = ("ocr", "album", "place")
 _SELECT_ITEM = ("SELECT key, " + ", ".join((*_ITEM_COLUMNS[:26], *PHOTO_COLUMNS))
                 + " FROM items")
 HIT_FIELDS = ("id", "title", "category", "brand", "price", "image", "thumbnail")
@@ -753,6 +755,30 @@ class Catalog:
                 coverage[position[int(rowid)]] += 1.0
         return coverage / np.float32(len(terms))
 
+    def field_matches(self, text: str, keys: NDArray[np.int64]
+                      ) -> dict[str, NDArray[np.float32]]:
+        """For the photo fields (FIELD_SIGNALS) a key's query words were found in: the
+        share of the query's terms found there (NaN: none), so hits can say how they
+        matched ("ocr": by text read from the image)."""
+        terms = list(dict.fromkeys(_query_terms(text)))
+        found: dict[str, NDArray[np.float32]] = {}
+        if not terms or not len(keys):
+            return found
+        position = {int(k): i for i, k in enumerate(keys)}
+        chunk = [int(k) for k in keys]
+        marks = ", ".join("?" * len(chunk))
+        for name in FIELD_SIGNALS:
+            counts = np.zeros(len(keys), dtype=np.float32)
+            for term in terms:
+                for (rowid,) in self._reader.execute(
+                        f"SELECT rowid FROM items_fts WHERE items_fts MATCH ? AND rowid IN "
+                        f"({marks})", (f'{name} : "{term}"', *chunk)):
+                    counts[position[int(rowid)]] += 1.0
+            if counts.any():
+                found[name] = np.where(counts > 0, counts / np.float32(len(terms)),
+                                       np.float32(np.nan)).astype(np.float32)
+        return found
+
     def filter_keys(self, filters: Filters) -> NDArray[np.int64]:
         """Keys of the items that pass ``filters``: sorted, read-only (possibly cached)."""
         where, params = filter_sql(filters)
@@ -806,12 +832,14 @@ class Catalog:
         return list(self._rows_in(f"SELECT key, {', '.join(COLUMNS)} FROM items", "key", keys))
 
     def distinct_values(self, column: str, limit: int = 1000) -> list[tuple[str, int]]:
-        """Most common values of category / brand / license, with their counts."""
-        if column not in ("category", "brand", "license"):
+        """Most common values of category / brand / license / camera (grouped case-
+        insensitively) or country / city, with their counts."""
+        if column not in ("category", "brand", "license", "camera", "country", "city"):
             raise ValueError(column)
+        group = column if column in ("country", "city") else f"{column}_norm"
         return [(str(v), int(n)) for v, n in self._reader.execute(
             f"SELECT {column}, COUNT(*) AS n FROM items WHERE {column} IS NOT NULL "
-            f"GROUP BY {column}_norm ORDER BY n DESC LIMIT ?", (limit,))]
+            f"GROUP BY {group} ORDER BY n DESC LIMIT ?", (limit,))]
 
     def stats(self) -> dict[str, Any]:
         r = self._reader
