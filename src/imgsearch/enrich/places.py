@@ -95,3 +95,20 @@ def place_of(latitude: float | None, longitude: float | None) -> Place | None:
 def gazetteer_unavailable() -> str | None:
     """Why positions cannot be named, once loading was tried; None when they can."""
     return _GAZETTEER.unavailable
+
+
+def places_facet(counts: list[tuple[str, str | None, int]], limit: int
+                 ) -> list[dict[str, Any]]:
+    """(country, city, photos) rows -> countries with their photo counts and cities,
+    most photos first: ``[{"value": "Portugal", "count": 3, "cities": [{"value":
+    "Lisbon", "count": 2}, ...]}, ...]``."""
+    countries: dict[str, dict[str, Any]] = {}
+    for country, city, n in counts:
+        entry = countries.setdefault(country, {"value": country, "count": 0, "cities": []})
+        entry["count"] += n
+        if city:
+            entry["cities"].append({"value": city, "count": n})
+    ordered = sorted(countries.values(), key=lambda e: (-e["count"], e["value"]))[:limit]
+    for entry in ordered:
+        entry["cities"] = entry["cities"][:limit]
+    return ordered

@@ -114,7 +114,8 @@ def _date(value: Any) -> str | None:
     if match is None:
         return None
     try:
-        when = datetime(*(int(g) for g in match.groups()))
+        year, month, day, hour, minute, second = (int(g) for g in match.groups())
+        when = datetime(year, month, day, hour, minute, second)
     except ValueError:  # "0000:00:00 00:00:00", month 13, ...
         return None
     return when.isoformat() if 1826 <= when.year <= 2200 else None

@@ -841,6 +841,12 @@ class Catalog:
             f"SELECT {column}, COUNT(*) AS n FROM items WHERE {column} IS NOT NULL "
             f"GROUP BY {group} ORDER BY n DESC LIMIT ?", (limit,))]
 
+    def place_counts(self, limit: int = 1000) -> list[tuple[str, str | None, int]]:
+        """(country, city, photos) for every place photos were taken, most photos first."""
+        return [(str(country), city, int(n)) for country, city, n in self._reader.execute(
+            "SELECT country, city, COUNT(*) AS n FROM items WHERE country IS NOT NULL "
+            "GROUP BY country, city ORDER BY n DESC, country, city LIMIT ?", (limit,))]
+
     def stats(self) -> dict[str, Any]:
         r = self._reader
         return {

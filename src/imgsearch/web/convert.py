@@ -14,7 +14,12 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from imgsearch.errors import BlockedURLError, ImageTooLargeError, InvalidInputError
+from imgsearch.errors import (
+    BlockedURLError,
+    ImageTooLargeError,
+    InvalidFilterError,
+    InvalidInputError,
+)
 from imgsearch.ingest import fields as item_fields
 from imgsearch.types import Filters, Item, SearchResult
 from imgsearch.web.schemas import (
@@ -108,7 +113,10 @@ def filters_from_body(filters: FiltersIn) -> Filters:
         colors=tuple(filters.colors), licenses=tuple(filters.licenses),
         tags=tuple(filters.tags), orientation=filters.orientation,
         min_width=filters.min_width, min_height=filters.min_height,
-        attributes=dict(filters.attributes))
+        attributes=dict(filters.attributes), taken_after=filters.taken_after,
+        taken_before=filters.taken_before, cameras=tuple(filters.cameras),
+        near=None if filters.near is None else (
+            filters.near.latitude, filters.near.longitude, filters.near.radius_km))
 
 
 def filters_from_params(params: FilterParams) -> Filters:
@@ -117,7 +125,21 @@ def filters_from_params(params: FilterParams) -> Filters:
         price_min=params.price_min, price_max=params.price_max,
         colors=tuple(params.color), licenses=tuple(params.license), tags=tuple(params.tag),
         orientation=params.orientation, min_width=params.min_width,
-        min_height=params.min_height)
+        min_height=params.min_height, taken_after=params.taken_after or None,
+        taken_before=params.taken_before or None, cameras=tuple(params.camera),
+        near=near_param(params.near))
+
+
+def near_param(value: str | None) -> tuple[float, float, float] | None:
+    """``near=LAT,LON,KM`` of a query string (checked further as every filter is)."""
+    if not value:
+        return None
+    try:
+        lat, lon, km = (float(part) for part in value.split(","))
+    except ValueError:
+        raise InvalidFilterError(f"near takes LAT,LON,KM (e.g. 38.72,-9.14,25), "
+                                 f"got {value!r}") from None
+    return lat, lon, km
 
 
 def thumbnail_url(item_id: str) -> str:
