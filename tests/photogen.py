@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 from pathlib import Path
 
 from PIL import Image, TiffImagePlugin
@@ -62,3 +63,21 @@ def write_photo(path: Path, seed: int, **facts: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(photo_jpeg(seed, photo_exif(**facts)))  # type: ignore[arg-type]
     return path
+
+
+def undo_photo_schema(conn: sqlite3.Connection) -> None:
+    """Undo migration 4 (photo columns, the keyword index's ocr/album/place fields)."""
+    conn.executescript("""
+        DROP INDEX items_taken; DROP INDEX items_camera; DROP INDEX items_latitude;
+        DROP TABLE items_fts;
+        CREATE VIRTUAL TABLE items_fts USING fts5(
+            title, description, tags, category, brand, colors,
+            tokenize = 'porter unicode61 remove_diacritics 2');
+        INSERT INTO items_fts (rowid, title, description, tags, category, brand, colors)
+            SELECT key, coalesce(title, ''), '', '', '', '', '' FROM items;
+    """)
+    for column in ("album", "ocr_text", "taken_at", "taken_from", "camera", "lens",
+                   "focal_length", "latitude", "longitude", "city", "region", "country",
+                   "taken_local", "camera_norm"):
+        conn.execute(f"ALTER TABLE items DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version = 3")

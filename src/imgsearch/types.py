@@ -36,6 +36,12 @@ KNOWN_FIELDS: tuple[str, ...] = (
     "created_at",
 )
 
+# what a photo says of itself (Item fields derived at ingest; see Item)
+PHOTO_FIELDS: tuple[str, ...] = (
+    "album", "ocr_text", "taken_at", "taken_from", "camera", "lens", "focal_length",
+    "latitude", "longitude", "city", "region", "country",
+)
+
 
 @dataclass
 class Item:

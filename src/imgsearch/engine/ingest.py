@@ -191,7 +191,8 @@ def _folder_todo(engine: Engine, source: Path, report: IngestReport
             if size == entry.size and mtime == entry.mtime:
                 report.unchanged += 1
                 continue
-            if content_hash and content_hash == _file_hash(entry.path):
+            # an unknown mtime (schema 4 forgot it) asks for the facts to be read again
+            if content_hash and mtime is not None and content_hash == _file_hash(entry.path):
                 # touched but not changed: remember the new mtime, skip the work
                 engine.catalog.update_source_stat(item.id, entry.size, entry.mtime)
                 report.unchanged += 1

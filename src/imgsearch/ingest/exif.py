@@ -82,6 +82,8 @@ def _text(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     cleaned = "".join(c for c in value if c.isprintable()).strip(" \x00")
+    if "\ufffd" in cleaned:  # not UTF-8: bytes of some other encoding, or noise
+        return None
     return cleaned if cleaned and len(cleaned) <= _MAX_TEXT else None
 
 

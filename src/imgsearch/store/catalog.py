@@ -34,7 +34,7 @@ from imgsearch.store.columns import COLUMNS, FilterColumns, answers
 from imgsearch.store.filters import filter_sql
 from imgsearch.store.rowcache import KeyColumn, PackedRows, RowCache
 from imgsearch.store.schema import SCHEMA_VERSION, check_version, migrate
-from imgsearch.types import Filters, Item
+from imgsearch.types import PHOTO_FIELDS, Filters, Item
 
 _ITEM_COLUMNS = (
     "id", "image", "title", "description", "category", "brand", "price", "color",
@@ -44,10 +44,7 @@ _ITEM_COLUMNS = (
     "license_norm", "updated_at",
 )
 # what a photo says of itself (schema migration 4), read after the columns above
-PHOTO_COLUMNS = (
-    "album", "ocr_text", "taken_at", "taken_from", "camera", "lens", "focal_length",
-    "latitude", "longitude", "city", "region", "country",
-)
+PHOTO_COLUMNS = PHOTO_FIELDS
 _WRITE_COLUMNS = (*_ITEM_COLUMNS, *PHOTO_COLUMNS, "taken_local", "camera_norm")
 STOPWORDS = frozenset({
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "i",

@@ -124,7 +124,9 @@ MIGRATIONS: list[str] = [
     # 4: photos: album (folder) text, text read from the pixels (OCR), and EXIF facts
     # with the place their GPS position names. taken_local (the local date-time without
     # its offset) and camera_norm are what filters compare. The keyword index gains
-    # the ocr, album and place fields (FTS5 tables cannot gain columns: rebuilt).
+    # the ocr, album and place fields (FTS5 tables cannot gain columns: rebuilt). Items
+    # read from files forget their mtime, so the next `index` reads them again for
+    # their EXIF facts and album (a file whose mtime is unknown is never "unchanged").
     """
     ALTER TABLE items ADD COLUMN album TEXT;
     ALTER TABLE items ADD COLUMN ocr_text TEXT;
@@ -156,6 +158,7 @@ MIGRATIONS: list[str] = [
                (SELECT coalesce(group_concat(value, ' '), '') FROM json_each(items.colors)),
                '', '', ''
         FROM items;
+    UPDATE items SET source_mtime = NULL WHERE source_mtime IS NOT NULL;
     """,
 ]
 

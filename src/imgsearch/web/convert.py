@@ -21,7 +21,7 @@ from imgsearch.errors import (
     InvalidInputError,
 )
 from imgsearch.ingest import fields as item_fields
-from imgsearch.types import Filters, Item, SearchResult
+from imgsearch.types import PHOTO_FIELDS, Filters, Item, SearchResult
 from imgsearch.web.schemas import (
     FilterParams,
     FiltersIn,
@@ -170,7 +170,8 @@ def item_out(item: Item) -> ItemOut:
         phash=None if item.phash is None else f"{item.phash & (2**64 - 1):016x}",
         content_hash=item.content_hash,
         thumbnail=thumbnail_url(item.id) if item.thumbnail else None,
-        image_url=_web_url(item.image))
+        image_url=_web_url(item.image),
+        **{name: getattr(item, name) for name in PHOTO_FIELDS})
 
 
 def search_response(result: SearchResult, limit: int, offset: int) -> SearchResponse:

@@ -280,6 +280,20 @@ class ItemOut(BaseModel):
     content_hash: str | None = None
     thumbnail: str | None = None
     image_url: str | None = None
+    # photos: folders, text read from the image, EXIF facts and the place they name
+    album: str | None = None
+    ocr_text: str | None = None
+    taken_at: str | None = Field(default=None, description="ISO 8601 local time "
+                                 "(+HH:MM when the camera recorded its offset)")
+    taken_from: Literal["exif", "file"] | None = None
+    camera: str | None = None
+    lens: str | None = None
+    focal_length: float | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    city: str | None = None
+    region: str | None = None
+    country: str | None = None
 
 
 class DuplicateOut(BaseModel):
