@@ -14,7 +14,8 @@ export TOKENIZERS_PARALLELISM := false
 # saying why, without them), the OCR tests tesseract; the benchmarks read real photos and
 # clip-art, and bench/ocr.py renders text in these fonts.
 APT_TEST := chromium redis-server tesseract-ocr tesseract-ocr-eng
-APT_BENCH := fonts-dejavu-core fonts-liberation fonts-freefont-ttf gnome-backgrounds tuxpaint-stamps-default mate-backgrounds sway-backgrounds \
+APT_BENCH := tesseract-ocr tesseract-ocr-eng fonts-dejavu-core fonts-liberation fonts-freefont-ttf \
+	gnome-backgrounds tuxpaint-stamps-default mate-backgrounds sway-backgrounds \
 	plasma-workspace-wallpapers ukui-wallpapers lomiri-wallpapers openclipart-png wesnoth-1.16-data
 
 .PHONY: setup demo test check bench bench-full clean apt-test apt-bench
@@ -78,6 +79,7 @@ bench: $(BENCH_STAMP) apt-bench
 	$(PY) bench/security.py
 	$(PY) bench/originals.py
 	$(PY) bench/copydetect.py
+	$(PY) bench/ocr.py
 	$(PY) bench/report.py
 
 # 1M scale: the side-by-side and filtered runs at 1,000,000 × 512-d (about an hour;
