@@ -182,6 +182,13 @@ def test_the_http_api_filters_by_photo_facts(photos):
         bad = client.post("/v1/search", json={"filters": {"near": {
             "latitude": 100, "longitude": 0, "radius_km": 1}}})
         assert bad.status_code == 422
+        by_text = client.get("/v1/search/text", params={
+            "q": "beach", "near": f"{NEW_YORK[0]},{NEW_YORK[1]},10", "min_confidence": 0})
+        assert by_text.status_code == 200, by_text.text
+        found_ids = [r["id"] for r in by_text.json()["results"]]
+        assert found_ids[0] == "Work/beach.jpg" and all(i.startswith("Work/") for i in found_ids)
+        assert client.get("/v1/search/text", params={"q": "beach", "near": "nowhere"}
+                          ).status_code == 400
         item = client.get("/v1/items/" + "Work%2Fbeach.jpg")
         assert item.status_code == 200 and item.json()["city"] == "New York City"
         page = client.get("/items/Work%2Fbeach.jpg")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imgsearch.engine.pipeline import is_url
+from imgsearch.enrich.places import gazetteer_unavailable
 from imgsearch.errors import ImageTooSmallError
 from imgsearch.ingest.fields import name_text
 from imgsearch.ingest.sources import (
@@ -114,6 +115,9 @@ def run_ingest(engine: Engine, source: Path,
         engine.ingest_items(todo, total=len(todo), progress=progress,
                             on_commit=on_commit, report=report)
     finally:
+        if (why := gazetteer_unavailable()) is not None:
+            report.skipped.append(IngestFailure("places", f"GPS positions name no place: "
+                                                f"{why}", "places_unavailable", count=0))
         _set_aside_skips(report)
         if kind == "catalog":
             _name_rows(report, where)

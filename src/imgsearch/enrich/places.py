@@ -9,11 +9,10 @@ desert) names nothing rather than something wrong.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 EARTH_KM = 6371.0088  # mean radius
@@ -50,8 +49,7 @@ class _Gazetteer:
         geocoder = self._load()
         if geocoder is None:
             return None
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints as it works
-            found = geocoder.query([(latitude, longitude)])[0]
+        found = geocoder.query([(latitude, longitude)])[0]
         distance = km_between(latitude, longitude, float(found["lat"]), float(found["lon"]))
         if distance is None or distance > MAX_KM:
             return None
@@ -63,11 +61,19 @@ class _Gazetteer:
             if self._geocoder is None and self.unavailable is None:
                 try:
                     import reverse_geocoder
-                    with contextlib.redirect_stdout(io.StringIO()):
-                        # mode 1: one process (mode 2 starts a process pool per query)
-                        self._geocoder = reverse_geocoder.RGeocoder(mode=1, verbose=False)
-                except (ImportError, OSError) as exc:
-                    self.unavailable = f"reverse_geocoder cannot be loaded ({exc})"
+                except ImportError as exc:
+                    self.unavailable = f"reverse_geocoder is not installed ({exc})"
+                    return None
+                table = Path(reverse_geocoder.__file__).with_name("rg_cities1000.csv")
+                if not table.is_file():  # it would download GeoNames' table instead
+                    self.unavailable = f"reverse_geocoder's table {table} is missing"
+                    return None
+                try:
+                    # mode 1: one process (mode 2 starts a process pool per query);
+                    # not verbose: it would print to standard output
+                    self._geocoder = reverse_geocoder.RGeocoder(mode=1, verbose=False)
+                except (OSError, ValueError) as exc:
+                    self.unavailable = f"reverse_geocoder cannot load {table} ({exc})"
             return self._geocoder
 
 
