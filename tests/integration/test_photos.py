@@ -223,3 +223,19 @@ def test_a_collection_of_schema_3_gains_the_photo_fields(tmp_path):
         assert (report.updated, report.unchanged) == (1, 0)
         assert engine.get("Trip/harbour.jpg").city == "Lisbon"
         assert engine.ingest(folder).unchanged == 1
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_an_upload_with_hostile_exif_is_accepted(engine):
+    import base64
+
+    from imgsearch.web import create_app
+
+    with TestClient(create_app(engine)) as client:
+        for number, name in enumerate(("count 4 billion", "random large block",
+                                       "EXIF directory pointing at itself")):
+            body = {"title": name, "image_base64": base64.b64encode(
+                hostile_jpeg(name, number)).decode()}
+            answer = client.put(f"/v1/items/upload{number}", json=body)
+            assert answer.status_code in (200, 201), answer.text
+    assert engine.get("upload0").camera is None
