@@ -43,17 +43,26 @@ if TYPE_CHECKING:
     from imgsearch.engine.core import Engine
 
 # names cameras and phones give files ("IMG_1234", "DSC01234", "PXL_20230704_101530123",
-# "IMG_20190704_123456~2", "P1010001"): no words of a title
-_CAMERA_NAME = re.compile(
-    r"^(img|dsc|dscn|dscf|dcim|pxl|mvimg|vid|pict?|photo|image|screenshot|p)?"
-    r"[\W_]*(\d+[\W_]*)*(mp|burst\d*|cover|portrait)?[\W_]*\d*$", re.IGNORECASE)
+# "IMG_20190704_123456~2", "P1010001"): no words of a title. Matched word by word, with
+# no nested repetition, so a long name cannot make the match slow.
+_CAMERA_HEAD = re.compile(r"(img|dsc|dscn|dscf|dcim|pxl|mvimg|vid|pict?|photo|image|"
+                          r"screenshot|p)?\d*")
+_CAMERA_TAIL = re.compile(r"\d+|mp|cover|portrait|burst\d*")
+
+
+def is_camera_name(stem: str) -> bool:
+    parts = [p for p in re.split(r"[\W_]+", stem.casefold()) if p]
+    if not parts:
+        return True
+    return _CAMERA_HEAD.fullmatch(parts[0]) is not None and all(
+        _CAMERA_TAIL.fullmatch(p) for p in parts[1:])
 
 
 def folder_item(entry: FolderEntry, prefix: str = "", source: str | None = None) -> Item:
     """Metadata a folder gives for free: the file name and the folders above it."""
     stem = Path(entry.id).stem
     words = re.sub(r"[_\-.+]+", " ", stem).strip()
-    title = None if _CAMERA_NAME.match(stem) else words
+    title = None if is_camera_name(stem) else words
     folders = tuple(Path(entry.id).parent.parts)
     # the stored reference must be valid text; the file is read from entry.path
     return Item(id=prefix + entry.id, image=name_text(str(entry.path)), title=title,
