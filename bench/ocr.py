@@ -227,6 +227,7 @@ def main() -> None:
         render(folder, args.images, args.seed)
     print(f"# OCR benchmark ({now()})\n\n{machine_line(machine())}\n\n`{command_line()}`\n")
     read = reading(folder, sorted(truth)[:args.time_images])
+    print("OCR alone, one image at a time:\n")
     print(table(["images timed", "OCR ms/image median", "mean", "p90"],
                 [[read["images"], read["ms_median"], read["ms_mean"], read["ms_p90"]]]))
     base = Settings(text_encoder=args.text_encoder)
@@ -239,14 +240,14 @@ def main() -> None:
     found = search(engine, truth)
     engine.close()
     shutil.rmtree(workdir, ignore_errors=True)
-    print()
+    print("\nText stored at ingest (ocr = true) against the words drawn:\n")
     print(table(["images", "words", "word recall", "other words read per image"],
                 [[words["images"], words["words"], words["word_recall"],
                   words["other_words_per_image"]]]))
-    print()
+    print("\nA text query per word drawn:\n")
     print(table(["queries (words of 4+ letters)", "image at rank 1"],
                 [[found["queries"], found["rank1"]]]))
-    print()
+    print("\nIngest of the 200 photos into a fresh collection:\n")
     print(table(["ingest", "images/s (median)", "runs"],
                 [["OCR off", median(off), len(off)], ["OCR on", on_speed, 1]]))
     print(f"\nOCR on / off: {on_speed / median(off):.3f}x; misses: "
