@@ -24,7 +24,9 @@ import typer
 
 from imgsearch.config import COLLECTION_CONFIG, Settings, layered, user_config_path
 from imgsearch.engine import Engine
+from imgsearch.engine import items as item_fields
 from imgsearch.engine.display import confidence_percent
+from imgsearch.engine.requests import SearchRequest, build_query, parse_boosts
 from imgsearch.errors import (
     CollectionError,
     EncoderError,
@@ -36,13 +38,11 @@ from imgsearch.errors import (
     StorageFullError,
     storage_fault,
 )
-from imgsearch.ingest import fields as item_fields
 from imgsearch.types import (
     Filters,
     IngestReport,
     Item,
     Progress,
-    Query,
     SearchHit,
     SearchResult,
 )
@@ -311,7 +311,7 @@ def add(
         path = None if image.startswith(("http://", "https://")) else Path(image).resolve()
         # a name that is not UTF-8 is stored as text (\xNN escapes); the file is read as is
         ref = image if path is None else item_fields.name_text(str(path))
-        checked_id = item_fields.item_id(item_id) if item_id else item_fields.name_text(image)
+        checked_id = item_fields.checked_id(item_id) if item_id else item_fields.name_text(image)
         item = Item(id=checked_id, image=ref, title=title, description=description,
                     category=category, brand=brand, price=price, color=color,
                     tags=tuple(tag or ()))
@@ -395,19 +395,6 @@ def _filters(category: list[str] | None, brand: list[str] | None, price_min: flo
                    licenses=tuple(license_ or ()), tags=tuple(tag or ()),
                    orientation=orientation,  # type: ignore[arg-type]
                    min_width=min_width, min_height=min_height, attributes=attributes)
-
-
-def _boosts(pairs: list[str] | None) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for pair in pairs or ():
-        name, sep, value = pair.partition("=")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            raise InvalidInputError(f"--boost takes SIGNAL=WEIGHT, got {pair!r}") from None
-        if not sep:
-            raise InvalidInputError(f"--boost takes SIGNAL=WEIGHT, got {pair!r}")
-    return out
 
 
 FormatOpt = Annotated[str, typer.Option(
@@ -504,6 +491,9 @@ MaxPerCategory = Annotated[int | None, typer.Option(
     "--max-per-category", help="Diversity: at most this many hits per category.")]
 Mmr = Annotated[float | None, typer.Option(
     "--mmr", help="Diversity: maximal marginal relevance lambda (1 = relevance only).")]
+PreferColor = Annotated[list[str] | None, typer.Option(
+    "--prefer-color", help="Rank items of this colour higher (a boost, not a filter); "
+                           "repeatable.")]
 CollapseOpt = Annotated[bool, typer.Option(
     "--collapse/--no-collapse", help="Fold near-exact duplicates into one hit.")]
 Offset = Annotated[int, typer.Option("--offset")]
@@ -524,12 +514,13 @@ def _photo_filters(filters: Filters, taken_after: str | None, taken_before: str 
                                cameras=tuple(camera or ()), near=position)
 
 
-def _search_and_print(collection: Path, query: Query, limit: int | None, as_json: bool,
-                      offset: int, fmt: str) -> None:
+def _search_and_print(collection: Path, request: SearchRequest, limit: int | None,
+                      as_json: bool, offset: int, fmt: str) -> None:
     """Search a collection read-only; without --limit, a page is its default_limit."""
     with _open(collection, readonly=True) as engine:
-        page = limit if limit is not None else engine.settings.default_limit
-        result = engine.search(dataclasses.replace(query, limit=page))
+        query = build_query(dataclasses.replace(request, limit=limit),
+                            engine.settings.default_limit)
+        result = engine.search(query)
     _print_result(result, as_json, offset, fmt)
 
 
@@ -558,23 +549,27 @@ def search(
     multi_image: Annotated[str | None, typer.Option(
         "--multi-image", help="Several images: 'average' their vectors or 'rrf' fuse "
                               "per-image rankings.")] = None,
-    prefer_color: Annotated[list[str] | None, typer.Option(
-        "--prefer-color", help="Rank items of this colour higher (a boost, not a filter); "
-                               "repeatable.")] = None,
+    prefer_color: PreferColor = None,
+    ef_search: Annotated[int | None, typer.Option(
+        "--ef-search", help="HNSW indexes: candidates kept while searching (recall for "
+                            "time); default from the collection's settings.")] = None,
+    nprobe: Annotated[int | None, typer.Option(
+        "--nprobe", help="IVF-PQ indexes: inverted lists visited.")] = None,
 ) -> None:
     """Search by text, by image(s), or both."""
     with _errors():
-        query = Query(text=text, images=list(image or []), negative_images=list(not_image or []),
-                      image_weight=image_weight, offset=offset, parse=parse,
-                      min_confidence=min_confidence, collapse_duplicates=collapse,
-                      boosts=_boosts(boost), max_per_category=max_per_category,
-                      mmr_lambda=mmr, multi_image=multi_image,
-                      prefer_colors=tuple(prefer_color or ()),
-                      filters=_photo_filters(
-                          _filters(category, brand, price_min, price_max, color, license_,
-                                   tag, orientation, min_width, min_height, attr),
-                          taken_after, taken_before, camera, near))
-        _search_and_print(collection, query, limit, as_json, offset, fmt)
+        request = SearchRequest(
+            text=text, images=list(image or []), negative_images=list(not_image or []),
+            image_weight=image_weight, offset=offset, parse=parse,
+            min_confidence=min_confidence, collapse_duplicates=collapse,
+            boosts=parse_boosts(boost or ()), max_per_category=max_per_category,
+            mmr_lambda=mmr, multi_image=multi_image, prefer_colors=tuple(prefer_color or ()),
+            ef_search=ef_search, nprobe=nprobe,
+            filters=_photo_filters(
+                _filters(category, brand, price_min, price_max, color, license_,
+                         tag, orientation, min_width, min_height, attr),
+                taken_after, taken_before, camera, near))
+        _search_and_print(collection, request, limit, as_json, offset, fmt)
 
 
 @app.command()
@@ -589,18 +584,20 @@ def similar(
     limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False, fmt: FormatOpt = "table",
     min_confidence: MinConfidence = None, collapse: CollapseOpt = True,
     boost: Boost = None, max_per_category: MaxPerCategory = None, mmr: Mmr = None,
+    prefer_color: PreferColor = None,
 ) -> None:
     """More like this item (the item itself excluded)."""
     with _errors():
-        query = Query(similar_to=item_id, offset=offset,
-                      min_confidence=min_confidence, collapse_duplicates=collapse,
-                      boosts=_boosts(boost), max_per_category=max_per_category,
-                      mmr_lambda=mmr,
-                      filters=_photo_filters(
-                          _filters(category, brand, price_min, price_max, color, license_,
-                                   tag, orientation, min_width, min_height, attr),
-                          taken_after, taken_before, camera, near))
-        _search_and_print(collection, query, limit, as_json, offset, fmt)
+        request = SearchRequest(
+            similar_to=item_id, offset=offset, min_confidence=min_confidence,
+            collapse_duplicates=collapse, boosts=parse_boosts(boost or ()),
+            max_per_category=max_per_category, mmr_lambda=mmr,
+            prefer_colors=tuple(prefer_color or ()),
+            filters=_photo_filters(
+                _filters(category, brand, price_min, price_max, color, license_,
+                         tag, orientation, min_width, min_height, attr),
+                taken_after, taken_before, camera, near))
+        _search_and_print(collection, request, limit, as_json, offset, fmt)
 
 
 @app.command()
@@ -829,6 +826,14 @@ def serve(
     require_read_key: Annotated[bool | None, typer.Option(
         "--require-read-key/--no-require-read-key",
         help="Searches and the web page need a key too.")] = None,
+    consume: Annotated[str | None, typer.Option(
+        "--consume", help="Also index from this Redis stream (redis://HOST:6379/STREAM), "
+                          "as `imgsearch consume` does; its lag shows in /metrics.")] = None,
+    consume_group: Annotated[str, typer.Option(help="Consumer group for --consume.")]
+    = "imgsearch",
+    image_root: Annotated[list[Path] | None, typer.Option(
+        "--image-root", help="Folder whose images stream messages may name by path; "
+                             "repeatable.")] = None,
 ) -> None:
     """Serve the HTTP API (docs at /docs) over a collection.
 
@@ -845,7 +850,13 @@ def serve(
             cors_origins=",".join([settings.cors_origins, *(cors_origin or [])]).strip(","),
             require_read_key=settings.require_read_key if require_read_key is None
             else require_read_key)
-        run_server(collection, host, port, settings, workers=workers)
+        stream = None
+        if consume is not None:
+            from imgsearch.engine.stream import ConsumeOptions, StreamAddress
+
+            stream = ConsumeOptions(StreamAddress.parse(consume), group=consume_group,
+                                    image_roots=tuple(image_root or ()))
+        run_server(collection, host, port, settings, workers=workers, consume=stream)
 
 
 def _serve_collection(option: Path | None, positional: Path | None) -> Path:
@@ -950,6 +961,136 @@ def show_config(
         typer.echo(f"{'setting':<{width}}  {'value':<{value_width}}  from")
         for name, value in shown.items():
             typer.echo(f"{name:<{width}}  {value:<{value_width}}  {origin[name]}")
+
+
+# ---- batch encoding to Parquet shards, and streams ------------------------------------
+
+
+@app.command()
+def encode(
+    source: Annotated[Path, typer.Argument(help="A folder, a catalog (.csv/.jsonl/.parquet) "
+                                                "or a URL list (.txt).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder of the Parquet shards.")],
+    runner: Annotated[str, typer.Option(help="local (this process) or ray.")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="Ray cluster to use (default: start a local one).")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Ray workers, each holding one encoder.")] = 1,
+    num_gpus: Annotated[float, typer.Option(
+        "--num-gpus", min=0.0, help="GPUs per Ray worker.")] = 0.0,
+    shard_size: Annotated[int, typer.Option("--shard-size", min=1,
+                                            help="Items per shard.")] = 1000,
+    image_encoder: ImageEncoderOpt = None,
+    text_encoder: TextEncoderOpt = None,
+    clip_model: ClipModelOpt = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per shard.")] = False,
+) -> None:
+    """Encode a source into Parquet shards, without a collection; a killed run resumes.
+
+    Load the shards into a collection with `imgsearch import-embeddings`.
+    """
+    from imgsearch.engine.batch_encode import run_encode
+
+    with _errors():
+        if runner not in ("local", "ray"):
+            raise InvalidInputError(f"--runner must be local or ray, got {runner!r}")
+        settings = _settings(clip_model)
+        settings = settings.replace(image_encoder=image_encoder or settings.image_encoder,
+                                    text_encoder=text_encoder or settings.text_encoder)
+        def shard_done(event: Progress) -> None:
+            if not (quiet or as_json):
+                typer.echo(f"shard {event.done}/{event.total} written ({event.failed} "
+                           f"failed so far)", err=True)
+
+        report = run_encode(source, out, settings, runner="ray" if runner == "ray" else "local",
+                            shard_size=shard_size, ray_address=ray_address, workers=workers,
+                            num_gpus=num_gpus, progress=shard_done)
+        if as_json:
+            _print_json(report.to_dict())
+        for failure in report.failed[:50]:
+            typer.echo(f"failed: {failure.source}: {failure.reason}", err=True)
+        if len(report.failed) > 50:
+            typer.echo(f"... and {len(report.failed) - 50} more failures", err=True)
+        typer.echo(f"{report.shards} shard(s): {report.written} written, {report.skipped} "
+                   f"finished before; {report.items} items encoded, {len(report.failed)} "
+                   f"failed in {report.seconds:.1f}s ({report.runner} runner)", err=True)
+        if report.failed:
+            raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command(name="import-embeddings")
+def import_embeddings(
+    directory: Annotated[Path, typer.Argument(help="The --out folder of `imgsearch encode`.")],
+    collection: CollectionOpt,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load Parquet shards of `imgsearch encode` into a collection without re-encoding."""
+    from imgsearch.engine import import_embeddings as importing
+
+    with _errors():
+        spaces = importing.shard_spaces(directory)
+        with _removed_if_left_empty(collection) as outcome, importing.open_for_import(
+                collection, _settings(collection=collection), spaces) as engine:
+            for note in engine.open_notes:
+                typer.echo(f"note: {note}", err=True)
+            try:
+                report = importing.import_embeddings(engine, directory)
+            except BaseException:
+                outcome["items"] = _items_or_keep(engine)
+                raise
+            outcome["items"] = -1
+        _print_report(report, as_json)
+        if report.failed:
+            raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def consume(
+    stream: Annotated[str, typer.Argument(help="redis://HOST:6379/STREAM")],
+    collection: CollectionOpt,
+    group: Annotated[str, typer.Option(help="Consumer group.")] = "imgsearch",
+    consumer: Annotated[str | None, typer.Option(
+        help="This consumer's name in the group (default: HOST-PID); give the same name "
+             "after a restart to take up its pending messages at once.")] = None,
+    image_root: Annotated[list[Path] | None, typer.Option(
+        "--image-root", help="Folder whose images messages may name by path; "
+                             "repeatable. Default: no paths, only URLs and bytes.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Messages per read.")] = 32,
+    claim_idle_ms: Annotated[int, typer.Option(
+        min=0, help="Claim messages another consumer left pending this long.")] = 60_000,
+    exit_when_idle: Annotated[bool, typer.Option(
+        help="Stop once a round finds no message (default: run until stopped).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index from a Redis stream as a consumer group member, until Ctrl-C or SIGTERM.
+
+    Messages upsert an item (id, image URL, path or base64 bytes, metadata) or delete
+    one; each is acknowledged once its write is durable; a message that cannot be
+    applied goes, with its reason, to the stream STREAM:dead.
+    """
+    import signal
+    import threading
+
+    from imgsearch.engine.stream import StreamAddress, StreamConsumer
+
+    with _errors():
+        address = StreamAddress.parse(stream)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        with _open(collection, create=True) as engine:
+            worker = StreamConsumer(engine, address, group=group, consumer=consumer,
+                                    image_roots=image_root or [], batch_size=batch_size,
+                                    claim_idle_ms=claim_idle_ms)
+            typer.echo(f"consuming {address} as {worker.consumer} in group {group}",
+                       err=True)
+            stats = worker.run(stop, stop_when_idle=exit_when_idle)
+        if as_json:
+            _print_json(dataclasses.asdict(stats))
+        typer.echo(f"upserted {stats.upserted}, unchanged {stats.unchanged}, deleted "
+                   f"{stats.deleted}, dead-lettered {stats.dead}, reclaimed "
+                   f"{stats.reclaimed}, errors {stats.errors}", err=True)
 
 
 def main() -> None:
