@@ -11,9 +11,11 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 # Debian packages: the browser and Redis tests use chromium and redis-server (they skip,
-# saying why, without them); the benchmarks read real photos and clip-art.
-APT_TEST := chromium redis-server
-APT_BENCH := gnome-backgrounds tuxpaint-stamps-default mate-backgrounds sway-backgrounds \
+# saying why, without them), the OCR tests tesseract; the benchmarks read real photos and
+# clip-art, bench/ocr.py renders text in these fonts and bench/cli_start.py times with hyperfine.
+APT_TEST := chromium redis-server tesseract-ocr tesseract-ocr-eng
+APT_BENCH := tesseract-ocr tesseract-ocr-eng fonts-dejavu-core fonts-liberation fonts-freefont-ttf \
+	gnome-backgrounds tuxpaint-stamps-default mate-backgrounds sway-backgrounds \
 	plasma-workspace-wallpapers ukui-wallpapers lomiri-wallpapers openclipart-png wesnoth-1.16-data \
 	hyperfine
 
@@ -80,6 +82,7 @@ bench: $(BENCH_STAMP) apt-bench
 	$(PY) bench/copydetect.py
 	$(PY) bench/watch.py
 	$(PY) bench/watch.py --burst 10000 --text-encoder none
+	$(PY) bench/ocr.py
 	$(PY) bench/encode.py
 	$(PY) bench/cli_start.py
 	$(PY) bench/report.py

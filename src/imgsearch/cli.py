@@ -387,6 +387,24 @@ def remove(ids: Annotated[list[str], typer.Argument(help="Item ids.")],
 
 
 @app.command()
+def show(item_id: Annotated[str, typer.Argument(help="Id of the item.")],
+         collection: CollectionOpt, as_json: JsonOpt = False) -> None:
+    """Show one item: its metadata and what ingest learnt (EXIF facts, place, text
+    read from the image)."""
+    with _errors():
+        with _open(collection, readonly=True) as engine:
+            data = engine.get(item_id).to_dict()
+        if as_json:
+            _print_json(data)
+            return
+        width = max(len(name) for name in data)
+        for name, value in data.items():
+            if value not in (None, "", [], {}, ()):
+                shown = value if not isinstance(value, list | dict) else json.dumps(value)
+                typer.echo(f"{name:<{width}}  " + str(shown).replace("\n", " / "))
+
+
+@app.command()
 def info(collection: CollectionOpt, as_json: JsonOpt = False) -> None:
     """Show what a collection holds."""
     with _errors():
@@ -500,6 +518,15 @@ OrientationOpt = Annotated[str | None, typer.Option(
 MinWidth = Annotated[int | None, typer.Option("--min-width")]
 MinHeight = Annotated[int | None, typer.Option("--min-height")]
 Attr = Annotated[list[str] | None, typer.Option("--attr", help="NAME=VALUE; repeatable.")]
+TakenAfter = Annotated[str | None, typer.Option(
+    "--taken-after", help="Photos taken on or after this local date (2019, 2019-06, "
+                          "2019-06-01).")]
+TakenBefore = Annotated[str | None, typer.Option(
+    "--taken-before", help="Photos taken before this local date.")]
+Camera = Annotated[list[str] | None, typer.Option(
+    "--camera", help="Camera make and model as stored ('Google Pixel 4a'); repeatable.")]
+Near = Annotated[str | None, typer.Option(
+    "--near", help="LAT,LON,KM: photos taken within KM km of that position.")]
 Limit = Annotated[int | None, typer.Option(
     "--limit", "-n", help="Results per page (default: the default_limit setting, 10).")]
 MinConfidence = Annotated[float | None, typer.Option(
@@ -518,6 +545,21 @@ PreferColor = Annotated[list[str] | None, typer.Option(
 CollapseOpt = Annotated[bool, typer.Option(
     "--collapse/--no-collapse", help="Fold near-exact duplicates into one hit.")]
 Offset = Annotated[int, typer.Option("--offset")]
+
+
+def _photo_filters(filters: Filters, taken_after: str | None, taken_before: str | None,
+                   camera: list[str] | None, near: str | None) -> Filters:
+    position: tuple[float, float, float] | None = None
+    if near is not None:
+        parts = near.split(",")
+        try:
+            lat, lon, km = (float(p) for p in parts)
+        except ValueError:
+            raise InvalidInputError(f"--near takes LAT,LON,KM (e.g. 38.72,-9.14,25), "
+                                    f"got {near!r}") from None
+        position = (lat, lon, km)
+    return dataclasses.replace(filters, taken_after=taken_after, taken_before=taken_before,
+                               cameras=tuple(camera or ()), near=position)
 
 
 def _search_and_print(collection: Path, request: SearchRequest, limit: int | None,
@@ -544,7 +586,8 @@ def search(
     category: Category = None, brand: Brand = None, price_min: PriceMin = None,
     price_max: PriceMax = None, color: Color = None, license_: License = None,
     tag: Tag = None, orientation: OrientationOpt = None, min_width: MinWidth = None,
-    min_height: MinHeight = None, attr: Attr = None,
+    min_height: MinHeight = None, attr: Attr = None, taken_after: TakenAfter = None,
+    taken_before: TakenBefore = None, camera: Camera = None, near: Near = None,
     limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False, fmt: FormatOpt = "table",
     parse: Annotated[bool, typer.Option(
         "--parse/--no-parse", help="Understand prices, colours, brands and categories in "
@@ -570,8 +613,10 @@ def search(
             boosts=parse_boosts(boost or ()), max_per_category=max_per_category,
             mmr_lambda=mmr, multi_image=multi_image, prefer_colors=tuple(prefer_color or ()),
             ef_search=ef_search, nprobe=nprobe,
-            filters=_filters(category, brand, price_min, price_max, color, license_,
-                             tag, orientation, min_width, min_height, attr))
+            filters=_photo_filters(
+                _filters(category, brand, price_min, price_max, color, license_,
+                         tag, orientation, min_width, min_height, attr),
+                taken_after, taken_before, camera, near))
         _search_and_print(collection, request, limit, as_json, offset, fmt)
 
 
@@ -582,7 +627,8 @@ def similar(
     category: Category = None, brand: Brand = None, price_min: PriceMin = None,
     price_max: PriceMax = None, color: Color = None, license_: License = None,
     tag: Tag = None, orientation: OrientationOpt = None, min_width: MinWidth = None,
-    min_height: MinHeight = None, attr: Attr = None,
+    min_height: MinHeight = None, attr: Attr = None, taken_after: TakenAfter = None,
+    taken_before: TakenBefore = None, camera: Camera = None, near: Near = None,
     limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False, fmt: FormatOpt = "table",
     min_confidence: MinConfidence = None, collapse: CollapseOpt = True,
     boost: Boost = None, max_per_category: MaxPerCategory = None, mmr: Mmr = None,
@@ -595,8 +641,10 @@ def similar(
             collapse_duplicates=collapse, boosts=parse_boosts(boost or ()),
             max_per_category=max_per_category, mmr_lambda=mmr,
             prefer_colors=tuple(prefer_color or ()),
-            filters=_filters(category, brand, price_min, price_max, color, license_,
-                             tag, orientation, min_width, min_height, attr))
+            filters=_photo_filters(
+                _filters(category, brand, price_min, price_max, color, license_,
+                         tag, orientation, min_width, min_height, attr),
+                taken_after, taken_before, camera, near))
         _search_and_print(collection, request, limit, as_json, offset, fmt)
 
 

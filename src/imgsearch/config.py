@@ -164,7 +164,19 @@ class Settings:
     weight_text: float = 1.0
     weight_clip_text: float = 1.0
     # BM25 weight of each text field, in the order of the keyword index's columns
-    keyword_fields: str = "title:3,description:1,tags:2,category:2,brand:2,colors:1"
+    # (ocr: text read from the pixels; album: the folders a photo is in; place: the city,
+    # region and country its GPS position names)
+    keyword_fields: str = ("title:3,description:1,tags:2,category:2,brand:2,colors:1,ocr:1,"
+                           "album:2,place:2")
+
+    # photos: text read from the pixels at ingest (Tesseract, the `tesseract` command).
+    # Off by default: it costs ~0.2-1 s of CPU per image against a few ms for the rest
+    # of ingest (BENCHMARKS.md, bench/ocr.py). Languages are Tesseract's codes joined by
+    # "+" ("eng+deu"), each needing its tesseract-ocr-<code> package.
+    ocr: bool = False
+    ocr_languages: str = "eng"
+    ocr_timeout_s: float = 20.0  # per image; an image that takes longer gets no text
+    ocr_max_pixels: int = 4_000_000  # larger images are scaled down to this before OCR
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -178,7 +190,8 @@ class Settings:
                     f"{', '.join(allowed)}")
 
     def keyword_weights(self) -> list[float]:
-        order = ("title", "description", "tags", "category", "brand", "colors")
+        order = ("title", "description", "tags", "category", "brand", "colors", "ocr",
+                 "album", "place")
         given: dict[str, float] = {}
         for part in self.keyword_fields.split(","):
             name, _, value = part.partition(":")

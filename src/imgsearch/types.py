@@ -53,6 +53,12 @@ KNOWN_FIELDS: tuple[str, ...] = (
     "created_at",
 )
 
+# what a photo says of itself (Item fields derived at ingest; see Item)
+PHOTO_FIELDS: tuple[str, ...] = (
+    "album", "ocr_text", "taken_at", "taken_from", "camera", "lens", "focal_length",
+    "latitude", "longitude", "city", "region", "country",
+)
+
 
 @dataclass
 class Item:
@@ -92,6 +98,20 @@ class Item:
     # the image's bytes as uploaded, kept in the collection (a path relative to it) when
     # the item has no image reference to re-read them from
     original: str | None = None
+    # what a photo says of itself (ingest.exif, enrich.places, enrich.ocr): the folders
+    # it sits in, text read from its pixels, when, with what and where it was taken
+    album: str | None = None
+    ocr_text: str | None = None
+    taken_at: str | None = None  # ISO 8601 local time, with its UTC offset when known
+    taken_from: str | None = None  # "exif", or "file" (the file's time: no EXIF date)
+    camera: str | None = None
+    lens: str | None = None
+    focal_length: float | None = None  # millimetres
+    latitude: float | None = None
+    longitude: float | None = None
+    city: str | None = None
+    region: str | None = None
+    country: str | None = None
 
     @property
     def orientation(self) -> Orientation | None:
@@ -107,6 +127,7 @@ class Item:
         """The text a text encoder and keyword search see for this item."""
         parts = [self.title, self.description, self.category, self.brand, self.color]
         parts.extend(self.tags)
+        parts += [self.city, self.region, self.country, self.ocr_text]
         return " . ".join(p for p in parts if p)
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,6 +153,12 @@ class Filters:
     min_width: int | None = None
     min_height: int | None = None
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    # photos: local date-time bounds (ISO 8601 prefix, "2019" or "2019-06-01"; after is
+    # inclusive, before exclusive), camera values, and (latitude, longitude, radius km)
+    taken_after: str | None = None
+    taken_before: str | None = None
+    cameras: tuple[str, ...] = ()
+    near: tuple[float, float, float] | None = None
 
     def is_empty(self) -> bool:
         return not (
@@ -146,6 +173,10 @@ class Filters:
             or self.min_width
             or self.min_height
             or self.attributes
+            or self.taken_after
+            or self.taken_before
+            or self.cameras
+            or self.near
         )
 
 

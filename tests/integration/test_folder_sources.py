@@ -10,6 +10,7 @@ from imgsearch.config import Settings
 from imgsearch.engine import Engine
 from imgsearch.store.schema import SCHEMA_VERSION
 from imgsearch.types import Query
+from photogen import undo_photo_schema
 
 
 def _ids(eng: Engine) -> set[str]:
@@ -76,6 +77,7 @@ def test_an_item_of_another_source_is_never_overwritten(tmp_path, engine):
 def _downgrade_to_schema_2(catalog: Path) -> None:
     """Make the catalog look as the previous version wrote it."""
     conn = sqlite3.connect(catalog)
+    undo_photo_schema(conn)
     conn.executescript("""
         DROP INDEX items_source; DROP INDEX items_original; DROP INDEX items_thumbnail;
         ALTER TABLE items DROP COLUMN source; ALTER TABLE items DROP COLUMN original;
@@ -94,9 +96,10 @@ def test_a_collection_of_the_previous_schema_opens_and_keeps_its_ids(tmp_path):
     _downgrade_to_schema_2(collection / "catalog.sqlite3")
     with Engine.open(collection, settings) as eng:
         version = eng.catalog._reader.execute("PRAGMA user_version").fetchone()[0]
-        assert version == SCHEMA_VERSION == 3
-        report = eng.ingest(first)
-        assert (report.unchanged, report.added, report.removed) == (6, 0, 0)
+        assert version == SCHEMA_VERSION == 4
+        report = eng.ingest(first)  # read again once, for their photo facts (schema 4)
+        assert (report.updated, report.added, report.removed) == (6, 0, 0)
+        assert eng.ingest(first).unchanged == 6
         report = eng.ingest(second)
         assert (report.added, report.updated) == (6, 0)
         assert _ids(eng) == set(ids) | {f"two//{i}" for i in ids}

@@ -52,6 +52,7 @@ from imgsearch.engine.shared_cache import RedisCache
 from imgsearch.engine.storage import lock_collection, refuse_emptied, storage_faults
 from imgsearch.engine.timing import load_model, stage
 from imgsearch.enrich.colors import BASIC_COLORS
+from imgsearch.enrich.places import places_facet
 from imgsearch.enrich.thumbnails import remove_thumbnail, thumbnail_relpath, write_thumbnail
 from imgsearch.errors import (
     CollectionError,
@@ -804,7 +805,8 @@ class Engine:
 
     def facets(self, limit: int = 200) -> dict[str, Any]:
         """Values a search form offers: categories and brands (most common first, with
-        counts) and the colour names with their swatch hex."""
+        counts), the colour names with their swatch hex, and the places photos were
+        taken: countries with their cities, most photos first."""
         self.refresh()
         return {
             "categories": [{"value": v, "count": n}
@@ -813,6 +815,7 @@ class Engine:
                        for v, n in self.catalog.distinct_values("brand", limit)],
             "colors": {name: "#{:02x}{:02x}{:02x}".format(*rgb)
                        for name, rgb in BASIC_COLORS.items()},
+            "places": places_facet(self.catalog.place_counts(limit * 10), limit),
         }
 
     def known_values(self, column: str) -> tuple[list[str], frozenset[str]]:
@@ -833,7 +836,8 @@ class Engine:
         if vocabulary is None:
             version = self.write_version
             vocabulary = Vocabulary(self.known_values("brand")[0],
-                                    self.known_values("category")[0])
+                                    self.known_values("category")[0],
+                                    self.known_values("camera")[0])
             if version == self.write_version:
                 self._vocabulary = vocabulary
         return vocabulary

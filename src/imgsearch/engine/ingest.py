@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imgsearch.engine.pipeline import is_url
+from imgsearch.enrich.places import gazetteer_unavailable
 from imgsearch.errors import ImageTooSmallError
 from imgsearch.ingest.changes import scan_changed
 from imgsearch.ingest.fields import name_text
@@ -42,19 +43,32 @@ from imgsearch.types import (
 if TYPE_CHECKING:
     from imgsearch.engine.core import Engine
 
-_CAMERA_NAME = re.compile(r"^(img|dsc|dscn|dscf|pxl|mvimg|photo|image|screenshot)?[\W_]*\d*$",
-                          re.IGNORECASE)
+# names cameras and phones give files ("IMG_1234", "DSC01234", "PXL_20230704_101530123",
+# "IMG_20190704_123456~2", "P1010001"): no words of a title. Matched word by word, with
+# no nested repetition, so a long name cannot make the match slow.
+_CAMERA_HEAD = re.compile(r"(img|dsc|dscn|dscf|dcim|pxl|mvimg|vid|pict?|photo|image|"
+                          r"screenshot|p)?\d*")
+_CAMERA_TAIL = re.compile(r"\d+|mp|cover|portrait|burst\d*")
+
+
+def is_camera_name(stem: str) -> bool:
+    parts = [p for p in re.split(r"[\W_]+", stem.casefold()) if p]
+    if not parts:
+        return True
+    return _CAMERA_HEAD.fullmatch(parts[0]) is not None and all(
+        _CAMERA_TAIL.fullmatch(p) for p in parts[1:])
 
 
 def folder_item(entry: FolderEntry, prefix: str = "", source: str | None = None) -> Item:
     """Metadata a folder gives for free: the file name and the folders above it."""
     stem = Path(entry.id).stem
     words = re.sub(r"[_\-.+]+", " ", stem).strip()
-    title = None if _CAMERA_NAME.match(stem) else words
+    title = None if is_camera_name(stem) else words
     folders = tuple(Path(entry.id).parent.parts)
     # the stored reference must be valid text; the file is read from entry.path
     return Item(id=prefix + entry.id, image=name_text(str(entry.path)), title=title,
-                tags=folders, source_size=entry.size, source_mtime=entry.mtime, source=source)
+                tags=folders, source_size=entry.size, source_mtime=entry.mtime, source=source,
+                album=" / ".join(folders) or None)
 
 
 def _file_hash(path: Path) -> str:
@@ -109,10 +123,16 @@ def run_ingest(engine: Engine, source: Path,
     if progress:
         progress(Progress("scan", report.unchanged, report.unchanged + len(todo),
                           len(report.failed)))
+    if todo and engine.settings.ocr and engine.preparer.ocr_unavailable:
+        report.skipped.append(IngestFailure("OCR", engine.preparer.ocr_unavailable,
+                                            "ocr_unavailable", count=0))
     try:
         engine.ingest_items(todo, total=len(todo), progress=progress,
                             on_commit=on_commit, report=report)
     finally:
+        if (why := gazetteer_unavailable()) is not None:
+            report.skipped.append(IngestFailure("places", f"GPS positions name no place: "
+                                                f"{why}", "places_unavailable", count=0))
         _set_aside_skips(report)
         if kind == "catalog":
             _name_rows(report, where)
@@ -200,8 +220,9 @@ def _folder_todo(engine: Engine, source: Path, report: IngestReport,
         if admit is not None and not admit(entry):
             continue  # held back: looked at again by a later run
         if state is not None:
-            content_hash = state[2]
-            if content_hash and content_hash == _file_hash(entry.path):
+            content_hash, mtime = state[2], state[1]
+            # an unknown mtime (schema 4 forgot it) asks for the facts to be read again
+            if content_hash and mtime is not None and content_hash == _file_hash(entry.path):
                 # touched but not changed: remember the new mtime, skip the work
                 engine.catalog.update_source_stat(item.id, entry.size, entry.mtime)
                 report.unchanged += 1

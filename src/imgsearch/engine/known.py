@@ -21,9 +21,10 @@ SHOWN = 20  # known values an error lists
 
 
 def check_known_values(engine: Engine, filters: Filters) -> None:
-    """InvalidFilterError when a category or brand filter names a value no item has."""
+    """InvalidFilterError when a category, brand or camera filter names a value no item has."""
     for column, plural, values in (("category", "categories", filters.categories),
-                                   ("brand", "brands", filters.brands)):
+                                   ("brand", "brands", filters.brands),
+                                   ("camera", "cameras", filters.cameras)):
         if not values:
             continue
         known, norms = engine.known_values(column)

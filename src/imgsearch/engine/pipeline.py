@@ -20,7 +20,9 @@ from PIL import Image
 from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
 from imgsearch.enrich.colors import dominant_colors, normalize_color_name
+from imgsearch.enrich.ocr import OcrEngine, find_ocr
 from imgsearch.enrich.phash import perceptual_hash
+from imgsearch.enrich.photo import photo_fields
 from imgsearch.enrich.thumbnails import make_thumbnail
 from imgsearch.errors import FetchError, ImageError, ImgSearchError
 from imgsearch.ingest.decode import DecodedImage, decode_file, decode_image
@@ -28,6 +30,7 @@ from imgsearch.ingest.fetch import Fetcher
 from imgsearch.store.files import original_relpath
 from imgsearch.types import ImageInput, IngestFailure, Item
 
+_OCR_SIDE = 1200  # shorter side of the decode OCR reads (its longer side up to twice)
 # an item with its derived fields, its decoded image, thumbnail and original bytes to keep
 _Enriched = tuple[Item, Image.Image, bytes, bytes | None]
 
@@ -62,13 +65,21 @@ class Preparer:
         self.fetcher = fetcher
         workers = settings.ingest_workers or (os.cpu_count() or 1)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgsearch-decode")
+        # why OCR, switched on, reads nothing (no tesseract, a language missing)
+        self.ocr: OcrEngine | None = None
+        self.ocr_unavailable: str | None = None
+        if settings.ocr:
+            self.ocr, self.ocr_unavailable = find_ocr(
+                settings.ocr_languages, settings.ocr_timeout_s, settings.ocr_max_pixels)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
 
     @property
     def reduce_to(self) -> int:
-        return max(self.image_encoder.image_side, self.settings.thumbnail_size)
+        side = max(self.image_encoder.image_side, self.settings.thumbnail_size)
+        # text needs its pixels: OCR reads a larger decode (capped by ocr_max_pixels)
+        return max(side, _OCR_SIDE) if self.ocr is not None else side
 
     def decode(self, value: ImageInput | None, source: str,
                fetched: dict[str, bytes | FetchError] | None = None) -> DecodedImage:
@@ -101,7 +112,8 @@ class Preparer:
             content_hash=decoded.content_hash, phash=perceptual_hash(image),
             colors=tuple(names),
             original=None if kept is None else original_relpath(decoded.content_hash,
-                                                                decoded.format))
+                                                                decoded.format),
+            **photo_fields(item, decoded.facts, self.ocr.read(image) if self.ocr else None))
         return enriched, image, make_thumbnail(image, self.settings.thumbnail_size), kept
 
     def _original(self, item: Item, value: ImageInput | None) -> bytes | None:

@@ -44,6 +44,7 @@ from imgsearch.search.matching import (
 )
 from imgsearch.search.planner import RerankOptions, business_weights, rerank, subset
 from imgsearch.search.understand import Interpretation, understand
+from imgsearch.store.catalog import FIELD_SIGNALS
 from imgsearch.store.filters import validate as validate_filters
 from imgsearch.store.logs import SearchRecord
 from imgsearch.types import Filters, ImageInput, Item, Query, SearchHit, SearchResult
@@ -191,7 +192,8 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
     image_done = False
     for name, scores in ranked.per_signal.items():
         space_name = name.split(":", 1)[0]
-        if name == "keyword" or space_name == "not-image" or name in SOFT_SIGNALS:
+        if name == "keyword" or space_name == "not-image" or name in SOFT_SIGNALS \
+                or name in FIELD_SIGNALS:  # parts of the keyword list, judged with it
             continue  # closeness to a counter-example, a shared category: no evidence
         if space_name == "image":
             if not image_done:
@@ -398,10 +400,11 @@ def _fused_text(engine: Engine, query: Query, signals: list[Signal],
     fused = fuse(lists, s.fusion, s.rrf_k)
     top = fused.keys[:k]
     evidence: dict[str, NDArray[np.float32]] = {}
+    per_signal = {name: col[:k] for name, col in fused.list_scores.items()}
     if "keyword" in fused.ranks and query.text:
         evidence["keyword"] = engine.catalog.term_coverage(query.text, top)
-    return Ranked(top, fused.scores[:k],
-                  {name: col[:k] for name, col in fused.list_scores.items()},
+        per_signal.update(engine.catalog.field_matches(query.text, top))  # "ocr", ...
+    return Ranked(top, fused.scores[:k], per_signal,
                   {name: col[:k] for name, col in fused.ranks.items()},
                   ", ".join(plans) + f" fused:{s.fusion}", len(fused.keys), evidence)
 
@@ -418,6 +421,11 @@ def _merge(filters: Filters, parsed: Interpretation, colors_as_filter: bool = Tr
         colors=filters.colors or (tuple(parsed.colors) if colors_as_filter else ()),
         brands=filters.brands or tuple(parsed.brands),
         categories=filters.categories or tuple(parsed.categories),
+        cameras=filters.cameras or tuple(parsed.cameras),
+        taken_after=filters.taken_after or (
+            None if filters.taken_before else parsed.taken_after),
+        taken_before=filters.taken_before or (
+            None if filters.taken_after else parsed.taken_before),
     )
 
 
@@ -442,7 +450,7 @@ def interpret(engine: Engine, query: Query) -> tuple[Query, dict[str, Any]]:
             interpretation["boosts"] = {"colors": list(parsed.colors)}
         use = "prefer" if mode == "boost" else "ignored" if query.filters.colors else "filter"
         interpretation["colors"] = dict.fromkeys(parsed.colors, use)
-    return dataclasses.replace(query, text=parsed.text, filters=merged,
+    return dataclasses.replace(query, text=parsed.text or None, filters=merged,
                                prefer_colors=prefer), interpretation
 
 
@@ -525,6 +533,10 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
             query = dataclasses.replace(original, parse=False)
             allowed = None if query.filters.is_empty() else \
                 engine.catalog.filter_keys(query.filters)
+    if query.kind == "browse":  # "photos from 2019": the understood filters are the query
+        browsed = engine.search(query)  # the engine lists what passes (engine.browse)
+        browsed.interpretation = interpretation
+        return _logged(engine, query, browsed)
     looks: list[QueryImage] = []
     negatives: list[QueryImage] = []
     with stage("encode"):

@@ -16,7 +16,7 @@ import stat
 import struct
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from imgsearch.errors import (
     NotAFileError,
     UnsupportedFormatError,
 )
+from imgsearch.ingest.exif import PhotoFacts, read_facts
 from imgsearch.ingest.fields import name_text
 from imgsearch.ingest.formats import MISSING_REASON, optional_formats
 from imgsearch.ingest.isobmff import declared_pixels
@@ -69,6 +70,7 @@ class DecodedImage:
     height: int
     format: str
     content_hash: str  # hex sha256 of the input bytes
+    facts: PhotoFacts = field(default_factory=PhotoFacts)  # its EXIF block (ingest.exif)
 
 
 def decode_image(
@@ -246,6 +248,7 @@ def _decode_opened(
     stored_width, stored_height = opened.size
     _check_size(label, stored_width, stored_height, max_pixels=max_pixels, min_side=min_side)
     orientation = _orientation(opened)
+    facts = read_facts(opened)
     if orientation in (5, 6, 7, 8):
         width, height = stored_height, stored_width
     else:
@@ -274,7 +277,7 @@ def _decode_opened(
     if transpose is not None:
         rgb = rgb.transpose(transpose)
     return DecodedImage(image=rgb, width=width, height=height, format=fmt,
-                        content_hash=content_hash)
+                        content_hash=content_hash, facts=facts)
 
 
 def _decode_pil(value: Image.Image, settings: Settings, reduce_to: int | None) -> DecodedImage:

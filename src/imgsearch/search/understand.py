@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from imgsearch.enrich.colors import normalize_color_name
+from imgsearch.search.photo_terms import read_photo_terms
 
 _NUMBER = r"[$€£]?\s*(\d+(?:[.,]\d{1,2})?)\s*(?:\$|usd|eur|€|dollars?|euros?)?"
 _PRICE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
@@ -54,6 +56,10 @@ class Interpretation:
     brands: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
     understood: list[dict[str, str]] = field(default_factory=list)
+    # photos (search.photo_terms): "in 2019", "last summer", "taken with a Pixel"
+    taken_after: str | None = None
+    taken_before: str | None = None
+    cameras: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         filters: dict[str, Any] = {}
@@ -61,9 +67,12 @@ class Interpretation:
             filters["price_min"] = self.price_min
         if self.price_max is not None:
             filters["price_max"] = self.price_max
-        for name in ("colors", "brands", "categories"):
+        for name in ("colors", "brands", "categories", "cameras"):
             if getattr(self, name):
                 filters[name] = list(getattr(self, name))
+        for name in ("taken_after", "taken_before"):
+            if getattr(self, name) is not None:
+                filters[name] = getattr(self, name)
         return {"text": self.text, "filters": filters, "understood": self.understood}
 
 
@@ -93,14 +102,21 @@ def _is_color_word(word: str) -> bool:
 class Vocabulary:
     """The catalog's brand and category values, matched case- and plural-insensitively."""
 
-    def __init__(self, brands: Iterable[str], categories: Iterable[str]) -> None:
+    def __init__(self, brands: Iterable[str], categories: Iterable[str],
+                 cameras: Iterable[str] = ()) -> None:
         self.brands = {_key(_WORD.findall(b)): b for b in brands if _WORD.findall(b)}
         self.categories = {_key(_WORD.findall(c)): c for c in categories if _WORD.findall(c)}
+        self.cameras = {" ".join(_WORD.findall(c.casefold())): c for c in cameras
+                        if _WORD.findall(c)}
 
 
-def understand(text: str, vocabulary: Vocabulary) -> Interpretation:
+def understand(text: str, vocabulary: Vocabulary, now: datetime | None = None
+               ) -> Interpretation:
     result = Interpretation(text=text)
-    remaining = text
+    photo = read_photo_terms(text, vocabulary.cameras, now or datetime.now())
+    result.taken_after, result.taken_before = photo.taken_after, photo.taken_before
+    result.cameras, result.understood = photo.cameras, photo.understood
+    remaining = photo.text
     for pattern, kind in _PRICE_PATTERNS:
         match = pattern.search(remaining)
         if not match:
@@ -151,6 +167,8 @@ def understand(text: str, vocabulary: Vocabulary) -> Interpretation:
     left = " ".join(kept).strip()
     # A query made only of filters still needs text to rank by: keep what was typed.
     result.text = left or " ".join(_WORD.findall(remaining)) or text
+    if photo.understood and not photo.text and not left:
+        result.text = ""  # photo filters alone: the query lists what passes them
     for name in ("colors", "brands", "categories"):
         setattr(result, name, list(dict.fromkeys(getattr(result, name))))
     return result

@@ -29,11 +29,12 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import NDArray
 
+from imgsearch.enrich.places import km_between
 from imgsearch.store.columns import COLUMNS, FilterColumns, answers
 from imgsearch.store.filters import filter_sql
 from imgsearch.store.rowcache import KeyColumn, PackedRows, RowCache
 from imgsearch.store.schema import SCHEMA_VERSION, check_version, migrate
-from imgsearch.types import Filters, Item
+from imgsearch.types import PHOTO_FIELDS, Filters, Item
 
 _ITEM_COLUMNS = (
     "id", "image", "title", "description", "category", "brand", "price", "color",
@@ -42,6 +43,9 @@ _ITEM_COLUMNS = (
     "source_size", "source_mtime", "source", "original", "category_norm", "brand_norm",
     "license_norm", "updated_at",
 )
+# what a photo says of itself (schema migration 4), read after the columns above
+PHOTO_COLUMNS = PHOTO_FIELDS
+_WRITE_COLUMNS = (*_ITEM_COLUMNS, *PHOTO_COLUMNS, "taken_local", "camera_norm")
 STOPWORDS = frozenset({
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "i",
     "in", "is", "it", "its", "me", "my", "of", "on", "or", "our", "so", "than", "that", "the",
@@ -50,7 +54,10 @@ STOPWORDS = frozenset({
     "you", "your", "some", "any", "something", "thing", "things",
 })
 _TERM = re.compile(r"\w+", re.UNICODE)
-_SELECT_ITEM = "SELECT key, " + ", ".join(_ITEM_COLUMNS[:26]) + " FROM items"
+# keyword fields a hit names in matched_by when the query's words were found there
+FIELD_SIGNALS = ("ocr", "album", "place")
+_SELECT_ITEM = ("SELECT key, " + ", ".join((*_ITEM_COLUMNS[:26], *PHOTO_COLUMNS))
+                + " FROM items")
 HIT_FIELDS = ("id", "title", "category", "brand", "price", "image", "thumbnail")
 HitRow = tuple[str, str | None, str | None, str | None, float | None, str | None, str | None]
 _SELECT_HIT = "SELECT key, " + ", ".join(HIT_FIELDS) + " FROM items"
@@ -161,6 +168,7 @@ class Catalog:
             conn = sqlite3.connect(self._uri, uri=True, isolation_level=None,
                                    check_same_thread=False, timeout=30.0)
             conn.execute("PRAGMA cache_size=-65536")
+            conn.create_function("km_between", 4, km_between, deterministic=True)
             return conn
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                timeout=30.0)
@@ -168,6 +176,7 @@ class Catalog:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA cache_size=-65536")
+        conn.create_function("km_between", 4, km_between, deterministic=True)
         return conn
 
     @property
@@ -269,15 +278,15 @@ class Catalog:
         values = _item_values(item)
         if row is None:
             cur = conn.execute(
-                f"INSERT INTO items ({', '.join(_ITEM_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_ITEM_COLUMNS))})", values)
+                f"INSERT INTO items ({', '.join(_WRITE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_WRITE_COLUMNS))})", values)
             key = int(cur.lastrowid or 0)
             self._dirty.add(key)  # the filter columns learn of new rows this way
             status, old_thumb, old_original = "added", None, None
         else:
             key, old_thumb, old_original = int(row[0]), row[1], row[2]
             self._dirty.add(key)
-            sets = ", ".join(f"{c} = ?" for c in _ITEM_COLUMNS[1:])
+            sets = ", ".join(f"{c} = ?" for c in _WRITE_COLUMNS[1:])
             conn.execute(f"UPDATE items SET {sets} WHERE key = ?", (*values[1:], key))
             for table in ("item_tags", "item_colors", "item_attributes"):
                 conn.execute(f"DELETE FROM {table} WHERE key = ?", (key,))
@@ -752,6 +761,30 @@ class Catalog:
                 coverage[position[int(rowid)]] += 1.0
         return coverage / np.float32(len(terms))
 
+    def field_matches(self, text: str, keys: NDArray[np.int64]
+                      ) -> dict[str, NDArray[np.float32]]:
+        """For the photo fields (FIELD_SIGNALS) a key's query words were found in: the
+        share of the query's terms found there (NaN: none), so hits can say how they
+        matched ("ocr": by text read from the image)."""
+        terms = list(dict.fromkeys(_query_terms(text)))
+        found: dict[str, NDArray[np.float32]] = {}
+        if not terms or not len(keys):
+            return found
+        position = {int(k): i for i, k in enumerate(keys)}
+        chunk = [int(k) for k in keys]
+        marks = ", ".join("?" * len(chunk))
+        for name in FIELD_SIGNALS:
+            counts = np.zeros(len(keys), dtype=np.float32)
+            for term in terms:
+                for (rowid,) in self._reader.execute(
+                        f"SELECT rowid FROM items_fts WHERE items_fts MATCH ? AND rowid IN "
+                        f"({marks})", (f'{name} : "{term}"', *chunk)):
+                    counts[position[int(rowid)]] += 1.0
+            if counts.any():
+                found[name] = np.where(counts > 0, counts / np.float32(len(terms)),
+                                       np.float32(np.nan)).astype(np.float32)
+        return found
+
     def filter_keys(self, filters: Filters) -> NDArray[np.int64]:
         """Keys of the items that pass ``filters``: sorted, read-only (possibly cached)."""
         where, params = filter_sql(filters)
@@ -805,12 +838,20 @@ class Catalog:
         return list(self._rows_in(f"SELECT key, {', '.join(COLUMNS)} FROM items", "key", keys))
 
     def distinct_values(self, column: str, limit: int = 1000) -> list[tuple[str, int]]:
-        """Most common values of category / brand / license, with their counts."""
-        if column not in ("category", "brand", "license"):
+        """Most common values of category / brand / license / camera (grouped case-
+        insensitively) or country / city, with their counts."""
+        if column not in ("category", "brand", "license", "camera", "country", "city"):
             raise ValueError(column)
+        group = column if column in ("country", "city") else f"{column}_norm"
         return [(str(v), int(n)) for v, n in self._reader.execute(
             f"SELECT {column}, COUNT(*) AS n FROM items WHERE {column} IS NOT NULL "
-            f"GROUP BY {column}_norm ORDER BY n DESC LIMIT ?", (limit,))]
+            f"GROUP BY {group} ORDER BY n DESC LIMIT ?", (limit,))]
+
+    def place_counts(self, limit: int = 1000) -> list[tuple[str, str | None, int]]:
+        """(country, city, photos) for every place photos were taken, most photos first."""
+        return [(str(country), city, int(n)) for country, city, n in self._reader.execute(
+            "SELECT country, city, COUNT(*) AS n FROM items WHERE country IS NOT NULL "
+            "GROUP BY country, city ORDER BY n DESC, country, city LIMIT ?", (limit,))]
 
     def stats(self) -> dict[str, Any]:
         r = self._reader
@@ -861,6 +902,8 @@ def _item_values(item: Item) -> tuple[Any, ...]:
         item.content_hash, item.source_size, item.source_mtime, item.source, item.original,
         norm(item.category),
         norm(item.brand), norm(item.license), time.time(),
+        *(getattr(item, name) for name in PHOTO_COLUMNS),
+        item.taken_at[:19] if item.taken_at else None, norm(item.camera),
     )
 
 
@@ -889,10 +932,12 @@ def _write_fts(conn: sqlite3.Connection, key: int, item: Item, *, replace: bool)
     if replace:
         conn.execute("DELETE FROM items_fts WHERE rowid = ?", (key,))
     conn.execute(
-        "INSERT INTO items_fts (rowid, title, description, tags, category, brand, colors) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO items_fts (rowid, title, description, tags, category, brand, colors, "
+        "ocr, album, place) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (key, item.title or "", item.description or "", " ".join(item.tags),
-         item.category or "", item.brand or "", " ".join([*item.colors, item.color or ""])))
+         item.category or "", item.brand or "", " ".join([*item.colors, item.color or ""]),
+         item.ocr_text or "", item.album or "",
+         " ".join(p for p in (item.city, item.region, item.country) if p)))
 
 
 def _row_item(row: Sequence[Any]) -> tuple[int, Item]:
@@ -900,6 +945,7 @@ def _row_item(row: Sequence[Any]) -> tuple[int, Item]:
      popularity, rating, conversion, created_at, attributes, width, height, _orientation,
      phash, colors, thumbnail, content_hash, source_size, source_mtime, source,
      original) = row[:27]
+    photo = dict(zip(PHOTO_COLUMNS, row[27:], strict=True))
     # most rows hold empty lists and maps: skip the JSON decoder for those
     return int(key), Item(
         id=id_, image=image, title=title, description=description, category=category,
@@ -910,5 +956,5 @@ def _row_item(row: Sequence[Any]) -> tuple[int, Item]:
         width=width, height=height, phash=phash,
         colors=() if colors == "[]" else tuple(json.loads(colors)),
         thumbnail=thumbnail, content_hash=content_hash, source_size=source_size,
-        source_mtime=source_mtime, source=source, original=original,
+        source_mtime=source_mtime, source=source, original=original, **photo,
     )

@@ -4,12 +4,70 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
+from imgsearch.enrich.places import EARTH_KM
 from imgsearch.errors import InvalidFilterError
 from imgsearch.types import Filters
 
 _ORIENTATIONS = ("landscape", "portrait", "square")
+# a date-time bound: a year, a month, a day, or a full local date-time
+_WHEN = re.compile(r"^\d{4}(-\d{2}(-\d{2}([T ]\d{2}(:\d{2}(:\d{2})?)?)?)?)?$")
+
+
+def _when(value: str | None, name: str) -> str | None:
+    """A date bound as the ISO prefix the taken_local column is compared with."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _WHEN.match(value.strip()):
+        raise InvalidFilterError(f"{name} must be a date like 2019, 2019-06 or 2019-06-01 "
+                                 f"(or 2019-06-01T14:30), got {value!r}")
+    return value.strip().replace(" ", "T")
+
+
+def _photo_sql(filters: Filters) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    after = _when(filters.taken_after, "taken_after")
+    before = _when(filters.taken_before, "taken_before")
+    if after is not None and before is not None and after >= before:
+        raise InvalidFilterError(f"taken_after ({after}) is not before taken_before ({before})")
+    if after is not None:
+        clauses.append("taken_local >= ?")
+        params.append(after)
+    if before is not None:
+        clauses.append("taken_local < ?")
+        params.append(before)
+    if filters.cameras:
+        values = _norms(filters.cameras, "camera")
+        clauses.append(f"camera_norm IN ({', '.join('?' * len(values))})")
+        params += values
+    if filters.near is not None:
+        lat, lon, km = _near(filters.near)
+        # a box first (the latitude index answers it), then the exact distance
+        dlat = math.degrees(km / EARTH_KM)
+        clauses.append("latitude BETWEEN ? AND ? AND km_between(latitude, longitude, ?, ?) "
+                       "<= ?")
+        params += [lat - dlat, lat + dlat, lat, lon, km]
+    return clauses, params
+
+
+def _near(near: Any) -> tuple[float, float, float]:
+    try:
+        lat, lon, km = (float(v) for v in near)
+    except (TypeError, ValueError):
+        raise InvalidFilterError(f"near must be latitude, longitude and a radius in km, "
+                                 f"got {near!r}") from None
+    if not all(math.isfinite(v) for v in (lat, lon, km)):
+        raise InvalidFilterError(f"near must be finite numbers, got {near!r}")
+    if not -90 <= lat <= 90 or not -180 <= lon <= 180:
+        raise InvalidFilterError(f"near: latitude must be within -90..90 and longitude "
+                                 f"within -180..180, got {lat:g}, {lon:g}")
+    if not 0 < km <= 20_000:
+        raise InvalidFilterError(f"near: the radius must be over 0 and at most 20000 km, "
+                                 f"got {km:g}")
+    return lat, lon, km
 
 
 def _norms(values: tuple[str, ...], name: str) -> list[str]:
@@ -93,6 +151,9 @@ def filter_sql(filters: Filters) -> tuple[str, list[Any]]:
         clauses.append(f"key IN (SELECT key FROM item_attributes WHERE name = ? AND value IN "
                        f"({', '.join('?' * len(forms))}))")
         params += [name, *sorted(forms)]
+    photo_clauses, photo_params = _photo_sql(filters)
+    clauses += photo_clauses
+    params += photo_params
     return (" AND ".join(clauses) or "1"), params
 
 

@@ -121,6 +121,45 @@ MIGRATIONS: list[str] = [
     INSERT INTO sources (root, prefix, added_at)
         SELECT DISTINCT source, '', 0 FROM items WHERE source IS NOT NULL;
     """,
+    # 4: photos: album (folder) text, text read from the pixels (OCR), and EXIF facts
+    # with the place their GPS position names. taken_local (the local date-time without
+    # its offset) and camera_norm are what filters compare. The keyword index gains
+    # the ocr, album and place fields (FTS5 tables cannot gain columns: rebuilt). Items
+    # read from files forget their mtime, so the next `index` reads them again for
+    # their EXIF facts and album (a file whose mtime is unknown is never "unchanged").
+    """
+    ALTER TABLE items ADD COLUMN album TEXT;
+    ALTER TABLE items ADD COLUMN ocr_text TEXT;
+    ALTER TABLE items ADD COLUMN taken_at TEXT;
+    ALTER TABLE items ADD COLUMN taken_from TEXT;
+    ALTER TABLE items ADD COLUMN camera TEXT;
+    ALTER TABLE items ADD COLUMN lens TEXT;
+    ALTER TABLE items ADD COLUMN focal_length REAL;
+    ALTER TABLE items ADD COLUMN latitude REAL;
+    ALTER TABLE items ADD COLUMN longitude REAL;
+    ALTER TABLE items ADD COLUMN city TEXT;
+    ALTER TABLE items ADD COLUMN region TEXT;
+    ALTER TABLE items ADD COLUMN country TEXT;
+    ALTER TABLE items ADD COLUMN taken_local TEXT;
+    ALTER TABLE items ADD COLUMN camera_norm TEXT;
+    CREATE INDEX items_taken ON items (taken_local);
+    CREATE INDEX items_camera ON items (camera_norm);
+    CREATE INDEX items_latitude ON items (latitude);
+    DROP TABLE items_fts;
+    CREATE VIRTUAL TABLE items_fts USING fts5(
+        title, description, tags, category, brand, colors, ocr, album, place,
+        tokenize = 'porter unicode61 remove_diacritics 2'
+    );
+    INSERT INTO items_fts (rowid, title, description, tags, category, brand, colors,
+                           ocr, album, place)
+        SELECT key, coalesce(title, ''), coalesce(description, ''),
+               (SELECT coalesce(group_concat(value, ' '), '') FROM json_each(items.tags)),
+               coalesce(category, ''), coalesce(brand, ''),
+               (SELECT coalesce(group_concat(value, ' '), '') FROM json_each(items.colors)),
+               '', '', ''
+        FROM items;
+    UPDATE items SET source_mtime = NULL WHERE source_mtime IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -17,8 +17,13 @@ from urllib.parse import quote
 
 from imgsearch.engine import items
 from imgsearch.engine.requests import SearchRequest, parse_boosts
-from imgsearch.errors import BlockedURLError, ImageTooLargeError, InvalidInputError
-from imgsearch.types import Filters, Item, SearchResult
+from imgsearch.errors import (
+    BlockedURLError,
+    ImageTooLargeError,
+    InvalidFilterError,
+    InvalidInputError,
+)
+from imgsearch.types import PHOTO_FIELDS, Filters, Item, SearchResult
 from imgsearch.web.schemas import (
     FilterParams,
     FiltersIn,
@@ -111,7 +116,10 @@ def filters_from_body(filters: FiltersIn) -> Filters:
         colors=tuple(filters.colors), licenses=tuple(filters.licenses),
         tags=tuple(filters.tags), orientation=filters.orientation,
         min_width=filters.min_width, min_height=filters.min_height,
-        attributes=dict(filters.attributes))
+        attributes=dict(filters.attributes), taken_after=filters.taken_after,
+        taken_before=filters.taken_before, cameras=tuple(filters.cameras),
+        near=None if filters.near is None else (
+            filters.near.latitude, filters.near.longitude, filters.near.radius_km))
 
 
 def filters_from_params(params: FilterParams) -> Filters:
@@ -120,7 +128,21 @@ def filters_from_params(params: FilterParams) -> Filters:
         price_min=params.price_min, price_max=params.price_max,
         colors=tuple(params.color), licenses=tuple(params.license), tags=tuple(params.tag),
         orientation=params.orientation, min_width=params.min_width,
-        min_height=params.min_height)
+        min_height=params.min_height, taken_after=params.taken_after or None,
+        taken_before=params.taken_before or None, cameras=tuple(params.camera),
+        near=near_param(params.near))
+
+
+def near_param(value: str | None) -> tuple[float, float, float] | None:
+    """``near=LAT,LON,KM`` of a query string (checked further as every filter is)."""
+    if not value:
+        return None
+    try:
+        lat, lon, km = (float(part) for part in value.split(","))
+    except ValueError:
+        raise InvalidFilterError(f"near takes LAT,LON,KM (e.g. 38.72,-9.14,25), "
+                                 f"got {value!r}") from None
+    return lat, lon, km
 
 
 def page_request(params: PageParams, **fields: Any) -> SearchRequest:
@@ -158,7 +180,8 @@ def item_out(item: Item) -> ItemOut:
         phash=None if item.phash is None else f"{item.phash & (2**64 - 1):016x}",
         content_hash=item.content_hash,
         thumbnail=thumbnail_url(item.id) if item.thumbnail else None,
-        image_url=_web_url(item.image))
+        image_url=_web_url(item.image),
+        **{name: getattr(item, name) for name in PHOTO_FIELDS})
 
 
 def search_response(result: SearchResult, limit: int, offset: int) -> SearchResponse:

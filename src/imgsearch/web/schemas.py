@@ -50,6 +50,14 @@ def _holds_surrogate(value: Any, depth: int = 0) -> bool:
     return False
 
 
+class NearIn(_Body):
+    """Photos taken within ``radius_km`` of a position."""
+
+    latitude: FiniteFloat = Field(ge=-90.0, le=90.0)
+    longitude: FiniteFloat = Field(ge=-180.0, le=180.0)
+    radius_km: FiniteFloat = Field(gt=0.0, le=20_000.0)
+
+
 class FiltersIn(_Body):
     categories: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
     brands: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
@@ -62,6 +70,12 @@ class FiltersIn(_Body):
     min_width: int | None = Field(default=None, ge=0, le=_MAX_INT)
     min_height: int | None = Field(default=None, ge=0, le=_MAX_INT)
     attributes: dict[str, AttributeValue] = Field(default_factory=dict, max_length=_MAX_VALUES)
+    # photos: local dates taken ("2019", "2019-06-01"; after inclusive, before exclusive),
+    # camera values, and a position with a radius
+    taken_after: str | None = Field(default=None, max_length=32)
+    taken_before: str | None = Field(default=None, max_length=32)
+    cameras: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
+    near: NearIn | None = None
 
 
 class SearchRequest(_Body):
@@ -112,6 +126,10 @@ class FilterParams(BaseModel):
     orientation: Orientation | None = None
     min_width: int | None = Field(default=None, ge=0, le=_MAX_INT)
     min_height: int | None = Field(default=None, ge=0, le=_MAX_INT)
+    taken_after: str | None = Field(default=None, max_length=32)
+    taken_before: str | None = Field(default=None, max_length=32)
+    camera: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
+    near: str | None = Field(default=None, max_length=80, description="LAT,LON,KM")
 
 
 class PageParams(FilterParams):
@@ -281,6 +299,20 @@ class ItemOut(BaseModel):
     content_hash: str | None = None
     thumbnail: str | None = None
     image_url: str | None = None
+    # photos: folders, text read from the image, EXIF facts and the place they name
+    album: str | None = None
+    ocr_text: str | None = None
+    taken_at: str | None = Field(default=None, description="ISO 8601 local time "
+                                 "(+HH:MM when the camera recorded its offset)")
+    taken_from: Literal["exif", "file"] | None = None
+    camera: str | None = None
+    lens: str | None = None
+    focal_length: float | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    city: str | None = None
+    region: str | None = None
+    country: str | None = None
 
 
 class DuplicateOut(BaseModel):
