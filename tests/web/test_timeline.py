@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 import imagegen as gen
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
-from imgsearch.engine.timeline import month_label, month_of
+from imgsearch.engine.timeline import month_label, month_of, timeline
 from imgsearch.types import Item
 from imgsearch.web import timeline as timeline_page
 
@@ -141,3 +141,20 @@ def test_month_of_any_iso_date(date: str | None, month: str) -> None:
 def test_month_labels() -> None:
     assert month_label("2019-06") == "June 2019"
     assert month_label("undated") == "Undated"
+
+
+def test_a_photo_is_placed_by_the_date_its_exif_says_it_was_taken(tmp_path: Path) -> None:
+    import photogen
+
+    folder = tmp_path / "photos"
+    photogen.write_photo(folder / "taken.jpg", 3, taken="2015:03:10 09:00:00")
+    gen.write_image(folder / "no-exif.jpg", 4)
+    stamp = 1_500_000_000.0  # 2017-07-14: both files' modification time
+    for name in ("taken.jpg", "no-exif.jpg"):
+        os.utime(folder / name, (stamp, stamp))
+    settings = Settings(image_encoder="descriptor", text_encoder="fake", ingest_workers=2)
+    with Engine.open(tmp_path / "collection", settings) as opened:
+        assert opened.ingest(folder).ok
+        page = timeline(opened)
+    assert [(g.month, [h.id for h in g.hits]) for g in page.groups] == [
+        ("2017-07", ["no-exif.jpg"]), ("2015-03", ["taken.jpg"])]

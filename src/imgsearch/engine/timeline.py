@@ -1,9 +1,8 @@
 """The timeline: items newest first, grouped by the month they were taken.
 
 Which date places an item is decided in one place, :data:`DATE_SQL` (and
-:func:`month_of` reads what it gives): today an item's ``created_at`` (catalog rows
-carry it), else its file's modification time (photos from a folder). When items carry
-the date a photo was taken, this is the one expression to switch.
+:func:`month_of` reads what it gives): the date its EXIF says it was taken (local time),
+else its ``created_at`` (catalog rows carry it), else its file's modification time.
 """
 
 from __future__ import annotations
@@ -19,7 +18,8 @@ if TYPE_CHECKING:
     from imgsearch.engine.core import Engine
 
 # The date an item is placed by, as ISO 8601 text (an SQL expression over items).
-DATE_SQL = ("COALESCE(created_at, strftime('%Y-%m-%dT%H:%M:%S', source_mtime, 'unixepoch', "
+DATE_SQL = ("COALESCE(CASE WHEN taken_from = 'exif' THEN taken_local END, created_at, "
+            "taken_local, strftime('%Y-%m-%dT%H:%M:%S', source_mtime, 'unixepoch', "
             "'localtime'))")
 UNDATED = "undated"
 MAX_PAGE = 500
