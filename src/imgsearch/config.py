@@ -68,6 +68,11 @@ class Settings:
     # ingest
     ingest_batch_size: int = 64
     ingest_workers: int = 0  # 0: one per core
+    # decode (and derive pHash, colours, thumbnail) in worker processes, ingest_workers of
+    # them shared by the process: a decode that passes decode_timeout_s is stopped by
+    # killing its worker. Off: decode on threads in this process (no deadline)
+    decode_processes: bool = True
+    decode_timeout_s: float = 10.0
 
     # index
     index_type: str = "auto"  # auto | flat | hnsw | ivfpq

@@ -111,6 +111,7 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         opened.warm(wait=False)  # first searches find the result-page fields in memory
+        opened.preparer.start_workers()  # the first upload does not wait for them
         try:
             yield
         finally:
