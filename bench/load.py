@@ -64,6 +64,7 @@ from common import (
     machine_line,
     now,
     percentile,
+    process_cpu_s,
     table,
     write_results,
 )
@@ -335,29 +336,6 @@ def machine_busy_s() -> float:
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     idle = values[3] + values[4]  # idle + iowait
     return (sum(values) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and every process under it (Linux /proc):
-    with --workers the server is several processes."""
-    parents: dict[int, int] = {}
-    own: dict[int, float] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended meanwhile
-        child = int(stat.parent.name)
-        parents[child] = int(fields[1])
-        own[child] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for child, cpu in own.items():
-        up = child
-        while up in parents and up != pid:
-            up = parents[up]
-        if up == pid:
-            total += cpu
-    return total
 
 
 # -- clients ---------------------------------------------------------------------------
