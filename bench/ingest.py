@@ -20,14 +20,19 @@ Either way each file has a descriptive name in a category folder, so that folder
 derives a title and tags for the text encoder to read.
 
 Then, for each text-encoder variant (default: ``minilm``, the product default, and
-``none``, which leaves the image path alone):
+``none``, which leaves the image path alone), and for ``--thread-variants`` again with
+``decode_processes`` off (decoding on threads, as before the worker processes):
 
-- end to end: ``Engine.ingest(folder)`` into a fresh collection, ``--repeats`` times;
+- end to end: ``Engine.ingest(folder)`` into a fresh collection, ``--repeats`` times,
+  with its CPU time (this process and its decode workers) per image;
 - stage split: the stage functions timed one at a time, single-threaded, on the same
   files (decode with the pipeline's draft reduction, enrich = pHash + colours + thumbnail,
   descriptor encode, text encode, catalog write through ``Engine.commit``);
 - ceiling: bare Pillow open + draft (JPEG only; PNG has no reduced decode) + convert RGB
-  + resize to 256x256, on one thread and on the pipeline's decode pool.
+  + resize to 256x256, on one thread, on a pool of as many threads as the pipeline has
+  decode workers and on a pool of as many processes; each end-to-end run is divided by
+  the faster pool of its own repeat (the machine is shared: ratios hold better than
+  rates).
 
 Prints Markdown tables and writes ``bench/results/ingest.json`` (wallpapers) or
 ``bench/results/ingest-stamps.json`` (stamps).
@@ -62,6 +67,7 @@ from common import (
     machine_line,
     median,
     now,
+    process_cpu_s,
     table,
     write_results,
 )
@@ -225,15 +231,18 @@ def ingest_once(folder: Path, settings: Settings, target: Path) -> dict[str, flo
     shutil.rmtree(target, ignore_errors=True)
     engine = Engine.open(target, settings)
     try:
+        cpu = process_cpu_s(os.getpid())
         started = time.perf_counter()
         report = engine.ingest(folder)
         seconds = time.perf_counter() - started
+        cpu = process_cpu_s(os.getpid()) - cpu
     finally:
         engine.close()
     shutil.rmtree(target, ignore_errors=True)
     if report.failed:
         sys.exit(f"ingest failed on {len(report.failed)} files: {report.failed[:3]}")
-    return {"seconds": seconds, "added": report.added, "images_per_s": report.added / seconds}
+    return {"seconds": seconds, "added": report.added, "images_per_s": report.added / seconds,
+            "cpu_ms_per_image": 1000 * cpu / report.added}
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -326,8 +335,10 @@ def ceiling_one(path: Path) -> tuple[int, int]:
                                         Image.Resampling.BILINEAR).size
 
 
-def ceiling_pass(paths: Sequence[Path], pool: Executor | None) -> float:
-    """Images/s of bare Pillow decode + resize, nothing else: what no pipeline can beat."""
+def ceiling_pass(paths: Sequence[Path], pool: Executor | None) -> tuple[float, float]:
+    """Images/s of bare Pillow decode + resize, nothing else: what no pipeline can beat;
+    and its CPU ms per image (this process and its children)."""
+    cpu = process_cpu_s(os.getpid())
     started = time.perf_counter()
     if pool is None:
         for p in paths:
@@ -336,7 +347,8 @@ def ceiling_pass(paths: Sequence[Path], pool: Executor | None) -> float:
         list(pool.map(ceiling_one, paths, chunksize=16))
     else:
         list(pool.map(ceiling_one, paths))
-    return len(paths) / (time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return len(paths) / seconds, 1000 * (process_cpu_s(os.getpid()) - cpu) / len(paths)
 
 
 # -- report ----------------------------------------------------------------------------
@@ -416,9 +428,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             # Variants and the ceiling take turns within each repeat, so that load from
             # other processes on a shared machine weighs on all of them alike.
             for r in range(args.repeats):
-                ceiling = {"pool": ceiling_pass(paths, pool),
-                           "processes": ceiling_pass(paths, processes_pool),
-                           "one_thread": ceiling_pass(paths, None)}
+                ceiling: dict[str, float] = {}
+                for key, executor in (("pool", pool), ("processes", processes_pool),
+                                      ("one_thread", None)):
+                    ceiling[key], ceiling[f"{key}_cpu_ms"] = ceiling_pass(paths, executor)
                 ceiling["best"] = max(ceiling["pool"], ceiling["processes"])
                 ceilings.append(ceiling)
                 for i, (variant, (text, processes)) in enumerate(variants.items()):
@@ -440,7 +453,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "median_one_thread_images_per_s": median([c["one_thread"] for c in ceilings])}
     results["end_to_end"] = {
         v: {"runs": rs, "median_images_per_s": median([r["images_per_s"] for r in rs]),
-            "median_ceiling_ratio": median([r["ceiling_ratio"] for r in rs])}
+            "median_ceiling_ratio": median([r["ceiling_ratio"] for r in rs]),
+            "median_cpu_ms_per_image": median([r["cpu_ms_per_image"] for r in rs])}
         for v, rs in runs.items()}
 
     rows: list[list[Any]] = []
@@ -448,18 +462,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows.append([f"Engine.ingest(folder), text encoder {variant}",
                      e2e["median_images_per_s"],
                      ", ".join(f"{r['images_per_s']:.0f}" for r in e2e["runs"]),
-                     e2e["median_ceiling_ratio"]])
+                     e2e["median_ceiling_ratio"],
+                     median([r["cpu_ms_per_image"] for r in e2e["runs"]])])
     for key, label in (("pool", f"{workers} threads"), ("processes", f"{workers} processes"),
                        ("one_thread", "1 thread")):
         rows.append([f"ceiling: {ceiling_steps} {CEILING_SIDE}, {label}",
                      median([c[key] for c in ceilings]),
                      ", ".join(f"{c[key]:.0f}" for c in ceilings),
-                     median([c[key] / c["best"] for c in ceilings])])
+                     median([c[key] / c["best"] for c in ceilings]),
+                     median([c[f"{key}_cpu_ms"] for c in ceilings])])
     print()
     print(f"End to end ({len(sizes)} images; median of {args.repeats} runs, each into a fresh "
           f"collection; {workers} decode workers; ÷ ceiling = median of per-run ratios to "
           f"the faster ceiling pool of the same repeat)")
-    print(table(["pipeline", "images/s", "runs", "÷ ceiling"], rows))
+    print(table(["pipeline", "images/s", "runs", "÷ ceiling", "CPU ms/image"], rows))
     if "stages" in results:
         print()
         print(f"Stage split (one thread, same {len(sizes)} files, median of {args.repeats} passes)")

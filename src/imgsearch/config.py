@@ -176,6 +176,12 @@ class Settings:
                     f"{ENV_PREFIX}{name.upper()} or a configuration file); use one of: "
                     f"{', '.join(allowed)}")
 
+        if not self.decode_timeout_s > 0:
+            raise InvalidInputError(
+                f"setting decode_timeout_s {self.decode_timeout_s!r} must be a number of "
+                f"seconds above 0 (set by the environment {ENV_PREFIX}DECODE_TIMEOUT_S or a "
+                "configuration file)")
+
     def keyword_weights(self) -> list[float]:
         order = ("title", "description", "tags", "category", "brand", "colors")
         given: dict[str, float] = {}
