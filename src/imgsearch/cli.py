@@ -146,7 +146,10 @@ def _settings(clip_model: str | None = None, collection: Path | None = None) -> 
 def _open(collection: Path, *, create: bool = False, readonly: bool = False,
           image_encoder: str | None = None, text_encoder: str | None = None,
           clip_model: str | None = None, reembed: bool = False) -> Engine:
-    engine = Engine.open(collection, _settings(clip_model, collection),
+    settings = _settings(clip_model, collection)
+    if readonly:  # a query image or two: starting decode worker processes costs more
+        settings = settings.replace(decode_processes=False)
+    engine = Engine.open(collection, settings,
                          image_encoder=image_encoder,
                          text_encoder=text_encoder, create=create, readonly=readonly,
                          reembed=reembed)
