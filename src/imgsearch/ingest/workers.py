@@ -160,8 +160,8 @@ class WorkerPool:
 
     def run(self, fn: Callable[..., _T], *args: Any, label: str = "",
             timeout_s: float = 30.0) -> _T:
-        """``submit`` and wait; gives up (and cancels a job not yet started) after the
-        job's deadline plus the time it may have waited for a worker."""
+        """``submit`` and wait. A job that no worker has taken within ``timeout_s`` is
+        cancelled (``DecodersBusyError``); one taken ends by its own deadline."""
         future = self.submit(fn, *args, label=label, timeout_s=timeout_s)
         try:
             return future.result(timeout=timeout_s)
@@ -180,6 +180,13 @@ class WorkerPool:
             self._jobs.put(_STOP)
         for thread in self._threads:
             thread.join(timeout=5.0)
+        while True:  # jobs queued behind the stop signals: their callers must not hang
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.future.cancel()
         with self._lock:
             workers, self._workers = self._workers, [None] * self.size
         for worker in workers:
