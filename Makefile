@@ -77,6 +77,7 @@ bench: $(BENCH_STAMP) apt-bench
 	$(PY) bench/security.py
 	$(PY) bench/originals.py
 	$(PY) bench/copydetect.py
+	$(PY) bench/encode.py
 	$(PY) bench/report.py
 
 # 1M scale: the side-by-side and filtered runs at 1,000,000 × 512-d (about an hour;

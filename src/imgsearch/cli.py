@@ -784,6 +784,14 @@ def serve(
     require_read_key: Annotated[bool | None, typer.Option(
         "--require-read-key/--no-require-read-key",
         help="Searches and the web page need a key too.")] = None,
+    consume: Annotated[str | None, typer.Option(
+        "--consume", help="Also index from this Redis stream (redis://HOST:6379/STREAM), "
+                          "as `imgsearch consume` does; its lag shows in /metrics.")] = None,
+    consume_group: Annotated[str, typer.Option(help="Consumer group for --consume.")]
+    = "imgsearch",
+    image_root: Annotated[list[Path] | None, typer.Option(
+        "--image-root", help="Folder whose images stream messages may name by path; "
+                             "repeatable.")] = None,
 ) -> None:
     """Serve the HTTP API (docs at /docs) over a collection.
 
@@ -800,7 +808,13 @@ def serve(
             cors_origins=",".join([settings.cors_origins, *(cors_origin or [])]).strip(","),
             require_read_key=settings.require_read_key if require_read_key is None
             else require_read_key)
-        run_server(collection, host, port, settings, workers=workers)
+        stream = None
+        if consume is not None:
+            from imgsearch.engine.stream import ConsumeOptions, StreamAddress
+
+            stream = ConsumeOptions(StreamAddress.parse(consume), group=consume_group,
+                                    image_roots=tuple(image_root or ()))
+        run_server(collection, host, port, settings, workers=workers, consume=stream)
 
 
 def _serve_collection(option: Path | None, positional: Path | None) -> Path:
@@ -905,6 +919,136 @@ def show_config(
         typer.echo(f"{'setting':<{width}}  {'value':<{value_width}}  from")
         for name, value in shown.items():
             typer.echo(f"{name:<{width}}  {value:<{value_width}}  {origin[name]}")
+
+
+# ---- batch encoding to Parquet shards, and streams ------------------------------------
+
+
+@app.command()
+def encode(
+    source: Annotated[Path, typer.Argument(help="A folder, a catalog (.csv/.jsonl/.parquet) "
+                                                "or a URL list (.txt).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder of the Parquet shards.")],
+    runner: Annotated[str, typer.Option(help="local (this process) or ray.")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="Ray cluster to use (default: start a local one).")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Ray workers, each holding one encoder.")] = 1,
+    num_gpus: Annotated[float, typer.Option(
+        "--num-gpus", min=0.0, help="GPUs per Ray worker.")] = 0.0,
+    shard_size: Annotated[int, typer.Option("--shard-size", min=1,
+                                            help="Items per shard.")] = 1000,
+    image_encoder: ImageEncoderOpt = None,
+    text_encoder: TextEncoderOpt = None,
+    clip_model: ClipModelOpt = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per shard.")] = False,
+) -> None:
+    """Encode a source into Parquet shards, without a collection; a killed run resumes.
+
+    Load the shards into a collection with `imgsearch import-embeddings`.
+    """
+    from imgsearch.engine.batch_encode import run_encode
+
+    with _errors():
+        if runner not in ("local", "ray"):
+            raise InvalidInputError(f"--runner must be local or ray, got {runner!r}")
+        settings = _settings(clip_model)
+        settings = settings.replace(image_encoder=image_encoder or settings.image_encoder,
+                                    text_encoder=text_encoder or settings.text_encoder)
+        def shard_done(event: Progress) -> None:
+            if not (quiet or as_json):
+                typer.echo(f"shard {event.done}/{event.total} written ({event.failed} "
+                           f"failed so far)", err=True)
+
+        report = run_encode(source, out, settings, runner="ray" if runner == "ray" else "local",
+                            shard_size=shard_size, ray_address=ray_address, workers=workers,
+                            num_gpus=num_gpus, progress=shard_done)
+        if as_json:
+            _print_json(report.to_dict())
+        for failure in report.failed[:50]:
+            typer.echo(f"failed: {failure.source}: {failure.reason}", err=True)
+        if len(report.failed) > 50:
+            typer.echo(f"... and {len(report.failed) - 50} more failures", err=True)
+        typer.echo(f"{report.shards} shard(s): {report.written} written, {report.skipped} "
+                   f"finished before; {report.items} items encoded, {len(report.failed)} "
+                   f"failed in {report.seconds:.1f}s ({report.runner} runner)", err=True)
+        if report.failed:
+            raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command(name="import-embeddings")
+def import_embeddings(
+    directory: Annotated[Path, typer.Argument(help="The --out folder of `imgsearch encode`.")],
+    collection: CollectionOpt,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load Parquet shards of `imgsearch encode` into a collection without re-encoding."""
+    from imgsearch.engine import import_embeddings as importing
+
+    with _errors():
+        spaces = importing.shard_spaces(directory)
+        with _removed_if_left_empty(collection) as outcome, importing.open_for_import(
+                collection, _settings(collection=collection), spaces) as engine:
+            for note in engine.open_notes:
+                typer.echo(f"note: {note}", err=True)
+            try:
+                report = importing.import_embeddings(engine, directory)
+            except BaseException:
+                outcome["items"] = _items_or_keep(engine)
+                raise
+            outcome["items"] = -1
+        _print_report(report, as_json)
+        if report.failed:
+            raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def consume(
+    stream: Annotated[str, typer.Argument(help="redis://HOST:6379/STREAM")],
+    collection: CollectionOpt,
+    group: Annotated[str, typer.Option(help="Consumer group.")] = "imgsearch",
+    consumer: Annotated[str | None, typer.Option(
+        help="This consumer's name in the group (default: HOST-PID); give the same name "
+             "after a restart to take up its pending messages at once.")] = None,
+    image_root: Annotated[list[Path] | None, typer.Option(
+        "--image-root", help="Folder whose images messages may name by path; "
+                             "repeatable. Default: no paths, only URLs and bytes.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Messages per read.")] = 32,
+    claim_idle_ms: Annotated[int, typer.Option(
+        min=0, help="Claim messages another consumer left pending this long.")] = 60_000,
+    exit_when_idle: Annotated[bool, typer.Option(
+        help="Stop once a round finds no message (default: run until stopped).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index from a Redis stream as a consumer group member, until Ctrl-C or SIGTERM.
+
+    Messages upsert an item (id, image URL, path or base64 bytes, metadata) or delete
+    one; each is acknowledged once its write is durable; a message that cannot be
+    applied goes, with its reason, to the stream STREAM:dead.
+    """
+    import signal
+    import threading
+
+    from imgsearch.engine.stream import StreamAddress, StreamConsumer
+
+    with _errors():
+        address = StreamAddress.parse(stream)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        with _open(collection, create=True) as engine:
+            worker = StreamConsumer(engine, address, group=group, consumer=consumer,
+                                    image_roots=image_root or [], batch_size=batch_size,
+                                    claim_idle_ms=claim_idle_ms)
+            typer.echo(f"consuming {address} as {worker.consumer} in group {group}",
+                       err=True)
+            stats = worker.run(stop, stop_when_idle=exit_when_idle)
+        if as_json:
+            _print_json(dataclasses.asdict(stats))
+        typer.echo(f"upserted {stats.upserted}, unchanged {stats.unchanged}, deleted "
+                   f"{stats.deleted}, dead-lettered {stats.dead}, reclaimed "
+                   f"{stats.reclaimed}, errors {stats.errors}", err=True)
 
 
 def main() -> None:

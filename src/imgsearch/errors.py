@@ -35,7 +35,8 @@ using the ``code`` and ``status`` class attributes.
     │   ├── ReadOnlyCollectionError     a write asked of a collection on read-only storage
     │   └── StorageAccessError          permission denied, an I/O error of the device (503)
     ├── StorageFullError                no space left for a write (507); nothing half-written
-    └── DecodersBusyError               every decode worker stayed busy past the wait (503)
+    ├── DecodersBusyError               every decode worker stayed busy past the wait (503)
+    └── StreamError                     a stream to consume (Redis) cannot be reached (503)
 
 ``storage_fault`` turns the operating system's and SQLite's own errors for a full disk,
 read-only storage and a damaged database into these, so that the CLI and the web app
@@ -251,6 +252,13 @@ _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _SQLITE_FULL, _SQLITE_CORRUPT, _SQLITE_NOTADB, _SQLITE_READONLY = 13, 11, 26, 8
 _SQLITE_IOERR, _SQLITE_CANTOPEN, _SQLITE_PERM = 10, 14, 3
 _ACCESS_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
+
+
+class StreamError(ImgSearchError):
+    """A stream to consume cannot be reached or read (Redis down, a refused command)."""
+
+    code = "stream_unavailable"
+    status = 503
 
 
 def storage_fault(exc: BaseException, where: str = "the collection") -> ImgSearchError | None:

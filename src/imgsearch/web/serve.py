@@ -14,6 +14,7 @@ import errno
 import multiprocessing
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 import uvicorn
 
 from imgsearch.config import Settings
+from imgsearch.engine import Engine
+from imgsearch.engine.stream import ConsumeOptions
 from imgsearch.errors import (
     CollectionError,
     CollectionLockedError,
@@ -32,6 +35,7 @@ from imgsearch.web.app import create_app
 from imgsearch.web.forward import publish_writer, withdraw_writer
 from imgsearch.web.limits import Limits
 from imgsearch.web.protocol import guarded_protocol
+from imgsearch.web.stream_metrics import StreamCollector
 
 _UVICORN: dict[str, Any] = {"log_level": "info", "access_log": False, "proxy_headers": False,
                             "server_header": False, "log_config": None,
@@ -51,11 +55,19 @@ def uvicorn_options(limits: Limits | None = None) -> dict[str, Any]:
 
 
 def serve(collection: Path, host: str, port: int, settings: Settings,
-          limits: Limits | None = None, workers: int = 1) -> None:
-    """Open ``collection`` and serve it until interrupted, in ``workers`` processes."""
+          limits: Limits | None = None, workers: int = 1,
+          consume: ConsumeOptions | None = None) -> None:
+    """Open ``collection`` and serve it until interrupted, in ``workers`` processes;
+    with ``consume``, index from that stream too."""
     if workers < 1:
         raise InvalidInputError(f"workers must be 1 or more, got {workers}")
+    if consume is not None and workers != 1:
+        raise InvalidInputError("--consume runs in a single server process; leave out "
+                                "--workers (or run `imgsearch consume` beside the server)")
     configure_json_logging()
+    if consume is not None:
+        _serve_consuming(collection, host, port, settings, limits, consume)
+        return
     # bound before anything else, so that a busy port is said at once and plainly
     listener = _listen(host, port)
     if workers == 1:
@@ -126,6 +138,32 @@ def serve(collection: Path, host: str, port: int, settings: Settings,
         listener.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _serve_consuming(collection: Path, host: str, port: int, settings: Settings,
+                     limits: Limits | None, consume: ConsumeOptions) -> None:
+    """One process that serves and consumes; the consumer stops before the engine closes,
+    so that no write is cut short by the shutdown."""
+    listener = _listen(host, port)
+    engine = Engine.open(collection, settings)
+    stop = threading.Event()
+    thread: threading.Thread | None = None
+    try:
+        app = create_app(engine=engine, settings=settings, limits=limits, listen_host=host)
+        consumer = consume.consumer_for(engine)
+        app.state.imgsearch.metrics.registry.register(StreamCollector(consumer))
+        thread = threading.Thread(target=consumer.run, args=(stop,), name="imgsearch-consume",
+                                  daemon=True)
+        thread.start()
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
+                                               **uvicorn_options(limits)))
+        server.run(sockets=[listener])
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=60)
+        engine.close()
+        listener.close()
 
 
 def _listen(host: str, port: int) -> socket.socket:
