@@ -72,7 +72,8 @@ from common import (
 )
 from imgsearch import Engine, Item, Settings
 from imgsearch.engine.pipeline import Prepared
-from imgsearch.search.executor import Signal, candidates, exact_cutoff, fetch_size
+from imgsearch.search.executor import Signal, candidates, fetch_size
+from imgsearch.search.space import exact_cutoff
 from imgsearch.store.filters import filter_sql
 from imgsearch.types import Filters, Query
 from search import item_id, random_vectors, tiny_thumbnail  # also registers "bench512"
@@ -179,7 +180,7 @@ def summary(ms: Sequence[float], recalls: Sequence[float]) -> dict[str, float]:
 def engine_ef(settings: Settings, n: int, count: int) -> int | None:
     """The efSearch of the engine's filtered HNSW walk for a 10-result page, as
     ``HNSWIndex.search`` computes it; None where the planner scores the passing items
-    exactly instead of walking (``executor.exact_cutoff``, at most ``exact_filter_max``)."""
+    exactly instead of walking (``space.exact_cutoff``, at most ``exact_filter_max``)."""
     fetch = fetch_size(0, LIMIT)
     if count <= min(settings.exact_filter_max, exact_cutoff(fetch, n)):
         return None
@@ -354,8 +355,7 @@ def breakdown(engine: Engine, bare: Any, internal: NDArray[np.int64],
         "filter SQL via index": lambda q: np.sort(np.fromiter(
             (r[0] for r in reader.execute(f"SELECT key FROM items WHERE {where}", params)),
             np.int64)),
-        "candidates": lambda q: candidates(Signal("image", space, q), k, keys, None,
-                                           engine.settings),
+        "candidates": lambda q: candidates(Signal("image", space, q), k, keys, None),
     }
     if len(keys) <= STORAGE_EXACT_MAX:
         pieces["exact from catalog"] = from_catalog

@@ -24,7 +24,9 @@ import typer
 
 from imgsearch.config import COLLECTION_CONFIG, Settings, layered, user_config_path
 from imgsearch.engine import Engine
+from imgsearch.engine import items as item_fields
 from imgsearch.engine.display import confidence_percent
+from imgsearch.engine.requests import SearchRequest, build_query, parse_boosts
 from imgsearch.errors import (
     CollectionError,
     EncoderError,
@@ -36,13 +38,11 @@ from imgsearch.errors import (
     StorageFullError,
     storage_fault,
 )
-from imgsearch.ingest import fields as item_fields
 from imgsearch.types import (
     Filters,
     IngestReport,
     Item,
     Progress,
-    Query,
     SearchHit,
     SearchResult,
 )
@@ -314,7 +314,7 @@ def add(
         path = None if image.startswith(("http://", "https://")) else Path(image).resolve()
         # a name that is not UTF-8 is stored as text (\xNN escapes); the file is read as is
         ref = image if path is None else item_fields.name_text(str(path))
-        checked_id = item_fields.item_id(item_id) if item_id else item_fields.name_text(image)
+        checked_id = item_fields.checked_id(item_id) if item_id else item_fields.name_text(image)
         item = Item(id=checked_id, image=ref, title=title, description=description,
                     category=category, brand=brand, price=price, color=color,
                     tags=tuple(tag or ()))
@@ -380,19 +380,6 @@ def _filters(category: list[str] | None, brand: list[str] | None, price_min: flo
                    licenses=tuple(license_ or ()), tags=tuple(tag or ()),
                    orientation=orientation,  # type: ignore[arg-type]
                    min_width=min_width, min_height=min_height, attributes=attributes)
-
-
-def _boosts(pairs: list[str] | None) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for pair in pairs or ():
-        name, sep, value = pair.partition("=")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            raise InvalidInputError(f"--boost takes SIGNAL=WEIGHT, got {pair!r}") from None
-        if not sep:
-            raise InvalidInputError(f"--boost takes SIGNAL=WEIGHT, got {pair!r}")
-    return out
 
 
 FormatOpt = Annotated[str, typer.Option(
@@ -480,17 +467,21 @@ MaxPerCategory = Annotated[int | None, typer.Option(
     "--max-per-category", help="Diversity: at most this many hits per category.")]
 Mmr = Annotated[float | None, typer.Option(
     "--mmr", help="Diversity: maximal marginal relevance lambda (1 = relevance only).")]
+PreferColor = Annotated[list[str] | None, typer.Option(
+    "--prefer-color", help="Rank items of this colour higher (a boost, not a filter); "
+                           "repeatable.")]
 CollapseOpt = Annotated[bool, typer.Option(
     "--collapse/--no-collapse", help="Fold near-exact duplicates into one hit.")]
 Offset = Annotated[int, typer.Option("--offset")]
 
 
-def _search_and_print(collection: Path, query: Query, limit: int | None, as_json: bool,
-                      offset: int, fmt: str) -> None:
+def _search_and_print(collection: Path, request: SearchRequest, limit: int | None,
+                      as_json: bool, offset: int, fmt: str) -> None:
     """Search a collection read-only; without --limit, a page is its default_limit."""
     with _open(collection, readonly=True) as engine:
-        page = limit if limit is not None else engine.settings.default_limit
-        result = engine.search(dataclasses.replace(query, limit=page))
+        query = build_query(dataclasses.replace(request, limit=limit),
+                            engine.settings.default_limit)
+        result = engine.search(query)
     _print_result(result, as_json, offset, fmt)
 
 
@@ -518,21 +509,25 @@ def search(
     multi_image: Annotated[str | None, typer.Option(
         "--multi-image", help="Several images: 'average' their vectors or 'rrf' fuse "
                               "per-image rankings.")] = None,
-    prefer_color: Annotated[list[str] | None, typer.Option(
-        "--prefer-color", help="Rank items of this colour higher (a boost, not a filter); "
-                               "repeatable.")] = None,
+    prefer_color: PreferColor = None,
+    ef_search: Annotated[int | None, typer.Option(
+        "--ef-search", help="HNSW indexes: candidates kept while searching (recall for "
+                            "time); default from the collection's settings.")] = None,
+    nprobe: Annotated[int | None, typer.Option(
+        "--nprobe", help="IVF-PQ indexes: inverted lists visited.")] = None,
 ) -> None:
     """Search by text, by image(s), or both."""
     with _errors():
-        query = Query(text=text, images=list(image or []), negative_images=list(not_image or []),
-                      image_weight=image_weight, offset=offset, parse=parse,
-                      min_confidence=min_confidence, collapse_duplicates=collapse,
-                      boosts=_boosts(boost), max_per_category=max_per_category,
-                      mmr_lambda=mmr, multi_image=multi_image,
-                      prefer_colors=tuple(prefer_color or ()),
-                      filters=_filters(category, brand, price_min, price_max, color, license_,
-                                       tag, orientation, min_width, min_height, attr))
-        _search_and_print(collection, query, limit, as_json, offset, fmt)
+        request = SearchRequest(
+            text=text, images=list(image or []), negative_images=list(not_image or []),
+            image_weight=image_weight, offset=offset, parse=parse,
+            min_confidence=min_confidence, collapse_duplicates=collapse,
+            boosts=parse_boosts(boost or ()), max_per_category=max_per_category,
+            mmr_lambda=mmr, multi_image=multi_image, prefer_colors=tuple(prefer_color or ()),
+            ef_search=ef_search, nprobe=nprobe,
+            filters=_filters(category, brand, price_min, price_max, color, license_,
+                             tag, orientation, min_width, min_height, attr))
+        _search_and_print(collection, request, limit, as_json, offset, fmt)
 
 
 @app.command()
@@ -546,16 +541,18 @@ def similar(
     limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False, fmt: FormatOpt = "table",
     min_confidence: MinConfidence = None, collapse: CollapseOpt = True,
     boost: Boost = None, max_per_category: MaxPerCategory = None, mmr: Mmr = None,
+    prefer_color: PreferColor = None,
 ) -> None:
     """More like this item (the item itself excluded)."""
     with _errors():
-        query = Query(similar_to=item_id, offset=offset,
-                      min_confidence=min_confidence, collapse_duplicates=collapse,
-                      boosts=_boosts(boost), max_per_category=max_per_category,
-                      mmr_lambda=mmr,
-                      filters=_filters(category, brand, price_min, price_max, color, license_,
-                                       tag, orientation, min_width, min_height, attr))
-        _search_and_print(collection, query, limit, as_json, offset, fmt)
+        request = SearchRequest(
+            similar_to=item_id, offset=offset, min_confidence=min_confidence,
+            collapse_duplicates=collapse, boosts=parse_boosts(boost or ()),
+            max_per_category=max_per_category, mmr_lambda=mmr,
+            prefer_colors=tuple(prefer_color or ()),
+            filters=_filters(category, brand, price_min, price_max, color, license_,
+                             tag, orientation, min_width, min_height, attr))
+        _search_and_print(collection, request, limit, as_json, offset, fmt)
 
 
 @app.command()

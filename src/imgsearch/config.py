@@ -60,7 +60,7 @@ class Settings:
     max_pixels: int = 64_000_000
     min_side: int = 32
     max_file_bytes: int = 50 * 1024 * 1024
-    thumbnail_size: int = 256
+    thumbnail_size: int = 512  # also what copies are verified against (search/verify.py)
     # images added from bytes (uploads, not paths or URLs) are kept in the collection up to
     # this size each, so that a change of encoder can re-encode them; 0 keeps none
     original_max_bytes: int = 20 * 1024 * 1024

@@ -159,8 +159,9 @@ class Query:
     max_per_category: int | None = None  # diversity: at most this many hits per category
     mmr_lambda: float | None = None  # diversity: maximal marginal relevance, 1 = none
     multi_image: str | None = None  # "average" vectors or "rrf" per-image rank fusion
-    ef_search: int | None = None
-    nprobe: int | None = None
+    # hints for the collection's backend, checked by it: the local FAISS indexes take
+    # ef_search (HNSW) and nprobe (IVF), e.g. {"ef_search": 256}
+    search_params: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:

@@ -8,7 +8,7 @@ import itertools
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
 from imagegen import textured
 from imgsearch.config import Settings
@@ -113,3 +113,35 @@ def test_unrelated_pictures_get_no_match_in_a_ten_item_collection(ten):
     claimed = [bool(ten.search(Query(images=[textured(seed, (240, 180))])).hits)
                for seed in itertools.islice(itertools.count(100), 5)]
     assert not any(claimed)
+
+
+@pytest.fixture(scope="module")
+def grains(tmp_path_factory: pytest.TempPathFactory):
+    """Twelve fine-grained textures (blurred noise, like grass or gravel close up): what a
+    texture descriptor finds noise most like."""
+    directory = tmp_path_factory.mktemp("grains") / "c"
+    images = []
+    for seed in range(12):
+        grain = np.random.default_rng(seed).integers(0, 256, (300, 400), dtype=np.uint8)
+        tint = Image.new("RGB", (400, 300), (60 + 10 * seed, 120, 40))
+        texture = Image.fromarray(grain).filter(ImageFilter.GaussianBlur(0.8 + seed / 10))
+        images.append(Image.blend(tint, texture.convert("RGB"), 0.7))
+    with Engine.open(directory, Settings(ingest_workers=2), text_encoder="none") as engine:
+        engine.ingest_items((Item(id=f"g{i}"), im) for i, im in enumerate(images))
+    engine = Engine.open(directory, Settings(), readonly=True)
+    yield engine, images
+    engine.close()
+
+
+def test_noise_is_no_match_among_fine_textures(grains):
+    engine, _images = grains
+    for seed in range(3):
+        grey = Image.effect_noise((320, 240), 48 + 16 * seed).convert("RGB")
+        result = engine.search(Query(images=[grey]))
+        assert result.hits == [] and result.empty_reason == "no_match", result.hits[:1]
+
+
+def test_a_fine_texture_still_finds_itself(grains):
+    engine, images = grains
+    hits = engine.search(Query(images=[images[3]])).hits
+    assert hits and hits[0].id == "g3" and hits[0].match == "exact"

@@ -1,13 +1,17 @@
-"""Data flows ingest -> enrich -> encode -> store/index -> search -> engine -> cli/web.
+"""Data flows ingest -> enrich -> encode -> store -> index -> search -> evaluate -> engine
+-> web -> cli.
 
 A module may import only from its own stage, from stages to its left, and from the
-leaf modules. This test walks every import and fails on an arrow pointing backwards.
+leaf modules. These tests walk every import (relative ones resolved, imports inside
+functions included) and fail on an arrow pointing backwards, on a cycle inside a
+package, and on an edge (cli, web) reaching past the engine.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import imgsearch
@@ -15,8 +19,19 @@ import imgsearch
 PACKAGE = Path(imgsearch.__file__).parent
 _READS_ENV = re.compile(r"os\.environ\b(?!``)|getenv\(")
 LEAVES = {"types", "errors", "config", "ids", "version"}
-RANK = {"ingest": 1, "enrich": 2, "encode": 3, "store": 4, "index": 4, "search": 5,
-        "evaluate": 5, "engine": 6, "cli": 7, "web": 7, "__init__": 8}
+RANK = {"ingest": 1, "enrich": 2, "encode": 3, "store": 4, "index": 5, "search": 6,
+        "evaluate": 7, "engine": 8, "web": 9, "cli": 10, "__init__": 11}
+# The edges talk to the engine (STYLE.md habit 2), never to the stages behind it.
+EDGE_MAY_IMPORT = {"engine", "types", "errors", "config"} | LEAVES
+# ...with two named exceptions: `imgsearch serve` starts the web app, and `imgsearch
+# eval` runs the evaluation tools (which take an opened engine) and prints their reports.
+EDGE_EXCEPTIONS = {("cli", "web"), ("cli", "evaluate")}
+
+
+def _module(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.parts[-1] == "__init__" else rel.parts
+    return ".".join(parts)
 
 
 def _stage(module: str) -> str:
@@ -24,22 +39,64 @@ def _stage(module: str) -> str:
     return parts[1] if len(parts) > 1 else "__init__"
 
 
-def _imports(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text())
+def _type_only(tree: ast.Module) -> set[int]:
+    """Line numbers of imports under ``if TYPE_CHECKING:`` (never run)."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for inner in node.body:
+                lines.update(n.lineno for n in ast.walk(inner) if hasattr(n, "lineno"))
+    return lines
+
+
+def _imports(path: Path, *, runtime_only: bool = False) -> list[str]:
+    return _imports_in(path.read_text(), _module(path), path.name == "__init__.py",
+                       runtime_only=runtime_only)
+
+
+def _imports_in(source: str, module: str, is_package: bool, *,
+                runtime_only: bool = False) -> list[str]:
+    """Every imgsearch module ``source`` imports, relative imports resolved; a name
+    imported from a package counts as its submodule where one exists."""
+    tree = ast.parse(source)
+    skip = _type_only(tree) if runtime_only else set()
+    package = module if is_package else module.rpartition(".")[0]
     found = []
     for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
         if isinstance(node, ast.Import):
             found += [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[:len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.append(base)
+            found += [f"{base}.{a.name}" for a in node.names if _is_module(f"{base}.{a.name}")]
     return [name for name in found if name == "imgsearch" or name.startswith("imgsearch.")]
+
+
+def _is_module(name: str) -> bool:
+    path = PACKAGE.parent / name.replace(".", "/")
+    return path.is_dir() or path.with_suffix(".py").exists()
+
+
+def _sources() -> Iterator[tuple[Path, str]]:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        yield path, _module(path)
+
+
+def test_every_stage_has_a_rank_of_its_own() -> None:
+    assert len(set(RANK.values())) == len(RANK), RANK
+    stages = {_stage(module) for _, module in _sources()}
+    assert stages - LEAVES == set(RANK), "add new stages to RANK"
 
 
 def test_no_import_points_backwards():
     violations = []
-    for path in PACKAGE.rglob("*.py"):
-        rel = path.relative_to(PACKAGE.parent).with_suffix("")
-        module = ".".join(rel.parts)
+    for path, module in _sources():
         stage = _stage(module)
         if stage in LEAVES:
             for target in _imports(path):
@@ -54,6 +111,58 @@ def test_no_import_points_backwards():
             if RANK.get(target_stage, 99) > RANK[stage]:
                 violations.append(f"{module} imports {target}")
     assert not violations, "\n".join(violations)
+
+
+def test_the_edges_import_only_the_engine_and_the_leaves() -> None:
+    violations = []
+    for path, module in _sources():
+        stage = _stage(module)
+        if stage not in ("cli", "web"):
+            continue
+        for target in _imports(path):
+            target_stage = _stage(target)
+            if target_stage not in EDGE_MAY_IMPORT | {stage} and \
+                    (stage, target_stage) not in EDGE_EXCEPTIONS:
+                violations.append(f"{module} imports {target}")
+    assert not violations, "\n".join(violations)
+
+
+def test_no_import_cycle_inside_a_package() -> None:
+    """Among the imports that run (a type-only back-reference is not a cycle at run
+    time), no module of a package reaches itself again through its siblings."""
+    graph: dict[str, set[str]] = {}
+    for path, module in _sources():
+        graph[module] = {t for t in _imports(path, runtime_only=True) if t != module}
+    cycles = []
+    for start in graph:
+        package = start.rpartition(".")[0]
+        seen: set[str] = set()
+        todo = [t for t in graph[start] if t.rpartition(".")[0] == package]
+        while todo:
+            current = todo.pop()
+            if current == start:
+                cycles.append(start)
+                break
+            if current in seen or current not in graph:
+                continue
+            seen.add(current)
+            todo += [t for t in graph[current] if t.rpartition(".")[0] == package]
+    assert not cycles, f"modules on an import cycle: {sorted(cycles)}"
+
+
+def test_the_walker_sees_relative_nested_and_type_only_imports() -> None:
+    """Otherwise a backwards arrow could hide in ``from ..engine import x`` or inside a
+    function."""
+    source = ("from typing import TYPE_CHECKING\n"
+              "from .. import engine\n"
+              "from .space import SpaceIndex\n"
+              "def late():\n    from imgsearch.web import app\n"
+              "if TYPE_CHECKING:\n    from imgsearch.cli import main\n")
+    found = _imports_in(source, "imgsearch.search.sample", False)
+    assert {"imgsearch.engine", "imgsearch.search.space", "imgsearch.web.app",
+            "imgsearch.cli"} <= set(found)
+    runtime = _imports_in(source, "imgsearch.search.sample", False, runtime_only=True)
+    assert "imgsearch.cli" not in runtime and "imgsearch.web.app" in runtime
 
 
 def test_only_the_edges_read_the_environment():

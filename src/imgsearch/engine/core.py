@@ -59,6 +59,7 @@ from imgsearch.errors import (
     CollectionNotFoundError,
     CorruptCollectionError,
     EncoderMismatchError,
+    ImgSearchError,
     InvalidInputError,
     ItemNotFoundError,
     ReadOnlyCollectionError,
@@ -305,7 +306,8 @@ class Engine:
     def repair(path: str | Path, settings: Settings | None = None) -> HealthReport:
         """Rebuild indexes and manifest from the catalog, set a damaged search log aside,
         remove unused thumbnails; then check again. Takes the writer lock."""
-        return repair_collection(Path(path), settings or Settings())
+        return repair_collection(Path(path), lambda: Engine.open(path, settings or Settings(),
+                                                                 create=False))
 
     @staticmethod
     def backup(path: str | Path, destination: str | Path) -> dict[str, Any]:
@@ -433,7 +435,7 @@ class Engine:
 
     def _record_index_params(self) -> None:
         self.manifest.index = {
-            name: {"kind": sp.index.kind, "vectors": len(sp.index),
+            name: {"kind": sp.capabilities.kind, "vectors": len(sp),
                    "journal_seq": sp.applied_seq}
             for name, sp in self.spaces.items()}
         if not self.readonly:
@@ -627,9 +629,31 @@ class Engine:
 
     def upsert(self, item: Item, image: ImageInput | None = None) -> str:
         """Add or replace one item; returns "added" or "updated" once it is durable."""
+        outcome = self.upsert_many([(item, image)])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def upsert_many(self, entries: Sequence[tuple[Item, ImageInput | None]]
+                    ) -> list[str | ImgSearchError | OSError]:
+        """The one write path of items given with their images (the CLI's ``add``, the
+        item routes, the batch route): decoded, enriched and encoded as one batch and
+        committed in one transaction. An image of None is the item's own reference.
+
+        Per entry, in order: "added" or "updated" once durable, or the error that kept
+        it out (its image could not be read, fetched or decoded) — the others are written.
+        A failed commit (storage full, ...) is the error of every entry it would have
+        written."""
         self._require_writable()
-        prepared = self.preparer.prepare_one(item, image if image is not None else item.image)
-        return self.commit([prepared])[0].status
+        answers = self.preparer.prepare_each(
+            [(item, image if image is not None else item.image) for item, image in entries])
+        prepared = [a for a in answers if isinstance(a, Prepared)]
+        try:
+            written: list[str | ImgSearchError] = [r.status for r in self.commit(prepared)]
+        except ImgSearchError as exc:
+            written = [exc] * len(prepared)
+        statuses = iter(written)
+        return [next(statuses) if isinstance(a, Prepared) else a for a in answers]
 
     def delete(self, item_id: str) -> bool:
         """Remove an item; False when there was none. Durable when it returns."""
@@ -877,7 +901,7 @@ class Engine:
         stats["collection"] = str(self.directory)
         stats["spaces"] = {
             name: {"encoder": sp.space.encoder, "model_id": sp.space.model_id,
-                   "dim": sp.space.dim, "index": sp.index.kind, "vectors": len(sp.index),
+                   "dim": sp.space.dim, "index": sp.capabilities.kind, "vectors": len(sp),
                    "tombstones": sp.index.tombstones}
             for name, sp in self.spaces.items()}
         if "image" in self.spaces:

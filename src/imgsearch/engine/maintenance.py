@@ -18,11 +18,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from imgsearch.config import Settings
 from imgsearch.errors import (
     CollectionError,
     CollectionNotFoundError,
@@ -203,10 +203,9 @@ def _check_log(directory: Path, report: HealthReport, quick: bool) -> None:
                    f"(the next search does too); searches are not affected")
 
 
-def repair_collection(directory: Path, settings: Settings) -> HealthReport:
-    """Rebuild what can be rebuilt; a damaged catalog is refused with how to restore."""
-    from imgsearch.engine.core import Engine
-
+def repair_collection(directory: Path, open_writer: Callable[[], Engine]) -> HealthReport:
+    """Rebuild what can be rebuilt; a damaged catalog is refused with how to restore.
+    ``open_writer`` opens the collection as its writer, once the catalog is known sound."""
     before = check_collection(directory)
     damaged = [f for f in before.findings if f.part == "catalog" and f.severity == "error"]
     if damaged:
@@ -219,7 +218,7 @@ def repair_collection(directory: Path, settings: Settings) -> HealthReport:
         done.append(f"search log set aside as {aside.name if aside else '(moved)'}; a new "
                     f"one is started")
     # the writer lock is taken before anything is rebuilt: nobody else is writing
-    engine: Engine = Engine.open(directory, settings, create=False)
+    engine = open_writer()
     try:
         done += [f"{note}" for note in engine.open_notes]
         pruned = int(engine.catalog.get_meta("journal_pruned_upto") or 0)

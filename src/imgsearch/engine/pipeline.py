@@ -273,6 +273,28 @@ class Preparer:
                                     label=source, timeout_s=self.settings.decode_timeout_s)
         return self._encode([self._enrich(item, derived, value)])[0]
 
+    def prepare_each(self, batch: Sequence[tuple[Item, ImageInput | None]]
+                     ) -> list[Prepared | ImgSearchError | OSError]:
+        """Like ``prepare``, but an answer per entry, in order: the prepared item, or the
+        error that kept it out, as ``prepare_one`` would raise it. Encoded as one batch."""
+        urls = [str(v) for _, v in batch if isinstance(v, str) and is_url(v)]
+        fetched = self.fetcher.fetch_many(urls) if urls else {}
+
+        def work(entry: tuple[Item, ImageInput | None]
+                 ) -> _Enriched | ImgSearchError | OSError:
+            item, value = entry
+            try:
+                return self._enrich(item, self.decode(value, item.image or item.id, fetched),
+                                    value)
+            except (ImgSearchError, OSError) as exc:
+                return exc
+
+        answers: list[_Enriched | ImgSearchError | OSError] = list(self.pool.map(work, batch))
+        ready = [a for a in answers if not isinstance(a, ImgSearchError | OSError)]
+        encoded = iter(self._encode(ready))
+        return [a if isinstance(a, ImgSearchError | OSError) else next(encoded)
+                for a in answers]
+
     def _encode(self, ready: list[_Enriched]) -> list[Prepared]:
         if not ready:
             return []

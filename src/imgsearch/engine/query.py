@@ -16,7 +16,6 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from imgsearch.config import Settings
 from imgsearch.engine.dedup import collapse_hits
 from imgsearch.engine.known import check_known_values
 from imgsearch.engine.similar import SOFT_SIGNALS, more_like_this
@@ -25,9 +24,9 @@ from imgsearch.engine.timing import recording, stage
 from imgsearch.errors import ImgSearchError, InvalidQueryError, ItemNotFoundError
 from imgsearch.search.calibration import (
     MIN_VECTORS,
-    background_level,
+    background,
+    judge_image_hits,
     prior,
-    standout_confidence,
 )
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
 from imgsearch.search.fusion import RankedList, fuse
@@ -42,13 +41,7 @@ from imgsearch.search.matching import (
     copy_confidence,
     match_kinds,
 )
-from imgsearch.search.rerank import (
-    BusinessWeights,
-    business_scores,
-    color_boosted,
-    max_per_category,
-    mmr_order,
-)
+from imgsearch.search.planner import RerankOptions, business_weights, rerank, subset
 from imgsearch.search.understand import Interpretation, understand
 from imgsearch.store.filters import validate as validate_filters
 from imgsearch.store.logs import SearchRecord
@@ -232,18 +225,15 @@ def _image_confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
             order = np.argsort(ranked.keys)[where]
             sims[:, order] = np.stack(positives) @ vectors.T
     sims = np.where(np.isnan(sims), -1.0, sims).astype(np.float32)
-    small = len(space) < MIN_VECTORS
-    fallback = prior(engine.manifest.spaces["image"].model_id) if small else \
+    model_id = engine.manifest.spaces["image"].model_id
+    calibration = prior(model_id) if len(space) < MIN_VECTORS else \
         engine.calibrations.get("image")
+    noisy = [look.noise_like for look in looks] or [False] * len(positives)
     best = np.zeros(len(ranked.keys), np.float32)
-    for vector, row in zip(positives, sims, strict=True):
-        if fallback is not None:
-            best = np.maximum(best, fallback.confidence(row))
-        elif small:  # an encoder without a measured prior cannot say what chance is
-            best = np.maximum(best, np.where(row > -1.0, 1.0, 0.0).astype(np.float32))
-        level = None if small else background_level(space, vector)
-        if level is not None:
-            best = np.maximum(best, standout_confidence(row, level))
+    for vector, row, noise in zip(positives, sims, noisy, strict=True):
+        if not noise:  # nothing merely looks like noise (its copies are still verified)
+            best = np.maximum(best, judge_image_hits(row, vector, space, calibration,
+                                                     background(model_id)))
     return best
 
 
@@ -280,7 +270,7 @@ def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
     if not promote:
         return ranked, confidence, matches
     order = np.argsort(tier, kind="stable")
-    return _subset(ranked, order), confidence[order], matches
+    return subset(ranked, order), confidence[order], matches
 
 
 def _hash_candidates(engine: Engine, ranked: Ranked, signals: list[Signal],
@@ -349,85 +339,15 @@ def _stored_image(engine: Engine, item: Item) -> Image.Image | None:
     return None
 
 
-def _subset(ranked: Ranked, keep: NDArray[Any]) -> Ranked:
-    """The candidates selected by a boolean mask or reordered by an index array."""
-    return Ranked(ranked.keys[keep], ranked.scores[keep],
-                  {n: c[keep] for n, c in ranked.per_signal.items()},
-                  {n: c[keep] for n, c in ranked.ranks.items()}, ranked.plan, ranked.candidates,
-                  {n: c[keep] for n, c in ranked.evidence.items()})
-
-
-def _business_weights(engine: Engine, query: Query) -> BusinessWeights:
-    s = engine.settings
-    if not query.boosts:
-        return _default_weights(s)
-    unknown = set(query.boosts) - {"popularity", "rating", "conversion", "freshness"}
-    if unknown:
-        raise InvalidQueryError(f"unknown boost {sorted(unknown)[0]!r}; use popularity, "
-                                f"rating, conversion or freshness")
-    weights = BusinessWeights(
-        popularity=float(query.boosts.get("popularity", s.boost_popularity)),
-        rating=float(query.boosts.get("rating", s.boost_rating)),
-        conversion=float(query.boosts.get("conversion", s.boost_conversion)),
-        freshness=float(query.boosts.get("freshness", s.boost_freshness)),
-        half_life_days=s.freshness_half_life_days)
-    weights.validate()
-    return weights
-
-
-_DEFAULT_WEIGHTS: dict[int, tuple[Settings, BusinessWeights]] = {}
-
-
-def _default_weights(s: Settings) -> BusinessWeights:
-    """The settings' business weights, checked once rather than on every search (kept
-    by the settings' identity: hashing all their fields costs more than the check)."""
-    known = _DEFAULT_WEIGHTS.get(id(s))
-    if known is not None and known[0] is s:
-        return known[1]
-    weights = BusinessWeights(
-        popularity=float(s.boost_popularity), rating=float(s.boost_rating),
-        conversion=float(s.boost_conversion), freshness=float(s.boost_freshness),
-        half_life_days=s.freshness_half_life_days)
-    weights.validate()
-    if len(_DEFAULT_WEIGHTS) >= 64:
-        _DEFAULT_WEIGHTS.clear()
-    _DEFAULT_WEIGHTS[id(s)] = (s, weights)  # holding ``s`` keeps its id from being reused
-    return weights
-
-
 def _rerank(engine: Engine, query: Query, ranked: Ranked, confidence: NDArray[np.float32],
             stands_for: NDArray[np.int64]
             ) -> tuple[Ranked, NDArray[np.float32], NDArray[np.int64]]:
-    """Business signals, then diversity, over the whole candidate block."""
-    weights = _business_weights(engine, query)
-    if not len(ranked.keys) or not (weights.total or query.max_per_category or
-                                    query.prefer_colors or query.mmr_lambda is not None):
-        return ranked, confidence, stands_for
-    items = engine.catalog.items_by_key([int(k) for k in ranked.keys])
-
-    def take(index: NDArray[Any], scores: NDArray[np.float32] | None = None) -> None:
-        nonlocal ranked, confidence, stands_for
-        ranked, confidence, stands_for = _subset(ranked, index), confidence[index], \
-            stands_for[index]
-        if scores is not None:
-            ranked.scores = scores[index]
-
-    def rescored(scores: NDArray[np.float32]) -> None:
-        take(np.lexsort((ranked.keys, -scores)), scores)
-
-    if query.prefer_colors:
-        rescored(color_boosted(ranked.scores, [items.get(int(k)) for k in ranked.keys],
-                               query.prefer_colors, engine.settings.color_boost))
-    if weights.total:
-        rescored(business_scores(ranked.scores, [items.get(int(k)) for k in ranked.keys],
-                                 weights))
-    if query.max_per_category is not None:
-        take(max_per_category(ranked.keys, {k: i.category for k, i in items.items()},
-                              query.max_per_category))
-    if query.mmr_lambda is not None:
-        take(mmr_order(ranked.keys, ranked.scores, engine.spaces["image"].vectors_of_keys,
-                       query.mmr_lambda))
-    return ranked, confidence, stands_for
+    """Business signals, then diversity, over the whole candidate block (``planner``)."""
+    options = RerankOptions(business_weights(query.boosts, engine.settings),
+                            query.prefer_colors, engine.settings.color_boost,
+                            query.max_per_category, query.mmr_lambda)
+    return rerank(ranked, confidence, stands_for, options, engine.catalog.items_by_key,
+                  lambda keys: engine.spaces["image"].vectors_of_keys(keys))
 
 
 def _fused_images(engine: Engine, query: Query, allowed: NDArray[np.int64] | None) -> Ranked:
@@ -444,14 +364,14 @@ def _fused_images(engine: Engine, query: Query, allowed: NDArray[np.int64] | Non
             continue
         vectors = _image_vectors(engine, list(values))
         for number, vector in enumerate(vectors, 1):
-            keys, scores, _plan = candidates(Signal(prefix, space, vector), k, allowed, None, s,
-                                             ef_search=query.ef_search, nprobe=query.nprobe)
+            keys, scores, _plan = candidates(Signal(prefix, space, vector), k, allowed, None,
+                                             query.search_params)
             lists.append(RankedList(f"{prefix}:{number}", keys, scores, weight))
     fused = fuse(lists, "rrf", s.rrf_k)
     return Ranked(fused.keys[:k], fused.scores[:k],
                   {name: col[:k] for name, col in fused.list_scores.items()},
                   {name: col[:k] for name, col in fused.ranks.items()},
-                  f"image:{space.index.kind} fused:rrf x{len(lists)}", len(fused.keys))
+                  f"image:{space.capabilities.kind} fused:rrf x{len(lists)}", len(fused.keys))
 
 
 _SIGNAL_WEIGHT = {"text": "weight_text", "clip_text": "weight_clip_text"}
@@ -465,8 +385,7 @@ def _fused_text(engine: Engine, query: Query, signals: list[Signal],
     lists: list[RankedList] = []
     plans = []
     for signal in signals:
-        keys, scores, plan = candidates(signal, k, allowed, None, s,
-                                        ef_search=query.ef_search, nprobe=query.nprobe)
+        keys, scores, plan = candidates(signal, k, allowed, None, query.search_params)
         lists.append(RankedList(signal.name, keys, scores,
                                 getattr(s, _SIGNAL_WEIGHT.get(signal.name, "weight_text"))))
         plans.append(f"{signal.name}:{plan}")
@@ -625,12 +544,12 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
         elif exclude is not None:
             ranked = more_like_this(engine.catalog, signals, exclude, allowed, s,
                                     offset=query.offset, limit=query.limit,
-                                    ef_search=query.ef_search, nprobe=query.nprobe)
+                                    params=query.search_params)
         elif mode == "rrf" and several and not query.text:
             ranked = _fused_images(engine, query, allowed)
         else:
-            ranked = rank(signals, query.offset, query.limit, allowed, exclude, s,
-                          ef_search=query.ef_search, nprobe=query.nprobe)
+            ranked = rank(signals, query.offset, query.limit, allowed, exclude,
+                          query.search_params)
     # "More like this" and raw vectors browse from inside the collection: they always show
     # the nearest items. Queries from outside (text, images) must clear the minimum.
     default = 0.0 if query.kind in ("item", "vector") else s.min_confidence
@@ -649,7 +568,7 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
         if matches:
             keep |= np.isin(ranked.keys, np.fromiter(matches, np.int64, len(matches)))
         best = float(confidence.max())
-        ranked = _subset(ranked, keep)
+        ranked = subset(ranked, keep)
         confidence = confidence[keep]
         if not len(ranked.keys) and query.offset == 0:
             return _logged(engine, query, SearchResult(
@@ -672,7 +591,7 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
                 keep, counts = collapse_hits(engine, ranked.keys)
             keep = np.concatenate([keep, np.ones(len(ranked.keys) - prefix, bool)])
             stands_for[:prefix] = counts
-            ranked, confidence, stands_for = _subset(ranked, keep), confidence[keep], \
+            ranked, confidence, stands_for = subset(ranked, keep), confidence[keep], \
                 stands_for[keep]
     with stage("rerank"):
         ranked, confidence, stands_for = _rerank(engine, query, ranked, confidence,

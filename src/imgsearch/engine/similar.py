@@ -18,6 +18,9 @@ that list alone, as before.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -49,8 +52,7 @@ def _sharing(catalog: Catalog, name: str, value: str,
 
 def more_like_this(catalog: Catalog, signals: list[Signal], key: int,
                    allowed: NDArray[np.int64] | None, settings: Settings, *, offset: int,
-                   limit: int, ef_search: int | None = None, nprobe: int | None = None
-                   ) -> Ranked:
+                   limit: int, params: Mapping[str, Any] | None = None) -> Ranked:
     """Rank the items most like item ``key`` (excluded) from its vectors in ``signals``
     (image first) and its category and brand."""
     k = fetch_size(offset, limit)
@@ -59,8 +61,7 @@ def more_like_this(catalog: Catalog, signals: list[Signal], key: int,
     lists: list[RankedList] = []
     plans = []
     for signal in used:
-        keys, scores, plan = candidates(signal, k, allowed, key, settings,
-                                        ef_search=ef_search, nprobe=nprobe)
+        keys, scores, plan = candidates(signal, k, allowed, key, params)
         lists.append(RankedList(signal.name, keys, scores, weight.get(signal.name, 1.0)))
         plans.append(f"{signal.name}:{plan}")
     soft = [name for name in SOFT_SIGNALS if weight[name] > 0]
@@ -76,8 +77,7 @@ def more_like_this(catalog: Catalog, signals: list[Signal], key: int,
                 continue
             primary = used[0]
             keys, scores, plan = candidates(Signal(name, primary.space, primary.vector), k,
-                                            members, key, settings, ef_search=ef_search,
-                                            nprobe=nprobe)
+                                            members, key, params)
             lists.append(RankedList(name, keys, scores, weight[name]))
             plans.append(f"{name}:{plan}")
     if len(lists) == 1:  # as a plain search by that vector ranks it

@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -23,7 +23,12 @@ from typing import Any, BinaryIO, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from imgsearch.errors import CollectionError, InvalidInputError, SchemaVersionError
+from imgsearch.errors import (
+    CollectionError,
+    InvalidInputError,
+    InvalidQueryError,
+    SchemaVersionError,
+)
 
 INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivfpq")
 
@@ -53,6 +58,41 @@ class IndexParams:
     nprobe: int = 32
 
 
+@dataclass(frozen=True)
+class SearchParams:
+    """Per-query search parameters of these indexes; None: the collection's setting
+    (``hnsw_ef_search``, ``ivf_nprobe``).
+
+    They belong to this backend, not to the public query: a ``Query`` carries them as
+    ``search_params`` hints (``{"ef_search": 256}``), which ``from_hints`` checks. A
+    backend with other knobs reads its own names from the same hints.
+    """
+
+    ef_search: int | None = None  # HNSW: candidates kept during the walk
+    nprobe: int | None = None  # IVF: inverted lists visited
+
+    @classmethod
+    def from_hints(cls, hints: Mapping[str, Any]) -> SearchParams:
+        unknown = sorted(set(hints) - set(SEARCH_PARAM_NAMES))
+        if unknown:
+            raise InvalidQueryError(
+                f"unknown search parameter {', '.join(map(repr, unknown))}; this "
+                f"collection's indexes take {', '.join(SEARCH_PARAM_NAMES)}")
+        values: dict[str, int | None] = {}
+        for name in SEARCH_PARAM_NAMES:
+            value = hints.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 1 <= value <= _MAX_SEARCH_PARAM):
+                raise InvalidQueryError(f"{name} must be a whole number from 1 to "
+                                        f"{_MAX_SEARCH_PARAM}, got {value!r}")
+            values[name] = value
+        return cls(**values)
+
+
+SEARCH_PARAM_NAMES: tuple[str, ...] = ("ef_search", "nprobe")
+_MAX_SEARCH_PARAM = 1 << 16
+
+
 class VectorIndex(Protocol):
     """A searchable set of labelled vectors. See the module docstring for concurrency."""
 
@@ -77,8 +117,15 @@ class VectorIndex(Protocol):
         allowed: NDArray[np.int64] | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        allowed_slots: NDArray[np.int64] | None = None,
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        """(nq, k) scores, descending, and labels, padded with -inf / -1."""
+        """(nq, k) scores, descending, and labels, padded with -inf / -1.
+        ``allowed_slots`` (from ``slot_table``) may stand in for ``allowed`` labels."""
+        ...
+
+    def slot_table(self) -> NDArray[np.int64] | None:
+        """label -> the index's own slot (-1: absent), for ``search(allowed_slots=...)``;
+        None for a kind without slots, or while the labels are too sparse for one table."""
         ...
 
     def __len__(self) -> int: ...

@@ -98,7 +98,16 @@ class _FaissIndex(ABC):
     @abstractmethod
     def search(self, queries: NDArray[np.float32], k: int, *,
                allowed: NDArray[np.int64] | None = None, ef_search: int | None = None,
-               nprobe: int | None = None) -> tuple[NDArray[np.float32], NDArray[np.int64]]: ...
+               nprobe: int | None = None, allowed_slots: NDArray[np.int64] | None = None
+               ) -> tuple[NDArray[np.float32], NDArray[np.int64]]: ...
+
+    def slot_table(self) -> NDArray[np.int64] | None:
+        """None: this kind has no slots of its own (see ``HNSWIndex.slot_table``)."""
+        return None
+
+    def _no_slots(self, allowed_slots: NDArray[np.int64] | None) -> None:
+        if allowed_slots is not None:
+            raise InvalidInputError(f"a {self.kind} index has no slots; pass allowed labels")
 
     def _prepare_add(self, labels: Any, vectors: Any) -> tuple[NDArray[np.int64],
                                                               NDArray[np.float32]]:
@@ -163,7 +172,9 @@ class FlatIndex(_IdIndex):
 
     def search(self, queries: NDArray[np.float32], k: int, *,
                allowed: NDArray[np.int64] | None = None, ef_search: int | None = None,
-               nprobe: int | None = None) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+               nprobe: int | None = None, allowed_slots: NDArray[np.int64] | None = None
+               ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        self._no_slots(allowed_slots)
         queries = self._prepare_search(queries, k)
         params = None
         n_candidates = len(self)
@@ -353,7 +364,9 @@ class IVFPQIndex(_IdIndex):
 
     def search(self, queries: NDArray[np.float32], k: int, *,
                allowed: NDArray[np.int64] | None = None, ef_search: int | None = None,
-               nprobe: int | None = None) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+               nprobe: int | None = None, allowed_slots: NDArray[np.int64] | None = None
+               ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        self._no_slots(allowed_slots)
         queries = self._prepare_search(queries, k)
         nlist = self.index.nlist
         probes = min(nlist, max(1, nprobe or self.params.nprobe))

@@ -7,6 +7,7 @@ the global descriptor does not rank near the top is not looked for.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
@@ -15,12 +16,24 @@ from numpy.typing import NDArray
 from PIL import Image, ImageOps
 
 from imgsearch.enrich.phash import hamming, perceptual_hash
-from imgsearch.search.verify import MIN_INLIERS, FeatureCache, Features, features, verify
+from imgsearch.search.calibration import noise_like
+from imgsearch.search.verify import (
+    MIN_INLIERS,
+    SIDE,
+    FeatureCache,
+    Features,
+    Verdict,
+    features,
+    query_side,
+    verify,
+)
 
 __all__ = ["HASH_CANDIDATES", "PHASH_RADIUS", "VERIFY_TOP", "Candidate", "Match", "QueryImage",
            "copy_confidence", "match_kinds"]
 
-VERIFY_TOP = 5
+# 10 rather than 5: an other-size copy of a photo ranked 7th by the descriptor is found
+# (bench/copydetect.py); a query with nothing to find verifies all of them.
+VERIFY_TOP = 10
 # Candidates found by perceptual hash as well: within this many bits of the query's (a
 # grey or brighter copy moves 0-10 bits; unrelated pictures are ~32 apart), at most
 # this many per query image, each verified before it counts.
@@ -40,7 +53,7 @@ class QueryImage:
     content_hash: str
     image: Image.Image
     _phash: int | None = field(default=None, repr=False)
-    _features: dict[bool, Features] = field(default_factory=dict, repr=False)
+    _features: dict[tuple[bool, int], Features] = field(default_factory=dict, repr=False)
 
     @property
     def phash(self) -> int:
@@ -48,16 +61,23 @@ class QueryImage:
             self._phash = perceptual_hash(self.image)
         return self._phash
 
+    @functools.cached_property
+    def noise_like(self) -> bool:
+        """Whether it is noise rather than a picture (``calibration.noise_like``): it
+        may still have exact or verified copies, but nothing merely looks like it."""
+        return noise_like(self.image)
+
     @property
     def mirrored_phash(self) -> int:
         """The perceptual hash of the mirrored image: what a flipped copy's hash is near."""
         return perceptual_hash(ImageOps.mirror(self.image))
 
-    def local_features(self, mirrored: bool = False) -> Features:
-        """Its ORB features, as is or mirrored (each computed once, when first needed)."""
-        if mirrored not in self._features:
-            self._features[mirrored] = features(self.image, mirror=mirrored)
-        return self._features[mirrored]
+    def local_features(self, mirrored: bool = False, side: int = SIDE) -> Features:
+        """Its ORB features at ``side`` px, as is or mirrored (each computed once, when
+        first needed)."""
+        if (mirrored, side) not in self._features:
+            self._features[mirrored, side] = features(self.image, mirror=mirrored, side=side)
+        return self._features[mirrored, side]
 
 
 @dataclass(frozen=True)
@@ -117,20 +137,29 @@ def match_kinds(looks: Sequence[QueryImage], candidates: Sequence[Candidate],
 
 def _examine(looks: Sequence[QueryImage], candidate: Candidate, cache: FeatureCache
              ) -> Match | None:
-    stored = cache.get(candidate.cache_key, candidate.load)
+    """A verified copy, from the candidate's stored image (its thumbnail)."""
+    verdict = _best(looks, cache.get(candidate.cache_key, candidate.load))
+    if verdict is None or not verdict.copy:
+        return None
+    return Match("copy", {"inliers": float(verdict.inliers), "matches": float(verdict.matches),
+                          "mirrored": float(verdict.mirrored)})
+
+
+def _best(looks: Sequence[QueryImage], stored: Features | None) -> Verdict | None:
+    """The best verdict of any query image (as is, then mirrored) against ``stored``,
+    stopping at the first that verifies."""
     if stored is None or not len(stored):
         return None
     best = None
     for look in looks:
         for mirrored in (False, True):  # the mirrored query only when the plain one fails
-            verdict = verify(look.local_features(mirrored), stored, mirrored)
+            verdict = verify(look.local_features(mirrored, query_side(stored)), stored,
+                             mirrored)
             if best is None or verdict.inliers > best.inliers:
                 best = verdict
             if best.copy:
-                return Match("copy", {"inliers": float(best.inliers),
-                                      "matches": float(best.matches),
-                                      "mirrored": float(best.mirrored)})
-    return None
+                return best
+    return best
 
 
 def copy_confidence(inliers: float) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,9 +24,10 @@ from numpy.typing import NDArray
 from imgsearch.config import Settings
 from imgsearch.errors import CollectionError
 from imgsearch.index.auto import choose_index_kind, params_from_settings
-from imgsearch.index.base import VectorIndex, gather
-from imgsearch.index.faiss_index import HNSWIndex, build_index, load_index
+from imgsearch.index.base import SearchParams, VectorIndex, gather
+from imgsearch.index.faiss_index import build_index, load_index
 from imgsearch.index.memo import IdentityMemo
+from imgsearch.search.backend import Capabilities
 from imgsearch.store.catalog import Catalog
 from imgsearch.types import VectorSpace
 
@@ -34,6 +36,30 @@ log = logging.getLogger(__name__)
 _TRAIN_SAMPLE = 100_000
 # IVF-PQ needs vectors to train on; below this a space stays exact until it has them.
 IVFPQ_MIN_VECTORS = 256
+
+
+# Up to this many allowed items, an index with approximate scores is skipped: they are
+# all scored exactly from stored vectors.
+BRUTE_FORCE_MAX = 2_000
+
+
+def exact_cutoff(k: int, total: int) -> int:
+    """Up to how many allowed items scoring them all beats a filtered HNSW walk.
+
+    The walk needs efSearch ≈ k·total / (2·allowed) to keep its recall, and each unit of
+    efSearch costs about 15× what scoring one stored vector costs (bench/filters.py, 100k
+    and 1M items), so exact scoring is cheaper while allowed² < 7.5·k·total: about 7,000
+    items of 100,000 and 22,000 of 1,000,000 for a first page (k = 64)."""
+    return int(math.sqrt(7.5 * k * total))
+
+
+def _members(keys: NDArray[np.int64], allowed: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Which ``keys`` are in ``allowed`` (sorted, as the catalog gives it): a binary
+    search per key instead of sorting both sides."""
+    if not len(allowed):
+        return np.zeros(len(keys), bool)
+    at = np.searchsorted(allowed, keys).clip(max=len(allowed) - 1)
+    return allowed[at] == keys
 
 
 def index_kind_for(n: int, settings: Settings) -> str:
@@ -248,14 +274,73 @@ class SpaceIndex:
             return vids
         return self._vids_memo.get(keys, (self.applied_seq, len(self.index)), compute)
 
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(kind=self.index.kind, exact_scores=self.index.exact_scores)
+
+    def search(self, vector: NDArray[np.float32], k: int, allowed: NDArray[np.int64] | None,
+               params: Mapping[str, Any]) -> tuple[NDArray[np.int64], NDArray[np.float32], str]:
+        """Up to ``k`` item keys with exact scores among ``allowed`` keys (None: all), and
+        the plan: exact scoring of a small allowed set, the index with the filter pushed
+        into it (prefilter) or applied to an over-fetch (postfilter), and re-scoring
+        from stored vectors where the index's own scores are approximate."""
+        settings, total = self.settings, len(self)
+        if total == 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32), "empty"
+        given = SearchParams.from_hints(params)
+        exact = self.index.exact_scores
+        if allowed is not None and len(allowed) <= BRUTE_FORCE_MAX and not exact:
+            keys, scores = self.exact_scores(vector, allowed)
+            return keys, scores, "exact-subset"
+        ef = given.ef_search or settings.hnsw_ef_search
+        probe = given.nprobe or settings.ivf_nprobe
+        fetch = k if exact else max(k * settings.pq_rescore_factor, k)
+        kind = self.index.kind
+        if allowed is None:
+            scores, vids = self.index.search(vector[None, :], min(fetch, total),
+                                             ef_search=max(ef, fetch), nprobe=probe)
+            plan = kind
+        elif len(allowed) / total <= settings.prefilter_max_fraction:
+            # Few enough allowed items: an ef covering them all makes the index score
+            # each from the vectors it holds, which is exact and cheaper than a walk.
+            small = exact and len(allowed) <= min(settings.exact_filter_max,
+                                                  exact_cutoff(fetch, total))
+            walk = max(ef, fetch, len(allowed)) if small else max(ef, fetch)
+            scores, vids = self.search_among(vector, min(fetch, total), allowed,
+                                             ef_search=walk, nprobe=probe)
+            plan = "exact-subset" if small else f"{kind}+prefilter"
+        else:
+            # Unselective filter: search unrestricted with over-fetch, drop what fails.
+            over = int(np.ceil(fetch * total / max(len(allowed), 1) * 1.5))
+            scores, vids = self.index.search(vector[None, :], min(over, total),
+                                             ef_search=max(ef, over), nprobe=probe)
+            plan = f"{kind}+postfilter"
+        keys = self.keys_of(vids[0])
+        found = scores[0]
+        ok = keys >= 0
+        if allowed is not None and plan.endswith("postfilter"):
+            ok &= _members(keys, allowed)
+        keys, found = keys[ok], found[ok]
+        if not exact and len(keys):
+            keys, found = self.exact_scores(vector, keys)
+            plan += "+rescore"
+        return keys, found, plan
+
+    def exact_scores(self, vector: NDArray[np.float32], keys: NDArray[np.int64]
+                     ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Exact scores of those ``keys`` that have a vector here, from stored vectors."""
+        found, vectors = self.vectors_of_keys(keys)
+        return found, (vectors @ vector).astype(np.float32) if len(found) else \
+            np.empty(0, np.float32)
+
     def search_among(self, vector: NDArray[np.float32], k: int, keys: NDArray[np.int64], *,
                      ef_search: int, nprobe: int
                      ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """The index's search restricted to the vectors of ``keys``: (1, k) scores and
-        vector ids. An HNSW index is handed its own slots (see ``slots_of``); the others
-        the vector ids."""
+        vector ids. An index with slots of its own (HNSW) is handed those (see
+        ``slots_of``); the others the vector ids."""
         slots = self.slots_of(keys)
-        if slots is not None and isinstance(self.index, HNSWIndex):
+        if slots is not None:
             return self.index.search(vector[None, :], k, allowed_slots=slots,
                                      ef_search=ef_search, nprobe=nprobe)
         return self.index.search(vector[None, :], k, allowed=self.vids_of(keys),
@@ -270,8 +355,6 @@ class SpaceIndex:
         passing 100,000 of 1,000,000 items; one key -> slot table, made once per change
         of the space (a few milliseconds at 1M), halves that. Read-only ``keys`` give a
         read-only answer, remembered until the next applied write."""
-        if not isinstance(self.index, HNSWIndex):
-            return None
         version = (self.applied_seq, len(self.index))
         made = self._key_slot
         if made is None or made[0] != version:

@@ -7,11 +7,12 @@ similarity transform (rotation, scale, shift) is fitted to the matches with RANS
 matches that agree on one transform happen only when the two images show the same
 picture. The mirrored query is tried too, so a flipped copy is found.
 
-Features are computed at query time from the candidate's stored thumbnail (256 px):
-about 1.5 ms to read it and find its keypoints, plus ~2 ms to match and fit (plain and
-mirrored), cached by ``FeatureCache``. Storing them at ingest would cost ~10.6 kB per
-item (1 GB a 100k items) for items most queries never verify, to save ~1.5 ms per
-verified candidate (bench/copydetect.py; BENCHMARKS.md, copy detection).
+Features are computed at query time from the candidate's stored thumbnail (512 px by
+default; the query's features are found at about the same size) and cached by
+``FeatureCache``. On 256 px thumbnails a 60 % crop, a banner or a brightened copy kept
+too few keypoints to verify. Storing features at ingest would cost ~10.6 kB per item
+(1 GB a 100k items) for items most queries never verify (bench/copydetect.py;
+BENCHMARKS.md, copy detection).
 """
 
 from __future__ import annotations
@@ -26,9 +27,15 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-__all__ = ["MIN_INLIERS", "FeatureCache", "Features", "Verdict", "features", "verify"]
+__all__ = ["LARGE_SIDE", "MIN_INLIERS", "FeatureCache", "Features", "Verdict", "features",
+           "query_side", "verify"]
 
-SIDE = 320  # longer side the query is brought to; thumbnails are 256 px
+SIDE = 320  # longer side the query is brought to against a small (256 px) thumbnail
+# Longer side of a candidate's features (its stored thumbnail, 512 px by default) and of
+# the query's against such a candidate. At 256 px a 60 % crop, a banner or a brightened
+# copy keeps too few keypoints (bench/copydetect.py: unverified copies ranked first had
+# 5-15 inliers; at 512 px 15-53, while wrong candidates stayed at 6 at most).
+LARGE_SIDE = 512
 _ORB_FEATURES = 500
 _RATIO = 0.8  # Lowe's ratio test
 _REPROJECTION_PX = 4.0
@@ -47,6 +54,7 @@ cv2.setNumThreads(1)  # one query, one thread: queries run side by side
 class Features:
     points: NDArray[np.float32]  # (n, 2) keypoint positions
     descriptors: NDArray[np.uint8] | None  # (n, 32) ORB descriptors; None if no keypoint
+    side: int = 0  # longer side of the image they were found on
 
     def __len__(self) -> int:
         return 0 if self.descriptors is None else len(self.descriptors)
@@ -63,9 +71,9 @@ class Verdict:
         return self.inliers >= MIN_INLIERS
 
 
-def _gray(image: Image.Image, mirror: bool) -> NDArray[np.uint8]:
+def _gray(image: Image.Image, mirror: bool, side: int) -> NDArray[np.uint8]:
     gray = image.convert("L")
-    scale = SIDE / max(gray.size)
+    scale = side / max(gray.size)
     if scale < 1:
         gray = gray.resize((max(1, round(gray.width * scale)), max(1, round(gray.height * scale))),
                            Image.Resampling.BILINEAR)
@@ -76,18 +84,25 @@ def _gray(image: Image.Image, mirror: bool) -> NDArray[np.uint8]:
     return np.asarray(cv2.equalizeHist(pixels), dtype=np.uint8)
 
 
-def features(image: Image.Image, mirror: bool = False) -> Features:
-    """ORB keypoints of ``image`` (its longer side brought to at most ``SIDE``)."""
+def features(image: Image.Image, mirror: bool = False, side: int = SIDE) -> Features:
+    """ORB keypoints of ``image`` (its longer side brought to at most ``side``)."""
     if min(image.size) < _MIN_SIDE:
         return Features(np.empty((0, 2), np.float32), None)
-    pixels = _gray(image, mirror)
+    pixels = _gray(image, mirror, side)
+    found_on = max(pixels.shape)
     orb = cv2.ORB.create(nfeatures=_ORB_FEATURES, scaleFactor=1.2, nlevels=8,
                          edgeThreshold=15, patchSize=15, fastThreshold=10)
     keypoints, descriptors = orb.detectAndCompute(pixels, None)
     if descriptors is None or not len(keypoints):
-        return Features(np.empty((0, 2), np.float32), None)
+        return Features(np.empty((0, 2), np.float32), None, found_on)
     points = np.array([k.pt for k in keypoints], dtype=np.float32)
-    return Features(points, np.asarray(descriptors, dtype=np.uint8))
+    return Features(points, np.asarray(descriptors, dtype=np.uint8), found_on)
+
+
+def query_side(candidate: Features) -> int:
+    """The side to find a query's features at against ``candidate``: about the
+    candidate's own, so that a crop of it still shows its keypoints at their scale."""
+    return LARGE_SIDE if candidate.side > SIDE else SIDE
 
 
 _matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
@@ -141,7 +156,10 @@ class FeatureCache:
         self._items: OrderedDict[Hashable, Features] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, load: Callable[[], Image.Image | None]) -> Features | None:
+    def get(self, key: Hashable, load: Callable[[], Image.Image | None],
+            side: int = LARGE_SIDE) -> Features | None:
+        """The features of the image ``load`` gives (at most ``side`` px), cached by
+        ``key``; None when it gives none."""
         with self._lock:
             found = self._items.get(key)
             if found is not None:
@@ -150,7 +168,7 @@ class FeatureCache:
         image = load()
         if image is None:
             return None
-        made = features(image)
+        made = features(image, side=side)
         with self._lock:
             self._items[key] = made
             while len(self._items) > self.size:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
+from imgsearch.engine import items
+from imgsearch.engine.requests import SearchRequest, parse_boosts
 from imgsearch.errors import BlockedURLError, ImageTooLargeError, InvalidInputError
-from imgsearch.ingest import fields as item_fields
 from imgsearch.types import Filters, Item, SearchResult
 from imgsearch.web.schemas import (
     FilterParams,
@@ -23,6 +25,7 @@ from imgsearch.web.schemas import (
     HitOut,
     ItemFields,
     ItemOut,
+    PageParams,
     SearchResponse,
 )
 
@@ -120,6 +123,16 @@ def filters_from_params(params: FilterParams) -> Filters:
         min_height=params.min_height)
 
 
+def page_request(params: PageParams, **fields: Any) -> SearchRequest:
+    """The search a query string or a form asks for: its filters, paging and ranking
+    options, with ``fields`` (the route's own: text, images, an item id) set over them."""
+    return replace(SearchRequest(
+        filters=filters_from_params(params), limit=params.limit, offset=params.offset,
+        min_confidence=params.min_confidence, collapse_duplicates=params.collapse_duplicates,
+        boosts=parse_boosts(params.boost, "boost"), prefer_colors=tuple(params.prefer_color),
+        max_per_category=params.max_per_category, mmr_lambda=params.mmr_lambda), **fields)
+
+
 def thumbnail_url(item_id: str) -> str:
     return "/v1/thumbnails/" + quote(item_id, safe="")
 
@@ -129,12 +142,9 @@ def _web_url(ref: str | None) -> str | None:
 
 
 def item_from_fields(item_id: str, fields: ItemFields, image_url: str | None) -> Item:
-    """The item an API body describes, checked as a catalog row is (``ingest.fields``)."""
-    checked_id = item_fields.item_id(item_id)
+    """The item an API body describes, checked as a catalog row is (``engine.items``)."""
     data = fields.model_dump(exclude={"id", "image_url", "image_base64", "attributes"})
-    values = item_fields.item_fields(data, f"item {checked_id!r}")
-    attributes = {key: item_fields.attribute(value) for key, value in fields.attributes.items()}
-    return Item(id=checked_id, image=image_url, attributes=attributes, **values)
+    return items.item_from_fields(item_id, data, fields.attributes, image_url)
 
 
 def item_out(item: Item) -> ItemOut:
@@ -186,6 +196,7 @@ __all__ = [
     "item_from_fields",
     "item_out",
     "one_image",
+    "page_request",
     "search_response",
     "thumbnail_url",
     "url_input",

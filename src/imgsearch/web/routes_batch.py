@@ -1,8 +1,9 @@
 """``POST /v1/items:batch``: many upserts and deletes in one request.
 
-Each operation is validated, fetched, decoded and encoded on its own; a bad one is
-reported in its result and never fails the others. Consecutive upserts are committed
-together (one durable transaction), consecutive deletes likewise, in request order.
+Each operation is validated on its own; a bad one is reported in its result and never
+fails the others. Consecutive upserts go through the engine's one write path,
+``upsert_many`` (encoded as a batch, one durable transaction), consecutive deletes
+through ``delete_many``, in request order.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from fastapi import APIRouter
 from pydantic import ValidationError
 
 from imgsearch.engine import Engine
+from imgsearch.engine.items import safe_text
 from imgsearch.errors import (
     FetchError,
     ImgSearchError,
     InvalidInputError,
     ItemNotFoundError,
 )
-from imgsearch.ingest import fields as item_fields
-from imgsearch.types import ImageInput
+from imgsearch.types import ImageInput, Item
 from imgsearch.web.convert import item_from_fields, one_image
 from imgsearch.web.deps import State
 from imgsearch.web.schemas import (
@@ -67,7 +68,7 @@ def _parse(index: int, raw: object, max_bytes: int, outcome: _Outcome) -> _Op | 
     if isinstance(raw, dict) and isinstance(raw.get("item"), dict):
         raw_id = raw["item"].get("id")
     # echoed in the answer, so it must be text that can be written back
-    label_id = item_fields.safe_text(raw_id) if isinstance(raw_id, str) else None
+    label_id = safe_text(raw_id) if isinstance(raw_id, str) else None
     label_op = kind if isinstance(kind, str) else None
     model: type[UpsertOp] | type[DeleteOp]
     if label_op == "upsert":
@@ -112,7 +113,10 @@ def _runs(ops: list[_Op]) -> list[list[_Op]]:
 
 def _upserts(engine: Engine, run: list[_Op], fetched: dict[str, bytes | FetchError],
              outcome: _Outcome) -> None:
-    prepared, committed = [], []
+    """Resolve each operation's image, then write the run through ``Engine.upsert_many``
+    (one batch encoding, one transaction); an operation that fails fails alone."""
+    entries: list[tuple[Item, ImageInput | None]] = []
+    writing: list[_Op] = []
     for op in run:
         assert isinstance(op.parsed, UpsertOp)
         try:
@@ -128,23 +132,25 @@ def _upserts(engine: Engine, run: list[_Op], fetched: dict[str, bytes | FetchErr
                     raise InvalidInputError(f"item {op.id!r} needs an image: give image_url "
                                             f"or image_base64")
                 url = image = existing.image
-            item = item_from_fields(op.id, op.parsed.item, url)
-            prepared.append(engine.preparer.prepare_one(item, image))
-            committed.append(op)
+            entries.append((item_from_fields(op.id, op.parsed.item, url), image))
+            writing.append(op)
         except ImgSearchError as exc:
             outcome.failed(op.index, "upsert", op.id, exc.code, exc.message)
-        except OSError as exc:
-            outcome.failed(op.index, "upsert", op.id, "io_error",
-                           f"the stored image of item {op.id!r} cannot be read ({exc}); "
-                           f"give the image again")
-    try:
-        written = engine.commit(prepared)
-    except ImgSearchError as exc:
-        for op in committed:
-            outcome.failed(op.index, "upsert", op.id, exc.code, exc.message)
+    if not entries:
         return
-    for op, result in zip(committed, written, strict=True):
-        outcome.ok(op, "added" if result.status == "added" else "updated")
+    try:
+        results = engine.upsert_many(entries)
+    except ImgSearchError as exc:  # e.g. a read-only collection: nothing was written
+        results = [exc] * len(entries)
+    for op, result in zip(writing, results, strict=True):
+        if isinstance(result, ImgSearchError):
+            outcome.failed(op.index, "upsert", op.id, result.code, result.message)
+        elif isinstance(result, OSError):
+            outcome.failed(op.index, "upsert", op.id, "io_error",
+                           f"the stored image of item {op.id!r} cannot be read ({result}); "
+                           f"give the image again")
+        else:
+            outcome.ok(op, "added" if result == "added" else "updated")
 
 
 def _deletes(engine: Engine, run: list[_Op], outcome: _Outcome) -> None:

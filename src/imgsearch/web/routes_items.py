@@ -19,17 +19,16 @@ from starlette.exceptions import HTTPException
 from imgsearch.engine import Engine
 from imgsearch.errors import InvalidInputError, ItemNotFoundError
 from imgsearch.types import ImageInput
-from imgsearch.types import Query as SearchQuery
 from imgsearch.web.convert import (
-    filters_from_params,
     item_from_fields,
     item_out,
     one_image,
+    page_request,
     thumbnail_url,
 )
 from imgsearch.web.deps import AppState, State
 from imgsearch.web.errors import from_pydantic, invalid_json, validation_error
-from imgsearch.web.routes_search import run_search
+from imgsearch.web.routes_search import search_for
 from imgsearch.web.schemas import (
     DeleteOut,
     DuplicateOut,
@@ -83,11 +82,7 @@ async def similar(item_id: str, request: Request, state: State,
                   params: Annotated[PageParams, Query()]) -> Response:
     if _suffix_is_an_id(request, "similar"):
         return await _whole_id(state, item_id + "/similar")
-    limit = state.settings.default_limit if params.limit is None else params.limit
-    query = SearchQuery(similar_to=item_id, filters=filters_from_params(params), limit=limit,
-                        offset=params.offset, min_confidence=params.min_confidence,
-                        collapse_duplicates=params.collapse_duplicates)
-    return await run_search(state, query)
+    return await search_for(state, page_request(params, similar_to=item_id))
 
 
 @router.get("/{item_id:path}/duplicates", response_model=DuplicatesResponse,

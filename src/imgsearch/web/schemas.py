@@ -21,6 +21,7 @@ _MAX_TEXT = 2000
 # or an attack, and must be refused as such rather than overflow later as a 500.
 _MAX_INT = 2**31 - 1
 BoundedInt = Annotated[int, Field(le=_MAX_INT)]  # the engine says why a negative is wrong
+_MAX_VECTOR = 8192  # numbers in a raw query vector; wider than any encoder's output
 
 
 class _Body(BaseModel):
@@ -86,7 +87,16 @@ class SearchRequest(_Body):
     max_per_category: int | None = Field(default=None, ge=1, le=_MAX_INT)
     mmr_lambda: FiniteFloat | None = Field(default=None, ge=0.0, le=1.0)
     boosts: dict[str, FiniteFloat] = Field(default_factory=dict, max_length=8)
+    prefer_colors: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
     multi_image: Literal["average", "rrf"] | None = None
+    vector: list[FiniteFloat] | None = Field(
+        default=None, min_length=1, max_length=_MAX_VECTOR,
+        description="a raw query vector in vector_space (normalised by the engine)")
+    vector_space: str = Field(default="image", max_length=200)
+    ef_search: int | None = Field(default=None, ge=1, le=_MAX_INT,
+                                  description="HNSW indexes: candidates kept while searching")
+    nprobe: int | None = Field(default=None, ge=1, le=_MAX_INT,
+                               description="IVF-PQ indexes: inverted lists visited")
 
 
 class FilterParams(BaseModel):
@@ -105,10 +115,17 @@ class FilterParams(BaseModel):
 
 
 class PageParams(FilterParams):
+    """Paging and ranking options as query-string or form fields (as in the JSON body)."""
+
     limit: int | None = None
     offset: BoundedInt = 0
     min_confidence: FiniteFloat | None = Field(default=None, ge=0.0, le=1.0)
     collapse_duplicates: bool = True
+    boost: list[str] = Field(default_factory=list, max_length=8,
+                             description="SIGNAL=WEIGHT, repeatable (the body's boosts)")
+    prefer_color: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
+    max_per_category: int | None = Field(default=None, ge=1, le=_MAX_INT)
+    mmr_lambda: FiniteFloat | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class TextSearchParams(PageParams):
@@ -119,6 +136,8 @@ class TextSearchParams(PageParams):
 class ImageSearchForm(PageParams):
     text: str | None = Field(default=None, max_length=_MAX_TEXT)
     image_weight: FiniteFloat = 0.5
+    multi_image: Literal["average", "rrf"] | None = Field(
+        default=None, description="several files: average their vectors or fuse rankings")
 
 
 class HitOut(BaseModel):

@@ -26,6 +26,7 @@ from starlette.datastructures import FormData, QueryParams, UploadFile
 from imgsearch.engine import Engine
 from imgsearch.engine.dedup import Duplicate
 from imgsearch.engine.display import confidence_percent, match_label
+from imgsearch.engine.requests import SearchRequest, build_query
 from imgsearch.errors import (
     ImageTooLargeError,
     ImgSearchError,
@@ -84,12 +85,12 @@ class SearchForm:
             categories=(self.category,) if self.category else (),
             brands=(self.brand,) if self.brand else (),
             price_min=self.price_min, price_max=self.price_max, colors=self.colors)
+        page = SearchRequest(filters=filters, limit=self.limit, offset=self.offset,
+                             min_confidence=self.min_confidence)
         if self.image is None and not self.q and self.similar:
-            return Query(similar_to=self.similar, filters=filters, limit=self.limit,
-                         offset=self.offset, min_confidence=self.min_confidence)
-        return Query(text=self.q or None, images=[self.image] if self.image else [],
-                     image_weight=self.image_weight, filters=filters, limit=self.limit,
-                     offset=self.offset, min_confidence=self.min_confidence)
+            return build_query(replace(page, similar_to=self.similar), PAGE_SIZE)
+        return build_query(replace(page, text=self.q or None, image_weight=self.image_weight,
+                                   images=[self.image] if self.image else []), PAGE_SIZE)
 
     def url(self, **changes: Any) -> str:
         """The GET address of this search (without an image), with ``changes`` applied."""
@@ -252,7 +253,8 @@ async def _search_page(request: Request, state: AppState, form: SearchForm | Non
             title = form.similar
     overview = None
     if not form.asks and error is None:  # the home page: what the collection holds
-        sample = await state.call(state.engine.search, Query(limit=OVERVIEW_SAMPLE))
+        sample = await state.call(state.engine.search,
+                                  build_query(SearchRequest(), OVERVIEW_SAMPLE))
         overview = {"count": sample.total_candidates, "sample": sample.hits}
     image = form.image if error is None else None  # a refused image is not offered again
     embedded = image is not None and len(image) <= EMBED_MAX_BYTES
@@ -326,7 +328,7 @@ async def item_page(item_id: str, request: Request, state: State) -> HTMLRespons
     try:
         duplicates = await state.call(_with_titles, state.engine, item_id)
         similar = (await state.call(state.engine.search,
-                                    Query(similar_to=item_id, limit=8))).hits
+                                    build_query(SearchRequest(similar_to=item_id), 8))).hits
     except ImgSearchError:  # the item page still shows the item itself
         duplicates, similar = [], []
     context = {"item": item, "duplicates": duplicates, "similar": similar,

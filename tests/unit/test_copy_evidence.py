@@ -1,0 +1,186 @@
+"""The evidence image hits are judged with: the fixed background sample, noise-likeness,
+and local features found on larger thumbnails."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from imagegen import textured
+from imgsearch.encode.descriptor import DescriptorEncoder
+from imgsearch.search import calibration
+from imgsearch.search.calibration import (
+    BACKGROUND_DIR,
+    BACKGROUND_RANK,
+    background,
+    background_level,
+    noise_like,
+)
+from imgsearch.search.verify import LARGE_SIDE, SIDE, features, query_side, verify
+
+
+class _Space:
+    """A space of a few stored vectors, searched exactly."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors.astype(np.float32)
+        self.index = SimpleNamespace(search=self._search)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def _search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.full((1, k), -np.inf, np.float32)
+        labels = np.full((1, k), -1, np.int64)
+        if len(self.vectors):
+            found = self.vectors @ query[0]
+            order = np.argsort(-found)[:k]
+            scores[0, :len(order)] = found[order]
+            labels[0, :len(order)] = order
+        return scores, labels
+
+
+def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+# --- the background sample -------------------------------------------------------------
+
+def test_the_descriptor_background_ships_with_its_checksum_and_source() -> None:
+    model_id = DescriptorEncoder.model_id
+    record = json.loads((BACKGROUND_DIR / f"{model_id}.json").read_text())
+    data = (BACKGROUND_DIR / f"{model_id}.npy").read_bytes()
+    assert record["sha256"] == hashlib.sha256(data).hexdigest()
+    assert record["model_id"] == model_id and record["sources"]
+    sample = background(model_id)
+    assert sample is not None
+    assert sample.shape == (record["vectors"], DescriptorEncoder().dim)
+    assert np.allclose(np.linalg.norm(sample, axis=1), 1.0, atol=0.01)
+
+
+def test_an_encoder_without_a_background_has_none() -> None:
+    assert background("no-such-encoder-v1") is None
+
+
+def test_a_background_that_does_not_match_its_checksum_is_not_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    np.save(tmp_path / "enc-v1.npy", _unit(np.random.default_rng(0), 50, 8))
+    (tmp_path / "enc-v1.json").write_text(json.dumps({"sha256": "0" * 64}))
+    monkeypatch.setattr(calibration, "BACKGROUND_DIR", tmp_path)
+    background.cache_clear()
+    try:
+        assert background("enc-v1") is None
+        digest = hashlib.sha256((tmp_path / "enc-v1.npy").read_bytes()).hexdigest()
+        (tmp_path / "enc-v1.json").write_text(json.dumps({"sha256": digest}))
+        background.cache_clear()
+        found = background("enc-v1")
+        assert found is not None and found.shape == (50, 8)
+    finally:
+        background.cache_clear()
+
+
+def test_the_level_is_the_same_for_a_query_at_every_collection_size() -> None:
+    """With the sample, an empty or tiny collection has a level (what the query scores
+    against unrelated pictures), and a large unrelated collection leaves it where it is."""
+    rng = np.random.default_rng(1)
+    sample = _unit(rng, 300, 16)
+    query = _unit(rng, 1, 16)[0]
+    expected = float(np.sort(sample @ query)[::-1][BACKGROUND_RANK])
+    levels = []
+    for n in (0, 3, 10, 2_000):
+        far = _unit(rng, n, 16)
+        far = far - np.outer(far @ query + 0.5, query)  # everything scores under 0
+        far /= np.maximum(np.linalg.norm(far, axis=1, keepdims=True), 1e-6)
+        space: Any = _Space(far)
+        levels.append(background_level(space, query, sample))
+    assert levels == pytest.approx([expected] * 4, abs=1e-5)
+    assert background_level(_Space(_unit(rng, 3, 16)), query, None) is None  # type: ignore[arg-type]
+
+
+def test_close_neighbours_in_the_collection_raise_the_level() -> None:
+    rng = np.random.default_rng(2)
+    sample = _unit(rng, 300, 16)
+    query = _unit(rng, 1, 16)[0]
+    alone = background_level(_Space(np.empty((0, 16))), query, sample)  # type: ignore[arg-type]
+    near = query + 0.05 * _unit(rng, 30, 16)
+    near /= np.linalg.norm(near, axis=1, keepdims=True)
+    crowded = background_level(_Space(near), query, sample)  # type: ignore[arg-type]
+    assert alone is not None and crowded is not None
+    assert crowded > 0.9 > alone
+
+
+# --- noise ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("side", [64, 256, 700])
+def test_white_noise_is_noise_like(side: int) -> None:
+    rng = np.random.default_rng(side)
+    uniform = Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8))
+    assert noise_like(uniform)
+    assert noise_like(Image.effect_noise((side, side), 64).convert("RGB"))
+
+
+def test_pictures_and_fine_textures_are_not_noise_like() -> None:
+    rng = np.random.default_rng(3)
+    grain = rng.integers(0, 256, (360, 480), dtype=np.uint8)
+    grass = Image.fromarray(grain).filter(ImageFilter.GaussianBlur(1.0)).convert("RGB")
+    flat = Image.new("RGB", (200, 200), (40, 120, 30))
+    for image in (textured(0), textured(5, (120, 90)), grass, flat):
+        assert not noise_like(image)
+
+
+# --- local features on larger thumbnails ------------------------------------------------
+
+def test_features_remember_the_side_they_were_found_at() -> None:
+    image = textured(1, (960, 720))
+    assert features(image).side == SIDE
+    large = features(image, side=LARGE_SIDE)
+    assert large.side == LARGE_SIDE and len(large) > 0
+    assert query_side(large) == LARGE_SIDE
+    small = features(image.resize((256, 192)), side=LARGE_SIDE)
+    assert small.side == 256 and query_side(small) == SIDE
+
+
+def test_a_crop_verifies_against_a_large_thumbnail() -> None:
+    original = textured(2, (1280, 960))
+    thumbnail = original.copy()
+    thumbnail.thumbnail((LARGE_SIDE, LARGE_SIDE))
+    w, h = original.size
+    crop = original.crop((round(w * 0.2), round(h * 0.2), round(w * 0.8), round(h * 0.8)))
+    stored = features(thumbnail, side=LARGE_SIDE)
+    verdict = verify(features(crop, side=query_side(stored)), stored)
+    assert verdict.copy, verdict
+    other = features(textured(3, (1280, 960)), side=query_side(stored))
+    assert not verify(other, stored).copy
+
+
+def test_the_shipped_background_is_package_data() -> None:
+    """pyproject.toml ships the backgrounds with the package."""
+    root = Path(__file__).resolve().parents[2]
+    assert "search/backgrounds/*" in (root / "pyproject.toml").read_text()
+
+
+def test_a_tiny_collection_needs_the_prior_and_the_background_to_agree() -> None:
+    rng = np.random.default_rng(4)
+    sample = _unit(rng, 300, 16)
+    query = _unit(rng, 1, 16)[0]
+    scores = np.array([0.95, 0.6, 0.2], np.float32)
+    strict = calibration.Calibration(0.5, 0.99, 0.5, 0.1, 0)  # says no to all but 0.99+
+    tiny: Any = _Space(_unit(rng, 5, 16))
+    large: Any = _Space(_unit(rng, 40, 16))
+    level = background_level(tiny, query, sample)
+    assert level is not None
+    standing = calibration.standout_confidence(scores, level)
+    judged = calibration.judge_image_hits(scores, query, tiny, strict, sample)
+    assert np.allclose(judged, np.minimum(strict.confidence(scores), standing))
+    assert judged[0] < 0.5 <= standing[0]  # the background alone would have claimed it
+    larger = calibration.judge_image_hits(scores, query, large, strict, sample)
+    assert larger[0] >= 0.5  # a collection this size: the strongest view counts
+    assert np.all(calibration.judge_image_hits(scores, query, tiny, None, None) == 1.0)
