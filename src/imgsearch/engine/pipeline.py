@@ -277,19 +277,12 @@ class Preparer:
                      ) -> list[Prepared | ImgSearchError | OSError]:
         """Like ``prepare``, but an answer per entry, in order: the prepared item, or the
         error that kept it out, as ``prepare_one`` would raise it. Encoded as one batch."""
-        urls = [str(v) for _, v in batch if isinstance(v, str) and is_url(v)]
-        fetched = self.fetcher.fetch_many(urls) if urls else {}
-
-        def work(entry: tuple[Item, ImageInput | None]
-                 ) -> _Enriched | ImgSearchError | OSError:
-            item, value = entry
+        answers: list[_Enriched | ImgSearchError | OSError] = []
+        for (item, value), future in zip(batch, self._start(batch), strict=True):
             try:
-                return self._enrich(item, self.decode(value, item.image or item.id, fetched),
-                                    value)
+                answers.append(self._enrich(item, future.result(), value))
             except (ImgSearchError, OSError) as exc:
-                return exc
-
-        answers: list[_Enriched | ImgSearchError | OSError] = list(self.pool.map(work, batch))
+                answers.append(exc)
         ready = [a for a in answers if not isinstance(a, ImgSearchError | OSError)]
         encoded = iter(self._encode(ready))
         return [a if isinstance(a, ImgSearchError | OSError) else next(encoded)
