@@ -20,14 +20,19 @@ Either way each file has a descriptive name in a category folder, so that folder
 derives a title and tags for the text encoder to read.
 
 Then, for each text-encoder variant (default: ``minilm``, the product default, and
-``none``, which leaves the image path alone):
+``none``, which leaves the image path alone), and for ``--thread-variants`` again with
+``decode_processes`` off (decoding on threads, as before the worker processes):
 
-- end to end: ``Engine.ingest(folder)`` into a fresh collection, ``--repeats`` times;
+- end to end: ``Engine.ingest(folder)`` into a fresh collection, ``--repeats`` times,
+  with its CPU time (this process and its decode workers) per image;
 - stage split: the stage functions timed one at a time, single-threaded, on the same
   files (decode with the pipeline's draft reduction, enrich = pHash + colours + thumbnail,
   descriptor encode, text encode, catalog write through ``Engine.commit``);
 - ceiling: bare Pillow open + draft (JPEG only; PNG has no reduced decode) + convert RGB
-  + resize to 256x256, on one thread and on the pipeline's decode pool.
+  + resize to 256x256, on one thread, on a pool of as many threads as the pipeline has
+  decode workers and on a pool of as many processes; each end-to-end run is divided by
+  the faster pool of its own repeat (the machine is shared: ratios hold better than
+  rates).
 
 Prints Markdown tables and writes ``bench/results/ingest.json`` (wallpapers) or
 ``bench/results/ingest-stamps.json`` (stamps).
@@ -45,7 +50,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -62,6 +67,7 @@ from common import (
     machine_line,
     median,
     now,
+    process_cpu_s,
     table,
     write_results,
 )
@@ -225,15 +231,18 @@ def ingest_once(folder: Path, settings: Settings, target: Path) -> dict[str, flo
     shutil.rmtree(target, ignore_errors=True)
     engine = Engine.open(target, settings)
     try:
+        cpu = process_cpu_s(os.getpid())
         started = time.perf_counter()
         report = engine.ingest(folder)
         seconds = time.perf_counter() - started
+        cpu = process_cpu_s(os.getpid()) - cpu
     finally:
         engine.close()
     shutil.rmtree(target, ignore_errors=True)
     if report.failed:
         sys.exit(f"ingest failed on {len(report.failed)} files: {report.failed[:3]}")
-    return {"seconds": seconds, "added": report.added, "images_per_s": report.added / seconds}
+    return {"seconds": seconds, "added": report.added, "images_per_s": report.added / seconds,
+            "cpu_ms_per_image": 1000 * cpu / report.added}
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -315,25 +324,31 @@ def stage_split(folder: Path, settings: Settings, repeats: int, workdir: Path,
             for k, v in stages.items()}
 
 
-def ceiling_pass(paths: Sequence[Path], pool: ThreadPoolExecutor | None) -> float:
-    """Images/s of bare Pillow decode + resize, nothing else: what no pipeline can beat."""
+def ceiling_one(path: Path) -> tuple[int, int]:
+    """Bare Pillow decode + resize of one file (module level: process pools pickle it)."""
+    with Image.open(path) as im:
+        w, h = im.size
+        shorter = min(w, h)
+        # JPEG decodes at a reduced scale; for PNG (no reduced decode) this does nothing
+        im.draft("RGB", (-(-w * CEILING_SIDE // shorter), -(-h * CEILING_SIDE // shorter)))
+        return im.convert("RGB").resize((CEILING_SIDE, CEILING_SIDE),
+                                        Image.Resampling.BILINEAR).size
 
-    def one(path: Path) -> Image.Image:
-        with Image.open(path) as im:
-            w, h = im.size
-            shorter = min(w, h)
-            # JPEG decodes at a reduced scale; for PNG (no reduced decode) this does nothing
-            im.draft("RGB", (-(-w * CEILING_SIDE // shorter), -(-h * CEILING_SIDE // shorter)))
-            return im.convert("RGB").resize((CEILING_SIDE, CEILING_SIDE),
-                                            Image.Resampling.BILINEAR)
 
+def ceiling_pass(paths: Sequence[Path], pool: Executor | None) -> tuple[float, float]:
+    """Images/s of bare Pillow decode + resize, nothing else: what no pipeline can beat;
+    and its CPU ms per image (this process and its children)."""
+    cpu = process_cpu_s(os.getpid())
     started = time.perf_counter()
     if pool is None:
         for p in paths:
-            one(p)
+            ceiling_one(p)
+    elif isinstance(pool, ProcessPoolExecutor):
+        list(pool.map(ceiling_one, paths, chunksize=16))
     else:
-        list(pool.map(one, paths))
-    return len(paths) / (time.perf_counter() - started)
+        list(pool.map(ceiling_one, paths))
+    seconds = time.perf_counter() - started
+    return len(paths) / seconds, 1000 * (process_cpu_s(os.getpid()) - cpu) / len(paths)
 
 
 # -- report ----------------------------------------------------------------------------
@@ -349,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="runs per measurement; medians are reported")
     parser.add_argument("--text-encoders", default="minilm,none",
                         help="comma-separated text-encoder variants (minilm, fake, none)")
+    parser.add_argument("--thread-variants", default="minilm",
+                        help="comma-separated text-encoder variants also run with "
+                             "decode_processes off (decoding on threads, as before)")
     parser.add_argument("--image-encoder", default="descriptor")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the generated dataset or stamp sample")
@@ -358,7 +376,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The ceiling's bare convert("RGB") of palette stamps with transparency warns each time;
     # dropping that alpha is what it measures, so the warning says nothing here.
     warnings.filterwarnings("ignore", message="Palette images with Transparency")
-    variants = [v.strip() for v in args.text_encoders.split(",") if v.strip()]
+    text_variants = [v.strip() for v in args.text_encoders.split(",") if v.strip()]
+    # variant label -> (text encoder, decode in worker processes)
+    variants = {v: (v, True) for v in text_variants}
+    variants.update({f"{v}, threads": (v, False)
+                     for v in (t.strip() for t in args.thread_variants.split(",")) if v})
 
     info = machine()
     load_before = load_average()
@@ -383,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                  "source": source, "median_kib": median(sizes) / 1024,
                  **({"web_sizes": WEB_SIZES, "jpeg_quality": JPEG_QUALITY}
                     if args.data == "wallpapers" else {})},
+        "variants": {k: {"text_encoder": t, "decode_processes": p}
+                     for k, (t, p) in variants.items()},
         "settings": {"image_encoder": base.image_encoder, "ingest_workers": workers,
                      "ingest_batch_size": base.ingest_batch_size,
                      "thumbnail_size": base.thumbnail_size},
@@ -391,55 +415,67 @@ def main(argv: Sequence[str] | None = None) -> None:
     ceilings: list[dict[str, float]] = []
     workdir = Path(tempfile.mkdtemp(prefix="ingest-", dir=DATA_DIR))
     try:
-        for variant in variants:
-            # Imports and first-call set-up are paid once per process, not per ingest:
-            # a few items first, untimed. Each timed run still loads its own models.
-            with Engine.open(workdir / f"warmup-{variant}",
-                             base.replace(text_encoder=variant)) as engine:
+        for i, (text, processes) in enumerate(variants.values()):
+            # Imports, first-call set-up and the decode workers are paid once per process,
+            # not per ingest: a few items first, untimed. Each timed run still loads its
+            # own models.
+            with Engine.open(workdir / f"warmup-{i}", base.replace(
+                    text_encoder=text, decode_processes=processes)) as engine:
                 engine.ingest_items([(folder_item(e), str(e.path)) for e in entries[:16]])
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool, \
+                ProcessPoolExecutor(max_workers=workers) as processes_pool:
+            list(processes_pool.map(ceiling_one, paths[:workers]))  # started before timing
             # Variants and the ceiling take turns within each repeat, so that load from
             # other processes on a shared machine weighs on all of them alike.
             for r in range(args.repeats):
-                ceiling = {"pool": ceiling_pass(paths, pool),
-                           "one_thread": ceiling_pass(paths, None)}
+                ceiling: dict[str, float] = {}
+                for key, executor in (("pool", pool), ("processes", processes_pool),
+                                      ("one_thread", None)):
+                    ceiling[key], ceiling[f"{key}_cpu_ms"] = ceiling_pass(paths, executor)
+                ceiling["best"] = max(ceiling["pool"], ceiling["processes"])
                 ceilings.append(ceiling)
-                for variant in variants:
-                    run = ingest_once(folder, base.replace(text_encoder=variant),
-                                      workdir / f"e2e-{variant}-{r}")
-                    run["ceiling_ratio"] = run["images_per_s"] / ceiling["pool"]
+                for i, (variant, (text, processes)) in enumerate(variants.items()):
+                    run = ingest_once(folder, base.replace(text_encoder=text,
+                                                           decode_processes=processes),
+                                      workdir / f"e2e-{i}-{r}")
+                    run["ceiling_ratio"] = run["images_per_s"] / ceiling["best"]
                     runs[variant].append(run)
         if not args.skip_stages:
-            results["stages"] = stage_split(folder, base, args.repeats, workdir, variants)
+            results["stages"] = stage_split(folder, base, args.repeats, workdir,
+                                            text_variants)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["ceiling"] = {
         "pool_workers": workers, "runs": ceilings,
         "median_pool_images_per_s": median([c["pool"] for c in ceilings]),
+        "median_processes_images_per_s": median([c["processes"] for c in ceilings]),
+        "median_best_images_per_s": median([c["best"] for c in ceilings]),
         "median_one_thread_images_per_s": median([c["one_thread"] for c in ceilings])}
     results["end_to_end"] = {
         v: {"runs": rs, "median_images_per_s": median([r["images_per_s"] for r in rs]),
-            "median_ceiling_ratio": median([r["ceiling_ratio"] for r in rs])}
+            "median_ceiling_ratio": median([r["ceiling_ratio"] for r in rs]),
+            "median_cpu_ms_per_image": median([r["cpu_ms_per_image"] for r in rs])}
         for v, rs in runs.items()}
 
-    ceil = results["ceiling"]
     rows: list[list[Any]] = []
     for variant, e2e in results["end_to_end"].items():
         rows.append([f"Engine.ingest(folder), text encoder {variant}",
                      e2e["median_images_per_s"],
                      ", ".join(f"{r['images_per_s']:.0f}" for r in e2e["runs"]),
-                     e2e["median_ceiling_ratio"]])
-    rows.append([f"ceiling: {ceiling_steps} {CEILING_SIDE}, {workers} threads",
-                 ceil["median_pool_images_per_s"],
-                 ", ".join(f"{c['pool']:.0f}" for c in ceilings), 1.0])
-    rows.append([f"ceiling: {ceiling_steps} {CEILING_SIDE}, 1 thread",
-                 ceil["median_one_thread_images_per_s"],
-                 ", ".join(f"{c['one_thread']:.0f}" for c in ceilings),
-                 median([c["one_thread"] / c["pool"] for c in ceilings])])
+                     e2e["median_ceiling_ratio"],
+                     median([r["cpu_ms_per_image"] for r in e2e["runs"]])])
+    for key, label in (("pool", f"{workers} threads"), ("processes", f"{workers} processes"),
+                       ("one_thread", "1 thread")):
+        rows.append([f"ceiling: {ceiling_steps} {CEILING_SIDE}, {label}",
+                     median([c[key] for c in ceilings]),
+                     ", ".join(f"{c[key]:.0f}" for c in ceilings),
+                     median([c[key] / c["best"] for c in ceilings]),
+                     median([c[f"{key}_cpu_ms"] for c in ceilings])])
     print()
     print(f"End to end ({len(sizes)} images; median of {args.repeats} runs, each into a fresh "
-          f"collection; {workers} decode workers; ÷ ceiling = median of per-run ratios)")
-    print(table(["pipeline", "images/s", "runs", "÷ ceiling"], rows))
+          f"collection; {workers} decode workers; ÷ ceiling = median of per-run ratios to "
+          f"the faster ceiling pool of the same repeat)")
+    print(table(["pipeline", "images/s", "runs", "÷ ceiling", "CPU ms/image"], rows))
     if "stages" in results:
         print()
         print(f"Stage split (one thread, same {len(sizes)} files, median of {args.repeats} passes)")

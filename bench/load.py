@@ -64,6 +64,7 @@ from common import (
     machine_line,
     now,
     percentile,
+    process_cpu_s,
     table,
     write_results,
 )
@@ -337,29 +338,6 @@ def machine_busy_s() -> float:
     return (sum(values) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and every process under it (Linux /proc):
-    with --workers the server is several processes."""
-    parents: dict[int, int] = {}
-    own: dict[int, float] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended meanwhile
-        child = int(stat.parent.name)
-        parents[child] = int(fields[1])
-        own[child] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for child, cpu in own.items():
-        up = child
-        while up in parents and up != pid:
-            up = parents[up]
-        if up == pid:
-            total += cpu
-    return total
-
-
 # -- clients ---------------------------------------------------------------------------
 @dataclass
 class Answer:
@@ -577,6 +555,47 @@ HEADERS = ["endpoint", "C", "requests/s", "p50 ms", "p99 ms", "status mix", "hit
            "server CPU ms/req", "CPU % server / client / others"]
 
 
+def overload_only(args: argparse.Namespace, directory: Path, name: str,
+                  build: dict[str, Any], manifest: dict[str, Any],
+                  makers: dict[str, Callable[[], Iterator[Request]]], capacity: int,
+                  info: dict[str, Any], load_before: Any) -> None:
+    """Each of ``--overload-endpoints`` at twice the capacity for ``--duration`` s."""
+    plan = [(e.strip(), 2 * capacity) for e in args.overload_endpoints.split(",")
+            if e.strip()]
+    port = free_port()
+    log_path = DATA_DIR / f"{name}-server.log"
+    proc = start_server(directory, port, log_path, args.workers)
+    try:
+        ready_s = wait_ready(f"http://127.0.0.1:{port}", proc, args.start_timeout, log_path)
+        print(f"server: pid {proc.pid} on 127.0.0.1:{port}, {args.workers} process(es), "
+              f"ready after {ready_s:.1f} s", flush=True)
+        runs = asyncio.run(measure(port, args.client, plan, makers, args.warmup,
+                                   args.duration, proc.pid))
+    finally:
+        stop_server(proc)
+    summaries = [r.summary() for r in runs]
+    for s in summaries:
+        s["only_200_503"] = (set(s["statuses"]) <= {"200", "503"} and not s["errors"]
+                             and s["503_without_retry_after"] == 0)
+    print()
+    print(f"Overload: {args.n:,} items, {2 * capacity} concurrent (capacity {capacity} in "
+          f"flight), {args.duration:g} s per run after {args.warmup:g} s warm-up")
+    print(table(HEADERS, rows_of(summaries)))
+    every = all(s["only_200_503"] for s in summaries)
+    print(f"overload answers only 200/503 with Retry-After, no connection errors: "
+          f"{'yes' if every else 'NO'}")
+    load_after = load_average()
+    print(f"load average (1, 5, 15 min) before: {load_before}, after: {load_after}")
+    path = write_results("load-overload", {
+        "benchmark": "load-overload", "command": command_line(), "date": now(),
+        "machine": info, "n": args.n, "workers": args.workers, "duration_s": args.duration,
+        "warmup_s": args.warmup, "capacity_in_flight": capacity, "build": build,
+        "server_ready_s": ready_s, "indexes": manifest.get("index"),
+        "client": args.client, "runs": summaries, "only_200_503": every,
+        "load_average": {"before": load_before, "after": load_after}})
+    print(f"\nwrote {path}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -595,6 +614,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="raw: keep-alive HTTP/1.1 over asyncio streams; httpx: AsyncClient")
     parser.add_argument("--start-timeout", type=float, default=600.0,
                         help="seconds to wait for the server's /ready")
+    parser.add_argument("--overload-only", action="store_true",
+                        help="only the overload runs: --overload-endpoints at twice the "
+                             "in-flight capacity, --duration each (results: "
+                             "load-overload.json)")
+    parser.add_argument("--overload-endpoints", default="similar,image",
+                        help="endpoints of the --overload-only runs, one run each")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
@@ -623,6 +648,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "image": lambda: image_requests(args.seed + 3),
         "health": health_requests,
     }
+    if args.overload_only:
+        overload_only(args, directory, name, build, manifest, makers, capacity, info,
+                      load_before)
+        return
     top = max(levels)
     plan = [(e, c) for e in endpoints for c in levels]
     plan += [("similar", 2 * capacity), ("health", top)]  # overload; the HTTP stack alone

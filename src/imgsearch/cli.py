@@ -150,7 +150,10 @@ def _open(collection: Path, *, create: bool = False, readonly: bool = False,
           clip_model: str | None = None, reembed: bool = False) -> Engine:
     from imgsearch.engine import Engine
 
-    engine = Engine.open(collection, _settings(clip_model, collection),
+    settings = _settings(clip_model, collection)
+    if readonly:  # a query image or two: starting decode worker processes costs more
+        settings = settings.replace(decode_processes=False)
+    engine = Engine.open(collection, settings,
                          image_encoder=image_encoder,
                          text_encoder=text_encoder, create=create, readonly=readonly,
                          reembed=reembed)

@@ -74,6 +74,11 @@ class Settings:
     # ingest
     ingest_batch_size: int = 64
     ingest_workers: int = 0  # 0: one per core
+    # decode (and derive pHash, colours, thumbnail) in worker processes, ingest_workers of
+    # them shared by the process: a decode that passes decode_timeout_s is stopped by
+    # killing its worker. Off: decode on threads in this process (no deadline)
+    decode_processes: bool = True
+    decode_timeout_s: float = 10.0
 
     # index
     index_type: str = "auto"  # auto | flat | hnsw | ivfpq
@@ -188,6 +193,12 @@ class Settings:
                     f"setting {name} {value!r} is not known (set by the environment "
                     f"{ENV_PREFIX}{name.upper()} or a configuration file); use one of: "
                     f"{', '.join(allowed)}")
+
+        if not self.decode_timeout_s > 0:
+            raise InvalidInputError(
+                f"setting decode_timeout_s {self.decode_timeout_s!r} must be a number of "
+                f"seconds above 0 (set by the environment {ENV_PREFIX}DECODE_TIMEOUT_S or a "
+                "configuration file)")
 
     def keyword_weights(self) -> list[float]:
         order = ("title", "description", "tags", "category", "brand", "colors", "ocr",

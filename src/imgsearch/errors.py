@@ -14,7 +14,8 @@ using the ``code`` and ``status`` class attributes.
     │   ├── UnsupportedFormatError      not an allowed format (SVG, PDF, text, ...)
     │   ├── ImageTooLargeError          over the byte or pixel cap (decompression bomb)
     │   ├── ImageTooSmallError          shorter side under the minimum
-    │   └── CorruptImageError           truncated, zero bytes, undecodable
+    │   ├── CorruptImageError           truncated, zero bytes, undecodable
+    │   └── DecodeTimeoutError          decoding passed decode_timeout_s and was stopped
     ├── FetchError                      a URL that could not be downloaded (422)
     │   ├── BlockedURLError             scheme or address refused (SSRF protection)
     │   └── DownloadTooLargeError       body over the byte cap
@@ -34,6 +35,7 @@ using the ``code`` and ``status`` class attributes.
     │   ├── ReadOnlyCollectionError     a write asked of a collection on read-only storage
     │   └── StorageAccessError          permission denied, an I/O error of the device (503)
     ├── StorageFullError                no space left for a write (507); nothing half-written
+    ├── DecodersBusyError               every decode worker stayed busy past the wait (503)
     └── StreamError                     a stream to consume (Redis) cannot be reached (503)
 
 ``storage_fault`` turns the operating system's and SQLite's own errors for a full disk,
@@ -115,6 +117,10 @@ class ImageTooSmallError(ImageError):
 
 class CorruptImageError(ImageError):
     code = "corrupt_image"
+
+
+class DecodeTimeoutError(ImageError):
+    code = "decode_timeout"
 
 
 class FetchError(ImgSearchError):
@@ -233,6 +239,13 @@ class StorageFullError(ImgSearchError):
     def __init__(self, message: str, *, report: IngestReport | None = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+class DecodersBusyError(ImgSearchError):
+    """Every decode worker stayed busy for as long as a caller may wait for one."""
+
+    code = "decoders_busy"
+    status = 503
 
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})

@@ -136,19 +136,21 @@ def test_reembedding_cut_short_is_finished_at_the_next_open(tmp_path, settings, 
     with Engine.open(collection, small_batches) as eng:
         eng.ingest(folder)
         eng.upsert(Item(id="up"), jpeg_bytes(21))
-    prepare = Preparer.prepare
+    prepare_ahead = Preparer.prepare_ahead
     calls = []
 
-    def dies_on_the_second_batch(self, batch):  # type: ignore[no-untyped-def]
-        calls.append(len(batch))
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return prepare(self, batch)
+    def dies_on_the_second_batch(self, batches):  # type: ignore[no-untyped-def]
+        for prepared in prepare_ahead(self, batches):
+            calls.append(len(prepared[0]))
+            if len(calls) == 2:  # before the second batch is written
+                raise KeyboardInterrupt
+            yield prepared
 
-    monkeypatch.setattr(Preparer, "prepare", dies_on_the_second_batch)
+    monkeypatch.setattr(Preparer, "prepare_ahead", dies_on_the_second_batch)
     with pytest.raises(KeyboardInterrupt):
         Engine.open(collection, small_batches, image_encoder="fake", reembed=True)
-    monkeypatch.setattr(Preparer, "prepare", prepare)
+    assert calls == [2, 2]
+    monkeypatch.setattr(Preparer, "prepare_ahead", prepare_ahead)
     with Engine.open(collection, small_batches) as eng:  # no encoder named: the new one
         assert eng.manifest.spaces["image"].encoder == "fake"
         assert eng.reembed_report is not None and eng.reembed_report.updated == 5

@@ -52,3 +52,9 @@ def test_bad_files_say_which_file_and_setting(tmp_path: Path, text: str, message
 def test_user_file_follows_xdg() -> None:
     assert user_config_path({"XDG_CONFIG_HOME": "/x"}) == Path("/x/imgsearch/config.toml")
     assert user_config_path({"HOME": "/home/u"}) == Path("/home/u/.config/imgsearch/config.toml")
+
+
+def test_decode_timeout_must_be_positive() -> None:
+    with pytest.raises(InvalidInputError, match=r"decode_timeout_s 0\.0 must be"):
+        Settings(decode_timeout_s=0.0)
+    assert Settings(decode_timeout_s=0.5).decode_timeout_s == 0.5

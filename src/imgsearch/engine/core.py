@@ -47,7 +47,7 @@ from imgsearch.engine.maintenance import (
     check_collection,
     repair_collection,
 )
-from imgsearch.engine.pipeline import Prepared, Preparer
+from imgsearch.engine.pipeline import Prepared, Preparer, batched
 from imgsearch.engine.shared_cache import RedisCache
 from imgsearch.engine.storage import lock_collection, refuse_emptied, storage_faults
 from imgsearch.engine.timing import load_model, stage
@@ -689,12 +689,11 @@ class Engine:
         self._require_writable()
         report = report or IngestReport()
         started = time.perf_counter()
-        batch: list[tuple[Item, ImageInput | None]] = []
         done = 0
 
-        def flush() -> None:
+        def flush(batch: Sequence[tuple[Item, ImageInput | None]],
+                  prepared: list[Prepared], failures: list[IngestFailure]) -> None:
             nonlocal done
-            prepared, failures = self.preparer.prepare(batch)
             report.failed.extend(failures)
             try:
                 results = self.commit(prepared)
@@ -714,14 +713,11 @@ class Engine:
                 on_commit([p.item.id for p in prepared])
             if progress:
                 progress(Progress("ingest", done, total, len(report.failed)))
-            batch.clear()
 
-        for entry in items:
-            batch.append(entry)
-            if len(batch) >= self.settings.ingest_batch_size:
-                flush()
-        if batch:
-            flush()
+        # the next batch decodes in the workers while this one is encoded and written
+        for batch, prepared, failures in self.preparer.prepare_ahead(
+                batched(items, self.settings.ingest_batch_size)):
+            flush(batch, prepared, failures)
         self._save_if_room()
         report.seconds += time.perf_counter() - started
         return report

@@ -1,17 +1,22 @@
 """Turn items into what the catalog stores: decode, enrich, encode — in batches.
 
 Part of the composition root (beside ``engine``): it wires the ingest, enrich and
-encode stages together. Decoding and enrichment run on a thread pool (Pillow and
-numpy release the GIL for the heavy parts); encoders see whole batches.
+encode stages together. Decoding and the pixel-derived fields (pHash, colours,
+thumbnail) run in worker processes (``ingest.workers``: a decode that passes
+``decode_timeout_s`` is stopped by killing its worker, and two cores decode in
+parallel where threads would share one interpreter lock), or on a thread pool in this
+process when ``decode_processes`` is off. Encoders see whole batches, in this process;
+``prepare_ahead`` decodes the next batch while this one is encoded and written.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,12 +32,18 @@ from imgsearch.enrich.thumbnails import make_thumbnail
 from imgsearch.errors import FetchError, ImageError, ImgSearchError
 from imgsearch.ingest.decode import DecodedImage, decode_file, decode_image
 from imgsearch.ingest.fetch import Fetcher
+from imgsearch.ingest.workers import WorkerPool, shared_pool
 from imgsearch.store.files import original_relpath
 from imgsearch.types import ImageInput, IngestFailure, Item
 
 _OCR_SIDE = 1200  # shorter side of the decode OCR reads (its longer side up to twice)
 # an item with its derived fields, its decoded image, thumbnail and original bytes to keep
 _Enriched = tuple[Item, Image.Image, bytes, bytes | None]
+_T = TypeVar("_T")
+_Batch = Sequence[tuple[Item, ImageInput | None]]
+# a worker is recycled after this many images, or when it holds this much memory
+WORKER_MAX_JOBS = 2000
+WORKER_MAX_RSS_MB = 1024
 
 
 @dataclass
@@ -43,6 +54,60 @@ class Prepared:
     vectors: dict[str, NDArray[np.float32]]
     thumbnail: bytes
     original: bytes | None = None  # the uploaded bytes to keep, at item.original
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    """What a decode job needs: bytes or a file path, and the caps that apply to it."""
+
+    payload: bytes | str  # bytes, or the path of a file the job reads itself
+    source: str
+    max_bytes: int
+    max_pixels: int
+    min_side: int
+    reduce_to: int
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A decoded image and what is computed from its pixels alone."""
+
+    decoded: DecodedImage
+    phash: int
+    colors: tuple[str, ...]
+    thumbnail: bytes
+
+
+def decode_job(request: DecodeRequest) -> DecodedImage:
+    """Decode one image (run in a worker process, or in this one)."""
+    r = request
+    if isinstance(r.payload, bytes):
+        return decode_image(r.payload, source=r.source, max_bytes=r.max_bytes,
+                            max_pixels=r.max_pixels, min_side=r.min_side,
+                            reduce_to=r.reduce_to)
+    return decode_file(Path(r.payload), max_bytes=r.max_bytes, max_pixels=r.max_pixels,
+                       min_side=r.min_side, reduce_to=r.reduce_to)
+
+
+def derive_job(request: DecodeRequest, thumbnail_size: int) -> Derived:
+    """Decode one image and derive pHash, colours and thumbnail from its pixels."""
+    decoded = decode_job(request)
+    image = decoded.image
+    return Derived(decoded, perceptual_hash(image),
+                   tuple(c.name for c in dominant_colors(image)),
+                   make_thumbnail(image, thumbnail_size))
+
+
+def batched(entries: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """``entries`` in lists of ``size`` (the last may be shorter)."""
+    batch: list[_T] = []
+    for entry in entries:
+        batch.append(entry)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def is_url(ref: str) -> bool:
@@ -63,8 +128,13 @@ class Preparer:
         self.image_encoder = image_encoder
         self._text_encoder = text_encoder
         self.fetcher = fetcher
-        workers = settings.ingest_workers or (os.cpu_count() or 1)
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgsearch-decode")
+        self.workers = settings.ingest_workers or (os.cpu_count() or 1)
+        self.pool = ThreadPoolExecutor(max_workers=self.workers,
+                                       thread_name_prefix="imgsearch-decode")
+        # The functions run per image; a seam for tests (a module-level function, since
+        # worker processes receive it by name).
+        self.decode_job: Callable[[DecodeRequest], DecodedImage] = decode_job
+        self.derive_job: Callable[[DecodeRequest, int], Derived] = derive_job
         # why OCR, switched on, reads nothing (no tesseract, a language missing)
         self.ocr: OcrEngine | None = None
         self.ocr_unavailable: str | None = None
@@ -76,21 +146,39 @@ class Preparer:
         self.pool.shutdown(wait=True)
 
     @property
+    def processes(self) -> WorkerPool | None:
+        """The shared worker processes, or None when decoding runs in this process."""
+        if not self.settings.decode_processes:
+            return None
+        return shared_pool(self.workers, max_jobs=WORKER_MAX_JOBS,
+                           max_rss_mb=WORKER_MAX_RSS_MB, preload=(__name__,))
+
+    def start_workers(self) -> None:
+        """Start the decode worker processes now rather than on the first image."""
+        if self.processes is not None:
+            self.processes.start()
+
+    @property
     def reduce_to(self) -> int:
         side = max(self.image_encoder.image_side, self.settings.thumbnail_size)
         # text needs its pixels: OCR reads a larger decode (capped by ocr_max_pixels)
         return max(side, _OCR_SIDE) if self.ocr is not None else side
 
-    def decode(self, value: ImageInput | None, source: str,
-               fetched: dict[str, bytes | FetchError] | None = None) -> DecodedImage:
+    def request(self, value: ImageInput | None, source: str,
+                fetched: dict[str, bytes | FetchError] | None = None) -> DecodeRequest:
+        """What to decode for ``value``: URLs are downloaded here, files read by the job."""
         s = self.settings
-        limits = dict(max_pixels=s.max_pixels, min_side=s.min_side, reduce_to=self.reduce_to)
         if value is None:
             raise ImageError(f"{source}: the item has no image")
+
+        def of(payload: bytes | str, max_bytes: int) -> DecodeRequest:
+            return DecodeRequest(payload, source, max_bytes, s.max_pixels, s.min_side,
+                                 self.reduce_to)
+
         if isinstance(value, Image.Image):
-            return decode_image(_png(value), source=source, max_bytes=1 << 40, **limits)
+            return of(_png(value), 1 << 40)
         if isinstance(value, bytes):
-            return decode_image(value, source=source, max_bytes=s.max_file_bytes, **limits)
+            return of(value, s.max_file_bytes)
         ref = str(value)
         if is_url(ref):
             data = fetched.get(ref) if fetched else None
@@ -98,23 +186,47 @@ class Preparer:
                 data = self.fetcher.fetch_one(ref)
             if isinstance(data, FetchError):
                 raise data
-            return decode_image(data, source=ref, max_bytes=s.max_download_bytes, **limits)
-        return decode_file(Path(ref), max_bytes=s.max_file_bytes, **limits)
+            return of(data, s.max_download_bytes)
+        return of(ref, s.max_file_bytes)
 
-    def _enrich(self, item: Item, decoded: DecodedImage, value: ImageInput | None
-                ) -> _Enriched:
-        image = decoded.image
+    def decode(self, value: ImageInput | None, source: str,
+               fetched: dict[str, bytes | FetchError] | None = None) -> DecodedImage:
+        request = self.request(value, source, fetched)
+        processes = None if isinstance(value, Image.Image) else self.processes
+        if processes is None:
+            return self.decode_job(request)
+        return processes.run(self.decode_job, request, label=source,
+                             timeout_s=self.settings.decode_timeout_s)
+
+    def _derive(self, value: ImageInput | None, source: str,
+                fetched: dict[str, bytes | FetchError] | None = None) -> Future[Derived]:
+        """Start decoding and deriving; the future holds the result or the error."""
+        try:
+            request = self.request(value, source, fetched)
+        except Exception as exc:  # handed to the caller through the future
+            failed: Future[Derived] = Future()
+            failed.set_exception(exc)
+            return failed
+        processes = None if isinstance(value, Image.Image) else self.processes
+        if processes is None:
+            return self.pool.submit(self.derive_job, request, self.settings.thumbnail_size)
+        return processes.submit(self.derive_job, request, self.settings.thumbnail_size,
+                                label=source, timeout_s=self.settings.decode_timeout_s)
+
+    def _enrich(self, item: Item, derived: Derived, value: ImageInput | None) -> _Enriched:
+        decoded = derived.decoded
         names = declared_colors(item)
-        names += [c.name for c in dominant_colors(image) if c.name not in names]
+        names += [c for c in derived.colors if c not in names]
         kept = self._original(item, value)
         enriched = replace(
             item, width=decoded.width, height=decoded.height,
-            content_hash=decoded.content_hash, phash=perceptual_hash(image),
+            content_hash=decoded.content_hash, phash=derived.phash,
             colors=tuple(names),
             original=None if kept is None else original_relpath(decoded.content_hash,
                                                                 decoded.format),
-            **photo_fields(item, decoded.facts, self.ocr.read(image) if self.ocr else None))
-        return enriched, image, make_thumbnail(image, self.settings.thumbnail_size), kept
+            **photo_fields(item, decoded.facts,
+                           self.ocr.read(decoded.image) if self.ocr else None))
+        return enriched, decoded.image, derived.thumbnail, kept
 
     def _original(self, item: Item, value: ImageInput | None) -> bytes | None:
         """The bytes to keep: those of an upload with no path or URL to read them again
@@ -124,56 +236,66 @@ class Preparer:
         data = value if isinstance(value, bytes) else _png(value)
         return data if len(data) <= self.settings.original_max_bytes else None
 
-    def prepare(self, batch: Sequence[tuple[Item, ImageInput | None]]
-                ) -> tuple[list[Prepared], list[IngestFailure]]:
-        """Decode, enrich and encode a batch; a bad item becomes a failure, never an abort."""
+    def _start(self, batch: _Batch) -> list[Future[Derived]]:
         urls = [str(v) for _, v in batch if isinstance(v, str) and is_url(v)]
         fetched = self.fetcher.fetch_many(urls) if urls else {}
+        return [self._derive(value, item.image or item.id, fetched) for item, value in batch]
 
-        def work(entry: tuple[Item, ImageInput | None]) -> _Enriched | IngestFailure:
-            item, value = entry
-            try:
-                return self._enrich(item, self.decode(value, item.image or item.id, fetched),
-                                    value)
-            except ImgSearchError as exc:
-                label = item.image or item.id
-                return IngestFailure(label, _without_label(exc.message, label), exc.code,
-                                     item.id)
-            except OSError as exc:
-                return IngestFailure(item.image or item.id, f"cannot read: {exc}", "io_error",
-                                     item.id)
-
+    def _finish(self, batch: _Batch, futures: list[Future[Derived]]
+                ) -> tuple[list[Prepared], list[IngestFailure]]:
         ready: list[_Enriched] = []
         failures: list[IngestFailure] = []
-        for result in self.pool.map(work, batch):
-            if isinstance(result, IngestFailure):
-                failures.append(result)
-            else:
-                ready.append(result)
+        for (item, value), future in zip(batch, futures, strict=True):
+            label = item.image or item.id
+            try:
+                ready.append(self._enrich(item, future.result(), value))
+            except ImgSearchError as exc:
+                failures.append(IngestFailure(label, _without_label(exc.message, label),
+                                              exc.code, item.id))
+            except OSError as exc:
+                failures.append(IngestFailure(label, f"cannot read: {exc}", "io_error",
+                                              item.id))
         return self._encode(ready), failures
+
+    def prepare(self, batch: _Batch) -> tuple[list[Prepared], list[IngestFailure]]:
+        """Decode, enrich and encode a batch; a bad item becomes a failure, never an abort."""
+        return self._finish(batch, self._start(batch))
+
+    def prepare_ahead(self, batches: Iterable[_Batch]
+                      ) -> Iterator[tuple[_Batch, list[Prepared], list[IngestFailure]]]:
+        """``prepare`` each batch, decoding the next one while the caller encodes and
+        writes this one (the workers never wait for the writer, nor it for them)."""
+        pending: tuple[_Batch, list[Future[Derived]]] | None = None
+        for batch in batches:
+            started = (batch, self._start(batch))
+            if pending is not None:
+                yield (pending[0], *self._finish(*pending))
+            pending = started
+        if pending is not None:
+            yield (pending[0], *self._finish(*pending))
 
     def prepare_one(self, item: Item, value: ImageInput | None) -> Prepared:
         """Like ``prepare`` for a single item, but a bad image raises its own error."""
-        decoded = self.decode(value, item.image or item.id)
-        return self._encode([self._enrich(item, decoded, value)])[0]
+        source = item.image or item.id
+        request = self.request(value, source)
+        processes = None if isinstance(value, Image.Image) else self.processes
+        if processes is None:
+            derived = self.derive_job(request, self.settings.thumbnail_size)
+        else:
+            derived = processes.run(self.derive_job, request, self.settings.thumbnail_size,
+                                    label=source, timeout_s=self.settings.decode_timeout_s)
+        return self._encode([self._enrich(item, derived, value)])[0]
 
     def prepare_each(self, batch: Sequence[tuple[Item, ImageInput | None]]
                      ) -> list[Prepared | ImgSearchError | OSError]:
         """Like ``prepare``, but an answer per entry, in order: the prepared item, or the
         error that kept it out, as ``prepare_one`` would raise it. Encoded as one batch."""
-        urls = [str(v) for _, v in batch if isinstance(v, str) and is_url(v)]
-        fetched = self.fetcher.fetch_many(urls) if urls else {}
-
-        def work(entry: tuple[Item, ImageInput | None]
-                 ) -> _Enriched | ImgSearchError | OSError:
-            item, value = entry
+        answers: list[_Enriched | ImgSearchError | OSError] = []
+        for (item, value), future in zip(batch, self._start(batch), strict=True):
             try:
-                return self._enrich(item, self.decode(value, item.image or item.id, fetched),
-                                    value)
+                answers.append(self._enrich(item, future.result(), value))
             except (ImgSearchError, OSError) as exc:
-                return exc
-
-        answers: list[_Enriched | ImgSearchError | OSError] = list(self.pool.map(work, batch))
+                answers.append(exc)
         ready = [a for a in answers if not isinstance(a, ImgSearchError | OSError)]
         encoded = iter(self._encode(ready))
         return [a if isinstance(a, ImgSearchError | OSError) else next(encoded)

@@ -124,6 +124,7 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         opened.warm(wait=False)  # first searches find the result-page fields in memory
+        opened.preparer.start_workers()  # the first upload does not wait for them
         for watcher in watchers:
             watcher.start(wait=False)
         try:
