@@ -9,17 +9,14 @@ from __future__ import annotations
 import base64
 import io
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import browserkit
 from imagegen import jpeg_bytes, picture, text_file
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
@@ -34,10 +31,6 @@ if CHROMIUM is None:
                 allow_module_level=True)
 uvicorn = pytest.importorskip("uvicorn")
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 ADJECTIVES = ["red", "blue", "wooden", "silver", "striped", "vintage", "leather", "cotton"]
 NOUNS = ["lamp", "chair", "mug", "wallet", "backpack", "watch", "shirt", "vase"]
 BRANDS = ["acme", "zenith", "orbit"]
@@ -60,48 +53,22 @@ def _title(i: int) -> str:
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from imgsearch.web import create_app
-
     engine = Engine.open(tmp_path_factory.mktemp("browser") / "collection",
                          Settings(text_encoder="fake", ingest_workers=2))
     report = engine.ingest_items(_items())
     assert report.ok, report.failed
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "the test server did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
-    engine.close()
+    yield from browserkit.serve(engine)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                              headless=True)
-        yield launched
-        launched.close()
+    assert CHROMIUM is not None
+    yield from browserkit.launch(CHROMIUM)
 
 
 def _opened_page(browser: Any, base_url: str, request: pytest.FixtureRequest,
                  **context_options: Any) -> Iterator[Any]:
-    """A page in a context of its own; its screenshot is left in test-artifacts/."""
-    context = browser.new_context(base_url=base_url, **context_options)
-    context.set_default_timeout(15_000)
-    opened = context.new_page()
-    yield opened
-    ARTIFACTS.mkdir(exist_ok=True)
-    opened.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
+    yield from browserkit.opened_page(browser, base_url, request.node.name, **context_options)
 
 
 @pytest.fixture

@@ -7,15 +7,12 @@ Skipped, saying why, without the ``playwright`` package or a ``chromium`` binary
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+import browserkit
 from imagegen import picture
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
@@ -30,10 +27,6 @@ if CHROMIUM is None:
                 allow_module_level=True)
 uvicorn = pytest.importorskip("uvicorn")
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PLACES = [{"value": "Portugal", "count": 2, "cities": [{"value": "Lisbon", "count": 2}]}]
 # 130 photos over 13 months of 2019-2020 (10 a month): more than one page of 120
 MONTHS = [f"{2019 + (m // 12)}-{m % 12 + 1:02d}" for m in range(13)]
@@ -49,8 +42,6 @@ def _items() -> Iterator[tuple[Item, Any]]:
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from imgsearch.web import create_app
-
     engine = Engine.open(tmp_path_factory.mktemp("browser-timeline") / "collection",
                          Settings(text_encoder="fake", ingest_workers=2))
     report = engine.ingest_items(_items())
@@ -58,41 +49,18 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     facets = engine.facets
     # the places facet as it comes once photos carry their places (GPS + geocoding)
     engine.facets = lambda *a, **k: {**facets(*a, **k), "places": PLACES}  # type: ignore
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "the test server did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
-    engine.close()
+    yield from browserkit.serve(engine)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                              headless=True)
-        yield launched
-        launched.close()
+    assert CHROMIUM is not None
+    yield from browserkit.launch(CHROMIUM)
 
 
 def _page(browser: Any, base_url: str, request: pytest.FixtureRequest,
-          **options: Any) -> Iterator[Any]:
-    context = browser.new_context(base_url=base_url, **options)
-    context.set_default_timeout(15_000)
-    opened = context.new_page()
-    yield opened
-    ARTIFACTS.mkdir(exist_ok=True)
-    opened.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
+          **context_options: Any) -> Iterator[Any]:
+    yield from browserkit.opened_page(browser, base_url, request.node.name, **context_options)
 
 
 @pytest.fixture
