@@ -6,7 +6,6 @@ import base64
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import rediskit
 from imagegen import jpeg_bytes, write_image
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
@@ -30,30 +30,9 @@ if shutil.which("redis-server") is None:
 SETTINGS = Settings(image_encoder="descriptor", text_encoder="fake", ingest_workers=1)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port = _free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path_factory.mktemp("redis"))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    yield from rediskit.redis_server(tmp_path_factory.mktemp("redis"))
 
 
 @pytest.fixture
@@ -224,7 +203,7 @@ def test_kill_9_of_the_consumer_loses_nothing_and_duplicates_nothing(tmp_path, s
 @pytest.mark.slow
 def test_serve_consume_indexes_the_stream_and_shows_its_lag(tmp_path, stream):
     address, client = stream
-    port = _free_port()
+    port = rediskit.free_port()
     env = dict(os.environ, IMGSEARCH_TEXT_ENCODER="fake", IMGSEARCH_LOG_SEARCHES="0",
                IMGSEARCH_INGEST_WORKERS="1")
     log = tmp_path / "serve.log"
@@ -266,7 +245,7 @@ def test_serve_consume_indexes_the_stream_and_shows_its_lag(tmp_path, stream):
 def test_redis_down_is_retried_with_backoff_and_said(tmp_path):
     import threading
 
-    address = StreamAddress("127.0.0.1", _free_port(), "nowhere")
+    address = StreamAddress("127.0.0.1", rediskit.free_port(), "nowhere")
     with Engine.open(tmp_path / "c", SETTINGS) as engine:
         consumer = StreamConsumer(engine, address, block_ms=50)
         stop = threading.Event()
