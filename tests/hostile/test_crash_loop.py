@@ -178,6 +178,19 @@ class AckLog:
             out.write(json.dumps({"op": op, "id": item_id, "seed": seed}) + "\n")
 
 
+def _kill_after_a_write(proc: subprocess.Popen[bytes], log: AckLog, acks_before: int,
+                        delay_s: float) -> None:
+    """SIGKILL ``proc`` ``delay_s`` after its first acknowledged write of the round (or
+    after 60 s without one): on a busy machine a fixed delay could end every round before
+    any write is acknowledged, and the round would check nothing."""
+    deadline = time.monotonic() + 60
+    while log.acks == acks_before and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(delay_s)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+
+
 def _write_until_killed(base: str, log: AckLog, rng: random.Random, counter: list[int]
                         ) -> None:
     with httpx.Client(base_url=base, timeout=30) as client:
@@ -223,8 +236,8 @@ def test_kill_9_during_http_writes(tmp_path: Path, crash_iterations: int) -> Non
         proc = _serve(collection, port, server_log)
         try:
             _wait_ready(proc, base, server_log)
-            killer = threading.Timer(rng.uniform(0.3, 2.0), proc.send_signal,
-                                     (signal.SIGKILL,))
+            killer = threading.Thread(target=_kill_after_a_write,
+                                      args=(proc, log, log.acks, rng.uniform(0.0, 1.7)))
             killer.start()
             _write_until_killed(base, log, rng, counter)
             killer.join()
