@@ -372,6 +372,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="seed of the generated dataset or stamp sample")
     parser.add_argument("--skip-stages", action="store_true",
                         help="only the end-to-end runs and the ceiling")
+    parser.add_argument("--thumbnail-size", type=int, default=None,
+                        help="thumbnail side instead of the default (images are decoded at "
+                             "least this large); results go to <name>-thumb<N>.json")
     args = parser.parse_args(argv)
     # The ceiling's bare convert("RGB") of palette stamps with transparency warns each time;
     # dropping that alpha is what it measures, so the warning says nothing here.
@@ -398,6 +401,9 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"source: {source}")
 
     base = Settings(image_encoder=args.image_encoder)
+    if args.thumbnail_size is not None:
+        base = base.replace(thumbnail_size=args.thumbnail_size)
+        name = f"{name}-thumb{args.thumbnail_size}"
     workers = base.ingest_workers or (os.cpu_count() or 1)
     results: dict[str, Any] = {
         "benchmark": name, "command": command_line(), "date": now(), "machine": info,
