@@ -47,6 +47,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -320,6 +321,23 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float,
     raise RuntimeError(f"the server was not ready within {timeout_s:.0f} s; see {log_path}")
 
 
+@contextmanager
+def serving(directory: Path, name: str, args: argparse.Namespace
+            ) -> Iterator[tuple[int, subprocess.Popen[bytes], float]]:
+    """``imgsearch serve`` over ``directory`` on a free port, once ready: its port, process
+    and seconds to ready. Stopped afterwards."""
+    port = free_port()
+    log_path = DATA_DIR / f"{name}-server.log"
+    proc = start_server(directory, port, log_path, args.workers)
+    try:
+        ready_s = wait_ready(f"http://127.0.0.1:{port}", proc, args.start_timeout, log_path)
+        print(f"server: pid {proc.pid} on 127.0.0.1:{port}, {args.workers} process(es), "
+              f"ready after {ready_s:.1f} s", flush=True)
+        yield port, proc, ready_s
+    finally:
+        stop_server(proc)
+
+
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -562,17 +580,9 @@ def overload_only(args: argparse.Namespace, directory: Path, name: str,
     """Each of ``--overload-endpoints`` at twice the capacity for ``--duration`` s."""
     plan = [(e.strip(), 2 * capacity) for e in args.overload_endpoints.split(",")
             if e.strip()]
-    port = free_port()
-    log_path = DATA_DIR / f"{name}-server.log"
-    proc = start_server(directory, port, log_path, args.workers)
-    try:
-        ready_s = wait_ready(f"http://127.0.0.1:{port}", proc, args.start_timeout, log_path)
-        print(f"server: pid {proc.pid} on 127.0.0.1:{port}, {args.workers} process(es), "
-              f"ready after {ready_s:.1f} s", flush=True)
+    with serving(directory, name, args) as (port, proc, ready_s):
         runs = asyncio.run(measure(port, args.client, plan, makers, args.warmup,
                                    args.duration, proc.pid))
-    finally:
-        stop_server(proc)
     summaries = [r.summary() for r in runs]
     for s in summaries:
         s["only_200_503"] = (set(s["statuses"]) <= {"200", "503"} and not s["errors"]
@@ -663,19 +673,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("engine.similar in this process (no HTTP) ...", flush=True)
         alone = engine_alone(directory, args.n, args.seed + 4, (1, top), args.duration / 2)
 
-    port = free_port()
-    log_path = DATA_DIR / f"{name}-server.log"
-    proc = start_server(directory, port, log_path, args.workers)
-    try:
-        ready_s = wait_ready(f"http://127.0.0.1:{port}", proc, args.start_timeout, log_path)
-        print(f"server: pid {proc.pid} on 127.0.0.1:{port}, {args.workers} process(es), "
-              f"ready after {ready_s:.1f} s", flush=True)
+    with serving(directory, name, args) as (port, proc, ready_s):
         runs = asyncio.run(measure(port, args.client, plan, makers, args.warmup,
                                    args.duration, proc.pid))
         other_runs = asyncio.run(measure(port, other, compare, makers, args.warmup,
                                          args.duration, proc.pid))
-    finally:
-        stop_server(proc)
     summaries = [r.summary() for r in runs]
     main_rows, (over, ceiling) = summaries[:-2], summaries[-2:]
     over_ok = (set(over["statuses"]) <= {"200", "503"} and not over["errors"]

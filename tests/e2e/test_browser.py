@@ -66,15 +66,10 @@ def browser() -> Iterator[Any]:
     yield from browserkit.launch(CHROMIUM)
 
 
-def _opened_page(browser: Any, base_url: str, request: pytest.FixtureRequest,
-                 **context_options: Any) -> Iterator[Any]:
-    yield from browserkit.opened_page(browser, base_url, request.node.name, **context_options)
-
-
 @pytest.fixture
 def page(browser: Any, base_url: str, request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from _opened_page(browser, base_url, request,
-                            viewport={"width": 1200, "height": 900})
+    yield from browserkit.opened_page(browser, base_url, request.node.name,
+                                      viewport={"width": 1200, "height": 900})
 
 
 def _card_ids(page: Any) -> list[str]:
@@ -262,9 +257,9 @@ def test_an_unknown_item_says_so(page: Any) -> None:
 
 @pytest.fixture
 def phone(browser: Any, base_url: str, request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from _opened_page(browser, base_url, request,
-                            viewport={"width": 390, "height": 844}, is_mobile=True,
-                            has_touch=True)
+    yield from browserkit.opened_page(browser, base_url, request.node.name,
+                                      viewport={"width": 390, "height": 844}, is_mobile=True,
+                                      has_touch=True)
 
 
 def _overflowing(page: Any) -> list[str]:

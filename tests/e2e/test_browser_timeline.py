@@ -58,20 +58,17 @@ def browser() -> Iterator[Any]:
     yield from browserkit.launch(CHROMIUM)
 
 
-def _page(browser: Any, base_url: str, request: pytest.FixtureRequest,
-          **context_options: Any) -> Iterator[Any]:
-    yield from browserkit.opened_page(browser, base_url, request.node.name, **context_options)
-
-
 @pytest.fixture
 def page(browser: Any, base_url: str, request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from _page(browser, base_url, request, viewport={"width": 1200, "height": 900})
+    yield from browserkit.opened_page(browser, base_url, request.node.name,
+                                      viewport={"width": 1200, "height": 900})
 
 
 @pytest.fixture
 def phone(browser: Any, base_url: str, request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield from _page(browser, base_url, request, viewport={"width": 390, "height": 844},
-                     is_mobile=True, has_touch=True)
+    yield from browserkit.opened_page(browser, base_url, request.node.name,
+                                      viewport={"width": 390, "height": 844},
+                                      is_mobile=True, has_touch=True)
 
 
 def _months(page: Any) -> list[str]:
