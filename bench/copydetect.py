@@ -319,13 +319,23 @@ def run_copies(engine: Engine, data: dict[str, Any]) -> tuple[dict[str, list[int
         top = result.hits[0] if result.hits else None
         ok = int(top is not None and top.id == q["expect"])
         per_edit[q["edit"]].append(ok)
-        rows.append({"edit": q["edit"], "query": Path(q["path"]).name, "ok": ok,
+        rows.append({"edit": q["edit"], "query": _short(q["path"]), "ok": ok,
+                     "expect": q["expect"],
                      "half": half(q["expect"]), "ms": latencies[-1],
                      "top": top.id if top else None,
                      "confidence": top.confidence if top else None,
                      "match": top.match if top else None,
                      "evidence": top.evidence if top else None})
     return per_edit, latencies, rows
+
+
+def _short(path: str) -> str:
+    """A query's name: an edited copy's file name, or a package file's picture and size
+    (plasma ships every picture as ``Name/contents/images/WxH``)."""
+    parts = Path(path).parts
+    if "contents" in parts:
+        return f"{parts[parts.index('contents') - 1]}/{parts[-1]}"
+    return Path(path).name
 
 
 def _blank(path: str) -> bool:
@@ -413,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           + "\n")
     misses = [r for r in rows if not r["ok"]]
     for r in misses[:40]:
-        print(f"miss: {r['query']} -> {r['top']} conf {r['confidence']} "
+        print(f"miss: {r['query']} (of {r['expect']}) -> {r['top']} conf {r['confidence']} "
               f"{r['match']} {r['evidence']}", file=sys.stderr)
     write_results("copydetect", {"per_edit": {k: float(np.mean(v)) for k, v in per_edit.items()},
                                  "r_at_1": float(np.mean(everything)),

@@ -2,7 +2,8 @@
 after edits, verified by local features) or ``similar`` (it looks alike).
 
 Only the best few candidates of a query image are examined (``VERIFY_TOP``): a copy that
-the global descriptor does not rank near the top is not looked for.
+the global descriptor does not rank near the top is not looked for. When none of them
+verifies, the one it ranks first gets a closer look (more keypoints, ``verify``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class QueryImage:
     content_hash: str
     image: Image.Image
     _phash: int | None = field(default=None, repr=False)
-    _features: dict[tuple[bool, int], Features] = field(default_factory=dict, repr=False)
+    _features: dict[tuple[bool, int, bool], Features] = field(default_factory=dict,
+                                                               repr=False)
 
     @property
     def phash(self) -> int:
@@ -72,12 +74,15 @@ class QueryImage:
         """The perceptual hash of the mirrored image: what a flipped copy's hash is near."""
         return perceptual_hash(ImageOps.mirror(self.image))
 
-    def local_features(self, mirrored: bool = False, side: int = SIDE) -> Features:
-        """Its ORB features at ``side`` px, as is or mirrored (each computed once, when
-        first needed)."""
-        if (mirrored, side) not in self._features:
-            self._features[mirrored, side] = features(self.image, mirror=mirrored, side=side)
-        return self._features[mirrored, side]
+    def local_features(self, mirrored: bool = False, side: int = SIDE,
+                       closer: bool = False) -> Features:
+        """Its ORB features at ``side`` px, as is or mirrored, for a plain or a closer
+        look (each computed once, when first needed)."""
+        key = (mirrored, side, closer)
+        if key not in self._features:
+            self._features[key] = features(self.image, mirror=mirrored, side=side,
+                                           closer=closer)
+        return self._features[key]
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,8 @@ def match_kinds(looks: Sequence[QueryImage], candidates: Sequence[Candidate],
 
     Every candidate is checked for the same content; local features are then compared in
     rank order until there are as many matches as query images (what ranks after them
-    cannot come before them)."""
+    cannot come before them). When that finds none, the first candidate gets a closer
+    look."""
     found: dict[int, Match] = {}
     # a counter-example's own image is no match, however close to an example it is
     candidates = [c for c in candidates if not any(_exact(n, c) for n in negatives)]
@@ -132,13 +138,18 @@ def match_kinds(looks: Sequence[QueryImage], candidates: Sequence[Candidate],
             match = _examine(looks, candidate, cache)
             if match is not None:
                 found[candidate.key] = match
+    if not found and candidates:
+        # the likeliest copy, a flat picture with few corners perhaps: look closer
+        match = _examine(looks, candidates[0], cache, closer=True)
+        if match is not None:
+            found[candidates[0].key] = match
     return found
 
 
-def _examine(looks: Sequence[QueryImage], candidate: Candidate, cache: FeatureCache
-             ) -> Match | None:
+def _examine(looks: Sequence[QueryImage], candidate: Candidate, cache: FeatureCache,
+             closer: bool = False) -> Match | None:
     """A verified copy, from the candidate's stored image (its thumbnail)."""
-    verdict = _best(looks, cache.get(candidate.cache_key, candidate.load))
+    verdict = _best(looks, cache.get(candidate.cache_key, candidate.load, closer=closer))
     if verdict is None or not verdict.copy:
         return None
     return Match("copy", {"inliers": float(verdict.inliers), "matches": float(verdict.matches),
@@ -153,8 +164,8 @@ def _best(looks: Sequence[QueryImage], stored: Features | None) -> Verdict | Non
     best = None
     for look in looks:
         for mirrored in (False, True):  # the mirrored query only when the plain one fails
-            verdict = verify(look.local_features(mirrored, query_side(stored)), stored,
-                             mirrored)
+            verdict = verify(look.local_features(mirrored, query_side(stored),
+                                                 stored.closer), stored, mirrored)
             if best is None or verdict.inliers > best.inliers:
                 best = verdict
             if best.copy:
