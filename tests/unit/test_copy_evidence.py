@@ -24,7 +24,7 @@ from imgsearch.search.calibration import (
     background_level,
     noise_like,
 )
-from imgsearch.search.matching import Candidate, QueryImage, match_kinds
+from imgsearch.search.matching import Candidate, QueryImage, central_part, match_kinds
 from imgsearch.search.verify import (
     LARGE_SIDE,
     MIN_INLIERS,
@@ -271,3 +271,12 @@ def test_only_the_first_candidate_gets_a_closer_look_and_only_when_none_verified
     found = match_kinds([query], [_candidate(5, _flat_graphic(5)), *others], cache)
     assert found[5].kind == "copy" and found[5].evidence["inliers"] >= MIN_INLIERS
     assert not any(close for _key, close in cache.asked)  # a plain look was enough
+
+
+def test_the_central_part_keeps_the_middle_of_each_side() -> None:
+    image = Image.new("RGB", (200, 100), "black")
+    image.paste((255, 0, 0), (30, 15, 170, 85))  # the central 70 % is red
+    part = central_part(image)
+    assert part.size == (140, 70)
+    assert part.getcolors() == [(140 * 70, (255, 0, 0))]
+    assert central_part(image, 0.5).size == (100, 50)

@@ -9,6 +9,7 @@ import hashlib
 import math
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from imgsearch.search.calibration import (
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
 from imgsearch.search.fusion import RankedList, fuse
 from imgsearch.search.matching import (
+    CROP_CANDIDATES,
     HASH_CANDIDATES,
     PHASH_RADIUS,
     SIMILAR_CEILING,
@@ -43,6 +45,7 @@ from imgsearch.search.matching import (
     match_kinds,
 )
 from imgsearch.search.planner import RerankOptions, business_weights, rerank, subset
+from imgsearch.search.space import SpaceIndex
 from imgsearch.search.understand import Interpretation, understand
 from imgsearch.store.catalog import FIELD_SIGNALS
 from imgsearch.store.filters import validate as validate_filters
@@ -297,6 +300,38 @@ def _hash_candidates(engine: Engine, ranked: Ranked, signals: list[Signal],
         keys = [k for k in keys if _members_of(allowed, k)]
     if not keys:
         return ranked, []
+    return _join(ranked, signals, space, keys, "phash"), keys
+
+
+def _crop_candidates(engine: Engine, ranked: Ranked, signals: list[Signal],
+                     looks: list[QueryImage], allowed: NDArray[np.int64] | None,
+                     exclude: int | None, params: Mapping[str, int]
+                     ) -> tuple[Ranked, list[int]]:
+    """The items nearest the central part of each query image (``matching.CROP_SHARE``):
+    a second way to find a copy whose borders changed (rotated, framed, overlaid along
+    an edge, another aspect ratio of the picture) that the whole image's vector ranks
+    far down. They join the candidates (scored on every signal) and count only if they
+    verify. Only for the descriptor: a crop costs it 2 ms, CLIP a second model pass."""
+    space = engine.spaces.get("image")
+    encoder = engine.encoder("image")
+    if not looks or space is None or encoder.name != "descriptor" or \
+            any(sig.name not in ("image", "text", "clip_text") for sig in signals):
+        return ranked, []
+    vectors = encoder.embed_images([look.central for look in looks])
+    keys: list[int] = []
+    for vector in vectors:
+        found, _scores, _plan = space.search(vector, CROP_CANDIDATES + 1, allowed, params)
+        keys += [int(k) for k in found.tolist() if int(k) != exclude][:CROP_CANDIDATES]
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return ranked, []
+    return _join(ranked, signals, space, keys, "crop"), keys
+
+
+def _join(ranked: Ranked, signals: list[Signal], space: SpaceIndex, keys: list[int],
+          source: str) -> Ranked:
+    """``ranked`` with those of ``keys`` it lacks added at its end, scored on the image
+    signals (the others give them nothing)."""
     present = set(ranked.keys.tolist())
     new = np.asarray([k for k in keys if k not in present], dtype=np.int64)
     if len(new):
@@ -318,10 +353,10 @@ def _hash_candidates(engine: Engine, ranked: Ranked, signals: list[Signal],
                         np.concatenate([ranked.scores, combined]), per_signal,
                         {n: np.concatenate([c, np.zeros(len(new), c.dtype)])
                          for n, c in ranked.ranks.items()},
-                        ranked.plan + " +phash", ranked.candidates + len(new),
+                        ranked.plan + f" +{source}", ranked.candidates + len(new),
                         {n: np.concatenate([c, np.zeros(len(new), c.dtype)])
                          for n, c in ranked.evidence.items()})
-    return ranked, keys
+    return ranked
 
 
 def _members_of(allowed: NDArray[np.int64], key: int) -> bool:
@@ -570,11 +605,14 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     minimum = default if query.min_confidence is None else query.min_confidence
     with stage("verify"):
         ranked, hashed = _hash_candidates(engine, ranked, signals, matching, allowed, exclude)
+        ranked, cropped = _crop_candidates(engine, ranked, signals, matching, allowed,
+                                           exclude, query.search_params)
     with stage("rerank"):
         confidence = _confidence(engine, ranked, signals, looks)
     with stage("verify"):
-        ranked, confidence, matches = _matches(engine, ranked, confidence, matching, hashed,
-                                               negatives, promote=not query.text)
+        ranked, confidence, matches = _matches(engine, ranked, confidence, matching,
+                                               hashed + cropped, negatives,
+                                               promote=not query.text)
     fetched = len(ranked.keys)
     if minimum > 0 and fetched:
         # a verified copy is shown whatever the minimum: its evidence is not a guess
