@@ -49,10 +49,7 @@ def test_a_query_is_described_with_one_blas_thread_and_the_setting_is_put_back(
     """Small batches (a query's images) run with one BLAS thread; the process's own
     setting is back afterwards, also when several callers overlap."""
     from imgsearch.encode import descriptor
-
-    def blas_threads() -> list[int]:
-        return [int(lib["num_threads"]) for lib in descriptor._blas().info()
-                if lib["user_api"] == "blas"]
+    from imgsearch.encode.blas import blas_threads, one_blas_thread
 
     before = blas_threads()
     seen: list[list[int]] = []
@@ -63,7 +60,7 @@ def test_a_query_is_described_with_one_blas_thread_and_the_setting_is_put_back(
         return original(batch)
 
     monkeypatch.setattr(descriptor, "describe_batch", spy)
-    with descriptor._one_blas_thread():
+    with one_blas_thread():
         encoder.embed_image(picture(1))  # nested: the outer caller keeps it at one
         assert blas_threads() == [1] * len(before)
     encoder.embed_images([picture(seed) for seed in range(descriptor._SMALL_BATCH + 1)])

@@ -42,18 +42,15 @@ built with it is refused (or re-encoded with ``--reembed``).
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import threading
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
-from threadpoolctl import ThreadpoolController
 
 from imgsearch.encode.base import Encoder
+from imgsearch.encode.blas import one_blas_thread
 
 VERSION = 2
 SIDE = 80  # working resolution: enough for layout, edges and texture, cheap to compute
@@ -370,41 +367,13 @@ class DescriptorEncoder(Encoder):
         batch = np.stack([_prepare(im) for im in images])
         if len(batch) > _SMALL_BATCH:
             return describe_batch(batch)
-        with _one_blas_thread():
+        with one_blas_thread():
             return describe_batch(batch)
 
 
-# A query's few images are described with one BLAS thread: their matrix products are
-# small, and BLAS threads spin against the machine's other work while they wait. On
-# the shared 2-core machine (load 11) one 640 x 400 image took 19-24 ms (median of 40)
-# with OpenBLAS's two threads and 6.5-6.8 ms with one. Ingest's batches of 64 keep them.
+# A query's few images are described with one BLAS thread (``encode.blas``); ingest's
+# batches of 64 keep the process's threads.
 _SMALL_BATCH = 4
-
-
-_BLAS_LOCK = threading.Lock()
-_blas_state: dict[str, Any] = {"users": 0, "limiter": None}
-
-
-@functools.cache
-def _blas() -> ThreadpoolController:
-    return ThreadpoolController()  # finds the BLAS numpy loaded (on first use)
-
-
-@contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """One BLAS thread while any caller is inside (the setting is the process's: the
-    first caller in sets it, the last one out puts back what was there)."""
-    with _BLAS_LOCK:
-        if _blas_state["users"] == 0:
-            _blas_state["limiter"] = _blas().limit(limits=1, user_api="blas")
-        _blas_state["users"] += 1
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            _blas_state["users"] -= 1
-            if _blas_state["users"] == 0:
-                _blas_state["limiter"].restore_original_limits()
 
 
 DIM = sum(SIZES.values())

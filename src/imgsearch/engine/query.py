@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from imgsearch.encode.blas import one_blas_thread
 from imgsearch.engine.dedup import collapse_hits
 from imgsearch.engine.known import check_known_values
 from imgsearch.engine.similar import SOFT_SIGNALS, more_like_this
@@ -531,7 +532,8 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
 
 
 def _run_query(engine: Engine, query: Query) -> SearchResult:
-    with recording() as timings:
+    # a query's products are small: BLAS threads would only spin (encode.blas)
+    with recording() as timings, one_blas_thread():
         result = _answer(engine, query)
     # decoding and loading a model happen inside encoding: report them on their own
     for inner in ("decode", "model_load"):
