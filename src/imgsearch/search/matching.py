@@ -136,14 +136,16 @@ def _exact(look: QueryImage, candidate: Candidate) -> Match | None:
 
 
 def match_kinds(looks: Sequence[QueryImage], candidates: Sequence[Candidate],
-                cache: FeatureCache, negatives: Sequence[QueryImage] = ()
+                cache: FeatureCache, negatives: Sequence[QueryImage] = (),
+                more: Callable[[], Sequence[Candidate]] | None = None
                 ) -> dict[int, Match]:
     """Exact and verified-copy matches among ``candidates`` (keys not listed: similar).
 
     Every candidate is checked for the same content; local features are then compared in
     rank order until there are as many matches as query images (what ranks after them
-    cannot come before them). When that finds none, the first candidate gets a closer
-    look."""
+    cannot come before them). Candidates from ``more`` (found another way, asked for
+    only now) are compared next when that leaves a query image without a match, and
+    when none is found at all, the first candidate gets a closer look."""
     found: dict[int, Match] = {}
     # a counter-example's own image is no match, however close to an example it is
     candidates = [c for c in candidates if not any(_exact(n, c) for n in negatives)]
@@ -158,6 +160,15 @@ def match_kinds(looks: Sequence[QueryImage], candidates: Sequence[Candidate],
             match = _examine(looks, candidate, cache)
             if match is not None:
                 found[candidate.key] = match
+    if len(found) < len(looks) and more is not None:
+        for candidate in more():
+            if len(found) >= len(looks):
+                break
+            if candidate.key not in found and not any(_exact(n, candidate) for n in negatives):
+                match = next((m for look in looks if (m := _exact(look, candidate))), None) \
+                    or _examine(looks, candidate, cache)
+                if match is not None:
+                    found[candidate.key] = match
     if not found and candidates:
         # the likeliest copy, a flat picture with few corners perhaps: look closer
         match = _examine(looks, candidates[0], cache, closer=True)
