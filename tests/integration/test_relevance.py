@@ -100,3 +100,15 @@ def test_hybrid_query_text_is_understood(shop):
     assert result.interpretation["text"] == "boots"
     assert result.hits and all(h.price <= 200 for h in result.hits)
     assert result.query_kind == "hybrid"
+
+
+def test_file_name_titles_are_found_by_their_words(tmp_path):
+    with Engine.open(tmp_path / "c", Settings(text_encoder="fake")) as engine:
+        engine.upsert(Item(id="a", title="redRoseBouquet_0042.jpg"), picture(1))
+        engine.upsert(Item(id="b", title="IMG_0042.png"), picture(2))
+        keys, _ = engine.catalog.keyword_search("rose", 10, [1] * 9)
+        assert [engine.catalog.items_by_key([int(k)])[int(k)].id for k in keys] == ["a"]
+        keys, _ = engine.catalog.keyword_search("png", 10, [1] * 9)
+        assert len(keys) == 0  # the extension is no word of the title
+        hit = engine.search(Query(text="rose", min_confidence=0.0)).hits[0]
+        assert hit.id == "a" and hit.title == "redRoseBouquet_0042.jpg"  # shown raw
