@@ -7,8 +7,9 @@ metric (``map@10`` by default) over the qrels' text queries, each searched for t
 metric's top K with no minimum confidence.
 
 The search is coordinate ascent from the current settings: each setting in turn tries
-each of its candidate values with the others held, the best is kept, and the round
-repeats until nothing improves (at most ``rounds`` rounds). A handful of queries is
+each of its candidate values with the others held; a value is kept when it raises the
+mean and wins more queries than it loses, and the round repeats until nothing improves
+(at most ``rounds`` rounds). A handful of queries is
 easy to overfit, so the choice is judged by k-fold cross-validation: the queries are
 dealt into ``folds`` folds (seeded); for each fold, settings are chosen on the other
 folds and scored on it. Every query is thus scored once by settings that never saw it,
@@ -142,21 +143,27 @@ def _config(values: Mapping[str, Any]) -> Config:
 
 
 def _ascend(scores: _Scores, start: Config, indexes: Sequence[int], rounds: int) -> Config:
-    """Coordinate ascent over TUNED from ``start`` on the queries ``indexes``."""
-    best, best_score = start, scores.mean(start, indexes)
+    """Coordinate ascent over TUNED from ``start`` on the queries ``indexes``: a value is
+    taken when it raises the mean and wins more of those queries than it loses (a mean
+    raised by one or two queries' large swings is how a few queries get overfitted)."""
+    best = start
     for _ in range(rounds):
         improved = False
         for name, values in TUNED.items():
             for value in values:
                 trial = _config({**dict(best), name: value})
-                if trial == best:
-                    continue
-                score = scores.mean(trial, indexes)
-                if score > best_score + _EPSILON:
-                    best, best_score, improved = trial, score, True
+                if trial != best and _beats(scores, trial, best, indexes):
+                    best, improved = trial, True
         if not improved:
             break
     return best
+
+
+def _beats(scores: _Scores, trial: Config, best: Config, indexes: Sequence[int]) -> bool:
+    diffs = [scores.of(trial, i) - scores.of(best, i) for i in indexes]
+    wins = sum(d > _EPSILON for d in diffs)
+    losses = sum(d < -_EPSILON for d in diffs)
+    return sum(diffs) > _EPSILON and wins > losses
 
 
 def tune(target: Tunable, qrels: Sequence[QrelsQuery], *, folds: int = 5,
