@@ -22,15 +22,28 @@ in ``QUERY_TEXT`` below (run-together words, abbreviations, qualifiers such as
 written out there in full.
 
 1. Text queries, relevant = every stamp under the category folder, sub-folders included
-   (a cow in ``animals/mammals/bovines`` is relevant to "mammals"). Searched with
-   ``parse=False, min_confidence=0, limit=100`` in four configurations: BM25 alone
-   (``weight_text=0``), minilm alone (``weight_keyword=0``), RRF fusion and weighted
-   fusion (both signals at weight 1). A zero-weight list still lends its items to the
-   fused union at score 0 (after every item of the other list, in catalog-key order),
-   so the "alone" runs drop hits whose fused score is 0: what is left is exactly the
-   single signal's own ranking. Metrics are the project's (``imgsearch.evaluate``):
-   nDCG@10, Recall@10, mAP@10 and mAP@100 (AP@K divides by min(R, K)).
+   (a cow in ``animals/mammals/bovines`` is relevant to "mammals"), on two catalogs of
+   the same stamps, ids and order: (a) titled by their descriptions, (b) titled only by
+   their file names (``050kennedy-halfdollar.png``, ``op1_minus.png``): the noisy case,
+   where the engine cleans the titles into words (``imgsearch.titles``) and nothing else
+   describes a stamp. Searched with ``parse=False, min_confidence=0, limit=100`` in
+   these configurations: BM25 alone (``weight_text=0``), minilm alone
+   (``weight_keyword=0``), both with feedback off; visual feedback alone (the
+   ``visual_feedback`` list's own ranking, seeded by the default text ranking); fusion
+   as it was before feedback (text and visual feedback off); the default (text
+   feedback on); the default plus visual feedback (weight ``VISUAL_WEIGHT``); weighted
+   fusion. A zero-weight list still lends its items to the fused union at score 0, so
+   the "alone" runs drop hits whose fused score is 0 (or, for visual feedback, that it
+   did not bring): what is left is exactly the single signal's own ranking. Metrics are
+   the project's (``imgsearch.evaluate``): nDCG@10, Recall@10, mAP@10 and mAP@100
+   (AP@K divides by min(R, K)); per query better / worse / tied on mAP@10 and nDCG@10.
    The same queries under default settings count how many come back as "no match".
+   ``imgsearch tune`` (``imgsearch.evaluate.tune``) runs on each catalog's qrels from
+   the settings before feedback and from the defaults, 5-fold cross-validated.
+   Text query latency: ``--latency-n`` (10,000) synthetic items built by
+   ``bench/load.py`` (descriptor + minilm), 50 two-word queries x 4 rounds per
+   configuration, in-process, result and embedding caches off, configurations taking
+   turns query by query.
 2. Image -> image: every stamp queried with ``similar_to=<its id>``
    (``min_confidence=0, collapse_duplicates=False``), relevant = the other stamps of its
    own category (not sub-folders); stamps alone in their category are skipped. Beside
