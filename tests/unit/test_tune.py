@@ -87,3 +87,12 @@ def test_write_settings_keeps_the_other_lines(tmp_path: Path) -> None:
     import tomllib
     assert tomllib.loads(text) == {"default_limit": 24, "weight_keyword": 1.0,
                                    "fusion": "weighted"}
+
+
+def test_an_unwritable_settings_file_is_a_clear_error(tmp_path: Path) -> None:
+    from imgsearch.errors import StorageAccessError
+
+    folder = tmp_path / "collection-that-is-a-file"
+    folder.write_text("not a folder")
+    with pytest.raises(StorageAccessError, match="cannot write the chosen settings"):
+        write_settings(folder / "imgsearch.toml", {"weight_keyword": 1.0})

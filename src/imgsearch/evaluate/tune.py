@@ -22,6 +22,7 @@ the folds cost little beyond the search itself.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from imgsearch.config import Settings
-from imgsearch.errors import InvalidInputError
+from imgsearch.errors import InvalidInputError, StorageAccessError
 from imgsearch.evaluate.metrics import query_metrics
 from imgsearch.evaluate.runner import QrelsQuery
 from imgsearch.types import Query, SearchResult
@@ -235,8 +236,14 @@ def write_settings(path: Path, changes: Mapping[str, Any]) -> None:
         out.append("# chosen by imgsearch tune")
         out += [f"{name} = {_toml(value)}" for name, value in left.items()]
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text("\n".join(out) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    try:
+        temporary.write_text("\n".join(out) + "\n", encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise StorageAccessError(f"cannot write the chosen settings to {path} "
+                                 f"({exc.strerror or exc}); nothing was changed") from None
 
 
 def _toml(value: Any) -> str:
