@@ -16,11 +16,12 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from imgsearch.config import Settings
 from imgsearch.engine.dedup import collapse_hits
 from imgsearch.engine.known import check_known_values
 from imgsearch.engine.similar import SOFT_SIGNALS, more_like_this
 from imgsearch.engine.similar import weights as similar_weights
+from imgsearch.engine.text_feedback import evidence as expansion_evidence
+from imgsearch.engine.text_feedback import expand
 from imgsearch.engine.timing import current as current_timings
 from imgsearch.engine.timing import recording, stage
 from imgsearch.errors import ImgSearchError, InvalidQueryError, ItemNotFoundError
@@ -32,14 +33,7 @@ from imgsearch.search.calibration import (
 )
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
 from imgsearch.search.feedback import NAME as FEEDBACK
-from imgsearch.search.feedback import (
-    Feedback,
-    FeedbackOptions,
-    moved_towards,
-    seeds_of,
-    visual_feedback,
-)
-from imgsearch.search.fusion import Fused, RankedList, fuse
+from imgsearch.search.fusion import RankedList, fuse
 from imgsearch.search.matching import (
     HASH_CANDIDATES,
     PHASH_RADIUS,
@@ -394,9 +388,8 @@ _SIGNAL_WEIGHT = {"text": "weight_text", "clip_text": "weight_clip_text"}
 def _fused_text(engine: Engine, query: Query, signals: list[Signal],
                 allowed: NDArray[np.int64] | None) -> tuple[Ranked, dict[str, Any]]:
     """Text queries: keyword (BM25) and semantic lists, fused (RRF by default), then
-    expanded from the confident head of that ranking (search.feedback): the semantic
-    query moved towards it, and the items that look like it. Also returns what the
-    query was expanded with, for the interpretation."""
+    expanded from the surest hits of that ranking (engine.text_feedback). Also returns
+    what the query was expanded with, for the interpretation."""
     s = engine.settings
     k = fetch_size(query.offset, query.limit)
     assert query.text is not None
@@ -411,97 +404,19 @@ def _fused_text(engine: Engine, query: Query, signals: list[Signal],
                                                  query.filters)
     lists.append(RankedList("keyword", keys, scores, s.weight_keyword))
     plans.append("keyword:fts5")
-    fused = fuse(lists, s.fusion, s.rrf_k)
-    expanded: dict[str, Any] = {}
-    semantic = next((sig for sig in signals if sig.name == "text"), None)
-    if semantic is not None and s.text_feedback_beta > 0 and s.text_feedback_seeds > 0:
-        seeds, _ = _seeds(engine, query.text, fused, s.text_feedback_seeds)
-        found, vectors = semantic.space.vectors_of_keys(seeds)
-        if len(found):
-            moved = moved_towards(semantic.vector, vectors, s.text_feedback_beta)
-            keys, scores, _ = candidates(Signal("text", semantic.space, moved), k, allowed,
-                                         None, query.search_params)
-            lists = [RankedList("text", keys, scores, rl.weight) if rl.name == "text" else rl
-                     for rl in lists]
-            fused = fuse(lists, s.fusion, s.rrf_k)
-            plans.append(f"text_feedback:seeds:{len(found)}")
-            expanded["text_feedback"] = {"seeds": _ids(engine, found),
-                                         "beta": s.text_feedback_beta}
-    feedback = _visual_feedback(engine, query, fused, allowed)
-    if feedback is not None:
-        lists.append(feedback.ranked)
-        plans.append(feedback.plan)
-        fused = fuse(lists, s.fusion, s.rrf_k)
+    expansion = expand(engine, query, signals, lists, fuse(lists, s.fusion, s.rrf_k), k,
+                       allowed)
+    fused = expansion.fused
     top = fused.keys[:k]
-    evidence: dict[str, NDArray[np.float32]] = {}
     per_signal = {name: col[:k] for name, col in fused.list_scores.items()}
-    if "text_feedback" in expanded and semantic is not None:
-        # confidence judges the query as typed: the moved vector sits closer to everything
-        per_signal["text"] = _similarity(semantic, top, per_signal["text"])
+    evidence = expansion_evidence(engine, expansion, top, per_signal)
     if "keyword" in fused.ranks:
         evidence["keyword"] = engine.catalog.term_coverage(query.text, top)
         per_signal.update(engine.catalog.field_matches(query.text, top))  # "ocr", ...
-    if feedback is not None:
-        calibration = engine.calibrations.get("image")
-        evidence[FEEDBACK] = feedback.evidence(
-            engine.spaces["image"], top, calibration.confidence if calibration else None)
-        expanded[FEEDBACK] = feedback.describe(dict(zip(
-            feedback.seeds.tolist(), _ids(engine, feedback.seeds), strict=True)))
     return Ranked(top, fused.scores[:k], per_signal,
                   {name: col[:k] for name, col in fused.ranks.items()},
-                  ", ".join(plans) + f" fused:{s.fusion}", len(fused.keys), evidence), expanded
-
-
-def _ids(engine: Engine, keys: NDArray[np.int64]) -> list[str]:
-    rows = engine.catalog.hits_by_key(keys.tolist())
-    return [rows[int(key)][0] if int(key) in rows else str(int(key)) for key in keys]
-
-
-def _similarity(signal: Signal, keys: NDArray[np.int64], listed: NDArray[np.float32]
-                ) -> NDArray[np.float32]:
-    """The signal's own similarity to each key that was in its list (NaN elsewhere)."""
-    out = np.full(len(keys), np.nan, np.float32)
-    inside = np.isfinite(listed)
-    found, vectors = signal.space.vectors_of_keys(keys[inside])
-    if len(found):
-        at = {int(key): i for i, key in enumerate(keys)}
-        out[[at[int(key)] for key in found]] = vectors @ signal.vector
-    return out
-
-
-def feedback_options(settings: Settings) -> FeedbackOptions:
-    return FeedbackOptions(settings.weight_visual_feedback, settings.feedback_seeds,
-                           settings.feedback_min_confidence, settings.feedback_depth)
-
-
-def _seeds(engine: Engine, text: str, fused: Fused, n: int
-           ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """The confident head of a first-pass ranking: of its first ``n`` keys, those whose
-    text evidence (keyword coverage or calibrated semantic similarity) is confident."""
-    head = fused.keys[:n]
-    confidence = np.zeros(len(head), np.float32)
-    if "keyword" in fused.ranks:  # the share of the query's words a seed contains
-        confidence = engine.catalog.term_coverage(text, head)
-    for name in ("text", "clip_text"):
-        calibration = engine.calibrations.get(name)
-        if name in fused.list_scores and calibration is not None:
-            scores = fused.list_scores[name][:n]
-            values = np.where(np.isnan(scores), -1.0, scores).astype(np.float32)
-            confidence = np.maximum(confidence, calibration.confidence(values))
-    return seeds_of(head, confidence, FeedbackOptions(
-        seeds=n, min_confidence=engine.settings.feedback_min_confidence))
-
-
-def _visual_feedback(engine: Engine, query: Query, fused: Fused,
-                     allowed: NDArray[np.int64] | None) -> Feedback | None:
-    """The feedback list from the ranking's confident head, or None."""
-    options = feedback_options(engine.settings)
-    space = engine.spaces.get("image")
-    if not options.enabled or space is None or not len(space) or query.text is None:
-        return None
-    seeds, seed_confidence = _seeds(engine, query.text, fused, options.seeds)
-    return visual_feedback(space, seeds, seed_confidence, options, allowed,
-                           query.search_params)
+                  ", ".join(plans + expansion.plans) + f" fused:{s.fusion}", len(fused.keys),
+                  evidence), expansion.described
 
 
 def _merge(filters: Filters, parsed: Interpretation, colors_as_filter: bool = True
