@@ -366,13 +366,14 @@ def _join(ranked: Ranked, signals: list[Signal], space: SpaceIndex, keys: list[i
         combined = np.zeros(len(new), np.float32)
         per_signal = {}
         for name, column in ranked.per_signal.items():
-            sig = by_name[name]
-            if sig.space is space:
+            sig = by_name.get(name)  # "image:0" of a fused multi-image list: not one signal
+            if sig is not None and sig.space is space:
                 extra = (vectors @ sig.vector).astype(np.float32)
             else:
                 extra = np.zeros(len(new), np.float32)  # judged by the image alone
             per_signal[name] = np.concatenate([column, extra])
-            combined += np.float32(sig.weight / total) * extra
+            if sig is not None:
+                combined += np.float32(sig.weight / total) * extra
         ranked = Ranked(np.concatenate([ranked.keys, new]),
                         np.concatenate([ranked.scores, combined]), per_signal,
                         {n: np.concatenate([c, np.zeros(len(new), c.dtype)])
