@@ -9,6 +9,7 @@ import hashlib
 import math
 import os
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from imgsearch.encode.blas import one_blas_thread
 from imgsearch.engine.dedup import collapse_hits
 from imgsearch.engine.known import check_known_values
 from imgsearch.engine.similar import SOFT_SIGNALS, more_like_this
@@ -35,6 +37,7 @@ from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, ra
 from imgsearch.search.feedback import NAME as FEEDBACK
 from imgsearch.search.fusion import RankedList, fuse
 from imgsearch.search.matching import (
+    CROP_CANDIDATES,
     HASH_CANDIDATES,
     PHASH_RADIUS,
     SIMILAR_CEILING,
@@ -46,6 +49,7 @@ from imgsearch.search.matching import (
     match_kinds,
 )
 from imgsearch.search.planner import RerankOptions, business_weights, rerank, subset
+from imgsearch.search.space import SpaceIndex
 from imgsearch.search.understand import Interpretation, understand
 from imgsearch.store.catalog import FIELD_SIGNALS
 from imgsearch.store.filters import validate as validate_filters
@@ -247,26 +251,35 @@ def _image_confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
 
 def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
              looks: list[QueryImage], hashed: list[int], negatives: list[QueryImage],
-             promote: bool) -> tuple[Ranked, NDArray[np.float32], dict[int, Match]]:
-    """Exact and verified copies among the best few candidates and those whose perceptual
-    hash is close (``hashed``), their confidence raised to what the evidence says and,
-    when ``promote`` (image-only queries: a hybrid one keeps the order its weights give),
-    moved to the front, exact first."""
+             promote: bool, signals: list[Signal] | None = None,
+             cropped: Callable[[], list[int]] = list
+             ) -> tuple[Ranked, NDArray[np.float32], dict[int, Match]]:
+    """Exact and verified copies among the best few candidates, those whose perceptual
+    hash is close (``hashed``) and, when none of these verifies, those ``cropped`` gives
+    (found by the query images' central parts; one that verifies joins the list),
+    their confidence raised to what the evidence says and, when ``promote`` (image-only
+    queries: a hybrid one keeps the order its weights give), moved to the front, exact
+    first."""
     # several examples: each may have its own copy among the candidates
     top = [int(k) for k in ranked.keys[:min(VERIFY_TOP * len(looks), 4 * VERIFY_TOP)]]
     top += [k for k in hashed if k not in top]
     if not looks or not top:
         return ranked, confidence, {}
-    items = engine.catalog.items_by_key(top)
-    found, vectors = engine.spaces["image"].vectors_of_keys(np.asarray(top, np.int64))
-    stored = dict(zip(found.tolist(), vectors, strict=True))
-    candidates = [Candidate(key, stored.get(key), item.content_hash, item.phash,
-                            ("thumbnail", key, item.thumbnail, item.content_hash),
-                            functools.partial(_stored_image, engine, item))
-                  for key in top if (item := items.get(key)) is not None]
-    matches = match_kinds(looks, candidates, engine.feature_cache, negatives)
+
+    def more() -> list[Candidate]:
+        return _candidates(engine, [k for k in cropped() if k not in top])
+
+    matches = match_kinds(looks, _candidates(engine, top), engine.feature_cache, negatives,
+                          more)
     if not matches:
         return ranked, confidence, {}
+    joined = [k for k in matches if k not in set(ranked.keys.tolist())]
+    if joined and signals is not None:  # verified copies found by their central parts
+        before = len(ranked.keys)
+        ranked = _join(ranked, signals, engine.spaces["image"], joined, "crop")
+        confidence = np.concatenate([confidence,
+                                     np.zeros(len(ranked.keys) - before, np.float32)])
+        matches = {k: m for k, m in matches.items() if k in set(ranked.keys.tolist())}
     confidence = confidence.copy()
     tier = np.full(len(ranked.keys), 2, np.int64)
     position_of = {int(k): i for i, k in enumerate(ranked.keys.tolist())}
@@ -279,6 +292,19 @@ def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
         return ranked, confidence, matches
     order = np.argsort(tier, kind="stable")
     return subset(ranked, order), confidence[order], matches
+
+
+def _candidates(engine: Engine, keys: list[int]) -> list[Candidate]:
+    """What verification needs of the items ``keys`` (in that order)."""
+    if not keys:
+        return []
+    items = engine.catalog.items_by_key(keys)
+    found, vectors = engine.spaces["image"].vectors_of_keys(np.asarray(keys, np.int64))
+    stored = dict(zip(found.tolist(), vectors, strict=True))
+    return [Candidate(key, stored.get(key), item.content_hash, item.phash,
+                      ("thumbnail", key, item.thumbnail, item.content_hash),
+                      functools.partial(_stored_image, engine, item))
+            for key in keys if (item := items.get(key)) is not None]
 
 
 def _hash_candidates(engine: Engine, ranked: Ranked, signals: list[Signal],
@@ -302,6 +328,34 @@ def _hash_candidates(engine: Engine, ranked: Ranked, signals: list[Signal],
         keys = [k for k in keys if _members_of(allowed, k)]
     if not keys:
         return ranked, []
+    return _join(ranked, signals, space, keys, "phash"), keys
+
+
+def _crop_keys(engine: Engine, signals: list[Signal], looks: list[QueryImage],
+               allowed: NDArray[np.int64] | None, exclude: int | None,
+               params: Mapping[str, int]) -> list[int]:
+    """The items nearest the central part of each query image (``matching.CROP_SHARE``):
+    a third way to find a copy, whose borders changed (rotated, framed, overlaid along
+    an edge, another aspect ratio of the picture), that the whole image's vector ranks
+    far down. Asked for only when no other candidate verified; they count only if they
+    verify. Only for the descriptor: a crop costs it 2 ms, CLIP a second model pass."""
+    space = engine.spaces.get("image")
+    encoder = engine.encoder("image")
+    if not looks or space is None or encoder.name != "descriptor" or \
+            any(sig.name not in ("image", "text", "clip_text") for sig in signals):
+        return []
+    vectors = encoder.embed_images([look.central for look in looks])
+    keys: list[int] = []
+    for vector in vectors:
+        found, _scores, _plan = space.search(vector, CROP_CANDIDATES + 1, allowed, params)
+        keys += [int(k) for k in found.tolist() if int(k) != exclude][:CROP_CANDIDATES]
+    return list(dict.fromkeys(keys))
+
+
+def _join(ranked: Ranked, signals: list[Signal], space: SpaceIndex, keys: list[int],
+          source: str) -> Ranked:
+    """``ranked`` with those of ``keys`` it lacks added at its end, scored on the image
+    signals (the others give them nothing)."""
     present = set(ranked.keys.tolist())
     new = np.asarray([k for k in keys if k not in present], dtype=np.int64)
     if len(new):
@@ -312,21 +366,22 @@ def _hash_candidates(engine: Engine, ranked: Ranked, signals: list[Signal],
         combined = np.zeros(len(new), np.float32)
         per_signal = {}
         for name, column in ranked.per_signal.items():
-            sig = by_name[name]
-            if sig.space is space:
+            sig = by_name.get(name)  # "image:0" of a fused multi-image list: not one signal
+            if sig is not None and sig.space is space:
                 extra = (vectors @ sig.vector).astype(np.float32)
             else:
                 extra = np.zeros(len(new), np.float32)  # judged by the image alone
             per_signal[name] = np.concatenate([column, extra])
-            combined += np.float32(sig.weight / total) * extra
+            if sig is not None:
+                combined += np.float32(sig.weight / total) * extra
         ranked = Ranked(np.concatenate([ranked.keys, new]),
                         np.concatenate([ranked.scores, combined]), per_signal,
                         {n: np.concatenate([c, np.zeros(len(new), c.dtype)])
                          for n, c in ranked.ranks.items()},
-                        ranked.plan + " +phash", ranked.candidates + len(new),
+                        ranked.plan + f" +{source}", ranked.candidates + len(new),
                         {n: np.concatenate([c, np.zeros(len(new), c.dtype)])
                          for n, c in ranked.evidence.items()})
-    return ranked, keys
+    return ranked
 
 
 def _members_of(allowed: NDArray[np.int64], key: int) -> bool:
@@ -506,7 +561,8 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
 
 
 def _run_query(engine: Engine, query: Query) -> SearchResult:
-    with recording() as timings:
+    # a query's products are small: BLAS threads would only spin (encode.blas)
+    with recording() as timings, one_blas_thread():
         result = _answer(engine, query)
     # decoding and loading a model happen inside encoding: report them on their own
     for inner in ("decode", "model_load"):
@@ -585,8 +641,11 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     with stage("rerank"):
         confidence = _confidence(engine, ranked, signals, looks)
     with stage("verify"):
+        cropped = functools.partial(_crop_keys, engine, signals, matching, allowed, exclude,
+                                    query.search_params)
         ranked, confidence, matches = _matches(engine, ranked, confidence, matching, hashed,
-                                               negatives, promote=not query.text)
+                                               negatives, promote=not query.text,
+                                               signals=signals, cropped=cropped)
     fetched = len(ranked.keys)
     if minimum > 0 and fetched:
         # a verified copy is shown whatever the minimum: its evidence is not a guess
