@@ -43,13 +43,13 @@ built with it is refused (or re-encoded with ``--reembed``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from imgsearch.encode.base import Encoder
+from imgsearch.encode.base import Encoder, l2_normalize
 
 VERSION = 2
 SIDE = 80  # working resolution: enough for layout, edges and texture, cheap to compute
@@ -341,6 +341,12 @@ def _prepare(image: Image.Image) -> NDArray[np.uint8]:
     return np.asarray(small, dtype=np.uint8)
 
 
+def describe_image(image: Image.Image) -> NDArray[np.float32]:
+    """One image's unit descriptor: what ``DescriptorEncoder`` gives for it, computed
+    alone (a decode worker process runs it, see ``Encoder.image_vector_job``)."""
+    return l2_normalize(describe_batch(_prepare(image)[None]))[0]
+
+
 @functools.cache  # on first use: a text query on an image collection never needs them
 def _build_kernels() -> dict[str, _KernelMap]:
     probe = _raw_blocks(np.zeros((1, SIDE, SIDE, 3), dtype=np.uint8))
@@ -365,6 +371,9 @@ class DescriptorEncoder(Encoder):
     def _embed_image_batch(self, images: Sequence[Image.Image]) -> NDArray[np.float32]:
         batch = np.stack([_prepare(im) for im in images])
         return describe_batch(batch)
+
+    def image_vector_job(self) -> Callable[[Image.Image], NDArray[np.float32]]:
+        return describe_image
 
 
 DIM = sum(SIZES.values())

@@ -42,6 +42,7 @@ _MIN_SIGNED = -_SIGN
 _PRESHRINK_MIN_SIDE = 256
 _HASH_SIDE = 8  # imagehash's hash_size: 8x8 low frequencies
 _NOISE = 1e-9  # relative to the DC term: far above float rounding, far below any signal
+_MIDDLE = _HASH_SIDE * _HASH_SIDE // 2
 _DCT_SIDE = 32  # the grey thumbnail the DCT reads (hash_size x imagehash's highfreq_factor)
 
 
@@ -67,7 +68,10 @@ def perceptual_hash(image: Image.Image) -> int:
     # comes out as exactly 0.0 from scipy's FFT but as rounding noise from the products:
     # snap such noise to 0 so that ties at the median fall as they do in imagehash.
     low[np.abs(low) < _NOISE * (1.0 + abs(low[0, 0]))] = 0.0
-    bits = low > np.median(low)
+    # the median as numpy's (the mean of the two middle values), without np.median,
+    # whose first call imports numpy.ma
+    middle = np.sort(low, axis=None)[_MIDDLE - 1:_MIDDLE + 1]
+    bits = low > (middle[0] + middle[1]) / 2.0
     unsigned = int.from_bytes(np.packbits(bits.reshape(-1)).tobytes(), "big")
     return hash_to_signed(unsigned)
 
