@@ -50,6 +50,7 @@ _Batch = Sequence[tuple[Item, ImageInput | None]]
 # a worker is recycled after this many images, or when it holds this much memory
 WORKER_MAX_JOBS = 2000
 WORKER_MAX_RSS_MB = 1024
+_WORKER_PRELOAD = (__name__, "imgsearch.encode.descriptor")
 
 
 @dataclass
@@ -167,10 +168,10 @@ class Preparer:
         """The shared worker processes, or None when decoding runs in this process."""
         if not self.settings.decode_processes:
             return None
-        job = self.image_encoder.image_vector_job()
-        preload = (__name__,) if job is None else (__name__, job.__module__)
+        # one pool whatever the encoder (a process may open collections of several):
+        # the default image encoder's per-image job is loaded with this module
         return shared_pool(self.workers, max_jobs=WORKER_MAX_JOBS,
-                           max_rss_mb=WORKER_MAX_RSS_MB, preload=preload)
+                           max_rss_mb=WORKER_MAX_RSS_MB, preload=_WORKER_PRELOAD)
 
     def start_workers(self) -> None:
         """Start the decode worker processes now rather than on the first image."""

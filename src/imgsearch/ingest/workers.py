@@ -54,8 +54,8 @@ _READY = "ready"
 _BOOT_TIMEOUT_S = 120.0
 _ALARM_GRACE_S = 5.0
 _PAGE_KB = 4
-_ONE_THREAD = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                       "MKL_NUM_THREADS")}
+# set in a worker before numpy loads (the BLAS libraries read them when they load)
+_ONE_THREAD = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass
@@ -77,7 +77,7 @@ class _Worker:
         # job's module) from where the parent did. Its numpy runs single-threaded: the
         # workers are the parallelism, and BLAS threads of each one spinning beside the
         # others (and beside this process) cost more CPU than they save.
-        boot = (f"import os; os.environ.update({_ONE_THREAD!r}); "
+        boot = (f"import os; [os.putenv(name, '1') for name in {_ONE_THREAD!r}]; "
                 f"import sys; sys.path[:] = {sys.path!r}; "
                 f"from imgsearch.ingest.workers import serve; serve({fd}, {preload!r})")
         self.process = subprocess.Popen([sys.executable, "-c", boot], pass_fds=(fd,),
