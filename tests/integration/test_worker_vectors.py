@@ -12,6 +12,7 @@ import pytest
 import imagegen as gen
 from imgsearch import Engine, Settings
 from imgsearch.encode.descriptor import DescriptorEncoder, describe_image
+from imgsearch.engine.pipeline import derive_job
 from imgsearch.ingest.decode import decode_file
 
 
@@ -65,3 +66,25 @@ def test_describe_image_is_the_encoders_vector(folder: Path) -> None:
     alone = np.stack([describe_image(image) for image in images])
     assert batch.shape == alone.shape == (14, DescriptorEncoder().dim)
     assert np.abs(batch - alone).max() <= 1e-6
+
+
+def test_a_worker_sends_the_vector_back_not_the_pixels(folder: Path, tmp_path: Path) -> None:
+    path = str(folder / "large_0.jpg")
+    with Engine.open(tmp_path / "c", Settings(text_encoder="none")) as engine:
+        request = engine.preparer.request(path, "large_0.jpg")
+        assert request.image_vector is describe_image  # decode workers are the default
+        derived = derive_job(request, 512)
+        full = decode_file(Path(path), max_pixels=10**8, min_side=32, max_bytes=10**8,
+                           reduce_to=request.reduce_to)
+    assert derived.decoded.image.size == (1, 1)  # the pixels stayed where they were decoded
+    assert (derived.decoded.width, derived.decoded.height) == (1200, 900)
+    assert derived.image_vector is not None
+    expected = DescriptorEncoder().embed_image(full.image)
+    assert np.abs(derived.image_vector - expected).max() <= 1e-6
+    with Engine.open(tmp_path / "t", Settings(text_encoder="none",
+                                              decode_processes=False)) as engine:
+        on_threads = engine.preparer.request(path, "large_0.jpg")
+    assert on_threads.image_vector is None  # encoded here, in batches
+    kept = derive_job(on_threads, 512)
+    assert kept.image_vector is None
+    assert kept.decoded.image.size == full.image.size
