@@ -21,7 +21,7 @@ HEAVY = ("torch", "transformers", "sentence_transformers", "faiss", "cv2", "fast
 NOT_FOR_TEXT = ("torch", "transformers", "sentence_transformers", "cv2", "fastapi",
                 "uvicorn", "scipy", "httpx")
 NOT_FOR_IMAGE = ("torch", "transformers", "sentence_transformers", "onnxruntime", "fastapi",
-                 "uvicorn", "httpx")
+                 "uvicorn", "httpx", "scipy")
 
 # Runs the command as `python -m imgsearch.cli` does, then prints which modules it loaded.
 PROBE = """
@@ -91,7 +91,7 @@ def test_image_search_loads_no_text_model(catalog_collection: tuple[Path, dict[s
                                           tmp_path: Path) -> None:
     collection, env = catalog_collection
     query = gen.write_image(tmp_path / "q.jpg", 2)
-    # (scipy and cv2 may load here: the query's perceptual hash and copy verification)
+    # (cv2 may load here, for copy verification; the perceptual hash needs no scipy)
     code, heavy, _ = loaded(["search", "-c", str(collection), "--image", str(query),
                              "--limit", "2"], NOT_FOR_IMAGE, env)
     assert code == 0

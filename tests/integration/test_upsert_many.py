@@ -16,7 +16,10 @@ from imgsearch.errors import ImgSearchError
 from imgsearch.types import Item
 from imgsearch.web import create_app
 
-SETTINGS = Settings(image_encoder="descriptor", text_encoder="fake", ingest_workers=2)
+# Decoding on threads: with decode worker processes the descriptor runs in them, one
+# image at a time, and no batch reaches the encoder here to be counted.
+SETTINGS = Settings(image_encoder="descriptor", text_encoder="fake", ingest_workers=2,
+                    decode_processes=False)
 
 
 class Counting:
@@ -74,3 +77,16 @@ def test_the_batch_route_writes_through_one_encoding(engine: Engine,
     assert statuses == ["added", "added", "failed", "added", "added"]
     assert answer["results"][2]["error"]["code"] == "corrupt_image"
     assert counting.calls == [4]
+
+
+def test_with_decode_workers_the_vectors_come_from_them(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    with Engine.open(tmp_path / "w", SETTINGS.replace(decode_processes=True)) as engine:
+        counting = Counting(engine, monkeypatch)
+        results = engine.upsert_many([(Item(id="a"), jpeg_bytes(1)),
+                                      (Item(id="bad"), truncated_jpeg()),
+                                      (Item(id="b"), jpeg_bytes(2))])
+        assert results[0] == results[2] == "added"
+        assert isinstance(results[1], ImgSearchError) and results[1].code == "corrupt_image"
+        assert counting.calls == []  # each vector was made beside its decode
+        assert "a" in engine and "b" in engine and "bad" not in engine

@@ -8,7 +8,7 @@ from pathlib import Path
 import imagehash
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 from skimage import data
 
 from imgsearch.enrich.colors import (
@@ -78,6 +78,32 @@ def test_phash_is_signed_int64_and_deterministic() -> None:
 def test_phash_bit_order_matches_imagehash_hex() -> None:
     image = _scene(2)
     assert f"{hash_to_unsigned(perceptual_hash(image)):016x}" == str(imagehash.phash(image))
+
+
+def _flat_and_graded() -> list[Image.Image]:
+    """Pictures whose DCT has exact zeros tied at the median: flat, evenly graded in one
+    direction, left-right symmetric."""
+    ramp = np.broadcast_to(np.linspace(0, 255, 300)[None, :, None], (200, 300, 3))
+    symmetric = np.concatenate([ramp[:, :150], ramp[:, :150][:, ::-1]], axis=1)
+    return [Image.new("RGB", (300, 200), colour) for colour in
+            ((0, 0, 0), (255, 255, 255), (128, 30, 200))] + [
+        Image.fromarray(ramp.astype(np.uint8)),
+        Image.fromarray(ramp.astype(np.uint8)).rotate(90, expand=True),
+        Image.fromarray(symmetric.astype(np.uint8))]
+
+
+def test_phash_bits_are_imagehash_bits_without_scipy() -> None:
+    # the DCT is computed here in numpy; every bit must still be imagehash's (after the
+    # same box pre-shrink), ties at the median included
+    pictures = [_scene(seed) for seed in range(20)] + _flat_and_graded() + [
+        _scene(seed, (1200, 900)) for seed in range(3)]
+    pictures += [ImageOps.mirror(p) for p in pictures]
+    pictures.append(Image.fromarray(data.astronaut()))
+    for picture in pictures:
+        factor = min(picture.size) // 256
+        reference = picture.reduce(factor) if factor >= 2 else picture
+        assert f"{hash_to_unsigned(perceptual_hash(picture)):016x}" == \
+            str(imagehash.phash(reference)), picture.size
 
 
 def test_phash_survives_jpeg_and_resize() -> None:

@@ -67,6 +67,12 @@ class Encoder(ABC):  # noqa: B024 -- abstract in spirit: a subclass implements o
         """Embed one text; returns a ``(dim,)`` unit vector."""
         return self.embed_texts([text])[0]
 
+    def image_vector_job(self) -> Callable[[Image.Image], NDArray[np.float32]] | None:
+        """A module-level function giving one image's unit vector, for a decode worker
+        process to run beside decoding (workers receive it by name); None when images
+        must come to this process (a model loaded here)."""
+        return None
+
     def load(self) -> bool:
         """Load the model now rather than on first use; True when this call loaded it
         (False when it was loaded already or there is nothing to load)."""

@@ -43,13 +43,13 @@ built with it is refused (or re-encoded with ``--reembed``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from imgsearch.encode.base import Encoder
+from imgsearch.encode.base import Encoder, l2_normalize
 from imgsearch.encode.blas import one_blas_thread
 
 VERSION = 2
@@ -342,6 +342,12 @@ def _prepare(image: Image.Image) -> NDArray[np.uint8]:
     return np.asarray(small, dtype=np.uint8)
 
 
+def describe_image(image: Image.Image) -> NDArray[np.float32]:
+    """One image's unit descriptor: what ``DescriptorEncoder`` gives for it, computed
+    alone (a decode worker process runs it, see ``Encoder.image_vector_job``)."""
+    return l2_normalize(describe_batch(_prepare(image)[None]))[0]
+
+
 @functools.cache  # on first use: a text query on an image collection never needs them
 def _build_kernels() -> dict[str, _KernelMap]:
     probe = _raw_blocks(np.zeros((1, SIDE, SIDE, 3), dtype=np.uint8))
@@ -369,6 +375,9 @@ class DescriptorEncoder(Encoder):
             return describe_batch(batch)
         with one_blas_thread():
             return describe_batch(batch)
+
+    def image_vector_job(self) -> Callable[[Image.Image], NDArray[np.float32]]:
+        return describe_image
 
 
 # A query's few images are described with one BLAS thread (``encode.blas``); ingest's

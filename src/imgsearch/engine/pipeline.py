@@ -5,8 +5,11 @@ encode stages together. Decoding and the pixel-derived fields (pHash, colours,
 thumbnail) run in worker processes (``ingest.workers``: a decode that passes
 ``decode_timeout_s`` is stopped by killing its worker, and two cores decode in
 parallel where threads would share one interpreter lock), or on a thread pool in this
-process when ``decode_processes`` is off. Encoders see whole batches, in this process;
-``prepare_ahead`` decodes the next batch while this one is encoded and written.
+process when ``decode_processes`` is off. An image encoder that can run beside decoding
+(``Encoder.image_vector_job``: the weight-free descriptor) runs in the worker too, and
+then only the vector comes back, not the decoded pixels (unless OCR reads them here);
+other encoders see whole batches, in this process. ``prepare_ahead`` decodes the next
+batch while this one is encoded and written.
 """
 
 from __future__ import annotations
@@ -37,13 +40,17 @@ from imgsearch.store.files import original_relpath
 from imgsearch.types import ImageInput, IngestFailure, Item
 
 _OCR_SIDE = 1200  # shorter side of the decode OCR reads (its longer side up to twice)
-# an item with its derived fields, its decoded image, thumbnail and original bytes to keep
-_Enriched = tuple[Item, Image.Image, bytes, bytes | None]
+# an item with its derived fields, its decoded image, its image vector when a worker
+# computed it, its thumbnail and the original bytes to keep
+_Enriched = tuple[Item, Image.Image, NDArray[np.float32] | None, bytes, bytes | None]
+# what stands for the pixels that stay in a worker (their vector came back instead)
+_PIXELS_LEFT_IN_WORKER = Image.new("RGB", (1, 1))
 _T = TypeVar("_T")
 _Batch = Sequence[tuple[Item, ImageInput | None]]
 # a worker is recycled after this many images, or when it holds this much memory
 WORKER_MAX_JOBS = 2000
 WORKER_MAX_RSS_MB = 1024
+_WORKER_PRELOAD = (__name__, "imgsearch.encode.descriptor")
 
 
 @dataclass
@@ -67,16 +74,24 @@ class DecodeRequest:
     min_side: int
     reduce_to: int
     longer_at_least: int = 0  # a query image: its local features need this longer side
+    # for derive_job: the image encoder's per-image function (Encoder.image_vector_job),
+    # and whether the caller needs the decoded pixels back even so (OCR reads them)
+    image_vector: Callable[[Image.Image], NDArray[np.float32]] | None = None
+    keep_pixels: bool = True
 
 
 @dataclass(frozen=True)
 class Derived:
-    """A decoded image and what is computed from its pixels alone."""
+    """A decoded image and what is computed from its pixels alone.
+
+    With ``image_vector`` set, ``decoded.image`` is a 1x1 stand-in unless the request
+    asked to keep the pixels: sending a megapixel image back costs more than the vector."""
 
     decoded: DecodedImage
     phash: int
     colors: tuple[str, ...]
     thumbnail: bytes
+    image_vector: NDArray[np.float32] | None = None
 
 
 def decode_job(request: DecodeRequest) -> DecodedImage:
@@ -95,9 +110,12 @@ def derive_job(request: DecodeRequest, thumbnail_size: int) -> Derived:
     """Decode one image and derive pHash, colours and thumbnail from its pixels."""
     decoded = decode_job(request)
     image = decoded.image
+    vector = None if request.image_vector is None else request.image_vector(image)
+    if vector is not None and not request.keep_pixels:
+        decoded = replace(decoded, image=_PIXELS_LEFT_IN_WORKER)
     return Derived(decoded, perceptual_hash(image),
                    tuple(c.name for c in dominant_colors(image)),
-                   make_thumbnail(image, thumbnail_size))
+                   make_thumbnail(image, thumbnail_size), vector)
 
 
 def batched(entries: Iterable[_T], size: int) -> Iterator[list[_T]]:
@@ -152,8 +170,10 @@ class Preparer:
         """The shared worker processes, or None when decoding runs in this process."""
         if not self.settings.decode_processes:
             return None
+        # one pool whatever the encoder (a process may open collections of several):
+        # the default image encoder's per-image job is loaded with this module
         return shared_pool(self.workers, max_jobs=WORKER_MAX_JOBS,
-                           max_rss_mb=WORKER_MAX_RSS_MB, preload=(__name__,))
+                           max_rss_mb=WORKER_MAX_RSS_MB, preload=_WORKER_PRELOAD)
 
     def start_workers(self) -> None:
         """Start the decode worker processes now rather than on the first image."""
@@ -176,10 +196,16 @@ class Preparer:
         if value is None:
             raise ImageError(f"{source}: the item has no image")
         reduce_to = self.image_encoder.image_side if longer_at_least else self.reduce_to
+        # The image vector is computed where the image is decoded when that is a worker
+        # process (two cores work on it, and only the vector comes back); on threads
+        # here, batches encode faster.
+        in_worker = self.settings.decode_processes and not isinstance(value, Image.Image)
+        image_vector = self.image_encoder.image_vector_job() if in_worker else None
 
         def of(payload: bytes | str, max_bytes: int) -> DecodeRequest:
             return DecodeRequest(payload, source, max_bytes, s.max_pixels, s.min_side,
-                                 reduce_to, longer_at_least)
+                                 reduce_to, longer_at_least, image_vector=image_vector,
+                                 keep_pixels=self.ocr is not None)
 
         if isinstance(value, Image.Image):
             return of(_png(value), 1 << 40)
@@ -233,7 +259,7 @@ class Preparer:
                                                                 decoded.format),
             **photo_fields(item, decoded.facts,
                            self.ocr.read(decoded.image) if self.ocr else None))
-        return enriched, decoded.image, derived.thumbnail, kept
+        return enriched, decoded.image, derived.image_vector, derived.thumbnail, kept
 
     def _original(self, item: Item, value: ImageInput | None) -> bytes | None:
         """The bytes to keep: those of an upload with no path or URL to read them again
@@ -311,8 +337,8 @@ class Preparer:
     def _encode(self, ready: list[_Enriched]) -> list[Prepared]:
         if not ready:
             return []
-        image_vectors = self.image_encoder.embed_images([image for _, image, _, _ in ready])
-        texts = [item.metadata_text() for item, _, _, _ in ready]
+        image_vectors = self._image_vectors(ready)
+        texts = [item.metadata_text() for item, *_ in ready]
         text_vectors: dict[int, NDArray[np.float32]] = {}
         with_text = [i for i, t in enumerate(texts) if t]
         text_encoder = self._text_encoder() if with_text else None
@@ -320,12 +346,21 @@ class Preparer:
             encoded = text_encoder.embed_texts([texts[i] for i in with_text])
             text_vectors = dict(zip(with_text, encoded, strict=True))
         prepared = []
-        for i, (item, _, thumb, original) in enumerate(ready):
+        for i, (item, _, _, thumb, original) in enumerate(ready):
             vectors = {"image": image_vectors[i]}
             if i in text_vectors:
                 vectors["text"] = text_vectors[i]
             prepared.append(Prepared(item, vectors, thumb, original))
         return prepared
+
+
+    def _image_vectors(self, ready: list[_Enriched]) -> list[NDArray[np.float32]]:
+        """The workers' vectors, and the others encoded here as one batch."""
+        missing = [i for i, entry in enumerate(ready) if entry[2] is None]
+        encoded = iter(self.image_encoder.embed_images([ready[i][1] for i in missing])
+                       if missing else ())
+        return [vector if vector is not None else next(encoded)
+                for _, _, vector, _, _ in ready]
 
 
 def _png(image: Image.Image) -> bytes:

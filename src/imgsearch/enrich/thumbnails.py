@@ -68,8 +68,13 @@ def write_thumbnail(collection_dir: Path, key: int, data: bytes) -> str:
     """Write ``data`` as the thumbnail of ``key`` atomically; return its relative path."""
     relpath = thumbnail_relpath(key)
     target = Path(collection_dir) / relpath
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:  # the bucket folder exists but for the first few hundred thumbnails
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                        dir=target.parent)
+    except FileNotFoundError:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                        dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(data)

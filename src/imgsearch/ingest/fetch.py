@@ -14,19 +14,15 @@ Protection against server-side request forgery works at two points:
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import functools
 import ipaddress
 import random
 import re
 import socket
-import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
-
-import anyio.to_thread
 
 from imgsearch.config import Settings
 from imgsearch.errors import (
@@ -37,7 +33,10 @@ from imgsearch.errors import (
     PortNotAllowedError,
 )
 
-if TYPE_CHECKING:  # httpx and httpcore load with the first download, not with every start
+# httpx, httpcore, asyncio and anyio load with the first download, not with every start
+if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 Resolver = Callable[[str, int], list[str]]
@@ -240,6 +239,8 @@ class Fetcher:
         return _run(self._fetch_all(list(dict.fromkeys(urls))))
 
     async def _fetch_all(self, urls: list[str]) -> dict[str, bytes | FetchError]:
+        import asyncio
+
         gate = asyncio.Semaphore(max(1, self._settings.download_concurrency))
         results: dict[str, bytes | FetchError] = {}
 
@@ -255,6 +256,8 @@ class Fetcher:
         return {url: results[url] for url in urls}
 
     async def _fetch(self, client: httpx.AsyncClient, url: str) -> bytes:
+        import asyncio
+
         import httpx
 
         retries = max(0, self._settings.download_retries)
@@ -281,6 +284,8 @@ class Fetcher:
         raise AssertionError("unreachable")
 
     async def _attempt(self, client: httpx.AsyncClient, url: str) -> bytes:
+        import anyio.to_thread
+
         settings = self._settings
         current = url
         for _hop in range(MAX_REDIRECTS + 1):
@@ -330,6 +335,8 @@ def _retry_after(response: httpx.Response) -> float:
 
 def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
     """Run a coroutine to completion from sync code, even inside a running event loop."""
+    import asyncio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -54,6 +54,8 @@ _READY = "ready"
 _BOOT_TIMEOUT_S = 120.0
 _ALARM_GRACE_S = 5.0
 _PAGE_KB = 4
+# set in a worker before numpy loads (the BLAS libraries read them when they load)
+_ONE_THREAD = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass
@@ -72,8 +74,11 @@ class _Worker:
         parent_end, child_end = socket.socketpair()
         fd = child_end.fileno()
         # The child gets this interpreter's import path, so it imports imgsearch (and any
-        # job's module) from where the parent did.
-        boot = (f"import sys; sys.path[:] = {sys.path!r}; "
+        # job's module) from where the parent did. Its numpy runs single-threaded: the
+        # workers are the parallelism, and BLAS threads of each one spinning beside the
+        # others (and beside this process) cost more CPU than they save.
+        boot = (f"import os; [os.putenv(name, '1') for name in {_ONE_THREAD!r}]; "
+                f"import sys; sys.path[:] = {sys.path!r}; "
                 f"from imgsearch.ingest.workers import serve; serve({fd}, {preload!r})")
         self.process = subprocess.Popen([sys.executable, "-c", boot], pass_fds=(fd,),
                                         stdin=subprocess.DEVNULL, close_fds=True)

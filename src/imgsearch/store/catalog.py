@@ -720,8 +720,12 @@ class Catalog:
         return int(seq[0]) if seq else 0
 
     def key_vid_pairs(self, space: str) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        # The (key, space) index covers both columns (vid is the rowid): scanning it
+        # reads a few bytes per vector, where the (space, vid) index leads to each row
+        # and its vector (five times slower on a 10k collection).
         rows = self._reader.execute(
-            "SELECT key, vid FROM vectors WHERE space = ?", (space,)).fetchall()
+            "SELECT key, vid FROM vectors INDEXED BY vectors_key_space WHERE space = ?",
+            (space,)).fetchall()
         keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vids = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
         return keys, vids
