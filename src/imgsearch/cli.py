@@ -1238,7 +1238,36 @@ def consume(
 
 
 def main() -> None:
+    args = sys.argv[1:]
+    if args[:1] == ["--show-completion"] and len(args) <= 2:
+        _show_completion(args[1] if len(args) == 2 else None)
     app()
+
+
+_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+
+
+def _show_completion(shell: str | None) -> None:
+    """``--show-completion [SHELL]``: the completion script for SHELL, else for the shell
+    this runs under, else for the login shell ($SHELL) when no parent shell can be seen
+    (a job started without one)."""
+    from typer.completion import get_completion_script
+
+    if shell is None:
+        try:
+            import shellingham
+
+            shell = str(shellingham.detect_shell()[0])
+        except Exception:  # no parent shell to detect: a detached job, a service
+            shell = Path(os.environ.get("SHELL", "")).name
+    if shell not in _SHELLS:
+        typer.echo(f"Error: no completion for the shell {shell or '(unknown)'!r}; "
+                   f"name one of {', '.join(_SHELLS)}: imgsearch --show-completion bash",
+                   err=True)
+        raise SystemExit(EXIT_USAGE)
+    typer.echo(get_completion_script(prog_name="imgsearch",
+                                     complete_var="_IMGSEARCH_COMPLETE", shell=shell))
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

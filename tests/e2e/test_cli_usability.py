@@ -37,6 +37,16 @@ def test_show_completion_prints_a_bash_completion_script():
     assert "--install-completion" in run("--help").stdout
 
 
+def test_show_completion_prints_the_script_for_the_shell_named():
+    # named, the shell is taken as given, whatever shell (if any) this runs under
+    zsh = run("--show-completion", "zsh", env=dict(ENV, SHELL="/bin/bash"))
+    assert zsh.returncode == 0, zsh.stderr
+    assert "compdef" in zsh.stdout and "COMP_WORDS" not in zsh.stdout
+    unknown = run("--show-completion", "tcsh")
+    assert unknown.returncode == 2
+    assert "tcsh" in unknown.stderr and "bash" in unknown.stderr and unknown.stdout == ""
+
+
 def _collection(directory: Path) -> Path:
     gen.write_image(directory.parent / "pics" / "one.jpg", 1)
     proc = run("index", directory.parent / "pics", "-c", directory)
