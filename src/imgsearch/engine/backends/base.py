@@ -79,6 +79,12 @@ class CollectionBackend(Protocol):
         """BM25 over the items' text, best first; UnsupportedOnBackendError without it."""
         ...
 
+    def hybrid_search(self, vectors: Mapping[str, NDArray[np.float32]], text: str | None,
+                      k: int, filters: Filters | None = None, rrf_k: int = 60) -> list[Hit]:
+        """Reciprocal-rank fusion, done by the backend, of a search per space and BM25
+        over ``text``; UnsupportedOnBackendError where ``capabilities.hybrid`` is False."""
+        ...
+
     def fetch_vectors(self, space: str, ids: Sequence[str]
                       ) -> dict[str, NDArray[np.float32]]:
         """Stored vectors of those ``ids`` that have one in ``space``."""

@@ -4,7 +4,7 @@ writes and searches, so every other path (ingest, serve) keeps today's behaviour
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ from imgsearch.config import Settings
 from imgsearch.engine.backends.base import BackendCapabilities, Hit, Row, ranked
 from imgsearch.engine.core import Engine
 from imgsearch.engine.pipeline import Prepared
-from imgsearch.errors import InvalidQueryError
+from imgsearch.errors import InvalidQueryError, UnsupportedOnBackendError
 from imgsearch.types import Filters, Item
 
 _CAPABILITIES = BackendCapabilities(filters=True, bm25=True, hybrid=False,
@@ -83,6 +83,11 @@ class LocalBackend:
         keys, scores = self.engine.catalog.keyword_search(
             text, k, self.engine.settings.keyword_weights(), filters)
         return self._ids(keys, scores, k)
+
+    def hybrid_search(self, vectors: Mapping[str, NDArray[np.float32]], text: str | None,
+                      k: int, filters: Filters | None = None, rrf_k: int = 60) -> list[Hit]:
+        raise UnsupportedOnBackendError(
+            "the local backend fuses in the engine (Engine.search), not in the store")
 
     def fetch_vectors(self, space: str, ids: Sequence[str]
                       ) -> dict[str, NDArray[np.float32]]:
