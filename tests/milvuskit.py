@@ -100,6 +100,7 @@ def milvus_lite(directory: Path) -> Iterator[str]:
 def milvus_server(directory: Path) -> Iterator[str]:
     """Start the standalone Milvus binary; yield its address once it answers."""
     port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
     log = (directory / "server.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-c", _SERVER_SCRIPT, str(directory / "server"),
                              str(port)], stdout=log, stderr=subprocess.STDOUT)

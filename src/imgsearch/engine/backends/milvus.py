@@ -6,10 +6,13 @@ for every filter, the item as JSON, and (from Milvus 2.5, and Milvus Lite) the i
 text with Milvus's own BM25 function for keyword search. Filters are pushed down as a
 Milvus expression (``milvus_filters``).
 
-Consistency: the collection is created with the Strong level, so a search through any
-node sees every write acknowledged by any other node (read-your-writes across a load
-balancer; Session would only promise it to the node that wrote). Counts are ``count(*)``
-queries, never ``num_entities`` (which counts deleted rows until compaction).
+Consistency: reads are Strong by default (the collection is created with that level
+too), so a search through any node sees every write acknowledged by any other node
+(read-your-writes across a load balancer; Session would only promise it to the node
+that wrote). ``?consistency=bounded`` trades that for latency: a Strong read waits for
+the server's next time tick (about 200 ms on Milvus 2.3 with default settings). Counts
+are ``count(*)`` queries, never ``num_entities`` (which counts deleted rows until
+compaction).
 
 pymilvus is imported when a milvus collection is opened, never before: the command line
 starts without it.
@@ -63,6 +66,8 @@ _VERSION = re.compile(r"(\d+)\.(\d+)")
 _BUILD_PARAMS = {"M": int, "efConstruction": int, "nlist": int, "m": int, "nbits": int}
 _SEARCH_PARAMS = {"ef": int, "nprobe": int}
 _INDEXES = ("FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8", "IVF_PQ")
+_LEVELS = {"strong": "Strong", "session": "Session", "bounded": "Bounded",
+           "eventually": "Eventually"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class MilvusTarget:
     index: str = "FLAT"
     build: dict[str, int] = field(default_factory=dict)
     search: dict[str, int] = field(default_factory=dict)
+    consistency: str = "Strong"  # of reads; writes are ordered by the server either way
     timeout_s: float = 10.0
     retries: int = 4
 
@@ -84,7 +90,8 @@ def is_milvus_uri(value: str) -> bool:
 
 
 def parse_uri(uri: str) -> MilvusTarget:
-    """``milvus://HOST:PORT/NAME[?index=HNSW&M=16&efConstruction=200&ef=64]``."""
+    """``milvus://HOST:PORT/NAME[?index=HNSW&M=16&efConstruction=200&ef=64]``, and
+    ``consistency=strong|session|bounded|eventually`` for reads (default strong)."""
     parts = urlsplit(uri)
     name = parts.path.strip("/")
     if parts.scheme != SCHEME or not parts.hostname or not name:
@@ -98,6 +105,9 @@ def parse_uri(uri: str) -> MilvusTarget:
     except ValueError:
         raise InvalidInputError(f"{uri!r}: the port is not a number") from None
     options = dict(parse_qsl(parts.query))
+    level = _LEVELS.get(options.pop("consistency", "strong").lower())
+    if level is None:
+        raise InvalidInputError(f"{uri!r}: consistency must be one of {', '.join(_LEVELS)}")
     index = options.pop("index", "FLAT").upper()
     if index not in _INDEXES:
         raise InvalidInputError(f"{uri!r}: index must be one of {', '.join(_INDEXES)}, "
@@ -111,7 +121,7 @@ def parse_uri(uri: str) -> MilvusTarget:
                                     f"known: index, {', '.join([*_BUILD_PARAMS, *_SEARCH_PARAMS])}")
         (build if table is _BUILD_PARAMS else search)[key] = int(value)
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return MilvusTarget(uri, f"http://{host}:{port}", name, index, build, search)
+    return MilvusTarget(uri, f"http://{host}:{port}", name, index, build, search, level)
 
 
 def _unreachable(exc: BaseException) -> bool:
@@ -167,7 +177,7 @@ class MilvusBackend:
     @property
     def capabilities(self) -> BackendCapabilities:
         return BackendCapabilities(filters=True, bm25=self._bm25, hybrid=self._hybrid,
-                                   read_your_writes=True)
+                                   read_your_writes=self.target.consistency == "Strong")
 
     def spaces(self) -> dict[str, int]:
         return dict(self._spaces)
@@ -232,7 +242,7 @@ class MilvusBackend:
         found = self._do(lambda c: c.search(
             self.target.name, data=data, anns_field=anns, limit=k, filter=where,
             output_fields=["id"], search_params=self._search_params(),
-            timeout=self.target.timeout_s))
+            consistency_level=self.target.consistency, timeout=self.target.timeout_s))
         return ranked([(str(h["id"]), float(h["distance"])) for h in found[0]], k)
 
     def keyword_search(self, text: str, k: int, filters: Filters | None = None) -> list[Hit]:
@@ -246,7 +256,7 @@ class MilvusBackend:
         found = self._do(lambda c: c.search(
             self.target.name, data=[text], anns_field="sparse", limit=k, filter=where,
             output_fields=["id"], search_params={"metric_type": "BM25"},
-            timeout=self.target.timeout_s))
+            consistency_level=self.target.consistency, timeout=self.target.timeout_s))
         # the server's order (Milvus Lite reports BM25 scores negated)
         return [Hit(str(h["id"]), abs(float(h["distance"]))) for h in found[0]]
 
@@ -278,7 +288,7 @@ class MilvusBackend:
             raise InvalidQueryError("a hybrid search needs a vector or text")
         found = self._do(lambda c: c.hybrid_search(
             self.target.name, requests, ranker=RRFRanker(rrf_k), limit=k, output_fields=["id"],
-            timeout=self.target.timeout_s))
+            consistency_level=self.target.consistency, timeout=self.target.timeout_s))
         return [Hit(str(h["id"]), float(h["distance"])) for h in found[0]]
 
     def _get(self, ids: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
@@ -287,7 +297,7 @@ class MilvusBackend:
             chunk = list(ids[start:start + _BATCH_ROWS])
             out += self._do(lambda c, ch=chunk: list(c.get(  # type: ignore[misc]
                 self.target.name, ids=ch, output_fields=fields,
-                timeout=self.target.timeout_s)))
+                consistency_level=self.target.consistency, timeout=self.target.timeout_s)))
         return out
 
     def fetch_vectors(self, space: str, ids: Sequence[str]
@@ -304,6 +314,7 @@ class MilvusBackend:
     def count(self) -> int:
         found = self._do(lambda c: c.query(self.target.name, filter="",
                                            output_fields=["count(*)"],
+                                           consistency_level=self.target.consistency,
                                            timeout=self.target.timeout_s))
         return int(found[0]["count(*)"])
 
