@@ -5,7 +5,6 @@ searches."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from apihelp import b64
