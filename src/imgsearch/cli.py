@@ -150,6 +150,12 @@ def _open(collection: Path, *, create: bool = False, readonly: bool = False,
           clip_model: str | None = None, reembed: bool = False) -> Engine:
     from imgsearch.engine import Engine
 
+    if _remote(collection) is not None:
+        from imgsearch.errors import UnsupportedOnBackendError
+
+        raise UnsupportedOnBackendError(
+            f"{_remote(collection)}: this command works on a local collection; a milvus "
+            f"one is written by `index` and `migrate` and searched through `serve`")
     settings = _settings(clip_model, collection)
     if readonly:  # a query image or two: starting decode worker processes costs more
         settings = settings.replace(decode_processes=False)
