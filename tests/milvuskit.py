@@ -84,9 +84,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-def milvus_lite(directory: Path) -> Iterator[str]:
-    """Start a Milvus Lite server; yield its address (host:port) while it runs."""
-    port = free_port()
+def milvus_lite(directory: Path, port: int | None = None) -> Iterator[str]:
+    """Start a Milvus Lite server (on ``port``, a free one if None); yield its address
+    (host:port) while it runs."""
+    port = free_port() if port is None else port
     proc = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir",
                              str(directory / "lite"), "--host", "127.0.0.1", "--port",
                              str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

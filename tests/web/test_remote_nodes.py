@@ -59,17 +59,28 @@ def test_a_write_through_one_node_is_found_through_the_other(two_nodes) -> None:
     assert dupes.json()["error"]["code"] == "not_supported_on_backend"
 
 
-def test_a_node_whose_milvus_is_gone_answers_503(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_node_whose_milvus_is_gone_answers_503_then_reconnects(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     servers = milvuskit.milvus_lite(tmp_path)
     address = next(servers)
     client = node(f"milvus://{address}/gone")
     with client:
         assert client.get("/ready").status_code == 200
         servers.close()  # stops the server
-        monkeypatch.setattr("imgsearch.engine.backends.milvus.time.sleep", lambda _s: None)
+        monkeypatch.setattr("imgsearch.engine.backends.milvus._BACKOFF_S", 0.01)
         answer = client.post("/v1/search", json={"text": "anything"})
         assert answer.status_code == 503, answer.text
         assert answer.json()["error"]["code"] == "backend_unavailable"
         assert f"milvus://{address}/gone" in answer.json()["error"]["message"]
         assert client.get("/ready").status_code == 503
+        # the default backoff (0.2 s doubling): long enough for gRPC to connect again
+        monkeypatch.setattr("imgsearch.engine.backends.milvus._BACKOFF_S", 0.2)
+        back = milvuskit.milvus_lite(tmp_path, port=int(address.rpartition(":")[2]))
+        assert next(back) == address  # the same server again, on the same data
+        try:
+            readiness = client.get("/ready")
+            assert readiness.status_code == 200, readiness.text
+            again = client.post("/v1/search", json={"text": "anything"})
+            assert again.status_code == 200, again.text
+        finally:
+            back.close()

@@ -60,6 +60,7 @@ T = TypeVar("T")
 SCHEME = "milvus"
 CONSISTENCY = "Strong"
 _BATCH_ROWS = 500
+_BACKOFF_S = 0.2  # the first wait before reconnecting; doubles up to 2 s
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 _VERSION = re.compile(r"(\d+)\.(\d+)")
 # index parameters a URI may set (milvus://host:port/name?index=HNSW&M=16&efConstruction=200)
@@ -184,13 +185,18 @@ class MilvusBackend:
 
     def _do(self, what: Callable[[Any], T]) -> T:
         """Run ``what(client)``; reconnect with backoff while the server is unreachable."""
-        delay = 0.2
+        delay = _BACKOFF_S
         for attempt in range(self.target.retries + 1):
             try:
                 return what(self._client)
             except ImgSearchError:
                 raise
             except Exception as exc:
+                if _released(exc) and attempt < self.target.retries:
+                    # a server started again may come back with the collection released
+                    self._client.load_collection(self.target.name,
+                                                 timeout=self.target.timeout_s)
+                    continue
                 if not _unreachable(exc):
                     raise _refused(self.target, exc) from None
                 if attempt == self.target.retries:
@@ -346,6 +352,11 @@ def _at_least(version: str, major: int, minor: int) -> bool:
     return found is not None and (int(found.group(1)), int(found.group(2))) >= (major, minor)
 
 
+def _released(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "released" in text or "not loaded" in text or "call load()" in text
+
+
 def _down(target: MilvusTarget, exc: BaseException) -> str:
     return (f"the Milvus server for {target.uri} cannot be reached at {target.address} "
             f"({str(exc).strip()[:200]}); start it, or check the host and port")
@@ -359,7 +370,7 @@ def _refused(target: MilvusTarget, exc: BaseException) -> ImgSearchError:
 def _connect(target: MilvusTarget, retries: int | None = None) -> Any:
     from pymilvus import MilvusClient
 
-    delay, tries = 0.2, target.retries if retries is None else retries
+    delay, tries = _BACKOFF_S, target.retries if retries is None else retries
     for attempt in range(tries + 1):
         try:
             return MilvusClient(uri=target.address, timeout=target.timeout_s)
