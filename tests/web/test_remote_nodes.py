@@ -3,6 +3,7 @@ a search through another; a node whose Milvus is gone answers 503, naming it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,7 +79,11 @@ def test_a_node_whose_milvus_is_gone_answers_503_then_reconnects(
         back = milvuskit.milvus_lite(tmp_path, port=int(address.rpartition(":")[2]))
         assert next(back) == address  # the same server again, on the same data
         try:
+            # as a load balancer would: poll readiness until the node is back
+            deadline = time.monotonic() + 60
             readiness = client.get("/ready")
+            while readiness.status_code != 200 and time.monotonic() < deadline:
+                readiness = client.get("/ready")
             assert readiness.status_code == 200, readiness.text
             again = client.post("/v1/search", json={"text": "anything"})
             assert again.status_code == 200, again.text

@@ -184,29 +184,32 @@ class MilvusBackend:
         return dict(self._spaces)
 
     def _do(self, what: Callable[[Any], T]) -> T:
-        """Run ``what(client)``; reconnect with backoff while the server is unreachable."""
-        delay = _BACKOFF_S
-        for attempt in range(self.target.retries + 1):
+        """Run ``what(client)``; reconnect with backoff while the server is unreachable,
+        and load the collection again once if the server came back with it released."""
+        delay, failures, reloaded = _BACKOFF_S, 0, False
+        while True:
             try:
                 return what(self._client)
             except ImgSearchError:
                 raise
             except Exception as exc:
-                if _released(exc) and attempt < self.target.retries:
+                if _released(exc) and not reloaded:
                     # a server started again may come back with the collection released
-                    self._client.load_collection(self.target.name,
-                                                 timeout=self.target.timeout_s)
+                    reloaded = True
+                    with contextlib.suppress(Exception):  # else the call fails again
+                        self._client.load_collection(self.target.name,
+                                                     timeout=self.target.timeout_s)
                     continue
                 if not _unreachable(exc):
                     raise _refused(self.target, exc) from None
-                if attempt == self.target.retries:
+                if failures == self.target.retries:
                     raise BackendUnavailableError(self.target.uri, _down(self.target, exc)) \
                         from None
+                failures += 1
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 with contextlib.suppress(BackendUnavailableError):
                     self._client = _connect(self.target, retries=0)
-        raise AssertionError("unreachable")
 
     # -- writes ----------------------------------------------------------------------
     def upsert(self, rows: Sequence[Row]) -> None:
