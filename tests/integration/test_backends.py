@@ -226,7 +226,7 @@ def test_several_spaces_where_the_server_allows(milvus_lite_address: str,
 def test_unreachable_server_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     from rediskit import free_port
 
-    monkeypatch.setattr("imgsearch.engine.backends.milvus._BACKOFF_S", 0.01)
+    monkeypatch.setattr("imgsearch.engine.backends.milvus_target._BACKOFF_S", 0.01)
     port = free_port()
     with pytest.raises(BackendUnavailableError) as caught:
         kit.open_milvus(f"127.0.0.1:{port}", name="shop")

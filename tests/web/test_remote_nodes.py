@@ -68,14 +68,14 @@ def test_a_node_whose_milvus_is_gone_answers_503_then_reconnects(
     with client:
         assert client.get("/ready").status_code == 200
         servers.close()  # stops the server
-        monkeypatch.setattr("imgsearch.engine.backends.milvus._BACKOFF_S", 0.01)
+        monkeypatch.setattr("imgsearch.engine.backends.milvus_target._BACKOFF_S", 0.01)
         answer = client.post("/v1/search", json={"text": "anything"})
         assert answer.status_code == 503, answer.text
         assert answer.json()["error"]["code"] == "backend_unavailable"
         assert f"milvus://{address}/gone" in answer.json()["error"]["message"]
         assert client.get("/ready").status_code == 503
         # the default backoff (0.2 s doubling): long enough for gRPC to connect again
-        monkeypatch.setattr("imgsearch.engine.backends.milvus._BACKOFF_S", 0.2)
+        monkeypatch.setattr("imgsearch.engine.backends.milvus_target._BACKOFF_S", 0.2)
         back = milvuskit.milvus_lite(tmp_path, port=int(address.rpartition(":")[2]))
         assert next(back) == address  # the same server again, on the same data
         try:

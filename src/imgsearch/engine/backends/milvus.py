@@ -21,33 +21,42 @@ starts without it.
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from imgsearch.engine.backends import milvus_target
 from imgsearch.engine.backends.base import BackendCapabilities, Hit, Row, ranked
+from imgsearch.engine.backends.milvus_collection import (
+    _at_least,
+    _check_existing,
+    _check_indexes,
+    _create,
+)
 from imgsearch.engine.backends.milvus_filters import filter_expression
 from imgsearch.engine.backends.milvus_schema import (
-    MAX_ID,
-    MAX_LIST,
-    MAX_SHORT,
-    MAX_TEXT,
-    SCALARS,
-    SCHEMA_MARK,
-    SCHEMA_VERSION,
     from_row,
     presence_field,
     to_row,
     vector_field,
 )
+from imgsearch.engine.backends.milvus_target import (
+    CONSISTENCY,
+    MilvusTarget,
+    T,
+    _call,
+    _connect,
+    _down,
+    _refused,
+    _released,
+    _unreachable,
+    is_milvus_uri,
+    parse_uri,
+)
 from imgsearch.errors import (
-    BackendMismatchError,
     BackendUnavailableError,
     ImgSearchError,
     InvalidInputError,
@@ -56,80 +65,7 @@ from imgsearch.errors import (
 )
 from imgsearch.types import Filters, Item
 
-T = TypeVar("T")
-SCHEME = "milvus"
-CONSISTENCY = "Strong"
 _BATCH_ROWS = 500
-_BACKOFF_S = 0.2  # the first wait before reconnecting; doubles up to 2 s
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
-_VERSION = re.compile(r"(\d+)\.(\d+)")
-# index parameters a URI may set (milvus://host:port/name?index=HNSW&M=16&efConstruction=200)
-_BUILD_PARAMS = {"M": int, "efConstruction": int, "nlist": int, "m": int, "nbits": int}
-_SEARCH_PARAMS = {"ef": int, "nprobe": int}
-_INDEXES = ("FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8", "IVF_PQ")
-_LEVELS = {"strong": "Strong", "session": "Session", "bounded": "Bounded",
-           "eventually": "Eventually"}
-
-
-@dataclass(frozen=True)
-class MilvusTarget:
-    """Where a milvus collection lives and how it is indexed, from its URI."""
-
-    uri: str  # as given, for messages
-    address: str  # http://host:port, as pymilvus takes it
-    name: str
-    index: str = "FLAT"
-    build: dict[str, int] = field(default_factory=dict)
-    search: dict[str, int] = field(default_factory=dict)
-    consistency: str = "Strong"  # of reads; writes are ordered by the server either way
-    timeout_s: float = 10.0
-    retries: int = 4
-
-
-def is_milvus_uri(value: str) -> bool:
-    return value.startswith(f"{SCHEME}://")
-
-
-def parse_uri(uri: str) -> MilvusTarget:
-    """``milvus://HOST:PORT/NAME[?index=HNSW&M=16&efConstruction=200&ef=64]``, and
-    ``consistency=strong|session|bounded|eventually`` for reads (default strong)."""
-    parts = urlsplit(uri)
-    name = parts.path.strip("/")
-    if parts.scheme != SCHEME or not parts.hostname or not name:
-        raise InvalidInputError(f"{uri!r} is not a milvus collection URI: write "
-                                f"milvus://HOST:PORT/NAME, e.g. milvus://localhost:19530/shop")
-    if not _NAME.match(name):
-        raise InvalidInputError(f"{uri!r}: a Milvus collection name has letters, digits and "
-                                f"_ only, and does not start with a digit; got {name!r}")
-    try:
-        port = parts.port or 19530
-    except ValueError:
-        raise InvalidInputError(f"{uri!r}: the port is not a number") from None
-    options = dict(parse_qsl(parts.query))
-    level = _LEVELS.get(options.pop("consistency", "strong").lower())
-    if level is None:
-        raise InvalidInputError(f"{uri!r}: consistency must be one of {', '.join(_LEVELS)}")
-    index = options.pop("index", "FLAT").upper()
-    if index not in _INDEXES:
-        raise InvalidInputError(f"{uri!r}: index must be one of {', '.join(_INDEXES)}, "
-                                f"got {index!r}")
-    build: dict[str, int] = {}
-    search: dict[str, int] = {}
-    for key, value in options.items():
-        table = _BUILD_PARAMS if key in _BUILD_PARAMS else _SEARCH_PARAMS
-        if key not in table or not value.isdigit():
-            raise InvalidInputError(f"{uri!r}: unknown or non-integer option {key}={value!r}; "
-                                    f"known: index, {', '.join([*_BUILD_PARAMS, *_SEARCH_PARAMS])}")
-        (build if table is _BUILD_PARAMS else search)[key] = int(value)
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return MilvusTarget(uri, f"http://{host}:{port}", name, index, build, search, level)
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the server cannot be reached (rather than refusing a call)."""
-    text = f"{type(exc).__name__} {exc}".lower()
-    return any(word in text for word in ("unavailable", "fail connecting", "connection",
-                                         "deadline", "timed out", "timeout", "connect"))
 
 
 class MilvusBackend:
@@ -186,7 +122,7 @@ class MilvusBackend:
     def _do(self, what: Callable[[Any], T]) -> T:
         """Run ``what(client)``; reconnect with backoff while the server is unreachable,
         and load the collection again once if the server came back with it released."""
-        delay, failures, reloaded = _BACKOFF_S, 0, False
+        delay, failures, reloaded = milvus_target._BACKOFF_S, 0, False
         while True:
             try:
                 return what(self._client)
@@ -345,167 +281,6 @@ class MilvusBackend:
     def close(self) -> None:
         with contextlib.suppress(Exception):  # a connection to a server that went away
             self._client.close()
-
-
-# -- helpers -------------------------------------------------------------------------
-def _at_least(version: str, major: int, minor: int) -> bool:
-    if version.startswith("milvus_lite-"):
-        return True  # Milvus Lite 3 speaks the 2.5+ API (BM25, hybrid search)
-    found = _VERSION.search(version)
-    return found is not None and (int(found.group(1)), int(found.group(2))) >= (major, minor)
-
-
-def _released(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "released" in text or "not loaded" in text or "call load()" in text
-
-
-def _down(target: MilvusTarget, exc: BaseException) -> str:
-    return (f"the Milvus server for {target.uri} cannot be reached at {target.address} "
-            f"({str(exc).strip()[:200]}); start it, or check the host and port")
-
-
-def _refused(target: MilvusTarget, exc: BaseException) -> ImgSearchError:
-    return BackendMismatchError(f"the Milvus server at {target.address} refused a call on "
-                                f"collection {target.name!r}: {str(exc).strip()[:300]}")
-
-
-def _connect(target: MilvusTarget, retries: int | None = None) -> Any:
-    from pymilvus import MilvusClient
-
-    delay, tries = _BACKOFF_S, target.retries if retries is None else retries
-    for attempt in range(tries + 1):
-        try:
-            return MilvusClient(uri=target.address, timeout=target.timeout_s)
-        except Exception as exc:
-            if attempt == tries:
-                raise BackendUnavailableError(target.uri, _down(target, exc)) from None
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
-
-
-def _call(target: MilvusTarget, what: Callable[[], T]) -> T:
-    try:
-        return what()
-    except ImgSearchError:
-        raise
-    except Exception as exc:
-        if _unreachable(exc):
-            raise BackendUnavailableError(target.uri, _down(target, exc)) from None
-        raise _refused(target, exc) from None
-
-
-def _description(spaces: Mapping[str, int]) -> str:
-    listed = ",".join(f"{s}:{d}" for s, d in sorted(spaces.items()))
-    return f"{SCHEMA_MARK} v{SCHEMA_VERSION}; spaces {listed}"
-
-
-def _create(target: MilvusTarget, client: Any, spaces: Mapping[str, int], bm25: bool) -> None:
-    from pymilvus import DataType, Function, FunctionType
-
-    schema = client.create_schema(auto_id=False, enable_dynamic_field=False,
-                                  description=_description(spaces))
-    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID)
-    for name in ("category_norm", "brand_norm", "license_norm", "camera_norm", "orientation",
-                 "taken_local"):
-        schema.add_field(name, DataType.VARCHAR, max_length=MAX_SHORT)
-    schema.add_field("price", DataType.DOUBLE)
-    schema.add_field("has_price", DataType.BOOL)
-    schema.add_field("width", DataType.INT64)
-    schema.add_field("height", DataType.INT64)
-    for name in ("colors", "tags"):
-        schema.add_field(name, DataType.ARRAY, element_type=DataType.VARCHAR,
-                         max_capacity=MAX_LIST, max_length=MAX_SHORT)
-    schema.add_field("attributes", DataType.JSON)
-    schema.add_field("item", DataType.JSON)
-    if bm25:
-        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT, enable_analyzer=True)
-        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_function(Function(name="text_bm25", function_type=FunctionType.BM25,
-                                     input_field_names=["text"],
-                                     output_field_names=["sparse"]))
-    else:
-        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT)
-    for space, dim in sorted(spaces.items()):
-        schema.add_field(vector_field(space), DataType.FLOAT_VECTOR, dim=dim)
-        schema.add_field(presence_field(space), DataType.BOOL)
-    index = client.prepare_index_params()
-    for space in sorted(spaces):
-        index.add_index(vector_field(space), index_type=target.index, metric_type="IP",
-                        params=dict(target.build))
-    if bm25:
-        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-    try:
-        client.create_collection(target.name, schema=schema, index_params=index,
-                                 consistency_level=CONSISTENCY, timeout=target.timeout_s)
-    except Exception as exc:
-        if _unreachable(exc):
-            raise BackendUnavailableError(target.uri, _down(target, exc)) from None
-        raise UnsupportedOnBackendError(
-            f"the Milvus server at {target.address} cannot hold collection {target.name!r} "
-            f"with spaces {', '.join(f'{s} ({d}-d)' for s, d in sorted(spaces.items()))}: "
-            f"{str(exc).strip()[:300]}") from None
-
-
-def _check_existing(target: MilvusTarget, client: Any, spaces: Mapping[str, int] | None
-                    ) -> tuple[dict[str, int], bool]:
-    """The spaces of the existing collection, refused when imgsearch did not make it or
-    when ``spaces`` asks for other dimensions; and whether it has BM25."""
-    described = _call(target, lambda: client.describe_collection(target.name))
-    description = str(described.get("description") or "")
-    fields = {f["name"]: f for f in described.get("fields", [])}
-    # the description says so where the server keeps it (Milvus Lite does not): the
-    # fields every imgsearch collection has decide
-    missing = sorted(set(SCALARS) - set(fields))
-    if (description and not description.startswith(SCHEMA_MARK)) or missing:
-        raise BackendMismatchError(
-            f"Milvus collection {target.name!r} at {target.address} was not made by "
-            f"imgsearch (it lacks the field(s) {', '.join(missing) or 'none'}; its "
-            f"description is {description[:80]!r}); name another collection")
-    found: dict[str, int] = {}
-    for name, spec in fields.items():
-        if name.startswith("v_"):
-            params = spec.get("params") or {}
-            found[name[2:]] = int(params.get("dim", 0))
-    for space, dim in (spaces or {}).items():
-        if space in found and found[space] != dim:
-            raise BackendMismatchError(
-                f"Milvus collection {target.name!r} holds {found[space]}-d {space} vectors; "
-                f"these are {dim}-d (another encoder?): use another collection name")
-        if space not in found:
-            raise BackendMismatchError(
-                f"Milvus collection {target.name!r} has no {space} space (it has "
-                f"{', '.join(sorted(found)) or 'none'}); use another collection name")
-    return found, "sparse" in fields
-
-
-def _check_indexes(target: MilvusTarget, client: Any, spaces: Mapping[str, int]) -> None:
-    """Refuse a collection whose index the server built otherwise than asked (a server
-    may silently drop parameters it does not know)."""
-    for space in sorted(spaces):
-        name = vector_field(space)
-        described = _call(target, lambda n=name: client.describe_index(  # type: ignore[misc]
-            target.name, n))
-        if not described:
-            raise BackendMismatchError(f"Milvus collection {target.name!r} has no index on "
-                                       f"{name}")
-        kind = str(described.get("index_type", "")).upper()
-        metric = str(described.get("metric_type", "")).upper()
-        problems = []
-        if metric != "IP":
-            problems.append(f"metric {metric or 'none'} instead of IP")
-        if kind != target.index:
-            problems.append(f"index {kind or 'none'} instead of {target.index}")
-        for key, value in target.build.items():
-            have = described.get(key, (described.get("params") or {}).get(key))
-            if have is None or str(have) != str(value):
-                problems.append(f"{key}={have} instead of {value}")
-        if problems:
-            raise BackendMismatchError(
-                f"Milvus collection {target.name!r} at {target.address}: the {space} index "
-                f"has {'; '.join(problems)} (the server dropped or changed the build "
-                f"parameters); drop the collection and create it again, or name another")
 
 
 __all__ = ["CONSISTENCY", "MilvusBackend", "MilvusTarget", "is_milvus_uri", "parse_uri"]
