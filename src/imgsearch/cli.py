@@ -150,6 +150,12 @@ def _open(collection: Path, *, create: bool = False, readonly: bool = False,
           clip_model: str | None = None, reembed: bool = False) -> Engine:
     from imgsearch.engine import Engine
 
+    if _remote(collection) is not None:
+        from imgsearch.errors import UnsupportedOnBackendError
+
+        raise UnsupportedOnBackendError(
+            f"{_remote(collection)}: this command works on a local collection; a milvus "
+            f"one is written by `index` and `migrate` and searched through `serve`")
     settings = _settings(clip_model, collection)
     if readonly:  # a query image or two: starting decode worker processes costs more
         settings = settings.replace(decode_processes=False)
@@ -255,6 +261,20 @@ def index(
     """Index a folder, catalog or URL list; re-running only processes what changed."""
     with _errors():
         bar = _ProgressBar(quiet or as_json)
+        remote = _remote(collection)
+        if remote is not None:  # staged locally, then copied: everything again each run
+            from imgsearch.engine.migrate import index_remote
+
+            try:
+                report = index_remote(source, remote, _settings(clip_model),
+                                      image_encoder=image_encoder, text_encoder=text_encoder,
+                                      progress=bar)
+            finally:
+                bar.close()
+            _print_report(report, as_json)
+            if report.failed:
+                raise typer.Exit(EXIT_PARTIAL)
+            return
         on_commit: Callable[[list[str]], None] | None = None
         if print_committed:
             def on_commit(ids: list[str]) -> None:
@@ -986,13 +1006,22 @@ def serve(
 
     with _errors():
         collection = _serve_collection(collection, legacy_collection)
-        settings = _settings(collection=collection)
+        remote = _remote(collection)
+        settings = _settings(collection=None if remote else collection)
         settings = settings.replace(
             api_keys_file=str(api_key_file) if api_key_file else settings.api_keys_file,
             allowed_hosts=",".join([settings.allowed_hosts, *(allowed_host or [])]).strip(","),
             cors_origins=",".join([settings.cors_origins, *(cors_origin or [])]).strip(","),
             require_read_key=settings.require_read_key if require_read_key is None
             else require_read_key)
+        if remote is not None:
+            if workers != 1 or consume or watch_folders:
+                raise InvalidInputError("--workers, --consume and --watch serve local "
+                                        "collections; run more nodes against a milvus one")
+            from imgsearch.web.remote_app import serve_remote
+
+            serve_remote(remote, host, port, settings)
+            return
         stream = None
         if consume is not None:
             from imgsearch.engine.stream import ConsumeOptions, StreamAddress
@@ -1001,6 +1030,42 @@ def serve(
                                     image_roots=tuple(image_root or ()))
         run_server(collection, host, port, settings, workers=workers, consume=stream,
                    watch=watch_folders or ())
+
+
+def _remote(collection: Path | None) -> str | None:
+    """The URI of a remote collection (milvus://HOST:PORT/NAME) given where a path goes
+    (a path argument folds its "//" into "/"); None for a directory."""
+    from imgsearch.engine.backends.registry import BACKENDS
+
+    text = str(collection or "")
+    scheme, sep, rest = text.partition(":/")
+    if not sep or scheme == "local" or scheme not in BACKENDS:
+        return None
+    return f"{scheme}://{rest.lstrip('/')}"
+
+
+@app.command()
+def migrate(
+    source: Annotated[Path, typer.Argument(help="Collection to copy (a directory).")],
+    target: Annotated[str, typer.Argument(help="Where to: milvus://HOST:PORT/NAME, or a "
+                                               "new directory.")],
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Copy a collection to another backend, vectors included (nothing is encoded again)."""
+    from imgsearch.engine.migrate import migrate as run_migrate
+
+    with _errors():
+        bar = _ProgressBar(quiet or as_json)
+        try:
+            done = run_migrate(_remote(source) or source, _remote(Path(target)) or target,
+                               _settings(collection=source), progress=bar)
+        finally:
+            bar.close()
+        if as_json:
+            _print_json(done.to_dict())
+        typer.echo(f"copied {done.copied} items in {done.seconds:.1f} s; {target} holds "
+                   f"{done.target_count}", err=True)
 
 
 def _serve_collection(option: Path | None, positional: Path | None) -> Path:

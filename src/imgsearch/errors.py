@@ -33,7 +33,10 @@ using the ``code`` and ``status`` class attributes.
     │   ├── CollectionLockedError       another process is writing to it
     │   ├── CorruptCollectionError      a damaged catalog (check, restore from a backup)
     │   ├── ReadOnlyCollectionError     a write asked of a collection on read-only storage
-    │   └── StorageAccessError          permission denied, an I/O error of the device (503)
+    │   ├── StorageAccessError          permission denied, an I/O error of the device (503)
+    │   ├── BackendUnavailableError     a remote collection (Milvus) cannot be reached (503)
+    │   ├── BackendMismatchError        a remote collection not ours, or of another shape (409)
+    │   └── UnsupportedOnBackendError   a feature the collection's backend does not have (400)
     ├── StorageFullError                no space left for a write (507); nothing half-written
     ├── DecodersBusyError               every decode worker stayed busy past the wait (503)
     └── StreamError                     a stream to consume (Redis) cannot be reached (503)
@@ -221,6 +224,32 @@ class ReadOnlyCollectionError(CollectionError):
 class StorageAccessError(CollectionError):
     code = "storage_unavailable"
     status = 503
+
+
+class BackendUnavailableError(CollectionError):
+    """A remote collection's server cannot be reached; ``uri`` names it."""
+
+    code = "backend_unavailable"
+    status = 503
+
+    def __init__(self, uri: str, message: str) -> None:
+        super().__init__(message)
+        self.uri = uri
+
+
+class BackendMismatchError(CollectionError):
+    """A remote collection made by another tool, with another dimension, or whose server
+    dropped the index parameters asked for."""
+
+    code = "backend_mismatch"
+    status = 409
+
+
+class UnsupportedOnBackendError(CollectionError):
+    """A feature the collection's backend does not have (BM25 on an old server, ...)."""
+
+    code = "not_supported_on_backend"
+    status = 400
 
 
 class PortInUseError(ImgSearchError):

@@ -1,0 +1,114 @@
+"""The collection backend protocol: what a store of items and vectors must do for the
+engine, at the level a remote engine needs.
+
+Rows go in as items with their vectors per space; searches take a ``Filters`` object
+(pushed down: the backend evaluates it where the data is, never a list of allowed
+labels); vectors, items and counts come back by id. What a backend can do beyond that is
+declared in ``BackendCapabilities`` rather than guessed from its type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from imgsearch.types import Filters, Item
+
+
+@dataclass(frozen=True)
+class BackendCapabilities:
+    """``filters``: every ``Filters`` field is evaluated by the backend itself.
+    ``bm25``: ``keyword_search`` works. ``hybrid``: ``hybrid_search`` fuses vector and
+    keyword results on the server. ``read_your_writes``: a search right after an
+    acknowledged write sees it, from any client of the collection."""
+
+    filters: bool = True
+    bm25: bool = False
+    hybrid: bool = False
+    read_your_writes: bool = True
+
+
+@dataclass
+class Row:
+    """One item and its vectors, one per space it has (L2-normalised float32)."""
+
+    item: Item
+    vectors: dict[str, NDArray[np.float32]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+
+
+class CollectionBackend(Protocol):
+    """Items with vectors per named space, searched by inner product."""
+
+    @property
+    def uri(self) -> str:
+        """Where the collection lives (a directory, or milvus://host:port/name)."""
+        ...
+
+    @property
+    def capabilities(self) -> BackendCapabilities: ...
+
+    def spaces(self) -> dict[str, int]:
+        """Each vector space with the dimension of its vectors."""
+        ...
+
+    def upsert(self, rows: Sequence[Row]) -> None:
+        """Insert or replace items by id, with their vectors; durable when it returns."""
+        ...
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove items by id; how many existed."""
+        ...
+
+    def search(self, space: str, vector: NDArray[np.float32], k: int,
+               filters: Filters | None = None) -> list[Hit]:
+        """The ``k`` best items by inner product in ``space`` among those ``filters``
+        allow, best first (ties by id)."""
+        ...
+
+    def keyword_search(self, text: str, k: int, filters: Filters | None = None) -> list[Hit]:
+        """BM25 over the items' text, best first; UnsupportedOnBackendError without it."""
+        ...
+
+    def hybrid_search(self, vectors: Mapping[str, NDArray[np.float32]], text: str | None,
+                      k: int, filters: Filters | None = None, rrf_k: int = 60) -> list[Hit]:
+        """Reciprocal-rank fusion, done by the backend, of a search per space and BM25
+        over ``text``; UnsupportedOnBackendError where ``capabilities.hybrid`` is False."""
+        ...
+
+    def fetch_vectors(self, space: str, ids: Sequence[str]
+                      ) -> dict[str, NDArray[np.float32]]:
+        """Stored vectors of those ``ids`` that have one in ``space``."""
+        ...
+
+    def get(self, ids: Sequence[str]) -> dict[str, Item]:
+        """The items of those ``ids`` that exist."""
+        ...
+
+    def count(self) -> int:
+        """How many items the collection holds (counted, never estimated)."""
+        ...
+
+    def rows(self, batch: int = 1000) -> Iterator[list[Row]]:
+        """Every item with its vectors, in batches (what ``migrate`` copies)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def ranked(pairs: Mapping[str, float] | Sequence[tuple[str, float]], k: int) -> list[Hit]:
+    """Hits best first, ties broken by id, at most ``k``."""
+    items = pairs.items() if isinstance(pairs, Mapping) else pairs
+    return [Hit(i, float(s)) for i, s in sorted(items, key=lambda p: (-p[1], p[0]))[:k]]
+
+
+__all__ = ["BackendCapabilities", "CollectionBackend", "Hit", "Row", "ranked"]

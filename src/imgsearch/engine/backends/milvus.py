@@ -1,0 +1,286 @@
+"""``milvus``: a collection held by a Milvus server (2.3 and later; Milvus Lite too), so
+that API nodes keep no state of their own.
+
+One Milvus collection per imgsearch collection: a vector field per space, scalar fields
+for every filter, the item as JSON, and (from Milvus 2.5, and Milvus Lite) the items'
+text with Milvus's own BM25 function for keyword search. Filters are pushed down as a
+Milvus expression (``milvus_filters``).
+
+Consistency: reads are Strong by default (the collection is created with that level
+too), so a search through any node sees every write acknowledged by any other node
+(read-your-writes across a load balancer; Session would only promise it to the node
+that wrote). ``?consistency=bounded`` trades that for latency: a Strong read waits for
+the server's next time tick (about 200 ms on Milvus 2.3 with default settings). Counts
+are ``count(*)`` queries, never ``num_entities`` (which counts deleted rows until
+compaction).
+
+pymilvus is imported when a milvus collection is opened, never before: the command line
+starts without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from imgsearch.engine.backends import milvus_target
+from imgsearch.engine.backends.base import BackendCapabilities, Hit, Row, ranked
+from imgsearch.engine.backends.milvus_collection import (
+    _at_least,
+    _check_existing,
+    _check_indexes,
+    _create,
+)
+from imgsearch.engine.backends.milvus_filters import filter_expression
+from imgsearch.engine.backends.milvus_schema import (
+    from_row,
+    presence_field,
+    to_row,
+    vector_field,
+)
+from imgsearch.engine.backends.milvus_target import (
+    CONSISTENCY,
+    MilvusTarget,
+    T,
+    _call,
+    _connect,
+    _down,
+    _refused,
+    _released,
+    _unreachable,
+    is_milvus_uri,
+    parse_uri,
+)
+from imgsearch.errors import (
+    BackendUnavailableError,
+    ImgSearchError,
+    InvalidInputError,
+    InvalidQueryError,
+    UnsupportedOnBackendError,
+)
+from imgsearch.types import Filters, Item
+
+_BATCH_ROWS = 500
+
+
+class MilvusBackend:
+    """A collection in Milvus (see the module docstring)."""
+
+    def __init__(self, target: MilvusTarget, client: Any, spaces: dict[str, int],
+                 version: str, bm25: bool) -> None:
+        self.target = target
+        self._client = client
+        self._spaces = spaces
+        self.version = version
+        self._bm25 = bm25
+        self._hybrid = _at_least(version, 2, 4)
+
+    # -- opening ---------------------------------------------------------------------
+    @classmethod
+    def open(cls, uri: str, spaces: Mapping[str, int] | None = None, *,
+             create: bool = True) -> MilvusBackend:
+        """Open the collection ``uri`` names; create it with ``spaces`` when missing.
+        BackendUnavailableError when the server cannot be reached, BackendMismatchError
+        for a collection imgsearch did not make or one with other spaces/dimensions."""
+        target = parse_uri(uri)
+        client = _connect(target)
+        version = _call(target, lambda: str(client.get_server_version()))
+        if _call(target, lambda: client.has_collection(target.name)):
+            found, bm25 = _check_existing(target, client, spaces)
+        elif not create:
+            from imgsearch.errors import CollectionNotFoundError
+
+            raise CollectionNotFoundError(f"no collection {target.name!r} on the Milvus server "
+                                          f"at {target.address} ({uri})")
+        elif not spaces:
+            raise InvalidInputError(f"{uri}: a new milvus collection needs its vector spaces "
+                                    f"(index a source into it, or migrate one)")
+        else:
+            found, bm25 = dict(spaces), _at_least(version, 2, 5)
+            _create(target, client, found, bm25)
+        _check_indexes(target, client, found)
+        _call(target, lambda: client.load_collection(target.name, timeout=target.timeout_s))
+        return cls(target, client, found, version, bm25)
+
+    @property
+    def uri(self) -> str:
+        return self.target.uri
+
+    @property
+    def capabilities(self) -> BackendCapabilities:
+        return BackendCapabilities(filters=True, bm25=self._bm25, hybrid=self._hybrid,
+                                   read_your_writes=self.target.consistency == "Strong")
+
+    def spaces(self) -> dict[str, int]:
+        return dict(self._spaces)
+
+    def _do(self, what: Callable[[Any], T]) -> T:
+        """Run ``what(client)``; reconnect with backoff while the server is unreachable,
+        and load the collection again once if the server came back with it released."""
+        delay, failures, reloaded = milvus_target._BACKOFF_S, 0, False
+        while True:
+            try:
+                return what(self._client)
+            except ImgSearchError:
+                raise
+            except Exception as exc:
+                if _released(exc) and not reloaded:
+                    # a server started again may come back with the collection released
+                    reloaded = True
+                    with contextlib.suppress(Exception):  # else the call fails again
+                        self._client.load_collection(self.target.name,
+                                                     timeout=self.target.timeout_s)
+                    continue
+                if not _unreachable(exc):
+                    raise _refused(self.target, exc) from None
+                if failures == self.target.retries:
+                    raise BackendUnavailableError(self.target.uri, _down(self.target, exc)) \
+                        from None
+                failures += 1
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                with contextlib.suppress(BackendUnavailableError):
+                    self._client = _connect(self.target, retries=0)
+
+    # -- writes ----------------------------------------------------------------------
+    def upsert(self, rows: Sequence[Row]) -> None:
+        data = [to_row(r.item, r.vectors, self._spaces) for r in rows]
+        timeout = self.target.timeout_s
+        for start in range(0, len(data), _BATCH_ROWS):
+            batch = data[start:start + _BATCH_ROWS]
+            self._do(lambda c, b=batch: c.upsert(  # type: ignore[misc]
+                self.target.name, b, timeout=timeout))
+
+    def delete(self, ids: Sequence[str]) -> int:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return 0
+        existing = [r["id"] for r in self._get(wanted, ["id"])]
+        if existing:
+            self._do(lambda c: c.delete(self.target.name, ids=existing,
+                                        timeout=self.target.timeout_s))
+        return len(existing)
+
+    # -- reads -----------------------------------------------------------------------
+    def _field(self, space: str) -> str:
+        if space not in self._spaces:
+            raise InvalidQueryError(f"collection {self.uri} has no {space!r} space; it has "
+                                    f"{', '.join(sorted(self._spaces)) or 'none'}")
+        return vector_field(space)
+
+    def _search_params(self) -> dict[str, Any]:
+        return {"metric_type": "IP", "params": dict(self.target.search)}
+
+    def search(self, space: str, vector: NDArray[np.float32], k: int,
+               filters: Filters | None = None) -> list[Hit]:
+        anns = self._field(space)
+        where = " and ".join(e for e in (f"{presence_field(space)} == true",
+                                         filter_expression(filters)) if e)
+        if k <= 0:
+            return []
+        data = [np.asarray(vector, np.float32).tolist()]
+        found = self._do(lambda c: c.search(
+            self.target.name, data=data, anns_field=anns, limit=k, filter=where,
+            output_fields=["id"], search_params=self._search_params(),
+            consistency_level=self.target.consistency, timeout=self.target.timeout_s))
+        return ranked([(str(h["id"]), float(h["distance"])) for h in found[0]], k)
+
+    def keyword_search(self, text: str, k: int, filters: Filters | None = None) -> list[Hit]:
+        if not self._bm25:
+            raise UnsupportedOnBackendError(
+                f"keyword search needs Milvus 2.5 or later (BM25); the server at "
+                f"{self.target.address} runs {self.version}")
+        where = filter_expression(filters)
+        if not text.strip() or k <= 0:
+            return []
+        found = self._do(lambda c: c.search(
+            self.target.name, data=[text], anns_field="sparse", limit=k, filter=where,
+            output_fields=["id"], search_params={"metric_type": "BM25"},
+            consistency_level=self.target.consistency, timeout=self.target.timeout_s))
+        # the server's order (Milvus Lite reports BM25 scores negated)
+        return [Hit(str(h["id"]), abs(float(h["distance"]))) for h in found[0]]
+
+    def hybrid_search(self, vectors: Mapping[str, NDArray[np.float32]], text: str | None,
+                      k: int, filters: Filters | None = None, rrf_k: int = 60) -> list[Hit]:
+        """Reciprocal-rank fusion on the server of a search per space (and BM25 over
+        ``text``), each restricted by ``filters``."""
+        if not self._hybrid:
+            raise UnsupportedOnBackendError(
+                f"hybrid search needs Milvus 2.4 or later; the server at "
+                f"{self.target.address} runs {self.version}")
+        from pymilvus import AnnSearchRequest, RRFRanker
+
+        where = filter_expression(filters)
+        requests = []
+        for space, vector in sorted(vectors.items()):
+            expr = " and ".join(e for e in (f"{presence_field(space)} == true", where) if e)
+            requests.append(AnnSearchRequest(
+                data=[np.asarray(vector, np.float32).tolist()], anns_field=self._field(space),
+                param=self._search_params(), limit=k, expr=expr))
+        if text and text.strip():
+            if not self._bm25:
+                raise UnsupportedOnBackendError(f"keyword search needs Milvus 2.5 or later; "
+                                                f"{self.target.address} runs {self.version}")
+            requests.append(AnnSearchRequest(data=[text], anns_field="sparse",
+                                             param={"metric_type": "BM25"}, limit=k,
+                                             expr=where))
+        if not requests:
+            raise InvalidQueryError("a hybrid search needs a vector or text")
+        found = self._do(lambda c: c.hybrid_search(
+            self.target.name, requests, ranker=RRFRanker(rrf_k), limit=k, output_fields=["id"],
+            consistency_level=self.target.consistency, timeout=self.target.timeout_s))
+        return [Hit(str(h["id"]), float(h["distance"])) for h in found[0]]
+
+    def _get(self, ids: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(ids), _BATCH_ROWS):
+            chunk = list(ids[start:start + _BATCH_ROWS])
+            out += self._do(lambda c, ch=chunk: list(c.get(  # type: ignore[misc]
+                self.target.name, ids=ch, output_fields=fields,
+                consistency_level=self.target.consistency, timeout=self.target.timeout_s)))
+        return out
+
+    def fetch_vectors(self, space: str, ids: Sequence[str]
+                      ) -> dict[str, NDArray[np.float32]]:
+        anns, present = self._field(space), presence_field(space)
+        return {str(r["id"]): np.asarray(r[anns], np.float32)
+                for r in self._get(list(dict.fromkeys(ids)), ["id", anns, present])
+                if r[present]}
+
+    def get(self, ids: Sequence[str]) -> dict[str, Item]:
+        return {str(r["id"]): from_row(r)
+                for r in self._get(list(dict.fromkeys(ids)), ["id", "item"])}
+
+    def count(self) -> int:
+        found = self._do(lambda c: c.query(self.target.name, filter="",
+                                           output_fields=["count(*)"],
+                                           consistency_level=self.target.consistency,
+                                           timeout=self.target.timeout_s))
+        return int(found[0]["count(*)"])
+
+    def rows(self, batch: int = 1000) -> Iterator[list[Row]]:
+        fields = ["id", "item", *(f for s in self._spaces
+                                  for f in (vector_field(s), presence_field(s)))]
+        iterator = self._do(lambda c: c.query_iterator(
+            self.target.name, batch_size=batch, filter="", output_fields=fields,
+            timeout=self.target.timeout_s))
+        while True:
+            page = self._do(lambda _c: iterator.next())
+            if not page:
+                iterator.close()
+                return
+            yield [Row(from_row(r), {s: np.asarray(r[vector_field(s)], np.float32)
+                                     for s in self._spaces if r[presence_field(s)]})
+                   for r in page]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a connection to a server that went away
+            self._client.close()
+
+
+__all__ = ["CONSISTENCY", "MilvusBackend", "MilvusTarget", "is_milvus_uri", "parse_uri"]
