@@ -530,6 +530,9 @@ Camera = Annotated[list[str] | None, typer.Option(
     "--camera", help="Camera make and model as stored ('Google Pixel 4a'); repeatable.")]
 Near = Annotated[str | None, typer.Option(
     "--near", help="LAT,LON,KM: photos taken within KM km of that position.")]
+Place = Annotated[list[str] | None, typer.Option(
+    "--place", help="Photos whose city, region or country is this name ('Lisbon', "
+                    "'Portugal'); repeatable.")]
 Limit = Annotated[int | None, typer.Option(
     "--limit", "-n", help="Results per page (default: the default_limit setting, 10).")]
 MinConfidence = Annotated[float | None, typer.Option(
@@ -551,7 +554,8 @@ Offset = Annotated[int, typer.Option("--offset")]
 
 
 def _photo_filters(filters: Filters, taken_after: str | None, taken_before: str | None,
-                   camera: list[str] | None, near: str | None) -> Filters:
+                   camera: list[str] | None, near: str | None,
+                   place: list[str] | None = None) -> Filters:
     position: tuple[float, float, float] | None = None
     if near is not None:
         parts = near.split(",")
@@ -562,7 +566,8 @@ def _photo_filters(filters: Filters, taken_after: str | None, taken_before: str 
                                     f"got {near!r}") from None
         position = (lat, lon, km)
     return dataclasses.replace(filters, taken_after=taken_after, taken_before=taken_before,
-                               cameras=tuple(camera or ()), near=position)
+                               cameras=tuple(camera or ()), near=position,
+                               places=tuple(place or ()))
 
 
 def _search_and_print(collection: Path, request: SearchRequest, limit: int | None,
@@ -591,7 +596,8 @@ def search(
     tag: Tag = None, orientation: OrientationOpt = None, min_width: MinWidth = None,
     min_height: MinHeight = None, attr: Attr = None, taken_after: TakenAfter = None,
     taken_before: TakenBefore = None, camera: Camera = None, near: Near = None,
-    limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False, fmt: FormatOpt = "table",
+    place: Place = None, limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False,
+    fmt: FormatOpt = "table",
     parse: Annotated[bool, typer.Option(
         "--parse/--no-parse", help="Understand prices, colours, brands and categories in "
                                    "the text.")] = True,
@@ -619,7 +625,7 @@ def search(
             filters=_photo_filters(
                 _filters(category, brand, price_min, price_max, color, license_,
                          tag, orientation, min_width, min_height, attr),
-                taken_after, taken_before, camera, near))
+                taken_after, taken_before, camera, near, place))
         _search_and_print(collection, request, limit, as_json, offset, fmt)
 
 
@@ -632,7 +638,8 @@ def similar(
     tag: Tag = None, orientation: OrientationOpt = None, min_width: MinWidth = None,
     min_height: MinHeight = None, attr: Attr = None, taken_after: TakenAfter = None,
     taken_before: TakenBefore = None, camera: Camera = None, near: Near = None,
-    limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False, fmt: FormatOpt = "table",
+    place: Place = None, limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False,
+    fmt: FormatOpt = "table",
     min_confidence: MinConfidence = None, collapse: CollapseOpt = True,
     boost: Boost = None, max_per_category: MaxPerCategory = None, mmr: Mmr = None,
     prefer_color: PreferColor = None,
@@ -647,7 +654,7 @@ def similar(
             filters=_photo_filters(
                 _filters(category, brand, price_min, price_max, color, license_,
                          tag, orientation, min_width, min_height, attr),
-                taken_after, taken_before, camera, near))
+                taken_after, taken_before, camera, near, place))
         _search_and_print(collection, request, limit, as_json, offset, fmt)
 
 
