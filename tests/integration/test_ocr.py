@@ -151,3 +151,12 @@ def test_words_run_together_are_split_and_kept_as_read():
     text = scene_text.words_of(["GIANTSMERMAID x", "Toonie", "Harbour", "!", ""], split)
     assert text == "GIANTS MERMAID GIANTSMERMAID\nTo on ie Toonie\nHarbour"
     assert scene_text.words_of(["- ;"], split) is None
+
+
+def test_the_word_table_splits_english_runs_and_leaves_other_words_whole():
+    wordninja = pytest.importorskip("wordninja", reason="wordninja is not installed")
+    split = scene_text._splitter(wordninja)
+    assert split("GIANTSMERMAID") == ["GIANTS", "MERMAID"]
+    assert split("deprivethemof") == ["deprive", "them", "of"]
+    assert split("seahorse") == ["seahorse"]  # a word of the table stays whole
+    assert split("Wesnoth") == ["Wesnoth"]  # not "Wes no th"

@@ -14,7 +14,9 @@ time per image has run out (detection itself is bounded by the pixel cap).
 The recogniser drops most spaces between words ("GIANTSMERMAID"), so each run of
 letters that is not itself a known word is split into the likeliest English words by
 their frequency (``wordninja``'s table of English Wikipedia word counts), and kept as
-read too, since it may be one word the table lacks ("toonie").
+read too, since it may be one word the table lacks ("toonie"). A split with fragments
+(pieces of one or two letters that are not English words) is not made: that is what a
+word of another language or a name falls into.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ MAX_LINES = 200  # text lines recognised at most per image
 _BATCH = 6  # lines recognised per model call (checking the time between calls)
 _LETTERS = re.compile(r"[^\W\d_]{6,}")  # a run of letters long enough to hold two words
 _WORD = re.compile(r"\w+")
+# the words of one or two letters a run of English may hold ("deprivethemof", "arare")
+_SHORT_WORDS = frozenset({"a", "i", "am", "an", "as", "at", "be", "by", "do", "go", "he",
+                          "if", "in", "is", "it", "me", "my", "no", "of", "oh", "ok", "on",
+                          "or", "so", "to", "up", "us", "we"})
 
 
 @dataclass
@@ -106,7 +112,12 @@ def _splitter(wordninja: Any) -> Callable[[str], list[str]]:
         if run.lower() in known:
             return [run]
         parts: list[str] = wordninja.split(run)
-        return parts if "".join(parts) == run else [run]  # it drops what it cannot place
+        if "".join(parts) != run:  # it drops what it cannot place
+            return [run]
+        # fragments are what a word of another language (or a name) falls into:
+        # "Wesnoth" -> "Wes no th", "completar" -> "comp le tar"; those stay whole
+        return parts if all(len(p) > 2 or p.lower() in _SHORT_WORDS for p in parts) \
+            else [run]
     return split
 
 
