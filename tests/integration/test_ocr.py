@@ -160,3 +160,17 @@ def test_the_word_table_splits_english_runs_and_leaves_other_words_whole():
     assert split("deprivethemof") == ["deprive", "them", "of"]
     assert split("seahorse") == ["seahorse"]  # a word of the table stays whole
     assert split("Wesnoth") == ["Wesnoth"]  # not "Wes no th"
+
+
+@needs_rapidocr
+def test_an_ocr_failure_loses_the_text_not_the_image(tmp_path, monkeypatch):
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("a degenerate text box")
+
+    reader, _ = ocr.find_ocr("eng", 20.0, 4_000_000)
+    assert isinstance(reader, scene_text.RapidOcrReader)
+    monkeypatch.setattr(reader.pipeline, "auto_text_det", broken)
+    assert reader.read(picture(5, (320, 240))) is None
+    # a sliver (RapidOCR's own resize raises on it) and a single pixel: no text, no error
+    assert reader.read(Image.new("RGB", (4000, 32), "white")) is None
+    assert reader.read(Image.new("RGB", (1, 1))) is None

@@ -4,8 +4,9 @@ The models (PP-OCRv4 detection and recognition, a 0/180 degree orientation class
 ship inside the ``rapidocr-onnxruntime`` wheel: nothing is downloaded. Unlike Tesseract,
 which is made for scanned pages, PP-OCR was trained on text in scenes, so one reading
 finds tilted text, text on busy backgrounds and light text on dark alike. On the 200
-rendered photos of bench/ocr.py it read 0.87 of the words at about 0.3 s an image,
-against Tesseract's 0.68 at 6.7 s with six readings (BENCHMARKS.md).
+rendered photos of bench/ocr.py it read 0.98 of the words (0.87 without the splitting
+below) at 0.4-0.8 s an image, against Tesseract's 0.79 at 2-3.6 s with six readings
+(BENCHMARKS.md, "OCR at ingest").
 
 Limits: the image is scaled down to at most ``max_pixels``; at most ``MAX_LINES`` text
 lines are recognised; recognition goes in batches and stops, returning nothing, when the
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-MIN_SCORE = 0.6  # mean confidence of a text line below which it is left out
+MIN_SCORE = 0.6  # mean confidence of a text line below which it is left out (not tuned)
 MAX_LINES = 200  # text lines recognised at most per image
 _BATCH = 6  # lines recognised per model call (checking the time between calls)
 _LETTERS = re.compile(r"[^\W\d_]{6,}")  # a run of letters long enough to hold two words
@@ -53,7 +54,12 @@ class RapidOcrReader:
 
     def read(self, image: Image.Image) -> str | None:
         """The words read from ``image`` (None when there are none or time ran out)."""
-        deadline = time.monotonic() + self.timeout_s
+        try:
+            return self._read(image, time.monotonic() + self.timeout_s)
+        except Exception:  # an OCR failure (a degenerate text box, a model error)
+            return None  # loses the image's text, never the image
+
+    def _read(self, image: Image.Image, deadline: float) -> str | None:
         pixels = np.asarray(self.scale(image.convert("RGB"), self.max_pixels))[:, :, ::-1]
         ocr = self.pipeline
         prepared, _, _ = ocr.preprocess(np.ascontiguousarray(pixels))
@@ -97,9 +103,10 @@ def load_rapidocr(timeout_s: float, max_pixels: int,
         import wordninja
         from rapidocr_onnxruntime import RapidOCR
     except ImportError as exc:
-        return None, (f"OCR is on but {exc.name or 'rapidocr-onnxruntime'} is not "
-                      "installed (pip install rapidocr-onnxruntime --no-deps pyclipper "
-                      "shapely wordninja, or set ocr_engine = tesseract); no text is read")
+        return None, (f"OCR is on but {exc.name or 'rapidocr_onnxruntime'} is not "
+                      "installed (pip install --no-deps rapidocr-onnxruntime==1.4.4; pip "
+                      "install pyclipper shapely pyyaml wordninja; or set ocr_engine = "
+                      "tesseract); no text is read")
     # one thread each: ingest already decodes one image per core
     pipeline = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1)
     return RapidOcrReader(pipeline, _splitter(wordninja), timeout_s, max_pixels, scale), None
