@@ -177,7 +177,7 @@ class Settings:
 
     # photos: text read from the pixels at ingest, by RapidOCR (PP-OCR models shipped in
     # its wheel) or Tesseract (the `tesseract` command). Off by default: RapidOCR costs
-    # ~0.3 s of CPU per image against a few ms for the rest of ingest (BENCHMARKS.md,
+    # 0.4-0.8 s of CPU per image against a few ms for the rest of ingest (BENCHMARKS.md,
     # bench/ocr.py). Languages are Tesseract's codes joined by "+" ("eng+deu"), each
     # needing its tesseract-ocr-<code> package; RapidOCR reads English and Chinese.
     ocr: bool = False
