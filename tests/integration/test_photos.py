@@ -3,9 +3,11 @@ and album queries answer exactly; hostile EXIF never fails an item."""
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import sqlite3
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +20,7 @@ from exif_cases import CASES, hostile_jpeg
 from imagegen import write_image
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
+from imgsearch.enrich import places
 from imgsearch.errors import InvalidFilterError
 from imgsearch.store.schema import SCHEMA_VERSION
 from imgsearch.types import Filters, Query
@@ -284,3 +287,17 @@ def test_an_upload_with_hostile_exif_is_accepted(engine):
             answer = client.put(f"/v1/items/upload{number}", json=body)
             assert answer.status_code in (200, 201), answer.text
     assert engine.get("upload0").camera is None
+
+
+def test_loading_the_gazetteer_keeps_the_csv_field_limit(monkeypatch):
+    # reverse_geocoder lifts the csv module's field limit when imported; catalog files
+    # rely on it to refuse huge fields, so the import must leave it as it was
+    pytest.importorskip("reverse_geocoder", reason="reverse_geocoder is not installed")
+    monkeypatch.delitem(sys.modules, "reverse_geocoder")  # imported afresh below
+    outside = csv.field_size_limit(128 * 1024)  # the csv module's own default
+    try:
+        place = places._Gazetteer().lookup(*LISBON)
+        assert place is not None and place.city == "Lisbon"
+        assert csv.field_size_limit() == 128 * 1024
+    finally:
+        csv.field_size_limit(outside)
