@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from imagegen import textured
 from imgsearch.encode.descriptor import DescriptorEncoder
@@ -23,7 +24,17 @@ from imgsearch.search.calibration import (
     background_level,
     noise_like,
 )
-from imgsearch.search.verify import LARGE_SIDE, SIDE, features, query_side, verify
+from imgsearch.search.matching import Candidate, QueryImage, central_part, match_kinds
+from imgsearch.search.verify import (
+    LARGE_SIDE,
+    MIN_INLIERS,
+    SIDE,
+    FeatureCache,
+    Features,
+    features,
+    query_side,
+    verify,
+)
 
 
 class _Space:
@@ -161,6 +172,50 @@ def test_a_crop_verifies_against_a_large_thumbnail() -> None:
     assert not verify(other, stored).copy
 
 
+def _flat_graphic(seed: int, size: tuple[int, int] = (1280, 800)) -> Image.Image:
+    """A vector-style wallpaper: a few large flat shapes on a smooth gradient, so there
+    are few corners for keypoints to find."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    ramp = np.linspace(0, 1, w, dtype=np.float32)[None, :, None]
+    top, bottom = rng.uniform(20, 235, 3), rng.uniform(20, 235, 3)
+    pixels = (top * (1 - ramp) + bottom * ramp) * np.ones((h, 1, 1), np.float32)
+    image = Image.fromarray(pixels.astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(4):
+        points = [(float(rng.uniform(0, w)), float(rng.uniform(0, h))) for _ in range(3)]
+        draw.polygon(points, fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    x, y = float(rng.uniform(0.3, 0.7) * w), float(rng.uniform(0.3, 0.7) * h)
+    draw.ellipse((x - w / 6, y - h / 5, x + w / 6, y + h / 5),
+                 fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return image
+
+
+def test_a_closer_look_finds_more_of_a_flat_graphic_and_still_tells_others_apart() -> None:
+    """Few corners and a fifth of the picture covered: a closer look finds more keypoints
+    than a plain one (which stops at 500) and the copy verifies with them; other
+    graphics of the same kind still do not."""
+    original = _flat_graphic(5)
+    thumbnail = original.copy()
+    thumbnail.thumbnail((LARGE_SIDE, LARGE_SIDE))
+    plain = features(thumbnail, side=LARGE_SIDE)
+    stored = features(thumbnail, side=LARGE_SIDE, closer=True)
+    assert len(plain) <= 500 < len(stored) and stored.closer
+    w, h = original.size
+    banner = original.copy()
+    draw = ImageDraw.Draw(banner)
+    draw.rectangle((0, round(h * 0.8), w, h), fill=(200, 30, 60))
+    draw.text((w // 20, round(h * 0.85)), "SALE -50% today only", fill=(255, 255, 255),
+              font_size=h // 14)
+    closer = verify(features(banner, side=query_side(stored), closer=True), stored)
+    assert closer.copy and closer.inliers > verify(
+        features(banner, side=query_side(plain)), plain).inliers, closer
+    for seed in (6, 7, 8):
+        other = verify(features(_flat_graphic(seed), side=query_side(stored), closer=True),
+                       stored)
+        assert not other.copy, (seed, other)
+
+
 def test_the_shipped_background_is_package_data() -> None:
     """pyproject.toml ships the backgrounds with the package."""
     root = Path(__file__).resolve().parents[2]
@@ -184,3 +239,44 @@ def test_a_tiny_collection_needs_the_prior_and_the_background_to_agree() -> None
     larger = calibration.judge_image_hits(scores, query, large, strict, sample)
     assert larger[0] >= 0.5  # a collection this size: the strongest view counts
     assert np.all(calibration.judge_image_hits(scores, query, tiny, None, None) == 1.0)
+
+
+class _RecordingCache(FeatureCache):
+    """A feature cache that notes which looks were asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[object, bool]] = []
+
+    def get(self, key: Hashable, load: Callable[[], Image.Image | None],
+            side: int = LARGE_SIDE, closer: bool = False) -> Features | None:
+        self.asked.append((key, closer))
+        return super().get(key, load, side, closer)
+
+
+def _candidate(key: int, image: Image.Image) -> Candidate:
+    thumbnail = image.copy()
+    thumbnail.thumbnail((LARGE_SIDE, LARGE_SIDE))
+    return Candidate(key, None, None, None, ("thumbnail", key), lambda: thumbnail)
+
+
+def test_only_the_first_candidate_gets_a_closer_look_and_only_when_none_verified() -> None:
+    query = QueryImage(np.zeros(4, np.float32), "query", _flat_graphic(5))
+    others = [_candidate(k, _flat_graphic(k)) for k in (6, 7, 8)]
+    cache = _RecordingCache()
+    assert match_kinds([query], others, cache) == {}
+    closer = [key for key, close in cache.asked if close]
+    assert closer == [("thumbnail", 6)]  # the first in rank order, once
+    cache = _RecordingCache()
+    found = match_kinds([query], [_candidate(5, _flat_graphic(5)), *others], cache)
+    assert found[5].kind == "copy" and found[5].evidence["inliers"] >= MIN_INLIERS
+    assert not any(close for _key, close in cache.asked)  # a plain look was enough
+
+
+def test_the_central_part_keeps_the_middle_of_each_side() -> None:
+    image = Image.new("RGB", (200, 100), "black")
+    image.paste((255, 0, 0), (30, 15, 170, 85))  # the central 70 % is red
+    part = central_part(image)
+    assert part.size == (140, 70)
+    assert part.getcolors() == [(140 * 70, (255, 0, 0))]
+    assert central_part(image, 0.5).size == (100, 50)

@@ -98,6 +98,21 @@ def test_reduce_to_shrinks_jpeg_but_keeps_the_original_size() -> None:
     assert mean_abs_diff(decoded.image, full) < 10
 
 
+def test_a_query_decode_keeps_the_longer_side_its_features_need() -> None:
+    """A query image is decoded at the smallest JPEG scale that keeps its shorter side
+    for the encoder and its longer side for local features: a 1280 x 800 JPEG at half
+    scale, where the ingest rule (shorter side 512) must decode it in full."""
+    data = gen.jpeg_bytes(9, (1280, 800))
+    query = decode(data, reduce_to=160, longer_at_least=512)
+    assert (query.width, query.height) == (1280, 800)
+    assert query.image.size == (640, 400)
+    assert decode(data, reduce_to=512).image.size == (1024, 640)
+    square = decode(gen.jpeg_bytes(9, (1600, 1600)), reduce_to=160, longer_at_least=512)
+    assert square.image.size == (800, 800)  # 1/4 would leave 400 < 512
+    wide = decode(gen.png_bytes(9, (3000, 600)), reduce_to=160, longer_at_least=512)
+    assert max(wide.image.size) == 1024  # at most twice the longer side asked for
+
+
 def test_reduce_to_shrinks_png_too() -> None:
     decoded = decode(gen.png_bytes(9, (900, 300)), reduce_to=100)
     assert (decoded.width, decoded.height) == (900, 300)

@@ -44,6 +44,31 @@ def test_deterministic_and_independent_of_batching(encoder: Encoder) -> None:
     np.testing.assert_allclose(encoder.embed_images(images), together, atol=0)
 
 
+def test_a_query_is_described_with_one_blas_thread_and_the_setting_is_put_back(
+        encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small batches (a query's images) run with one BLAS thread; the process's own
+    setting is back afterwards, also when several callers overlap."""
+    from imgsearch.encode import descriptor
+    from imgsearch.encode.blas import blas_threads, one_blas_thread
+
+    before = blas_threads()
+    seen: list[list[int]] = []
+    original = descriptor.describe_batch
+
+    def spy(batch: np.ndarray) -> np.ndarray:
+        seen.append(blas_threads())
+        return original(batch)
+
+    monkeypatch.setattr(descriptor, "describe_batch", spy)
+    with one_blas_thread():
+        encoder.embed_image(picture(1))  # nested: the outer caller keeps it at one
+        assert blas_threads() == [1] * len(before)
+    encoder.embed_images([picture(seed) for seed in range(descriptor._SMALL_BATCH + 1)])
+    assert seen[0] == [1] * len(before)
+    assert seen[1] == before  # a large batch keeps the process's threads
+    assert blas_threads() == before
+
+
 def test_flat_and_extreme_images_give_unit_vectors(encoder: Encoder) -> None:
     flats = [Image.new("RGB", (64, 48), c) for c in [(0, 0, 0), (255, 255, 255), (200, 30, 30)]]
     vectors = encoder.embed_images(flats)

@@ -50,6 +50,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from imgsearch.encode.base import Encoder
+from imgsearch.encode.blas import one_blas_thread
 
 VERSION = 2
 SIDE = 80  # working resolution: enough for layout, edges and texture, cheap to compute
@@ -364,7 +365,15 @@ class DescriptorEncoder(Encoder):
 
     def _embed_image_batch(self, images: Sequence[Image.Image]) -> NDArray[np.float32]:
         batch = np.stack([_prepare(im) for im in images])
-        return describe_batch(batch)
+        if len(batch) > _SMALL_BATCH:
+            return describe_batch(batch)
+        with one_blas_thread():
+            return describe_batch(batch)
+
+
+# A query's few images are described with one BLAS thread (``encode.blas``); ingest's
+# batches of 64 keep the process's threads.
+_SMALL_BATCH = 4
 
 
 DIM = sum(SIZES.values())

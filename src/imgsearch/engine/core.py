@@ -78,7 +78,7 @@ from imgsearch.search.calibration import (
 )
 from imgsearch.search.space import JournalGap, SpaceIndex
 from imgsearch.search.understand import Vocabulary
-from imgsearch.search.verify import FeatureCache
+from imgsearch.search.verify import LARGE_SIDE, FeatureCache
 from imgsearch.store.catalog import Catalog, WriteResult
 from imgsearch.store.files import (
     ORIGINALS_DIR,
@@ -486,7 +486,7 @@ class Engine:
         """A query image as decoded (its pixels serve verification) and its vector."""
         with stage("decode"):
             decoded = self.preparer.decode(value, value if isinstance(value, str)
-                                           else "<query image>")
+                                           else "<query image>", longer_at_least=LARGE_SIDE)
         key = ("image", self.manifest.spaces["image"].model_id, decoded.content_hash)
         cached = self._cached_vector(key)
         if cached is not None:

@@ -66,6 +66,7 @@ class DecodeRequest:
     max_pixels: int
     min_side: int
     reduce_to: int
+    longer_at_least: int = 0  # a query image: its local features need this longer side
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,10 @@ def decode_job(request: DecodeRequest) -> DecodedImage:
     if isinstance(r.payload, bytes):
         return decode_image(r.payload, source=r.source, max_bytes=r.max_bytes,
                             max_pixels=r.max_pixels, min_side=r.min_side,
-                            reduce_to=r.reduce_to)
+                            reduce_to=r.reduce_to, longer_at_least=r.longer_at_least)
     return decode_file(Path(r.payload), max_bytes=r.max_bytes, max_pixels=r.max_pixels,
-                       min_side=r.min_side, reduce_to=r.reduce_to)
+                       min_side=r.min_side, reduce_to=r.reduce_to,
+                       longer_at_least=r.longer_at_least)
 
 
 def derive_job(request: DecodeRequest, thumbnail_size: int) -> Derived:
@@ -166,15 +168,19 @@ class Preparer:
         return max(side, _OCR_SIDE) if self.ocr is not None else side
 
     def request(self, value: ImageInput | None, source: str,
-                fetched: dict[str, bytes | FetchError] | None = None) -> DecodeRequest:
-        """What to decode for ``value``: URLs are downloaded here, files read by the job."""
+                fetched: dict[str, bytes | FetchError] | None = None,
+                longer_at_least: int = 0) -> DecodeRequest:
+        """What to decode for ``value``: URLs are downloaded here, files read by the job.
+        With ``longer_at_least`` (a query image, which makes no thumbnail), only what the
+        image encoder and that longer side need is decoded."""
         s = self.settings
         if value is None:
             raise ImageError(f"{source}: the item has no image")
+        reduce_to = self.image_encoder.image_side if longer_at_least else self.reduce_to
 
         def of(payload: bytes | str, max_bytes: int) -> DecodeRequest:
             return DecodeRequest(payload, source, max_bytes, s.max_pixels, s.min_side,
-                                 self.reduce_to)
+                                 reduce_to, longer_at_least)
 
         if isinstance(value, Image.Image):
             return of(_png(value), 1 << 40)
@@ -191,8 +197,9 @@ class Preparer:
         return of(ref, s.max_file_bytes)
 
     def decode(self, value: ImageInput | None, source: str,
-               fetched: dict[str, bytes | FetchError] | None = None) -> DecodedImage:
-        request = self.request(value, source, fetched)
+               fetched: dict[str, bytes | FetchError] | None = None,
+               longer_at_least: int = 0) -> DecodedImage:
+        request = self.request(value, source, fetched, longer_at_least)
         processes = None if isinstance(value, Image.Image) else self.processes
         if processes is None:
             return self.decode_job(request)

@@ -9,6 +9,7 @@ import hashlib
 import math
 import os
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,10 +17,13 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from imgsearch.encode.blas import one_blas_thread
 from imgsearch.engine.dedup import collapse_hits
 from imgsearch.engine.known import check_known_values
 from imgsearch.engine.similar import SOFT_SIGNALS, more_like_this
 from imgsearch.engine.similar import weights as similar_weights
+from imgsearch.engine.text_feedback import evidence as expansion_evidence
+from imgsearch.engine.text_feedback import expand
 from imgsearch.engine.timing import current as current_timings
 from imgsearch.engine.timing import recording, stage
 from imgsearch.errors import ImgSearchError, InvalidQueryError, ItemNotFoundError
@@ -30,8 +34,10 @@ from imgsearch.search.calibration import (
     prior,
 )
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
+from imgsearch.search.feedback import NAME as FEEDBACK
 from imgsearch.search.fusion import RankedList, fuse
 from imgsearch.search.matching import (
+    CROP_CANDIDATES,
     HASH_CANDIDATES,
     PHASH_RADIUS,
     SIMILAR_CEILING,
@@ -43,6 +49,7 @@ from imgsearch.search.matching import (
     match_kinds,
 )
 from imgsearch.search.planner import RerankOptions, business_weights, rerank, subset
+from imgsearch.search.space import SpaceIndex
 from imgsearch.search.understand import Interpretation, understand
 from imgsearch.store.catalog import FIELD_SIGNALS
 from imgsearch.store.filters import validate as validate_filters
@@ -185,6 +192,8 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
     """
     n = len(ranked.keys)
     parts = [np.zeros(n, np.float32)]
+    if FEEDBACK in ranked.evidence:  # looks like a confident hit: as sure as that hit
+        parts.append(ranked.evidence[FEEDBACK])
     if "keyword" in ranked.evidence:
         # BM25 is not comparable across queries; the share of the query's words an
         # item contains is: "tax court ruling" matching only "rules" is a weak match
@@ -192,7 +201,7 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
     image_done = False
     for name, scores in ranked.per_signal.items():
         space_name = name.split(":", 1)[0]
-        if name == "keyword" or space_name == "not-image" or name in SOFT_SIGNALS \
+        if name in ("keyword", FEEDBACK) or space_name == "not-image" or name in SOFT_SIGNALS \
                 or name in FIELD_SIGNALS:  # parts of the keyword list, judged with it
             continue  # closeness to a counter-example, a shared category: no evidence
         if space_name == "image":
@@ -242,26 +251,35 @@ def _image_confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
 
 def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
              looks: list[QueryImage], hashed: list[int], negatives: list[QueryImage],
-             promote: bool) -> tuple[Ranked, NDArray[np.float32], dict[int, Match]]:
-    """Exact and verified copies among the best few candidates and those whose perceptual
-    hash is close (``hashed``), their confidence raised to what the evidence says and,
-    when ``promote`` (image-only queries: a hybrid one keeps the order its weights give),
-    moved to the front, exact first."""
+             promote: bool, signals: list[Signal] | None = None,
+             cropped: Callable[[], list[int]] = list
+             ) -> tuple[Ranked, NDArray[np.float32], dict[int, Match]]:
+    """Exact and verified copies among the best few candidates, those whose perceptual
+    hash is close (``hashed``) and, when none of these verifies, those ``cropped`` gives
+    (found by the query images' central parts; one that verifies joins the list),
+    their confidence raised to what the evidence says and, when ``promote`` (image-only
+    queries: a hybrid one keeps the order its weights give), moved to the front, exact
+    first."""
     # several examples: each may have its own copy among the candidates
     top = [int(k) for k in ranked.keys[:min(VERIFY_TOP * len(looks), 4 * VERIFY_TOP)]]
     top += [k for k in hashed if k not in top]
     if not looks or not top:
         return ranked, confidence, {}
-    items = engine.catalog.items_by_key(top)
-    found, vectors = engine.spaces["image"].vectors_of_keys(np.asarray(top, np.int64))
-    stored = dict(zip(found.tolist(), vectors, strict=True))
-    candidates = [Candidate(key, stored.get(key), item.content_hash, item.phash,
-                            ("thumbnail", key, item.thumbnail, item.content_hash),
-                            functools.partial(_stored_image, engine, item))
-                  for key in top if (item := items.get(key)) is not None]
-    matches = match_kinds(looks, candidates, engine.feature_cache, negatives)
+
+    def more() -> list[Candidate]:
+        return _candidates(engine, [k for k in cropped() if k not in top])
+
+    matches = match_kinds(looks, _candidates(engine, top), engine.feature_cache, negatives,
+                          more)
     if not matches:
         return ranked, confidence, {}
+    joined = [k for k in matches if k not in set(ranked.keys.tolist())]
+    if joined and signals is not None:  # verified copies found by their central parts
+        before = len(ranked.keys)
+        ranked = _join(ranked, signals, engine.spaces["image"], joined, "crop")
+        confidence = np.concatenate([confidence,
+                                     np.zeros(len(ranked.keys) - before, np.float32)])
+        matches = {k: m for k, m in matches.items() if k in set(ranked.keys.tolist())}
     confidence = confidence.copy()
     tier = np.full(len(ranked.keys), 2, np.int64)
     position_of = {int(k): i for i, k in enumerate(ranked.keys.tolist())}
@@ -274,6 +292,19 @@ def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
         return ranked, confidence, matches
     order = np.argsort(tier, kind="stable")
     return subset(ranked, order), confidence[order], matches
+
+
+def _candidates(engine: Engine, keys: list[int]) -> list[Candidate]:
+    """What verification needs of the items ``keys`` (in that order)."""
+    if not keys:
+        return []
+    items = engine.catalog.items_by_key(keys)
+    found, vectors = engine.spaces["image"].vectors_of_keys(np.asarray(keys, np.int64))
+    stored = dict(zip(found.tolist(), vectors, strict=True))
+    return [Candidate(key, stored.get(key), item.content_hash, item.phash,
+                      ("thumbnail", key, item.thumbnail, item.content_hash),
+                      functools.partial(_stored_image, engine, item))
+            for key in keys if (item := items.get(key)) is not None]
 
 
 def _hash_candidates(engine: Engine, ranked: Ranked, signals: list[Signal],
@@ -297,6 +328,34 @@ def _hash_candidates(engine: Engine, ranked: Ranked, signals: list[Signal],
         keys = [k for k in keys if _members_of(allowed, k)]
     if not keys:
         return ranked, []
+    return _join(ranked, signals, space, keys, "phash"), keys
+
+
+def _crop_keys(engine: Engine, signals: list[Signal], looks: list[QueryImage],
+               allowed: NDArray[np.int64] | None, exclude: int | None,
+               params: Mapping[str, int]) -> list[int]:
+    """The items nearest the central part of each query image (``matching.CROP_SHARE``):
+    a third way to find a copy, whose borders changed (rotated, framed, overlaid along
+    an edge, another aspect ratio of the picture), that the whole image's vector ranks
+    far down. Asked for only when no other candidate verified; they count only if they
+    verify. Only for the descriptor: a crop costs it 2 ms, CLIP a second model pass."""
+    space = engine.spaces.get("image")
+    encoder = engine.encoder("image")
+    if not looks or space is None or encoder.name != "descriptor" or \
+            any(sig.name not in ("image", "text", "clip_text") for sig in signals):
+        return []
+    vectors = encoder.embed_images([look.central for look in looks])
+    keys: list[int] = []
+    for vector in vectors:
+        found, _scores, _plan = space.search(vector, CROP_CANDIDATES + 1, allowed, params)
+        keys += [int(k) for k in found.tolist() if int(k) != exclude][:CROP_CANDIDATES]
+    return list(dict.fromkeys(keys))
+
+
+def _join(ranked: Ranked, signals: list[Signal], space: SpaceIndex, keys: list[int],
+          source: str) -> Ranked:
+    """``ranked`` with those of ``keys`` it lacks added at its end, scored on the image
+    signals (the others give them nothing)."""
     present = set(ranked.keys.tolist())
     new = np.asarray([k for k in keys if k not in present], dtype=np.int64)
     if len(new):
@@ -307,21 +366,22 @@ def _hash_candidates(engine: Engine, ranked: Ranked, signals: list[Signal],
         combined = np.zeros(len(new), np.float32)
         per_signal = {}
         for name, column in ranked.per_signal.items():
-            sig = by_name[name]
-            if sig.space is space:
+            sig = by_name.get(name)  # "image:0" of a fused multi-image list: not one signal
+            if sig is not None and sig.space is space:
                 extra = (vectors @ sig.vector).astype(np.float32)
             else:
                 extra = np.zeros(len(new), np.float32)  # judged by the image alone
             per_signal[name] = np.concatenate([column, extra])
-            combined += np.float32(sig.weight / total) * extra
+            if sig is not None:
+                combined += np.float32(sig.weight / total) * extra
         ranked = Ranked(np.concatenate([ranked.keys, new]),
                         np.concatenate([ranked.scores, combined]), per_signal,
                         {n: np.concatenate([c, np.zeros(len(new), c.dtype)])
                          for n, c in ranked.ranks.items()},
-                        ranked.plan + " +phash", ranked.candidates + len(new),
+                        ranked.plan + f" +{source}", ranked.candidates + len(new),
                         {n: np.concatenate([c, np.zeros(len(new), c.dtype)])
                          for n, c in ranked.evidence.items()})
-    return ranked, keys
+    return ranked
 
 
 def _members_of(allowed: NDArray[np.int64], key: int) -> bool:
@@ -381,10 +441,13 @@ _SIGNAL_WEIGHT = {"text": "weight_text", "clip_text": "weight_clip_text"}
 
 
 def _fused_text(engine: Engine, query: Query, signals: list[Signal],
-                allowed: NDArray[np.int64] | None) -> Ranked:
-    """Text queries: keyword (BM25) and semantic lists, fused (RRF by default)."""
+                allowed: NDArray[np.int64] | None) -> tuple[Ranked, dict[str, Any]]:
+    """Text queries: keyword (BM25) and semantic lists, fused (RRF by default), then
+    expanded from the surest hits of that ranking (engine.text_feedback). Also returns
+    what the query was expanded with, for the interpretation."""
     s = engine.settings
     k = fetch_size(query.offset, query.limit)
+    assert query.text is not None
     lists: list[RankedList] = []
     plans = []
     for signal in signals:
@@ -392,21 +455,23 @@ def _fused_text(engine: Engine, query: Query, signals: list[Signal],
         lists.append(RankedList(signal.name, keys, scores,
                                 getattr(s, _SIGNAL_WEIGHT.get(signal.name, "weight_text"))))
         plans.append(f"{signal.name}:{plan}")
-    assert query.text is not None
     keys, scores = engine.catalog.keyword_search(query.text, k, s.keyword_weights(),
                                                  query.filters)
     lists.append(RankedList("keyword", keys, scores, s.weight_keyword))
     plans.append("keyword:fts5")
-    fused = fuse(lists, s.fusion, s.rrf_k)
+    expansion = expand(engine, query, signals, lists, fuse(lists, s.fusion, s.rrf_k), k,
+                       allowed)
+    fused = expansion.fused
     top = fused.keys[:k]
-    evidence: dict[str, NDArray[np.float32]] = {}
     per_signal = {name: col[:k] for name, col in fused.list_scores.items()}
-    if "keyword" in fused.ranks and query.text:
+    evidence = expansion_evidence(engine, expansion, top, per_signal)
+    if "keyword" in fused.ranks:
         evidence["keyword"] = engine.catalog.term_coverage(query.text, top)
         per_signal.update(engine.catalog.field_matches(query.text, top))  # "ocr", ...
     return Ranked(top, fused.scores[:k], per_signal,
                   {name: col[:k] for name, col in fused.ranks.items()},
-                  ", ".join(plans) + f" fused:{s.fusion}", len(fused.keys), evidence)
+                  ", ".join(plans + expansion.plans) + f" fused:{s.fusion}", len(fused.keys),
+                  evidence), expansion.described
 
 
 def _merge(filters: Filters, parsed: Interpretation, colors_as_filter: bool = True
@@ -496,7 +561,8 @@ def run_query(engine: Engine, query: Query) -> SearchResult:
 
 
 def _run_query(engine: Engine, query: Query) -> SearchResult:
-    with recording() as timings:
+    # a query's products are small: BLAS threads would only spin (encode.blas)
+    with recording() as timings, one_blas_thread():
         result = _answer(engine, query)
     # decoding and loading a model happen inside encoding: report them on their own
     for inner in ("decode", "model_load"):
@@ -554,7 +620,9 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     several = len(query.images) + len(query.negative_images) > 1
     with engine.lock.read(), stage("ann"):
         if query.text and not query.images:
-            ranked = _fused_text(engine, query, signals, allowed)
+            ranked, expanded = _fused_text(engine, query, signals, allowed)
+            if expanded:
+                interpretation = {**interpretation, "expanded": expanded}
         elif exclude is not None:
             ranked = more_like_this(engine.catalog, signals, exclude, allowed, s,
                                     offset=query.offset, limit=query.limit,
@@ -573,8 +641,11 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     with stage("rerank"):
         confidence = _confidence(engine, ranked, signals, looks)
     with stage("verify"):
+        cropped = functools.partial(_crop_keys, engine, signals, matching, allowed, exclude,
+                                    query.search_params)
         ranked, confidence, matches = _matches(engine, ranked, confidence, matching, hashed,
-                                               negatives, promote=not query.text)
+                                               negatives, promote=not query.text,
+                                               signals=signals, cropped=cropped)
     fetched = len(ranked.keys)
     if minimum > 0 and fetched:
         # a verified copy is shown whatever the minimum: its evidence is not a guess

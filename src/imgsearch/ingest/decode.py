@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import re
 import stat
@@ -81,12 +82,17 @@ def decode_image(
     min_side: int,
     max_bytes: int,
     reduce_to: int | None = None,
+    longer_at_least: int = 0,
 ) -> DecodedImage:
     """Decode untrusted bytes into an RGB image, or raise a specific ``ImageError``.
 
     With ``reduce_to``, pixels are decoded at a reduced scale when the format allows
     it (JPEG) and the result is shrunk so that its longer side is at most
-    ``2 * reduce_to``; ``width``/``height`` still report the original size.
+    ``2 * reduce_to``; ``width``/``height`` still report the original size. With
+    ``longer_at_least`` as well, the reduced scale keeps the shorter side at least
+    ``reduce_to`` and the longer side at least ``longer_at_least`` (a query image: its
+    vector needs the one, its local features the other), and the result's longer side
+    is at most twice the larger of the two.
     """
     label = source or _UPLOAD
     if len(data) > max_bytes:
@@ -111,7 +117,8 @@ def decode_image(
         if opened.format in _DRAFT_FORMATS:
             _check_jpeg_stream(label, data)
         return _decode_opened(opened, label, content_hash, max_pixels=max_pixels,
-                              min_side=min_side, reduce_to=reduce_to)
+                              min_side=min_side, reduce_to=reduce_to,
+                              longer_at_least=longer_at_least)
 
 
 def _open_formats() -> list[str]:
@@ -156,11 +163,13 @@ def decode_file(
     min_side: int,
     max_bytes: int,
     reduce_to: int | None = None,
+    longer_at_least: int = 0,
 ) -> DecodedImage:
     """Read and decode an image file; never reads more than ``max_bytes + 1`` bytes."""
     data = read_regular_file(Path(path), max_bytes + 1)
     return decode_image(data, source=name_text(str(path)), max_pixels=max_pixels,
-                        min_side=min_side, max_bytes=max_bytes, reduce_to=reduce_to)
+                        min_side=min_side, max_bytes=max_bytes, reduce_to=reduce_to,
+                        longer_at_least=longer_at_least)
 
 
 def read_regular_file(path: Path, limit: int) -> bytes:
@@ -240,6 +249,7 @@ def _decode_opened(
     max_pixels: int,
     min_side: int,
     reduce_to: int | None,
+    longer_at_least: int = 0,
 ) -> DecodedImage:
     fmt = opened.format or ""
     if fmt not in ALLOWED_FORMATS:
@@ -254,7 +264,13 @@ def _decode_opened(
     else:
         width, height = stored_width, stored_height
 
-    if reduce_to and fmt in _DRAFT_FORMATS and min(stored_width, stored_height) > reduce_to:
+    if reduce_to and fmt in _DRAFT_FORMATS and longer_at_least:
+        scale = max(reduce_to / min(stored_width, stored_height),
+                    longer_at_least / max(stored_width, stored_height))
+        if scale < 1:
+            opened.draft("RGB", (math.ceil(stored_width * scale),
+                                 math.ceil(stored_height * scale)))
+    elif reduce_to and fmt in _DRAFT_FORMATS and min(stored_width, stored_height) > reduce_to:
         # JPEG can decode at 1/2, 1/4 or 1/8 scale for a fraction of the cost; ask for
         # the smallest scale that keeps the shorter side at least ``reduce_to``.
         shorter = min(stored_width, stored_height)
@@ -270,9 +286,9 @@ def _decode_opened(
     except _DECODER_ERRORS as exc:
         raise CorruptImageError(f"{label}: the image data is damaged or truncated "
                                 f"({str(exc).strip()})") from None
-    if reduce_to and max(rgb.size) > 2 * reduce_to:
-        rgb.thumbnail((2 * reduce_to, 2 * reduce_to), Image.Resampling.BILINEAR,
-                      reducing_gap=2.0)
+    cap = 2 * max(reduce_to or 0, longer_at_least) if reduce_to else 0
+    if cap and max(rgb.size) > cap:
+        rgb.thumbnail((cap, cap), Image.Resampling.BILINEAR, reducing_gap=2.0)
     transpose = _TRANSPOSE_FOR_ORIENTATION.get(orientation)
     if transpose is not None:
         rgb = rgb.transpose(transpose)

@@ -34,6 +34,7 @@ from imgsearch.store.columns import COLUMNS, FilterColumns, answers
 from imgsearch.store.filters import filter_sql, fold
 from imgsearch.store.rowcache import KeyColumn, PackedRows, RowCache
 from imgsearch.store.schema import SCHEMA_VERSION, check_version, migrate
+from imgsearch.titles import clean_title
 from imgsearch.types import PHOTO_FIELDS, Filters, Item
 
 _ITEM_COLUMNS = (
@@ -936,7 +937,7 @@ def _write_fts(conn: sqlite3.Connection, key: int, item: Item, *, replace: bool)
     conn.execute(
         "INSERT INTO items_fts (rowid, title, description, tags, category, brand, colors, "
         "ocr, album, place) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (key, item.title or "", item.description or "", " ".join(item.tags),
+        (key, clean_title(item.title) or "", item.description or "", " ".join(item.tags),
          item.category or "", item.brand or "", " ".join([*item.colors, item.color or ""]),
          item.ocr_text or "", item.album or "",
          " ".join(p for p in (item.city, item.region, item.country) if p)))
