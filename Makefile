@@ -26,6 +26,8 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, pinned to the CPU build, so no dependency can pull a CUDA build
 	$(PIP) install -q -c constraints.txt torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	# OCR: without its declared opencv-python (we have the headless cv2); see pyproject.toml
+	$(PIP) install -q -c constraints.txt --no-deps 'rapidocr-onnxruntime==1.4.4'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,5 +1,5 @@
-"""OCR at ingest: how much of a photo's text Tesseract reads, what it costs, and whether
-a word of it finds the photo.
+"""OCR at ingest: how much of a photo's text the OCR engine reads, what it costs, and
+whether a word of it finds the photo.
 
 Renders (once, under ``bench/data/ocr-<count>-s<seed>/``) ``--images`` photos of known
 text: a random crop of a wallpaper in ``/usr/share/backgrounds`` (1024x768), with two or
@@ -12,13 +12,15 @@ tuxpaint-stamps-default clip-art (4-10 letters).
 
 Then:
 
-- reading time: ``OcrEngine.read`` on the first ``--time-images`` images as ingest
-  decodes them (the shorter side reduced to 1200 px at most), one at a time:
-  milliseconds per image;
-- recall and search: ``Engine.ingest`` of the folder with ``ocr = true`` into a fresh
-  collection; word recall over every image (its words found among the words stored as
-  its ``ocr_text``, case-insensitive), then a text query per word of 4+ letters: the
-  share whose image comes first;
+- reading time: each engine of ``--engines`` (``rapidocr``, ``tesseract``) reads the
+  first ``--time-images`` images as ingest decodes them (the shorter side reduced to
+  1200 px at most), one at a time: milliseconds per image and word recall on them;
+- recall and search: ``Engine.ingest`` of the folder with ``ocr = true`` (the first
+  engine of ``--engines``) into a fresh collection; word recall over every image (its
+  words found among the words stored as its ``ocr_text``, case-insensitive), for the
+  first half of the images (the half looked at while choosing the engine's settings)
+  and the second (held out), then a text query per word of 4+ letters: the share whose
+  image comes first;
 - ingest speed: the same folder with OCR off and on, ``--repeats`` runs of OCR off
   and one run with it on (minutes), images per second.
 
@@ -156,30 +158,43 @@ def load(folder: Path) -> dict[str, list[str]]:
     return {name: words.split() for name, words in (line.split("\t") for line in lines)}
 
 
-def reading(folder: Path, names: list[str]) -> dict[str, Any]:
-    engine, why = find_ocr("eng", 120.0, Settings().ocr_max_pixels)
+def reading(folder: Path, truth: dict[str, list[str]], names: list[str], engine_name: str
+            ) -> dict[str, Any]:
+    engine, why = find_ocr("eng", 120.0, Settings().ocr_max_pixels, engine_name)
     if engine is None:
         raise SystemExit(why)
     ms: list[float] = []
+    texts: dict[str, str | None] = {}
     for name in names:
         decoded = decode_file(folder / name, max_pixels=64_000_000, min_side=32,
                               max_bytes=50 << 20, reduce_to=OCR_SIDE)
         started = time.perf_counter()
-        engine.read(decoded.image)
+        texts[name] = engine.read(decoded.image)
         ms.append((time.perf_counter() - started) * 1000)
-    return {"images": len(names), "ms_median": median(ms), "ms_mean": sum(ms) / len(ms),
-            "ms_p90": sorted(ms)[int(0.9 * (len(ms) - 1))]}
+    return {"engine": engine_name, "images": len(names), "ms_median": median(ms),
+            "ms_mean": sum(ms) / len(ms), "ms_p90": sorted(ms)[int(0.9 * (len(ms) - 1))],
+            "word_recall": _recall({n: truth[n] for n in names}, texts)["word_recall"]}
 
 
-def recall(engine: Engine, truth: dict[str, list[str]]) -> dict[str, Any]:
+def _recall(truth: dict[str, list[str]], texts: dict[str, str | None]) -> dict[str, Any]:
     found = total = noise = 0
     for name, words in truth.items():
-        read = set(re.findall(r"\w+", (engine.get(name).ocr_text or "").lower()))
+        read = set(re.findall(r"\w+", (texts[name] or "").lower()))
         found += sum(w in read for w in words)
         total += len(words)
         noise += len(read - set(words))
     return {"images": len(truth), "words": total, "word_recall": found / total,
             "other_words_per_image": noise / len(truth)}
+
+
+def recall(engine: Engine, truth: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Word recall over the first half of the images, the second (held out), and all."""
+    texts = {name: engine.get(name).ocr_text for name in truth}
+    names = sorted(truth)
+    halves = (("first half", names[:len(names) // 2]),
+              ("second half (held out)", names[len(names) // 2:]), ("all", names))
+    return [{"part": part, **_recall({n: truth[n] for n in chosen}, texts)}
+            for part, chosen in halves]
 
 
 def ingest_once(folder: Path, settings: Settings, keep: Path | None = None
@@ -221,16 +236,22 @@ def main() -> None:
     parser.add_argument("--text-encoder", default="minilm")
     parser.add_argument("--time-images", type=int, default=30,
                         help="images OCR is timed on alone")
+    parser.add_argument("--engines", default="rapidocr,tesseract",
+                        help="engines timed alone; the first one also ingests")
     args = parser.parse_args()
     folder = DATA_DIR / f"ocr-{args.images}-s{args.seed}"
     truth = load(folder) if (folder / "truth.txt").exists() else \
         render(folder, args.images, args.seed)
     print(f"# OCR benchmark ({now()})\n\n{machine_line(machine())}\n\n`{command_line()}`\n")
-    read = reading(folder, sorted(truth)[:args.time_images])
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    timed = sorted(truth)[:args.time_images]
+    read = [reading(folder, truth, timed, name) for name in engines]
     print("OCR alone, one image at a time:\n")
-    print(table(["images timed", "OCR ms/image median", "mean", "p90"],
-                [[read["images"], read["ms_median"], read["ms_mean"], read["ms_p90"]]]))
-    base = Settings(text_encoder=args.text_encoder)
+    print(table(["engine", "images timed", "OCR ms/image median", "mean", "p90",
+                 "word recall"],
+                [[r["engine"], r["images"], r["ms_median"], r["ms_mean"], r["ms_p90"],
+                  r["word_recall"]] for r in read]))
+    base = Settings(text_encoder=args.text_encoder, ocr_engine=engines[0])
     # the data folder holds truth.txt too: ingest only sees images
     off = [ingest_once(folder, base)[0] for _ in range(args.repeats)]
     workdir = Path(tempfile.mkdtemp(prefix="imgsearch-ocr-bench-"))
@@ -240,14 +261,14 @@ def main() -> None:
     found = search(engine, truth)
     engine.close()
     shutil.rmtree(workdir, ignore_errors=True)
-    print("\nText stored at ingest (ocr = true) against the words drawn:\n")
+    print(f"\nText stored at ingest (ocr = true, {engines[0]}) against the words drawn:\n")
     print(table(["images", "words", "word recall", "other words read per image"],
-                [[words["images"], words["words"], words["word_recall"],
-                  words["other_words_per_image"]]]))
+                [[f"{w['images']} ({w['part']})", w["words"], w["word_recall"],
+                  w["other_words_per_image"]] for w in words]))
     print("\nA text query per word drawn:\n")
     print(table(["queries (words of 4+ letters)", "image at rank 1"],
                 [[found["queries"], found["rank1"]]]))
-    print("\nIngest of the 200 photos into a fresh collection:\n")
+    print(f"\nIngest of the {len(truth)} photos into a fresh collection:\n")
     print(table(["ingest", "images/s (median)", "runs"],
                 [["OCR off", median(off), len(off)], ["OCR on", on_speed, 1]]))
     print(f"\nOCR on / off: {on_speed / median(off):.3f}x; misses: "

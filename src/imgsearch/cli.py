@@ -550,6 +550,9 @@ Camera = Annotated[list[str] | None, typer.Option(
     "--camera", help="Camera make and model as stored ('Google Pixel 4a'); repeatable.")]
 Near = Annotated[str | None, typer.Option(
     "--near", help="LAT,LON,KM: photos taken within KM km of that position.")]
+Place = Annotated[list[str] | None, typer.Option(
+    "--place", help="Photos whose city, region or country is this name ('Lisbon', "
+                    "'Portugal'); repeatable.")]
 Limit = Annotated[int | None, typer.Option(
     "--limit", "-n", help="Results per page (default: the default_limit setting, 10).")]
 MinConfidence = Annotated[float | None, typer.Option(
@@ -571,7 +574,8 @@ Offset = Annotated[int, typer.Option("--offset")]
 
 
 def _photo_filters(filters: Filters, taken_after: str | None, taken_before: str | None,
-                   camera: list[str] | None, near: str | None) -> Filters:
+                   camera: list[str] | None, near: str | None,
+                   place: list[str] | None = None) -> Filters:
     position: tuple[float, float, float] | None = None
     if near is not None:
         parts = near.split(",")
@@ -582,7 +586,8 @@ def _photo_filters(filters: Filters, taken_after: str | None, taken_before: str 
                                     f"got {near!r}") from None
         position = (lat, lon, km)
     return dataclasses.replace(filters, taken_after=taken_after, taken_before=taken_before,
-                               cameras=tuple(camera or ()), near=position)
+                               cameras=tuple(camera or ()), near=position,
+                               places=tuple(place or ()))
 
 
 def _search_and_print(collection: Path, request: SearchRequest, limit: int | None,
@@ -611,7 +616,8 @@ def search(
     tag: Tag = None, orientation: OrientationOpt = None, min_width: MinWidth = None,
     min_height: MinHeight = None, attr: Attr = None, taken_after: TakenAfter = None,
     taken_before: TakenBefore = None, camera: Camera = None, near: Near = None,
-    limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False, fmt: FormatOpt = "table",
+    place: Place = None, limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False,
+    fmt: FormatOpt = "table",
     parse: Annotated[bool, typer.Option(
         "--parse/--no-parse", help="Understand prices, colours, brands and categories in "
                                    "the text.")] = True,
@@ -639,7 +645,7 @@ def search(
             filters=_photo_filters(
                 _filters(category, brand, price_min, price_max, color, license_,
                          tag, orientation, min_width, min_height, attr),
-                taken_after, taken_before, camera, near))
+                taken_after, taken_before, camera, near, place))
         _search_and_print(collection, request, limit, as_json, offset, fmt)
 
 
@@ -652,7 +658,8 @@ def similar(
     tag: Tag = None, orientation: OrientationOpt = None, min_width: MinWidth = None,
     min_height: MinHeight = None, attr: Attr = None, taken_after: TakenAfter = None,
     taken_before: TakenBefore = None, camera: Camera = None, near: Near = None,
-    limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False, fmt: FormatOpt = "table",
+    place: Place = None, limit: Limit = None, offset: Offset = 0, as_json: JsonOpt = False,
+    fmt: FormatOpt = "table",
     min_confidence: MinConfidence = None, collapse: CollapseOpt = True,
     boost: Boost = None, max_per_category: MaxPerCategory = None, mmr: Mmr = None,
     prefer_color: PreferColor = None,
@@ -667,7 +674,7 @@ def similar(
             filters=_photo_filters(
                 _filters(category, brand, price_min, price_max, color, license_,
                          tag, orientation, min_width, min_height, attr),
-                taken_after, taken_before, camera, near))
+                taken_after, taken_before, camera, near, place))
         _search_and_print(collection, request, limit, as_json, offset, fmt)
 
 

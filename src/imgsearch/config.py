@@ -32,6 +32,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "multi_image": ("average", "rrf"),
     "parsed_colors": ("boost", "filter"),
     "index_type": ("auto", "flat", "hnsw", "ivfpq"),
+    "ocr_engine": ("rapidocr", "tesseract"),
 }
 _ANY_CASE = ("index_type",)  # read as lower case where it is used
 
@@ -188,11 +189,13 @@ class Settings:
     keyword_fields: str = ("title:3,description:1,tags:2,category:2,brand:2,colors:1,ocr:1,"
                            "album:2,place:2")
 
-    # photos: text read from the pixels at ingest (Tesseract, the `tesseract` command).
-    # Off by default: it costs ~0.2-1 s of CPU per image against a few ms for the rest
-    # of ingest (BENCHMARKS.md, bench/ocr.py). Languages are Tesseract's codes joined by
-    # "+" ("eng+deu"), each needing its tesseract-ocr-<code> package.
+    # photos: text read from the pixels at ingest, by RapidOCR (PP-OCR models shipped in
+    # its wheel) or Tesseract (the `tesseract` command). Off by default: RapidOCR costs
+    # 0.4-0.8 s of CPU per image against a few ms for the rest of ingest (BENCHMARKS.md,
+    # bench/ocr.py). Languages are Tesseract's codes joined by "+" ("eng+deu"), each
+    # needing its tesseract-ocr-<code> package; RapidOCR reads English and Chinese.
     ocr: bool = False
+    ocr_engine: str = "rapidocr"
     ocr_languages: str = "eng"
     ocr_timeout_s: float = 20.0  # per image; an image that takes longer gets no text
     ocr_max_pixels: int = 4_000_000  # larger images are scaled down to this before OCR

@@ -161,6 +161,8 @@ class Filters:
     taken_before: str | None = None
     cameras: tuple[str, ...] = ()
     near: tuple[float, float, float] | None = None
+    # place names, each the whole city, region or country of a photo (any case)
+    places: tuple[str, ...] = ()
 
     def is_empty(self) -> bool:
         return not (
@@ -179,6 +181,7 @@ class Filters:
             or self.taken_before
             or self.cameras
             or self.near
+            or self.places
         )
 
 

@@ -3,8 +3,11 @@ and album queries answer exactly; hostile EXIF never fails an item."""
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 import sqlite3
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +20,7 @@ from exif_cases import CASES, hostile_jpeg
 from imagegen import write_image
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
+from imgsearch.enrich import places
 from imgsearch.errors import InvalidFilterError
 from imgsearch.store.schema import SCHEMA_VERSION
 from imgsearch.types import Filters, Query
@@ -120,6 +124,29 @@ def test_places_answer_by_name_and_by_distance(photos):
     assert "place" in result.hits[0].matched_by
 
 
+def test_the_place_filter_matches_a_whole_city_region_or_country(photos):
+    engine, _ = photos
+    lisbon = {"Holidays 2019/IMG_0001.jpg", "Holidays 2019/beach.jpg"}
+    new_york = {"Work/beach.jpg", "Work/PXL_20220301_101010.jpg"}
+    assert engine.get("Work/beach.jpg").region == "New York"  # city: New York City
+
+    def places(*names: str, text: str | None = None) -> set[str]:
+        return _ids(engine, Query(text=text, min_confidence=0,
+                                  filters=Filters(places=names)))
+
+    assert places("Lisbon") == lisbon
+    assert places("PORTUGAL") == lisbon | {"Holidays 2019/DSC_0003.jpg"}
+    assert places("New York") == new_york  # the region
+    assert places("Porto", "new york city") == new_york | {"Holidays 2019/DSC_0003.jpg"}
+    assert places("Lisb") == set() and places("Lisbon Portugal") == set()  # whole names
+    hits = engine.search(Query(text="beach", min_confidence=0,
+                               filters=Filters(places=("Portugal",)))).hits
+    assert hits[0].id == "Holidays 2019/beach.jpg"  # not the beach photo of New York
+    assert {h.id for h in hits} <= lisbon | {"Holidays 2019/DSC_0003.jpg"}
+    with pytest.raises(InvalidFilterError, match="place"):
+        engine.search(Query(filters=Filters(places=(" ",))))
+
+
 def test_album_text_finds_the_folders_photos_first(photos):
     engine, _ = photos
     hits = engine.search(Query(text="photos in Holidays 2019", min_confidence=0)).hits
@@ -163,6 +190,11 @@ def test_the_cli_filters_and_shows_photo_facts(photos):
     bad = runner.invoke(app, ["search", "-c", str(root / "collection"), "--near", "lisbon"],
                         env=env)
     assert bad.exit_code != 0 and "LAT,LON,KM" in bad.output
+    placed = runner.invoke(app, ["search", "-c", str(root / "collection"), "--place",
+                                 "Porto", "--place", "Lisbon", "--format", "paths"], env=env)
+    assert placed.exit_code == 0, placed.output
+    assert sorted(Path(line).name for line in placed.output.splitlines()) == \
+        ["DSC_0003.jpg", "IMG_0001.jpg", "beach.jpg"]
     shown = runner.invoke(app, ["show", "Holidays 2019/IMG_0001.jpg", "-c",
                                 str(root / "collection")], env=env)
     assert shown.exit_code == 0 and "Google Pixel 4a" in shown.output
@@ -189,6 +221,22 @@ def test_the_http_api_filters_by_photo_facts(photos):
         assert found_ids[0] == "Work/beach.jpg" and all(i.startswith("Work/") for i in found_ids)
         assert client.get("/v1/search/text", params={"q": "beach", "near": "nowhere"}
                           ).status_code == 400
+        placed = client.post("/v1/search", json={"filters": {"places": ["new york"]}})
+        assert placed.status_code == 200, placed.text
+        assert {r["id"] for r in placed.json()["results"]} == \
+            {"Work/beach.jpg", "Work/PXL_20220301_101010.jpg"}
+        by_param = client.get("/v1/search/text", params=[
+            ("q", "beach"), ("place", "Lisbon"), ("place", "Porto"), ("min_confidence", 0)])
+        assert by_param.status_code == 200, by_param.text
+        assert {r["id"] for r in by_param.json()["results"]} <= {
+            "Holidays 2019/beach.jpg", "Holidays 2019/IMG_0001.jpg",
+            "Holidays 2019/DSC_0003.jpg"}
+        assert by_param.json()["results"][0]["id"] == "Holidays 2019/beach.jpg"
+        # the page: the places facet's links filter by place, and say so
+        page_html = client.get("/", params={"place": "Lisbon"}).text
+        assert set(re.findall(r'<li class="card" data-id="([^"]+)"', page_html)) == {
+            "Holidays 2019/IMG_0001.jpg", "Holidays 2019/beach.jpg"}
+        assert 'id="place-filter"' in page_html and "any place" in page_html
         item = client.get("/v1/items/" + "Work%2Fbeach.jpg")
         assert item.status_code == 200 and item.json()["city"] == "New York City"
         page = client.get("/items/Work%2Fbeach.jpg")
@@ -239,3 +287,17 @@ def test_an_upload_with_hostile_exif_is_accepted(engine):
             answer = client.put(f"/v1/items/upload{number}", json=body)
             assert answer.status_code in (200, 201), answer.text
     assert engine.get("upload0").camera is None
+
+
+def test_loading_the_gazetteer_keeps_the_csv_field_limit(monkeypatch):
+    # reverse_geocoder lifts the csv module's field limit when imported; catalog files
+    # rely on it to refuse huge fields, so the import must leave it as it was
+    pytest.importorskip("reverse_geocoder", reason="reverse_geocoder is not installed")
+    monkeypatch.delitem(sys.modules, "reverse_geocoder")  # imported afresh below
+    outside = csv.field_size_limit(128 * 1024)  # the csv module's own default
+    try:
+        place = places._Gazetteer().lookup(*LISBON)
+        assert place is not None and place.city == "Lisbon"
+        assert csv.field_size_limit() == 128 * 1024
+    finally:
+        csv.field_size_limit(outside)

@@ -209,3 +209,24 @@ def test_a_failed_sync_is_reported_and_the_next_one_catches_up(
         assert errors == ["OSError: [Errno 28] No space left on device"]
     finally:
         watching.stop()
+
+
+def test_a_file_held_for_its_age_is_looked_at_again_when_it_settles(
+        engine: Engine, folder: Path) -> None:
+    now = time.time()
+    watching = FolderWatcher(engine, folder, settle_s=0.4, clock=lambda: now)
+    watching.sync()  # the first sync: the old files
+    fresh = gen.write_image(folder / "fresh.jpg", 7)
+    os.utime(fresh, (now - 0.1, now - 0.1))
+    watching.sync(full=True)
+    assert watching.stats.held == 1 and "fresh.jpg" not in engine
+    assert watching.settles_at == pytest.approx(now - 0.1 + 0.4)
+    with open(fresh, "ab") as writer:  # a writer has it open: only polling can tell
+        os.utime(fresh, (now - 1, now - 1))
+        if open_for_writing(fresh) is None:
+            pytest.skip("file leases are not available here")
+        watching.sync(full=True)
+        assert watching.stats.held == 1 and watching.settles_at is None
+        writer.write(b"")
+    watching.sync(full=True)
+    assert "fresh.jpg" in engine and watching.settles_at is None

@@ -104,7 +104,7 @@ def test_timeline_follows_writes(client: TestClient, engine: Engine) -> None:
     assert _sections(client.get("/timeline").text)[0] == ("2021-01", ["new-year"])
 
 
-def test_places_facet_lists_countries_and_cities_that_search(
+def test_places_facet_lists_countries_and_cities_that_filter(
         client: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     assert 'id="places"' not in client.get("/timeline").text  # no places known: no facet
     facets = engine.facets
@@ -122,10 +122,10 @@ def test_places_facet_lists_countries_and_cities_that_search(
             cities = re.findall(r'data-city="([^"]+)"><a href="([^"]+)">[^<]+</a>\s*'
                                 r'<span class="count">(\d+)</span>', nav)
             assert countries == ["Portugal", "Japan"]
-            assert cities == [("Lisbon", "/?q=Lisbon+Portugal", "2"),
-                              ("Porto", "/?q=Porto+Portugal", "1"),
-                              ("Kyoto", "/?q=Kyoto+Japan", "1")]
-            assert '<a href="/?q=Portugal">Portugal</a>' in nav
+            assert cities == [("Lisbon", "/?place=Lisbon", "2"),
+                              ("Porto", "/?place=Porto", "1"),
+                              ("Kyoto", "/?place=Kyoto", "1")]
+            assert '<a href="/?place=Portugal">Portugal</a>' in nav
     finally:
         client.app.state.ui_facets = None  # type: ignore[attr-defined]
 

@@ -28,7 +28,7 @@ from PIL import Image
 from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
 from imgsearch.enrich.colors import dominant_colors, normalize_color_name
-from imgsearch.enrich.ocr import OcrEngine, find_ocr
+from imgsearch.enrich.ocr import TextReader, find_ocr
 from imgsearch.enrich.phash import perceptual_hash
 from imgsearch.enrich.photo import photo_fields
 from imgsearch.enrich.thumbnails import make_thumbnail
@@ -156,11 +156,12 @@ class Preparer:
         self.decode_job: Callable[[DecodeRequest], DecodedImage] = decode_job
         self.derive_job: Callable[[DecodeRequest, int], Derived] = derive_job
         # why OCR, switched on, reads nothing (no tesseract, a language missing)
-        self.ocr: OcrEngine | None = None
+        self.ocr: TextReader | None = None
         self.ocr_unavailable: str | None = None
         if settings.ocr:
             self.ocr, self.ocr_unavailable = find_ocr(
-                settings.ocr_languages, settings.ocr_timeout_s, settings.ocr_max_pixels)
+                settings.ocr_languages, settings.ocr_timeout_s, settings.ocr_max_pixels,
+                settings.ocr_engine)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

@@ -116,6 +116,9 @@ class FolderWatcher:
         self.max_pending = max_pending
         self._pending: set[str] = set()  # paths events named since the last sync ...
         self._rescan = True  # ... unless there were too many: then the whole folder
+        # when the files held back for their age become old enough (None: none, or some
+        # are held because a writer has them open, which only polling can tell)
+        self._settles_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.synced = threading.Event()  # set after each sync that left nothing held
@@ -132,6 +135,7 @@ class FolderWatcher:
         full = self._rescan if full is None else full
         paths, self._pending, self._rescan = self._pending, set(), False
         held: list[str] = []
+        settles: list[float | None] = []  # when each held file may be read
         admitted: dict[str, tuple[int, float]] = {}
         now = self._clock()
 
@@ -139,9 +143,13 @@ class FolderWatcher:
             label = name_text(str(entry.path))
             if self._failed.get(label) == (entry.size, entry.mtime):
                 return False  # failed as it is: read again once it changes
-            if hold_unsettled and (now - entry.mtime < self.settle_s
-                                   or open_for_writing(entry.path)):
+            if hold_unsettled and now - entry.mtime < self.settle_s:
                 held.append(str(entry.path))
+                settles.append(entry.mtime + self.settle_s)
+                return False
+            if hold_unsettled and open_for_writing(entry.path):
+                held.append(str(entry.path))
+                settles.append(None)
                 return False
             admitted[label] = (entry.size, entry.mtime)
             return True
@@ -154,6 +162,8 @@ class FolderWatcher:
             self._rescan = True  # what this sync did not finish, the next one does
             raise
         self._note(held)
+        times = [t for t in settles if t is not None]
+        self._settles_at = min(times) if times and len(times) == len(settles) else None
         if full:
             self.stats.rescans += 1
         for failure in report.failed:
@@ -226,7 +236,16 @@ class FolderWatcher:
                 dirty = True
             # after a failed sync, wait longer each time (up to a minute) before the next
             pause = min(self.settle_s / 2, 0.2) if not failures else min(2.0 ** failures, 60)
-            if dirty and self._clock() - last_sync >= pause:
+            due = last_sync + pause
+            if not batch and not failures and self._settles_at is not None:
+                # only files held for their age wait: look again the moment they settle
+                # rather than at the next tick (up to a tick later)
+                due = self._settles_at
+            wait = due - self._clock()
+            if dirty and 0 < wait <= tick_ms / 1000:
+                self._stop.wait(wait)
+                wait = 0
+            if dirty and wait <= 0:
                 last_sync = self._clock()
                 try:
                     self.sync()
@@ -282,6 +301,12 @@ class FolderWatcher:
         if failed:
             raise failed[0]
         return self
+
+    @property
+    def settles_at(self) -> float | None:
+        """When the files the last sync held back for their age may be read (the watch
+        looks again then); None when none were, or a writer still holds one open."""
+        return self._settles_at
 
     @property
     def running(self) -> bool:

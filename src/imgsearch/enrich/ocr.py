@@ -1,4 +1,8 @@
-"""Text read from an image's pixels, by Tesseract (the ``tesseract`` command).
+"""Text read from an image's pixels: the engine chosen by ``ocr_engine``, and Tesseract.
+
+``rapidocr`` (the default; enrich/scene_text.py) reads scene text with PP-OCR models
+that ship in its wheel. ``tesseract`` (the ``tesseract`` command) reads more languages
+but photos less well and some twenty times slower (BENCHMARKS.md, "OCR at ingest").
 
 Tesseract runs as a child process with a time limit per image (shared by its passes),
 one thread (ingest already runs one image per core), on a grey copy of the image scaled
@@ -24,8 +28,11 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from PIL import Image, ImageOps
+
+from imgsearch.enrich.scene_text import load_rapidocr
 
 MIN_CONFIDENCE = 60.0
 SHORT_CONFIDENCE = 90.0  # for words of two letters or digits
@@ -33,6 +40,14 @@ SHORT_CONFIDENCE = 90.0  # for words of two letters or digits
 PASSES: tuple[tuple[float, bool], ...] = tuple(
     (angle, inverted) for inverted in (False, True) for angle in (0.0, -7.0, 7.0))
 _MIN_SIDE = 32
+
+
+class TextReader(Protocol):
+    """What ingest asks of an OCR engine."""
+
+    def read(self, image: Image.Image) -> str | None:
+        """The words read from ``image``, one text line a line; None when there are none."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -110,9 +125,19 @@ def _scaled(image: Image.Image, max_pixels: int) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS)
 
 
-def find_ocr(languages: str, timeout_s: float, max_pixels: int
-             ) -> tuple[OcrEngine | None, str | None]:
-    """A ready engine, or None and why OCR cannot run (no command, a language missing)."""
+def find_ocr(languages: str, timeout_s: float, max_pixels: int, engine: str = "rapidocr"
+             ) -> tuple[TextReader | None, str | None]:
+    """A ready engine, or None and why OCR cannot run (a package or command missing, a
+    language missing). ``languages`` are Tesseract's; RapidOCR's models read English (and
+    Chinese) whatever they say."""
+    if engine == "rapidocr":
+        return load_rapidocr(timeout_s, max_pixels, _scaled)
+    return find_tesseract(languages, timeout_s, max_pixels)
+
+
+def find_tesseract(languages: str, timeout_s: float, max_pixels: int
+                   ) -> tuple[OcrEngine | None, str | None]:
+    """Tesseract ready to run, or None and why it cannot."""
     command = shutil.which("tesseract")
     if command is None:
         return None, ("OCR is on but the tesseract command is not installed "

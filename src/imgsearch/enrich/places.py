@@ -9,6 +9,7 @@ desert) names nothing rather than something wrong.
 
 from __future__ import annotations
 
+import csv
 import math
 import threading
 from dataclasses import dataclass
@@ -59,11 +60,16 @@ class _Gazetteer:
     def _load(self) -> Any:
         with self._lock:
             if self._geocoder is None and self.unavailable is None:
+                # importing it lifts the csv module's field size limit for the whole
+                # process (to 2**31-1), which guards catalog files against huge fields
+                limit = csv.field_size_limit()
                 try:
                     import reverse_geocoder
                 except ImportError as exc:
                     self.unavailable = f"reverse_geocoder is not installed ({exc})"
                     return None
+                finally:
+                    csv.field_size_limit(limit)
                 table = Path(reverse_geocoder.__file__).with_name("rg_cities1000.csv")
                 if not table.is_file():  # it would download GeoNames' table instead
                     self.unavailable = f"reverse_geocoder's table {table} is missing"

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from imgsearch.enrich.places import km_between
 from imgsearch.store.columns import COLUMNS, FilterColumns, answers
-from imgsearch.store.filters import filter_sql
+from imgsearch.store.filters import filter_sql, fold
 from imgsearch.store.rowcache import KeyColumn, PackedRows, RowCache
 from imgsearch.store.schema import SCHEMA_VERSION, check_version, migrate
 from imgsearch.titles import clean_title
@@ -170,6 +170,7 @@ class Catalog:
                                    check_same_thread=False, timeout=30.0)
             conn.execute("PRAGMA cache_size=-65536")
             conn.create_function("km_between", 4, km_between, deterministic=True)
+            conn.create_function("fold", 1, fold, deterministic=True)
             return conn
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                timeout=30.0)
@@ -178,6 +179,7 @@ class Catalog:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA cache_size=-65536")
         conn.create_function("km_between", 4, km_between, deterministic=True)
+        conn.create_function("fold", 1, fold, deterministic=True)
         return conn
 
     @property

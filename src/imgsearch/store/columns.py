@@ -35,7 +35,7 @@ _NONE = -1  # no value (SQL NULL) in the integer columns; prices use NaN
 def answers(filters: Filters) -> bool:
     """Whether the columns can answer ``filters`` (they hold no tags, colours, attributes)."""
     return not (filters.tags or filters.colors or filters.attributes or filters.taken_after
-                or filters.taken_before or filters.cameras or filters.near)
+                or filters.taken_before or filters.cameras or filters.near or filters.places)
 
 
 class FilterColumns:

@@ -50,7 +50,19 @@ def _photo_sql(filters: Filters) -> tuple[list[str], list[Any]]:
         clauses.append("latitude BETWEEN ? AND ? AND km_between(latitude, longitude, ?, ?) "
                        "<= ?")
         params += [lat - dlat, lat + dlat, lat, lon, km]
+    if filters.places:
+        values = _norms(filters.places, "place")
+        marks = ", ".join("?" * len(values))
+        # fold(): SQLite's lower() folds ASCII only ("ZÜRICH" is Zürich too)
+        clauses.append(f"(fold(city) IN ({marks}) OR fold(region) IN ({marks}) "
+                       f"OR fold(country) IN ({marks}))")
+        params += values * 3
     return clauses, params
+
+
+def fold(value: object) -> str | None:
+    """A text value case-folded (the SQL function ``fold``), as filter values are."""
+    return value.casefold() if isinstance(value, str) else None
 
 
 def _near(near: Any) -> tuple[float, float, float]:

@@ -119,7 +119,8 @@ def filters_from_body(filters: FiltersIn) -> Filters:
         attributes=dict(filters.attributes), taken_after=filters.taken_after,
         taken_before=filters.taken_before, cameras=tuple(filters.cameras),
         near=None if filters.near is None else (
-            filters.near.latitude, filters.near.longitude, filters.near.radius_km))
+            filters.near.latitude, filters.near.longitude, filters.near.radius_km),
+        places=tuple(filters.places))
 
 
 def filters_from_params(params: FilterParams) -> Filters:
@@ -130,7 +131,7 @@ def filters_from_params(params: FilterParams) -> Filters:
         orientation=params.orientation, min_width=params.min_width,
         min_height=params.min_height, taken_after=params.taken_after or None,
         taken_before=params.taken_before or None, cameras=tuple(params.camera),
-        near=near_param(params.near))
+        near=near_param(params.near), places=tuple(params.place))
 
 
 def near_param(value: str | None) -> tuple[float, float, float] | None:

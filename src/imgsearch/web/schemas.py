@@ -76,6 +76,8 @@ class FiltersIn(_Body):
     taken_before: str | None = Field(default=None, max_length=32)
     cameras: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
     near: NearIn | None = None
+    # place names: a photo's whole city, region or country ("Lisbon", "Portugal")
+    places: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
 
 
 class SearchRequest(_Body):
@@ -130,6 +132,8 @@ class FilterParams(BaseModel):
     taken_before: str | None = Field(default=None, max_length=32)
     camera: list[str] = Field(default_factory=list, max_length=_MAX_VALUES)
     near: str | None = Field(default=None, max_length=80, description="LAT,LON,KM")
+    place: list[str] = Field(default_factory=list, max_length=_MAX_VALUES,
+                             description="a city, region or country, as stored")
 
 
 class PageParams(FilterParams):

@@ -63,6 +63,7 @@ class SearchForm:
     price_min: float | None = None
     price_max: float | None = None
     colors: tuple[str, ...] = ()
+    place: str = ""  # a city, region or country (the places facet's links)
     similar: str = ""
     image_weight: float = 0.5
     offset: int = 0
@@ -77,14 +78,15 @@ class SearchForm:
 
     @property
     def filtered(self) -> bool:
-        return bool(self.category or self.brand or self.colors
+        return bool(self.category or self.brand or self.colors or self.place
                     or self.price_min is not None or self.price_max is not None)
 
     def query(self) -> Query:
         filters = Filters(
             categories=(self.category,) if self.category else (),
             brands=(self.brand,) if self.brand else (),
-            price_min=self.price_min, price_max=self.price_max, colors=self.colors)
+            price_min=self.price_min, price_max=self.price_max, colors=self.colors,
+            places=(self.place,) if self.place else ())
         page = SearchRequest(filters=filters, limit=self.limit, offset=self.offset,
                              min_confidence=self.min_confidence)
         if self.image is None and not self.q and self.similar:
@@ -99,7 +101,7 @@ class SearchForm:
             (name, value) for name, value in (
                 ("q", form.q), ("category", form.category), ("brand", form.brand),
                 ("price_min", _number(form.price_min)), ("price_max", _number(form.price_max)),
-                ("similar", form.similar)) if value]
+                ("place", form.place), ("similar", form.similar)) if value]
         params += [("color", c) for c in form.colors]
         if form.limit != PAGE_SIZE:
             params.append(("limit", form.limit))
@@ -155,7 +157,8 @@ def parse_form(values: QueryParams | FormData, max_limit: int) -> SearchForm:
         c.strip() for c in values.getlist("color") if isinstance(c, str) and c.strip()))
     return SearchForm(
         q=_text(values, "q"), category=_text(values, "category"), brand=_text(values, "brand"),
-        price_min=low, price_max=high, colors=colors[:20], similar=_text(values, "similar"),
+        price_min=low, price_max=high, colors=colors[:20], place=_text(values, "place", 200),
+        similar=_text(values, "similar"),
         image_weight=0.5 if weight is None else min(weight, 1.0),
         offset=_int(values, "offset", 0, 0, 1_000_000),
         limit=_int(values, "limit", PAGE_SIZE, 1, min(max_limit, 100)), min_confidence=minimum)
