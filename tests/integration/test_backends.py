@@ -269,11 +269,13 @@ def test_bad_uris_say_what_to_write(uri: str) -> None:
         parse_uri(uri)
 
 
-def test_near_filter_is_refused_on_milvus_with_the_reason() -> None:
+def test_near_and_place_filters_are_refused_on_milvus_with_the_reason() -> None:
     from imgsearch.engine.backends.milvus_filters import filter_expression
 
     with pytest.raises(UnsupportedOnBackendError, match="near"):
         filter_expression(Filters(near=(48.8, 2.3, 10.0)))
+    with pytest.raises(UnsupportedOnBackendError, match="place filter"):
+        filter_expression(Filters(places=("Lisbon",)))
     assert filter_expression(Filters(brands=('Say "hi"\\',))) == \
         'brand_norm in ["say \\"hi\\"\\\\"]'
 

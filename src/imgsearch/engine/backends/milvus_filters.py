@@ -39,14 +39,19 @@ def _numeric_forms(text: str) -> set[str]:
 
 def filter_expression(filters: Filters | None) -> str:
     """The expression (empty: everything); InvalidFilterError as the catalog raises it,
-    UnsupportedOnBackendError for what Milvus cannot evaluate (``near``)."""
+    UnsupportedOnBackendError for what the Milvus collection cannot evaluate (``near``,
+    ``places``: it keeps no place fields)."""
     if filters is None or filters.is_empty():
         return ""
     validate(filters)  # the same checks and messages as the local backend
     if filters.near is not None:
         raise UnsupportedOnBackendError(
             "the near (latitude, longitude, radius) filter is not supported on the milvus "
-            "backend; filter by city, region or country instead")
+            "backend")
+    if filters.places:
+        raise UnsupportedOnBackendError(
+            "the place filter (city, region or country) is not supported on the milvus "
+            "backend")
     clauses: list[str] = []
     for values, field in ((filters.categories, "category_norm"),
                           (filters.brands, "brand_norm"),
