@@ -266,7 +266,8 @@ class Engine:
                                   row_cache_size=settings.row_cache_size,
                                   filter_cache_size=settings.filter_cache_size,
                                   hit_cache_bytes=settings.hit_cache_mb << 20,
-                                  read_only_storage=read_only_storage)
+                                  read_only_storage=read_only_storage,
+                                  vector_dtype=settings.vector_dtype)
                 notes = list(catalog.notes)
                 # what the manifest says is also in the catalog: rebuilt from there
                 rebuilt = "" if readonly else " and written again"
