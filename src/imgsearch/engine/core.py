@@ -902,14 +902,35 @@ class Engine:
 
         return self.search(Query(similar_to=item_id, limit=limit, **kwargs))
 
+    def upgrade(self) -> dict[str, Any]:
+        """Bring the collection's storage up to date: what opening it upgraded (schema,
+        and where the old catalog is kept), then every vector file with dead rows or in
+        another ``vector_dtype`` than the setting's compacted into a new one."""
+        self._require_writable()
+        upgraded = self.catalog.upgraded_from
+        report: dict[str, Any] = {
+            "schema_version": self.catalog.schema_version,
+            "upgraded_from": None if upgraded is None else upgraded[0],
+            "backup": None if upgraded is None else str(upgraded[1]), "compacted": {}}
+        with self._write_mutex, storage_faults(self.directory):
+            for space, stats in self.catalog.vector_file_stats().items():
+                if stats["rows"] > stats["live"] or stats["dtype"] != self.catalog.vector_dtype:
+                    dropped = self.catalog.compact_vectors(space)
+                    report["compacted"][space] = {"dead_rows_dropped": dropped,
+                                                  "dtype": self.catalog.vector_dtype}
+        return report
+
     def info(self) -> dict[str, Any]:
         self.refresh()
         stats = self.catalog.stats()
         stats["collection"] = str(self.directory)
+        files = self.catalog.vector_file_stats()
         stats["spaces"] = {
             name: {"encoder": sp.space.encoder, "model_id": sp.space.model_id,
                    "dim": sp.space.dim, "index": sp.capabilities.kind, "vectors": len(sp),
-                   "tombstones": sp.index.tombstones}
+                   "tombstones": sp.index.tombstones,
+                   "index_resident_bytes": sp.index.memory_bytes(),
+                   "vector_file": files.get(name)}
             for name, sp in self.spaces.items()}
         if "image" in self.spaces:
             # an item that failed re-encoding has no image vector: say so, every time
