@@ -150,3 +150,26 @@ def test_files_no_catalog_names_are_removed_by_a_writer(tmp_path: Path) -> None:
     with Engine.open(tmp_path / "c", SETTINGS) as engine:
         assert not stray.exists()
         assert len(_answers(engine, range(2))[0]) == 2
+
+
+def test_the_in_memory_row_table_follows_writes_and_compaction(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "c", SETTINGS) as engine:
+        catalog = engine.catalog
+        _fill(engine, 5)
+
+        def both(vids: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+            return (catalog.vectors_at("image", vids, 992),
+                    catalog.vectors_by_vid(vids.tolist(), 992)[1])
+
+        vids = catalog.key_vid_pairs("image")[1]
+        fast, slow = both(vids)  # the table is made here
+        assert fast is not None and np.array_equal(fast, slow)
+        _fill(engine, 3, first=5)  # rows written after it was made join it at commit
+        engine.upsert(Item(id="i0"), jpeg_bytes(50, (64, 48)))
+        vids = catalog.key_vid_pairs("image")[1]
+        fast, slow = both(vids)
+        assert fast is not None and np.array_equal(fast, slow) and len(vids) == 8
+        catalog.compact_vectors("image")  # rows move: the table is made again
+        fast, slow = both(vids)
+        assert fast is not None and np.array_equal(fast, slow)
+        assert catalog.vectors_at("image", np.array([10**6]), 992) is None  # unknown vid

@@ -398,6 +398,10 @@ class SpaceIndex:
         vector = self.index.stored(vid)
         if vector is not None:
             return vector
+        mapped = self.catalog.vectors_at(self.space.name, np.array([vid], np.int64),
+                                         self.space.dim)
+        if mapped is not None:
+            return mapped[0]
         found, vectors = self.catalog.vectors_by_vid([vid], self.space.dim)
         return vectors[0] if len(found) else None
 
@@ -408,6 +412,9 @@ class SpaceIndex:
         inside = keys[(keys >= 0) & (keys < len(self.key_vid))]
         vids = self.key_vid[inside]
         vids = vids[vids >= 0]
+        mapped = self.catalog.vectors_at(self.space.name, vids, self.space.dim)
+        if mapped is not None:  # the usual case: no SQL
+            return self.keys_of(vids), mapped
         found_vids, vectors = self.catalog.vectors_by_vid(list(vids), self.space.dim)
         return self.keys_of(found_vids), vectors
 

@@ -170,6 +170,13 @@ class Catalog:
         self._scans_lock = threading.Lock()
         self._dirty: set[int] = set()
         self._dirty_ids: set[str] = set()
+        # space -> (its vector file, vid -> row in it; -1: unknown): re-scoring reads
+        # hundreds of vectors a query, and asking SQLite for their rows costs more than
+        # reading them. Rows written here join it at commit; another process's writes and
+        # compactions drop it (forget_cached).
+        self._slot_tables: dict[str, tuple[StoreFile, NDArray[np.int32]]] = {}
+        self._new_slots: list[tuple[str, int, int]] = []
+        self._slot_lock = threading.Lock()
         self._wrote = False
         self._local = threading.local()
         self._local_conns: list[sqlite3.Connection] = []
@@ -232,6 +239,7 @@ class Catalog:
 
     def forget_cached(self) -> None:
         """Drop every cached row, hash and filter (another process wrote)."""
+        self._slot_tables = {}
         self.rows.invalidate()
         self.hit_rows.invalidate()
         self.keys.invalidate()
@@ -261,6 +269,7 @@ class Catalog:
             # nothing left to roll back, and the original error is the one to raise
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._new_slots = []
             self._invalidate()
             raise
         try:
@@ -271,8 +280,10 @@ class Catalog:
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._new_slots = []
             self._invalidate()
             raise
+        self._publish_slots()
         self._invalidate()
 
     def _invalidate(self) -> None:
@@ -344,6 +355,7 @@ class Catalog:
             cur = conn.execute("INSERT INTO vectors (key, space, vector, slot) "
                                "VALUES (?, ?, x'', ?)", (key, space, slot))
             vid = int(cur.lastrowid or 0)
+            self._new_slots.append((space, vid, slot))
             added[space] = vid
             conn.execute("INSERT INTO journal (space, op, vid) VALUES (?, 'add', ?)",
                          (space, vid))
@@ -387,6 +399,7 @@ class Catalog:
                      "SELECT space, 'remove', vid FROM vectors WHERE space = ?", (space,))
         # its file is removed when a writer next opens (a reader may still map it)
         conn.execute("DELETE FROM meta WHERE key = ?", (META_PREFIX + space,))
+        self._slot_tables.pop(space, None)
         return conn.execute("DELETE FROM vectors WHERE space = ?", (space,)).rowcount
 
     def update_source_stat(self, item_id: str, size: int, mtime: float) -> None:
@@ -769,6 +782,71 @@ class Catalog:
         return any(row[1] == "slot" for row in
                    self._reader.execute("PRAGMA table_info(vectors)"))
 
+    def vectors_at(self, space: str, vids: NDArray[np.int64], dim: int
+                   ) -> NDArray[np.float32] | None:
+        """The vectors of ``vids`` — live vids of ``space``, as an index holds them — read
+        from the map through the in-memory vid -> row table, in the order given; None
+        when one is not in the table (the caller asks ``vectors_with_keys``)."""
+        made = self._slot_table(space)
+        if made is None or made[0].dim != dim:
+            return None
+        spec, table = made
+        vids = np.asarray(vids, dtype=np.int64)
+        if not len(vids):
+            return np.empty((0, dim), np.float32)
+        if vids.min() < 0 or vids.max() >= len(table):
+            return None
+        slots = table[vids]
+        if slots.min() < 0:
+            return None
+        return self.vector_files.file(space, spec).read(slots.astype(np.int64))
+
+    def _slot_table(self, space: str) -> tuple[StoreFile, NDArray[np.int32]] | None:
+        made = self._slot_tables.get(space)
+        if made is not None:
+            return made
+        with self._slot_lock:
+            made = self._slot_tables.get(space)
+            if made is not None:
+                return made
+            reader = self._reader
+            reader.execute("BEGIN")  # the file and the rows of one snapshot
+            try:
+                row = reader.execute("SELECT value FROM meta WHERE key = ?",
+                                     (META_PREFIX + space,)).fetchone()
+                if row is None:
+                    return None
+                top = reader.execute("SELECT max(vid) FROM vectors WHERE space = ?",
+                                     (space,)).fetchone()[0] or 0
+                table = np.full(int(top) + 1, -1, np.int32)
+                pairs = np.fromiter(
+                    (v for pair in reader.execute(
+                        "SELECT vid, slot FROM vectors WHERE space = ?", (space,))
+                     for v in pair), dtype=np.int64)
+            finally:
+                reader.execute("COMMIT")
+            table[pairs[0::2]] = pairs[1::2]
+            made = (StoreFile.from_json(row[0]), table)
+            self._slot_tables[space] = made
+            return made
+
+    def _publish_slots(self) -> None:
+        """After a commit: the rows it wrote join the tables already made."""
+        new, self._new_slots = self._new_slots, []
+        for space in {entry[0] for entry in new}:
+            made = self._slot_tables.get(space)
+            if made is None:
+                continue
+            vids = np.fromiter((v for sp, v, _ in new if sp == space), dtype=np.int64)
+            slots = np.fromiter((s for sp, _, s in new if sp == space), dtype=np.int32)
+            table = made[1]
+            if vids.max() >= len(table):
+                grown = np.full(max(int(vids.max()) + 1, 2 * len(table)), -1, np.int32)
+                grown[:len(table)] = table
+                table = grown
+            table[vids] = slots
+            self._slot_tables[space] = (made[0], table)
+
     def _store_file(self, conn: sqlite3.Connection, space: str, dim: int) -> StoreFile:
         """The file ``space``'s new vectors go to, made (and named in the catalog, in the
         open transaction) for a space's first vector."""
@@ -870,6 +948,7 @@ class Catalog:
                 target.append(np.empty((0, old.dim), np.float32))
             self.set_meta(META_PREFIX + space, new.to_json(), conn)
         # readers in this process keep the old map while they use it; the name goes now
+        self._slot_tables.pop(space, None)
         self.vector_files.forget(space, old.generation)
         source.path.unlink(missing_ok=True)
         return written - len(live)
