@@ -11,10 +11,15 @@ wallpaper packages) are the cluster centres, each item one of them plus Gaussian
 
 Queries are uploads: each photo scaled to 1024 px on its long side and saved as JPEG
 (quality 90), given as bytes to ``engine.search(Query(images=[...], limit=10))`` with the
-default settings except the result cache (off, so that every query is answered). The
-engine's own per-stage timings (``SearchResult.stage_ms``, ``engine/timing.py``) are
-collected for each query after two warm-up passes; the table gives each stage's p50 and
-its share of the summed stage medians, and the p50 of the whole call.
+default settings except the result and query-embedding caches (off, so that every query
+is decoded, described and answered). The engine's own per-stage timings
+(``SearchResult.stage_ms``, ``engine/timing.py``: ``decode`` is the safe decode with the
+query's derived fields, ``encode`` the descriptor, ``ann`` the index, ``rerank`` exact
+re-scoring and ranking, ``verify`` the copy check of the top hits against their
+thumbnails, ``fetch`` the result rows) are collected for each query after two warm-up
+passes; "other" is the rest of the call (confidence, the query's bookkeeping). The table
+gives each stage's p50 and its share of the summed medians, and the p50 of the whole
+call.
 
 Writes ``bench/results/stages-<n>.json``; work files under ``bench/data/stages-<n>/``.
 """
@@ -67,7 +72,8 @@ def settings(args: argparse.Namespace) -> Any:
     from imgsearch import Settings
 
     return Settings(image_encoder="descriptor", text_encoder="none", result_cache_size=0,
-                    memory_budget_mb=args.memory_budget_mb, log_searches=False)
+                    embedding_cache_size=0, memory_budget_mb=args.memory_budget_mb,
+                    log_searches=False)
 
 
 def build(args: argparse.Namespace, work: Path, photos: list[bytes]) -> dict[str, Any]:
@@ -123,6 +129,7 @@ def measure(args: argparse.Namespace, work: Path, photos: list[bytes]) -> dict[s
             totals.append((time.perf_counter_ns() - t) / 1e6)
             for name, ms in result.stage_ms.items():
                 stages.setdefault(name, []).append(ms)
+            stages.setdefault("other", []).append(totals[-1] - sum(result.stage_ms.values()))
     index_bytes = engine.spaces["image"].index.memory_bytes()
     engine.close()
     return {"kind": kind, "index_bytes": index_bytes, "queries": len(totals),

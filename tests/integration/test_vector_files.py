@@ -140,6 +140,9 @@ def test_a_truncated_vector_file_is_named(tmp_path: Path) -> None:
             list(catalog.iter_vectors("image", 992))
     finally:
         catalog.close()
+    health = Engine.check(tmp_path / "c")
+    assert not health.healthy
+    assert [f.part for f in health.findings if f.severity == "error"] == ["vectors:image"]
 
 
 def test_files_no_catalog_names_are_removed_by_a_writer(tmp_path: Path) -> None:

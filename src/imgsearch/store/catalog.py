@@ -906,6 +906,12 @@ class Catalog:
         if removed:
             sync_directory(self.vector_files.directory)
 
+    def vector_rows_named(self, space: str) -> int:
+        """How many rows ``space``'s file must hold: one past the last the catalog names."""
+        top = self._reader.execute("SELECT max(slot) FROM vectors WHERE space = ?",
+                                   (space,)).fetchone()[0]
+        return 0 if top is None else int(top) + 1
+
     def vector_file_stats(self) -> dict[str, dict[str, Any]]:
         """Per space: its file, dtype, rows written, rows live, bytes on disk."""
         stats: dict[str, dict[str, Any]] = {}
