@@ -39,6 +39,7 @@ from PIL import Image
 from common import (
     DATA_DIR,
     command_line,
+    load_average,
     machine,
     machine_line,
     median,
@@ -148,6 +149,7 @@ def main() -> None:
     work = DATA_DIR / f"stages-{args.n}"
     work.mkdir(parents=True, exist_ok=True)
     photos = uploads(args.photos)
+    load_before = load_average()
     built = build(args, work, photos)
     result = measure(args, work, photos)
     medians = {name: s["p50_ms"] for name, s in result["stages"].items()}
@@ -165,8 +167,10 @@ def main() -> None:
     print(f"\nwhole call: p50 {result['total_p50_ms']:.2f} ms, p99 "
           f"{result['total_p99_ms']:.2f} ms; largest stage: {largest}")
     print(f"command: {command_line()}")
-    write_results(f"stages-{args.n}", {"n": args.n, "build": built, **result,
-                                       "machine": machine()})
+    write_results(f"stages-{args.n}", {
+        "n": args.n, "build": built, **result, "machine": machine(),
+        "command": command_line(), "date": now(),
+        "load_average": {"before": load_before, "after": load_average()}})
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from numpy.typing import NDArray
 from common import (
     DATA_DIR,
     command_line,
+    load_average,
     machine,
     machine_line,
     median,
@@ -284,6 +285,8 @@ def main() -> None:
     parser.add_argument("--index-type", default="auto",
                         help="auto (chosen by size and budget) or a kind, as index_type")
     parser.add_argument("--fresh", action="store_true", help="start over")
+    parser.add_argument("--again", action="append", default=[],
+                        choices=("index", "serve"), help="run a finished phase again")
     parser.add_argument("--phase", choices=("write", "index", "serve"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     work = DATA_DIR / f"tenmillion-{args.n}"
@@ -296,12 +299,15 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     state: dict[str, Any] = {}
+    load_before = load_average()
     for phase in ("write", "index", "serve"):
         done = work / f"{phase}.json"
         previous = json.loads(done.read_text()) if done.exists() else None
-        if phase == "write" and previous and previous.get("complete"):
+        if previous and previous.get("complete") and phase not in args.again:
             state[phase] = previous
             continue
+        if phase == "index" and "index" in args.again:
+            (work / "collection" / "indexes" / "image.faiss").unlink(missing_ok=True)
         print(f"{phase} ...", flush=True)
         started = time.perf_counter()
         subprocess.run([sys.executable, __file__, "--phase", phase, "--n", str(args.n),
@@ -310,11 +316,10 @@ def main() -> None:
                        check=True)
         state[phase] = json.loads(done.read_text())
         state[phase]["wall_s"] = time.perf_counter() - started
-        if phase == "write":
-            state[phase]["complete"] = True
-            if previous:  # resumed: count the earlier part's time too
-                state[phase]["write_s"] += previous.get("write_s", 0.0)
-            done.write_text(json.dumps(state[phase]))
+        state[phase]["complete"] = True
+        if phase == "write" and previous:  # resumed: count the earlier part's time too
+            state[phase]["write_s"] += previous.get("write_s", 0.0)
+        done.write_text(json.dumps(state[phase]))
     serve = state["serve"]
     disk = disk_mb(work / "collection")
     print(f"\n{args.n:,} × {DIM}-d clustered vectors, {serve['kind']} index "
@@ -336,8 +341,10 @@ def main() -> None:
           f"vector file {serve['info_image']['vector_file']['resident_bytes'] / 1e6:,.0f} "
           f"MB mapped in")
     print(f"command: {command_line()}")
-    write_results(f"tenmillion-{args.n}", {"n": args.n, "state": state, "disk_mb": disk,
-                                           "machine": machine()})
+    write_results(f"tenmillion-{args.n}", {
+        "n": args.n, "state": state, "disk_mb": disk, "machine": machine(),
+        "command": command_line(), "date": now(),
+        "load_average": {"before": load_before, "after": load_average()}})
 
 
 if __name__ == "__main__":
