@@ -176,3 +176,29 @@ def test_the_in_memory_row_table_follows_writes_and_compaction(tmp_path: Path) -
         fast, slow = both(vids)
         assert fast is not None and np.array_equal(fast, slow)
         assert catalog.vectors_at("image", np.array([10**6]), 992) is None  # unknown vid
+
+
+@pytest.mark.parametrize("kind", ["hnsw_sq8", "ivfpq"])
+def test_a_compressed_index_is_rescored_exactly_from_the_vector_files(
+        tmp_path: Path, kind: str) -> None:
+    from imgsearch.engine.pipeline import Prepared
+
+    settings = Settings(image_encoder="fake", text_encoder="none", index_type=kind,
+                        result_cache_size=0)
+    rng = np.random.default_rng(0)
+    with Engine.open(tmp_path / "c", settings) as engine:
+        dim = engine.manifest.spaces["image"].dim
+        x = rng.standard_normal((600, dim)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        engine.commit([Prepared(Item(id=f"v{i}"), {"image": x[i]}, b"") for i in range(600)])
+    with Engine.open(tmp_path / "c", settings) as engine:
+        assert engine.spaces["image"].index.kind == kind
+        assert not engine.spaces["image"].index.exact_scores
+        for probe in (5, 77, 301):
+            hits = engine.search(Query(vector=x[probe], vector_space="image", limit=3,
+                                       min_confidence=0, collapse_duplicates=False)).hits
+            exact = x @ x[probe]
+            assert hits[0].id == f"v{probe}"
+            # the scores are the exact inner products of the stored float32 vectors
+            for hit in hits:
+                assert hit.score == pytest.approx(float(exact[int(hit.id[1:])]), abs=1e-5)
