@@ -598,6 +598,7 @@ class Engine:
     def _sweep_files(self) -> None:
         """At open, by the writer: remove files a crash left before their commit."""
         removed = self.pending.sweep(self._file_in_use, self._remove_file)
+        removed += self.catalog.sweep_vector_files()
         if removed:
             self.open_notes.append(f"removed {removed} file(s) an interrupted write left")
 

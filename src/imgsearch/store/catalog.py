@@ -199,7 +199,6 @@ class Catalog:
                     + (f" ({moved} vectors moved to {self.vector_files.directory})"
                        if moved else "")
                     + f"; the catalog as it was is kept at {upgraded[1]}")
-            self._sweep_vector_files()
         self._watch: sqlite3.Connection | None = None
         self._watch_lock = threading.Lock()
 
@@ -898,13 +897,18 @@ class Catalog:
             self._writer.execute("VACUUM")
         return moved
 
-    def _sweep_vector_files(self) -> None:
+    def sweep_vector_files(self) -> int:
+        """Remove the vector files no catalog row names (a crashed compaction's, a dropped
+        space's, a new space's whose first commit never came); returns how many. Only the
+        writer may (holding the collection's lock): another process's open transaction
+        may be appending to a file its commit has not named yet."""
         named = {StoreFile.from_json(value).name(key[len(META_PREFIX):])
                  for key, value in self._writer.execute(
                      "SELECT key, value FROM meta WHERE key LIKE ?", (META_PREFIX + "%",))}
         removed = self.vector_files.sweep(named)
         if removed:
             sync_directory(self.vector_files.directory)
+        return len(removed)
 
     def vector_rows_named(self, space: str) -> int:
         """How many rows ``space``'s file must hold: one past the last the catalog names."""
