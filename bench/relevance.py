@@ -22,15 +22,28 @@ in ``QUERY_TEXT`` below (run-together words, abbreviations, qualifiers such as
 written out there in full.
 
 1. Text queries, relevant = every stamp under the category folder, sub-folders included
-   (a cow in ``animals/mammals/bovines`` is relevant to "mammals"). Searched with
-   ``parse=False, min_confidence=0, limit=100`` in four configurations: BM25 alone
-   (``weight_text=0``), minilm alone (``weight_keyword=0``), RRF fusion and weighted
-   fusion (both signals at weight 1). A zero-weight list still lends its items to the
-   fused union at score 0 (after every item of the other list, in catalog-key order),
-   so the "alone" runs drop hits whose fused score is 0: what is left is exactly the
-   single signal's own ranking. Metrics are the project's (``imgsearch.evaluate``):
-   nDCG@10, Recall@10, mAP@10 and mAP@100 (AP@K divides by min(R, K)).
+   (a cow in ``animals/mammals/bovines`` is relevant to "mammals"), on two catalogs of
+   the same stamps, ids and order: (a) titled by their descriptions, (b) titled only by
+   their file names (``050kennedy-halfdollar.png``, ``op1_minus.png``): the noisy case,
+   where the engine cleans the titles into words (``imgsearch.titles``) and nothing else
+   describes a stamp. Searched with ``parse=False, min_confidence=0, limit=100`` in
+   these configurations: BM25 alone (``weight_text=0``), minilm alone
+   (``weight_keyword=0``), both with feedback off; visual feedback alone (the
+   ``visual_feedback`` list's own ranking, seeded by the default text ranking); fusion
+   as it was before feedback (text and visual feedback off); the default (text
+   feedback on); the default plus visual feedback (weight ``VISUAL_WEIGHT``); weighted
+   fusion. A zero-weight list still lends its items to the fused union at score 0, so
+   the "alone" runs drop hits whose fused score is 0 (or, for visual feedback, that it
+   did not bring): what is left is exactly the single signal's own ranking. Metrics are
+   the project's (``imgsearch.evaluate``): nDCG@10, Recall@10, mAP@10 and mAP@100
+   (AP@K divides by min(R, K)); per query better / worse / tied on mAP@10 and nDCG@10.
    The same queries under default settings count how many come back as "no match".
+   ``imgsearch tune`` (``imgsearch.evaluate.tune``) runs on each catalog's qrels from
+   the settings before feedback and from the defaults, 5-fold cross-validated.
+   Text query latency: ``--latency-n`` (10,000) synthetic items built by
+   ``bench/load.py`` (descriptor + minilm), 50 two-word queries x 4 rounds per
+   configuration, in-process, result and embedding caches off, configurations taking
+   turns query by query.
 2. Image -> image: every stamp queried with ``similar_to=<its id>``
    (``min_confidence=0, collapse_duplicates=False``), relevant = the other stamps of its
    own category (not sub-folders); stamps alone in their category are skipped. Beside
@@ -48,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import shutil
@@ -74,11 +88,15 @@ from imgsearch import Engine, Query, SearchResult, Settings
 from imgsearch.enrich.phash import hamming, perceptual_hash
 from imgsearch.evaluate.metrics import mean_metrics, query_metrics
 from imgsearch.evaluate.runner import EvalConfig, EvalRun, QrelsQuery, compare, run_eval
+from imgsearch.evaluate.tune import tune
 from imgsearch.ingest.decode import to_rgb
+from load import build_collection as build_load_collection
+from load import words as load_words
 
 STAMPS = Path("/usr/share/tuxpaint/stamps")
 INSTALL_HINT = "apt-get install tuxpaint-stamps-default"
 WORK = DATA_DIR / "relevance-tuxpaint"
+WORK_FILE_NAMES = DATA_DIR / "relevance-tuxpaint-filenames"
 STYLE_FOLDERS = frozenset({"cartoon", "filled", "outlined", "uppercase", "lowercase",
                            "coins", "plastic", "toys"})
 QUERY_TEXT = {
@@ -138,8 +156,11 @@ def query_text(category: str) -> str:
         .replace("-", " ")
 
 
-def build_catalog(root: Path, seed: int) -> tuple[list[dict[str, str]], dict[str, Any]]:
-    """Catalog rows (id, image, title) and the ground truth kept apart from them."""
+def build_catalog(root: Path, seed: int, *, file_names: bool = False
+                  ) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """Catalog rows (id, image, title) and the ground truth kept apart from them; with
+    ``file_names`` the title is the stamp's file name (``050kennedy-halfdollar.png``)
+    instead of its description: the same stamps, ids and order, noisy titles."""
     stamps: list[tuple[Path, str]] = []
     skipped: list[str] = []
     for png in sorted(root.rglob("*.png")):
@@ -155,18 +176,20 @@ def build_catalog(root: Path, seed: int) -> tuple[list[dict[str, str]], dict[str
     rows, categories, files = [], {}, {}
     for number, (png, description) in enumerate(stamps, start=1):
         item_id = f"stamp-{number:04d}"
-        rows.append({"id": item_id, "image": str(png), "title": description})
+        rows.append({"id": item_id, "image": str(png),
+                     "title": png.name if file_names else description})
         categories[item_id] = category_of(png, root)
         files[item_id] = str(png.relative_to(root))
     return rows, {"category": categories, "file": files, "skipped_no_text": skipped}
 
 
-def build_collection(rows: list[dict[str, str]], truth: dict[str, Any]) -> dict[str, Any]:
-    WORK.mkdir(parents=True, exist_ok=True)
-    catalog = WORK / "catalog.jsonl"
+def build_collection(rows: list[dict[str, str]], truth: dict[str, Any],
+                     work: Path = WORK) -> dict[str, Any]:
+    work.mkdir(parents=True, exist_ok=True)
+    catalog = work / "catalog.jsonl"
     catalog.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (WORK / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
-    collection = WORK / "collection"
+    (work / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+    collection = work / "collection"
     shutil.rmtree(collection, ignore_errors=True)
     with Engine.open(collection, Settings()) as engine:
         report = engine.ingest(catalog)
@@ -196,37 +219,134 @@ def single_signal(engine: Engine, dropped: list[int]) -> Any:
     return search
 
 
-TEXT_CONFIGS: tuple[tuple[str, Settings, bool], ...] = (
-    ("BM25 alone", Settings(weight_text=0.0), True),
-    ("minilm alone", Settings(weight_keyword=0.0), True),
-    ("fusion rrf", Settings(fusion="rrf"), False),
-    ("fusion weighted", Settings(fusion="weighted"), False),
+def feedback_only(engine: Engine, dropped: list[int]) -> Any:
+    """Search, keeping only the visual-feedback list's own ranking."""
+    def search(query: Query) -> SearchResult:
+        result: SearchResult = engine.search(query)
+        kept = sorted((h for h in result.hits if "visual_feedback" in h.matched_by),
+                      key=lambda h: h.matched_by["visual_feedback"]["rank"])
+        dropped.append(len(result.hits) - len(kept))
+        result.hits = kept
+        return result
+    return search
+
+
+_NO_FEEDBACK = {"text_feedback_beta": 0.0, "weight_visual_feedback": 0.0}
+VISUAL_WEIGHT = 0.25  # the visual-feedback runs (off by default)
+# label, settings, which hits count ("all", "weighted": the lists with weight, "visual")
+TEXT_CONFIGS: tuple[tuple[str, Settings, str], ...] = (
+    ("BM25 alone", Settings(weight_text=0.0, **_NO_FEEDBACK), "weighted"),
+    ("minilm alone", Settings(weight_keyword=0.0, **_NO_FEEDBACK), "weighted"),
+    ("visual feedback alone", Settings(weight_visual_feedback=VISUAL_WEIGHT), "visual"),
+    ("fusion before (no feedback)", Settings(**_NO_FEEDBACK), "all"),
+    ("fusion default (text feedback)", Settings(), "all"),
+    ("default + visual feedback", Settings(weight_visual_feedback=VISUAL_WEIGHT), "all"),
+    ("fusion weighted (default otherwise)", Settings(fusion="weighted"), "all"),
 )
+SINGLES = ("BM25 alone", "minilm alone")
+DEFAULT = "fusion default (text feedback)"
+COMPARED = ((DEFAULT, "best single"), (DEFAULT, "fusion before (no feedback)"),
+            ("default + visual feedback", DEFAULT),
+            ("fusion before (no feedback)", "best single"))
+
+
+def _versus(a: EvalRun, b: EvalRun, metric: str) -> dict[str, int]:
+    """Per query, b against a: better / worse / tied on ``metric``."""
+    pairs = compare(a, b).paired
+    diffs = [y.metrics[metric] - x.metrics[metric] for x, y in pairs if x.metrics and y.metrics]
+    return {"better": sum(d > 1e-9 for d in diffs), "worse": sum(d < -1e-9 for d in diffs),
+            "tied": sum(abs(d) <= 1e-9 for d in diffs)}
 
 
 def run_text(collection: Path, qrels: list[QrelsQuery]) -> dict[str, Any]:
     runs: dict[str, EvalRun] = {}
     dropped: dict[str, int] = {}
-    for label, settings, alone in TEXT_CONFIGS:
+    for label, settings, keep in TEXT_CONFIGS:
         with Engine.open(collection, settings, readonly=True) as engine:
             lost: list[int] = []
-            searcher = single_signal(engine, lost) if alone else engine
+            searcher = single_signal(engine, lost) if keep == "weighted" else \
+                feedback_only(engine, lost) if keep == "visual" else engine
             runs[label] = run_eval(qrels, EvalConfig(label, searcher), ks=KS)
             dropped[label] = sum(lost)
+    best = max(SINGLES, key=lambda label: runs[label].overall["map@10"])
     versus = {}
-    for fused in ("fusion rrf", "fusion weighted"):
-        for single in ("BM25 alone", "minilm alone"):
-            pairs = compare(runs[single], runs[fused]).paired
-            diffs = [b.metrics["ndcg@10"] - a.metrics["ndcg@10"] for a, b in pairs
-                     if a.metrics and b.metrics]
-            versus[f"{fused} vs {single}"] = {
-                "better": sum(d > 1e-9 for d in diffs), "worse": sum(d < -1e-9 for d in diffs),
-                "tied": sum(abs(d) <= 1e-9 for d in diffs)}
+    for fused, other in COMPARED:
+        other = best if other == "best single" else other
+        versus[f"{fused} vs {other}"] = {metric: _versus(runs[other], runs[fused], metric)
+                                         for metric in ("map@10", "ndcg@10")}
+    gain = runs[DEFAULT].overall["map@10"] / runs[best].overall["map@10"] - 1 \
+        if runs[best].overall["map@10"] else 0.0
     with Engine.open(collection, Settings(), readonly=True) as engine:
         empty = [q.id for q in qrels if q.query.text
                  and engine.search(Query(text=q.query.text)).empty_reason == "no_match"]
     return {"runs": runs, "dropped_zero_weight_hits": dropped, "versus": versus,
+            "best_single": best, "default_gain_map@10_over_best_single": gain,
             "default_no_match": empty}
+
+
+def run_tune(collection: Path, qrels: list[QrelsQuery], folds: int) -> dict[str, Any]:
+    """``imgsearch tune``'s choice, cross-validated, from the settings before feedback
+    and from the defaults."""
+    out = {}
+    for label, settings in (("from before (no feedback)", Settings(**_NO_FEEDBACK)),
+                            ("from the defaults", Settings())):
+        with Engine.open(collection, settings, readonly=True) as engine:
+            started = time.perf_counter()
+            report = tune(engine, qrels, folds=folds)
+            data = report.to_dict()
+            data["seconds"] = round(time.perf_counter() - started, 1)
+            data["fold_held_out"] = _fold_scores(report, qrels, folds)
+            out[label] = data
+    return out
+
+
+def _fold_scores(report: Any, qrels: list[QrelsQuery], folds: int) -> list[list[float]]:
+    """Held-out mean per fold, before and after (the folds as tune deals them)."""
+    order = list(range(len(qrels)))
+    random.Random(0).shuffle(order)
+    per = report.per_query
+    out = []
+    for fold in range(min(folds, len(qrels))):
+        members = [per[i] for n, i in enumerate(order) if n % folds == fold]
+        out.append([round(sum(c.before for c in members) / len(members), 4),
+                    round(sum(c.after for c in members) / len(members), 4)])
+    return out
+
+
+def run_latency(n: int, queries: int, rounds: int) -> dict[str, Any]:
+    """Text query latency in-process on a synthetic ``n``-item collection (bench/load.py's
+    builder: descriptor + minilm), with the caches off so that every query is encoded
+    and ranked; the configurations take turns query by query."""
+    directory = DATA_DIR / f"relevance-latency-{n}"
+    if not (directory / "manifest.json").exists():
+        build_load_collection(directory, n, 1000, seed=0)
+    adjectives, nouns = load_words()
+    rng = random.Random(1)
+    texts = [f"{rng.choice(adjectives)} {rng.choice(nouns)}" for _ in range(queries)]
+    configs = {label: settings for label, settings, keep in TEXT_CONFIGS
+               if keep == "all" and label != "fusion weighted (default otherwise)"}
+    times: dict[str, list[float]] = {label: [] for label in configs}
+    off = {"result_cache_size": 0, "embedding_cache_size": 0, "log_searches": False}
+    engines = {label: Engine.open(directory, s.replace(**off), readonly=True)
+               for label, s in configs.items()}
+    try:
+        for engine in engines.values():
+            engine.search(Query(text="warm up"))
+        for _ in range(rounds):
+            for text in texts:
+                for label, engine in engines.items():
+                    started = time.perf_counter()
+                    engine.search(Query(text=text))
+                    times[label].append((time.perf_counter() - started) * 1000)
+    finally:
+        for engine in engines.values():
+            engine.close()
+    base = float(np.median(times["fusion before (no feedback)"]))
+    return {"items": n, "queries": queries * rounds, "cores": os.cpu_count(),
+            "ms": {label: {"p50": round(float(np.median(t)), 2),
+                           "p90": round(float(np.percentile(t, 90)), 2),
+                           "p50_over_before": round(float(np.median(t)) / base, 3)}
+                   for label, t in times.items()}}
 
 
 # -- 2. image -> image -------------------------------------------------------------------
@@ -313,12 +433,14 @@ def _metric_rows(runs: dict[str, EvalRun]) -> list[list[Any]]:
     return rows
 
 
-def stamps_arguments(doc: str) -> argparse.Namespace:
+def stamps_arguments(doc: str, more: Any = None) -> argparse.Namespace:
     """--stamps and --seed of the benchmarks over the Tux Paint stamps (exit 2 without
-    the stamps)."""
+    the stamps); ``more(parser)`` adds a script's own options."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--stamps", type=Path, default=STAMPS)
     parser.add_argument("--seed", type=int, default=0)
+    if more is not None:
+        more(parser)
     args = parser.parse_args()
     if not args.stamps.is_dir() or not any(args.stamps.rglob("*.png")):
         print(f"{args.stamps}: the Tux Paint stamps are not installed; install them with\n"
@@ -327,37 +449,117 @@ def stamps_arguments(doc: str) -> argparse.Namespace:
     return args
 
 
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--folds", type=int, default=5, help="tune's cross-validation folds")
+    parser.add_argument("--no-tune", action="store_true", help="skip the tune runs")
+    parser.add_argument("--latency-n", type=int, default=10_000,
+                        help="items of the latency collection (0: skip)")
+    parser.add_argument("--latency-queries", type=int, default=50)
+    parser.add_argument("--latency-rounds", type=int, default=4)
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only the latency part (printed, not written to results)")
+
+
+def _print_text(name: str, qrels: list[QrelsQuery], text: dict[str, Any]) -> None:
+    print(f"\n1{name}. Text queries from {len(qrels)} category names (parse=False, "
+          f"min_confidence=0; relevant = every stamp under the folder)\n")
+    print(table(["configuration", "nDCG@10", "Recall@10", "mAP@10", "mAP@100", "MRR",
+                 "queries"], _metric_rows(text["runs"])))
+    print(f"\ndefault vs the better single signal ({text['best_single']}), mAP@10: "
+          f"{100 * text['default_gain_map@10_over_best_single']:+.1f} %")
+    print("\nper query (better / worse / tied):")
+    print(table(["comparison", "mAP@10", "nDCG@10"],
+                [[k, "{better} / {worse} / {tied}".format(**v["map@10"]),
+                  "{better} / {worse} / {tied}".format(**v["ndcg@10"])]
+                 for k, v in text["versus"].items()]))
+    print(f"\nhits dropped from the 'alone' runs: {text['dropped_zero_weight_hits']}")
+    print(f"default settings (parse on, min_confidence {Settings().min_confidence}): "
+          f"{len(text['default_no_match'])} of {len(qrels)} category queries answer "
+          f"'no match': {', '.join(query_text(c) for c in text['default_no_match'] if c)}")
+
+
+def _print_tune(tuned: dict[str, Any]) -> None:
+    rows = []
+    for start, r in tuned.items():
+        rows.append([start, f"{r['held_out']['before']:.3f}", f"{r['held_out']['after']:.3f}",
+                     f"{r['wins']} / {r['losses']} / {r['tied']}",
+                     " ".join(f"{b:.3f}->{a:.3f}" for b, a in r["fold_held_out"]),
+                     ", ".join(f"{k}={v}" for k, v in r["changes"].items()) or "-",
+                     "yes" if r["improves"] else "no", r["seconds"]])
+    print(table(["tune", "held-out before", "held-out after", "better/worse/tied",
+                 "per fold", "chosen changes", "writes", "s"], rows))
+
+
+def _text_results(qrels: list[QrelsQuery], text: dict[str, Any]) -> dict[str, Any]:
+    return {"query_text": {q.id: q.query.text for q in qrels},
+            "configs": {label: {"overall": run.overall, "scored": len(run.scored),
+                                "per_query_map@10": {o.qrels.label: o.metrics["map@10"]
+                                                     for o in run.scored if o.metrics}}
+                        for label, run in text["runs"].items()},
+            "versus": text["versus"], "best_single": text["best_single"],
+            "default_gain_map@10_over_best_single": text[
+                "default_gain_map@10_over_best_single"],
+            "dropped_hits": text["dropped_zero_weight_hits"],
+            "default_settings_no_match": text["default_no_match"]}
+
+
+def _print_latency(latency: dict[str, Any]) -> None:
+    print(f"\ntext query latency in-process, {latency['items']} synthetic items, "
+          f"{latency['queries']} queries per configuration, caches off, "
+          f"{latency['cores']} cores:\n")
+    print(table(["configuration", "p50 ms", "p90 ms", "p50 / before"],
+                [[k, v["p50"], v["p90"], v["p50_over_before"]]
+                 for k, v in latency["ms"].items()]))
+
+
 def main() -> None:
-    args = stamps_arguments(__doc__ or "")
+    args = stamps_arguments(__doc__ or "", _options)
     info = machine()
     print(f"machine: {machine_line(info)}")
+    if args.latency_only:
+        _print_latency(run_latency(args.latency_n, args.latency_queries,
+                                   args.latency_rounds))
+        print(f"load average after: {load_average()}")
+        return
     started = time.perf_counter()
     rows, truth = build_catalog(args.stamps, args.seed)
     ingest = build_collection(rows, truth)
+    noisy_rows, noisy_truth = build_catalog(args.stamps, args.seed, file_names=True)
+    noisy_ingest = build_collection(noisy_rows, noisy_truth, WORK_FILE_NAMES)
     collection = WORK / "collection"
     with Engine.open(collection, Settings(), readonly=True) as engine:
         categories = {i: c for i, c in truth["category"].items() if i in engine}
     print(f"{len(rows)} stamps with an English text ({len(truth['skipped_no_text'])} without, "
           f"left out); {len(categories)} indexed in {ingest['seconds']} s, "
-          f"{len(ingest['failed'])} refused")
+          f"{len(ingest['failed'])} refused; titled by file name: indexed in "
+          f"{noisy_ingest['seconds']} s")
 
     stage = time.perf_counter()
     timings: dict[str, float] = {"build_and_ingest": round(stage - started, 1)}
     qrels = text_qrels(categories)
-    text = run_text(collection, qrels)
+    catalogs = {"a": ("descriptions", collection),
+                "b": ("file names", WORK_FILE_NAMES / "collection")}
+    text: dict[str, Any] = {}
+    tuned: dict[str, Any] = {}
+    for mark, (name, where) in catalogs.items():
+        text[name] = run_text(where, qrels)
+        _print_text(f"{mark} (titles: {name})", qrels, text[name])
     timings["text"] = round(time.perf_counter() - stage, 1)
+    if not args.no_tune:
+        stage = time.perf_counter()
+        for name, where in catalogs.values():
+            tuned[name] = run_tune(where, qrels, args.folds)
+            print(f"\nimgsearch tune on the titles by {name} ({args.folds} folds, map@10; "
+                  f"held-out = each query scored by settings chosen without it):\n")
+            _print_tune(tuned[name])
+        timings["tune"] = round(time.perf_counter() - stage, 1)
+    latency = None
+    if args.latency_n:
+        stage = time.perf_counter()
+        latency = run_latency(args.latency_n, args.latency_queries, args.latency_rounds)
+        timings["latency"] = round(time.perf_counter() - stage, 1)
+        _print_latency(latency)
     stage = time.perf_counter()
-    print(f"\n1. Text queries from {len(qrels)} category names (parse=False, "
-          f"min_confidence=0; relevant = every stamp under the folder)\n")
-    print(table(["configuration", "nDCG@10", "Recall@10", "mAP@10", "mAP@100", "MRR",
-                 "queries"], _metric_rows(text["runs"])))
-    print("\nper-query nDCG@10, fused vs single signal (better / worse / tied):")
-    print(table(["comparison", "better", "worse", "tied"],
-                [[k, v["better"], v["worse"], v["tied"]] for k, v in text["versus"].items()]))
-    print(f"\nzero-weight hits dropped from the 'alone' runs: {text['dropped_zero_weight_hits']}")
-    print(f"default settings (parse on, min_confidence {Settings().min_confidence}): "
-          f"{len(text['default_no_match'])} of {len(qrels)} category queries answer "
-          f"'no match': {', '.join(query_text(c) for c in text['default_no_match'] if c)}")
 
     relevant = same_folder(categories)
     files = {i: args.stamps / truth["file"][i] for i in categories}
@@ -386,15 +588,9 @@ def main() -> None:
         "seed": args.seed,
         "dataset": {"stamps": len(rows), "indexed": len(categories),
                     "skipped_no_text": truth["skipped_no_text"], "ingest": ingest,
-                    "categories": len(qrels)},
-        "text": {"query_text": {q.id: q.query.text for q in qrels},
-                 "configs": {label: {"overall": run.overall, "scored": len(run.scored),
-                                     "per_query_ndcg@10": {o.qrels.label: o.metrics["ndcg@10"]
-                                                           for o in run.scored if o.metrics}}
-                             for label, run in text["runs"].items()},
-                 "fused_vs_single_ndcg@10": text["versus"],
-                 "dropped_zero_weight_hits": text["dropped_zero_weight_hits"],
-                 "default_settings_no_match": text["default_no_match"]},
+                    "ingest_file_names": noisy_ingest, "categories": len(qrels)},
+        "text": {name: _text_results(qrels, t) for name, t in text.items()},
+        "tune": tuned, "latency": latency,
         "image_to_image": images,
         "no_match": no_match,
     })

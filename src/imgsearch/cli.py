@@ -806,6 +806,83 @@ def evaluate(
 
 
 @app.command()
+def tune(
+    qrels: Annotated[Path, typer.Argument(
+        help="JSONL: one text query per line with its relevant ids (see README).")],
+    collection: CollectionOpt,
+    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds.")] = 5,
+    metric: Annotated[str, typer.Option(
+        "--metric", help="map@10, ndcg@10, recall@10 or mrr.")] = "map@10",
+    seed: Annotated[int, typer.Option("--seed", help="How queries are dealt into folds.")]
+    = 0,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Report only; write nothing.")] = False,
+    per_query: Annotated[bool, typer.Option("--per-query", help="List every query.")]
+    = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Choose the text-fusion settings on your own judgements, cross-validated; write
+    them to the collection's imgsearch.toml only when they win on held-out queries."""
+    from imgsearch.evaluate import runner
+    from imgsearch.evaluate import tune as tuning
+
+    with _errors():
+        queries = runner.load_qrels(qrels)
+        engine = _open(collection, readonly=True)
+        try:
+            report = tuning.tune(engine, queries, folds=folds, metric=metric, seed=seed,
+                                 progress=None if as_json else
+                                 lambda line: typer.echo(line, err=True))
+        finally:
+            engine.close()
+        written = report.improves and not dry_run
+        if written:
+            tuning.write_settings(collection / COLLECTION_CONFIG, report.changes)
+        _, origin = _layers(collection=collection)
+        shadowed = [name for name in report.changes if origin[name].startswith(
+            ("environment", "command line"))]
+        if as_json:
+            _print_json({**report.to_dict(), "written": written,
+                         "file": str(collection / COLLECTION_CONFIG),
+                         "shadowed_by_environment": shadowed})
+            return
+        typer.echo(_format_tune(report, per_query))
+        if written:
+            typer.echo(f"wrote {', '.join(f'{k} = {v}' for k, v in report.changes.items())} "
+                       f"to {collection / COLLECTION_CONFIG}")
+        elif report.improves:
+            typer.echo("--dry-run: nothing written")
+        else:
+            typer.echo("kept the current settings: the chosen ones do not beat them on "
+                       "held-out queries")
+        for name in shadowed:
+            typer.echo(f"note: {name} is set by {origin[name]}, which wins over the file",
+                       err=True)
+
+
+def _format_tune(report: Any, per_query: bool) -> str:
+    m = report.metric
+    lines = [f"tuned on {report.queries} text queries, {report.folds} folds, {m} "
+             f"({report.searches} searches)", ""]
+    width = max(map(len, report.current))
+    lines.append(f"{'setting':<{width}}  {'current':>9}  {'chosen':>9}")
+    for name, value in report.current.items():
+        mark = "" if report.chosen[name] == value else "  *"
+        lines.append(f"{name:<{width}}  {value!s:>9}  {report.chosen[name]!s:>9}{mark}")
+    lines += ["", f"{m} held out (each query scored by settings chosen without it): "
+                  f"{report.held_out_before:.3f} -> {report.held_out_after:.3f}",
+              f"{m} on all queries with the chosen settings: "
+              f"{report.all_before:.3f} -> {report.all_after:.3f}",
+              f"held-out queries: {report.wins} better, {report.losses} worse, "
+              f"{len(report.per_query) - report.wins - report.losses} tied"]
+    changed = [c for c in report.per_query if per_query or abs(c.after - c.before) > 1e-9]
+    changed.sort(key=lambda c: c.after - c.before, reverse=True)
+    for c in changed:
+        lines.append(f"  {c.after - c.before:+.3f}  {c.before:.3f} -> {c.after:.3f}  {c.label}")
+    return "\n".join(lines)
+
+
+@app.command()
 def check(
     collection: CollectionOpt,
     quick: Annotated[bool, typer.Option(

@@ -175,6 +175,20 @@ class Settings:
     weight_keyword: float = 0.333
     weight_text: float = 1.0
     weight_clip_text: float = 1.0
+    # text feedback (search.feedback): the semantic query vector moves towards the text
+    # vectors of the confident head of the first ranking (at most text_feedback_seeds
+    # hits whose text confidence reaches feedback_min_confidence) by text_feedback_beta,
+    # and is searched again. 0: off. Chosen on both stamps catalogs (BENCHMARKS.md).
+    text_feedback_beta: float = 0.5
+    text_feedback_seeds: int = 3
+    # pictures as evidence for text queries (search.feedback): the items that look like
+    # the text ranking's confident head join the fusion as one more list. Seeds: at most
+    # feedback_seeds of the first hits whose text confidence reaches
+    # feedback_min_confidence; the list holds at most feedback_depth items. 0: off.
+    weight_visual_feedback: float = 0.0
+    feedback_seeds: int = 5
+    feedback_min_confidence: float = 0.5
+    feedback_depth: int = 10
     # BM25 weight of each text field, in the order of the keyword index's columns
     # (ocr: text read from the pixels; album: the folders a photo is in; place: the city,
     # region and country its GPS position names)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from imgsearch.titles import clean_title
+
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
@@ -124,8 +126,8 @@ class Item:
         return "square"
 
     def metadata_text(self) -> str:
-        """The text a text encoder and keyword search see for this item."""
-        parts = [self.title, self.description, self.category, self.brand, self.color]
+        """The text a text encoder sees for this item (a file-name title as words)."""
+        parts = [clean_title(self.title), self.description, self.category, self.brand, self.color]
         parts.extend(self.tags)
         parts += [self.city, self.region, self.country, self.ocr_text]
         return " . ".join(p for p in parts if p)

@@ -85,7 +85,7 @@ def test_query_understanding_filters_and_reports(shop):
                                                 "categories": ["shoes"]}
     assert result.interpretation["text"] == "shoes"
     unparsed = shop.search(Query(text="nike shoes under $90", limit=5, parse=False))
-    assert len(unparsed.hits) > 1 and unparsed.interpretation == {}
+    assert len(unparsed.hits) > 1 and "filters" not in unparsed.interpretation
 
 
 def test_caller_filters_win_over_parsed_ones(shop):
@@ -100,3 +100,58 @@ def test_hybrid_query_text_is_understood(shop):
     assert result.interpretation["text"] == "boots"
     assert result.hits and all(h.price <= 200 for h in result.hits)
     assert result.query_kind == "hybrid"
+
+
+def test_file_name_titles_are_found_by_their_words(tmp_path):
+    with Engine.open(tmp_path / "c", Settings(text_encoder="fake")) as engine:
+        engine.upsert(Item(id="a", title="redRoseBouquet_0042.jpg"), picture(1))
+        engine.upsert(Item(id="b", title="IMG_0042.png"), picture(2))
+        keys, _ = engine.catalog.keyword_search("rose", 10, [1] * 9)
+        assert [engine.catalog.items_by_key([int(k)])[int(k)].id for k in keys] == ["a"]
+        keys, _ = engine.catalog.keyword_search("png", 10, [1] * 9)
+        assert len(keys) == 0  # the extension is no word of the title
+        hit = engine.search(Query(text="rose", min_confidence=0.0)).hits[0]
+        assert hit.id == "a" and hit.title == "redRoseBouquet_0042.jpg"  # shown raw
+
+
+def test_text_feedback_is_named_in_the_interpretation(shop):
+    result = shop.search(Query(text="running shoes", limit=5, parse=False))
+    expanded = result.interpretation["expanded"]["text_feedback"]
+    assert expanded["seeds"] and set(expanded["seeds"]) <= {h.id for h in result.hits}
+    assert "text_feedback" in result.plan
+    before = shop.settings
+    shop.settings = before.replace(text_feedback_beta=0.0, result_cache_size=0)
+    try:
+        assert "expanded" not in shop.search(Query(text="running shoes", limit=5,
+                                                   parse=False)).interpretation
+    finally:
+        shop.settings = before
+
+
+def test_an_unmatched_query_brings_no_feedback(shop):
+    result = shop.search(Query(text="quantum chromodynamics lecture", parse=False,
+                               min_confidence=0.0))
+    assert "expanded" not in result.interpretation  # no confident seed, no expansion
+
+
+def test_visual_feedback_adds_lookalikes_of_confident_hits(tmp_path):
+    # two items that look alike (the same picture), only one says "zebra"
+    settings = Settings(text_encoder="fake", weight_visual_feedback=0.5,
+                        feedback_min_confidence=0.5, result_cache_size=0)
+    with Engine.open(tmp_path / "c", settings) as engine:
+        engine.upsert(Item(id="z", title="zebra"), picture(7))
+        engine.upsert(Item(id="twin", title="striped animal"), picture(7))
+        for i in range(8):
+            engine.upsert(Item(id=f"o{i}", title=f"other thing {i}"), picture(20 + i))
+        result = engine.search(Query(text="zebra", parse=False, min_confidence=0.0,
+                                     collapse_duplicates=False))  # the twin is a copy
+        ids = [h.id for h in result.hits]
+        assert ids[0] == "z"
+        twin = next(h for h in result.hits if h.id == "twin")
+        assert "visual_feedback" in twin.matched_by and "keyword" not in twin.matched_by
+        assert result.interpretation["expanded"]["visual_feedback"]["seeds"] == ["z"]
+        # as confident as the seed it resembles, times the resemblance: never above it
+        assert 0.0 < twin.confidence <= result.hits[0].confidence
+        engine.settings = settings.replace(weight_visual_feedback=0.0)
+        plain = engine.search(Query(text="zebra", parse=False, min_confidence=0.0))
+        assert all("visual_feedback" not in h.matched_by for h in plain.hits)

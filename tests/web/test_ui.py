@@ -55,3 +55,21 @@ def test_a_colour_word_is_shown_as_preferred(client: TestClient) -> None:
     assert page.status_code == 200
     assert "preferring blue" in page.text
     assert _cards(page.text)  # the colour word did not empty the result
+
+
+def test_the_understood_line_names_the_expansions(client: TestClient, web_engine: Engine,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    search = web_engine.search
+
+    def expanded(query: Any) -> Any:
+        result = search(query)
+        return dataclasses.replace(result, interpretation={
+            **result.interpretation,
+            "expanded": {"text_feedback": {"seeds": ["p1", "p2"], "beta": 0.5},
+                         "visual_feedback": {"seeds": ["p1"], "neighbours": 10,
+                                             "weight": 0.25}}})
+
+    monkeypatch.setattr(web_engine, "search", expanded)
+    page = client.get("/", params={"q": "shoe number"}).text
+    line = next(line for line in page.splitlines() if "Understood as:" in line)
+    assert line.endswith("widened towards p1, p2, with look-alikes of p1</p>")

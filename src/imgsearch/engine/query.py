@@ -20,6 +20,8 @@ from imgsearch.engine.dedup import collapse_hits
 from imgsearch.engine.known import check_known_values
 from imgsearch.engine.similar import SOFT_SIGNALS, more_like_this
 from imgsearch.engine.similar import weights as similar_weights
+from imgsearch.engine.text_feedback import evidence as expansion_evidence
+from imgsearch.engine.text_feedback import expand
 from imgsearch.engine.timing import current as current_timings
 from imgsearch.engine.timing import recording, stage
 from imgsearch.errors import ImgSearchError, InvalidQueryError, ItemNotFoundError
@@ -30,6 +32,7 @@ from imgsearch.search.calibration import (
     prior,
 )
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
+from imgsearch.search.feedback import NAME as FEEDBACK
 from imgsearch.search.fusion import RankedList, fuse
 from imgsearch.search.matching import (
     HASH_CANDIDATES,
@@ -185,6 +188,8 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
     """
     n = len(ranked.keys)
     parts = [np.zeros(n, np.float32)]
+    if FEEDBACK in ranked.evidence:  # looks like a confident hit: as sure as that hit
+        parts.append(ranked.evidence[FEEDBACK])
     if "keyword" in ranked.evidence:
         # BM25 is not comparable across queries; the share of the query's words an
         # item contains is: "tax court ruling" matching only "rules" is a weak match
@@ -192,7 +197,7 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
     image_done = False
     for name, scores in ranked.per_signal.items():
         space_name = name.split(":", 1)[0]
-        if name == "keyword" or space_name == "not-image" or name in SOFT_SIGNALS \
+        if name in ("keyword", FEEDBACK) or space_name == "not-image" or name in SOFT_SIGNALS \
                 or name in FIELD_SIGNALS:  # parts of the keyword list, judged with it
             continue  # closeness to a counter-example, a shared category: no evidence
         if space_name == "image":
@@ -381,10 +386,13 @@ _SIGNAL_WEIGHT = {"text": "weight_text", "clip_text": "weight_clip_text"}
 
 
 def _fused_text(engine: Engine, query: Query, signals: list[Signal],
-                allowed: NDArray[np.int64] | None) -> Ranked:
-    """Text queries: keyword (BM25) and semantic lists, fused (RRF by default)."""
+                allowed: NDArray[np.int64] | None) -> tuple[Ranked, dict[str, Any]]:
+    """Text queries: keyword (BM25) and semantic lists, fused (RRF by default), then
+    expanded from the surest hits of that ranking (engine.text_feedback). Also returns
+    what the query was expanded with, for the interpretation."""
     s = engine.settings
     k = fetch_size(query.offset, query.limit)
+    assert query.text is not None
     lists: list[RankedList] = []
     plans = []
     for signal in signals:
@@ -392,21 +400,23 @@ def _fused_text(engine: Engine, query: Query, signals: list[Signal],
         lists.append(RankedList(signal.name, keys, scores,
                                 getattr(s, _SIGNAL_WEIGHT.get(signal.name, "weight_text"))))
         plans.append(f"{signal.name}:{plan}")
-    assert query.text is not None
     keys, scores = engine.catalog.keyword_search(query.text, k, s.keyword_weights(),
                                                  query.filters)
     lists.append(RankedList("keyword", keys, scores, s.weight_keyword))
     plans.append("keyword:fts5")
-    fused = fuse(lists, s.fusion, s.rrf_k)
+    expansion = expand(engine, query, signals, lists, fuse(lists, s.fusion, s.rrf_k), k,
+                       allowed)
+    fused = expansion.fused
     top = fused.keys[:k]
-    evidence: dict[str, NDArray[np.float32]] = {}
     per_signal = {name: col[:k] for name, col in fused.list_scores.items()}
-    if "keyword" in fused.ranks and query.text:
+    evidence = expansion_evidence(engine, expansion, top, per_signal)
+    if "keyword" in fused.ranks:
         evidence["keyword"] = engine.catalog.term_coverage(query.text, top)
         per_signal.update(engine.catalog.field_matches(query.text, top))  # "ocr", ...
     return Ranked(top, fused.scores[:k], per_signal,
                   {name: col[:k] for name, col in fused.ranks.items()},
-                  ", ".join(plans) + f" fused:{s.fusion}", len(fused.keys), evidence)
+                  ", ".join(plans + expansion.plans) + f" fused:{s.fusion}", len(fused.keys),
+                  evidence), expansion.described
 
 
 def _merge(filters: Filters, parsed: Interpretation, colors_as_filter: bool = True
@@ -554,7 +564,9 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     several = len(query.images) + len(query.negative_images) > 1
     with engine.lock.read(), stage("ann"):
         if query.text and not query.images:
-            ranked = _fused_text(engine, query, signals, allowed)
+            ranked, expanded = _fused_text(engine, query, signals, allowed)
+            if expanded:
+                interpretation = {**interpretation, "expanded": expanded}
         elif exclude is not None:
             ranked = more_like_this(engine.catalog, signals, exclude, allowed, s,
                                     offset=query.offset, limit=query.limit,

@@ -50,6 +50,7 @@ from imgsearch.store.vectors import (
     check_dtype,
     sync_directory,
 )
+from imgsearch.titles import clean_title
 from imgsearch.types import PHOTO_FIELDS, Filters, Item
 
 _ITEM_COLUMNS = (
@@ -1198,7 +1199,7 @@ def _write_fts(conn: sqlite3.Connection, key: int, item: Item, *, replace: bool)
     conn.execute(
         "INSERT INTO items_fts (rowid, title, description, tags, category, brand, colors, "
         "ocr, album, place) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (key, item.title or "", item.description or "", " ".join(item.tags),
+        (key, clean_title(item.title) or "", item.description or "", " ".join(item.tags),
          item.category or "", item.brand or "", " ".join([*item.colors, item.color or ""]),
          item.ocr_text or "", item.album or "",
          " ".join(p for p in (item.city, item.region, item.country) if p)))

@@ -186,9 +186,11 @@ def _media_type(data: bytes) -> str:
 
 
 def understood(interpretation: dict[str, Any]) -> str | None:
-    """What query understanding read from the text, in words; None when nothing."""
+    """What query understanding read from the text, and what the query was expanded
+    with, in words; None when nothing."""
+    expanded = _expanded(interpretation.get("expanded") or {})
     if not interpretation.get("understood") or interpretation.get("applied") is False:
-        return None
+        return ", ".join(expanded) or None
     filters = interpretation.get("filters", {})
     parts = [f"“{interpretation['text']}”"] if interpretation.get("text") else []
     for name, label in (("categories", "category"), ("brands", "brand"),
@@ -201,7 +203,18 @@ def understood(interpretation: dict[str, Any]) -> str | None:
         parts.append(f"price ≥ {filters['price_min']:g}")
     if filters.get("price_max") is not None:
         parts.append(f"price ≤ {filters['price_max']:g}")
-    return ", ".join(parts) or None
+    return ", ".join(parts + expanded) or None
+
+
+def _expanded(expanded: dict[str, Any]) -> list[str]:
+    """The feedback expansions (search.feedback), each naming its seeds."""
+    parts = []
+    for name, words in (("text_feedback", "widened towards"),
+                        ("visual_feedback", "with look-alikes of")):
+        seeds = expanded.get(name, {}).get("seeds") or []
+        if seeds:
+            parts.append(f"{words} {', '.join(map(str, seeds))}")
+    return parts
 
 
 def understood_colors(interpretation: dict[str, Any]) -> set[str]:

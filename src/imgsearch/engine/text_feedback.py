@@ -1,0 +1,134 @@
+"""A text query's feedback from its surest hits, wired to the engine (search.feedback).
+
+``expand`` takes the first-pass fusion of a text query's lists and returns them
+expanded: the semantic list searched again from the query moved towards the seeds'
+text vectors (text feedback), then one more list of the seeds' look-alikes (visual
+feedback), each when its settings turn it on and the ranking has confident seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from imgsearch.config import Settings
+from imgsearch.search.executor import Signal, candidates
+from imgsearch.search.feedback import NAME as VISUAL
+from imgsearch.search.feedback import (
+    Feedback,
+    FeedbackOptions,
+    moved_towards,
+    seeds_of,
+    visual_feedback,
+)
+from imgsearch.search.fusion import Fused, RankedList, fuse
+from imgsearch.types import Query
+
+if TYPE_CHECKING:
+    from imgsearch.engine.core import Engine
+
+TEXT = "text_feedback"
+
+
+@dataclass
+class Expansion:
+    lists: list[RankedList]
+    fused: Fused
+    plans: list[str] = field(default_factory=list)
+    described: dict[str, Any] = field(default_factory=dict)  # for the interpretation
+    visual: Feedback | None = None
+    semantic: Signal | None = None  # the query's own semantic signal, when moved
+
+
+def feedback_options(settings: Settings) -> FeedbackOptions:
+    return FeedbackOptions(settings.weight_visual_feedback, settings.feedback_seeds,
+                           settings.feedback_min_confidence, settings.feedback_depth)
+
+
+def expand(engine: Engine, query: Query, signals: list[Signal], lists: list[RankedList],
+           fused: Fused, k: int, allowed: NDArray[np.int64] | None) -> Expansion:
+    """The text query's lists and fusion after feedback (see the module doc)."""
+    s = engine.settings
+    assert query.text is not None
+    out = Expansion(lists, fused)
+    semantic = next((sig for sig in signals if sig.name == "text"), None)
+    if semantic is not None and s.text_feedback_beta > 0 and s.text_feedback_seeds > 0:
+        seeds, _ = _seeds(engine, query.text, fused, s.text_feedback_seeds)
+        found, vectors = semantic.space.vectors_of_keys(seeds)
+        if len(found):
+            moved = moved_towards(semantic.vector, vectors, s.text_feedback_beta)
+            keys, scores, _ = candidates(Signal("text", semantic.space, moved), k, allowed,
+                                         None, query.search_params)
+            out.lists = [RankedList("text", keys, scores, rl.weight) if rl.name == "text"
+                         else rl for rl in out.lists]
+            out.fused = fuse(out.lists, s.fusion, s.rrf_k)
+            out.plans.append(f"{TEXT}:seeds:{len(found)}")
+            out.described[TEXT] = {"seeds": ids_of(engine, found),
+                                   "beta": s.text_feedback_beta}
+            out.semantic = semantic
+    options = feedback_options(s)
+    space = engine.spaces.get("image")
+    if options.enabled and space is not None and len(space):
+        seeds, confidence = _seeds(engine, query.text, out.fused, options.seeds)
+        visual = visual_feedback(space, seeds, confidence, options, allowed,
+                                 query.search_params)
+        if visual is not None:
+            out.lists = [*out.lists, visual.ranked]
+            out.fused = fuse(out.lists, s.fusion, s.rrf_k)
+            out.plans.append(visual.plan)
+            out.described[VISUAL] = visual.describe(dict(zip(
+                visual.seeds.tolist(), ids_of(engine, visual.seeds), strict=True)))
+            out.visual = visual
+    return out
+
+
+def evidence(engine: Engine, expansion: Expansion, top: NDArray[np.int64],
+             per_signal: dict[str, NDArray[np.float32]]) -> dict[str, NDArray[np.float32]]:
+    """Per-key evidence of the expansions for the confidence, and ``per_signal``'s text
+    column back on the query as typed (the moved vector sits closer to everything)."""
+    found: dict[str, NDArray[np.float32]] = {}
+    if expansion.semantic is not None and "text" in per_signal:
+        per_signal["text"] = _similarity(expansion.semantic, top, per_signal["text"])
+    if expansion.visual is not None:
+        calibration = engine.calibrations.get("image")
+        found[VISUAL] = expansion.visual.evidence(
+            engine.spaces["image"], top, calibration.confidence if calibration else None)
+    return found
+
+
+def ids_of(engine: Engine, keys: NDArray[np.int64]) -> list[str]:
+    rows = engine.catalog.hits_by_key(keys.tolist())
+    return [rows[int(key)][0] if int(key) in rows else str(int(key)) for key in keys]
+
+
+def _similarity(signal: Signal, keys: NDArray[np.int64], listed: NDArray[np.float32]
+                ) -> NDArray[np.float32]:
+    """The signal's own similarity to each key that was in its list (NaN elsewhere)."""
+    out = np.full(len(keys), np.nan, np.float32)
+    inside = np.isfinite(listed)
+    found, vectors = signal.space.vectors_of_keys(keys[inside])
+    if len(found):
+        at = {int(key): i for i, key in enumerate(keys)}
+        out[[at[int(key)] for key in found]] = vectors @ signal.vector
+    return out
+
+
+def _seeds(engine: Engine, text: str, fused: Fused, n: int
+           ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """The confident head of a ranking: of its first ``n`` keys, those whose text
+    evidence (keyword coverage or calibrated semantic similarity) is confident."""
+    head = fused.keys[:n]
+    confidence = np.zeros(len(head), np.float32)
+    if "keyword" in fused.ranks:  # the share of the query's words a seed contains
+        confidence = engine.catalog.term_coverage(text, head)
+    for name in ("text", "clip_text"):
+        calibration = engine.calibrations.get(name)
+        if name in fused.list_scores and calibration is not None:
+            scores = fused.list_scores[name][:n]
+            values = np.where(np.isnan(scores), -1.0, scores).astype(np.float32)
+            confidence = np.maximum(confidence, calibration.confidence(values))
+    return seeds_of(head, confidence, FeedbackOptions(
+        seeds=n, min_confidence=engine.settings.feedback_min_confidence))
