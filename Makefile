@@ -93,7 +93,7 @@ bench: $(BENCH_STAMP) apt-bench
 bench-full: $(BENCH_STAMP) apt-bench
 	$(PY) bench/peers.py --data clustered --n 1000000
 	$(PY) bench/filters.py --n 1000000
-	$(PY) bench/stages.py --n 1000000
+	$(PY) bench/stages.py --n 1000000 --memory-budget-mb 400
 	$(PY) bench/report.py
 
 # 10M × 512-d through the engine: catalog, float16 vector files, the index auto picks
