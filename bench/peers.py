@@ -430,8 +430,9 @@ def worker_engine(plan: Plan) -> dict[str, Any]:
 
         def by_vector(vectors: NDArray[np.float32], i: int, ef_search: int | None = None
                       ) -> list[int]:
+            hints = {} if ef_search is None else {"ef_search": ef_search}
             hits = engine.search(Query(vector=vectors[i], vector_space="image", limit=K,
-                                       ef_search=ef_search)).hits
+                                       search_params=hints)).hits
             return [int(h.id[1:]) for h in hits]
 
         def by_id(row: int) -> list[int]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image, TiffImagePlugin
 
 from imagegen import picture
+from vstorekit import undo_vector_files
 
 IFD_EXIF, IFD_GPS = 0x8769, 0x8825
 
@@ -66,7 +67,10 @@ def write_photo(path: Path, seed: int, **facts: object) -> Path:
 
 
 def undo_photo_schema(conn: sqlite3.Connection) -> None:
-    """Undo migration 4 (photo columns, the keyword index's ocr/album/place fields)."""
+    """Undo migrations 5 (vector files) and 4 (photo columns, the keyword index's
+    ocr/album/place fields)."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] == 5:
+        undo_vector_files(conn)
     conn.executescript("""
         DROP INDEX items_taken; DROP INDEX items_camera; DROP INDEX items_latitude;
         DROP TABLE items_fts;

@@ -444,6 +444,12 @@ def info(collection: CollectionOpt, as_json: JsonOpt = False) -> None:
         for name, space in data["spaces"].items():
             typer.echo(f"  {name}: {space['encoder']} ({space['model_id']}, {space['dim']}-d), "
                        f"{space['index']} index, {space['vectors']} vectors")
+            stored = space.get("vector_file") or {}
+            dead = stored.get("rows", 0) - stored.get("live", 0)
+            typer.echo(f"    index {space['index_resident_bytes'] / 1e6:.1f} MB resident; "
+                       f"vectors {stored.get('disk_bytes', 0) / 1e6:.1f} MB on disk "
+                       f"({stored.get('dtype', '-')}, {dead} dead rows), "
+                       f"{stored.get('resident_bytes', 0) / 1e6:.1f} MB of it resident")
         for name, lacking in data.get("without_vector", {}).items():
             typer.echo(f"  {lacking} item(s) have no {name} vector (their re-encoding "
                        f"failed): add them again with their image, or remove them")
@@ -919,6 +925,30 @@ def check(
         _print_health(health.to_dict(), as_json)
         if not health.healthy:
             raise typer.Exit(EXIT_COLLECTION)
+
+
+@app.command()
+def upgrade(collection: CollectionOpt, as_json: JsonOpt = False) -> None:
+    """Upgrade a collection written by an older imgsearch (a backup of the old catalog is
+    kept next to it) and compact its vector files into the vector_dtype setting."""
+    with _errors():
+        engine = _open(collection)
+        try:
+            data = engine.upgrade()
+        finally:
+            engine.close()
+        if as_json:
+            _print_json(data)
+            return
+        if data["upgraded_from"] is None:
+            typer.echo(f"{collection}: schema {data['schema_version']}, already current")
+        else:
+            typer.echo(f"{collection}: upgraded from schema {data['upgraded_from']} to "
+                       f"{data['schema_version']}; the old catalog is kept at "
+                       f"{data['backup']}")
+        for space, done in data["compacted"].items():
+            typer.echo(f"  {space} vectors: compacted into {done['dtype']}, "
+                       f"{done['dead_rows_dropped']} dead rows dropped")
 
 
 @app.command()

@@ -31,8 +31,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "fusion": ("rrf", "weighted"),
     "multi_image": ("average", "rrf"),
     "parsed_colors": ("boost", "filter"),
-    "index_type": ("auto", "flat", "hnsw", "ivfpq"),
+    "index_type": ("auto", "flat", "hnsw", "hnsw_sq8", "ivfpq"),
     "ocr_engine": ("rapidocr", "tesseract"),
+    "vector_dtype": ("float32", "float16"),
 }
 _ANY_CASE = ("index_type",)  # read as lower case where it is used
 
@@ -82,7 +83,13 @@ class Settings:
     decode_timeout_s: float = 10.0
 
     # index
-    index_type: str = "auto"  # auto | flat | hnsw | ivfpq
+    index_type: str = "auto"  # auto | flat | hnsw | hnsw_sq8 | ivfpq
+    # memory the vector indexes may hold (MB, all spaces together; 0: no limit): auto
+    # picks the most accurate kind whose estimated resident size fits (index/auto.py)
+    memory_budget_mb: int = 0
+    # how the vector files store numbers: float32 keeps re-scoring exact; float16 halves
+    # the files (scores then differ by up to ~1e-3). New files only; compaction converts.
+    vector_dtype: str = "float32"
     # Exact search up to 10k vectors (under a millisecond there); past it HNSW answers a
     # page in ~0.1 ms at recall@10 >= 0.99 while exact grows linearly (bench/crossover.py).
     flat_max: int = 10_000

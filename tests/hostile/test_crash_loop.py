@@ -3,8 +3,10 @@
 After every kill the collection is opened again and must hold every acknowledged
 write: each id ``index --print-committed`` printed, each 2xx PUT (and no item whose
 DELETE answered 2xx); only the one request in flight at the kill may have gone either
-way. Catalog and indexes must agree (the ids in the catalog are the ids in every
-index) and a search must never return an id without its metadata.
+way. Every acknowledged item's vector, read from the vector file its space keeps
+outside the catalog, must be the vector of its image. Catalog and indexes must agree
+(the ids in the catalog are the ids in every index) and a search must never return an
+id without its metadata.
 
 CI runs ``--crash-iterations`` rounds (default 3) of each loop; run it long with
 ``pytest tests/hostile/test_crash_loop.py --crash-iterations 200`` or
@@ -63,6 +65,18 @@ def check_consistent(engine: Engine, probe: bytes | None = None) -> set[str]:
     return ids
 
 
+def check_vectors(engine: Engine, images: dict[str, bytes]) -> None:
+    """Each item's stored image vector (from the memory-mapped vector file) is the vector
+    of its image: nothing acknowledged names a row that a crash lost or tore."""
+    for item_id, image in images.items():
+        key = engine.catalog.key_of(item_id)
+        assert key is not None, item_id
+        stored = engine.catalog.vector_of("image", key)
+        assert stored is not None, f"{item_id}: no stored vector"
+        expected = engine.embed_query_image(image)
+        assert np.allclose(stored, expected, atol=1e-5), f"{item_id}: another vector"
+
+
 def _top_ties(engine: Engine, image: bytes | Path) -> set[str]:
     hits = engine.search(Query(images=[image], limit=3, collapse_duplicates=False)).hits
     return {hit.id for hit in hits if hit.score >= hits[0].score - 1e-6}
@@ -93,6 +107,7 @@ def test_kill_9_during_cli_ingest(tmp_path: Path, crash_iterations: int) -> None
             assert committed <= present, f"acknowledged items lost: {committed - present}"
             for item_id in sorted(committed)[:: max(1, len(committed) // 8)]:
                 assert item_id in _top_ties(engine, folder / item_id), item_id
+            check_vectors(engine, {i: (folder / i).read_bytes() for i in committed})
         if len(present) == len(ids):
             # finished before the kill: start over, so that later rounds still kill
             out.write_text("")
@@ -256,5 +271,6 @@ def test_kill_9_during_http_writes(tmp_path: Path, crash_iterations: int) -> Non
             for item_id in sorted(expected)[:: max(1, len(expected) // 6)]:
                 seed = log.present[item_id]
                 assert item_id in _top_ties(engine, jpeg_bytes(seed, (64, 48))), item_id
+            check_vectors(engine, {i: jpeg_bytes(log.present[i], (64, 48)) for i in expected})
             log.settle(engine)
     assert log.acks >= crash_iterations, "too few writes were acknowledged to mean anything"

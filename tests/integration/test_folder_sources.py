@@ -96,7 +96,7 @@ def test_a_collection_of_the_previous_schema_opens_and_keeps_its_ids(tmp_path):
     _downgrade_to_schema_2(collection / "catalog.sqlite3")
     with Engine.open(collection, settings) as eng:
         version = eng.catalog._reader.execute("PRAGMA user_version").fetchone()[0]
-        assert version == SCHEMA_VERSION == 4
+        assert version == SCHEMA_VERSION == 5
         report = eng.ingest(first)  # read again once, for their photo facts (schema 4)
         assert (report.updated, report.added, report.removed) == (6, 0, 0)
         assert eng.ingest(first).unchanged == 6

@@ -264,7 +264,7 @@ def test_a_collection_of_schema_3_gains_the_photo_fields(tmp_path):
     conn.commit()
     conn.close()
     with Engine.open(tmp_path / "c", settings) as engine:
-        assert engine.catalog.schema_version == SCHEMA_VERSION == 4
+        assert engine.catalog.schema_version == SCHEMA_VERSION == 5
         assert engine.get("Trip/harbour.jpg").city is None  # known once indexed again
         assert _ids(engine, Query(text="harbour", min_confidence=0)) == {"Trip/harbour.jpg"}
         report = engine.ingest(folder)  # unchanged files are read again, once

@@ -12,14 +12,14 @@ from numpy.typing import NDArray
 
 from imgsearch.config import Settings
 from imgsearch.errors import CollectionError, InvalidInputError, InvalidQueryError
-from imgsearch.index.auto import choose_index_kind, params_from_settings
+from imgsearch.index.auto import choose_index_kind, estimated_bytes, params_from_settings
 from imgsearch.index.base import IndexParams, VectorIndex
 from imgsearch.index.faiss_index import build_index, load_index
 
 DIM = 64
 N = 5000
 K = 10
-KINDS = ("flat", "hnsw", "ivfpq")
+KINDS = ("flat", "hnsw", "hnsw_sq8", "ivfpq")
 LABELS = np.arange(N, dtype=np.int64) * 3 + 7  # sparse, not positions: catches mix-ups
 
 
@@ -73,7 +73,7 @@ def make(tmp_path_factory: pytest.TempPathFactory) -> Make:
     def build(kind: str, data: NDArray[np.float32] = DATA,
               labels: NDArray[np.int64] = LABELS) -> VectorIndex:
         index = load_index(trained)[0] if kind == "ivfpq" else build_index(
-            kind, DIM, IndexParams())
+            kind, DIM, IndexParams(), training=DATA if kind == "hnsw_sq8" else None)
         index.add(labels, data)
         return index
 
@@ -107,6 +107,20 @@ def test_ivfpq_recall_after_exact_rescoring(full: dict[str, VectorIndex]) -> Non
     assert recall(rescored(full["ivfpq"], QUERIES, K), truth) >= 0.8
 
 
+def test_hnsw_sq8_recall_after_exact_rescoring(full: dict[str, VectorIndex]) -> None:
+    _, truth = exact(QUERIES, LABELS, DATA, K)
+    assert not full["hnsw_sq8"].exact_scores
+    assert recall(rescored(full["hnsw_sq8"], QUERIES, K, ef_search=128), truth) >= 0.95
+
+
+def test_compressed_kinds_hold_a_fraction_of_float32(full: dict[str, VectorIndex]) -> None:
+    sizes = {kind: index.memory_bytes() for kind, index in full.items()}
+    assert sizes["flat"] >= N * DIM * 4
+    assert sizes["hnsw"] > sizes["flat"]  # the vectors and the graph
+    assert sizes["hnsw_sq8"] < 0.75 * sizes["hnsw"]  # 64-d: the graph weighs most here
+    assert sizes["ivfpq"] < 0.25 * sizes["flat"]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_removed_labels_are_never_returned(kind: str, make: Make) -> None:
     index = make(kind)
@@ -128,7 +142,7 @@ def test_removed_labels_are_never_returned(kind: str, make: Make) -> None:
 def test_stored_gives_the_exact_vector_while_it_is_held(kind: str, make: Make) -> None:
     index = make(kind, DATA[:50], LABELS[:50])
     held = index.stored(int(LABELS[7]))
-    if kind == "ivfpq":  # only codes are kept: no exact vector to give
+    if kind in ("ivfpq", "hnsw_sq8"):  # only codes are kept: no exact vector to give
         assert held is None
         return
     assert held is not None
@@ -380,6 +394,12 @@ def test_choose_index_kind_by_size_and_override() -> None:
     assert choose_index_kind(10**9, settings.replace(index_type="hnsw")) == "hnsw"
     with pytest.raises(InvalidInputError, match="index_type"):
         choose_index_kind(10, settings.replace(index_type="annoy"))
+    budget = settings.replace(hnsw_max=20_000_000, memory_budget_mb=4096)
+    assert [choose_index_kind(n, budget, 512) for n in (50, 10**6, 3 * 10**6, 10**7)] == [
+        "flat", "hnsw", "hnsw_sq8", "ivfpq"]
+    assert choose_index_kind(10**9, budget, 512) == "ivfpq"  # nothing fits: the smallest
+    assert estimated_bytes("hnsw_sq8", 10**6, 512, budget) < 0.4 * estimated_bytes(
+        "hnsw", 10**6, 512, budget)
     params = params_from_settings(Settings(hnsw_m=16, hnsw_ef_search=50, ivf_nprobe=8))
     assert (params.hnsw_m, params.ef_search, params.nprobe) == (16, 50, 8)
 

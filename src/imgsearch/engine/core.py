@@ -266,7 +266,8 @@ class Engine:
                                   row_cache_size=settings.row_cache_size,
                                   filter_cache_size=settings.filter_cache_size,
                                   hit_cache_bytes=settings.hit_cache_mb << 20,
-                                  read_only_storage=read_only_storage)
+                                  read_only_storage=read_only_storage,
+                                  vector_dtype=settings.vector_dtype)
                 notes = list(catalog.notes)
                 # what the manifest says is also in the catalog: rebuilt from there
                 rebuilt = "" if readonly else " and written again"
@@ -597,6 +598,7 @@ class Engine:
     def _sweep_files(self) -> None:
         """At open, by the writer: remove files a crash left before their commit."""
         removed = self.pending.sweep(self._file_in_use, self._remove_file)
+        removed += self.catalog.sweep_vector_files()
         if removed:
             self.open_notes.append(f"removed {removed} file(s) an interrupted write left")
 
@@ -901,14 +903,35 @@ class Engine:
 
         return self.search(Query(similar_to=item_id, limit=limit, **kwargs))
 
+    def upgrade(self) -> dict[str, Any]:
+        """Bring the collection's storage up to date: what opening it upgraded (schema,
+        and where the old catalog is kept), then every vector file with dead rows or in
+        another ``vector_dtype`` than the setting's compacted into a new one."""
+        self._require_writable()
+        upgraded = self.catalog.upgraded_from
+        report: dict[str, Any] = {
+            "schema_version": self.catalog.schema_version,
+            "upgraded_from": None if upgraded is None else upgraded[0],
+            "backup": None if upgraded is None else str(upgraded[1]), "compacted": {}}
+        with self._write_mutex, storage_faults(self.directory):
+            for space, stats in self.catalog.vector_file_stats().items():
+                if stats["rows"] > stats["live"] or stats["dtype"] != self.catalog.vector_dtype:
+                    dropped = self.catalog.compact_vectors(space)
+                    report["compacted"][space] = {"dead_rows_dropped": dropped,
+                                                  "dtype": self.catalog.vector_dtype}
+        return report
+
     def info(self) -> dict[str, Any]:
         self.refresh()
         stats = self.catalog.stats()
         stats["collection"] = str(self.directory)
+        files = self.catalog.vector_file_stats()
         stats["spaces"] = {
             name: {"encoder": sp.space.encoder, "model_id": sp.space.model_id,
                    "dim": sp.space.dim, "index": sp.capabilities.kind, "vectors": len(sp),
-                   "tombstones": sp.index.tombstones}
+                   "tombstones": sp.index.tombstones,
+                   "index_resident_bytes": sp.index.memory_bytes(),
+                   "vector_file": files.get(name)}
             for name, sp in self.spaces.items()}
         if "image" in self.spaces:
             # an item that failed re-encoding has no image vector: say so, every time

@@ -110,6 +110,7 @@ def check_collection(directory: Path, *, quick: bool = False) -> HealthReport:
         dims = catalog.space_dims()
         _check_manifest(directory, dims, report)
         _check_indexes(directory, catalog, dims, report)
+        _check_vector_files(catalog, report)
         _check_thumbnails(directory, catalog, report)
     finally:
         catalog.close()
@@ -164,6 +165,21 @@ def _check_indexes(directory: Path, catalog: Catalog, dims: dict[str, int],
             report.add(part, "error", f"{path.name} includes changes the catalog does not "
                                       f"have (journal {seq} > {head}): the catalog is older "
                                       f"than the index", fix)
+
+
+def _check_vector_files(catalog: Catalog, report: HealthReport) -> None:
+    """Every space's vector file holds every row the catalog names."""
+    if not catalog.space_dims() or catalog.schema_version < SCHEMA_VERSION:
+        return
+    for space, stats in catalog.vector_file_stats().items():
+        part = f"vectors:{space}"
+        report.checked.append(part)
+        wanted = catalog.vector_rows_named(space)
+        if stats["rows"] < wanted:
+            report.add(part, "error",
+                       f"{stats['file']} holds {stats['rows']} rows, the catalog names "
+                       f"{wanted}: it was truncated, replaced or lost",
+                       f"the vectors are not in the catalog and cannot be rebuilt: {_RESTORE}")
 
 
 def _thumbnails_in_use(catalog: Catalog) -> set[str]:

@@ -2,14 +2,44 @@
 
 from __future__ import annotations
 
+import math
+
 from imgsearch.config import Settings
 from imgsearch.errors import InvalidInputError
 from imgsearch.index.base import INDEX_KINDS, IndexParams
 
+# From the most accurate to the smallest: what ``auto`` tries in turn under a budget.
+_BY_ACCURACY = ("hnsw", "hnsw_sq8", "ivfpq")
 
-def choose_index_kind(n_vectors: int, settings: Settings) -> str:
+
+def estimated_bytes(kind: str, n: int, dim: int, settings: Settings) -> int:
+    """About how many bytes an index of ``kind`` over ``n`` vectors holds in memory.
+
+    HNSW keeps ~2·M neighbour ids (4 bytes) per vector on the base layer plus the vector:
+    4·dim bytes in float32, dim with 8-bit codes. IVF-PQ keeps a dim/8-byte code and an
+    8-byte id per vector, and ~4·√n centroids. Each kind adds ~33 bytes of labels per
+    vector. (Measured sizes: ``imgsearch info``; bench/tenmillion.py compares them.)
+    """
+    labels = 33 * n
+    if kind == "flat":
+        return n * (4 * dim + 8) + labels
+    graph = n * (2 * settings.hnsw_m * 4 + 16)
+    if kind == "hnsw":
+        return graph + n * 4 * dim + labels
+    if kind == "hnsw_sq8":
+        return graph + n * dim + labels
+    nlist = max(1, min(int(4 * math.sqrt(max(n, 1))), max(n, 1) // 39))
+    return n * (max(1, dim // 8) + 8) + nlist * dim * 4 + labels
+
+
+def choose_index_kind(n_vectors: int, settings: Settings, dim: int = 512) -> str:
     """``settings.index_type`` unless it is ``auto``: exact search while it is cheap
-    (``flat_max``), then HNSW while its full-precision graph fits (``hnsw_max``), then IVF-PQ."""
+    (``flat_max``), then HNSW while its full-precision graph fits (``hnsw_max``), then IVF-PQ.
+
+    With a memory budget (``memory_budget_mb``, per vector space), the most accurate of
+    HNSW, HNSW over 8-bit codes and IVF-PQ whose estimated size fits it; IVF-PQ (the
+    smallest) when none does. Both compressed kinds are followed by exact re-scoring of
+    their candidates from the vector files."""
     kind = settings.index_type.strip().lower()
     if kind != "auto":
         if kind not in INDEX_KINDS:
@@ -19,8 +49,14 @@ def choose_index_kind(n_vectors: int, settings: Settings) -> str:
         return kind
     if n_vectors <= settings.flat_max:
         return "flat"
-    if n_vectors <= settings.hnsw_max:
-        return "hnsw"
+    budget = settings.memory_budget_mb << 20
+    if budget <= 0:
+        return "hnsw" if n_vectors <= settings.hnsw_max else "ivfpq"
+    for candidate in _BY_ACCURACY:
+        if candidate != "ivfpq" and n_vectors > settings.hnsw_max:
+            continue  # an HNSW graph this large takes too long to build
+        if estimated_bytes(candidate, n_vectors, dim, settings) <= budget:
+            return candidate
     return "ivfpq"
 
 

@@ -30,7 +30,7 @@ from imgsearch.errors import (
     SchemaVersionError,
 )
 
-INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivfpq")
+INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "hnsw_sq8", "ivfpq")
 
 MAGIC = b"IMGSIDX\x00"
 FORMAT_VERSION = 1
@@ -149,6 +149,10 @@ class VectorIndex(Protocol):
         ...
 
     def save(self, path: Path, *, journal_seq: int) -> None: ...
+
+    def memory_bytes(self) -> int:
+        """Bytes the index holds in memory (codes, graph or lists, label bookkeeping)."""
+        ...
 
 
 def as_labels(labels: Any) -> NDArray[np.int64]:

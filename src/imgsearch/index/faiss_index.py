@@ -1,4 +1,5 @@
-"""FAISS vector indexes: exact (flat), HNSW and IVF-PQ, with deletes, filters and persistence.
+"""FAISS vector indexes: exact (flat), HNSW, HNSW over 8-bit codes and IVF-PQ, with deletes,
+filters and persistence.
 
 Inner product on L2-normalised vectors, so scores are cosine similarities. ``allowed``
 restricts a search to some labels through a FAISS ``IDSelector`` handed over in per-call
@@ -88,6 +89,16 @@ class _FaissIndex(ABC):
 
     def compact(self) -> VectorIndex:
         return self
+
+    def memory_bytes(self) -> int:
+        """Bytes this index holds in memory: FAISS' codes and structures plus the label
+        bookkeeping (computed from their sizes, not measured)."""
+        labels, _slots = self._map.items()
+        dense = self._map.dense
+        return self._faiss_bytes() + 16 * len(labels) + (0 if dense is None else 8 * len(dense))
+
+    def _faiss_bytes(self) -> int:
+        return int(self.index.ntotal) * (self.dim * 4 + 8)
 
     @abstractmethod
     def add(self, labels: NDArray[np.int64], vectors: NDArray[np.float32]) -> None: ...
@@ -348,6 +359,42 @@ class HNSWIndex(_FaissIndex):
     def _arrays(self) -> dict[str, NDArray[Any]]:
         return {"id_to_label": self._id_to_label, "dead": self._dead}
 
+    def _faiss_bytes(self) -> int:
+        hnsw = self.index.hnsw
+        graph = 4 * (hnsw.neighbors.size() + hnsw.levels.size()) + 8 * hnsw.offsets.size()
+        codes = int(self.index.ntotal) * int(faiss.downcast_index(self.index.storage).code_size)
+        return graph + codes + 9 * len(self._id_to_label)
+
+
+class HNSWSQ8Index(HNSWIndex):
+    """HNSW over 8-bit scalar-quantised vectors (``IndexHNSWSQ``): a quarter of the
+    float32 vectors' memory, the same graph. Scores are approximate (decoded codes): the
+    engine re-scores candidates exactly from the vector files."""
+
+    kind = "hnsw_sq8"
+    exact_scores = False
+
+    def stored(self, label: int) -> NDArray[np.float32] | None:
+        return None  # only a lossy code of it
+
+    def _exact_subset(self, queries: NDArray[np.float32], k: int, internal: NDArray[np.int64]
+                      ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """The allowed vectors scored from their decoded codes (approximate, like every
+        score of this kind)."""
+        scores, labels = _padded(len(queries), k)
+        if not len(internal):
+            return scores, labels
+        decoded = self.index.storage.reconstruct_batch(np.ascontiguousarray(internal))
+        sims = queries @ decoded.T
+        kk = min(k, sims.shape[1])
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :kk]
+        scores[:, :kk] = np.take_along_axis(sims, top, axis=1)
+        labels[:, :kk] = self._id_to_label[internal[top]]
+        return scores, labels
+
+    def compact(self) -> VectorIndex:
+        return self  # rebuilt from the exact vectors instead (SpaceIndex.maintain)
+
 
 class IVFPQIndex(_IdIndex):
     """``IndexIVFPQ`` with labels as FAISS ids. Scores are approximate (PQ codes): the
@@ -387,6 +434,10 @@ class IVFPQIndex(_IdIndex):
     def _arrays(self) -> dict[str, NDArray[Any]]:
         return {"labels": self.labels()}
 
+    def _faiss_bytes(self) -> int:
+        entries = int(self.index.invlists.compute_ntotal())
+        return entries * (int(self.index.code_size) + 8) + int(self.index.nlist) * self.dim * 4
+
 
 def _run(index: FaissObject, queries: NDArray[np.float32], k: int, n_candidates: int,
          params: FaissObject | None
@@ -425,6 +476,15 @@ def build_index(kind: str, dim: int, params: IndexParams, *,
         return FlatIndex(dim, params)
     if kind == "hnsw":
         return HNSWIndex(dim, params)
+    if kind == "hnsw_sq8":
+        if training is None or len(training) == 0:
+            raise InvalidInputError("an hnsw_sq8 index needs training vectors (the range "
+                                    "of each dimension): pass a sample as training=")
+        index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, params.hnsw_m,
+                                  faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = params.ef_construction
+        index.train(as_vectors(training, dim, "training vectors"))
+        return HNSWSQ8Index(dim, params, index)
     if kind != "ivfpq":
         raise InvalidInputError(f"unknown index kind {kind!r}; use one of {INDEX_KINDS}")
     if training is None or len(training) == 0:
@@ -459,8 +519,9 @@ def load_index(path: Path) -> tuple[VectorIndex, int]:
         loaded: VectorIndex
         if kind == "flat":
             loaded = FlatIndex(dim, params, index)
-        elif kind == "hnsw":
-            loaded = HNSWIndex(dim, params, index, arrays["id_to_label"], arrays["dead"])
+        elif kind in ("hnsw", "hnsw_sq8"):
+            made = HNSWIndex if kind == "hnsw" else HNSWSQ8Index
+            loaded = made(dim, params, index, arrays["id_to_label"], arrays["dead"])
             if len(arrays["id_to_label"]) != index.ntotal:
                 raise ValueError("label mapping does not match the index size")
         elif kind == "ivfpq":

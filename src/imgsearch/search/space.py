@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import math
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +63,9 @@ def _members(keys: NDArray[np.int64], allowed: NDArray[np.int64]) -> NDArray[np.
     return allowed[at] == keys
 
 
-def index_kind_for(n: int, settings: Settings) -> str:
-    kind = choose_index_kind(n, settings)
-    return "flat" if kind == "ivfpq" and n < IVFPQ_MIN_VECTORS else kind
+def index_kind_for(n: int, settings: Settings, dim: int = 512) -> str:
+    kind = choose_index_kind(n, settings, dim)
+    return "flat" if kind in ("ivfpq", "hnsw_sq8") and n < IVFPQ_MIN_VECTORS else kind
 
 
 def _grow(array: NDArray[np.int64], size: int) -> NDArray[np.int64]:
@@ -122,7 +123,7 @@ class SpaceIndex:
                 elif seq > catalog.journal_head():
                     reason, index = "index newer than the catalog", None
                 elif settings.index_type != "auto" and index.kind != index_kind_for(
-                        len(index), settings):
+                        len(index), settings, space.dim):
                     reason = f"{index.kind} index, {settings.index_type} asked for"
                     index = None
             except CollectionError as exc:
@@ -145,7 +146,7 @@ class SpaceIndex:
         """A fresh index of the space's stored vectors, of the kind its size calls for."""
         head = catalog.journal_head()
         n = catalog.count_vectors(space.name)
-        kind = kind or index_kind_for(n, settings)
+        kind = kind or index_kind_for(n, settings, space.dim)
         training = None
         params = params_from_settings(settings)
         if kind == "ivfpq":
@@ -154,12 +155,23 @@ class SpaceIndex:
             nlist = max(1, min(int(4 * n ** 0.5), n // 39))
             params = dataclasses.replace(params, nlist=nlist)
             training = _sample(catalog, space, max(_TRAIN_SAMPLE, 40 * nlist))
+        elif kind == "hnsw_sq8":
+            training = _sample(catalog, space, _TRAIN_SAMPLE)
+        started = time.monotonic()
+        if training is not None:
+            log.info("%s: training a %s index on a sample of %d of %d vectors", space.name,
+                     kind, len(training), n)
         index = build_index(kind, space.dim, params, training=training)
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(os.cpu_count() or 1)
+        added = 0
         try:
             for vids, _keys, vectors in catalog.iter_vectors(space.name, space.dim):
                 index.add(vids, vectors)
+                added += len(vids)
+                if added % 500_000 < len(vids):
+                    log.info("%s: %s index holds %d of %d vectors (%.0f s)", space.name,
+                             kind, added, n, time.monotonic() - started)
         finally:
             faiss.omp_set_num_threads(threads)
         return cls(space, index, catalog, path, settings, head)
@@ -225,7 +237,7 @@ class SpaceIndex:
 
     def maintain(self) -> SpaceIndex:
         """Rebuild when the size calls for another index kind or tombstones pile up."""
-        wanted = index_kind_for(len(self.index), self.settings)
+        wanted = index_kind_for(len(self.index), self.settings, self.space.dim)
         if wanted != self.index.kind or self.index.needs_compaction(
                 self.settings.compact_tombstone_ratio):
             fresh = SpaceIndex.rebuild(self.space, self.catalog, self.path, self.settings,
@@ -386,6 +398,10 @@ class SpaceIndex:
         vector = self.index.stored(vid)
         if vector is not None:
             return vector
+        mapped = self.catalog.vectors_at(self.space.name, np.array([vid], np.int64),
+                                         self.space.dim)
+        if mapped is not None:
+            return mapped[0]
         found, vectors = self.catalog.vectors_by_vid([vid], self.space.dim)
         return vectors[0] if len(found) else None
 
@@ -396,19 +412,21 @@ class SpaceIndex:
         inside = keys[(keys >= 0) & (keys < len(self.key_vid))]
         vids = self.key_vid[inside]
         vids = vids[vids >= 0]
+        mapped = self.catalog.vectors_at(self.space.name, vids, self.space.dim)
+        if mapped is not None:  # the usual case: no SQL
+            return self.keys_of(vids), mapped
         found_vids, vectors = self.catalog.vectors_by_vid(list(vids), self.space.dim)
         return self.keys_of(found_vids), vectors
 
 
 def _sample(catalog: Catalog, space: VectorSpace, n: int) -> NDArray[np.float32]:
-    parts: list[NDArray[np.float32]] = []
-    total = 0
-    for _vids, _keys, vectors in catalog.iter_vectors(space.name, space.dim):
-        parts.append(vectors)
-        total += len(vectors)
-        if total >= n:
-            break
-    if not parts:
-        raise CollectionError(f"cannot train an IVF-PQ index for space {space.name!r}: "
-                              f"it holds no vectors")
-    return np.concatenate(parts)[:n]
+    """Up to ``n`` of the space's vectors drawn at random (seeded): the first ones written
+    would train on whatever came first (one folder, one category)."""
+    _keys, vids = catalog.key_vid_pairs(space.name)
+    if not len(vids):
+        raise CollectionError(f"cannot train an index for space {space.name!r}: it holds "
+                              f"no vectors")
+    if len(vids) > n:
+        vids = np.sort(np.random.default_rng(0).choice(vids, size=n, replace=False))
+    _found, vectors = catalog.vectors_by_vid(vids.tolist(), space.dim)
+    return vectors

@@ -1,8 +1,10 @@
 """The SQLite catalog: the collection's source of truth.
 
-Items, their tags/colours/attributes, one vector per (item, space) and a journal of
-vector additions and removals live in one database in WAL mode with
-``synchronous=FULL``: a write that returned has reached the disk. FAISS indexes are
+Items, their tags/colours/attributes, which vector each (item, space) has and a journal
+of vector additions and removals live in one database in WAL mode with
+``synchronous=FULL``: a write that returned has reached the disk. The vectors' numbers
+live in one memory-mapped file per space (``store.vectors``), appended to and fsynced
+before the commit that names their rows. FAISS indexes are
 caches that remember the last journal position they applied and replay the rest.
 
 One writer connection (callers serialise writes); each other thread reads through a
@@ -30,10 +32,24 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imgsearch.enrich.places import km_between
+from imgsearch.errors import CollectionError, InvalidInputError
 from imgsearch.store.columns import COLUMNS, FilterColumns, answers
 from imgsearch.store.filters import filter_sql, fold
 from imgsearch.store.rowcache import KeyColumn, PackedRows, RowCache
-from imgsearch.store.schema import SCHEMA_VERSION, check_version, migrate
+from imgsearch.store.schema import (
+    SCHEMA_VERSION,
+    backup_before_upgrade,
+    check_version,
+    migrate,
+)
+from imgsearch.store.vectors import (
+    META_PREFIX,
+    VECTOR_DIR,
+    StoreFile,
+    VectorFiles,
+    check_dtype,
+    sync_directory,
+)
 from imgsearch.titles import clean_title
 from imgsearch.types import PHOTO_FIELDS, Filters, Item
 
@@ -62,6 +78,11 @@ _SELECT_ITEM = ("SELECT key, " + ", ".join((*_ITEM_COLUMNS[:26], *PHOTO_COLUMNS)
 HIT_FIELDS = ("id", "title", "category", "brand", "price", "image", "thumbnail")
 HitRow = tuple[str, str | None, str | None, str | None, float | None, str | None, str | None]
 _SELECT_HIT = "SELECT key, " + ", ".join(HIT_FIELDS) + " FROM items"
+# a vector's row and the file it is in, read in one statement (one snapshot): a
+# compaction that moves rows to another file changes both in one commit
+_SELECT_VECTOR = ("SELECT v.vid, v.key, v.space, v.slot, m.value FROM vectors v "
+                  f"JOIN meta m ON m.key = '{META_PREFIX}' || v.space")
+_MOVE_BATCH = 20_000
 
 
 @dataclass(frozen=True)
@@ -112,15 +133,14 @@ def attribute_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
-def vector_blob(vector: NDArray[np.float32]) -> bytes:
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
-
-
 class Catalog:
     def __init__(self, path: Path, *, row_cache_size: int = 0,
                  filter_cache_size: int = 0, hit_cache_bytes: int = 0,
-                 read_only_storage: bool = False, read_only: bool = False) -> None:
+                 read_only_storage: bool = False, read_only: bool = False,
+                 vector_dtype: str = "float32") -> None:
         self.path = path
+        # how new vector files store numbers; an existing file keeps its own until compacted
+        self.vector_dtype = check_dtype(vector_dtype)
         # On read-only storage nothing may be written, not even SQLite's -shm file: see
         # _connect. ``notes`` says what that costs. ``read_only`` (a check) writes nothing
         # either, on writable storage.
@@ -151,16 +171,35 @@ class Catalog:
         self._scans_lock = threading.Lock()
         self._dirty: set[int] = set()
         self._dirty_ids: set[str] = set()
+        # space -> (its vector file, vid -> row in it; -1: unknown): re-scoring reads
+        # hundreds of vectors a query, and asking SQLite for their rows costs more than
+        # reading them. Rows written here join it at commit; another process's writes and
+        # compactions drop it (forget_cached).
+        self._slot_tables: dict[str, tuple[StoreFile, NDArray[np.int32]]] = {}
+        self._new_slots: list[tuple[str, int, int]] = []
+        self._slot_lock = threading.Lock()
         self._wrote = False
         self._local = threading.local()
         self._local_conns: list[sqlite3.Connection] = []
         self._writer = self._connect()
+        self.vector_files = VectorFiles(path.parent / VECTOR_DIR, writable=self._uri is None)
+        # where an upgrade kept the catalog as it was before (None: no upgrade now)
+        self.upgraded_from: tuple[int, Path] | None = None
         if self._uri is not None:
             self.schema_version = check_version(self._writer, path=str(path),
                                                 refuse_older=read_only_storage)
         else:
+            upgraded = backup_before_upgrade(self._writer, path)
             migrate(self._writer, path=str(path))
             self.schema_version = SCHEMA_VERSION
+            moved = self._move_vectors_out()
+            if upgraded is not None:
+                self.upgraded_from = upgraded
+                self.notes.append(
+                    f"catalog upgraded from schema {upgraded[0]} to {SCHEMA_VERSION}"
+                    + (f" ({moved} vectors moved to {self.vector_files.directory})"
+                       if moved else "")
+                    + f"; the catalog as it was is kept at {upgraded[1]}")
         self._watch: sqlite3.Connection | None = None
         self._watch_lock = threading.Lock()
 
@@ -202,6 +241,7 @@ class Catalog:
 
     def forget_cached(self) -> None:
         """Drop every cached row, hash and filter (another process wrote)."""
+        self._slot_tables = {}
         self.rows.invalidate()
         self.hit_rows.invalidate()
         self.keys.invalidate()
@@ -216,6 +256,7 @@ class Catalog:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
         self._local_conns = []
+        self.vector_files.close()
 
     # -- transactions --------------------------------------------------------------
     @contextmanager
@@ -230,15 +271,21 @@ class Catalog:
             # nothing left to roll back, and the original error is the one to raise
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._new_slots = []
             self._invalidate()
             raise
         try:
+            # the rows this commit names must be on disk before it (nothing acknowledged
+            # may name a row a crash could lose)
+            self.vector_files.sync()
             conn.execute("COMMIT")  # in WAL mode most pages are written here (a full disk)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._new_slots = []
             self._invalidate()
             raise
+        self._publish_slots()
         self._invalidate()
 
     def _invalidate(self) -> None:
@@ -306,9 +353,11 @@ class Catalog:
                 conn.execute("DELETE FROM vectors WHERE vid = ?", (old[0],))
                 conn.execute("INSERT INTO journal (space, op, vid) VALUES (?, 'remove', ?)",
                              (space, old[0]))
-            cur = conn.execute("INSERT INTO vectors (key, space, vector) VALUES (?, ?, ?)",
-                               (key, space, vector_blob(vector)))
+            slot = self._append_vector(conn, space, vector)
+            cur = conn.execute("INSERT INTO vectors (key, space, vector, slot) "
+                               "VALUES (?, ?, x'', ?)", (key, space, slot))
             vid = int(cur.lastrowid or 0)
+            self._new_slots.append((space, vid, slot))
             added[space] = vid
             conn.execute("INSERT INTO journal (space, op, vid) VALUES (?, 'add', ?)",
                          (space, vid))
@@ -350,6 +399,9 @@ class Catalog:
         """Remove every vector of ``space`` (journalled); returns how many."""
         conn.execute("INSERT INTO journal (space, op, vid) "
                      "SELECT space, 'remove', vid FROM vectors WHERE space = ?", (space,))
+        # its file is removed when a writer next opens (a reader may still map it)
+        conn.execute("DELETE FROM meta WHERE key = ?", (META_PREFIX + space,))
+        self._slot_tables.pop(space, None)
         return conn.execute("DELETE FROM vectors WHERE space = ?", (space,)).rowcount
 
     def update_source_stat(self, item_id: str, size: int, mtime: float) -> None:
@@ -388,9 +440,14 @@ class Catalog:
 
     def space_dims(self) -> dict[str, int]:
         """Each vector space stored, with the dimension of its vectors."""
-        return {str(space): int(nbytes) // 4 for space, nbytes in self._reader.execute(
-            "SELECT space, (SELECT length(vector) FROM vectors v WHERE v.space = s.space "
-            "LIMIT 1) FROM (SELECT DISTINCT space FROM vectors) s")}
+        if not self._vectors_in_files():  # an older schema's: vectors still in the catalog
+            return {str(space): int(nbytes) // 4 for space, nbytes in self._reader.execute(
+                "SELECT space, (SELECT length(vector) FROM vectors v WHERE v.space = "
+                "s.space LIMIT 1) FROM (SELECT DISTINCT space FROM vectors) s")}
+        return {str(space): StoreFile.from_json(value).dim
+                for space, value in self._reader.execute(
+                    "SELECT s.space, m.value FROM (SELECT DISTINCT space FROM vectors) s "
+                    f"JOIN meta m ON m.key = '{META_PREFIX}' || s.space")}
 
     def key_of(self, item_id: str) -> int | None:
         key = self.keys.get(item_id)
@@ -663,9 +720,11 @@ class Catalog:
         return None if row is None else int(row[0])
 
     def vector_of(self, space: str, key: int) -> NDArray[np.float32] | None:
-        row = self._reader.execute("SELECT vector FROM vectors WHERE key = ? AND space = ?",
-                                   (key, space)).fetchone()
-        return None if row is None else np.frombuffer(row[0], dtype="<f4").copy()
+        rows = self._reader.execute(_SELECT_VECTOR + " WHERE v.key = ? AND v.space = ?",
+                                    (key, space)).fetchall()
+        if not rows:
+            return None
+        return self._vectors_of_rows(rows, StoreFile.from_json(rows[0][4]).dim)[2][0]
 
     def vectors_by_vid(self, vids: Sequence[int], dim: int
                        ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
@@ -680,27 +739,232 @@ class Catalog:
         last = 0
         while True:
             rows = self._reader.execute(
-                "SELECT vid, key, vector FROM vectors WHERE space = ? AND vid > ? "
-                "ORDER BY vid LIMIT ?", (space, last, batch)).fetchall()
+                _SELECT_VECTOR + " WHERE v.space = ? AND v.vid > ? ORDER BY v.vid LIMIT ?",
+                (space, last, batch)).fetchall()
             if not rows:
                 return
-            vids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            keys = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
-            matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4")
-            yield vids, keys, matrix.reshape(len(rows), dim).copy()
+            vids, keys, matrix = self._vectors_of_rows(rows, dim)
+            yield vids, keys, matrix
             last = int(vids[-1])
 
     def vectors_with_keys(self, vids: Sequence[int], dim: int
                           ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
         """(vids, keys, vectors) of those vids that still exist, in the order given."""
-        found = {int(vid): (int(key), blob) for vid, key, blob in self._rows_in(
-            "SELECT vid, key, vector FROM vectors", "vid", vids)}
-        kept = [int(v) for v in vids if int(v) in found]
-        if not kept:
-            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, dim), np.float32)
-        keys = np.asarray([found[v][0] for v in kept], dtype=np.int64)
-        matrix = np.frombuffer(b"".join(found[v][1] for v in kept), dtype="<f4")
-        return np.asarray(kept, dtype=np.int64), keys, matrix.reshape(len(kept), dim).copy()
+        found = {int(row[0]): row for row in self._rows_in(_SELECT_VECTOR, "v.vid", vids)}
+        return self._vectors_of_rows([found[int(v)] for v in vids if int(v) in found], dim)
+
+    def _vectors_of_rows(self, rows: Sequence[tuple[Any, ...]], dim: int
+                         ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
+        """(vids, keys, vectors) of ``_SELECT_VECTOR`` rows, read from the vector files."""
+        n = len(rows)
+        vids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+        keys = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
+        slots = np.fromiter((r[3] for r in rows), dtype=np.int64, count=n)
+        out = np.empty((n, dim), np.float32)
+        places: dict[tuple[str, str], list[int]] = {}
+        for at, row in enumerate(rows):
+            places.setdefault((row[2], row[4]), []).append(at)
+        for (space, value), where in places.items():
+            spec = StoreFile.from_json(value)
+            if spec.dim != dim:
+                raise CollectionError(f"space {space!r} holds {spec.dim}-d vectors, "
+                                      f"{dim}-d were asked for")
+            stored = self.vector_files.file(space, spec)
+            if len(where) == n:
+                out[:] = stored.read(slots)
+            else:
+                picked = np.asarray(where, dtype=np.intp)
+                out[picked] = stored.read(slots[picked])
+        return vids, keys, out
+
+    # -- the vector files ---------------------------------------------------------------
+    def _vectors_in_files(self) -> bool:
+        """Whether this catalog names vector files (schema 5 on); a catalog of an older
+        schema opened without upgrading (a check) holds its vectors as blobs."""
+        return any(row[1] == "slot" for row in
+                   self._reader.execute("PRAGMA table_info(vectors)"))
+
+    def vectors_at(self, space: str, vids: NDArray[np.int64], dim: int
+                   ) -> NDArray[np.float32] | None:
+        """The vectors of ``vids`` — live vids of ``space``, as an index holds them — read
+        from the map through the in-memory vid -> row table, in the order given; None
+        when one is not in the table (the caller asks ``vectors_with_keys``)."""
+        made = self._slot_table(space)
+        if made is None or made[0].dim != dim:
+            return None
+        spec, table = made
+        vids = np.asarray(vids, dtype=np.int64)
+        if not len(vids):
+            return np.empty((0, dim), np.float32)
+        if vids.min() < 0 or vids.max() >= len(table):
+            return None
+        slots = table[vids]
+        if slots.min() < 0:
+            return None
+        return self.vector_files.file(space, spec).read(slots.astype(np.int64))
+
+    def _slot_table(self, space: str) -> tuple[StoreFile, NDArray[np.int32]] | None:
+        made = self._slot_tables.get(space)
+        if made is not None:
+            return made
+        with self._slot_lock:
+            made = self._slot_tables.get(space)
+            if made is not None:
+                return made
+            reader = self._reader
+            reader.execute("BEGIN")  # the file and the rows of one snapshot
+            try:
+                row = reader.execute("SELECT value FROM meta WHERE key = ?",
+                                     (META_PREFIX + space,)).fetchone()
+                if row is None:
+                    return None
+                top = reader.execute("SELECT max(vid) FROM vectors WHERE space = ?",
+                                     (space,)).fetchone()[0] or 0
+                table = np.full(int(top) + 1, -1, np.int32)
+                pairs = np.fromiter(
+                    (v for pair in reader.execute(
+                        "SELECT vid, slot FROM vectors WHERE space = ?", (space,))
+                     for v in pair), dtype=np.int64)
+            finally:
+                reader.execute("COMMIT")
+            table[pairs[0::2]] = pairs[1::2]
+            made = (StoreFile.from_json(row[0]), table)
+            self._slot_tables[space] = made
+            return made
+
+    def _publish_slots(self) -> None:
+        """After a commit: the rows it wrote join the tables already made."""
+        new, self._new_slots = self._new_slots, []
+        for space in {entry[0] for entry in new}:
+            made = self._slot_tables.get(space)
+            if made is None:
+                continue
+            vids = np.fromiter((v for sp, v, _ in new if sp == space), dtype=np.int64)
+            slots = np.fromiter((s for sp, _, s in new if sp == space), dtype=np.int32)
+            table = made[1]
+            if vids.max() >= len(table):
+                grown = np.full(max(int(vids.max()) + 1, 2 * len(table)), -1, np.int32)
+                grown[:len(table)] = table
+                table = grown
+            table[vids] = slots
+            self._slot_tables[space] = (made[0], table)
+
+    def _store_file(self, conn: sqlite3.Connection, space: str, dim: int) -> StoreFile:
+        """The file ``space``'s new vectors go to, made (and named in the catalog, in the
+        open transaction) for a space's first vector."""
+        row = conn.execute("SELECT value FROM meta WHERE key = ?",
+                           (META_PREFIX + space,)).fetchone()
+        if row is not None:
+            spec = StoreFile.from_json(row[0])
+            if spec.dim != dim:
+                raise InvalidInputError(
+                    f"space {space!r} holds {spec.dim}-d vectors, got a {dim}-d one; "
+                    f"re-embed the collection to change its encoder")
+            return spec
+        spec = StoreFile(self.vector_files.next_generation(space), self.vector_dtype, dim)
+        self.set_meta(META_PREFIX + space, spec.to_json(), conn)
+        return spec
+
+    def _append_vector(self, conn: sqlite3.Connection, space: str,
+                       vector: NDArray[np.float32]) -> int:
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        spec = self._store_file(conn, space, len(vector))
+        return int(self.vector_files.file(space, spec).append(vector[None, :])[0])
+
+    def _move_vectors_out(self) -> int:
+        """Move vectors an older schema kept in the catalog into the vector files, a
+        batch per commit (an interrupted move goes on where it stopped); then give the
+        space back to the disk. Returns how many moved."""
+        moved = 0
+        while True:
+            rows = self._writer.execute(
+                "SELECT vid, space, vector FROM vectors WHERE slot IS NULL ORDER BY vid "
+                "LIMIT ?", (_MOVE_BATCH,)).fetchall()
+            if not rows:
+                break
+            with self.transaction() as conn:
+                by_space: dict[str, list[tuple[int, bytes]]] = {}
+                for vid, space, blob in rows:
+                    by_space.setdefault(str(space), []).append((int(vid), blob))
+                for space, entries in by_space.items():
+                    matrix = np.frombuffer(b"".join(b for _, b in entries), dtype="<f4")
+                    dim = len(entries[0][1]) // 4
+                    spec = self._store_file(conn, space, dim)
+                    slots = self.vector_files.file(space, spec).append(
+                        matrix.reshape(len(entries), dim))
+                    conn.executemany("UPDATE vectors SET slot = ?, vector = x'' WHERE vid = ?",
+                                     [(int(s), v) for s, (v, _) in zip(slots, entries,
+                                                                       strict=True)])
+            moved += len(rows)
+        if moved:
+            self._writer.execute("VACUUM")
+        return moved
+
+    def sweep_vector_files(self) -> int:
+        """Remove the vector files no catalog row names (a crashed compaction's, a dropped
+        space's, a new space's whose first commit never came); returns how many. Only the
+        writer may (holding the collection's lock): another process's open transaction
+        may be appending to a file its commit has not named yet."""
+        named = {StoreFile.from_json(value).name(key[len(META_PREFIX):])
+                 for key, value in self._writer.execute(
+                     "SELECT key, value FROM meta WHERE key LIKE ?", (META_PREFIX + "%",))}
+        removed = self.vector_files.sweep(named)
+        if removed:
+            sync_directory(self.vector_files.directory)
+        return len(removed)
+
+    def vector_rows_named(self, space: str) -> int:
+        """How many rows ``space``'s file must hold: one past the last the catalog names."""
+        top = self._reader.execute("SELECT max(slot) FROM vectors WHERE space = ?",
+                                   (space,)).fetchone()[0]
+        return 0 if top is None else int(top) + 1
+
+    def vector_file_stats(self) -> dict[str, dict[str, Any]]:
+        """Per space: its file, dtype, rows written, rows live, bytes on disk."""
+        stats: dict[str, dict[str, Any]] = {}
+        for key, value in self._reader.execute(
+                "SELECT key, value FROM meta WHERE key LIKE ?", (META_PREFIX + "%",)):
+            space, spec = key[len(META_PREFIX):], StoreFile.from_json(value)
+            stored = self.vector_files.file(space, spec)
+            size = stored.path.stat().st_size if stored.path.exists() else 0
+            stats[space] = {"file": stored.path.name, "dtype": spec.dtype, "dim": spec.dim,
+                            "rows": size // stored.row_bytes,
+                            "live": self.count_vectors(space), "disk_bytes": size,
+                            "resident_bytes": stored.resident_bytes()}
+        return stats
+
+    def compact_vectors(self, space: str) -> int:
+        """Copy ``space``'s live rows into a new file (in ``vector_dtype``) and switch to
+        it in one commit; returns the dead rows dropped. Writers wait meanwhile."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?",
+                               (META_PREFIX + space,)).fetchone()
+            if row is None:
+                return 0
+            old = StoreFile.from_json(row[0])
+            source = self.vector_files.file(space, old)
+            written = (source.path.stat().st_size // source.row_bytes
+                       if source.path.exists() else 0)
+            new = StoreFile(self.vector_files.next_generation(space), self.vector_dtype,
+                            old.dim)
+            target = self.vector_files.file(space, new)
+            live = conn.execute("SELECT vid, slot FROM vectors WHERE space = ? ORDER BY slot",
+                                (space,)).fetchall()
+            for start in range(0, len(live), _MOVE_BATCH):
+                part = live[start:start + _MOVE_BATCH]
+                slots = np.fromiter((s for _, s in part), dtype=np.int64, count=len(part))
+                new_slots = target.append(source.read(slots))
+                conn.executemany("UPDATE vectors SET slot = ? WHERE vid = ?",
+                                 [(int(s), v) for s, (v, _) in zip(new_slots, part,
+                                                                   strict=True)])
+            if not live:
+                target.append(np.empty((0, old.dim), np.float32))
+            self.set_meta(META_PREFIX + space, new.to_json(), conn)
+        # readers in this process keep the old map while they use it; the name goes now
+        self._slot_tables.pop(space, None)
+        self.vector_files.forget(space, old.generation)
+        source.path.unlink(missing_ok=True)
+        return written - len(live)
 
     def journal_since(self, seq: int, space: str) -> list[JournalEntry]:
         return [JournalEntry(int(s), sp, op, int(v)) for s, sp, op, v in self._reader.execute(

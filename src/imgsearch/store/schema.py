@@ -6,7 +6,9 @@ edited once released; a change is a new entry at the end.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from pathlib import Path
 
 from imgsearch.errors import ReadOnlyCollectionError, SchemaVersionError
 
@@ -160,9 +162,16 @@ MIGRATIONS: list[str] = [
         FROM items;
     UPDATE items SET source_mtime = NULL WHERE source_mtime IS NOT NULL;
     """,
+    # 5: vectors leave the catalog for one memory-mapped file per space (store.vectors);
+    # a vector's row there is its slot. The catalog moves the numbers out after this
+    # (rows whose slot is NULL), a batch per commit, and empties their blobs.
+    """
+    ALTER TABLE vectors ADD COLUMN slot INTEGER;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+VECTOR_FILES_VERSION = 5  # from this version on, vectors live in files, not blobs
 
 
 def check_version(conn: sqlite3.Connection, *, path: str, refuse_older: bool = True) -> int:
@@ -199,3 +208,30 @@ def migrate(conn: sqlite3.Connection, *, path: str) -> None:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+
+def backup_path(path: Path, version: int) -> Path:
+    """Where an upgrade keeps the catalog of schema ``version`` as it was."""
+    return path.with_name(f"{path.name}.schema{version}.bak")
+
+
+def backup_before_upgrade(conn: sqlite3.Connection, path: Path) -> tuple[int, Path] | None:
+    """Before a catalog of an older schema is upgraded: copy it whole (SQLite's backup
+    API, a consistent copy) next to it, fsynced, and return (its version, the copy).
+    None when nothing is to be upgraded (a new or current catalog). A copy kept by an
+    earlier, interrupted upgrade of the same version is kept as it is."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version == 0 or version >= SCHEMA_VERSION:
+        return None
+    target = backup_path(path, version)
+    if not target.exists():
+        partial = target.with_name(target.name + ".partial")
+        copy = sqlite3.connect(partial)
+        try:
+            conn.backup(copy)
+        finally:
+            copy.close()
+        with open(partial, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(partial, target)
+    return version, target
