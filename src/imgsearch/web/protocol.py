@@ -3,7 +3,8 @@
 httptools buffers headers of any size and uvicorn waits for them as long as the client
 likes, so a client can hold a connection (and memory) by sending a huge header or
 sending its headers slowly. Here the bytes that arrive before the headers are complete
-are counted (431 past ``max_header_bytes``, the cap h11 applies by itself through
+are counted, up to the blank line that ends them, not the body that may follow in the
+same read (431 past ``max_header_bytes``, the cap h11 applies by itself through
 ``h11_max_incomplete_event_size``), and the headers must be complete within
 ``header_timeout_s`` of the connection opening or of the request's first byte (408).
 Either way the connection is closed.
@@ -28,6 +29,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_headers = True
         self._header_bytes = 0
+        self._tail = b""  # the last bytes of headers read so far: the blank line may span reads
         self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -40,7 +42,12 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._in_headers:
-            self._header_bytes += len(data)
+            seen = self._tail + data
+            end = seen.find(b"\r\n\r\n")
+            # only what comes before the end of the headers counts: a body sent in the
+            # same packet as its headers is the body's limits' business
+            self._header_bytes += len(data) if end < 0 else max(end + 4 - len(self._tail), 0)
+            self._tail = seen[-3:]
             if self._header_bytes > self.max_header_bytes:
                 self._refuse(431, "Request Header Fields Too Large", "headers_too_large",
                              f"the request line and headers are over the limit of "
@@ -52,6 +59,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().on_message_begin()
         self._in_headers = True
         self._header_bytes = 0
+        self._tail = b""
         if self._header_timer is None:
             self._arm()
 
