@@ -159,7 +159,7 @@ def filter_sql(filters: Filters) -> tuple[str, list[Any]]:
             raise InvalidFilterError(f"attribute names must be non-empty strings, got {name!r}")
         forms = {value if isinstance(value, str) else json.dumps(value, sort_keys=True)}
         if isinstance(value, str):
-            forms.update(_numeric_forms(value))
+            forms.update(numeric_forms(value))
         clauses.append(f"key IN (SELECT key FROM item_attributes WHERE name = ? AND value IN "
                        f"({', '.join('?' * len(forms))}))")
         params += [name, *sorted(forms)]
@@ -169,7 +169,7 @@ def filter_sql(filters: Filters) -> tuple[str, list[Any]]:
     return (" AND ".join(clauses) or "1"), params
 
 
-def _numeric_forms(text: str) -> set[str]:
+def numeric_forms(text: str) -> set[str]:
     """'5' on a command line also matches an attribute stored as the number 5 or 5.0."""
     try:
         number = float(text)

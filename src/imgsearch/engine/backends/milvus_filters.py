@@ -4,11 +4,9 @@ by field, so that a filtered search returns the same items on both backends."""
 
 from __future__ import annotations
 
-import json
-
 from imgsearch.errors import UnsupportedOnBackendError
 from imgsearch.store.catalog import attribute_text, norm
-from imgsearch.store.filters import validate
+from imgsearch.store.filters import numeric_forms, validate
 from imgsearch.types import Filters
 
 
@@ -23,18 +21,6 @@ def _list(values: list[str]) -> str:
 
 def _norms(values: tuple[str, ...]) -> list[str]:
     return sorted({norm(v) or "" for v in values})
-
-
-def _numeric_forms(text: str) -> set[str]:
-    # as store.filters: '5' also matches an attribute stored as the number 5 or 5.0
-    try:
-        number = float(text)
-    except ValueError:
-        return {text.lower()} if text.lower() in ("true", "false") else set()
-    forms = {json.dumps(number)}
-    if number.is_integer():
-        forms.add(json.dumps(int(number)))
-    return forms
 
 
 def filter_expression(filters: Filters | None) -> str:
@@ -76,7 +62,7 @@ def filter_expression(filters: Filters | None) -> str:
     for name, value in sorted(filters.attributes.items()):
         forms = {attribute_text(value)}
         if isinstance(value, str):
-            forms.update(_numeric_forms(value))
+            forms.update(numeric_forms(value))
         # equalities rather than `in`: Milvus Lite takes no JSON path left of `in`
         either = " or ".join(f"attributes[{literal(name)}] == {literal(form)}"
                              for form in sorted(forms))
