@@ -156,16 +156,23 @@ def create_app(engine: Engine | None = None, *, collection: Path | None = None,
     # add_middleware wraps what is there: the last added is the outermost.
     if forward_writes:
         app.add_middleware(_Forwarding, directory=opened.directory, made=forwarder)
+    install_guards(app, state, policy)
+    return app
+
+
+def install_guards(app: FastAPI, state: AppState, policy: security.AccessPolicy) -> None:
+    """The middleware every node runs, outermost last: access log, metrics, security,
+    the concurrency gate, the deadline and the body limit."""
+    limits = state.limits
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.max_body_bytes)
     app.add_middleware(DeadlineMiddleware, deadline_s=limits.deadline_s)
-    app.add_middleware(ConcurrencyMiddleware, gate=gate, retry_after_s=limits.retry_after_s,
-                       body_timeout_s=limits.body_timeout_s)
+    app.add_middleware(ConcurrencyMiddleware, gate=state.gate,
+                       retry_after_s=limits.retry_after_s, body_timeout_s=limits.body_timeout_s)
     # keys, CORS, Host, headers: before the gate and any body; a forwarded write is
     # checked here, on the process that received it, and again by the writer
     security.install(app, policy)
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics, routes=app.router.routes)
     app.add_middleware(AccessLogMiddleware)
-    return app
 
 
 class _Forwarding(WriteForwardMiddleware):

@@ -26,17 +26,11 @@ from fastapi import FastAPI
 from imgsearch.config import Settings
 from imgsearch.engine.remote import RemoteEngine
 from imgsearch.web import routes_items, routes_ops, routes_search, security
-from imgsearch.web.access_log import AccessLogMiddleware
+from imgsearch.web.app import install_guards
 from imgsearch.web.deps import AppState, State
 from imgsearch.web.errors import install_error_handlers
-from imgsearch.web.limits import (
-    BodyLimitMiddleware,
-    ConcurrencyMiddleware,
-    DeadlineMiddleware,
-    Gate,
-    Limits,
-)
-from imgsearch.web.metrics import Metrics, MetricsMiddleware
+from imgsearch.web.limits import Gate, Limits
+from imgsearch.web.metrics import Metrics
 
 if TYPE_CHECKING:
     from imgsearch.engine import Engine
@@ -84,13 +78,7 @@ def create_remote_app(engine: RemoteEngine, *, settings: Settings | None = None,
     for path, endpoint in (("/health", routes_ops.health), ("/ready", routes_ops.ready),
                            ("/metrics", routes_ops.metrics), ("/v1/stats", _stats)):
         app.add_api_route(path, endpoint, methods=["GET"], tags=["operations"])
-    app.add_middleware(BodyLimitMiddleware, max_bytes=state.max_body_bytes)
-    app.add_middleware(DeadlineMiddleware, deadline_s=limits.deadline_s)
-    app.add_middleware(ConcurrencyMiddleware, gate=gate, retry_after_s=limits.retry_after_s,
-                       body_timeout_s=limits.body_timeout_s)
-    security.install(app, policy)
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
-    app.add_middleware(AccessLogMiddleware)
+    install_guards(app, state, policy)
     return app
 
 
