@@ -24,7 +24,7 @@ import typer
 
 from imgsearch.config import COLLECTION_CONFIG, Settings, layered, user_config_path
 from imgsearch.engine import items as item_fields
-from imgsearch.engine.display import confidence_percent
+from imgsearch.engine.display import confidence_percent, expansions
 from imgsearch.engine.requests import SearchRequest, build_query, parse_boosts
 from imgsearch.errors import (
     CollectionError,
@@ -500,6 +500,9 @@ def _print_result(result: SearchResult, as_json: bool, offset: int = 0,
         notes = "".join(f"; colour {c}: {use.get(how, how)}" for c, how in colors.items())
         typer.echo("understood: " + ", ".join(f"{u['span']!r} as {u['as']}" for u in understood)
                    + f"; searching for {result.interpretation['text']!r}{notes}", err=True)
+    expanded = expansions(result.interpretation.get("expanded") or {})
+    if expanded:
+        typer.echo("expanded: " + "; ".join(expanded), err=True)
     if not result.hits:
         typer.echo("no results" + (f": {result.message}" if result.message else ""))
     else:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from imgsearch.engine.display import confidence_percent, match_label
+from imgsearch.engine.display import confidence_percent, expansions, match_label
 from imgsearch.types import SearchHit
 
 
@@ -30,3 +30,11 @@ def test_labels() -> None:
                                                                      "similar", "other")}
     assert labels == {"exact": "Same image", "copy": "Edited copy", "similar": "Similar",
                       "other": "Similar"}
+
+
+def test_expansions_name_their_seeds_in_words() -> None:
+    expanded = {"text_feedback": {"seeds": ["p1", "p2"], "beta": 0.5},
+                "visual_feedback": {"seeds": ["p3"]}}
+    assert expansions(expanded) == ["widened towards p1, p2", "with look-alikes of p3"]
+    assert expansions({"text_feedback": {"seeds": []}}) == []
+    assert expansions({}) == []

@@ -8,6 +8,7 @@ the JSON output. "100 %" is kept for the same content: any other hit shows at mo
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from imgsearch.types import SearchHit
 
@@ -29,3 +30,15 @@ def match_label(hit: SearchHit) -> str:
 
 
 __all__ = ["MATCH_LABELS", "confidence_percent", "match_label"]
+
+
+def expansions(expanded: dict[str, Any]) -> list[str]:
+    """The feedback expansions of a text query (an interpretation's ``expanded``), in
+    words, each naming its seeds: "widened towards a, b", "with look-alikes of c"."""
+    parts = []
+    for name, words in (("text_feedback", "widened towards"),
+                        ("visual_feedback", "with look-alikes of")):
+        seeds = expanded.get(name, {}).get("seeds") or []
+        if seeds:
+            parts.append(f"{words} {', '.join(map(str, seeds))}")
+    return parts

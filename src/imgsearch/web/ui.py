@@ -25,7 +25,7 @@ from starlette.datastructures import FormData, QueryParams, UploadFile
 
 from imgsearch.engine import Engine
 from imgsearch.engine.dedup import Duplicate
-from imgsearch.engine.display import confidence_percent, match_label
+from imgsearch.engine.display import confidence_percent, expansions, match_label
 from imgsearch.engine.requests import SearchRequest, build_query
 from imgsearch.errors import (
     ImageTooLargeError,
@@ -191,7 +191,7 @@ def _media_type(data: bytes) -> str:
 def understood(interpretation: dict[str, Any]) -> str | None:
     """What query understanding read from the text, and what the query was expanded
     with, in words; None when nothing."""
-    expanded = _expanded(interpretation.get("expanded") or {})
+    expanded = expansions(interpretation.get("expanded") or {})
     if not interpretation.get("understood") or interpretation.get("applied") is False:
         return ", ".join(expanded) or None
     filters = interpretation.get("filters", {})
@@ -207,17 +207,6 @@ def understood(interpretation: dict[str, Any]) -> str | None:
     if filters.get("price_max") is not None:
         parts.append(f"price ≤ {filters['price_max']:g}")
     return ", ".join(parts + expanded) or None
-
-
-def _expanded(expanded: dict[str, Any]) -> list[str]:
-    """The feedback expansions (search.feedback), each naming its seeds."""
-    parts = []
-    for name, words in (("text_feedback", "widened towards"),
-                        ("visual_feedback", "with look-alikes of")):
-        seeds = expanded.get(name, {}).get("seeds") or []
-        if seeds:
-            parts.append(f"{words} {', '.join(map(str, seeds))}")
-    return parts
 
 
 def understood_colors(interpretation: dict[str, Any]) -> set[str]:
