@@ -20,8 +20,7 @@ from typing import Any, Literal
 from imgsearch.config import Settings
 from imgsearch.encode.registry import describe_encoder
 from imgsearch.engine.encode_work import Entry, ShardResult, encode_entries, make_preparer
-from imgsearch.engine.ingest import folder_item
-from imgsearch.engine.pipeline import is_url
+from imgsearch.engine.ingest import folder_item, with_file_facts
 from imgsearch.errors import InvalidInputError
 from imgsearch.ingest.fields import name_text
 from imgsearch.ingest.sources import (
@@ -93,12 +92,7 @@ def list_source(source: Path) -> tuple[list[Entry], list[IngestFailure]]:
     origin = str(source.resolve())
     items: list[Entry] = []
     for item in rows.items:
-        if item.image and not is_url(item.image):
-            try:
-                stat = Path(item.image).stat()
-                item = replace(item, source_size=stat.st_size, source_mtime=stat.st_mtime)
-            except OSError:
-                pass  # decoding reports the missing file with its reason
+        item = with_file_facts(item)
         items.append((replace(item, source=origin), item.image))
     return items, rows.failures
 

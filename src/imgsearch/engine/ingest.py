@@ -59,6 +59,19 @@ def is_camera_name(stem: str) -> bool:
         _CAMERA_TAIL.fullmatch(p) for p in parts[1:])
 
 
+def with_file_facts(item: Item) -> Item:
+    """A catalog row's item with the size and mtime of its local image file (what tells a
+    later run whether the file changed); a URL, or a file that cannot be read, as it is:
+    decoding reports a missing file with its reason."""
+    if item.image and not is_url(item.image):
+        try:
+            stat = Path(item.image).stat()
+        except OSError:
+            return item
+        return replace(item, source_size=stat.st_size, source_mtime=stat.st_mtime)
+    return item
+
+
 def folder_item(entry: FolderEntry, prefix: str = "", source: str | None = None) -> Item:
     """Metadata a folder gives for free: the file name and the folders above it."""
     stem = Path(entry.id).stem
@@ -113,12 +126,7 @@ def run_ingest(engine: Engine, source: Path,
                     stored, item):
                 report.unchanged += 1
                 continue
-            if item.image and not is_url(item.image):
-                try:
-                    stat = Path(item.image).stat()
-                    item = replace(item, source_size=stat.st_size, source_mtime=stat.st_mtime)
-                except OSError:
-                    pass  # decoding reports the missing file with its reason
+            item = with_file_facts(item)
             todo.append((replace(item, source=str(source.resolve())), item.image))
     if progress:
         progress(Progress("scan", report.unchanged, report.unchanged + len(todo),
