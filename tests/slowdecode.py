@@ -6,6 +6,7 @@ receive a job by its module and name, can import them.
 
 from __future__ import annotations
 
+import os
 import time
 
 from imgsearch.engine.pipeline import DecodeRequest, Derived, decode_job, derive_job
@@ -63,3 +64,12 @@ def spinning_derive_file(request: DecodeRequest, thumbnail_size: int) -> Derived
             if handle.read().endswith(MARKER):
                 spin(60.0)
     return spinning_derive(request, thumbnail_size)
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this pid still exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

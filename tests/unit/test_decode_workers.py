@@ -16,14 +16,6 @@ from imgsearch.errors import (
 from imgsearch.ingest.workers import WorkerPool
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.fixture
 def pool() -> Iterator[WorkerPool]:
     workers = WorkerPool(2, max_jobs=3)
@@ -54,7 +46,7 @@ def test_a_job_past_its_deadline_is_killed_and_its_worker_replaced(pool: WorkerP
     assert pool.replaced == 1
     gone = before - set(pool.pids)
     assert len(gone) == 1
-    assert not _alive(gone.pop())  # no CPU burnt after the answer: the process is gone
+    assert not slowdecode.alive(gone.pop())  # no CPU burnt after the answer: the process is gone
     assert len(pool.pids) == 2  # a replacement took its place
     assert pool.run(pow, 2, 5) == 32
 
@@ -74,7 +66,7 @@ def test_workers_are_recycled_after_max_jobs() -> None:
         third = pool.run(slowdecode.pid)
         assert third != first
         assert pool.recycled == 1
-        assert not _alive(first)
+        assert not slowdecode.alive(first)
     finally:
         pool.close()
 
@@ -97,6 +89,6 @@ def test_close_ends_every_worker() -> None:
     pids = pool.pids
     assert len(pids) == 2
     pool.close()
-    assert not any(_alive(p) for p in pids)
+    assert not any(slowdecode.alive(p) for p in pids)
     with pytest.raises(RuntimeError, match="closed"):
         pool.submit(pow, 2, 2)

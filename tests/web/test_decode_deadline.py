@@ -7,7 +7,6 @@ is killed at ``decode_timeout_s`` and replaced.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 
@@ -22,14 +21,6 @@ from imgsearch.engine import Engine
 from imgsearch.web import create_app
 
 TIMEOUT_S = 5.0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -60,7 +51,7 @@ def test_a_slow_decode_ends_at_the_deadline_and_the_next_request_succeeds(
         assert f"within {TIMEOUT_S:g} s" in refused.json()["error"]["message"]
 
         killed = before - set(pool.pids)
-        assert len(killed) == 1 and not _alive(killed.pop())  # stopped, burns no CPU
+        assert len(killed) == 1 and not slowdecode.alive(killed.pop())  # stopped, burns no CPU
         assert len(pool.pids) == 2  # replaced
         found = client.post("/v1/search/image", files={"file": ("ok.jpg", jpeg_bytes(2))},
                             data={"min_confidence": "0"})
