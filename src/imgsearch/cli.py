@@ -39,6 +39,7 @@ from imgsearch.errors import (
 )
 from imgsearch.types import (
     Filters,
+    IngestFailure,
     IngestReport,
     Item,
     Progress,
@@ -304,6 +305,14 @@ def index(
             raise typer.Exit(EXIT_PARTIAL)
 
 
+def _print_failures(failures: list[IngestFailure]) -> None:
+    """The first 50 failures on stderr, a line each, and how many more there were."""
+    for failure in failures[:50]:
+        typer.echo(f"failed: {failure.source}: {failure.reason}", err=True)
+    if len(failures) > 50:
+        typer.echo(f"... and {len(failures) - 50} more failures", err=True)
+
+
 def _print_report(report: IngestReport, as_json: bool) -> None:
     if as_json:
         _print_json(report.to_dict())
@@ -311,10 +320,7 @@ def _print_report(report: IngestReport, as_json: bool) -> None:
         typer.echo(f"skipped: {skip.source}: {skip.reason}", err=True)
     if len(report.skipped) > 50:
         typer.echo(f"... and {len(report.skipped) - 50} more skipped", err=True)
-    for failure in report.failed[:50]:
-        typer.echo(f"failed: {failure.source}: {failure.reason}", err=True)
-    if len(report.failed) > 50:
-        typer.echo(f"... and {len(report.failed) - 50} more failures", err=True)
+    _print_failures(report.failed)
     typer.echo(_summary(report), err=True)
 
 
@@ -1257,10 +1263,7 @@ def encode(
                             num_gpus=num_gpus, progress=shard_done)
         if as_json:
             _print_json(report.to_dict())
-        for failure in report.failed[:50]:
-            typer.echo(f"failed: {failure.source}: {failure.reason}", err=True)
-        if len(report.failed) > 50:
-            typer.echo(f"... and {len(report.failed) - 50} more failures", err=True)
+        _print_failures(report.failed)
         typer.echo(f"{report.shards} shard(s): {report.written} written, {report.skipped} "
                    f"finished before; {report.items} items encoded, {len(report.failed)} "
                    f"failed in {report.seconds:.1f}s ({report.runner} runner)", err=True)
