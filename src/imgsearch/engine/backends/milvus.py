@@ -72,12 +72,13 @@ class MilvusBackend:
     """A collection in Milvus (see the module docstring)."""
 
     def __init__(self, target: MilvusTarget, client: Any, spaces: dict[str, int],
-                 version: str, bm25: bool) -> None:
+                 version: str, bm25: bool, places: bool = True) -> None:
         self.target = target
         self._client = client
         self._spaces = spaces
         self.version = version
         self._bm25 = bm25
+        self._places = places
         self._hybrid = _at_least(version, 2, 4)
 
     # -- opening ---------------------------------------------------------------------
@@ -91,7 +92,7 @@ class MilvusBackend:
         client = _connect(target)
         version = _call(target, lambda: str(client.get_server_version()))
         if _call(target, lambda: client.has_collection(target.name)):
-            found, bm25 = _check_existing(target, client, spaces)
+            found, bm25, places = _check_existing(target, client, spaces)
         elif not create:
             from imgsearch.errors import CollectionNotFoundError
 
@@ -101,11 +102,11 @@ class MilvusBackend:
             raise InvalidInputError(f"{uri}: a new milvus collection needs its vector spaces "
                                     f"(index a source into it, or migrate one)")
         else:
-            found, bm25 = dict(spaces), _at_least(version, 2, 5)
+            found, bm25, places = dict(spaces), _at_least(version, 2, 5), True
             _create(target, client, found, bm25)
         _check_indexes(target, client, found)
         _call(target, lambda: client.load_collection(target.name, timeout=target.timeout_s))
-        return cls(target, client, found, version, bm25)
+        return cls(target, client, found, version, bm25, places)
 
     @property
     def uri(self) -> str:
@@ -149,7 +150,7 @@ class MilvusBackend:
 
     # -- writes ----------------------------------------------------------------------
     def upsert(self, rows: Sequence[Row]) -> None:
-        data = [to_row(r.item, r.vectors, self._spaces) for r in rows]
+        data = [to_row(r.item, r.vectors, self._spaces, self._places) for r in rows]
         timeout = self.target.timeout_s
         for start in range(0, len(data), _BATCH_ROWS):
             batch = data[start:start + _BATCH_ROWS]
@@ -180,7 +181,7 @@ class MilvusBackend:
                filters: Filters | None = None) -> list[Hit]:
         anns = self._field(space)
         where = " and ".join(e for e in (f"{presence_field(space)} == true",
-                                         filter_expression(filters)) if e)
+                                         filter_expression(filters, self._places)) if e)
         if k <= 0:
             return []
         data = [np.asarray(vector, np.float32).tolist()]
@@ -195,7 +196,7 @@ class MilvusBackend:
             raise UnsupportedOnBackendError(
                 f"keyword search needs Milvus 2.5 or later (BM25); the server at "
                 f"{self.target.address} runs {self.version}")
-        where = filter_expression(filters)
+        where = filter_expression(filters, self._places)
         if not text.strip() or k <= 0:
             return []
         found = self._do(lambda c: c.search(
@@ -215,7 +216,7 @@ class MilvusBackend:
                 f"{self.target.address} runs {self.version}")
         from pymilvus import AnnSearchRequest, RRFRanker
 
-        where = filter_expression(filters)
+        where = filter_expression(filters, self._places)
         requests = []
         for space, vector in sorted(vectors.items()):
             expr = " and ".join(e for e in (f"{presence_field(space)} == true", where) if e)

@@ -61,7 +61,7 @@ def _create(target: MilvusTarget, client: Any, spaces: Mapping[str, int], bm25: 
     schema.add_field("has_price", DataType.BOOL)
     schema.add_field("width", DataType.INT64)
     schema.add_field("height", DataType.INT64)
-    for name in ("colors", "tags"):
+    for name in ("colors", "tags", "places"):
         schema.add_field(name, DataType.ARRAY, element_type=DataType.VARCHAR,
                          max_capacity=MAX_LIST, max_length=MAX_SHORT)
     schema.add_field("attributes", DataType.JSON)
@@ -96,9 +96,9 @@ def _create(target: MilvusTarget, client: Any, spaces: Mapping[str, int], bm25: 
 
 
 def _check_existing(target: MilvusTarget, client: Any, spaces: Mapping[str, int] | None
-                    ) -> tuple[dict[str, int], bool]:
+                    ) -> tuple[dict[str, int], bool, bool]:
     """The spaces of the existing collection, refused when imgsearch did not make it or
-    when ``spaces`` asks for other dimensions; and whether it has BM25."""
+    when ``spaces`` asks for other dimensions; whether it has BM25, and places."""
     described = _call(target, lambda: client.describe_collection(target.name))
     description = str(described.get("description") or "")
     fields = {f["name"]: f for f in described.get("fields", [])}
@@ -124,7 +124,7 @@ def _check_existing(target: MilvusTarget, client: Any, spaces: Mapping[str, int]
             raise BackendMismatchError(
                 f"Milvus collection {target.name!r} has no {space} space (it has "
                 f"{', '.join(sorted(found)) or 'none'}); use another collection name")
-    return found, "sparse" in fields
+    return found, "sparse" in fields, "places" in fields
 
 
 def _check_indexes(target: MilvusTarget, client: Any, spaces: Mapping[str, int]) -> None:
