@@ -366,6 +366,15 @@ class RemoteEngine:
         self.close()
 
 
+def open_remote(uri: str, settings: Settings) -> RemoteEngine:
+    """The existing remote collection ``uri``, searched and written with the settings'
+    encoders (refused when they are not those it was made with)."""
+    from imgsearch.engine.backends.registry import open_backend
+
+    return RemoteEngine(open_backend(uri, settings, spaces=spaces_for(settings),
+                                     create=False), settings)
+
+
 def _stateless(item: Item) -> Item:
     """What the backend keeps of an item: no thumbnail or kept original (API nodes have
     no disk of their own to hold them)."""
@@ -389,4 +398,4 @@ def _hit(hit: Hit, item: Item, duplicates: int, matched: dict[str, dict[str, flo
                      item.image, None, 1.0, duplicates, matched, match)
 
 
-__all__ = ["RemoteEngine", "spaces_for"]
+__all__ = ["REFUSED", "RemoteEngine", "open_remote", "spaces_for"]
