@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,12 @@ from imgsearch.engine.backends.base import CollectionBackend, Row
 from imgsearch.errors import (
     BackendMismatchError,
     BackendUnavailableError,
+    EncoderMismatchError,
     InvalidFilterError,
     InvalidInputError,
     UnsupportedOnBackendError,
 )
-from imgsearch.types import Filters
+from imgsearch.types import Filters, VectorSpace
 
 Factory = Callable[[], AbstractContextManager[CollectionBackend]]
 
@@ -250,6 +252,36 @@ def test_another_dimension_or_another_tool_is_refused(milvus_lite_address: str) 
     client.create_collection(other, schema=schema)
     with pytest.raises(BackendMismatchError, match="not made by imgsearch"):
         kit.open_milvus(milvus_lite_address, name=other)
+
+
+@pytest.mark.parametrize("server", ["lite", "server"])
+def test_another_encoder_of_the_same_dimension_is_refused(server: str,
+                                                          request: pytest.FixtureRequest
+                                                          ) -> None:
+    """The encoders recorded in the collection's properties decide, not the dimension:
+    vectors of another model are never mixed in."""
+    from imgsearch.engine.backends.milvus import MilvusBackend
+
+    address = request.getfixturevalue(f"milvus_{server}_address")
+    uri = f"milvus://{address}/{kit.collection_name('encoders')}"
+    made = {"image": VectorSpace("image", "fake", "fake-v1", kit.DIM, "image")}
+    MilvusBackend.open(uri, encoders=made).close()
+    again = MilvusBackend.open(uri, create=False,
+                               encoders={"image": replace(made["image"])})
+    assert again.encoders() == made and again.spaces() == {"image": kit.DIM}
+    again.close()
+    other = {"image": VectorSpace("image", "clip", "tiny-clip", kit.DIM, "image")}
+    with pytest.raises(EncoderMismatchError) as caught:
+        MilvusBackend.open(uri, create=False, encoders=other)
+    assert "'fake' (fake-v1, 32-d), not 'clip' (tiny-clip, 32-d)" in caught.value.message
+    assert caught.value.status == 409
+    # a collection made before encoders were recorded takes the first ones it is opened
+    # with, and refuses others from then on
+    unrecorded = f"milvus://{address}/{kit.collection_name('unrecorded')}"
+    MilvusBackend.open(unrecorded, {"image": kit.DIM}).close()
+    MilvusBackend.open(unrecorded, create=False, encoders=made).close()
+    with pytest.raises(EncoderMismatchError, match="not 'clip'"):
+        MilvusBackend.open(unrecorded, create=False, encoders=other)
 
 
 def test_index_built_otherwise_than_asked_is_refused(milvus_lite_address: str) -> None:

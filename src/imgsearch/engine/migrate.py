@@ -55,7 +55,8 @@ def migrate(source: str | Path, target: str, settings: Settings, *,
         raise InvalidInputError(f"migrate: {target} exists; migrate into a new collection")
     origin = open_backend(source, settings, create=False)
     try:
-        destination = open_backend(target, settings, spaces=origin.spaces())
+        destination = open_backend(target, settings, spaces=origin.spaces(),
+                                   encoders=origin.encoders())
         try:
             return copy_rows(origin, destination, progress=progress)
         finally:
@@ -76,7 +77,8 @@ def index_remote(source: Path, target: str, settings: Settings, *,
         staged = LocalBackend(engine)
         try:
             report = engine.ingest(source, progress=progress)
-            destination = open_backend(target, settings, spaces=staged.spaces())
+            destination = open_backend(target, settings, spaces=staged.spaces(),
+                                       encoders=staged.encoders())
             try:
                 copy_rows(staged, destination, progress=progress)
             finally:

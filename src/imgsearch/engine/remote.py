@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
-from imgsearch.encode.registry import get_encoder
+from imgsearch.encode.registry import describe_encoder, get_encoder
 from imgsearch.engine.backends.base import CollectionBackend, Hit, Row
 from imgsearch.engine.batching import LRUCache
 from imgsearch.engine.pipeline import Prepared, Preparer
@@ -38,7 +38,7 @@ from imgsearch.errors import (
 )
 from imgsearch.ingest.fetch import Fetcher
 from imgsearch.search.executor import fetch_size
-from imgsearch.types import ImageInput, Item, Query, SearchHit, SearchResult
+from imgsearch.types import ImageInput, Item, Query, SearchHit, SearchResult, VectorSpace
 
 _RRF_K = 60
 _NEGATIVE_WEIGHT = 0.5  # as the local engine weighs counter-examples (engine.query)
@@ -72,9 +72,18 @@ def _unit(vector: NDArray[np.float32]) -> NDArray[np.float32]:
 def spaces_for(settings: Settings) -> dict[str, int]:
     """The vector spaces (and dimensions) a new remote collection gets from the settings'
     encoders: image always, text unless the text encoder is "none"."""
-    spaces = {"image": get_encoder(settings.image_encoder, settings).dim}
+    return {name: space.dim for name, space in encoders_for(settings).items()}
+
+
+def encoders_for(settings: Settings) -> dict[str, VectorSpace]:
+    """What the settings' encoders make, per space (recorded in a new remote collection
+    and checked against an existing one's record)."""
+    spaces = {}
+    model_id, dim = describe_encoder(settings.image_encoder, settings)
+    spaces["image"] = VectorSpace("image", settings.image_encoder, model_id, dim, "image")
     if settings.text_encoder != "none":
-        spaces["text"] = get_encoder(settings.text_encoder, settings).dim
+        model_id, dim = describe_encoder(settings.text_encoder, settings)
+        spaces["text"] = VectorSpace("text", settings.text_encoder, model_id, dim, "text")
     return spaces
 
 
@@ -371,7 +380,7 @@ def open_remote(uri: str, settings: Settings) -> RemoteEngine:
     encoders (refused when they are not those it was made with)."""
     from imgsearch.engine.backends.registry import open_backend
 
-    return RemoteEngine(open_backend(uri, settings, spaces=spaces_for(settings),
+    return RemoteEngine(open_backend(uri, settings, encoders=encoders_for(settings),
                                      create=False), settings)
 
 
@@ -398,4 +407,4 @@ def _hit(hit: Hit, item: Item, duplicates: int, matched: dict[str, dict[str, flo
                      item.image, None, 1.0, duplicates, matched, match)
 
 
-__all__ = ["REFUSED", "RemoteEngine", "open_remote", "spaces_for"]
+__all__ = ["REFUSED", "RemoteEngine", "encoders_for", "open_remote", "spaces_for"]

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from imgsearch.types import Filters, Item
+from imgsearch.types import Filters, Item, VectorSpace
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,11 @@ class CollectionBackend(Protocol):
 
     def spaces(self) -> dict[str, int]:
         """Each vector space with the dimension of its vectors."""
+        ...
+
+    def encoders(self) -> dict[str, VectorSpace]:
+        """What made each space's vectors (encoder, model id, dimension), as the
+        collection records it; a space with nothing recorded is left out."""
         ...
 
     def upsert(self, rows: Sequence[Row]) -> None:

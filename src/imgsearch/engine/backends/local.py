@@ -15,7 +15,7 @@ from imgsearch.engine.backends.base import BackendCapabilities, Hit, Row, ranked
 from imgsearch.engine.core import Engine
 from imgsearch.engine.pipeline import Prepared
 from imgsearch.errors import InvalidQueryError, UnsupportedOnBackendError
-from imgsearch.types import Filters, Item
+from imgsearch.types import Filters, Item, VectorSpace
 
 _CAPABILITIES = BackendCapabilities(filters=True, bm25=True, hybrid=False,
                                     read_your_writes=True)
@@ -48,6 +48,9 @@ class LocalBackend:
 
     def spaces(self) -> dict[str, int]:
         return {name: index.space.dim for name, index in self.engine.spaces.items()}
+
+    def encoders(self) -> dict[str, VectorSpace]:
+        return dict(self.engine.manifest.spaces)
 
     def upsert(self, rows: Sequence[Row]) -> None:
         size = max(1, self.engine.settings.ingest_batch_size)

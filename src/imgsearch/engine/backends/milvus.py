@@ -36,6 +36,12 @@ from imgsearch.engine.backends.milvus_collection import (
     _check_indexes,
     _create,
 )
+from imgsearch.engine.backends.milvus_encoders import (
+    check_encoders,
+    encoders_property,
+    record_encoders,
+    recorded_encoders,
+)
 from imgsearch.engine.backends.milvus_filters import filter_expression
 from imgsearch.engine.backends.milvus_schema import (
     from_row,
@@ -63,7 +69,7 @@ from imgsearch.errors import (
     InvalidQueryError,
     UnsupportedOnBackendError,
 )
-from imgsearch.types import Filters, Item
+from imgsearch.types import Filters, Item, VectorSpace
 
 _BATCH_ROWS = 500
 
@@ -72,27 +78,39 @@ class MilvusBackend:
     """A collection in Milvus (see the module docstring)."""
 
     def __init__(self, target: MilvusTarget, client: Any, spaces: dict[str, int],
-                 version: str, bm25: bool, places: bool = True) -> None:
+                 version: str, bm25: bool, places: bool = True,
+                 encoders: Mapping[str, VectorSpace] | None = None) -> None:
         self.target = target
         self._client = client
         self._spaces = spaces
         self.version = version
         self._bm25 = bm25
         self._places = places
+        self._encoders = dict(encoders or {})
         self._hybrid = _at_least(version, 2, 4)
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
     def open(cls, uri: str, spaces: Mapping[str, int] | None = None, *,
-             create: bool = True) -> MilvusBackend:
+             create: bool = True, encoders: Mapping[str, VectorSpace] | None = None
+             ) -> MilvusBackend:
         """Open the collection ``uri`` names; create it with ``spaces`` when missing.
         BackendUnavailableError when the server cannot be reached, BackendMismatchError
-        for a collection imgsearch did not make or one with other spaces/dimensions."""
+        for a collection imgsearch did not make or one with other spaces/dimensions,
+        EncoderMismatchError when ``encoders`` are not those it records (a collection
+        made before they were recorded takes them)."""
+        if encoders and not spaces:
+            spaces = {name: space.dim for name, space in encoders.items()}
         target = parse_uri(uri)
         client = _connect(target)
         version = _call(target, lambda: str(client.get_server_version()))
         if _call(target, lambda: client.has_collection(target.name)):
-            found, bm25, places = _check_existing(target, client, spaces)
+            found, bm25, places, described = _check_existing(target, client, spaces)
+            recorded = recorded_encoders(target, described)
+            check_encoders(target, recorded, encoders or {})
+            if encoders and not recorded:
+                record_encoders(target, client, encoders)
+                recorded = dict(encoders)
         elif not create:
             from imgsearch.errors import CollectionNotFoundError
 
@@ -103,10 +121,12 @@ class MilvusBackend:
                                     f"(index a source into it, or migrate one)")
         else:
             found, bm25, places = dict(spaces), _at_least(version, 2, 5), True
-            _create(target, client, found, bm25)
+            recorded = dict(encoders or {})
+            _create(target, client, found, bm25,
+                    encoders_property(recorded) if recorded else None)
         _check_indexes(target, client, found)
         _call(target, lambda: client.load_collection(target.name, timeout=target.timeout_s))
-        return cls(target, client, found, version, bm25, places)
+        return cls(target, client, found, version, bm25, places, recorded)
 
     @property
     def uri(self) -> str:
@@ -119,6 +139,9 @@ class MilvusBackend:
 
     def spaces(self) -> dict[str, int]:
         return dict(self._spaces)
+
+    def encoders(self) -> dict[str, VectorSpace]:
+        return dict(self._encoders)
 
     def _do(self, what: Callable[[Any], T]) -> T:
         """Run ``what(client)``; reconnect with backoff while the server is unreachable,
