@@ -103,8 +103,9 @@ class CollectionBackend(Protocol):
         """How many items the collection holds (counted, never estimated)."""
         ...
 
-    def rows(self, batch: int = 1000) -> Iterator[list[Row]]:
-        """Every item with its vectors, in batches (what ``migrate`` copies)."""
+    def rows(self, batch: int = 1000, source: str | None = None) -> Iterator[list[Row]]:
+        """Every item with its vectors, in batches (what ``migrate`` copies); with
+        ``source``, only the items ingested from there (``Item.source``)."""
         ...
 
     def close(self) -> None: ...

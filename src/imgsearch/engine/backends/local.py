@@ -112,10 +112,12 @@ class LocalBackend:
         self.engine.refresh()
         return self.engine.catalog.count()
 
-    def rows(self, batch: int = 1000) -> Iterator[list[Row]]:
+    def rows(self, batch: int = 1000, source: str | None = None) -> Iterator[list[Row]]:
         spaces = sorted(self.engine.spaces)
         out: list[Row] = []
         for item in self.engine.catalog.iter_items(batch):
+            if source is not None and item.source != source:
+                continue
             vectors = self.fetch_vectors_of(item.id, spaces)
             out.append(Row(item, vectors))
             if len(out) >= batch:

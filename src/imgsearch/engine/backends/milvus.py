@@ -42,7 +42,7 @@ from imgsearch.engine.backends.milvus_encoders import (
     record_encoders,
     recorded_encoders,
 )
-from imgsearch.engine.backends.milvus_filters import filter_expression
+from imgsearch.engine.backends.milvus_filters import filter_expression, literal
 from imgsearch.engine.backends.milvus_schema import (
     from_row,
     presence_field,
@@ -287,11 +287,12 @@ class MilvusBackend:
                                            timeout=self.target.timeout_s))
         return int(found[0]["count(*)"])
 
-    def rows(self, batch: int = 1000) -> Iterator[list[Row]]:
+    def rows(self, batch: int = 1000, source: str | None = None) -> Iterator[list[Row]]:
         fields = ["id", "item", *(f for s in self._spaces
                                   for f in (vector_field(s), presence_field(s)))]
+        where = "" if source is None else f'item["source"] == {literal(source)}'
         iterator = self._do(lambda c: c.query_iterator(
-            self.target.name, batch_size=batch, filter="", output_fields=fields,
+            self.target.name, batch_size=batch, filter=where, output_fields=fields,
             timeout=self.target.timeout_s))
         while True:
             page = self._do(lambda _c: iterator.next())
