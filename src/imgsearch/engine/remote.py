@@ -333,13 +333,23 @@ class RemoteEngine:
 
     def _run(self, vectors: dict[str, NDArray[np.float32]], text: str | None, k: int,
              query: Query) -> list[Hit]:
+        """One list, or several fused by reciprocal rank: on the server where it can and
+        the lists weigh the same, else here, weighing the image list by the query's
+        ``image_weight`` against the text lists (as the local engine weighs them)."""
         keyword = text if text and self._bm25() else None
         if len(vectors) + bool(keyword) > 1:
-            if self.backend.capabilities.hybrid:
+            hybrid = bool(query.images and query.text)
+            texts = len(vectors) - ("image" in vectors) + bool(keyword)
+            text_weight = (1.0 - query.image_weight) / max(texts, 1) if hybrid else 1.0
+            weight = {"image": query.image_weight if hybrid else 1.0}
+            if self.backend.capabilities.hybrid and not hybrid:
                 return self.backend.hybrid_search(vectors, keyword, k, query.filters, _RRF_K)
-            lists = [(self.backend.search(s, v, k, query.filters), 1.0)
-                     for s, v in vectors.items()]
-            return _rrf(lists, k, _RRF_K)
+            lists = [(self.backend.search(s, v, k, query.filters), weight.get(s, text_weight))
+                     for s, v in sorted(vectors.items())]
+            if keyword:
+                lists.append((self.backend.keyword_search(keyword, k, query.filters),
+                              text_weight))
+            return _rrf([(hits, w) for hits, w in lists if w > 0], k, _RRF_K)
         if vectors:
             (space, vector), = vectors.items()
             return self.backend.search(space, vector, k, query.filters)
