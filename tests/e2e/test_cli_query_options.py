@@ -139,7 +139,7 @@ def test_image_search_with_a_counter_example_matches_the_library(shop: Shop,
 
 
 def test_index_parameters_reach_the_backend(shop: Shop) -> None:
-    shop.require("search_params")
+    shop.require("text")
     tuned = cli_ids(shop, "search", "-c", shop.where, "-t", "thing", "--min-confidence", "0",
                     "--ef-search", "64", "--nprobe", "4", "--limit", "5")
     assert tuned == cli_ids(shop, "search", "-c", shop.where, "-t", "thing",

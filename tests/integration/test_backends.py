@@ -21,6 +21,7 @@ from imgsearch.errors import (
     EncoderMismatchError,
     InvalidFilterError,
     InvalidInputError,
+    InvalidQueryError,
     UnsupportedOnBackendError,
 )
 from imgsearch.types import Filters, VectorSpace
@@ -282,6 +283,25 @@ def test_another_encoder_of_the_same_dimension_is_refused(server: str,
     MilvusBackend.open(unrecorded, create=False, encoders=made).close()
     with pytest.raises(EncoderMismatchError, match="not 'clip'"):
         MilvusBackend.open(unrecorded, create=False, encoders=other)
+
+
+@pytest.mark.parametrize("server", ["lite", "server"])
+def test_a_querys_index_parameters_reach_an_hnsw_collection(server: str,
+                                                           request: pytest.FixtureRequest
+                                                           ) -> None:
+    address = request.getfixturevalue(f"milvus_{server}_address")
+    data = kit.rows(60, seed=5)
+    query = kit.unit(np.random.default_rng(6), 1)[0]
+    # Milvus 2.3 needs the build parameters; Milvus Lite drops them (see below)
+    build = "&M=16&efConstruction=200" if server == "server" else ""
+    with kit.milvus_backend(address, query=f"?index=HNSW{build}") as hnsw:
+        hnsw.upsert(data)
+        # ef below k is raised to k (Milvus refuses a smaller one); a collection this
+        # small is searched exactly
+        found = hnsw.search("image", query, 10, params={"ef_search": 4})
+        assert [h.id for h in found] == [i for i, _ in exact_top(data, query, 10)]
+        with pytest.raises(InvalidQueryError, match="unknown search parameter 'efSearch'"):
+            hnsw.search("image", query, 10, params={"efSearch": 4})
 
 
 def test_index_built_otherwise_than_asked_is_refused(milvus_lite_address: str) -> None:

@@ -36,6 +36,7 @@ from imgsearch.errors import (
     ItemNotFoundError,
     UnsupportedOnBackendError,
 )
+from imgsearch.index.base import SearchParams
 from imgsearch.ingest.fetch import Fetcher
 from imgsearch.search.executor import fetch_size
 from imgsearch.types import ImageInput, Item, Query, SearchHit, SearchResult, VectorSpace
@@ -53,8 +54,6 @@ REFUSED = {
                   "say 1.0 and min_confidence is not applied",
     "near": "the near (radius) filter is not supported: a Milvus expression cannot "
             "compute a distance",
-    "search_params": "index parameters in a query are not supported (give them in the "
-                     "collection URI)",
     "batch": "batch writes (/v1/items:batch) are not served",
     "feedback": "click feedback needs the collection's own log; it is not recorded",
     "fused_similar": "more like this searches the item's image space alone (the local "
@@ -253,7 +252,7 @@ class RemoteEngine:
         applied over the block of candidates (``remote_rank``)."""
         started = time.perf_counter()
         validate(query, self.settings.max_limit)
-        self._refuse_local_only(query)
+        SearchParams.from_hints(query.search_params)  # refused before any work
         spaces = self.backend.spaces()
         vectors: dict[str, NDArray[np.float32]] = {}
         exclude: str | None = None
@@ -324,8 +323,8 @@ class RemoteEngine:
                                                      -_NEGATIVE_WEIGHT)):
             for value in values:
                 vector = self._vector_of(value, hashes if weight > 0 else None)
-                lists.append((self.backend.search("image", vector, k, query.filters),
-                              weight))
+                lists.append((self.backend.search("image", vector, k, query.filters,
+                                                  query.search_params), weight))
         return _rrf(lists, k, self.settings.rrf_k)
 
     def _bm25(self) -> bool:
@@ -344,7 +343,8 @@ class RemoteEngine:
             weight = {"image": query.image_weight if hybrid else 1.0}
             if self.backend.capabilities.hybrid and not hybrid:
                 return self.backend.hybrid_search(vectors, keyword, k, query.filters, _RRF_K)
-            lists = [(self.backend.search(s, v, k, query.filters), weight.get(s, text_weight))
+            lists = [(self.backend.search(s, v, k, query.filters, query.search_params),
+                      weight.get(s, text_weight))
                      for s, v in sorted(vectors.items())]
             if keyword:
                 lists.append((self.backend.keyword_search(keyword, k, query.filters),
@@ -352,15 +352,9 @@ class RemoteEngine:
             return _rrf([(hits, w) for hits, w in lists if w > 0], k, _RRF_K)
         if vectors:
             (space, vector), = vectors.items()
-            return self.backend.search(space, vector, k, query.filters)
+            return self.backend.search(space, vector, k, query.filters, query.search_params)
         return self.backend.keyword_search(keyword or "", k, query.filters)
 
-    def _refuse_local_only(self, query: Query) -> None:
-        if query.search_params:
-            raise UnsupportedOnBackendError(
-                f"index parameters (ef_search, nprobe) of a query are not supported on the "
-                f"{self._kind()} backend ({self.uri}): give them in the collection URI "
-                f"(?ef=..., ?nprobe=...)")
 
     def info(self) -> dict[str, Any]:
         caps = self.backend.capabilities

@@ -75,9 +75,12 @@ class CollectionBackend(Protocol):
         ...
 
     def search(self, space: str, vector: NDArray[np.float32], k: int,
-               filters: Filters | None = None) -> list[Hit]:
+               filters: Filters | None = None, params: Mapping[str, int] | None = None
+               ) -> list[Hit]:
         """The ``k`` best items by inner product in ``space`` among those ``filters``
-        allow, best first (ties by id)."""
+        allow, best first (ties by id). ``params``: a query's index hints
+        (``Query.search_params``: ef_search, nprobe), which the backend maps onto its own
+        index's parameters and checks (InvalidQueryError for a name it does not know)."""
         ...
 
     def keyword_search(self, text: str, k: int, filters: Filters | None = None) -> list[Hit]:

@@ -67,7 +67,8 @@ class LocalBackend:
             keys, scores, strict=True) if int(key) in names], k)
 
     def search(self, space: str, vector: NDArray[np.float32], k: int,
-               filters: Filters | None = None) -> list[Hit]:
+               filters: Filters | None = None, params: Mapping[str, int] | None = None
+               ) -> list[Hit]:
         self.engine.refresh()
         index = self.engine.spaces.get(space)
         if index is None:
@@ -78,7 +79,8 @@ class LocalBackend:
         if allowed is not None and len(allowed) == 0:
             return []
         with self.engine.lock.read():
-            keys, scores, _plan = index.search(np.asarray(vector, np.float32), k, allowed, {})
+            keys, scores, _plan = index.search(np.asarray(vector, np.float32), k, allowed,
+                                               params or {})
         return self._ids(keys, scores, k)
 
     def keyword_search(self, text: str, k: int, filters: Filters | None = None) -> list[Hit]:

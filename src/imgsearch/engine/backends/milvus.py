@@ -69,6 +69,7 @@ from imgsearch.errors import (
     InvalidQueryError,
     UnsupportedOnBackendError,
 )
+from imgsearch.index.base import SearchParams
 from imgsearch.types import Filters, Item, VectorSpace
 
 _BATCH_ROWS = 500
@@ -197,11 +198,22 @@ class MilvusBackend:
                                     f"{', '.join(sorted(self._spaces)) or 'none'}")
         return vector_field(space)
 
-    def _search_params(self) -> dict[str, Any]:
-        return {"metric_type": "IP", "params": dict(self.target.search)}
+    def _search_params(self, hints: Mapping[str, int] | None = None, k: int = 0
+                       ) -> dict[str, Any]:
+        """The URI's search parameters, overridden by a query's hints mapped onto this
+        index: ef_search is HNSW's ef (at least ``k``, which Milvus requires), nprobe
+        IVF's; a FLAT index is exact and takes neither (as the local flat index)."""
+        params: dict[str, int] = dict(self.target.search)
+        hinted = SearchParams.from_hints(hints or {})
+        if self.target.index == "HNSW" and hinted.ef_search is not None:
+            params["ef"] = max(hinted.ef_search, k)
+        if self.target.index.startswith("IVF") and hinted.nprobe is not None:
+            params["nprobe"] = hinted.nprobe
+        return {"metric_type": "IP", "params": params}
 
     def search(self, space: str, vector: NDArray[np.float32], k: int,
-               filters: Filters | None = None) -> list[Hit]:
+               filters: Filters | None = None, params: Mapping[str, int] | None = None
+               ) -> list[Hit]:
         anns = self._field(space)
         where = " and ".join(e for e in (f"{presence_field(space)} == true",
                                          filter_expression(filters, self._places)) if e)
@@ -210,7 +222,7 @@ class MilvusBackend:
         data = [np.asarray(vector, np.float32).tolist()]
         found = self._do(lambda c: c.search(
             self.target.name, data=data, anns_field=anns, limit=k, filter=where,
-            output_fields=["id"], search_params=self._search_params(),
+            output_fields=["id"], search_params=self._search_params(params, k),
             consistency_level=self.target.consistency, timeout=self.target.timeout_s))
         return ranked([(str(h["id"]), float(h["distance"])) for h in found[0]], k)
 
