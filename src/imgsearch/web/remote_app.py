@@ -8,9 +8,9 @@ acknowledged by one node visible to a search through any other). A node keeps no
 it cannot lose: caches, and the API keys file it is given.
 
 The routes are the main app's: search (JSON, image upload, text), items (get, put,
-delete, similar; duplicates answer not_supported_on_backend), and health, readiness,
-metrics and stats. The web page, thumbnails, the timeline, batch writes and click
-feedback need the local catalog and are not served here.
+delete, similar, duplicates), and health, readiness, metrics and stats. The web page,
+thumbnails, the timeline, batch writes and click feedback need the local catalog and
+are not served here (``RemoteEngine.refuses`` says why, feature by feature).
 """
 
 from __future__ import annotations
