@@ -54,6 +54,8 @@ REFUSED = {
                   "say 1.0 and min_confidence is not applied",
     "near": "the near (radius) filter is not supported: a Milvus expression cannot "
             "compute a distance",
+    "copies": "verified copies (an edited copy told apart by local features of the "
+              "stored images) are not found: hits are exact (the same bytes) or similar",
     "batch": "batch writes (/v1/items:batch) are not served",
     "feedback": "click feedback needs the collection's own log; it is not recorded",
     "fused_similar": "more like this searches the item's image space alone (the local "
