@@ -21,8 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from imgsearch.engine.dedup import (
     duplicate_groups,
     item_duplicates,
 )
+from imgsearch.engine.locking import RWLock
 from imgsearch.engine.maintenance import (
     HealthReport,
     backup_collection,
@@ -107,62 +107,6 @@ from imgsearch.types import (
 ProgressCallback = Callable[[Progress], None]
 CATALOG_NAME = "catalog.sqlite3"
 _log = logging.getLogger("imgsearch.engine")
-
-
-class _Reading:
-    """``with lock.read():`` (a class: every search enters it, a generator costs more)."""
-
-    __slots__ = ("_lock",)
-
-    def __init__(self, lock: RWLock) -> None:
-        self._lock = lock
-
-    def __enter__(self) -> None:
-        self._lock.acquire_read()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release_read()
-
-
-class RWLock:
-    """Many readers or one writer; a waiting writer holds back new readers."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._waiting_writers = 0
-        self._reading = _Reading(self)
-
-    def read(self) -> _Reading:
-        return self._reading
-
-    def acquire_read(self) -> None:
-        with self._cond:
-            while self._writer or self._waiting_writers:
-                self._cond.wait()
-            self._readers += 1
-
-    def release_read(self) -> None:
-        with self._cond:
-            self._readers -= 1
-            if not self._readers and self._waiting_writers:
-                self._cond.notify_all()
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._waiting_writers += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._waiting_writers -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
 
 
 def _refuse_file_in_the_way(directory: Path) -> None:
