@@ -31,9 +31,9 @@ from numpy.typing import NDArray
 
 from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
-from imgsearch.encode.registry import describe_encoder, get_encoder
+from imgsearch.encode.registry import describe_encoder
 from imgsearch.engine import reembed as reembedding
-from imgsearch.engine.batching import LRUCache, MicroBatcher
+from imgsearch.engine.batching import LRUCache
 from imgsearch.engine.dedup import (
     Duplicate,
     build_hamming_index,
@@ -48,9 +48,9 @@ from imgsearch.engine.maintenance import (
     repair_collection,
 )
 from imgsearch.engine.pipeline import Prepared, Preparer, batched
+from imgsearch.engine.query_encoder import CachedQueryEncoder, QueryEncoder
 from imgsearch.engine.shared_cache import RedisCache
 from imgsearch.engine.storage import lock_collection, refuse_emptied, storage_faults
-from imgsearch.engine.timing import load_model, stage
 from imgsearch.enrich.colors import BASIC_COLORS
 from imgsearch.enrich.places import places_facet
 from imgsearch.enrich.thumbnails import remove_thumbnail, thumbnail_relpath, write_thumbnail
@@ -78,7 +78,7 @@ from imgsearch.search.calibration import (
 )
 from imgsearch.search.space import JournalGap, SpaceIndex
 from imgsearch.search.understand import Vocabulary
-from imgsearch.search.verify import LARGE_SIDE, FeatureCache
+from imgsearch.search.verify import FeatureCache
 from imgsearch.store.catalog import Catalog, WriteResult
 from imgsearch.store.files import (
     ORIGINALS_DIR,
@@ -120,6 +120,29 @@ def _refuse_file_in_the_way(directory: Path) -> None:
             return
 
 
+def _wanted_spaces(manifest: Manifest, settings: Settings, image_encoder: str | None,
+                   text_encoder: str | None) -> tuple[dict[str, VectorSpace], Settings]:
+    """The spaces a collection opened with these encoders has, and the settings to
+    open it with (a clip collection's own CLIP model)."""
+    old = manifest.spaces
+    s = settings
+    wanted: dict[str, VectorSpace] = {}
+    for name, asked, default in (("image", image_encoder, s.image_encoder),
+                                 ("text", text_encoder, s.text_encoder)):
+        encoder = asked or (old[name].encoder if name in old else default)
+        if encoder == "none":
+            continue
+        if name in old and old[name].encoder == encoder and encoder == "clip" \
+                and s.clip_model == Settings().clip_model:
+            # a clip collection remembers which CLIP made it (hub id or directory)
+            source = manifest.extra.get("clip_model", old[name].model_id)
+            s = s.replace(clip_model=source)
+        model_id, dim = describe_encoder(encoder, s)
+        wanted[name] = VectorSpace(name, encoder, model_id, dim,
+                                   "image" if name == "image" else "text")
+    return wanted, s
+
+
 class Engine:
     def __init__(self, directory: Path, settings: Settings, catalog: Catalog,
                  manifest: Manifest, readonly: bool, lock_fd: int | None,
@@ -133,10 +156,7 @@ class Engine:
         self.lock = RWLock()
         self._write_mutex = threading.Lock()
         self.spaces: dict[str, SpaceIndex] = {}
-        self._encoders: dict[str, Encoder] = {}
-        self._encoder_lock = threading.Lock()
         self.fetcher = Fetcher(settings)
-        self._preparer: Preparer | None = None
         self.open_notes: list[str] = list(notes or ())
         self.pending = PendingFiles(directory)
         # what re-encoding items for a new encoder did, when opening did that
@@ -154,7 +174,6 @@ class Engine:
                                    "storage")
         elif settings.log_searches:
             self.logs = open_search_log(directory, self.open_notes)
-        self._batchers: dict[str, MicroBatcher[Any]] = {}
         self.embedding_cache: LRUCache[NDArray[np.float32]] = LRUCache(
             settings.embedding_cache_size)
         self.result_cache: LRUCache[Any] = LRUCache(settings.result_cache_size,
@@ -165,6 +184,8 @@ class Engine:
         self.shared_cache = RedisCache(settings.redis_url, str(directory.resolve()),
                                        settings.result_cache_ttl_s) \
             if settings.redis_url else None
+        self.query_encoder: QueryEncoder = CachedQueryEncoder(
+            settings, manifest, self.fetcher, self.embedding_cache, self.shared_cache)
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -225,12 +246,14 @@ class Engine:
                         notes.append(f"{directory / 'manifest.json'} is missing; rebuilt "
                                      f"from the catalog{rebuilt}")
                 manifest = found or spaces_from_catalog(catalog, settings)
+                wanted, settings = _wanted_spaces(manifest, settings, image_encoder,
+                                                  text_encoder)
                 engine = cls(directory, settings, catalog, manifest, readonly, lock_fd,
                              notes)
             with storage_faults(directory):
                 if not readonly:
                     engine._sweep_files()
-                engine._open_spaces(image_encoder, text_encoder, reembed)
+                engine._open_spaces(wanted, reembed)
         except BaseException:
             if engine is not None and engine.logs is not None:
                 engine.logs.close()
@@ -261,29 +284,7 @@ class Engine:
         even while another process writes; restoring is copying it back."""
         return backup_collection(Path(path), Path(destination))
 
-    def _wanted_spaces(self, image_encoder: str | None, text_encoder: str | None,
-                       ) -> dict[str, VectorSpace]:
-        old = self.manifest.spaces
-        s = self.settings
-        wanted: dict[str, VectorSpace] = {}
-        for name, asked, default in (("image", image_encoder, s.image_encoder),
-                                     ("text", text_encoder, s.text_encoder)):
-            encoder = asked or (old[name].encoder if name in old else default)
-            if encoder == "none":
-                continue
-            if name in old and old[name].encoder == encoder and encoder == "clip" \
-                    and s.clip_model == Settings().clip_model:
-                # a clip collection remembers which CLIP made it (hub id or directory)
-                source = self.manifest.extra.get("clip_model", old[name].model_id)
-                self.settings = s = s.replace(clip_model=source)
-            model_id, dim = describe_encoder(encoder, s)
-            wanted[name] = VectorSpace(name, encoder, model_id, dim,
-                                       "image" if name == "image" else "text")
-        return wanted
-
-    def _open_spaces(self, image_encoder: str | None, text_encoder: str | None,
-                     reembed: bool) -> None:
-        wanted = self._wanted_spaces(image_encoder, text_encoder)
+    def _open_spaces(self, wanted: dict[str, VectorSpace], reembed: bool) -> None:
         old = self.manifest.spaces
         changed = [n for n in wanted if n in old and old[n] != wanted[n]]
         if changed and self.catalog.count() and not reembed:
@@ -391,82 +392,27 @@ class Engine:
 
     # -- encoders --------------------------------------------------------------------
     def encoder(self, space: str) -> Encoder:
-        with self._encoder_lock:
-            if space not in self._encoders:
-                self._encoders[space] = get_encoder(self.manifest.spaces[space].encoder,
-                                                    self.settings)
-            return self._encoders[space]
-
-    def _batcher(self, key: str, encode: Callable[[Any], Any]) -> MicroBatcher[Any]:
-        with self._encoder_lock:
-            batcher = self._batchers.get(key)
-            if batcher is None:
-                s = self.settings
-                batcher = self._batchers[key] = MicroBatcher(
-                    encode, max_batch=s.micro_batch_max,
-                    max_wait_s=s.micro_batch_wait_ms / 1000.0, name=f"encode-{key}")
-            return batcher
+        return self.query_encoder.encoder(space)
 
     def embed_query_text(self, space: str, text: str) -> NDArray[np.float32]:
         """A query text's vector in ``space`` ("text", or "image" for CLIP), cached and,
         under concurrent load, encoded in micro-batches."""
-        key = ("text", space, self.manifest.spaces[space].model_id, text)
-        cached = self._cached_vector(key)
-        if cached is not None:
-            return cached
-        encoder = self.encoder(space)
-        load_model(encoder)
-        if self.settings.micro_batch:
-            vector = self._batcher(f"{space}-text", encoder.embed_texts).encode(text)
-        else:
-            vector = encoder.embed_text(text)
-        self._store_vector(key, vector)
-        return vector
+        return self.query_encoder.embed_query_text(space, text)
 
     def embed_query_image(self, value: ImageInput) -> NDArray[np.float32]:
         """A query image's vector, cached by the hash of its content."""
-        return self.look_at(value)[1]
+        return self.query_encoder.embed_query_image(value)
 
     def look_at(self, value: ImageInput) -> tuple[DecodedImage, NDArray[np.float32]]:
         """A query image as decoded (its pixels serve verification) and its vector."""
-        with stage("decode"):
-            decoded = self.preparer.decode(value, value if isinstance(value, str)
-                                           else "<query image>", longer_at_least=LARGE_SIDE)
-        key = ("image", self.manifest.spaces["image"].model_id, decoded.content_hash)
-        cached = self._cached_vector(key)
-        if cached is not None:
-            return decoded, cached
-        encoder = self.encoder("image")
-        load_model(encoder)
-        if self.settings.micro_batch:
-            vector = self._batcher("image", encoder.embed_images).encode(decoded.image)
-        else:
-            vector = encoder.embed_image(decoded.image)
-        self._store_vector(key, vector)
-        return decoded, vector
-
-    def _cached_vector(self, key: tuple[Any, ...]) -> NDArray[np.float32] | None:
-        vector = self.embedding_cache.get(key)
-        if vector is None and self.shared_cache is not None:
-            vector = self.shared_cache.get_vector(key)
-            if vector is not None:
-                self.embedding_cache.put(key, vector)
-        return vector
-
-    def _store_vector(self, key: tuple[Any, ...], vector: NDArray[np.float32]) -> None:
-        self.embedding_cache.put(key, vector)
-        if self.shared_cache is not None:
-            self.shared_cache.put_vector(key, vector)
+        return self.query_encoder.look_at(value)
 
     def text_encoder(self) -> Encoder | None:
-        return self.encoder("text") if "text" in self.manifest.spaces else None
+        return self.query_encoder.text_encoder()
 
     @property
     def preparer(self) -> Preparer:
-        if self._preparer is None:
-            self._preparer = Preparer(self.settings, self.encoder("image"),
-                                      self.text_encoder, self.fetcher)
-        return self._preparer
+        return self.query_encoder.preparer
 
     # -- writes ----------------------------------------------------------------------
     def _require_writable(self) -> None:
@@ -893,12 +839,9 @@ class Engine:
         try:
             self._save_if_room()
         finally:
-            if self._preparer is not None:
-                self._preparer.close()
+            self.query_encoder.close()
             if self.logs is not None:
                 self.logs.close()
-            for batcher in self._batchers.values():
-                batcher.close()
             self.catalog.close()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
