@@ -40,6 +40,7 @@ from imgsearch.engine.dedup import (
     duplicate_groups,
     item_duplicates,
 )
+from imgsearch.engine.derived import Derived
 from imgsearch.engine.locking import RWLock
 from imgsearch.engine.maintenance import (
     HealthReport,
@@ -162,12 +163,8 @@ class Engine:
         # what re-encoding items for a new encoder did, when opening did that
         self.reembed_report: IngestReport | None = None
         self._closed = False
-        self._vocabulary: Vocabulary | None = None
-        # known_values, until the next write
-        self._known: dict[str, tuple[list[str], frozenset[str]]] = {}
         self.calibrations: dict[str, Calibration | None] = {}
         self.feature_cache = FeatureCache()  # local features of verified candidates
-        self._hamming: Any = None
         self.logs = None
         if settings.log_searches and catalog.read_only_storage:
             self.open_notes.append("search logging is off: the collection is on read-only "
@@ -178,7 +175,7 @@ class Engine:
             settings.embedding_cache_size)
         self.result_cache: LRUCache[Any] = LRUCache(settings.result_cache_size,
                                                     settings.result_cache_ttl_s)
-        self.write_version = 0
+        self.derived = Derived(catalog, self.result_cache)
         self._seen_version: int | None = None  # catalog data_version a reader last took in
         self._refresh_mutex = threading.Lock()
         self.shared_cache = RedisCache(settings.redis_url, str(directory.resolve()),
@@ -186,6 +183,11 @@ class Engine:
             if settings.redis_url else None
         self.query_encoder: QueryEncoder = CachedQueryEncoder(
             settings, manifest, self.fetcher, self.embedding_cache, self.shared_cache)
+
+    @property
+    def write_version(self) -> int:
+        """Counts writes (and journal entries taken in): what was made before is stale."""
+        return self.derived.write_version
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -493,13 +495,9 @@ class Engine:
             self.open_notes.append(f"removed {removed} file(s) an interrupted write left")
 
     def _apply(self, results: list[WriteResult], vectors: dict[int, Any]) -> None:
-        self._vocabulary = None
-        self._known = {}
-        self.write_version += 1
-        self.result_cache.clear()
+        self.derived.forget()
         if self.shared_cache is not None:
             self.shared_cache.bump()
-        self._hamming = None
         head = self.catalog.journal_head()
         with self.lock.write():
             for name, space in self.spaces.items():
@@ -509,18 +507,10 @@ class Engine:
                 space.apply(added, removed, head)
         # A search that began before the indexes changed may have cached its answer under
         # the version bumped above: start a new version once they have.
-        self._forget_derived()
+        self.derived.forget()
         every = self.settings.index_save_every
         if any(sp.applied_seq - sp.saved_seq >= every for sp in self.spaces.values()):
             self._save_if_room()
-
-    def _forget_derived(self) -> None:
-        """After a write: what was made from the collection as it was is no longer right."""
-        self._vocabulary = None
-        self._known = {}
-        self._hamming = None
-        self.write_version += 1
-        self.result_cache.clear()
 
     def upsert(self, item: Item, image: ImageInput | None = None) -> str:
         """Add or replace one item; returns "added" or "updated" once it is durable."""
@@ -670,7 +660,7 @@ class Engine:
                 return False
             # version was read first: a commit landing from here on is seen next time
             self.catalog.forget_cached()
-            self._forget_derived()
+            self.derived.forget()
             with self.lock.write():
                 for name, space in list(self.spaces.items()):
                     try:
@@ -680,7 +670,7 @@ class Engine:
                         self.spaces[name], _report = SpaceIndex.open(
                             space.space, self.catalog, space.path, self.settings,
                             pruned_upto=pruned)
-            self._forget_derived()  # anything made meanwhile saw the old indexes
+            self.derived.forget()  # anything made meanwhile saw the old indexes
             self._seen_version = version
         return True
 
@@ -709,26 +699,11 @@ class Engine:
     def known_values(self, column: str) -> tuple[list[str], frozenset[str]]:
         """Every distinct category or brand (as first written), most common first, and
         the same values trimmed and case-folded; read once until the next write."""
-        known = self._known.get(column)
-        if known is None:
-            version = self.write_version
-            values = [v for v, _ in self.catalog.distinct_values(column, 1_000_000)]
-            known = (values, frozenset(v.strip().casefold() for v in values))
-            if version == self.write_version:  # else a write landed while it was read
-                self._known[column] = known
-        return known
+        return self.derived.known_values(column)
 
     def vocabulary(self) -> Vocabulary:
         """Brand and category values for query understanding; refreshed after writes."""
-        vocabulary = self._vocabulary
-        if vocabulary is None:
-            version = self.write_version
-            vocabulary = Vocabulary(self.known_values("brand")[0],
-                                    self.known_values("category")[0],
-                                    self.known_values("camera")[0])
-            if version == self.write_version:
-                self._vocabulary = vocabulary
-        return vocabulary
+        return self.derived.vocabulary()
 
     def record_click(self, search_id: str, item_id: str, position: int | None = None) -> None:
         """Feedback: a result of a logged search was clicked (durable when it returns)."""
@@ -748,13 +723,7 @@ class Engine:
 
     def hamming_index(self) -> Any:
         """A binary index over every item's perceptual hash; rebuilt after writes."""
-        index = self._hamming
-        if index is None:
-            version = self.write_version
-            index = build_hamming_index(self)
-            if version == self.write_version:  # else a write landed while it was read
-                self._hamming = index
-        return index
+        return self.derived.hamming_index(lambda: build_hamming_index(self))
 
     def duplicates(self, item_id: str) -> list[Duplicate]:
         """The near-duplicates of one item, strongest first (the item excluded)."""
