@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import imgsearch.engine.core as core
+import imgsearch.engine.indexes as indexes
 from faultkit import FAST, all_ids, build, grow, listing, read_only_view, small_tmpfs, top_k
 from imagegen import jpeg_bytes
 from imgsearch.engine import Engine
@@ -379,7 +380,7 @@ def test_a_writer_opens_and_searches_on_a_full_disk(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(manifest, "write_manifest", no_room)
-    monkeypatch.setattr(core, "write_manifest", no_room)
+    monkeypatch.setattr(indexes, "write_manifest", no_room)
     with Engine.open(tmp_path / "c", FAST) as engine:
         assert any("manifest not updated" in note for note in engine.open_notes)
         assert engine.search(Query(similar_to=ids[0], limit=3)).hits

@@ -41,7 +41,7 @@ from imgsearch.engine.dedup import (
     item_duplicates,
 )
 from imgsearch.engine.derived import Derived
-from imgsearch.engine.locking import RWLock
+from imgsearch.engine.indexes import Indexes
 from imgsearch.engine.maintenance import (
     HealthReport,
     backup_collection,
@@ -70,14 +70,9 @@ from imgsearch.errors import (
 from imgsearch.ingest.decode import DecodedImage
 from imgsearch.ingest.fetch import Fetcher
 from imgsearch.search.calibration import (
-    MIN_VECTORS,
-    PROBE_TEXTS,
     Calibration,
-    calibrate,
-    calibrate_probes,
-    is_stale,
 )
-from imgsearch.search.space import JournalGap, SpaceIndex
+from imgsearch.search.space import SpaceIndex
 from imgsearch.search.understand import Vocabulary
 from imgsearch.search.verify import FeatureCache
 from imgsearch.store.catalog import Catalog, WriteResult
@@ -92,9 +87,7 @@ from imgsearch.store.logs import LOG_NAME, open_search_log, read_only_report
 from imgsearch.store.manifest import (
     Manifest,
     read_manifest,
-    remember_spaces,
     spaces_from_catalog,
-    write_manifest,
 )
 from imgsearch.types import (
     ImageInput,
@@ -154,16 +147,13 @@ class Engine:
         self.manifest = manifest
         self.readonly = readonly
         self._lock_fd = lock_fd
-        self.lock = RWLock()
         self._write_mutex = threading.Lock()
-        self.spaces: dict[str, SpaceIndex] = {}
         self.fetcher = Fetcher(settings)
         self.open_notes: list[str] = list(notes or ())
         self.pending = PendingFiles(directory)
         # what re-encoding items for a new encoder did, when opening did that
         self.reembed_report: IngestReport | None = None
         self._closed = False
-        self.calibrations: dict[str, Calibration | None] = {}
         self.feature_cache = FeatureCache()  # local features of verified candidates
         self.logs = None
         if settings.log_searches and catalog.read_only_storage:
@@ -176,13 +166,16 @@ class Engine:
         self.result_cache: LRUCache[Any] = LRUCache(settings.result_cache_size,
                                                     settings.result_cache_ttl_s)
         self.derived = Derived(catalog, self.result_cache)
-        self._seen_version: int | None = None  # catalog data_version a reader last took in
-        self._refresh_mutex = threading.Lock()
         self.shared_cache = RedisCache(settings.redis_url, str(directory.resolve()),
                                        settings.result_cache_ttl_s) \
             if settings.redis_url else None
         self.query_encoder: QueryEncoder = CachedQueryEncoder(
             settings, manifest, self.fetcher, self.embedding_cache, self.shared_cache)
+        self.indexes = Indexes(directory, settings, catalog, manifest, readonly,
+                               self.derived, self.query_encoder.encoder)
+        self.spaces = self.indexes.spaces
+        self.calibrations = self.indexes.calibrations
+        self.lock = self.indexes.lock
 
     @property
     def write_version(self) -> int:
@@ -335,9 +328,9 @@ class Engine:
             space_name = "image" if name == "clip_text" else name
             if space_name in self.spaces and space_name not in changed:
                 self.calibrations[name] = Calibration.from_dict(data)
-        self._refresh_calibration()
+        self.indexes.refresh_calibration()
         try:
-            self._record_index_params()
+            self.indexes.record_index_params()
         except StorageFullError as exc:
             # the manifest on disk stays as it was (written atomically): a full disk must
             # not keep the collection from being searched
@@ -356,41 +349,6 @@ class Engine:
             note += (f"; {len(report.failed)} failed and have no vector there until they "
                      f"are added again ({shown}{more})")
         self.open_notes.append(note)
-
-    def _refresh_calibration(self, force: bool = False) -> None:
-        """Calibrate each signal: image pairs for images, probe queries for text."""
-        wanted: dict[str, tuple[str, str | None]] = {}
-        if "image" in self.spaces:
-            wanted["image"] = ("image", None)
-            # a stored calibration says the image encoder reads text without loading it
-            if self.calibrations.get("clip_text") is not None or \
-                    "text" in self.encoder("image").modalities:
-                wanted["clip_text"] = ("image", "image")
-        if "text" in self.spaces:
-            wanted["text"] = ("text", "text")
-        for name, (space_name, text_encoder) in wanted.items():
-            space = self.spaces[space_name]
-            # image pairs need a few items; text probes are judged against any number
-            minimum = MIN_VECTORS if text_encoder is None else 1
-            if not (force or is_stale(self.calibrations.get(name), len(space), minimum)):
-                continue
-            if text_encoder is None:
-                self.calibrations[name] = calibrate(space)
-            elif len(space) >= minimum:
-                probes = self.encoder(text_encoder).embed_texts(list(PROBE_TEXTS))
-                self.calibrations[name] = calibrate_probes(space, probes)
-        self.manifest.extra["calibration"] = {
-            name: cal.to_dict() for name, cal in self.calibrations.items() if cal is not None}
-
-    def _record_index_params(self) -> None:
-        self.manifest.index = {
-            name: {"kind": sp.capabilities.kind, "vectors": len(sp),
-                   "journal_seq": sp.applied_seq}
-            for name, sp in self.spaces.items()}
-        if not self.readonly:
-            with storage_faults(self.directory):
-                write_manifest(self.directory, self.manifest)
-                remember_spaces(self.catalog, self.manifest)
 
     # -- encoders --------------------------------------------------------------------
     def encoder(self, space: str) -> Encoder:
@@ -498,19 +456,11 @@ class Engine:
         self.derived.forget()
         if self.shared_cache is not None:
             self.shared_cache.bump()
-        head = self.catalog.journal_head()
-        with self.lock.write():
-            for name, space in self.spaces.items():
-                added = {r.added[name]: (r.key, vectors[r.key][name])
-                         for r in results if name in r.added}
-                removed = {r.removed[name]: r.key for r in results if name in r.removed}
-                space.apply(added, removed, head)
+        self.indexes.apply(results, vectors)
         # A search that began before the indexes changed may have cached its answer under
         # the version bumped above: start a new version once they have.
         self.derived.forget()
-        every = self.settings.index_save_every
-        if any(sp.applied_seq - sp.saved_seq >= every for sp in self.spaces.values()):
-            self._save_if_room()
+        self.indexes.save_if_due()
 
     def upsert(self, item: Item, image: ImageInput | None = None) -> str:
         """Add or replace one item; returns "added" or "updated" once it is durable."""
@@ -600,7 +550,7 @@ class Engine:
         for batch, prepared, failures in self.preparer.prepare_ahead(
                 batched(items, self.settings.ingest_batch_size)):
             flush(batch, prepared, failures)
-        self._save_if_room()
+        self.indexes.save_if_room()
         report.seconds += time.perf_counter() - started
         return report
 
@@ -617,62 +567,13 @@ class Engine:
 
     def save(self) -> None:
         """Snapshot indexes (atomically) and prune the journal they no longer need."""
-        if self.readonly:
-            return
-        with storage_faults(self.directory):
-            with self.lock.write():
-                for name in list(self.spaces):
-                    self.spaces[name] = self.spaces[name].maintain()
-                    self.spaces[name].save()
-                self._refresh_calibration()
-            low = min((sp.saved_seq for sp in self.spaces.values()), default=0)
-            if low > int(self.catalog.get_meta("journal_pruned_upto") or 0):
-                self.catalog.prune_journal(low)
-                with self.catalog.transaction() as conn:
-                    self.catalog.set_meta("journal_pruned_upto", str(low), conn)
-        self._record_index_params()
-
-    def _save_if_room(self) -> None:
-        """Save the indexes unless the disk is full: they are caches of the catalog, whose
-        journal brings them up to date on the next open, so a write that committed is
-        not failed for want of room to save them."""
-        try:
-            self.save()
-        except StorageFullError as exc:
-            _log.warning("indexes not saved: %s", exc.message)
+        self.indexes.save()
 
     # -- reads -----------------------------------------------------------------------
     def refresh(self) -> bool:
-        """Take in what another process committed since the last look; True if anything.
-
-        Only a read-only engine has anything to do: its reads call this first, so a
-        write the collection's writer acknowledged is visible to the next search here
-        (journal entries go into the indexes; cached rows, filters and results go).
-        Checking costs one ``PRAGMA data_version``.
-        """
-        if not self.readonly:
-            return False
-        version = self.catalog.data_version()
-        if version == self._seen_version:
-            return False
-        with self._refresh_mutex:
-            if version == self._seen_version:
-                return False
-            # version was read first: a commit landing from here on is seen next time
-            self.catalog.forget_cached()
-            self.derived.forget()
-            with self.lock.write():
-                for name, space in list(self.spaces.items()):
-                    try:
-                        space.follow()
-                    except JournalGap:
-                        pruned = int(self.catalog.get_meta("journal_pruned_upto") or 0)
-                        self.spaces[name], _report = SpaceIndex.open(
-                            space.space, self.catalog, space.path, self.settings,
-                            pruned_upto=pruned)
-            self.derived.forget()  # anything made meanwhile saw the old indexes
-            self._seen_version = version
-        return True
+        """Take in what another process committed since the last look; True if anything
+        (only a read-only engine has anything to do; see ``Indexes.refresh``)."""
+        return self.indexes.refresh()
 
     def get(self, item_id: str) -> Item:
         self.refresh()
@@ -806,7 +707,7 @@ class Engine:
             return
         self._closed = True
         try:
-            self._save_if_room()
+            self.indexes.save_if_room()
         finally:
             self.query_encoder.close()
             if self.logs is not None:
