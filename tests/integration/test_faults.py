@@ -20,6 +20,7 @@ import pytest
 
 import imgsearch.engine.core as core
 import imgsearch.engine.indexes as indexes
+import imgsearch.engine.writer as writer
 from faultkit import FAST, all_ids, build, grow, listing, read_only_view, small_tmpfs, top_k
 from imagegen import jpeg_bytes
 from imgsearch.engine import Engine
@@ -45,7 +46,7 @@ def test_enospc_writing_a_thumbnail_is_storage_full_and_keeps_what_was_there(tmp
                                                                              monkeypatch):
     ids = build(tmp_path / "c")
     with Engine.open(tmp_path / "c", FAST) as engine:
-        monkeypatch.setattr(core, "write_thumbnail", _full)
+        monkeypatch.setattr(writer, "write_thumbnail", _full)
         with pytest.raises(StorageFullError) as caught:
             engine.upsert(Item(id="new"), jpeg_bytes(50))
         assert caught.value.status == 507 and caught.value.code == "insufficient_storage"
@@ -71,7 +72,7 @@ def test_sqlite_full_on_upsert_and_delete_is_storage_full(tmp_path, monkeypatch)
 
 
 def test_ingest_stopped_by_a_full_disk_carries_the_partial_report(tmp_path, monkeypatch):
-    real = core.write_thumbnail
+    real = writer.write_thumbnail
     calls = {"n": 0}
 
     def fills_up(*args, **kwargs):
@@ -80,7 +81,7 @@ def test_ingest_stopped_by_a_full_disk_carries_the_partial_report(tmp_path, monk
             _full()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(core, "write_thumbnail", fills_up)
+    monkeypatch.setattr(writer, "write_thumbnail", fills_up)
     with Engine.open(tmp_path / "c", FAST) as engine, pytest.raises(StorageFullError) as caught:
         engine.ingest_items((Item(id=f"i{n}"), jpeg_bytes(n)) for n in range(20))
     report = caught.value.report

@@ -13,6 +13,7 @@ from apihelp import assert_error
 from fastapi.testclient import TestClient
 
 import imgsearch.engine.core as core
+import imgsearch.engine.writer as writer
 from faultkit import FAST, build, read_only_view
 from imagegen import jpeg_bytes
 from imgsearch.engine import Engine
@@ -38,7 +39,7 @@ def _sqlite_full(*_args: object, **_kwargs: object) -> None:
 
 def test_put_on_a_full_disk_answers_507(writable, monkeypatch):
     engine, client = writable
-    monkeypatch.setattr(core, "write_thumbnail", _enospc)
+    monkeypatch.setattr(writer, "write_thumbnail", _enospc)
     answer = client.put("/v1/items/new", files={"file": ("x.jpg", jpeg_bytes(40))})
     error = assert_error(answer, 507, "insufficient_storage")
     assert "image" not in error["message"].split("(")[0]  # the disk, not the image
