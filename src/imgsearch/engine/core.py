@@ -15,154 +15,81 @@ no lock, no log, no index saves.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 from numpy.typing import NDArray
 
 from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
-from imgsearch.encode.registry import describe_encoder
 from imgsearch.engine import reembed as reembedding
-from imgsearch.engine.batching import LRUCache
 from imgsearch.engine.dedup import (
     Duplicate,
     build_hamming_index,
     duplicate_groups,
     item_duplicates,
 )
-from imgsearch.engine.derived import Derived
-from imgsearch.engine.indexes import Indexes
 from imgsearch.engine.maintenance import (
     HealthReport,
     backup_collection,
     check_collection,
     repair_collection,
 )
+from imgsearch.engine.opening import Collaborators, Opened, open_collection
 from imgsearch.engine.pipeline import Prepared, Preparer
-from imgsearch.engine.query_encoder import CachedQueryEncoder, QueryEncoder
-from imgsearch.engine.shared_cache import RedisCache
-from imgsearch.engine.storage import lock_collection, refuse_emptied, storage_faults
-from imgsearch.engine.writer import ProgressCallback, Writer
+from imgsearch.engine.writer import ProgressCallback
 from imgsearch.enrich.colors import BASIC_COLORS
 from imgsearch.enrich.places import places_facet
 from imgsearch.errors import (
-    CollectionError,
-    CollectionNotFoundError,
-    CorruptCollectionError,
-    EncoderMismatchError,
     ImgSearchError,
     InvalidInputError,
     ItemNotFoundError,
-    ReadOnlyCollectionError,
-    StorageFullError,
 )
 from imgsearch.ingest.decode import DecodedImage
-from imgsearch.ingest.fetch import Fetcher
-from imgsearch.search.calibration import (
-    Calibration,
-)
-from imgsearch.search.space import SpaceIndex
 from imgsearch.search.understand import Vocabulary
 from imgsearch.search.verify import FeatureCache
-from imgsearch.store.catalog import Catalog, WriteResult
+from imgsearch.store.catalog import WriteResult
 from imgsearch.store.health import connect_for_reading
-from imgsearch.store.logs import LOG_NAME, open_search_log, read_only_report
-from imgsearch.store.manifest import (
-    Manifest,
-    read_manifest,
-    spaces_from_catalog,
-)
+from imgsearch.store.logs import LOG_NAME, read_only_report
 from imgsearch.types import (
     ImageInput,
     IngestReport,
     Item,
-    VectorSpace,
 )
-
-CATALOG_NAME = "catalog.sqlite3"
-_log = logging.getLogger("imgsearch.engine")
-
-
-def _refuse_file_in_the_way(directory: Path) -> None:
-    """CollectionError when ``directory``, or a folder it would be made in, is a file."""
-    for place in (directory, *directory.absolute().parents):
-        if place.exists() or place.is_symlink():
-            if not place.is_dir():
-                raise CollectionError(
-                    f"cannot make a collection at {directory}: {place} is a file, not a "
-                    f"folder; give --collection a folder (new or existing)")
-            return
-
-
-def _wanted_spaces(manifest: Manifest, settings: Settings, image_encoder: str | None,
-                   text_encoder: str | None) -> tuple[dict[str, VectorSpace], Settings]:
-    """The spaces a collection opened with these encoders has, and the settings to
-    open it with (a clip collection's own CLIP model)."""
-    old = manifest.spaces
-    s = settings
-    wanted: dict[str, VectorSpace] = {}
-    for name, asked, default in (("image", image_encoder, s.image_encoder),
-                                 ("text", text_encoder, s.text_encoder)):
-        encoder = asked or (old[name].encoder if name in old else default)
-        if encoder == "none":
-            continue
-        if name in old and old[name].encoder == encoder and encoder == "clip" \
-                and s.clip_model == Settings().clip_model:
-            # a clip collection remembers which CLIP made it (hub id or directory)
-            source = manifest.extra.get("clip_model", old[name].model_id)
-            s = s.replace(clip_model=source)
-        model_id, dim = describe_encoder(encoder, s)
-        wanted[name] = VectorSpace(name, encoder, model_id, dim,
-                                   "image" if name == "image" else "text")
-    return wanted, s
 
 
 class Engine:
-    def __init__(self, directory: Path, settings: Settings, catalog: Catalog,
-                 manifest: Manifest, readonly: bool, lock_fd: int | None,
-                 notes: list[str] | None = None) -> None:
-        self.directory = directory
-        self.settings = settings
-        self.catalog = catalog
-        self.manifest = manifest
-        self.readonly = readonly
-        self._lock_fd = lock_fd
-        self.fetcher = Fetcher(settings)
-        self.open_notes: list[str] = list(notes or ())
+    """One collection, opened: each method hands its work to a collaborator built by
+    ``opening.collaborators`` (the indexes, the writer, the query encoder, what is
+    derived from the collection) or to the module that does it."""
+
+    def __init__(self, opened: Opened, parts: Collaborators) -> None:
+        self.directory = opened.directory
+        self.settings = opened.settings
+        self.catalog = opened.catalog
+        self.manifest = opened.manifest
+        self.readonly = opened.readonly
+        self._lock_fd = opened.lock_fd
+        self.open_notes = opened.notes
         # what re-encoding items for a new encoder did, when opening did that
         self.reembed_report: IngestReport | None = None
         self._closed = False
         self.feature_cache = FeatureCache()  # local features of verified candidates
-        self.logs = None
-        if settings.log_searches and catalog.read_only_storage:
-            self.open_notes.append("search logging is off: the collection is on read-only "
-                                   "storage")
-        elif settings.log_searches:
-            self.logs = open_search_log(directory, self.open_notes)
-        self.embedding_cache: LRUCache[NDArray[np.float32]] = LRUCache(
-            settings.embedding_cache_size)
-        self.result_cache: LRUCache[Any] = LRUCache(settings.result_cache_size,
-                                                    settings.result_cache_ttl_s)
-        self.derived = Derived(catalog, self.result_cache)
-        self.shared_cache = RedisCache(settings.redis_url, str(directory.resolve()),
-                                       settings.result_cache_ttl_s) \
-            if settings.redis_url else None
-        self.query_encoder: QueryEncoder = CachedQueryEncoder(
-            settings, manifest, self.fetcher, self.embedding_cache, self.shared_cache)
-        self.indexes = Indexes(directory, settings, catalog, manifest, readonly,
-                               self.derived, self.query_encoder.encoder)
+        self.fetcher = parts.fetcher
+        self.logs = parts.logs
+        self.embedding_cache = parts.embedding_cache
+        self.result_cache = parts.result_cache
+        self.shared_cache = parts.shared_cache
+        self.derived = parts.derived
+        self.query_encoder = parts.query_encoder
+        self.indexes = parts.indexes
+        self.writer = parts.writer
         self.spaces = self.indexes.spaces
         self.calibrations = self.indexes.calibrations
         self.lock = self.indexes.lock
-        self.writer = Writer(directory, settings, catalog, readonly, self.indexes,
-                             self.derived, self.shared_cache,
-                             lambda: self.query_encoder.preparer)
 
     @property
     def write_version(self) -> int:
@@ -180,74 +107,9 @@ class Engine:
         (or the settings' defaults for a new one); naming others is refused with
         EncoderMismatchError unless ``reembed`` is set, which re-encodes every item.
         """
-        settings = settings or Settings()
-        # One thread per query: concurrent single queries scale across cores, while
-        # FAISS's own threading of a single small query mostly adds contention.
-        faiss.omp_set_num_threads(max(1, settings.search_threads))
-        directory = Path(path)
-        catalog_path = directory / CATALOG_NAME
-        exists = catalog_path.exists()
-        if not exists and (readonly or not create):
-            raise CollectionNotFoundError(
-                f"no collection at {directory}: build one with `imgsearch index SOURCE "
-                f"--collection {directory}`")
-        read_only_storage = exists and not os.access(directory, os.W_OK)
-        if read_only_storage and not readonly:
-            raise ReadOnlyCollectionError(
-                f"collection {directory} is on read-only storage (the directory cannot be "
-                f"written): searching it works (search, similar, info, serve), writing "
-                f"needs writable storage")
-        refuse_emptied(directory, catalog_path)
-        if not exists:
-            _refuse_file_in_the_way(directory)
-        with storage_faults(directory):
-            if not exists:
-                directory.mkdir(parents=True, exist_ok=True)
-            lock_fd = None if readonly else lock_collection(directory)
-        catalog = engine = None
-        try:
-            with storage_faults(directory):
-                # Another process may write to a collection opened read-only: its reads
-                # call refresh() first, which drops these caches when anything committed.
-                catalog = Catalog(catalog_path,
-                                  row_cache_size=settings.row_cache_size,
-                                  filter_cache_size=settings.filter_cache_size,
-                                  hit_cache_bytes=settings.hit_cache_mb << 20,
-                                  read_only_storage=read_only_storage,
-                                  vector_dtype=settings.vector_dtype)
-                notes = list(catalog.notes)
-                # what the manifest says is also in the catalog: rebuilt from there
-                rebuilt = "" if readonly else " and written again"
-                try:
-                    found = read_manifest(directory)
-                except CorruptCollectionError as exc:
-                    found = None
-                    notes.append(f"{exc.message}; rebuilt from the catalog{rebuilt}")
-                else:
-                    if found is None and catalog.count():
-                        notes.append(f"{directory / 'manifest.json'} is missing; rebuilt "
-                                     f"from the catalog{rebuilt}")
-                manifest = found or spaces_from_catalog(catalog, settings)
-                wanted, settings = _wanted_spaces(manifest, settings, image_encoder,
-                                                  text_encoder)
-                engine = cls(directory, settings, catalog, manifest, readonly, lock_fd,
-                             notes)
-            with storage_faults(directory):
-                if not readonly:
-                    removed = engine.writer.sweep_files()
-                    if removed:
-                        engine.open_notes.append(
-                            f"removed {removed} file(s) an interrupted write left")
-                engine._open_spaces(wanted, reembed)
-        except BaseException:
-            if engine is not None and engine.logs is not None:
-                engine.logs.close()
-            if catalog is not None:
-                catalog.close()
-            if lock_fd is not None:
-                os.close(lock_fd)
-            raise
-        return engine
+        return open_collection(cls, path, settings, image_encoder=image_encoder,
+                               text_encoder=text_encoder, create=create, readonly=readonly,
+                               reembed=reembed)
 
     # -- health ----------------------------------------------------------------------
     @staticmethod
@@ -268,77 +130,6 @@ class Engine:
         """A consistent copy of the collection (SQLite's backup API) in ``destination``,
         even while another process writes; restoring is copying it back."""
         return backup_collection(Path(path), Path(destination))
-
-    def _open_spaces(self, wanted: dict[str, VectorSpace], reembed: bool) -> None:
-        old = self.manifest.spaces
-        changed = [n for n in wanted if n in old and old[n] != wanted[n]]
-        if changed and self.catalog.count() and not reembed:
-            name = changed[0]
-            if old[name].encoder == wanted[name].encoder:
-                # same encoder name, new model (e.g. a new descriptor version): naming
-                # nothing does not help, and the vectors of the two never mix
-                raise EncoderMismatchError(
-                    f"collection {self.directory} holds {name} vectors of "
-                    f"{old[name].model_id} ({old[name].dim}-d), but the "
-                    f"{old[name].encoder!r} encoder of this imgsearch makes "
-                    f"{wanted[name].model_id} ({wanted[name].dim}-d), and the two cannot be "
-                    f"searched together; re-encode every item with `imgsearch index SOURCE "
-                    f"--collection {self.directory} --reembed`")
-            raise EncoderMismatchError(
-                f"collection {self.directory} was built with {name} encoder "
-                f"{old[name].encoder!r} ({old[name].model_id}, {old[name].dim}-d) but "
-                f"{wanted[name].encoder!r} ({wanted[name].model_id}, {wanted[name].dim}-d) "
-                f"was asked for; open it without naming an encoder to use what it was "
-                f"built with, or re-encode every item with --reembed")
-        if changed and self.catalog.count() and self.readonly:
-            raise EncoderMismatchError(f"re-encoding collection {self.directory} needs a "
-                                       f"writer; open it without readonly")
-        if changed and self.catalog.count():
-            reembedding.refuse_unless_redoable(self, changed)  # before anything is dropped
-        pruned = int(self.catalog.get_meta("journal_pruned_upto") or 0)
-        for name, space in wanted.items():
-            path = self.directory / "indexes" / f"{name}.faiss"
-            if name in changed:
-                # Vectors of the old encoder go first, so that no index ever mixes the two;
-                # items are re-encoded below (one cut short is finished at the next open).
-                with self.catalog.transaction() as conn:
-                    self.catalog.drop_space(conn, name)
-                    reembedding.mark_pending(self, conn, [name])
-                path.unlink(missing_ok=True)
-            index, report = SpaceIndex.open(space, self.catalog, path, self.settings,
-                                            pruned_upto=pruned)
-            if report.rebuilt_because and self.catalog.count_vectors(name):
-                self.open_notes.append(f"{name} index rebuilt: {report.rebuilt_because}")
-            self.spaces[name] = index
-        self.manifest.spaces = wanted
-        if any(space.encoder == "clip" for space in wanted.values()):
-            self.manifest.extra["clip_model"] = self.settings.clip_model
-        stored = self.manifest.extra.get("calibration", {})
-        for name, data in stored.items():
-            space_name = "image" if name == "clip_text" else name
-            if space_name in self.spaces and space_name not in changed:
-                self.calibrations[name] = Calibration.from_dict(data)
-        self.indexes.refresh_calibration()
-        try:
-            self.indexes.record_index_params()
-        except StorageFullError as exc:
-            # the manifest on disk stays as it was (written atomically): a full disk must
-            # not keep the collection from being searched
-            self.open_notes.append(f"manifest not updated: {exc.message}")
-        pending = [name for name in reembedding.pending_spaces(self) if name in self.spaces]
-        if pending and not self.readonly:
-            self._reembed_on_open(pending)
-
-    def _reembed_on_open(self, spaces: list[str]) -> None:
-        report = self.reembed_report = reembedding.run(self, spaces)
-        note = (f"re-encoded {report.added + report.updated} item(s) for the "
-                f"{' and '.join(spaces)} space")
-        if report.failed:
-            shown = "; ".join(f"{f.source}: {f.reason}" for f in report.failed[:5])
-            more = f" and {len(report.failed) - 5} more" if len(report.failed) > 5 else ""
-            note += (f"; {len(report.failed)} failed and have no vector there until they "
-                     f"are added again ({shown}{more})")
-        self.open_notes.append(note)
 
     # -- encoders --------------------------------------------------------------------
     def encoder(self, space: str) -> Encoder:
