@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
+from imgsearch.engine import overview
 from imgsearch.engine import reembed as reembedding
 from imgsearch.engine.dedup import (
     Duplicate,
@@ -41,19 +42,14 @@ from imgsearch.engine.maintenance import (
 from imgsearch.engine.opening import Collaborators, Opened, open_collection
 from imgsearch.engine.pipeline import Prepared, Preparer
 from imgsearch.engine.writer import ProgressCallback
-from imgsearch.enrich.colors import BASIC_COLORS
-from imgsearch.enrich.places import places_facet
 from imgsearch.errors import (
     ImgSearchError,
-    InvalidInputError,
     ItemNotFoundError,
 )
 from imgsearch.ingest.decode import DecodedImage
 from imgsearch.search.understand import Vocabulary
 from imgsearch.search.verify import FeatureCache
 from imgsearch.store.catalog import WriteResult
-from imgsearch.store.health import connect_for_reading
-from imgsearch.store.logs import LOG_NAME, read_only_report
 from imgsearch.types import (
     ImageInput,
     IngestReport,
@@ -156,9 +152,6 @@ class Engine:
         return self.query_encoder.preparer
 
     # -- writes ----------------------------------------------------------------------
-    def _require_writable(self) -> None:
-        self.writer.require_writable()
-
     def commit(self, prepared: list[Prepared]) -> list[WriteResult]:
         """Write prepared items durably, then make them searchable. Returns per item."""
         return self.writer.commit(prepared)
@@ -188,7 +181,7 @@ class Engine:
         """Index a folder, a catalog file (CSV/JSONL/Parquet) or a URL list (.txt)."""
         from imgsearch.engine.ingest import run_ingest
 
-        self._require_writable()
+        self.writer.require_writable()
         return run_ingest(self, Path(source), progress=progress, on_commit=on_commit)
 
     def ingest_items(self, items: Iterable[tuple[Item, ImageInput | None]], *,
@@ -203,7 +196,7 @@ class Engine:
                 progress: ProgressCallback | None = None) -> IngestReport:
         """Re-encode items from their image reference or kept original, and their
         metadata: with ``spaces``, those lacking a vector there; without, every item."""
-        self._require_writable()
+        self.writer.require_writable()
         if spaces is not None:
             return reembedding.run(self, spaces, progress)
         items = list(self.catalog.iter_items())
@@ -232,15 +225,7 @@ class Engine:
         counts), the colour names with their swatch hex, and the places photos were
         taken: countries with their cities, most photos first."""
         self.refresh()
-        return {
-            "categories": [{"value": v, "count": n}
-                           for v, n in self.catalog.distinct_values("category", limit)],
-            "brands": [{"value": v, "count": n}
-                       for v, n in self.catalog.distinct_values("brand", limit)],
-            "colors": {name: "#{:02x}{:02x}{:02x}".format(*rgb)
-                       for name, rgb in BASIC_COLORS.items()},
-            "places": places_facet(self.catalog.place_counts(limit * 10), limit),
-        }
+        return overview.facets(self.catalog, limit)
 
     def known_values(self, column: str) -> tuple[list[str], frozenset[str]]:
         """Every distinct category or brand (as first written), most common first, and
@@ -253,19 +238,11 @@ class Engine:
 
     def record_click(self, search_id: str, item_id: str, position: int | None = None) -> None:
         """Feedback: a result of a logged search was clicked (durable when it returns)."""
-        if self.logs is None:
-            raise InvalidInputError("search logging is off for this collection "
-                                    "(IMGSEARCH_LOG_SEARCHES=0); clicks cannot be recorded")
-        self.logs.record_click(search_id, item_id, position)
+        overview.record_click(self.logs, search_id, item_id, position)
 
     def report(self, since: float | None = None) -> dict[str, Any]:
         """CTR, MRR of clicks, zero-result rate and latency percentiles per query type."""
-        if self.logs is None:
-            log = self.directory / LOG_NAME
-            if self.catalog.read_only_storage and log.exists():
-                return read_only_report(connect_for_reading(log), since)
-            return {}
-        return self.logs.report(since)
+        return overview.search_report(self.logs, self.directory, self.catalog, since)
 
     def hamming_index(self) -> Any:
         """A binary index over every item's perceptual hash; rebuilt after writes."""
@@ -314,23 +291,7 @@ class Engine:
 
     def info(self) -> dict[str, Any]:
         self.refresh()
-        stats = self.catalog.stats()
-        stats["collection"] = str(self.directory)
-        files = self.catalog.vector_file_stats()
-        stats["spaces"] = {
-            name: {"encoder": sp.space.encoder, "model_id": sp.space.model_id,
-                   "dim": sp.space.dim, "index": sp.capabilities.kind, "vectors": len(sp),
-                   "tombstones": sp.index.tombstones,
-                   "index_resident_bytes": sp.index.memory_bytes(),
-                   "vector_file": files.get(name)}
-            for name, sp in self.spaces.items()}
-        if "image" in self.spaces:
-            # an item that failed re-encoding has no image vector: say so, every time
-            lacking = self.catalog.count_without_vector("image")
-            stats["without_vector"] = {"image": lacking} if lacking else {}
-        stats["disk_bytes"] = sum(f.stat().st_size for f in self.directory.rglob("*")
-                                  if f.is_file())
-        return stats
+        return overview.info(self.directory, self.catalog, self.spaces)
 
     def close(self) -> None:
         """Snapshot the indexes and release the collection; calling it again does nothing."""
