@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-import imgsearch.engine.core as core
 import imgsearch.engine.indexes as indexes
 import imgsearch.engine.writer as writer
 from faultkit import FAST, all_ids, build, grow, listing, read_only_view, small_tmpfs, top_k
@@ -295,7 +294,7 @@ def test_read_only_storage_searches_and_refuses_writes(tmp_path, monkeypatch):
     with read_only_view(tmp_path / "c") as view:
         if view is None:  # no bind mounts here: pretend the directory is not writable
             view = tmp_path / "c"
-            monkeypatch.setattr(core.os, "access", lambda path, mode: mode != os.W_OK)
+            monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK)
         before = listing(tmp_path / "c")
         with Engine.open(view, FAST, readonly=True) as engine:
             assert engine.catalog.read_only_storage

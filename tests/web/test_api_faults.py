@@ -5,6 +5,7 @@ writes 503 ``collection_read_only``."""
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 from pathlib import Path
 
@@ -12,7 +13,6 @@ import pytest
 from apihelp import assert_error
 from fastapi.testclient import TestClient
 
-import imgsearch.engine.core as core
 import imgsearch.engine.writer as writer
 from faultkit import FAST, build, read_only_view
 from imagegen import jpeg_bytes
@@ -71,7 +71,7 @@ def test_a_read_only_collection_serves_searches_and_refuses_writes(tmp_path, mon
     with read_only_view(tmp_path / "c") as view:
         if view is None:
             view = tmp_path / "c"
-            monkeypatch.setattr(core.os, "access", lambda path, mode: mode != 2)
+            monkeypatch.setattr(os, "access", lambda path, mode: mode != 2)
         app = create_app(collection=view, settings=FAST)
         with TestClient(app, raise_server_exceptions=False) as client:
             assert client.get("/v1/items/item-2/similar").status_code == 200

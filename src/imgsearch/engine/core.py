@@ -15,7 +15,6 @@ no lock, no log, no index saves.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,7 @@ from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
 from imgsearch.engine import overview
 from imgsearch.engine import reembed as reembedding
-from imgsearch.engine.dedup import (
-    Duplicate,
-    build_hamming_index,
-    duplicate_groups,
-    item_duplicates,
-)
+from imgsearch.engine.dedup import Duplicate, build_hamming_index, duplicate_groups, item_duplicates
 from imgsearch.engine.maintenance import (
     HealthReport,
     backup_collection,
@@ -42,19 +36,12 @@ from imgsearch.engine.maintenance import (
 from imgsearch.engine.opening import Collaborators, Opened, open_collection
 from imgsearch.engine.pipeline import Prepared, Preparer
 from imgsearch.engine.writer import ProgressCallback
-from imgsearch.errors import (
-    ImgSearchError,
-    ItemNotFoundError,
-)
+from imgsearch.errors import ImgSearchError, ItemNotFoundError
 from imgsearch.ingest.decode import DecodedImage
 from imgsearch.search.understand import Vocabulary
 from imgsearch.search.verify import FeatureCache
 from imgsearch.store.catalog import WriteResult
-from imgsearch.types import (
-    ImageInput,
-    IngestReport,
-    Item,
-)
+from imgsearch.types import ImageInput, IngestReport, Item, Query
 
 
 class Engine:
@@ -68,7 +55,7 @@ class Engine:
         self.catalog = opened.catalog
         self.manifest = opened.manifest
         self.readonly = opened.readonly
-        self._lock_fd = opened.lock_fd
+        self._opened, self._parts = opened, parts  # closed at the end
         self.open_notes = opened.notes
         # what re-encoding items for a new encoder did, when opening did that
         self.reembed_report: IngestReport | None = None
@@ -92,7 +79,7 @@ class Engine:
         """Counts writes (and journal entries taken in): what was made before is stale."""
         return self.derived.write_version
 
-    # -- opening ---------------------------------------------------------------------
+    # -- opening, checking, repairing, backing up ----------------------------------
     @classmethod
     def open(cls, path: str | Path, settings: Settings | None = None, *,
              image_encoder: str | None = None, text_encoder: str | None = None,
@@ -107,7 +94,6 @@ class Engine:
                                text_encoder=text_encoder, create=create, readonly=readonly,
                                reembed=reembed)
 
-    # -- health ----------------------------------------------------------------------
     @staticmethod
     def check(path: str | Path, *, quick: bool = False) -> HealthReport:
         """What is damaged in the collection at ``path``, changing nothing (it may be in
@@ -166,7 +152,8 @@ class Engine:
     def upsert_many(self, entries: Sequence[tuple[Item, ImageInput | None]]
                     ) -> list[str | ImgSearchError | OSError]:
         """The one write path of items given with their images (the CLI's ``add``, the
-        item routes, the batch route); see ``Writer.upsert_many``."""
+        item routes, the batch route): per entry, in order, "added" or "updated" once
+        durable, or the error that kept it out (see ``Writer.upsert_many``)."""
         return self.writer.upsert_many(entries)
 
     def delete(self, item_id: str) -> bool:
@@ -199,9 +186,7 @@ class Engine:
         self.writer.require_writable()
         if spaces is not None:
             return reembedding.run(self, spaces, progress)
-        items = list(self.catalog.iter_items())
-        return self.ingest_items(reembedding.inputs(self, items), total=len(items),
-                                 progress=progress)
+        return reembedding.run_all(self, progress)
 
     def save(self) -> None:
         """Snapshot indexes (atomically) and prune the journal they no longer need."""
@@ -281,8 +266,6 @@ class Engine:
         self.catalog.warm(wait)
 
     def similar(self, item_id: str, limit: int = 10, **kwargs: Any) -> Any:
-        from imgsearch.types import Query
-
         return self.search(Query(similar_to=item_id, limit=limit, **kwargs))
 
     def upgrade(self) -> dict[str, Any]:
@@ -301,13 +284,8 @@ class Engine:
         try:
             self.indexes.save_if_room()
         finally:
-            self.query_encoder.close()
-            if self.logs is not None:
-                self.logs.close()
-            self.catalog.close()
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            self._parts.close()
+            self._opened.close()
 
     def __enter__(self) -> Engine:
         return self

@@ -61,6 +61,13 @@ class Opened:
     lock_fd: int | None  # the writer's OS lock; None when opened read-only
     notes: list[str]  # what opening found and did, for the user
 
+    def close(self) -> None:
+        """Close the catalog and release the writer's lock."""
+        self.catalog.close()
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
 
 @dataclass
 class Collaborators:
@@ -75,6 +82,12 @@ class Collaborators:
     query_encoder: QueryEncoder
     indexes: Indexes
     writer: Writer
+
+    def close(self) -> None:
+        """Stop the query encoder's threads and close the search log."""
+        self.query_encoder.close()
+        if self.logs is not None:
+            self.logs.close()
 
 
 def collaborators(opened: Opened) -> Collaborators:
