@@ -91,7 +91,7 @@ def test_a_failed_commit_is_neither_acknowledged_nor_dead_lettered(tmp_path, str
     address, client = stream
     client.xadd(address.stream, _upsert("kept", 3, title="kept"))
     with Engine.open(tmp_path / "c", SETTINGS) as engine:
-        real = engine.commit
+        real = engine.writer.commit
         calls = []
 
         def full_once(prepared):  # type: ignore[no-untyped-def]
@@ -100,7 +100,7 @@ def test_a_failed_commit_is_neither_acknowledged_nor_dead_lettered(tmp_path, str
                 raise StorageFullError(f"no space left on the device of {tmp_path}")
             return real(prepared)
 
-        monkeypatch.setattr(engine, "commit", full_once)
+        monkeypatch.setattr(engine.writer, "commit", full_once)  # under upsert_many
         consumer = StreamConsumer(engine, address, consumer="one", block_ms=50)
         consumer.ensure_group()
         with pytest.raises(StorageFullError):
@@ -150,14 +150,14 @@ def test_a_message_the_code_cannot_handle_does_not_block_the_stream(tmp_path, st
     for item_id in ("a", "poison", "b"):
         client.xadd(address.stream, _upsert(item_id, len(item_id)))
     with Engine.open(tmp_path / "c", SETTINGS) as engine:
-        real = engine.commit
+        real = engine.writer.commit
 
         def commit(prepared):  # type: ignore[no-untyped-def]
             if any(p.item.id == "poison" for p in prepared):
                 raise RuntimeError("unforeseen")
             return real(prepared)
 
-        monkeypatch.setattr(engine, "commit", commit)
+        monkeypatch.setattr(engine.writer, "commit", commit)  # under upsert_many
         consumer = StreamConsumer(engine, address, batch_size=3, block_ms=50)
         stats = consumer.run(stop_when_idle=True)
         assert sorted(i.id for i in engine.catalog.iter_items()) == ["a", "b"]
