@@ -75,7 +75,12 @@ def test_a_worker_sends_the_vector_back_not_the_pixels(folder: Path, tmp_path: P
         assert request.image_vector is describe_image  # decode workers are the default
         derived = derive_job(request, 512)
         full = decode_file(Path(path), max_pixels=10**8, min_side=32, max_bytes=10**8,
-                           reduce_to=request.reduce_to)
+                           reduce_to=request.reduce_to,
+                           longer_at_least=request.longer_at_least)
+    # decoded as large as its largest consumer needs: the 512-px thumbnail's longer side
+    # (1/2 scale) and the descriptor's shorter side (160 px)
+    assert full.image.size == (600, 450)
+    assert (request.reduce_to, request.longer_at_least) == (160, 512)
     assert derived.decoded.image.size == (1, 1)  # the pixels stayed where they were decoded
     assert (derived.decoded.width, derived.decoded.height) == (1200, 900)
     assert derived.image_vector is not None
