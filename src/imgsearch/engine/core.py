@@ -35,6 +35,7 @@ from imgsearch.encode.base import Encoder
 from imgsearch.encode.registry import describe_encoder, get_encoder
 from imgsearch.engine import reembed as reembedding
 from imgsearch.engine.batching import LRUCache, MicroBatcher
+from imgsearch.engine.compaction import compact_vector_files
 from imgsearch.engine.dedup import (
     Duplicate,
     build_hamming_index,
@@ -745,6 +746,13 @@ class Engine:
                     self.spaces[name] = self.spaces[name].maintain()
                     self.spaces[name].save()
                 self._refresh_calibration()
+            if self._write_mutex.acquire(blocking=False):  # not while a write is under way
+                try:
+                    with self.lock.write():  # rows move under searches' feet otherwise
+                        compact_vector_files(self.catalog, min_dead_ratio=(
+                            self.settings.compact_tombstone_ratio))
+                finally:
+                    self._write_mutex.release()
             low = min((sp.saved_seq for sp in self.spaces.values()), default=0)
             if low > int(self.catalog.get_meta("journal_pruned_upto") or 0):
                 self.catalog.prune_journal(low)
@@ -913,13 +921,16 @@ class Engine:
             "schema_version": self.catalog.schema_version,
             "upgraded_from": None if upgraded is None else upgraded[0],
             "backup": None if upgraded is None else str(upgraded[1]), "compacted": {}}
-        with self._write_mutex, storage_faults(self.directory):
-            for space, stats in self.catalog.vector_file_stats().items():
-                if stats["rows"] > stats["live"] or stats["dtype"] != self.catalog.vector_dtype:
-                    dropped = self.catalog.compact_vectors(space)
-                    report["compacted"][space] = {"dead_rows_dropped": dropped,
-                                                  "dtype": self.catalog.vector_dtype}
+        with self._write_mutex, self.lock.write(), storage_faults(self.directory):
+            report["compacted"] = compact_vector_files(self.catalog, min_dead_ratio=0.0,
+                                                       convert_dtype=True)
         return report
+
+    def compact(self) -> dict[str, dict[str, Any]]:
+        """Compact every vector file with dead rows now (``engine.compaction``)."""
+        self._require_writable()
+        with self._write_mutex, self.lock.write(), storage_faults(self.directory):
+            return compact_vector_files(self.catalog, min_dead_ratio=0.0)
 
     def info(self) -> dict[str, Any]:
         self.refresh()
