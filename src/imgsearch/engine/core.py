@@ -376,8 +376,10 @@ class Engine:
                     self.catalog.drop_space(conn, name)
                     reembedding.mark_pending(self, conn, [name])
                 path.unlink(missing_ok=True)
-            index, report = SpaceIndex.open(space, self.catalog, path, self.settings,
-                                            pruned_upto=pruned)
+            # a reader reads an index file when it first searches that space
+            opener = SpaceIndex.open_deferred if self.readonly else SpaceIndex.open
+            index, report = opener(space, self.catalog, path, self.settings,
+                                   pruned_upto=pruned)
             if report.rebuilt_because and self.catalog.count_vectors(name):
                 self.open_notes.append(f"{name} index rebuilt: {report.rebuilt_because}")
             self.spaces[name] = index
