@@ -79,6 +79,7 @@ from common import (
     write_results,
 )
 from imgsearch import Engine, Settings
+from imgsearch.encode.blas import one_blas_thread
 from imgsearch.encode.registry import get_encoder
 from imgsearch.engine.ingest import folder_item
 from imgsearch.engine.pipeline import Prepared, decode_target
@@ -299,8 +300,19 @@ def stage_split(folder: Path, settings: Settings, repeats: int, workdir: Path,
         lambda: [thumbnail_bytes(im) for im in small], repeats)
     stages["phash"], _ = timed(lambda: [perceptual_hash(im) for im in small], repeats)
     stages["colours"], _ = timed(lambda: [dominant_colors(im) for im in small], repeats)
-    stages["descriptor encode"], image_vectors = timed(
-        lambda: image_encoder.embed_images(images), repeats)
+    # as the decode workers encode: one image at a time, numpy on one thread
+    one = image_encoder.image_vector_job()
+    # the thumbnail's pixels, where its shorter side is what the encoder reads
+    sources = [sm if min(sm.size) >= shorter else im
+               for sm, im in zip(small, images, strict=True)]
+
+    def encode_images() -> np.ndarray:
+        if one is None:
+            return image_encoder.embed_images(sources)
+        with one_blas_thread():
+            return np.stack([one(im) for im in sources])
+
+    stages["descriptor encode"], image_vectors = timed(encode_images, repeats)
 
     items = [replace(folder_item(e), width=d.width, height=d.height,
                      content_hash=d.content_hash, phash=perceptual_hash(d.image))

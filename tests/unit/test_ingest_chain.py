@@ -29,8 +29,10 @@ def test_decode_target_is_the_largest_need_of_each_side() -> None:
     assert shorter >= 1200 and longer == 0
 
 
-def _request(path: Path, shorter: int, longer: int) -> DecodeRequest:
-    return DecodeRequest(str(path), path.name, 10**8, 10**8, 32, shorter, longer)
+def _request(path: Path, shorter: int, longer: int, keep_pixels: bool = True
+             ) -> DecodeRequest:
+    return DecodeRequest(str(path), path.name, 10**8, 10**8, 32, shorter, longer,
+                         keep_pixels=keep_pixels)
 
 
 def test_a_jpeg_twice_the_thumbnail_is_decoded_at_half_scale(tmp_path: Path) -> None:
@@ -91,3 +93,16 @@ def test_a_repeated_text_is_encoded_once() -> None:
     expected = FakeEncoder().embed_texts(["red shoe", "blue hat"])
     np.testing.assert_allclose(prepared[0].vectors["text"], expected[0], atol=1e-6)
     np.testing.assert_allclose(prepared[1].vectors["text"], expected[1], atol=1e-6)
+
+
+def test_the_image_vector_reads_the_thumbnail_unless_too_small_or_ocr(tmp_path: Path) -> None:
+    wide = tmp_path / "wide.jpg"
+    gen.write_image(wide, 6, (1200, 300), "JPEG")  # thumbnail 512x128: under 160
+    derived = derive_job(_request(wide, 160, 512, keep_pixels=False), 512)
+    assert min(derived.decoded.image.size) >= 160  # the decode, not the thumbnail
+    photo = tmp_path / "photo.jpg"
+    gen.write_image(photo, 7, (900, 600), "JPEG")
+    small = derive_job(_request(photo, 160, 512, keep_pixels=False), 512)
+    assert small.decoded.image.size == (512, 341)
+    kept = _request(photo, 160, 512)  # OCR reads the pixels: the decode stays
+    assert derive_job(kept, 512).decoded.image.size == (900, 600)

@@ -111,14 +111,16 @@ def derive_job(request: DecodeRequest, thumbnail_size: int) -> Derived:
 
     One resize chain: the thumbnail is shrunk from the decode, and pHash and colours,
     which look at 32x32 and 64x64 pixels, read the thumbnail's pixels rather than the
-    larger decode. The image vector is computed from the decode, as the batch encoder
-    computes it on threads."""
+    larger decode; so does the image encoder when the thumbnail's shorter side is still
+    what it reads (``request.reduce_to``) and nothing else needs the decode (OCR), here
+    or, on threads, in the batch encoder that gets those same pixels."""
     decoded = decode_job(request)
-    image = decoded.image
-    vector = None if request.image_vector is None else request.image_vector(image)
+    small = shrink_for_thumbnail(decoded.image, thumbnail_size)
+    if not request.keep_pixels and min(small.size) >= request.reduce_to:
+        decoded = replace(decoded, image=small)
+    vector = None if request.image_vector is None else request.image_vector(decoded.image)
     if vector is not None and not request.keep_pixels:
         decoded = replace(decoded, image=_PIXELS_LEFT_IN_WORKER)
-    small = shrink_for_thumbnail(image, thumbnail_size)
     return Derived(decoded, perceptual_hash(small),
                    tuple(c.name for c in dominant_colors(small)),
                    thumbnail_bytes(small), vector)
