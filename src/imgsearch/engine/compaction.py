@@ -15,6 +15,7 @@ collection removes the file the catalog does not name).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 __all__ = ["VectorCompactor", "compact_vector_files", "due"]
@@ -25,7 +26,10 @@ class VectorCompactor(Protocol):
 
     vector_dtype: str
 
-    def vector_file_stats(self, resident: bool = ...) -> dict[str, dict[str, Any]]: ...
+    def vector_file_stats(self, resident: bool = ..., count_live: bool = ...
+                          ) -> dict[str, dict[str, Any]]: ...
+
+    def count_vectors(self, space: str) -> int: ...
 
     def compact_vectors(self, space: str) -> int: ...
 
@@ -42,14 +46,21 @@ def due(stats: dict[str, Any], *, min_dead_ratio: float, vector_dtype: str | Non
 
 
 def compact_vector_files(catalog: VectorCompactor, *, min_dead_ratio: float,
-                         convert_dtype: bool = False) -> dict[str, dict[str, Any]]:
+                         convert_dtype: bool = False, live: Mapping[str, int] | None = None
+                         ) -> dict[str, dict[str, Any]]:
     """Compact each space's file that is ``due``; the caller keeps other writers out.
 
-    Returns, per space compacted: the dead rows dropped, the dtype now stored, and the
-    file's bytes before and after."""
+    ``live``: each space's live vectors as its index holds them, so that a save does not
+    count them in the catalog (a scan of the space's rows: a second at 10M); a space
+    missing there is counted. Returns, per space compacted: the dead rows dropped, the
+    dtype now stored, and the file's bytes before and after."""
     done: dict[str, dict[str, Any]] = {}
     wanted = catalog.vector_dtype if convert_dtype else None
-    for space, stats in catalog.vector_file_stats(resident=False).items():
+    for space, stats in catalog.vector_file_stats(resident=False,
+                                                  count_live=live is None).items():
+        if live is not None:
+            stats["live"] = (live[space] if space in live
+                             else catalog.count_vectors(space))
         if not due(stats, min_dead_ratio=min_dead_ratio, vector_dtype=wanted):
             continue
         dropped = catalog.compact_vectors(space)

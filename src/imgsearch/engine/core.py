@@ -752,7 +752,8 @@ class Engine:
                 try:
                     with self.lock.write():  # rows move under searches' feet otherwise
                         compact_vector_files(self.catalog, min_dead_ratio=(
-                            self.settings.compact_tombstone_ratio))
+                            self.settings.compact_tombstone_ratio), live={
+                                name: len(sp) for name, sp in self.spaces.items()})
                 finally:
                     self._write_mutex.release()
             low = min((sp.saved_seq for sp in self.spaces.values()), default=0)
