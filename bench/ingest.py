@@ -26,13 +26,15 @@ Then, for each text-encoder variant (default: ``minilm``, the product default, a
 - end to end: ``Engine.ingest(folder)`` into a fresh collection, ``--repeats`` times,
   with its CPU time (this process and its decode workers) per image;
 - stage split: the stage functions timed one at a time, single-threaded, on the same
-  files (decode with the pipeline's draft reduction, enrich = pHash + colours + thumbnail,
-  descriptor encode, text encode, catalog write through ``Engine.commit``);
+  files (decode with the pipeline's draft reduction, thumbnail resize and JPEG, pHash and
+  colours of the thumbnail's pixels, descriptor encode, text encode, catalog write through
+  ``Engine.commit``);
 - ceiling: bare Pillow decode + resize of the same files, in as many worker processes
   as the pipeline has decode workers: open, the pipeline's own JPEG draft reduction
-  (the shorter side kept at least the pipeline's ``reduce_to``: the thumbnail size or
-  the image encoder's side, whichever is larger), convert RGB, resize to the thumbnail
-  size as thumbnails are resized (longer side, bicubic) -- the pixels every image
+  (the smallest DCT scale keeping the shorter side at least the image encoder's side
+  and the longer side at least the thumbnail size, ``pipeline.decode_target``), convert
+  RGB, resize to the thumbnail size as thumbnails are resized (longer side, bicubic,
+  when larger) -- the pixels every image
   needs, nothing derived from them and nothing written. Each end-to-end run is divided
   by the ceiling of its own repeat (the machine is shared: ratios hold better than
   rates). For reference, the ceiling of earlier runs (draft to 256 px and resize to
@@ -45,6 +47,7 @@ Prints Markdown tables and writes ``bench/results/ingest.json`` (wallpapers) or
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import re
@@ -76,12 +79,13 @@ from common import (
     write_results,
 )
 from imgsearch import Engine, Settings
+from imgsearch.encode.blas import one_blas_thread
 from imgsearch.encode.registry import get_encoder
 from imgsearch.engine.ingest import folder_item
-from imgsearch.engine.pipeline import Prepared
+from imgsearch.engine.pipeline import Prepared, decode_target
 from imgsearch.enrich.colors import dominant_colors
 from imgsearch.enrich.phash import perceptual_hash
-from imgsearch.enrich.thumbnails import make_thumbnail
+from imgsearch.enrich.thumbnails import shrink_for_thumbnail, thumbnail_bytes
 from imgsearch.ingest.decode import DecodedImage, decode_file
 from imgsearch.ingest.sources import scan_folder
 
@@ -92,8 +96,8 @@ WEB_SIZES = ((800, 600), (1024, 768), (960, 720), (900, 600), (600, 800), (768, 
 JPEG_QUALITY = 85
 LEGACY_CEILING_SIDE = 256  # the ceiling BENCHMARKS.md reported before, for comparison
 # What every image costs whatever the text encoder: the share column is out of these.
-IMAGE_PATH_STAGES = ("decode", "phash", "colours", "thumbnail", "descriptor encode",
-                     "catalog write")
+IMAGE_PATH_STAGES = ("decode", "phash", "colours", "thumbnail", "thumbnail JPEG",
+                     "descriptor encode", "catalog write")
 
 # scikit-image's real photographs (not its drawings, scans of text or synthetic patterns),
 # with the subject and category the generated file names carry.
@@ -235,27 +239,36 @@ def ingest_once(folder: Path, settings: Settings, target: Path) -> dict[str, flo
     shutil.rmtree(target, ignore_errors=True)
     engine = Engine.open(target, settings)
     try:
-        cpu = process_cpu_s(os.getpid())
+        cpu, own = process_cpu_s(os.getpid()), own_cpu_s()
         started = time.perf_counter()
         report = engine.ingest(folder)
         seconds = time.perf_counter() - started
-        cpu = process_cpu_s(os.getpid()) - cpu
+        cpu, own = process_cpu_s(os.getpid()) - cpu, own_cpu_s() - own
     finally:
         engine.close()
     shutil.rmtree(target, ignore_errors=True)
     if report.failed:
         sys.exit(f"ingest failed on {len(report.failed)} files: {report.failed[:3]}")
     return {"seconds": seconds, "added": report.added, "images_per_s": report.added / seconds,
-            "cpu_ms_per_image": 1000 * cpu / report.added}
+            "cpu_ms_per_image": 1000 * cpu / report.added,
+            "main_cpu_ms_per_image": 1000 * own / report.added,
+            "worker_cpu_ms_per_image": 1000 * (cpu - own) / report.added}
+
+
+def own_cpu_s() -> float:
+    """User + system CPU seconds of this process alone (its threads, not its children)."""
+    times = os.times()
+    return times.user + times.system
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """Median seconds of ``repeats`` calls, and the last call's result."""
+    """Median CPU seconds of this process over ``repeats`` calls, and the last call's
+    result (CPU, not wall: the stages run on one thread of a shared machine)."""
     times, result = [], None
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = own_cpu_s()
         result = fn()
-        times.append(time.perf_counter() - started)
+        times.append(own_cpu_s() - started)
     return median(times), result
 
 
@@ -267,23 +280,39 @@ def stage_split(folder: Path, settings: Settings, repeats: int, workdir: Path,
         sys.exit(f"cannot scan {folder}: {failures[:3]}")
     paths = [e.path for e in entries]
     image_encoder = get_encoder(settings.image_encoder, settings)
-    reduce_to = max(image_encoder.image_side, settings.thumbnail_size)
+    shorter, longer = decode_target(image_encoder.image_side, settings.thumbnail_size,
+                                    ocr=False)
     s = settings
     n = len(paths)
 
     def decode_all() -> list[DecodedImage]:
         return [decode_file(p, max_pixels=s.max_pixels, min_side=s.min_side,
-                            max_bytes=s.max_file_bytes, reduce_to=reduce_to) for p in paths]
+                            max_bytes=s.max_file_bytes, reduce_to=shorter,
+                            longer_at_least=longer) for p in paths]
 
     stages: dict[str, float] = {}
     stages["decode"], decoded = timed(decode_all, repeats)
     images = [d.image for d in decoded]
-    stages["phash"], _ = timed(lambda: [perceptual_hash(im) for im in images], repeats)
-    stages["colours"], _ = timed(lambda: [dominant_colors(im) for im in images], repeats)
-    stages["thumbnail"], thumbs = timed(
-        lambda: [make_thumbnail(im, s.thumbnail_size) for im in images], repeats)
-    stages["descriptor encode"], image_vectors = timed(
-        lambda: image_encoder.embed_images(images), repeats)
+    # one resize chain, as in the workers: pHash and colours read the thumbnail's pixels
+    stages["thumbnail"], small = timed(
+        lambda: [shrink_for_thumbnail(im, s.thumbnail_size) for im in images], repeats)
+    stages["thumbnail JPEG"], thumbs = timed(
+        lambda: [thumbnail_bytes(im) for im in small], repeats)
+    stages["phash"], _ = timed(lambda: [perceptual_hash(im) for im in small], repeats)
+    stages["colours"], _ = timed(lambda: [dominant_colors(im) for im in small], repeats)
+    # as the decode workers encode: one image at a time, numpy on one thread
+    one = image_encoder.image_vector_job()
+    # the thumbnail's pixels, where its shorter side is what the encoder reads
+    sources = [sm if min(sm.size) >= shorter else im
+               for sm, im in zip(small, images, strict=True)]
+
+    def encode_images() -> np.ndarray:
+        if one is None:
+            return image_encoder.embed_images(sources)
+        with one_blas_thread():
+            return np.stack([one(im) for im in sources])
+
+    stages["descriptor encode"], image_vectors = timed(encode_images, repeats)
 
     items = [replace(folder_item(e), width=d.width, height=d.height,
                      content_hash=d.content_hash, phash=perceptual_hash(d.image))
@@ -328,17 +357,22 @@ def stage_split(folder: Path, settings: Settings, repeats: int, workdir: Path,
             for k, v in stages.items()}
 
 
-def ceiling_one(path: Path, reduce_to: int, thumbnail_size: int) -> tuple[int, int]:
+def ceiling_one(path: Path, shorter_at_least: int, longer_at_least: int,
+                thumbnail_size: int) -> tuple[int, int]:
     """Bare Pillow decode + resize of one file, as the pipeline decodes it and resizes its
     thumbnail (module level: process pools pickle it)."""
     with Image.open(path) as im:
         w, h = im.size
-        shorter = min(w, h)
-        if shorter > reduce_to:  # the pipeline's draft (ingest.decode); PNG has none
-            im.draft("RGB", (-(-w * reduce_to // shorter), -(-h * reduce_to // shorter)))
+        # the pipeline's draft (ingest.decode): the smallest JPEG scale keeping the
+        # shorter side >= the image encoder's and the longer >= the thumbnail's; PNG has none
+        scale = max(shorter_at_least / min(w, h), longer_at_least / max(w, h))
+        if scale < 1:
+            im.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
         rgb = im.convert("RGB")
         scale = min(1.0, thumbnail_size / max(rgb.size))
         target = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        if target == rgb.size:  # the pipeline does not resize what is small enough
+            return rgb.size
         return rgb.resize(target, Image.Resampling.BICUBIC, reducing_gap=2.0).size
 
 
@@ -417,11 +451,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         base = base.replace(thumbnail_size=args.thumbnail_size)
         name = f"{name}-thumb{args.thumbnail_size}"
     workers = base.ingest_workers or (os.cpu_count() or 1)
-    reduce_to = max(get_encoder(base.image_encoder, base).image_side, base.thumbnail_size)
+    shorter, longer = decode_target(get_encoder(base.image_encoder, base).image_side,
+                                    base.thumbnail_size, ocr=False)
     ceiling_kinds = {
-        "ceiling": (f"ceiling: decode (draft, shorter side >= {reduce_to}) + RGB + resize "
-                    f"to {base.thumbnail_size}, {workers} processes",
-                    partial(ceiling_one, reduce_to=reduce_to,
+        "ceiling": (f"ceiling: decode (draft, shorter side >= {shorter}, longer >= "
+                    f"{longer}) + RGB + resize to {base.thumbnail_size}, {workers} processes",
+                    partial(ceiling_one, shorter_at_least=shorter, longer_at_least=longer,
                             thumbnail_size=base.thumbnail_size)),
         "legacy": (f"earlier ceiling: draft + RGB + resize to {LEGACY_CEILING_SIDE}x"
                    f"{LEGACY_CEILING_SIDE}, {workers} processes", legacy_ceiling_one)}
@@ -470,7 +505,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["ceiling"] = {
-        "processes": workers, "reduce_to": reduce_to, "thumbnail_size": base.thumbnail_size,
+        "processes": workers, "decode_at_least": {"shorter": shorter, "longer": longer},
+        "thumbnail_size": base.thumbnail_size,
         "runs": ceilings,
         "median_images_per_s": median([c["ceiling"] for c in ceilings]),
         "median_legacy_images_per_s": median([c["legacy"] for c in ceilings])}
@@ -486,27 +522,32 @@ def main(argv: Sequence[str] | None = None) -> None:
                      e2e["median_images_per_s"],
                      ", ".join(f"{r['images_per_s']:.0f}" for r in e2e["runs"]),
                      e2e["median_ceiling_ratio"],
-                     median([r["cpu_ms_per_image"] for r in e2e["runs"]])])
+                     median([r["cpu_ms_per_image"] for r in e2e["runs"]]),
+                     median([r["main_cpu_ms_per_image"] for r in e2e["runs"]]),
+                     median([r["worker_cpu_ms_per_image"] for r in e2e["runs"]])])
     for key, (label, _one) in ceiling_kinds.items():
         rows.append([label, median([c[key] for c in ceilings]),
                      ", ".join(f"{c[key]:.0f}" for c in ceilings),
                      median([c[key] / c["ceiling"] for c in ceilings]),
-                     median([c[f"{key}_cpu_ms"] for c in ceilings])])
+                     median([c[f"{key}_cpu_ms"] for c in ceilings]), "-", "-"])
     print()
     print(f"End to end ({len(sizes)} images; median of {args.repeats} runs, each into a fresh "
           f"collection; {workers} decode workers; ÷ ceiling = median of per-run ratios to "
           f"the ceiling of the same repeat)")
-    print(table(["pipeline", "images/s", "runs", "÷ ceiling", "CPU ms/image"], rows))
+    print(table(["pipeline", "images/s", "runs", "÷ ceiling", "CPU ms/image",
+                 "of which main process", "decode workers"], rows))
     if "stages" in results:
         print()
-        print(f"Stage split (one thread, same {len(sizes)} files, median of {args.repeats} passes)")
+        print(f"Stage split (CPU of one thread, same {len(sizes)} files, median of "
+              f"{args.repeats} passes)")
         stage_rows = []
         for k, v in results["stages"].items():
             if v["once"]:
                 stage_rows.append([k, f"{v['seconds']:.2f} s once", "-", "-"])
             else:
                 stage_rows.append([k, v["ms_per_image"], v["images_per_s"], v["share"]])
-        print(table(["stage", "ms/image", "images/s", "share of image path"], stage_rows))
+        print(table(["stage", "CPU ms/image", "images/s", "share of image path"],
+                    stage_rows))
     results["load_average"] = {"before": load_before, "after": load_average()}
     print(f"\nload average (1, 5, 15 min) before: {load_before}, after: {load_average()}")
     path = write_results(name, results)

@@ -969,6 +969,28 @@ def upgrade(collection: CollectionOpt, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def compact(collection: CollectionOpt, as_json: JsonOpt = False) -> None:
+    """Compact the collection's vector files now: copy each file's live rows into a new
+    one and drop the rows of replaced and deleted items (saving does it by itself once
+    they pass compact_tombstone_ratio of a file)."""
+    with _errors():
+        engine = _open(collection)
+        try:
+            done = engine.compact()
+        finally:
+            engine.close()
+        if as_json:
+            _print_json({"compacted": done})
+            return
+        if not done:
+            typer.echo(f"{collection}: no vector file has dead rows; nothing to compact")
+        for space, step in done.items():
+            typer.echo(f"  {space} vectors: {step['dead_rows_dropped']} dead rows dropped, "
+                       f"{step['bytes_before']:,} -> {step['bytes_after']:,} bytes "
+                       f"({step['file']})")
+
+
+@app.command()
 def repair(collection: CollectionOpt, as_json: JsonOpt = False) -> None:
     """Rebuild what can be rebuilt from the catalog: indexes, the manifest, a damaged
     search log (set aside), unused thumbnails (removed). A damaged catalog cannot be:

@@ -40,3 +40,19 @@ def test_upgrade_moves_vectors_out_keeps_a_backup_and_the_answers(tmp_path: Path
     assert image["vector_file"]["live"] == 6 and image["vector_file"]["dtype"] == "float32"
     text = run("info", "-c", collection).stdout
     assert "MB resident; vectors" in text
+
+
+def test_compact_drops_the_rows_of_removed_items_and_keeps_the_answers(
+        tmp_path: Path) -> None:
+    folder, collection = tmp_path / "photos", tmp_path / "c"
+    folder.mkdir()
+    for seed in range(10):
+        (folder / f"p{seed}.jpg").write_bytes(gen.jpeg_bytes(seed))
+    run("index", folder, "-c", collection, "--quiet")
+    run("remove", "p9.jpg", "-c", collection)  # 1 dead row of 10: left for `compact`
+    before = _search(collection, folder / "p2.jpg")
+    done = json.loads(run("compact", "-c", collection, "--json").stdout)["compacted"]
+    assert done["image"]["dead_rows_dropped"] == 1
+    assert done["image"]["bytes_after"] == done["image"]["bytes_before"] * 9 // 10
+    assert _search(collection, folder / "p2.jpg") == before
+    assert "nothing to compact" in run("compact", "-c", collection).stdout

@@ -13,6 +13,7 @@ import imagegen as gen
 from imgsearch import Engine, Settings
 from imgsearch.encode.descriptor import DescriptorEncoder, describe_image
 from imgsearch.engine.pipeline import derive_job
+from imgsearch.enrich.thumbnails import shrink_for_thumbnail
 from imgsearch.ingest.decode import decode_file
 
 
@@ -75,11 +76,19 @@ def test_a_worker_sends_the_vector_back_not_the_pixels(folder: Path, tmp_path: P
         assert request.image_vector is describe_image  # decode workers are the default
         derived = derive_job(request, 512)
         full = decode_file(Path(path), max_pixels=10**8, min_side=32, max_bytes=10**8,
-                           reduce_to=request.reduce_to)
+                           reduce_to=request.reduce_to,
+                           longer_at_least=request.longer_at_least)
+    # decoded as large as its largest consumer needs: the 512-px thumbnail's longer side
+    # (1/2 scale) and the descriptor's shorter side (160 px)
+    assert full.image.size == (600, 450)
+    assert (request.reduce_to, request.longer_at_least) == (160, 512)
     assert derived.decoded.image.size == (1, 1)  # the pixels stayed where they were decoded
     assert (derived.decoded.width, derived.decoded.height) == (1200, 900)
     assert derived.image_vector is not None
-    expected = DescriptorEncoder().embed_image(full.image)
+    # the descriptor reads the thumbnail's pixels (shorter side 384 >= 160)
+    small = shrink_for_thumbnail(full.image, 512)
+    assert small.size == (512, 384)
+    expected = DescriptorEncoder().embed_image(small)
     assert np.abs(derived.image_vector - expected).max() <= 1e-6
     with Engine.open(tmp_path / "t", Settings(text_encoder="none",
                                               decode_processes=False)) as engine:
@@ -87,4 +96,4 @@ def test_a_worker_sends_the_vector_back_not_the_pixels(folder: Path, tmp_path: P
     assert on_threads.image_vector is None  # encoded here, in batches
     kept = derive_job(on_threads, 512)
     assert kept.image_vector is None
-    assert kept.decoded.image.size == full.image.size
+    assert kept.decoded.image.size == small.size  # what the batch encoder gets here

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from types import SimpleNamespace
@@ -94,6 +95,36 @@ def test_a_background_that_does_not_match_its_checksum_is_not_used(
         background.cache_clear()
         found = background("enc-v1")
         assert found is not None and found.shape == (50, 8)
+    finally:
+        background.cache_clear()
+
+
+def test_a_background_is_checked_once_per_size_and_modification_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    np.save(tmp_path / "enc-v1.npy", _unit(np.random.default_rng(0), 50, 8))
+    digest = hashlib.sha256((tmp_path / "enc-v1.npy").read_bytes()).hexdigest()
+    (tmp_path / "enc-v1.json").write_text(json.dumps({"sha256": digest}))
+    monkeypatch.setattr(calibration, "BACKGROUND_DIR", tmp_path)
+    monkeypatch.setattr(calibration, "VERIFIED_DIR", tmp_path / "verified")
+    background.cache_clear()
+    try:
+        assert background("enc-v1") is not None
+        assert len(list((tmp_path / "verified").iterdir())) == 1  # remembered
+        checked: list[bytes] = []
+        real = hashlib.sha256
+        monkeypatch.setattr(calibration.hashlib, "sha256",
+                            lambda data=b"": checked.append(data) or real(data))
+        background.cache_clear()
+        assert background("enc-v1") is not None
+        assert all(len(data) < 1000 for data in checked)  # the stamp only, not the file
+        # the same size, other bytes, a new modification time: checked again, refused
+        path = tmp_path / "enc-v1.npy"
+        damaged = bytearray(path.read_bytes())
+        damaged[-1] ^= 0xFF
+        path.write_bytes(bytes(damaged))
+        os.utime(path, ns=(1, 1))
+        background.cache_clear()
+        assert background("enc-v1") is None
     finally:
         background.cache_clear()
 

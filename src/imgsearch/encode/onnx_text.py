@@ -216,6 +216,9 @@ class OnnxSentenceModel:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Idle pool threads sleep rather than spin: during ingest they share the cores
+        # with the decode workers, and spinning took CPU from them for nothing.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only: the library never writes to the terminal
         self._session = onnxruntime.InferenceSession(
             blob, options, providers=["CPUExecutionProvider"])

@@ -194,8 +194,7 @@ class Engine:
 
     # -- reads -----------------------------------------------------------------------
     def refresh(self) -> bool:
-        """Take in what another process committed since the last look; True if anything
-        (only a read-only engine has anything to do; see ``Indexes.refresh``)."""
+        """Take in what another process committed; True if anything (``Indexes.refresh``)."""
         return self.indexes.refresh()
 
     def get(self, item_id: str) -> Item:
@@ -271,6 +270,10 @@ class Engine:
     def upgrade(self) -> dict[str, Any]:
         """Bring the collection's storage up to date (see ``Writer.upgrade``)."""
         return self.writer.upgrade()
+
+    def compact(self) -> dict[str, Any]:
+        """Compact every vector file with dead rows now (see ``Writer.compact``)."""
+        return self.writer.compact()
 
     def info(self) -> dict[str, Any]:
         self.refresh()

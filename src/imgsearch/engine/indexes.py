@@ -13,6 +13,7 @@ from typing import Any
 
 from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
+from imgsearch.engine.compaction import compact_vector_files
 from imgsearch.engine.derived import Derived
 from imgsearch.engine.locking import RWLock
 from imgsearch.engine.storage import storage_faults
@@ -47,6 +48,8 @@ class Indexes:
         self.derived = derived
         self.encoder = encoder
         self.lock = RWLock()
+        # what writes hold (the Writer's); a save compacts vector files only when it gets it
+        self.write_mutex = threading.Lock()
         self.spaces: dict[str, SpaceIndex] = {}
         self.calibrations: dict[str, Calibration | None] = {}
         self._seen_version: int | None = None  # catalog data_version a reader last took in
@@ -97,6 +100,14 @@ class Indexes:
                     self.spaces[name] = self.spaces[name].maintain()
                     self.spaces[name].save()
                 self.refresh_calibration()
+            if self.write_mutex.acquire(blocking=False):  # not while a write is under way
+                try:
+                    with self.lock.write():  # rows move under searches' feet otherwise
+                        compact_vector_files(self.catalog, min_dead_ratio=(
+                            self.settings.compact_tombstone_ratio), live={
+                                name: len(sp) for name, sp in self.spaces.items()})
+                finally:
+                    self.write_mutex.release()
             low = min((sp.saved_seq for sp in self.spaces.values()), default=0)
             if low > int(self.catalog.get_meta("journal_pruned_upto") or 0):
                 self.catalog.prune_journal(low)

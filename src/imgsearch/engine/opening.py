@@ -266,8 +266,10 @@ def open_spaces(engine: Engine, wanted: dict[str, VectorSpace], reembed: bool) -
                 engine.catalog.drop_space(conn, name)
                 reembedding.mark_pending(engine, conn, [name])
             path.unlink(missing_ok=True)
-        index, report = SpaceIndex.open(space, engine.catalog, path, engine.settings,
-                                        pruned_upto=pruned)
+        # a reader reads an index file when it first searches that space
+        opener = SpaceIndex.open_deferred if engine.readonly else SpaceIndex.open
+        index, report = opener(space, engine.catalog, path, engine.settings,
+                               pruned_upto=pruned)
         if report.rebuilt_because and engine.catalog.count_vectors(name):
             engine.open_notes.append(f"{name} index rebuilt: {report.rebuilt_because}")
         engine.spaces[name] = index

@@ -31,7 +31,7 @@ from imgsearch.enrich.colors import dominant_colors, normalize_color_name
 from imgsearch.enrich.ocr import TextReader, find_ocr
 from imgsearch.enrich.phash import perceptual_hash
 from imgsearch.enrich.photo import photo_fields
-from imgsearch.enrich.thumbnails import make_thumbnail
+from imgsearch.enrich.thumbnails import shrink_for_thumbnail, thumbnail_bytes
 from imgsearch.errors import FetchError, ImageError, ImgSearchError
 from imgsearch.ingest.decode import DecodedImage, decode_file, decode_image
 from imgsearch.ingest.fetch import Fetcher
@@ -107,15 +107,33 @@ def decode_job(request: DecodeRequest) -> DecodedImage:
 
 
 def derive_job(request: DecodeRequest, thumbnail_size: int) -> Derived:
-    """Decode one image and derive pHash, colours and thumbnail from its pixels."""
+    """Decode one image and derive pHash, colours and thumbnail from its pixels.
+
+    One resize chain: the thumbnail is shrunk from the decode, and pHash and colours,
+    which look at 32x32 and 64x64 pixels, read the thumbnail's pixels rather than the
+    larger decode; so does the image encoder when the thumbnail's shorter side is still
+    what it reads (``request.reduce_to``) and nothing else needs the decode (OCR), here
+    or, on threads, in the batch encoder that gets those same pixels."""
     decoded = decode_job(request)
-    image = decoded.image
-    vector = None if request.image_vector is None else request.image_vector(image)
+    small = shrink_for_thumbnail(decoded.image, thumbnail_size)
+    if not request.keep_pixels and min(small.size) >= request.reduce_to:
+        decoded = replace(decoded, image=small)
+    vector = None if request.image_vector is None else request.image_vector(decoded.image)
     if vector is not None and not request.keep_pixels:
         decoded = replace(decoded, image=_PIXELS_LEFT_IN_WORKER)
-    return Derived(decoded, perceptual_hash(image),
-                   tuple(c.name for c in dominant_colors(image)),
-                   make_thumbnail(image, thumbnail_size), vector)
+    return Derived(decoded, perceptual_hash(small),
+                   tuple(c.name for c in dominant_colors(small)),
+                   thumbnail_bytes(small), vector)
+
+
+def decode_target(image_side: int, thumbnail_size: int, ocr: bool) -> tuple[int, int]:
+    """(shorter side, longer side) an ingested image is decoded at least as large as:
+    what its largest consumer needs. JPEGs are decoded at the smallest DCT scale
+    (1/2, 1/4, 1/8) that keeps both (``ingest.decode``): the image encoder needs the
+    shorter side, the thumbnail the longer; OCR reads a larger decode."""
+    if ocr:  # text needs its pixels (capped by ocr_max_pixels)
+        return max(image_side, thumbnail_size, _OCR_SIDE), 0
+    return image_side, thumbnail_size
 
 
 def batched(entries: Iterable[_T], size: int) -> Iterator[list[_T]]:
@@ -182,10 +200,10 @@ class Preparer:
             self.processes.start()
 
     @property
-    def reduce_to(self) -> int:
-        side = max(self.image_encoder.image_side, self.settings.thumbnail_size)
-        # text needs its pixels: OCR reads a larger decode (capped by ocr_max_pixels)
-        return max(side, _OCR_SIDE) if self.ocr is not None else side
+    def reduce_to(self) -> tuple[int, int]:
+        """(shorter, longer) side an ingested image is decoded at (``decode_target``)."""
+        return decode_target(self.image_encoder.image_side, self.settings.thumbnail_size,
+                             self.ocr is not None)
 
     def request(self, value: ImageInput | None, source: str,
                 fetched: dict[str, bytes | FetchError] | None = None,
@@ -196,7 +214,10 @@ class Preparer:
         s = self.settings
         if value is None:
             raise ImageError(f"{source}: the item has no image")
-        reduce_to = self.image_encoder.image_side if longer_at_least else self.reduce_to
+        if longer_at_least:
+            reduce_to = self.image_encoder.image_side
+        else:
+            reduce_to, longer_at_least = self.reduce_to
         # The image vector is computed where the image is decoded when that is a worker
         # process (two cores work on it, and only the vector comes back); on threads
         # here, batches encode faster.
@@ -344,8 +365,10 @@ class Preparer:
         with_text = [i for i, t in enumerate(texts) if t]
         text_encoder = self._text_encoder() if with_text else None
         if text_encoder is not None:
-            encoded = text_encoder.embed_texts([texts[i] for i in with_text])
-            text_vectors = dict(zip(with_text, encoded, strict=True))
+            # a text met twice in a batch (a catalog's repeated titles) is encoded once
+            distinct = list(dict.fromkeys(texts[i] for i in with_text))
+            encoded = dict(zip(distinct, text_encoder.embed_texts(distinct), strict=True))
+            text_vectors = {i: encoded[texts[i]] for i in with_text}
         prepared = []
         for i, (item, _, _, thumb, original) in enumerate(ready):
             vectors = {"image": image_vectors[i]}

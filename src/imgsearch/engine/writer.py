@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from imgsearch.config import Settings
+from imgsearch.engine.compaction import compact_vector_files
 from imgsearch.engine.derived import Derived
 from imgsearch.engine.indexes import Indexes
 from imgsearch.engine.pipeline import Prepared, Preparer, batched
@@ -58,7 +58,7 @@ class Writer:
         self.shared_cache = shared_cache
         self.preparer = preparer
         self.pending = PendingFiles(directory)
-        self._write_mutex = threading.Lock()
+        self._write_mutex = indexes.write_mutex  # a save compacts only when it gets it
 
     def require_writable(self) -> None:
         if self.catalog.read_only_storage:
@@ -230,13 +230,16 @@ class Writer:
             "schema_version": self.catalog.schema_version,
             "upgraded_from": None if upgraded is None else upgraded[0],
             "backup": None if upgraded is None else str(upgraded[1]), "compacted": {}}
-        with self._write_mutex, storage_faults(self.directory):
-            for space, stats in self.catalog.vector_file_stats().items():
-                if stats["rows"] > stats["live"] or stats["dtype"] != self.catalog.vector_dtype:
-                    dropped = self.catalog.compact_vectors(space)
-                    report["compacted"][space] = {"dead_rows_dropped": dropped,
-                                                  "dtype": self.catalog.vector_dtype}
+        with self._write_mutex, self.indexes.lock.write(), storage_faults(self.directory):
+            report["compacted"] = compact_vector_files(self.catalog, min_dead_ratio=0.0,
+                                                       convert_dtype=True)
         return report
+
+    def compact(self) -> dict[str, dict[str, Any]]:
+        """Compact every vector file with dead rows now (``engine.compaction``)."""
+        self.require_writable()
+        with self._write_mutex, self.indexes.lock.write(), storage_faults(self.directory):
+            return compact_vector_files(self.catalog, min_dead_ratio=0.0)
 
 
 def _thumbnail_key(item: Item) -> int:

@@ -21,6 +21,8 @@ __all__ = [
     "flatten_to_rgb",
     "make_thumbnail",
     "remove_thumbnail",
+    "shrink_for_thumbnail",
+    "thumbnail_bytes",
     "thumbnail_relpath",
     "write_thumbnail",
 ]
@@ -38,6 +40,13 @@ def make_thumbnail(image: Image.Image, size: int) -> bytes:
     The aspect ratio is kept and the image is never enlarged. Images with transparency
     are composited over white; any other mode is converted to RGB.
     """
+    return thumbnail_bytes(shrink_for_thumbnail(image, size))
+
+
+def shrink_for_thumbnail(image: Image.Image, size: int) -> Image.Image:
+    """``image`` in RGB, shrunk as :func:`make_thumbnail` shrinks it (the pixels it
+    encodes; ingest derives pHash and colours from them too, not from the larger decode).
+    An image already small enough comes back as it is, not copied."""
     if size < 1:
         raise InvalidInputError(f"thumbnail size must be a positive number of pixels, got {size}")
     rgb = flatten_to_rgb(image)
@@ -49,6 +58,11 @@ def make_thumbnail(image: Image.Image, size: int) -> bytes:
         # Pillow's own thumbnail recipe: box-shrink by an integer factor, then bicubic.
         # Several times faster than Lanczos on large images, indistinguishable at 256 px.
         rgb = rgb.resize(target, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    return rgb
+
+
+def thumbnail_bytes(rgb: Image.Image) -> bytes:
+    """The JPEG bytes of an image :func:`shrink_for_thumbnail` gave."""
     buffer = io.BytesIO()
     rgb.save(buffer, format="JPEG", quality=JPEG_QUALITY)
     return buffer.getvalue()

@@ -405,6 +405,24 @@ def read_index_file(path: Path, read_blob: Callable[[Callable[[int], bytes]], An
     return header, arrays, backend
 
 
+def read_index_header(path: Path) -> dict[str, Any] | None:
+    """The JSON header of an index file (kind, dim, journal_seq, ...), read without the
+    rest of it and without checking it (``read_index_file`` does, when the index is
+    loaded); None when the file is missing or is no index file of this format."""
+    try:
+        with open(path, "rb") as fh:
+            preamble = fh.read(_PREAMBLE.size)
+            if len(preamble) != _PREAMBLE.size:
+                return None
+            magic, version, head_len = _PREAMBLE.unpack(preamble)
+            if magic != MAGIC or version != FORMAT_VERSION or head_len > 1 << 20:
+                return None
+            header = json.loads(fh.read(head_len))
+    except (OSError, ValueError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
 def _chunks(fh: BinaryIO, end: int) -> Iterator[bytes]:
     left = end
     while left > 0:

@@ -232,15 +232,39 @@ def background(model_id: str) -> NDArray[np.float32] | None:
     record_path = vectors_path.with_suffix(".json")
     if not vectors_path.is_file() or not record_path.is_file():
         return None
-    data = vectors_path.read_bytes()
     try:
         record = json.loads(record_path.read_text())
     except (OSError, ValueError):
         return None
-    if record.get("sha256") != hashlib.sha256(data).hexdigest():
+    if not _matches(vectors_path, str(record.get("sha256"))):
         return None
     vectors = np.load(vectors_path, allow_pickle=False).astype(np.float32)
     return vectors if vectors.ndim == 2 and len(vectors) > BACKGROUND_RANK else None
+
+
+# Files found to match their checksum, by path, size and modification time: checked
+# once, not on every start of the command line (the file ships with the package).
+VERIFIED_DIR = Path.home() / ".cache" / "imgsearch" / "verified"
+
+
+def _matches(path: Path, sha256: str) -> bool:
+    """Whether ``path`` holds the bytes of that SHA-256 (remembered once seen)."""
+    try:
+        facts = path.stat()
+    except OSError:
+        return False
+    stamp = f"{path.resolve()}\0{facts.st_size}\0{facts.st_mtime_ns}\0{sha256}"
+    marker = VERIFIED_DIR / hashlib.sha256(stamp.encode()).hexdigest()[:32]
+    if marker.exists():
+        return True
+    if hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
+        return False
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:  # no cache to write: it is checked again next time
+        pass
+    return True
 
 
 def background_level(space: SpaceIndex, vector: NDArray[np.float32],

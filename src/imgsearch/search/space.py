@@ -12,11 +12,12 @@ import dataclasses
 import logging
 import math
 import os
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faiss
 import numpy as np
@@ -25,8 +26,15 @@ from numpy.typing import NDArray
 from imgsearch.config import Settings
 from imgsearch.errors import CollectionError
 from imgsearch.index.auto import choose_index_kind, params_from_settings
-from imgsearch.index.base import SearchParams, VectorIndex, gather
-from imgsearch.index.faiss_index import build_index, load_index
+from imgsearch.index.base import SearchParams, VectorIndex, gather, read_index_header
+from imgsearch.index.faiss_index import (
+    FlatIndex,
+    HNSWIndex,
+    HNSWSQ8Index,
+    IVFPQIndex,
+    build_index,
+    load_index,
+)
 from imgsearch.index.memo import IdentityMemo
 from imgsearch.search.backend import Capabilities
 from imgsearch.store.catalog import Catalog
@@ -87,9 +95,38 @@ class JournalGap(Exception):
     """Journal entries this index still needs were pruned: reload it from its snapshot."""
 
 
+# whether each index kind's own scores are exact, known before its file is read
+_EXACT_SCORES = {made.kind: made.exact_scores
+                 for made in (FlatIndex, HNSWIndex, HNSWSQ8Index, IVFPQIndex)}
+
+
+class _DeferredIndex:
+    """Stands for an index file not read yet: it knows the index's kind, dimension and
+    size; any other use reads the file (``SpaceIndex.open_deferred``)."""
+
+    load: Callable[[], VectorIndex]  # set by the SpaceIndex it stands in for
+
+    def __init__(self, kind: str, dim: int, exact_scores: bool, count: int) -> None:
+        self.kind = kind
+        self.dim = dim
+        self.exact_scores = exact_scores
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "load":  # not set yet: no index to read
+            raise AttributeError(name)
+        return getattr(self.load(), name)
+
+
 class SpaceIndex:
     def __init__(self, space: VectorSpace, index: VectorIndex, catalog: Catalog,
                  path: Path, settings: Settings, applied_seq: int) -> None:
+        # pruned_upto of an open deferred to first use (open_deferred), else None
+        self._deferred: int | None = None
+        self._deferred_lock = threading.Lock()
         self.space = space
         self.index = index
         self.catalog = catalog
@@ -104,7 +141,68 @@ class SpaceIndex:
         # (version, key -> index slot): see slots_of
         self._key_slot: tuple[Any, NDArray[np.int64]] | None = None
 
+    # The key <-> vid tables: an open deferred to first use is done by the first look.
+    @property
+    def vid_key(self) -> NDArray[np.int64]:
+        if self._deferred is not None:
+            self._open_now()
+        return self._vid_key
+
+    @vid_key.setter
+    def vid_key(self, value: NDArray[np.int64]) -> None:
+        self._vid_key = value
+
+    @property
+    def key_vid(self) -> NDArray[np.int64]:
+        if self._deferred is not None:
+            self._open_now()
+        return self._key_vid
+
+    @key_vid.setter
+    def key_vid(self, value: NDArray[np.int64]) -> None:
+        self._key_vid = value
+
     # -- lifecycle -------------------------------------------------------------------
+    @classmethod
+    def open_deferred(cls, space: VectorSpace, catalog: Catalog, path: Path,
+                      settings: Settings, *, pruned_upto: int) -> tuple[SpaceIndex, OpenReport]:
+        """``open`` for a reader that may never search this space (an image query does
+        not search the text space): when the index file is up to date with the journal,
+        only its header is read now, and the file (checksum, index, key tables) on first
+        use. Otherwise, or when the header says anything ``open`` would not accept, this
+        is ``open``."""
+        header = read_index_header(path)
+        try:
+            kind, dim = str(header["kind"]), int(header["dim"])  # type: ignore[index]
+            seq = int(header["journal_seq"])  # type: ignore[index]
+        except (KeyError, TypeError, ValueError):
+            return cls.open(space, catalog, path, settings, pruned_upto=pruned_upto)
+        head = catalog.journal_head()
+        count = catalog.count_vectors(space.name)
+        if (kind not in _EXACT_SCORES or dim != space.dim or not pruned_upto <= seq <= head
+                or catalog.journal_since(seq, space.name)
+                or (settings.index_type != "auto"
+                    and kind != index_kind_for(count, settings, space.dim))):
+            return cls.open(space, catalog, path, settings, pruned_upto=pruned_upto)
+        stand_in = _DeferredIndex(kind, dim, _EXACT_SCORES[kind], count)
+        self = cls(space, cast(VectorIndex, stand_in), catalog, path, settings, head)
+        stand_in.load = self._open_now
+        self.saved_seq = seq
+        self._deferred = pruned_upto
+        return self, OpenReport(True, None, 0)
+
+    def _open_now(self) -> VectorIndex:
+        """Do the open ``open_deferred`` put off (once, whichever thread asks first)."""
+        with self._deferred_lock:
+            if self._deferred is not None:
+                opened, _report = SpaceIndex.open(self.space, self.catalog, self.path,
+                                                  self.settings, pruned_upto=self._deferred)
+                self.index = opened.index
+                self.applied_seq, self.saved_seq = opened.applied_seq, opened.saved_seq
+                self._vid_key, self._key_vid = opened._vid_key, opened._key_vid
+                self._deferred = None
+        return self.index
+
     @classmethod
     def open(cls, space: VectorSpace, catalog: Catalog, path: Path, settings: Settings,
              *, pruned_upto: int) -> tuple[SpaceIndex, OpenReport]:
@@ -207,6 +305,8 @@ class SpaceIndex:
     def follow(self) -> int:
         """Apply what another process committed since the last look (caller holds the
         write lock): journal entries after ``applied_seq``, with their keys."""
+        if self._deferred is not None:  # the open, when it comes, replays the journal
+            return 0
         head = self.catalog.journal_head()  # first: entries after it are in what follows
         entries = self.catalog.journal_since(self.applied_seq, self.space.name)
         if self.catalog.journal_floor() > self.applied_seq + 1:

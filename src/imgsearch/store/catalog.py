@@ -919,8 +919,11 @@ class Catalog:
                                    (space,)).fetchone()[0]
         return 0 if top is None else int(top) + 1
 
-    def vector_file_stats(self) -> dict[str, dict[str, Any]]:
-        """Per space: its file, dtype, rows written, rows live, bytes on disk."""
+    def vector_file_stats(self, resident: bool = True, count_live: bool = True
+                          ) -> dict[str, dict[str, Any]]:
+        """Per space: its file, dtype, rows written, rows live, bytes on disk (and in
+        memory, unless ``resident`` is False: reading that costs a pass over smaps;
+        rows live are None unless ``count_live``: counting scans the space's rows)."""
         stats: dict[str, dict[str, Any]] = {}
         for key, value in self._reader.execute(
                 "SELECT key, value FROM meta WHERE key LIKE ?", (META_PREFIX + "%",)):
@@ -929,8 +932,9 @@ class Catalog:
             size = stored.path.stat().st_size if stored.path.exists() else 0
             stats[space] = {"file": stored.path.name, "dtype": spec.dtype, "dim": spec.dim,
                             "rows": size // stored.row_bytes,
-                            "live": self.count_vectors(space), "disk_bytes": size,
-                            "resident_bytes": stored.resident_bytes()}
+                            "live": self.count_vectors(space) if count_live else None,
+                            "disk_bytes": size,
+                            "resident_bytes": stored.resident_bytes() if resident else 0}
         return stats
 
     def compact_vectors(self, space: str) -> int:

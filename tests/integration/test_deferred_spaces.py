@@ -1,0 +1,79 @@
+"""A reader reads a space's index file when it first searches that space: an image query
+never reads the text index; what it answers is what an eager open answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imagegen import jpeg_bytes
+from imgsearch.config import Settings
+from imgsearch.engine import Engine
+from imgsearch.search.space import SpaceIndex
+from imgsearch.types import Item, Query
+
+SETTINGS = Settings(text_encoder="fake", ingest_workers=1, index_type="flat",
+                    decode_processes=False)
+
+
+def _fill(engine: Engine, first: int, n: int) -> None:
+    engine.upsert_many([(Item(id=f"i{k}", title=f"red chair number {k}"),
+                         jpeg_bytes(k, (64, 48))) for k in range(first, first + n)])
+
+
+def _image_answer(engine: Engine, seed: int) -> list[tuple[str, float]]:
+    return [(h.id, round(h.score, 6)) for h in engine.search(Query(
+        images=[jpeg_bytes(seed, (64, 48))], limit=5, min_confidence=0,
+        collapse_duplicates=False)).hits]
+
+
+def _text_answer(engine: Engine) -> list[str]:
+    return [h.id for h in engine.search(Query(text="red chair number 3", limit=5,
+                                              min_confidence=0)).hits]
+
+
+def _read(space: SpaceIndex) -> bool:
+    return not type(space.index).__name__.startswith("_Deferred")
+
+
+def test_an_image_query_leaves_the_text_index_unread(tmp_path: Path) -> None:
+    collection = tmp_path / "c"
+    with Engine.open(collection, SETTINGS) as writer:
+        _fill(writer, 0, 8)
+        writer.save()
+        image_before, text_before = _image_answer(writer, 2), _text_answer(writer)
+    with Engine.open(collection, SETTINGS, readonly=True) as reader:
+        assert not any(_read(space) for space in reader.spaces.values())
+        assert {name: len(space) for name, space in reader.spaces.items()} == {
+            "image": 8, "text": 8}  # sizes known from the catalog, before any read
+        assert reader.spaces["text"].capabilities.kind == "flat"
+        assert _image_answer(reader, 2) == image_before
+        assert _read(reader.spaces["image"]) and not _read(reader.spaces["text"])
+        assert _text_answer(reader) == text_before
+        assert _read(reader.spaces["text"])
+
+
+def test_writes_made_before_the_first_read_are_in_the_deferred_index(
+        tmp_path: Path) -> None:
+    collection = tmp_path / "c"
+    with Engine.open(collection, SETTINGS) as writer:
+        _fill(writer, 0, 6)
+        writer.save()
+        with Engine.open(collection, SETTINGS, readonly=True) as reader:
+            _fill(writer, 6, 3)  # committed, not saved: in the journal only
+            writer.delete("i1")
+            hits = _image_answer(reader, 7)
+            assert hits[0][0] == "i7"
+            assert "i1" not in {h for h, _ in _image_answer(reader, 1)}
+            assert len(reader.spaces["image"]) == len(writer.spaces["image"]) == 8
+            assert _text_answer(reader) == _text_answer(writer)
+
+
+def test_a_stale_index_file_is_read_at_open(tmp_path: Path) -> None:
+    collection = tmp_path / "c"
+    with Engine.open(collection, SETTINGS) as writer:
+        _fill(writer, 0, 4)
+        writer.save()
+        _fill(writer, 4, 2)  # after the save: the file is behind the journal
+        with Engine.open(collection, SETTINGS, readonly=True) as reader:
+            assert all(_read(space) for space in reader.spaces.values())
+            assert _image_answer(reader, 5)[0][0] == "i5"
