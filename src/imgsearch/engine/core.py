@@ -35,6 +35,7 @@ from imgsearch.encode.base import Encoder
 from imgsearch.encode.registry import describe_encoder, get_encoder
 from imgsearch.engine import reembed as reembedding
 from imgsearch.engine.batching import LRUCache, MicroBatcher
+from imgsearch.engine.concepts import ConceptSource
 from imgsearch.engine.dedup import (
     Duplicate,
     build_hamming_index,
@@ -199,6 +200,7 @@ class Engine:
         self.reembed_report: IngestReport | None = None
         self._closed = False
         self._vocabulary: Vocabulary | None = None
+        self.concepts = ConceptSource(settings)  # WordNet and vocabulary, for text queries
         # known_values, until the next write
         self._known: dict[str, tuple[list[str], frozenset[str]]] = {}
         self.calibrations: dict[str, Calibration | None] = {}
