@@ -1074,6 +1074,12 @@ class Catalog:
         position = {int(k): i for i, k in enumerate(keys)}
         chunk = [int(k) for k in keys]
         marks = ", ".join("?" * len(chunk))
+        # one look at the photo fields together first: most catalogs have none of them
+        anywhere = "{" + " ".join(FIELD_SIGNALS) + "} : (" + \
+            " OR ".join(f'"{t}"' for t in terms) + ")"
+        if self._reader.execute(f"SELECT 1 FROM items_fts WHERE items_fts MATCH ? AND rowid "
+                                f"IN ({marks}) LIMIT 1", (anywhere, *chunk)).fetchone() is None:
+            return found
         for name in FIELD_SIGNALS:
             counts = np.zeros(len(keys), dtype=np.float32)
             for term in terms:
