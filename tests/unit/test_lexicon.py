@@ -19,7 +19,9 @@ def test_plural_and_irregular_forms_find_their_noun(wordnet):
     assert wordnet.lemma("Mice") == "mouse"  # noun.exc
     assert wordnet.lemma("kine") == "cow"
     assert wordnet.lemma("cow") == "cow"
-    assert wordnet.lemma("percussion") == "percussion"  # only inside a compound
+    assert wordnet.lemma("percussion") is None  # only inside a compound
+    assert wordnet.lemma("percussion", compounds=True) == "percussion"
+    assert wordnet.compounds("percussion") == ("percussion instrument",)
     assert wordnet.lemma("quantum") is None
 
 
@@ -47,7 +49,7 @@ def test_a_too_broad_word_gives_no_kinds(wordnet):
 
 
 def test_compounds_that_hold_the_word_count_when_asked(wordnet):
-    assert wordnet.narrower("percussion", compounds=False) == ("percussion",)
+    assert wordnet.narrower("percussion", compounds=False) == ()  # no noun of its own
     assert wordnet.narrower("percussion", compounds=True) == (
         "percussion", "percussion instrument", "drum")
 

@@ -82,7 +82,7 @@ def expand(wordnet: WordNet, text: str, stopwords: frozenset[str],
     know as a noun, or with no kind of it in the collection, is not expanded."""
     out = Expansion(content_words(text, stopwords))
     for word in out.words:
-        lemma = wordnet.lemma(word)
+        lemma = wordnet.lemma(word, compounds=options.compounds)
         if lemma is None:
             continue
         kinds = wordnet.narrower(lemma, options.senses, options.depth, options.limit,

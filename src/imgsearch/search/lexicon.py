@@ -51,22 +51,26 @@ class WordNet:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._senses: dict[str, tuple[int, ...]] = {}
+        self._senses: dict[str, tuple[int, ...]] = {}  # looked up so far
         self._irregular: dict[str, str] = {}
-        self._compounds: dict[str, list[str]] = {}  # word -> the compounds that hold it
+        self._lines: dict[bytes, bytes] = {}  # lemma -> the rest of its index line
+        self._by_word: dict[str, tuple[str, ...]] | None = None  # word -> its compounds
         self._synsets: dict[int, Synset] = {}
-        self._cache: OrderedDict[tuple[str, int, int, int, bool], tuple[str, ...]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int, int, int, bool], tuple[str, ...]] = \
+            OrderedDict()
         self._lock = threading.Lock()
         try:
-            self._read_index(directory / "index.noun")
+            # each index line is parsed when its lemma is first asked for
+            index = (directory / "index.noun").read_bytes()
+            self._data = (directory / "data.noun").read_bytes()
             exceptions = directory / "noun.exc"
             if exceptions.is_file():
                 for line in exceptions.read_text(encoding="utf-8").splitlines():
                     parts = line.split()
                     if len(parts) >= 2:
                         self._irregular[parts[0]] = parts[1]
-            self._data = (directory / "data.noun").read_bytes()
-        except (OSError, ValueError, IndexError) as exc:
+            self._check(index)
+        except (OSError, ValueError, IndexError, UnicodeDecodeError) as exc:
             raise InvalidInputError(f"{directory}: not a readable WordNet database "
                                     f"({exc}); install it with apt-get install "
                                     f"wordnet-base, or set wordnet_dir to '' to turn "
@@ -82,35 +86,61 @@ class WordNet:
             return None
         return cls(path)
 
-    def _read_index(self, path: Path) -> None:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line or line.startswith(" "):  # the licence header
-                continue
-            parts = line.split()
-            pointers = int(parts[3])
-            offsets = parts[4 + pointers + 2:]
-            lemma = parts[0].replace("_", " ")
-            self._senses[lemma] = tuple(int(o) for o in offsets)
-            if " " in lemma:
-                for token in set(lemma.split()):
-                    self._compounds.setdefault(token, []).append(lemma)
+    def _check(self, index: bytes) -> None:
+        """Index lines keyed by lemma; the first parses and leads to a synset
+        (ValueError if not)."""
+        self._lines = dict(line.split(b" ", 1) for line in index.split(b"\n")
+                           if line and not line.startswith(b" "))
+        if not self._lines:
+            raise ValueError("no index lines")
+        first = next(iter(self._lines))
+        offsets = _parse_index_line(first + b" " + self._lines[first])
+        if not offsets:
+            raise ValueError("an index line without synsets")
+        self.synset(offsets[0])
+
+    def senses(self, lemma: str) -> tuple[int, ...]:
+        """The synsets (offsets) of ``lemma``, most used first; empty when unknown."""
+        found = self._senses.get(lemma)
+        if found is None:
+            key = lemma.replace(" ", "_").encode("utf-8")
+            rest = self._lines.get(key)
+            found = _parse_index_line(key + b" " + rest) if rest is not None else ()
+            self._senses[lemma] = found
+        return found
+
+    def compounds(self, word: str) -> tuple[str, ...]:
+        """The lemmas of two or more words that hold ``word`` as one of them."""
+        with self._lock:
+            if self._by_word is None:  # built on first use: most queries never ask
+                by_word: dict[str, list[str]] = {}
+                for key in self._lines:
+                    if b"_" in key:
+                        lemma = key.decode("utf-8").replace("_", " ")
+                        for part in set(lemma.split()):
+                            by_word.setdefault(part, []).append(lemma)
+                self._by_word = {w: tuple(found) for w, found in by_word.items()}
+        return self._by_word.get(word, ())
 
     def __contains__(self, lemma: str) -> bool:
-        return lemma in self._senses
+        return bool(self.senses(lemma))
 
-    def lemma(self, word: str) -> str | None:
+    def lemma(self, word: str, compounds: bool = False) -> str | None:
         """The noun ``word`` is a form of ("mammals" -> "mammal", "mice" -> "mouse"),
-        None when WordNet has no such noun (nor a compound that holds it)."""
+        None when WordNet has no such noun (with ``compounds``: nor a compound that
+        holds it, "percussion" of "percussion instrument")."""
         word = word.casefold().strip()
         if word in self._irregular:
             return self._irregular[word]
-        if word in self._senses or word in self._compounds:
-            return word
-        for ending, replacement in _PLURALS:
-            if word.endswith(ending):
-                stem = word[: -len(ending)] + replacement
-                if stem in self._senses or stem in self._compounds:
-                    return stem
+        candidates = [word] + [word[: -len(ending)] + replacement
+                               for ending, replacement in _PLURALS if word.endswith(ending)]
+        for candidate in candidates:
+            if candidate in self:
+                return candidate
+        if compounds:
+            for candidate in candidates:
+                if self.compounds(candidate):
+                    return candidate
         return None
 
     def synset(self, offset: int) -> Synset:
@@ -151,14 +181,14 @@ class WordNet:
 
     def _narrower(self, lemma: str, senses: int, depth: int, limit: int, compounds: bool
                   ) -> tuple[str, ...]:
-        if lemma not in self._senses and lemma not in self._compounds:
+        level = list(self.senses(lemma)[:senses])
+        if compounds:
+            for compound in self.compounds(lemma):
+                level.extend(self.senses(compound)[:senses])
+        if not level:
             return ()
         found: dict[str, None] = {lemma: None}
         seen: set[int] = set()
-        level = list(self._senses.get(lemma, ())[:senses])
-        if compounds:
-            for compound in self._compounds.get(lemma, ()):
-                level.extend(self._senses[compound][:senses])
         for _ in range(depth + 1):
             below: list[int] = []
             for offset in level:
@@ -167,7 +197,7 @@ class WordNet:
                 seen.add(offset)
                 synset = self.synset(offset)
                 for word in synset.words:
-                    if offset in self._senses.get(word, ())[:senses]:
+                    if offset in self.senses(word)[:senses]:
                         found.setdefault(word, None)
                 below.extend(synset.narrower)
                 if len(found) > limit:
@@ -176,6 +206,14 @@ class WordNet:
             if not level:
                 break
         return tuple(found)
+
+
+def _parse_index_line(line: bytes) -> tuple[int, ...]:
+    """The synset offsets of one ``index.noun`` line (wndb(5)): lemma, pos,
+    synset_cnt, p_cnt, p_cnt pointer symbols, sense_cnt, tagsense_cnt, offsets."""
+    parts = line.decode("utf-8").split()
+    pointers = int(parts[3])
+    return tuple(int(o) for o in parts[4 + pointers + 2:])
 
 
 def content_words(text: str, stopwords: frozenset[str]) -> list[str]:
