@@ -22,7 +22,7 @@ from imgsearch.engine.concepts import concept_list
 from imgsearch.engine.concepts import evidence as concept_evidence
 from imgsearch.search.concepts import CONFIDENCE as CONCEPT_CONFIDENCE
 from imgsearch.search.concepts import NAME as CONCEPTS
-from imgsearch.search.executor import Signal, candidates
+from imgsearch.search.executor import Signal
 from imgsearch.search.feedback import NAME as VISUAL
 from imgsearch.search.feedback import (
     Feedback,
@@ -69,23 +69,30 @@ def expand(engine: Engine, query: Query, signals: list[Signal], lists: list[Rank
     semantic = next((sig for sig in signals if sig.name == "text"), None)
     own = next((rl for rl in lists if rl.name == "text"), None)
     if semantic is not None and own is not None and len(own.keys):
-        keys, scores = own.keys, own.scores
-        if s.text_feedback_beta > 0 and s.text_feedback_seeds > 0 and \
+        # the list's exact vectors, fetched once: feedback re-scores this pool with the
+        # moved query (no second search of the space), and smoothing compares them
+        keys, vectors = semantic.space.vectors_of_keys(own.keys)
+        scores = (vectors @ semantic.vector).astype(np.float32)
+        keys, scores, vectors = _ordered(keys, scores, vectors)
+        changed = not np.array_equal(keys, own.keys)
+        if s.text_feedback_beta > 0 and s.text_feedback_seeds > 0 and len(keys) and \
                 _surest(engine, scores) >= s.feedback_min_confidence:
-            found, vectors = semantic.space.vectors_of_keys(keys[:s.text_feedback_seeds])
-            if len(found):
-                weights = soft_seeds(scores[:len(found)], s.text_feedback_temperature)
-                moved = moved_towards(semantic.vector, (weights @ vectors)[None, :],
-                                      s.text_feedback_beta)
-                keys, scores, _ = candidates(Signal("text", semantic.space, moved), k,
-                                             allowed, None, query.search_params)
-                out.plans.append(f"{TEXT}:seeds:{len(found)}")
-                out.described[TEXT] = {"seeds": ids_of(engine, found[:3]),
-                                       "beta": s.text_feedback_beta}
-        if (s.smooth_text or s.smooth_image) and s.smooth_neighbours > 0:
-            keys, scores = _smoothed(engine, semantic, keys, scores)
+            head = slice(0, s.text_feedback_seeds)
+            seeds = keys[head]
+            weights = soft_seeds(scores[head], s.text_feedback_temperature)
+            moved = moved_towards(semantic.vector, (weights @ vectors[head])[None, :],
+                                  s.text_feedback_beta)
+            keys, scores, vectors = _ordered(keys, (vectors @ moved).astype(np.float32),
+                                             vectors)
+            out.plans.append(f"{TEXT}:seeds:{len(weights)}")
+            out.described[TEXT] = {"seeds": ids_of(engine, seeds[:3]),
+                                   "beta": s.text_feedback_beta}
+            changed = True
+        if (s.smooth_text or s.smooth_image) and s.smooth_neighbours > 0 and len(keys) > 2:
+            keys, scores = _smoothed(engine, keys, scores, vectors)
             out.plans.append(f"smoothed:{s.smooth_neighbours}")
-        if keys is not own.keys:
+            changed = True
+        if changed:
             out.lists = [RankedList("text", keys, scores, rl.weight) if rl.name == "text"
                          else rl for rl in out.lists]
             out.semantic = semantic
@@ -123,21 +130,26 @@ def _surest(engine: Engine, scores: NDArray[np.float32]) -> float:
     return float(calibration.confidence(scores[:1].astype(np.float32))[0])
 
 
-def _smoothed(engine: Engine, semantic: Signal, keys: NDArray[np.int64],
-              scores: NDArray[np.float32]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """The semantic list re-ranked by neighbour smoothing in the text and image spaces
-    (search.feedback.neighbour_smoothing)."""
+def _ordered(keys: NDArray[np.int64], scores: NDArray[np.float32],
+             vectors: NDArray[np.float32]
+             ) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.float32]]:
+    order = np.lexsort((keys, -scores))
+    return keys[order], scores[order], vectors[order]
+
+
+def _smoothed(engine: Engine, keys: NDArray[np.int64], scores: NDArray[np.float32],
+              text: NDArray[np.float32]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """The semantic list re-ranked by neighbour smoothing in the text space (``text``:
+    the list's vectors there) and the image space (search.feedback)."""
     s = engine.settings
-    spaces = []
-    for name, weight in (("text", s.smooth_text), ("image", s.smooth_image)):
-        space = semantic.space if name == "text" else engine.spaces.get(name)
-        if not weight or space is None or not len(space):
-            continue
-        found, vectors = space.vectors_of_keys(keys)
+    spaces = [(np.arange(len(keys)), text, s.smooth_text)] if s.smooth_text else []
+    image = engine.spaces.get("image")
+    if s.smooth_image and image is not None and len(image):
+        found, vectors = image.vectors_of_keys(keys)
         if len(found) > 1:
             at = {int(key): i for i, key in enumerate(keys.tolist())}
             positions = np.asarray([at[int(key)] for key in found], np.int64)
-            spaces.append((positions, vectors, weight))
+            spaces.append((positions, vectors, s.smooth_image))
     smoothed = neighbour_smoothing(scores, spaces, s.smooth_neighbours)
     order = np.lexsort((keys, -smoothed))
     return keys[order], smoothed[order]
