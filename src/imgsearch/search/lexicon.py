@@ -10,8 +10,8 @@ which the keyword index can then look for.
 Two guards keep the expansion honest: a word counts as a kind of ``X`` only through its
 first ``senses`` meanings (WordNet orders them by how often they are used, so "bug"
 the insect counts, "bug" the microphone only if that meaning is that common), and only
-up to ``depth`` steps down the hierarchy. Compounds count too: a drum is a
-"percussion instrument", so it is a kind of "percussion". A concept so broad that more
+up to ``depth`` steps down the hierarchy. Compounds that hold the word count too: a
+drum is a "percussion instrument", so it is a kind of "percussion". A concept so broad that more
 than ``limit`` words fall under it ("entity", "object") gives no expansion at all: it
 says nothing about a picture.
 
@@ -54,7 +54,8 @@ class WordNet:
         self._senses: dict[str, tuple[int, ...]] = {}  # looked up so far
         self._irregular: dict[str, str] = {}
         self._lines: dict[bytes, bytes] = {}  # lemma -> the rest of its index line
-        self._by_word: dict[str, tuple[str, ...]] | None = None  # word -> its compounds
+        self._multi: list[bytes] = []  # the lemmas of two or more words
+        self._compounds: dict[str, tuple[str, ...]] = {}  # looked for so far
         self._synsets: dict[int, Synset] = {}
         self._cache: OrderedDict[tuple[str, int, int, int, bool], tuple[str, ...]] = \
             OrderedDict()
@@ -93,6 +94,7 @@ class WordNet:
                            if line and not line.startswith(b" "))
         if not self._lines:
             raise ValueError("no index lines")
+        self._multi = [key for key in self._lines if b"_" in key]
         first = next(iter(self._lines))
         offsets = _parse_index_line(first + b" " + self._lines[first])
         if not offsets:
@@ -110,17 +112,15 @@ class WordNet:
         return found
 
     def compounds(self, word: str) -> tuple[str, ...]:
-        """The lemmas of two or more words that hold ``word`` as one of them."""
-        with self._lock:
-            if self._by_word is None:  # built on first use: most queries never ask
-                by_word: dict[str, list[str]] = {}
-                for key in self._lines:
-                    if b"_" in key:
-                        lemma = key.decode("utf-8").replace("_", " ")
-                        for part in set(lemma.split()):
-                            by_word.setdefault(part, []).append(lemma)
-                self._by_word = {w: tuple(found) for w, found in by_word.items()}
-        return self._by_word.get(word, ())
+        """The lemmas of two or more words that hold ``word`` as one of them
+        ("percussion instrument" for "percussion"), looked for when first asked."""
+        found = self._compounds.get(word)
+        if found is None:
+            token = word.replace(" ", "_").encode("utf-8")
+            found = tuple(key.decode("utf-8").replace("_", " ") for key in self._multi
+                          if token in key and token in key.split(b"_"))
+            self._compounds[word] = found
+        return found
 
     def __contains__(self, lemma: str) -> bool:
         return bool(self.senses(lemma))
