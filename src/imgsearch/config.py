@@ -178,8 +178,8 @@ class Settings:
     weight_clip_text: float = 1.0
     # text feedback (search.feedback): the semantic query vector moves towards the text
     # vectors of the semantic list's first text_feedback_seeds hits, weighted by
-    # softmax(similarity / text_feedback_temperature), by text_feedback_beta, and is
-    # searched again. Then each item of that list is scored with its text neighbours
+    # softmax(similarity / text_feedback_temperature), by text_feedback_beta, and
+    # re-scores that list. Then each item of that list is scored with its text neighbours
     # (smooth_text) and its look-alikes (smooth_image) among the list: its
     # smooth_neighbours nearest, in each space. 0: off. Chosen on both stamps catalogs
     # (BENCHMARKS.md).

@@ -1,8 +1,8 @@
 """A text query's feedback from its surest hits, wired to the engine (search.feedback).
 
 ``expand`` takes the first-pass fusion of a text query's lists and returns them
-expanded: the semantic list searched again from the query moved towards its own head's
-text vectors, weighted by how sure each is (text feedback), and re-ranked with each
+expanded: the semantic list re-scored with the query moved towards its own head's text
+vectors, weighted by how sure each is (text feedback), and re-ranked with each
 item's neighbours in the list (neighbour smoothing, in the text and image spaces); one
 more list of the items named by words for kinds of the query's words (concepts, from
 WordNet); then one more list of the confident seeds' look-alikes (visual feedback).

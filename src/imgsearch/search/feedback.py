@@ -4,9 +4,11 @@ A text query first ranks by its text lists (keyword and semantic). Its most conf
 hits, the *seeds*, then expand the query in two ways:
 
 - **text feedback** (Rocchio): the semantic query vector moves towards the seeds' text
-  vectors, ``q' = q + beta * mean(seeds)``, and the semantic list is searched again with
-  it. A category-level query ("mammals", "road signs") is far from the short titles of
-  its members ("A cow."); the members it did find are near the ones it missed.
+  vectors, ``q' = q + beta * weighted mean(seeds)`` (weights: :func:`soft_seeds`), and
+  the semantic list is re-scored with it. A category-level query ("mammals", "road
+  signs") is far from the short titles of its members ("A cow."); the members it did
+  find are near the ones it missed. :func:`neighbour_smoothing` then lifts the items
+  whose neighbours in the list scored well.
 - **visual feedback**: items that look like the seeds (each seed's nearest neighbours in
   the image space, by their best similarity to any seed) join the candidates as one more
   fused list, ``visual_feedback``, with its own weight. Categories with a consistent
