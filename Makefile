@@ -12,12 +12,13 @@ export TOKENIZERS_PARALLELISM := false
 
 # Debian packages: the browser and Redis tests use chromium and redis-server (they skip,
 # saying why, without them), the OCR tests tesseract; the benchmarks read real photos and
-# clip-art, bench/ocr.py renders text in these fonts and bench/cli_start.py times with hyperfine.
+# clip-art, bench/ocr.py renders text in these fonts and bench/cli_start.py times with hyperfine;
+# wordnet-base gives text queries their concept expansion (tests write a tiny WordNet).
 APT_TEST := chromium redis-server tesseract-ocr tesseract-ocr-eng
 APT_BENCH := tesseract-ocr tesseract-ocr-eng fonts-dejavu-core fonts-liberation fonts-freefont-ttf \
 	gnome-backgrounds tuxpaint-stamps-default mate-backgrounds sway-backgrounds \
 	plasma-workspace-wallpapers ukui-wallpapers lomiri-wallpapers openclipart-png wesnoth-1.16-data \
-	hyperfine
+	hyperfine wordnet-base
 
 .PHONY: setup demo test check bench bench-full bench-10m clean apt-test apt-bench
 

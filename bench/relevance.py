@@ -27,19 +27,23 @@ written out there in full.
    their file names (``050kennedy-halfdollar.png``, ``op1_minus.png``): the noisy case,
    where the engine cleans the titles into words (``imgsearch.titles``) and nothing else
    describes a stamp. Searched with ``parse=False, min_confidence=0, limit=100`` in
-   these configurations: BM25 alone (``weight_text=0``), minilm alone
-   (``weight_keyword=0``), both with feedback off; visual feedback alone (the
-   ``visual_feedback`` list's own ranking, seeded by the default text ranking); fusion
-   as it was before feedback (text and visual feedback off); the default (text
-   feedback on); the default plus visual feedback (weight ``VISUAL_WEIGHT``); weighted
-   fusion. A zero-weight list still lends its items to the fused union at score 0, so
+   the configurations of ``TEXT_CONFIGS``: BM25 alone (``weight_text=0``), minilm
+   alone (``weight_keyword=0``), the WordNet concept list alone, each with every
+   expansion off; visual feedback alone (the ``visual_feedback`` list's own ranking,
+   seeded by the default text ranking); fusion as it was before feedback (BM25 and
+   minilm by RRF, every expansion off); text feedback with round one's settings (3
+   seeds, beta 0.5, equal seed weights, nothing else); the default (text feedback,
+   neighbour smoothing and concepts); the default without each of its parts; the
+   default plus visual feedback (weight ``VISUAL_WEIGHT``); weighted fusion. A
+   zero-weight list still lends its items to the fused union at score 0, so
    the "alone" runs drop hits whose fused score is 0 (or, for visual feedback, that it
    did not bring): what is left is exactly the single signal's own ranking. Metrics are
    the project's (``imgsearch.evaluate``): nDCG@10, Recall@10, mAP@10 and mAP@100
    (AP@K divides by min(R, K)); per query better / worse / tied on mAP@10 and nDCG@10.
    The same queries under default settings count how many come back as "no match".
    ``imgsearch tune`` (``imgsearch.evaluate.tune``) runs on each catalog's qrels from
-   the settings before feedback and from the defaults, 5-fold cross-validated.
+   the settings before feedback (every expansion off) and from the defaults, 5-fold
+   cross-validated.
    Text query latency: ``--latency-n`` (10,000) synthetic items built by
    ``bench/load.py`` (descriptor + minilm), 50 two-word queries x 4 rounds per
    configuration, in-process, result and embedding caches off, configurations taking
@@ -231,23 +235,34 @@ def feedback_only(engine: Engine, dropped: list[int]) -> Any:
     return search
 
 
-_NO_FEEDBACK = {"text_feedback_beta": 0.0, "weight_visual_feedback": 0.0}
+_NO_FEEDBACK = {"text_feedback_beta": 0.0, "weight_visual_feedback": 0.0,
+                "weight_concepts": 0.0, "smooth_text": 0.0, "smooth_image": 0.0}
 VISUAL_WEIGHT = 0.25  # the visual-feedback runs (off by default)
 # label, settings, which hits count ("all", "weighted": the lists with weight, "visual")
 TEXT_CONFIGS: tuple[tuple[str, Settings, str], ...] = (
     ("BM25 alone", Settings(weight_text=0.0, **_NO_FEEDBACK), "weighted"),
     ("minilm alone", Settings(weight_keyword=0.0, **_NO_FEEDBACK), "weighted"),
+    ("concepts alone", Settings(weight_text=0.0, weight_keyword=0.0,
+                                **{**_NO_FEEDBACK, "weight_concepts": 1.0}), "weighted"),
     ("visual feedback alone", Settings(weight_visual_feedback=VISUAL_WEIGHT), "visual"),
     ("fusion before (no feedback)", Settings(**_NO_FEEDBACK), "all"),
-    ("fusion default (text feedback)", Settings(), "all"),
+    ("text feedback as in round 1", Settings(**{
+        **_NO_FEEDBACK, "text_feedback_beta": 0.5, "text_feedback_seeds": 3,
+        "text_feedback_temperature": 1000.0}), "all"),
+    ("fusion default", Settings(), "all"),
+    ("default without concepts", Settings(weight_concepts=0.0), "all"),
+    ("default without smoothing", Settings(smooth_text=0.0, smooth_image=0.0), "all"),
+    ("default without text feedback", Settings(text_feedback_beta=0.0), "all"),
     ("default + visual feedback", Settings(weight_visual_feedback=VISUAL_WEIGHT), "all"),
     ("fusion weighted (default otherwise)", Settings(fusion="weighted"), "all"),
 )
 SINGLES = ("BM25 alone", "minilm alone")
-DEFAULT = "fusion default (text feedback)"
-COMPARED = ((DEFAULT, "best single"), (DEFAULT, "fusion before (no feedback)"),
-            ("default + visual feedback", DEFAULT),
-            ("fusion before (no feedback)", "best single"))
+DEFAULT = "fusion default"
+BEFORE = "fusion before (no feedback)"
+COMPARED = ((DEFAULT, "best single"), (DEFAULT, BEFORE),
+            (DEFAULT, "default without concepts"), (DEFAULT, "default without smoothing"),
+            ("default + visual feedback", DEFAULT), (BEFORE, "best single"))
+LATENCY_CONFIGS = (BEFORE, DEFAULT, "default + visual feedback")
 
 
 def _versus(a: EvalRun, b: EvalRun, metric: str) -> dict[str, int]:
@@ -288,7 +303,7 @@ def run_tune(collection: Path, qrels: list[QrelsQuery], folds: int) -> dict[str,
     """``imgsearch tune``'s choice, cross-validated, from the settings before feedback
     and from the defaults."""
     out = {}
-    for label, settings in (("from before (no feedback)", Settings(**_NO_FEEDBACK)),
+    for label, settings in ((f"from {BEFORE}", Settings(**_NO_FEEDBACK)),
                             ("from the defaults", Settings())):
         with Engine.open(collection, settings, readonly=True) as engine:
             started = time.perf_counter()
@@ -323,8 +338,8 @@ def run_latency(n: int, queries: int, rounds: int) -> dict[str, Any]:
     adjectives, nouns = load_words()
     rng = random.Random(1)
     texts = [f"{rng.choice(adjectives)} {rng.choice(nouns)}" for _ in range(queries)]
-    configs = {label: settings for label, settings, keep in TEXT_CONFIGS
-               if keep == "all" and label != "fusion weighted (default otherwise)"}
+    configs = {label: settings for label, settings, _ in TEXT_CONFIGS
+               if label in LATENCY_CONFIGS}
     times: dict[str, list[float]] = {label: [] for label in configs}
     off = {"result_cache_size": 0, "embedding_cache_size": 0, "log_searches": False}
     engines = {label: Engine.open(directory, s.replace(**off), readonly=True)
@@ -341,7 +356,7 @@ def run_latency(n: int, queries: int, rounds: int) -> dict[str, Any]:
     finally:
         for engine in engines.values():
             engine.close()
-    base = float(np.median(times["fusion before (no feedback)"]))
+    base = float(np.median(times[BEFORE]))
     return {"items": n, "queries": queries * rounds, "cores": os.cpu_count(),
             "ms": {label: {"p50": round(float(np.median(t)), 2),
                            "p90": round(float(np.percentile(t, 90)), 2),

@@ -177,11 +177,32 @@ class Settings:
     weight_text: float = 1.0
     weight_clip_text: float = 1.0
     # text feedback (search.feedback): the semantic query vector moves towards the text
-    # vectors of the confident head of the first ranking (at most text_feedback_seeds
-    # hits whose text confidence reaches feedback_min_confidence) by text_feedback_beta,
-    # and is searched again. 0: off. Chosen on both stamps catalogs (BENCHMARKS.md).
-    text_feedback_beta: float = 0.5
-    text_feedback_seeds: int = 3
+    # vectors of the semantic list's first text_feedback_seeds hits, weighted by
+    # softmax(similarity / text_feedback_temperature), by text_feedback_beta, and
+    # re-scores that list. Then each item of that list is scored with its text neighbours
+    # (smooth_text) and its look-alikes (smooth_image) among the list: its
+    # smooth_neighbours nearest, in each space. 0: off. Chosen on both stamps catalogs
+    # (BENCHMARKS.md).
+    text_feedback_beta: float = 1.0
+    text_feedback_seeds: int = 10
+    text_feedback_temperature: float = 0.05
+    smooth_text: float = 0.6
+    smooth_image: float = 0.3
+    smooth_neighbours: int = 5
+    # concept expansion (search.concepts): the query's words also find the items named
+    # by words for kinds of them, from WordNet's nouns (wordnet_dir; Debian's
+    # wordnet-base; '' or missing: off): one more fused list of weight weight_concepts.
+    # A word counts as a kind through its first concept_senses meanings, at most
+    # concept_depth levels down; concept_compounds: the kinds of the compounds that hold
+    # the query's word count too ("percussion" -> "percussion instrument" -> "drum").
+    # The collection's vocabulary is read after writes up to
+    # concept_vocabulary_max_items items.
+    weight_concepts: float = 1.0
+    concept_senses: int = 2
+    concept_depth: int = 10
+    concept_compounds: bool = True
+    wordnet_dir: str = "/usr/share/wordnet"
+    concept_vocabulary_max_items: int = 200_000
     # pictures as evidence for text queries (search.feedback): the items that look like
     # the text ranking's confident head join the fusion as one more list. Seeds: at most
     # feedback_seeds of the first hits whose text confidence reaches

@@ -120,7 +120,8 @@ def test_text_feedback_is_named_in_the_interpretation(shop):
     assert expanded["seeds"] and set(expanded["seeds"]) <= {h.id for h in result.hits}
     assert "text_feedback" in result.plan
     before = shop.settings
-    shop.settings = before.replace(text_feedback_beta=0.0, result_cache_size=0)
+    shop.settings = before.replace(text_feedback_beta=0.0, weight_concepts=0.0,
+                                   result_cache_size=0)
     try:
         assert "expanded" not in shop.search(Query(text="running shoes", limit=5,
                                                    parse=False)).interpretation

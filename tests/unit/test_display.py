@@ -36,5 +36,7 @@ def test_expansions_name_their_seeds_in_words() -> None:
     expanded = {"text_feedback": {"seeds": ["p1", "p2"], "beta": 0.5},
                 "visual_feedback": {"seeds": ["p3"]}}
     assert expansions(expanded) == ["widened towards p1, p2", "with look-alikes of p3"]
+    concepts = {"concepts": {"mammals": ["cow", "cat", "whale", "bat", "mouse"], "x": []}}
+    assert expansions(concepts) == ["mammals as cow, cat, whale, bat"]
     assert expansions({"text_feedback": {"seeds": []}}) == []
     assert expansions({}) == []

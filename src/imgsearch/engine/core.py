@@ -26,6 +26,7 @@ from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
 from imgsearch.engine import overview
 from imgsearch.engine import reembed as reembedding
+from imgsearch.engine.concepts import ConceptSource
 from imgsearch.engine.dedup import Duplicate, build_hamming_index, duplicate_groups, item_duplicates
 from imgsearch.engine.maintenance import (
     HealthReport,
@@ -73,6 +74,7 @@ class Engine:
         self.spaces = self.indexes.spaces
         self.calibrations = self.indexes.calibrations
         self.lock = self.indexes.lock
+        self.concepts = ConceptSource(self.settings)  # WordNet and vocabulary, for text
 
     @property
     def write_version(self) -> int:

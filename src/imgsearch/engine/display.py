@@ -33,12 +33,17 @@ __all__ = ["MATCH_LABELS", "confidence_percent", "match_label"]
 
 
 def expansions(expanded: dict[str, Any]) -> list[str]:
-    """The feedback expansions of a text query (an interpretation's ``expanded``), in
-    words, each naming its seeds: "widened towards a, b", "with look-alikes of c"."""
+    """The expansions of a text query (an interpretation's ``expanded``), in words, each
+    naming its seeds or words: "widened towards a, b", "mammals as cow, whale",
+    "with look-alikes of c"."""
     parts = []
-    for name, words in (("text_feedback", "widened towards"),
-                        ("visual_feedback", "with look-alikes of")):
-        seeds = expanded.get(name, {}).get("seeds") or []
-        if seeds:
-            parts.append(f"{words} {', '.join(map(str, seeds))}")
+    seeds = expanded.get("text_feedback", {}).get("seeds") or []
+    if seeds:
+        parts.append(f"widened towards {', '.join(map(str, seeds))}")
+    for word, kinds in (expanded.get("concepts") or {}).items():
+        if kinds:
+            parts.append(f"{word} as {', '.join(map(str, kinds[:4]))}")
+    seeds = expanded.get("visual_feedback", {}).get("seeds") or []
+    if seeds:
+        parts.append(f"with look-alikes of {', '.join(map(str, seeds))}")
     return parts

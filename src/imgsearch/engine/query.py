@@ -33,6 +33,7 @@ from imgsearch.search.calibration import (
     judge_image_hits,
     prior,
 )
+from imgsearch.search.concepts import NAME as CONCEPTS
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
 from imgsearch.search.feedback import NAME as FEEDBACK
 from imgsearch.search.fusion import RankedList, fuse
@@ -192,8 +193,9 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
     """
     n = len(ranked.keys)
     parts = [np.zeros(n, np.float32)]
-    if FEEDBACK in ranked.evidence:  # looks like a confident hit: as sure as that hit
-        parts.append(ranked.evidence[FEEDBACK])
+    for name in (FEEDBACK, CONCEPTS):  # looks like a confident hit / a kind of the words
+        if name in ranked.evidence:
+            parts.append(ranked.evidence[name])
     if "keyword" in ranked.evidence:
         # BM25 is not comparable across queries; the share of the query's words an
         # item contains is: "tax court ruling" matching only "rules" is a weak match
@@ -201,7 +203,8 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
     image_done = False
     for name, scores in ranked.per_signal.items():
         space_name = name.split(":", 1)[0]
-        if name in ("keyword", FEEDBACK) or space_name == "not-image" or name in SOFT_SIGNALS \
+        if name in ("keyword", FEEDBACK, CONCEPTS) or space_name == "not-image" \
+                or name in SOFT_SIGNALS \
                 or name in FIELD_SIGNALS:  # parts of the keyword list, judged with it
             continue  # closeness to a counter-example, a shared category: no evidence
         if space_name == "image":

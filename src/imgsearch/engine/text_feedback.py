@@ -1,9 +1,12 @@
 """A text query's feedback from its surest hits, wired to the engine (search.feedback).
 
 ``expand`` takes the first-pass fusion of a text query's lists and returns them
-expanded: the semantic list searched again from the query moved towards the seeds'
-text vectors (text feedback), then one more list of the seeds' look-alikes (visual
-feedback), each when its settings turn it on and the ranking has confident seeds.
+expanded: the semantic list re-scored with the query moved towards its own head's text
+vectors, weighted by how sure each is (text feedback), and re-ranked with each
+item's neighbours in the list (neighbour smoothing, in the text and image spaces); one
+more list of the items named by words for kinds of the query's words (concepts, from
+WordNet); then one more list of the confident seeds' look-alikes (visual feedback).
+Each runs when its settings turn it on.
 """
 
 from __future__ import annotations
@@ -15,13 +18,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imgsearch.config import Settings
-from imgsearch.search.executor import Signal, candidates
+from imgsearch.engine.concepts import concept_list
+from imgsearch.engine.concepts import evidence as concept_evidence
+from imgsearch.search.concepts import CONFIDENCE as CONCEPT_CONFIDENCE
+from imgsearch.search.concepts import NAME as CONCEPTS
+from imgsearch.search.executor import Signal
 from imgsearch.search.feedback import NAME as VISUAL
 from imgsearch.search.feedback import (
     Feedback,
     FeedbackOptions,
     moved_towards,
+    neighbour_smoothing,
     seeds_of,
+    soft_seeds,
     visual_feedback,
 )
 from imgsearch.search.fusion import Fused, RankedList, fuse
@@ -41,6 +50,9 @@ class Expansion:
     described: dict[str, Any] = field(default_factory=dict)  # for the interpretation
     visual: Feedback | None = None
     semantic: Signal | None = None  # the query's own semantic signal, when moved
+    concept_keys: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    concept_coverage: NDArray[np.float32] = field(
+        default_factory=lambda: np.empty(0, np.float32))
 
 
 def feedback_options(settings: Settings) -> FeedbackOptions:
@@ -55,24 +67,48 @@ def expand(engine: Engine, query: Query, signals: list[Signal], lists: list[Rank
     assert query.text is not None
     out = Expansion(lists, fused)
     semantic = next((sig for sig in signals if sig.name == "text"), None)
-    if semantic is not None and s.text_feedback_beta > 0 and s.text_feedback_seeds > 0:
-        seeds, _ = _seeds(engine, query.text, fused, s.text_feedback_seeds)
-        found, vectors = semantic.space.vectors_of_keys(seeds)
-        if len(found):
-            moved = moved_towards(semantic.vector, vectors, s.text_feedback_beta)
-            keys, scores, _ = candidates(Signal("text", semantic.space, moved), k, allowed,
-                                         None, query.search_params)
+    own = next((rl for rl in lists if rl.name == "text"), None)
+    if semantic is not None and own is not None and len(own.keys):
+        # the list's exact vectors, fetched once: feedback re-scores this pool with the
+        # moved query (no second search of the space), and smoothing compares them
+        keys, vectors = semantic.space.vectors_of_keys(own.keys)
+        scores = (vectors @ semantic.vector).astype(np.float32)
+        keys, scores, vectors = _ordered(keys, scores, vectors)
+        changed = not np.array_equal(keys, own.keys)
+        if s.text_feedback_beta > 0 and s.text_feedback_seeds > 0 and len(keys) and \
+                _surest(engine, scores) >= s.feedback_min_confidence:
+            head = slice(0, s.text_feedback_seeds)
+            seeds = keys[head]
+            weights = soft_seeds(scores[head], s.text_feedback_temperature)
+            moved = moved_towards(semantic.vector, (weights @ vectors[head])[None, :],
+                                  s.text_feedback_beta)
+            keys, scores, vectors = _ordered(keys, (vectors @ moved).astype(np.float32),
+                                             vectors)
+            out.plans.append(f"{TEXT}:seeds:{len(weights)}")
+            out.described[TEXT] = {"seeds": ids_of(engine, seeds[:3]),
+                                   "beta": s.text_feedback_beta}
+            changed = True
+        if (s.smooth_text or s.smooth_image) and s.smooth_neighbours > 0 and len(keys) > 2:
+            keys, scores = _smoothed(engine, keys, scores, vectors)
+            out.plans.append(f"smoothed:{s.smooth_neighbours}")
+            changed = True
+        if changed:
             out.lists = [RankedList("text", keys, scores, rl.weight) if rl.name == "text"
                          else rl for rl in out.lists]
-            out.fused = fuse(out.lists, s.fusion, s.rrf_k)
-            out.plans.append(f"{TEXT}:seeds:{len(found)}")
-            out.described[TEXT] = {"seeds": ids_of(engine, found),
-                                   "beta": s.text_feedback_beta}
             out.semantic = semantic
+    concept = concept_list(engine, query.text, semantic, k, allowed)
+    if concept is not None:
+        ranked, words, out.concept_keys, out.concept_coverage = concept
+        out.lists = [*out.lists, ranked]
+        out.plans.append(f"{CONCEPTS}:wordnet")
+        out.described[CONCEPTS] = words.describe()
+    if out.lists is not lists:
+        out.fused = fuse(out.lists, s.fusion, s.rrf_k)
     options = feedback_options(s)
     space = engine.spaces.get("image")
     if options.enabled and space is not None and len(space):
-        seeds, confidence = _seeds(engine, query.text, out.fused, options.seeds)
+        seeds, confidence = _seeds(engine, query.text, out.fused, options.seeds,
+                                   out.semantic)
         visual = visual_feedback(space, seeds, confidence, options, allowed,
                                  query.search_params)
         if visual is not None:
@@ -85,6 +121,40 @@ def expand(engine: Engine, query: Query, signals: list[Signal], lists: list[Rank
     return out
 
 
+def _surest(engine: Engine, scores: NDArray[np.float32]) -> float:
+    """The calibrated confidence of the semantic list's best hit (1 without a
+    calibration): a query that nothing matches well takes no feedback from its hits."""
+    calibration = engine.calibrations.get("text")
+    if calibration is None or not len(scores):
+        return 1.0
+    return float(calibration.confidence(scores[:1].astype(np.float32))[0])
+
+
+def _ordered(keys: NDArray[np.int64], scores: NDArray[np.float32],
+             vectors: NDArray[np.float32]
+             ) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.float32]]:
+    order = np.lexsort((keys, -scores))
+    return keys[order], scores[order], vectors[order]
+
+
+def _smoothed(engine: Engine, keys: NDArray[np.int64], scores: NDArray[np.float32],
+              text: NDArray[np.float32]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """The semantic list re-ranked by neighbour smoothing in the text space (``text``:
+    the list's vectors there) and the image space (search.feedback)."""
+    s = engine.settings
+    spaces = [(np.arange(len(keys)), text, s.smooth_text)] if s.smooth_text else []
+    image = engine.spaces.get("image")
+    if s.smooth_image and image is not None and len(image):
+        found, vectors = image.vectors_of_keys(keys)
+        if len(found) > 1:
+            at = {int(key): i for i, key in enumerate(keys.tolist())}
+            positions = np.asarray([at[int(key)] for key in found], np.int64)
+            spaces.append((positions, vectors, s.smooth_image))
+    smoothed = neighbour_smoothing(scores, spaces, s.smooth_neighbours)
+    order = np.lexsort((keys, -smoothed))
+    return keys[order], smoothed[order]
+
+
 def evidence(engine: Engine, expansion: Expansion, top: NDArray[np.int64],
              per_signal: dict[str, NDArray[np.float32]]) -> dict[str, NDArray[np.float32]]:
     """Per-key evidence of the expansions for the confidence, and ``per_signal``'s text
@@ -92,6 +162,9 @@ def evidence(engine: Engine, expansion: Expansion, top: NDArray[np.int64],
     found: dict[str, NDArray[np.float32]] = {}
     if expansion.semantic is not None and "text" in per_signal:
         per_signal["text"] = _similarity(expansion.semantic, top, per_signal["text"])
+    if len(expansion.concept_keys):
+        found[CONCEPTS] = concept_evidence(expansion.concept_keys, expansion.concept_coverage,
+                                           top, CONCEPT_CONFIDENCE)
     if expansion.visual is not None:
         calibration = engine.calibrations.get("image")
         found[VISUAL] = expansion.visual.evidence(
@@ -116,10 +189,11 @@ def _similarity(signal: Signal, keys: NDArray[np.int64], listed: NDArray[np.floa
     return out
 
 
-def _seeds(engine: Engine, text: str, fused: Fused, n: int
+def _seeds(engine: Engine, text: str, fused: Fused, n: int, semantic: Signal | None = None
            ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """The confident head of a ranking: of its first ``n`` keys, those whose text
-    evidence (keyword coverage or calibrated semantic similarity) is confident."""
+    evidence (keyword coverage or calibrated semantic similarity) is confident;
+    ``semantic``: the query's own signal, when its list was re-scored by feedback."""
     head = fused.keys[:n]
     confidence = np.zeros(len(head), np.float32)
     if "keyword" in fused.ranks:  # the share of the query's words a seed contains
@@ -128,6 +202,8 @@ def _seeds(engine: Engine, text: str, fused: Fused, n: int
         calibration = engine.calibrations.get(name)
         if name in fused.list_scores and calibration is not None:
             scores = fused.list_scores[name][:n]
+            if name == "text" and semantic is not None:
+                scores = _similarity(semantic, head, scores)
             values = np.where(np.isnan(scores), -1.0, scores).astype(np.float32)
             confidence = np.maximum(confidence, calibration.confidence(values))
     return seeds_of(head, confidence, FeedbackOptions(

@@ -1,8 +1,9 @@
 """Choose a collection's text-fusion settings on its own relevance judgements.
 
 ``imgsearch tune qrels.jsonl -c COLLECTION`` searches the settings that shape how a
-text query's lists are fused (``TUNED``: the keyword weight, the text-feedback beta,
-the visual-feedback weight, RRF's k and the fusion method) for the best mean of one
+text query's lists are fused (``TUNED``: the keyword and concept weights, the
+text-feedback beta, the neighbour-smoothing weights, the visual-feedback weight, RRF's
+k and the fusion method) for the best mean of one
 metric (``map@10`` by default) over the qrels' text queries, each searched for the
 metric's top K with no minimum confidence.
 
@@ -39,7 +40,10 @@ from imgsearch.types import Query, SearchResult
 # candidate values of each tuned setting, tried in this order
 TUNED: dict[str, tuple[Any, ...]] = {
     "weight_keyword": (0.0, 0.15, 0.333, 0.6, 1.0),
-    "text_feedback_beta": (0.0, 0.25, 0.5, 1.0),
+    "weight_concepts": (0.0, 0.5, 1.0, 1.5),
+    "text_feedback_beta": (0.0, 0.5, 1.0, 2.0),
+    "smooth_text": (0.0, 0.6, 1.0),
+    "smooth_image": (0.0, 0.3, 0.6),
     "weight_visual_feedback": (0.0, 0.25, 0.5),
     "rrf_k": (10, 60),
     "fusion": ("rrf", "weighted"),

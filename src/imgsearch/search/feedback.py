@@ -4,9 +4,11 @@ A text query first ranks by its text lists (keyword and semantic). Its most conf
 hits, the *seeds*, then expand the query in two ways:
 
 - **text feedback** (Rocchio): the semantic query vector moves towards the seeds' text
-  vectors, ``q' = q + beta * mean(seeds)``, and the semantic list is searched again with
-  it. A category-level query ("mammals", "road signs") is far from the short titles of
-  its members ("A cow."); the members it did find are near the ones it missed.
+  vectors, ``q' = q + beta * weighted mean(seeds)`` (weights: :func:`soft_seeds`), and
+  the semantic list is re-scored with it. A category-level query ("mammals", "road
+  signs") is far from the short titles of its members ("A cow."); the members it did
+  find are near the ones it missed. :func:`neighbour_smoothing` then lifts the items
+  whose neighbours in the list scored well.
 - **visual feedback**: items that look like the seeds (each seed's nearest neighbours in
   the image space, by their best similarity to any seed) join the candidates as one more
   fused list, ``visual_feedback``, with its own weight. Categories with a consistent
@@ -136,3 +138,39 @@ def moved_towards(query: NDArray[np.float32], seeds: NDArray[np.float32], beta: 
     moved = (query + np.float32(beta) * seeds.mean(axis=0)).astype(np.float32)
     norm = float(np.linalg.norm(moved))
     return moved / np.float32(norm) if norm > 0 else query
+
+
+def soft_seeds(scores: NDArray[np.float32], temperature: float) -> NDArray[np.float32]:
+    """Weights of a ranking's head as seeds: softmax(score / temperature), so the surest
+    hits count most and a head of near-equals counts alike."""
+    if not len(scores):
+        return scores
+    shifted = (scores - scores.max()) / np.float32(max(temperature, 1e-6))
+    weights = np.exp(shifted.astype(np.float64))
+    return (weights / weights.sum()).astype(np.float32)
+
+
+def neighbour_smoothing(scores: NDArray[np.float32],
+                        spaces: list[tuple[NDArray[np.int64], NDArray[np.float32], float]],
+                        neighbours: int) -> NDArray[np.float32]:
+    """A ranked list's scores, each lifted by how well its nearest neighbours in the list
+    scored: ``z + sum over spaces of weight * mean(z of its neighbours)``, where ``z``
+    is the scores standardised over the list. ``spaces`` holds, per space, the
+    positions in the list that have a vector there, those vectors and the weight. Items
+    of one kind cluster (the members of a category resemble each other more than they
+    resemble the query), so a member the query alone ranks low rises with its
+    well-ranked neighbours, and a lone stray sinks."""
+    spread = float(scores.std()) if len(scores) else 0.0
+    if len(scores) < 3 or spread <= 0:
+        return scores.astype(np.float32)
+    z = ((scores - scores.mean()) / np.float32(spread)).astype(np.float32)
+    out = z.copy()
+    for positions, vectors, weight in spaces:
+        m = min(neighbours, len(positions) - 1)
+        if weight == 0 or m < 1:
+            continue
+        sims = vectors @ vectors.T
+        np.fill_diagonal(sims, -np.inf)
+        nearest = np.argpartition(-sims, m - 1, axis=1)[:, :m]
+        out[positions] += np.float32(weight) * z[positions][nearest].mean(axis=1)
+    return out

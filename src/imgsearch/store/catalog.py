@@ -73,6 +73,10 @@ STOPWORDS = frozenset({
 _TERM = re.compile(r"\w+", re.UNICODE)
 # keyword fields a hit names in matched_by when the query's words were found there
 FIELD_SIGNALS = ("ocr", "album", "place")
+# the keyword-index columns that say what an item is (concept expansion looks there)
+CONCEPT_COLUMNS = ("title", "description", "tags", "category")
+_FTS_COLUMNS = frozenset({"title", "description", "tags", "category", "brand", "colors",
+                          "ocr", "album", "place"})
 _SELECT_ITEM = ("SELECT key, " + ", ".join((*_ITEM_COLUMNS[:26], *PHOTO_COLUMNS))
                 + " FROM items")
 HIT_FIELDS = ("id", "title", "category", "brand", "price", "image", "thumbnail")
@@ -1021,6 +1025,32 @@ class Catalog:
         scores = np.fromiter((r[1] for r in rows), dtype=np.float32, count=len(rows))
         return keys, scores
 
+    def iter_words(self, columns: Sequence[str] = CONCEPT_COLUMNS,
+                   batch: int = 5000) -> Iterator[str]:
+        """Every word of those keyword-index columns, row by row (lower case, repeats
+        included): the collection's own vocabulary."""
+        wanted = ", ".join(_fts_column(c) for c in columns)
+        cursor = self._reader.execute(f"SELECT {wanted} FROM items_fts")
+        while rows := cursor.fetchmany(batch):
+            for row in rows:
+                for value in row:
+                    if value:
+                        yield from _TERM.findall(value.casefold())
+
+    def keys_matching_any(self, words: Sequence[str], columns: Sequence[str] = CONCEPT_COLUMNS
+                          ) -> NDArray[np.int64]:
+        """Sorted keys of the items whose ``columns`` contain any of ``words`` (each word
+        or phrase stemmed as the index stems it)."""
+        phrases = [" ".join(_TERM.findall(w.casefold())) for w in words]
+        phrases = [p for p in dict.fromkeys(phrases) if p]
+        if not phrases:
+            return np.empty(0, np.int64)
+        match = "{" + " ".join(_fts_column(c) for c in columns) + "} : (" + \
+            " OR ".join(f'"{p}"' for p in phrases) + ")"
+        rows = self._reader.execute("SELECT rowid FROM items_fts WHERE items_fts MATCH ? "
+                                    "ORDER BY rowid", (match,)).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
     def term_coverage(self, text: str, keys: NDArray[np.int64]) -> NDArray[np.float32]:
         """For each key, the fraction of the query's terms its text fields contain."""
         terms = list(dict.fromkeys(_query_terms(text)))
@@ -1048,6 +1078,12 @@ class Catalog:
         position = {int(k): i for i, k in enumerate(keys)}
         chunk = [int(k) for k in keys]
         marks = ", ".join("?" * len(chunk))
+        # one look at the photo fields together first: most catalogs have none of them
+        anywhere = "{" + " ".join(FIELD_SIGNALS) + "} : (" + \
+            " OR ".join(f'"{t}"' for t in terms) + ")"
+        if self._reader.execute(f"SELECT 1 FROM items_fts WHERE items_fts MATCH ? AND rowid "
+                                f"IN ({marks}) LIMIT 1", (anywhere, *chunk)).fetchone() is None:
+            return found
         for name in FIELD_SIGNALS:
             counts = np.zeros(len(keys), dtype=np.float32)
             for term in terms:
@@ -1195,6 +1231,12 @@ def _write_facets(conn: sqlite3.Connection, key: int, item: Item) -> None:
         "INSERT OR IGNORE INTO item_attributes (name, value, key) VALUES (?, ?, ?)",
         [(name, attribute_text(value), key) for name, value in item.attributes.items()
          if value is not None])
+
+
+def _fts_column(name: str) -> str:
+    if name not in _FTS_COLUMNS:
+        raise ValueError(f"no keyword-index column {name!r}")
+    return name
 
 
 def _query_terms(text: str) -> list[str]:
