@@ -24,16 +24,11 @@ from numpy.typing import NDArray
 
 from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
-from imgsearch.engine import overview
+from imgsearch.engine import maintenance, overview
 from imgsearch.engine import reembed as reembedding
 from imgsearch.engine.concepts import ConceptSource
 from imgsearch.engine.dedup import Duplicate, build_hamming_index, duplicate_groups, item_duplicates
-from imgsearch.engine.maintenance import (
-    HealthReport,
-    backup_collection,
-    check_collection,
-    repair_collection,
-)
+from imgsearch.engine.maintenance import HealthReport
 from imgsearch.engine.opening import Collaborators, Opened, open_collection
 from imgsearch.engine.pipeline import Prepared, Preparer
 from imgsearch.engine.writer import ProgressCallback
@@ -100,20 +95,20 @@ class Engine:
     def check(path: str | Path, *, quick: bool = False) -> HealthReport:
         """What is damaged in the collection at ``path``, changing nothing (it may be in
         use): the catalog's integrity, manifest, indexes, thumbnails and search log."""
-        return check_collection(Path(path), quick=quick)
+        return maintenance.check_collection(Path(path), quick=quick)
 
     @staticmethod
     def repair(path: str | Path, settings: Settings | None = None) -> HealthReport:
         """Rebuild indexes and manifest from the catalog, set a damaged search log aside,
         remove unused thumbnails; then check again. Takes the writer lock."""
-        return repair_collection(Path(path), lambda: Engine.open(path, settings or Settings(),
-                                                                 create=False))
+        return maintenance.repair_collection(
+            Path(path), lambda: Engine.open(path, settings or Settings(), create=False))
 
     @staticmethod
     def backup(path: str | Path, destination: str | Path) -> dict[str, Any]:
         """A consistent copy of the collection (SQLite's backup API) in ``destination``,
         even while another process writes; restoring is copying it back."""
-        return backup_collection(Path(path), Path(destination))
+        return maintenance.backup_collection(Path(path), Path(destination))
 
     # -- encoders --------------------------------------------------------------------
     def encoder(self, space: str) -> Encoder:
