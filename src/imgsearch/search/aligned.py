@@ -97,6 +97,16 @@ def _grey(image: Image.Image, side: int, mirror: bool = False) -> NDArray[np.flo
     return np.ascontiguousarray(pixels[:, ::-1]) if mirror else pixels
 
 
+def _reduced(image: Image.Image, side: int) -> Image.Image:
+    """``image`` in RGB with its longer side at most ``side``."""
+    image = image.convert("RGB")
+    scale = side / max(image.size)
+    if scale >= 1:
+        return image
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                        Image.Resampling.BILINEAR)
+
+
 def _chroma(image: Image.Image, side: int, mirror: bool = False) -> NDArray[np.float32]:
     """CIELAB a*, b* of ``image`` at ``side`` px (its longer side): (h, w, 2)."""
     rgb = image.convert("RGB")
@@ -243,6 +253,8 @@ def align(query: Image.Image, candidate: Image.Image) -> Alignment | None:
     None when no guess puts enough of one inside the other."""
     if min(query.size) < _MIN_TEMPLATE or min(candidate.size) < _MIN_TEMPLATE:
         return None
+    query = _reduced(query, 2 * WORK_SIDE)  # one resize of a large query, not six
+    candidate = _reduced(candidate, 2 * WORK_SIDE)
     stored = _grey(candidate, WORK_SIDE)
     stored_fine = _grey(candidate, 2 * WORK_SIDE)
     stored_colour = _chroma(candidate, WORK_SIDE)
