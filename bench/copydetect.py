@@ -309,7 +309,17 @@ def verification_cost(engine: Engine, data: dict[str, Any], n: int = 200) -> dic
         verify(plain_close, f)
         verify(mirrored_close, f, True)
     close_match_ms = (time.perf_counter() - started) * 1000 / len(close)
+    # the dense alignment (the first candidates, when no look verified): per candidate
+    from imgsearch.search.aligned import align  # here: --latency-only runs older trees
+
+    decoded = query.copy()
+    decoded.thumbnail((640, 640))  # a 1280 px JPEG query as the engine decodes it
+    started = time.perf_counter()
+    for im in images[:30]:
+        align(decoded, im)
+    aligned_ms = (time.perf_counter() - started) * 1000 / len(images[:30])
     return {"read_ms": read_ms, "features_ms": orb_ms, "query_features_ms": query_ms,
+            "aligned_ms": aligned_ms,
             "verify_both_ms": match_ms, "bytes_if_stored": stored,
             "closer_features_ms": close_ms, "closer_query_features_ms": close_query_ms,
             "closer_verify_both_ms": close_match_ms}
@@ -362,13 +372,40 @@ def _blank(path: str) -> bool:
         return float(np.asarray(small.convert("L"), np.float32).std()) < 2.0
 
 
+def latency_only(data: dict[str, Any]) -> None:
+    """p50 of 80 seeded copy queries and of the unrelated photos, one JSON line: run it
+    alternately with two trees' code on PYTHONPATH for a comparison in the same minutes
+    (the collection must exist: a full run builds it)."""
+    settings = Settings(result_cache_size=0, embedding_cache_size=0, log_searches=False)
+    engine = Engine.open(HERE / "collection-full", settings, create=False)
+    copies = random.Random(1).sample(data["copies"], 80)
+    for q in copies[:5]:
+        engine.search(Query(images=[q["path"]]))
+    timings: dict[str, list[float]] = {"copies": [], "unrelated": []}
+    for kind, paths in (("copies", [q["path"] for q in copies]),
+                        ("unrelated", data["unrelated"])):
+        for path in paths:
+            started = time.perf_counter()
+            engine.search(Query(images=[path], limit=10))
+            timings[kind].append((time.perf_counter() - started) * 1000)
+    print(json.dumps({f"{k}_p50_ms": round(percentile(v, 50), 1) for k, v in timings.items()}
+                     | {"load": load_average()}))
+    engine.close()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--distractors", type=int, default=11_000)
     parser.add_argument("--min-confidence", type=float, default=None,
                         help="override the default floor (diagnostics only)")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only time 80 seeded copy queries and the unrelated photos on "
+                             "the full collection (to alternate with another tree's code)")
     args = parser.parse_args(argv)
     data = build(args.distractors)
+    if args.latency_only:
+        latency_only(data)
+        return
     blank = {p["id"] for p in data["photos"] if _blank(p["path"])}
     data["copies"] = [c for c in data["copies"]
                       if c["expect"] not in blank and not _blank(c["path"])]
@@ -440,7 +477,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                  ["closer look: the query's, plain + mirrored, ms",
                   cost["closer_query_features_ms"]],
                  ["closer look: mutual match + RANSAC, plain + mirrored, ms",
-                  cost["closer_verify_both_ms"]]])
+                  cost["closer_verify_both_ms"]],
+                 ["dense alignment of a candidate, plain + mirrored, ms",
+                  cost["aligned_ms"]]])
           + "\n")
     misses = [r for r in rows if not r["ok"]]
     for r in misses[:40]:

@@ -288,3 +288,21 @@ def textured(seed: int, size: Size = (480, 360)) -> Image.Image:
         else:
             draw.polygon([(x, y), (x + w, y + h // 3), (x + w // 2, y + h)], fill=colour)
     return image
+
+
+def planes(seed: int, size: Size = (1280, 800)) -> Image.Image:
+    """A flat vector-style picture: three even fills split by straight edges that meet
+    at one point (like a building's corner against the sky), so there are almost no
+    corners for keypoints to find."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+
+    def fill() -> tuple[int, ...]:
+        return tuple(int(v) for v in rng.integers(0, 256, 3))
+
+    image = Image.new("RGB", size, fill())
+    draw = ImageDraw.Draw(image)
+    x, y = rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.7) * h
+    draw.polygon([(0, h), (0, y + rng.uniform(-0.2, 0.2) * h), (x, y), (x, h)], fill=fill())
+    draw.polygon([(x, y), (w, y + rng.uniform(-0.2, 0.2) * h), (w, h), (x, h)], fill=fill())
+    return image

@@ -270,7 +270,7 @@ def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
         return ranked, confidence, {}
 
     def more() -> list[Candidate]:
-        return _candidates(engine, [k for k in cropped() if k not in top])
+        return _candidates(engine, cropped())
 
     matches = match_kinds(looks, _candidates(engine, top), engine.feature_cache, negatives,
                           more)
@@ -290,7 +290,7 @@ def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
         position = position_of[key]
         tier[position] = 0 if match.kind == "exact" else 1
         confidence[position] = 1.0 if match.kind == "exact" else \
-            max(float(confidence[position]), copy_confidence(match.evidence["inliers"]))
+            max(float(confidence[position]), copy_confidence(match.evidence))
     if not promote:
         return ranked, confidence, matches
     order = np.argsort(tier, kind="stable")

@@ -3,7 +3,9 @@ after edits, verified by local features) or ``similar`` (it looks alike).
 
 Only the best few candidates of a query image are examined (``VERIFY_TOP``): a copy that
 the global descriptor does not rank near the top is not looked for. When none of them
-verifies, the one it ranks first gets a closer look (more keypoints, ``verify``).
+verifies, the one it ranks first gets a closer look (more keypoints, ``verify``), and
+when that fails too, it and the first candidate of the query's central part are aligned
+densely (``aligned``): pictures with too few corners for any look.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageOps
 
 from imgsearch.enrich.phash import hamming, perceptual_hash
+from imgsearch.search.aligned import MIN_AGREEMENT, align
 from imgsearch.search.calibration import noise_like
 from imgsearch.search.verify import (
     MIN_INLIERS,
@@ -144,8 +147,9 @@ def match_kinds(looks: Sequence[QueryImage], candidates: Sequence[Candidate],
     Every candidate is checked for the same content; local features are then compared in
     rank order until there are as many matches as query images (what ranks after them
     cannot come before them). Candidates from ``more`` (found another way, asked for
-    only now) are compared next when that leaves a query image without a match, and
-    when none is found at all, the first candidate gets a closer look."""
+    only now; those among ``candidates`` were compared already) are compared next when
+    that leaves a query image without a match. When none is found at all, the first
+    candidate gets a closer look, then it and the first of ``more`` a dense alignment."""
     found: dict[int, Match] = {}
     # a counter-example's own image is no match, however close to an example it is
     candidates = [c for c in candidates if not any(_exact(n, c) for n in negatives)]
@@ -160,11 +164,15 @@ def match_kinds(looks: Sequence[QueryImage], candidates: Sequence[Candidate],
             match = _examine(looks, candidate, cache)
             if match is not None:
                 found[candidate.key] = match
+    extra: Sequence[Candidate] = ()
     if len(found) < len(looks) and more is not None:
-        for candidate in more():
+        looked_at = {c.key for c in candidates}
+        extra = [c for c in more() if not any(_exact(n, c) for n in negatives)]
+        for candidate in extra:
             if len(found) >= len(looks):
                 break
-            if candidate.key not in found and not any(_exact(n, candidate) for n in negatives):
+            if candidate.key not in found and candidate.key not in looked_at and \
+                    not any(_exact(n, candidate) for n in negatives):
                 match = next((m for look in looks if (m := _exact(look, candidate))), None) \
                     or _examine(looks, candidate, cache)
                 if match is not None:
@@ -174,7 +182,28 @@ def match_kinds(looks: Sequence[QueryImage], candidates: Sequence[Candidate],
         match = _examine(looks, candidates[0], cache, closer=True)
         if match is not None:
             found[candidates[0].key] = match
+    if not found:
+        # still nothing: the first candidate of the whole image and of its central part
+        # may be a picture with too few corners for any look; align them densely
+        for candidate in [*candidates[:1], *[c for c in extra[:1] if c.key not in found]]:
+            match = _aligned(looks, candidate)
+            if match is not None:
+                found[candidate.key] = match
+                break
     return found
+
+
+def _aligned(looks: Sequence[QueryImage], candidate: Candidate) -> Match | None:
+    """A copy shown by dense alignment (``search.aligned``) of its stored image."""
+    stored = candidate.load()
+    if stored is None:
+        return None
+    best = max((a for look in looks if (a := align(look.image, stored)) is not None),
+               key=lambda a: a.agreement, default=None)
+    if best is None or not best.copy:
+        return None
+    return Match("copy", {"aligned": best.agreement, "edge_blocks": float(best.blocks),
+                          "mirrored": float(best.mirrored)})
 
 
 def _examine(looks: Sequence[QueryImage], candidate: Candidate, cache: FeatureCache,
@@ -204,8 +233,12 @@ def _best(looks: Sequence[QueryImage], stored: Features | None) -> Verdict | Non
     return best
 
 
-def copy_confidence(inliers: float) -> float:
-    """A verified copy's confidence: 0.9 at the minimum number of inliers, rising with
-    more towards (never reaching) 1.0, which only an exact copy shows."""
-    extra = min(max(inliers - MIN_INLIERS, 0.0) / 100.0, 1.0)
-    return round(0.9 + 0.09 * extra, 4)
+def copy_confidence(evidence: dict[str, float]) -> float:
+    """A verified copy's confidence: 0.9 at the minimum number of inliers (or of dense
+    agreement), rising with more towards (never reaching) 1.0, which only an exact copy
+    shows."""
+    if "inliers" in evidence:
+        extra = min(max(evidence["inliers"] - MIN_INLIERS, 0.0) / 100.0, 1.0)
+    else:
+        extra = max(evidence.get("aligned", 0.0) - MIN_AGREEMENT, 0.0) / (1.0 - MIN_AGREEMENT)
+    return round(0.9 + 0.09 * min(extra, 1.0), 4)
