@@ -8,6 +8,12 @@ from imgsearch.config import Settings
 from imgsearch.errors import InvalidInputError
 from imgsearch.index.base import INDEX_KINDS, IndexParams
 
+# Most IVF lists a space gets. Adding a vector compares it with every list's centroid (a
+# matrix product): 4·√n lists would make that 4·√n·dim multiply-adds per vector, 12,649
+# lists at 10M, and the build hours long on 2 cores; 4,096 lists keep adding 10M vectors
+# near 25 minutes (bench/tenmillion.py) at ~2,400 vectors a list.
+IVF_MAX_LISTS = 4096
+
 # From the most accurate to the smallest: what ``auto`` tries in turn under a budget.
 _BY_ACCURACY = ("hnsw", "hnsw_sq8", "ivfpq")
 
@@ -28,8 +34,15 @@ def estimated_bytes(kind: str, n: int, dim: int, settings: Settings) -> int:
         return graph + n * 4 * dim + labels
     if kind == "hnsw_sq8":
         return graph + n * dim + labels
-    nlist = max(1, min(int(4 * math.sqrt(max(n, 1))), max(n, 1) // 39))
+    nlist = ivf_lists(n)
     return n * (max(1, dim // 8) + 8) + nlist * dim * 4 + labels
+
+
+def ivf_lists(n: int) -> int:
+    """How many IVF lists an index of ``n`` vectors gets: ~4·√n, each trained on 39
+    vectors or more, at most ``IVF_MAX_LISTS``."""
+    n = max(n, 1)
+    return max(1, min(int(4 * math.sqrt(n)), n // 39, IVF_MAX_LISTS))
 
 
 def choose_index_kind(n_vectors: int, settings: Settings, dim: int = 512) -> str:
