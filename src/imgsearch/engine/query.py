@@ -231,7 +231,7 @@ def _image_confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
     positives = [look.vector for look in looks] or \
         [sig.vector for sig in signals if sig.name == "image"]
     single = [sig for sig in signals if sig.name == "image"]
-    found = None
+    neighbours = None  # the query's best scores over the collection, when already found
     if len(positives) == 1 and single and "image" in ranked.per_signal and \
             np.array_equal(single[0].vector, positives[0]):
         sims = ranked.per_signal["image"][None, :].astype(np.float32)
@@ -240,7 +240,7 @@ def _image_confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
             if exclude is not None:
                 _keys, vectors = space.vectors_of_keys(np.array([exclude], np.int64))
                 left_out = (vectors @ positives[0]).astype(np.float32)
-            found = own_best(ranked.ranks["image"], sims[0], left_out)
+            neighbours = own_best(ranked.ranks["image"], sims[0], left_out)
     else:
         sims = np.full((len(positives), len(ranked.keys)), -1.0, np.float32)
         found, vectors = space.vectors_of_keys(ranked.keys)
@@ -257,7 +257,7 @@ def _image_confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
     for vector, row, noise in zip(positives, sims, noisy, strict=True):
         if not noise:  # nothing merely looks like noise (its copies are still verified)
             best = np.maximum(best, judge_image_hits(row, vector, space, calibration,
-                                                     background(model_id), found))
+                                                     background(model_id), neighbours))
     return best
 
 
