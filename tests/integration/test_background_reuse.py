@@ -45,7 +45,8 @@ def _asked(engine: Engine) -> list[list[tuple[str, float]]]:
                 engine.similar("p5", limit=20, min_confidence=0),
                 engine.search(Query(vector=stored, vector_space="image", min_confidence=0)),
                 engine.search(Query(images=[picture(61)], min_confidence=0,
-                                    filters=Filters(categories=("a",))))]
+                                    filters=Filters(categories=("a",)))),
+                engine.search(Query(images=[picture(62), picture(9)], min_confidence=0))]
     return [[(h.id, h.confidence) for h in result.hits] for result in queries]
 
 
@@ -60,13 +61,14 @@ def test_confidence_is_what_a_second_search_gave(collection: Path,
 
     monkeypatch.setattr(calibration, "background_level", counted)
     reused = _answers(collection)
-    # only the filtered query searched again (its candidates are not the collection's)
-    assert searches == [False] * 6 + [True]
+    # searched again: the filtered query (its candidates are not the collection's) and
+    # each image of the two-image one (judged each by its own neighbours)
+    assert searches == [False] * 6 + [True] * 3
     monkeypatch.setattr(calibration, "own_best", lambda *args: None)
     monkeypatch.setattr("imgsearch.engine.query.own_best", lambda *args: None)
     searches.clear()
     searched = _answers(collection)
-    assert searches == [True] * 7
+    assert searches == [True] * 9
     assert reused == searched
     assert any(0 < c < 1 for answer in reused for _id, c in answer)  # judged, not clamped
 
