@@ -5,11 +5,12 @@ phases, each in a process of its own (this script re-invoked with ``--phase``), 
 resumable: a killed run started again goes on where it stopped.
 
 1. ``write``: ``--n`` clustered 512-d vectors (``bench/vectors.py``'s generator, chunk by
-   chunk from their seeded streams: the base is never held whole, nor saved) written as
-   items through ``Catalog.upsert`` in one transaction per 20,000 items: the catalog
-   writes of ``Engine.commit`` without applying each batch to an index (the index is
-   built once, in phase 2). Vectors go to the space's vector file in float16
-   (``vector_dtype``), 1 KB per vector. Resumes at the catalog's item count.
+   chunk from their seeded streams, the next chunk made on a thread while this one is
+   written: the base is never held whole, nor saved) written as items through
+   ``Catalog.upsert_many`` in one transaction per 50,000 items: the catalog writes of
+   ``Engine.commit`` without applying each batch to an index (the index is built once,
+   in phase 2). Vectors go to the space's vector file in float16 (``vector_dtype``),
+   1 KB per vector. Resumes at the catalog's item count.
 2. ``index``: ``Engine.open`` with ``IMGSEARCH_MEMORY_BUDGET_MB``-style settings
    (``memory_budget_mb``, default 4096, ``hnsw_max`` 2M): ``auto`` picks the kind, the
    engine trains it on a random sample (IVF k-means, progress in the log) and adds every
@@ -19,11 +20,16 @@ resumable: a killed run started again goes on where it stopped.
    (by vector: held-out queries) and ``engine.similar(id, limit=10)`` (by id: random base
    items), and the bare FAISS index inside the engine with the engine's nprobe/efSearch,
    k = 10, no re-scoring — the methods take turns per query. Recall@10 against exact
-   ground truth from a chunked exact scan of the regenerated float32 base (cached);
+   ground truth from one chunked exact scan of the regenerated float32 base for both
+   query sets (cached in the work folder: a scan made ahead of the phase is used);
    numpy exact (``X @ q`` + ``argpartition``) on the first 1M rows (float32, generated
    in memory). Resident memory: ``VmRSS`` after open and after the queries, and the peak
    counted from the end of the open (``clear_refs``); the vector file's mapped pages are
-   in the RSS (``info``'s figure is reported apart).
+   in the RSS (``info``'s figure is reported apart, and the RSS split into the process's
+   own pages and mapped file pages).
+
+``--render RESULTS`` prints the report of a finished run from its results file (what
+BENCHMARKS.md shows).
 
 Writes ``bench/results/tenmillion-<n>.json``. Work files: ``bench/data/tenmillion-<n>/``
 (about 1.6 KB per vector: catalog, vector file, index).
