@@ -41,6 +41,8 @@ def item(i: int, rng: random.Random) -> Item:
         width=width, height=height,
         taken_at=rng.choice([None, "2019-06-01T10:00:00", "2021-01-15T08:30:00"]),
         camera=rng.choice([None, "Canon EOS", "Pixel 7"]),
+        city=rng.choice([None, "Lisbon", "ZÜRICH"]),
+        country=rng.choice([None, "Portugal", "Switzerland"]),
     )
 
 
@@ -79,6 +81,8 @@ def random_filters(rng: random.Random) -> Filters:
         fields["taken_before"] = rng.choice(["2020", "2022-01-01"])
     if rng.random() < 0.1:
         fields["cameras"] = ("canon eos",)
+    if rng.random() < 0.15:
+        fields["places"] = tuple(rng.sample(["zürich", "Lisbon", "portugal", "Nowhere"], 2))
     return Filters(**fields)  # type: ignore[arg-type]
 
 

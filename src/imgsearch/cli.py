@@ -608,6 +608,14 @@ def _photo_filters(filters: Filters, taken_after: str | None, taken_before: str 
 def _search_and_print(collection: Path, request: SearchRequest, limit: int | None,
                       as_json: bool, offset: int, fmt: str) -> None:
     """Search a collection read-only; without --limit, a page is its default_limit."""
+    if _remote(collection) is not None:
+        from imgsearch.engine.remote import open_remote
+
+        with open_remote(str(_remote(collection)), _settings()) as remote:
+            result = remote.search(build_query(dataclasses.replace(request, limit=limit),
+                                               remote.settings.default_limit))
+        _print_result(result, as_json, offset, fmt)
+        return
     with _open(collection, readonly=True) as engine:
         query = build_query(dataclasses.replace(request, limit=limit),
                             engine.settings.default_limit)

@@ -7,19 +7,25 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
+import backendkit as kit
 import imagegen as gen
+from imgsearch.config import Settings
+from searchnodes import BACKENDS, milvus_settings
 
 ENV = dict(os.environ, IMGSEARCH_TEXT_ENCODER="fake")
 
 
-def run(*args: str | Path, check: int | None = 0) -> subprocess.CompletedProcess[str]:
+def run(*args: str | Path, check: int | None = 0, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([sys.executable, "-m", "imgsearch.cli", *map(str, args)],
-                          capture_output=True, text=True, env=ENV, timeout=300)
+                          capture_output=True, text=True, env=env or ENV, timeout=300)
     if check is not None:
         assert proc.returncode == check, proc.stderr
     return proc
@@ -103,8 +109,9 @@ def test_index_messy_folder_reports_every_bad_file(messy_folder, tmp_path):
     assert again["added"] == 0 and again["unchanged"] == len(GOOD)
 
 
-def test_catalog_search_similar_add_remove(tmp_path):
-    images = tmp_path / "img"
+def _catalog(root: Path) -> Path:
+    """40 products (every fourth a shoe) and three bad rows; the CSV file."""
+    images = root / "img"
     images.mkdir()
     rows = ["id,image,title,category,price,brand,material"]
     for i in range(40):
@@ -114,43 +121,96 @@ def test_catalog_search_similar_add_remove(tmp_path):
     rows.append(",img/1.jpg,no id,shoes,1,b,m")
     rows.append("SKU1,img/1.jpg,duplicate id,shoes,1,b,m")
     rows.append("SKUX,img/2.jpg,bad price,shoes,cheap,b,m")
-    (tmp_path / "products.csv").write_text("\n".join(rows) + "\n")
-    c = tmp_path / "shop"
-    report = json.loads(run("index", tmp_path / "products.csv", "-c", c, "--json",
-                            check=1).stdout)
-    assert report["added"] == 40 and len(report["failed"]) == 3
+    (root / "products.csv").write_text("\n".join(rows) + "\n")
+    return root / "products.csv"
 
-    out = run("search", "-c", c, "--image", images / "8.jpg", "--category", "shoes",
-              "--price-max", "40", "--json")
-    hits = json.loads(out.stdout)["results"]
+
+@dataclass
+class Shop:
+    """A catalog indexed by the command line into a collection on ``backend``."""
+
+    where: str
+    images: Path
+    env: dict[str, str]
+    backend: str
+
+    def search(self, *args: str | Path) -> dict[str, Any]:
+        return dict(json.loads(run("search", "-c", self.where, *args, "--json",
+                                   env=self.env).stdout))
+
+    def require(self, feature: str) -> None:
+        if self.backend == "local":
+            return
+        from imgsearch.engine.remote import open_remote
+
+        settings = Settings(text_encoder=self.env["IMGSEARCH_TEXT_ENCODER"])
+        with open_remote(self.where, settings) as engine:
+            reason = engine.refuses(feature)
+        if reason:
+            pytest.skip(f"{self.backend}: {reason}")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shop(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Shop:
+    root = tmp_path_factory.mktemp("catalog")
+    products = _catalog(root)
+    backend = str(request.param)
+    env = ENV
+    if backend == "local":
+        where = str(root / "shop")
+    else:
+        address = request.getfixturevalue(
+            "milvus_lite_address" if backend == "milvus-lite" else "milvus_server_address")
+        where = f"milvus://{address}/{kit.collection_name('catalog')}"
+        # the 2.3.5 server holds one vector field: the image space alone there
+        env = dict(ENV, IMGSEARCH_TEXT_ENCODER=milvus_settings(Settings(text_encoder="fake"),
+                                                               backend).text_encoder)
+    report = json.loads(run("index", products, "-c", where, "--json", check=1,
+                            env=env).stdout)
+    assert report["added"] == 40 and len(report["failed"]) == 3
+    return Shop(where, root / "img", env, backend)
+
+
+def test_catalog_search_and_similar(shop: Shop) -> None:
+    images = shop.images
+    hits = shop.search("--image", images / "8.jpg", "--category", "shoes",
+                       "--price-max", "40")["results"]
     assert hits[0]["id"] == "SKU8"
     assert all(h["category"] == "shoes" and h["price"] <= 40 for h in hits)
 
-    browsed = json.loads(run("search", "-c", c, "--category", "shoes", "--limit", "3",
-                             "--json").stdout)
-    assert browsed["query_kind"] == "browse"
-    assert [h["id"] for h in browsed["results"]] == ["SKU36", "SKU32", "SKU28"]  # newest first
-
-    text = json.loads(run("search", "-c", c, "--text", "item number 17", "--json").stdout)
-    assert text["results"][0]["id"] == "SKU17"
-
-    both = json.loads(run("search", "-c", c, "--image", images / "3.jpg", "--text", "x",
-                          "--image-weight", "0.9", "--json").stdout)
-    assert both["results"][0]["id"] == "SKU3"
-
-    multi = json.loads(run("search", "-c", c, "--image", images / "5.jpg", "--image",
-                           images / "6.jpg", "--not-image", images / "7.jpg",
-                           "--json").stdout)
+    multi = shop.search("--image", images / "5.jpg", "--image", images / "6.jpg",
+                        "--not-image", images / "7.jpg")
     assert {"SKU5", "SKU6"} <= {h["id"] for h in multi["results"][:3]}
 
-    sim = json.loads(run("similar", "-c", c, "SKU12", "--limit", "5", "--json").stdout)
+    sim = json.loads(run("similar", "-c", shop.where, "SKU12", "--limit", "5", "--json",
+                         env=shop.env).stdout)
     assert len(sim["results"]) == 5 and "SKU12" not in [h["id"] for h in sim["results"]]
 
-    attr = json.loads(run("search", "-c", c, "--image", images / "3.jpg", "--attr",
-                          "material=m1", "--limit", "40", "--min-confidence", "0",
-                          "--json").stdout)
+    attr = shop.search("--image", images / "3.jpg", "--attr", "material=m1", "--limit", "40",
+                       "--min-confidence", "0")
     assert len(attr["results"]) == 20
 
+
+def test_catalog_text_and_hybrid_search(shop: Shop) -> None:
+    shop.require("text")
+    text = shop.search("--text", "item number 17")
+    assert text["results"][0]["id"] == "SKU17"
+    both = shop.search("--image", shop.images / "3.jpg", "--text", "x", "--image-weight",
+                       "0.9")
+    assert both["results"][0]["id"] == "SKU3"
+
+
+def test_catalog_browse_newest_first(shop: Shop) -> None:
+    shop.require("browse")
+    browsed = shop.search("--category", "shoes", "--limit", "3")
+    assert browsed["query_kind"] == "browse"
+    assert [h["id"] for h in browsed["results"]] == ["SKU36", "SKU32", "SKU28"]
+
+
+def test_add_then_remove_in_a_catalog_collection(tmp_path):
+    products = _catalog(tmp_path)
+    c = tmp_path / "shop"
+    run("index", products, "-c", c, "--json", check=1)
     (tmp_path / "new.jpg").write_bytes(gen.jpeg_bytes(555))
     added = json.loads(run("add", tmp_path / "new.jpg", "-c", c, "--id", "NEW", "--title",
                            "fresh", "--json").stdout)

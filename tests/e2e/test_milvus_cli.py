@@ -100,6 +100,7 @@ def test_migrate_copies_vectors_without_encoding(tmp_path: Path,
     remote = MilvusBackend.open(uri)
     try:
         assert remote.spaces() == local.spaces()
+        assert remote.encoders() == local.encoders()  # recorded, checked at every open
         assert remote.get(["photo-4.jpg"])["photo-4.jpg"].width == \
             local.get(["photo-4.jpg"])["photo-4.jpg"].width
         for item_id in ("photo-1.jpg", "photo-7.jpg"):

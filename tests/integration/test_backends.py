@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,13 @@ from imgsearch.engine.backends.base import CollectionBackend, Row
 from imgsearch.errors import (
     BackendMismatchError,
     BackendUnavailableError,
+    EncoderMismatchError,
     InvalidFilterError,
     InvalidInputError,
+    InvalidQueryError,
     UnsupportedOnBackendError,
 )
-from imgsearch.types import Filters
+from imgsearch.types import Filters, VectorSpace
 
 Factory = Callable[[], AbstractContextManager[CollectionBackend]]
 
@@ -252,6 +255,55 @@ def test_another_dimension_or_another_tool_is_refused(milvus_lite_address: str) 
         kit.open_milvus(milvus_lite_address, name=other)
 
 
+@pytest.mark.parametrize("server", ["lite", "server"])
+def test_another_encoder_of_the_same_dimension_is_refused(server: str,
+                                                          request: pytest.FixtureRequest
+                                                          ) -> None:
+    """The encoders recorded in the collection's properties decide, not the dimension:
+    vectors of another model are never mixed in."""
+    from imgsearch.engine.backends.milvus import MilvusBackend
+
+    address = request.getfixturevalue(f"milvus_{server}_address")
+    uri = f"milvus://{address}/{kit.collection_name('encoders')}"
+    made = {"image": VectorSpace("image", "fake", "fake-v1", kit.DIM, "image")}
+    MilvusBackend.open(uri, encoders=made).close()
+    again = MilvusBackend.open(uri, create=False,
+                               encoders={"image": replace(made["image"])})
+    assert again.encoders() == made and again.spaces() == {"image": kit.DIM}
+    again.close()
+    other = {"image": VectorSpace("image", "clip", "tiny-clip", kit.DIM, "image")}
+    with pytest.raises(EncoderMismatchError) as caught:
+        MilvusBackend.open(uri, create=False, encoders=other)
+    assert "'fake' (fake-v1, 32-d), not 'clip' (tiny-clip, 32-d)" in caught.value.message
+    assert caught.value.status == 409
+    # a collection made before encoders were recorded takes the first ones it is opened
+    # with, and refuses others from then on
+    unrecorded = f"milvus://{address}/{kit.collection_name('unrecorded')}"
+    MilvusBackend.open(unrecorded, {"image": kit.DIM}).close()
+    MilvusBackend.open(unrecorded, create=False, encoders=made).close()
+    with pytest.raises(EncoderMismatchError, match="not 'clip'"):
+        MilvusBackend.open(unrecorded, create=False, encoders=other)
+
+
+@pytest.mark.parametrize("server", ["lite", "server"])
+def test_a_querys_index_parameters_reach_an_hnsw_collection(server: str,
+                                                           request: pytest.FixtureRequest
+                                                           ) -> None:
+    address = request.getfixturevalue(f"milvus_{server}_address")
+    data = kit.rows(60, seed=5)
+    query = kit.unit(np.random.default_rng(6), 1)[0]
+    # Milvus 2.3 needs the build parameters; Milvus Lite drops them (see below)
+    build = "&M=16&efConstruction=200" if server == "server" else ""
+    with kit.milvus_backend(address, query=f"?index=HNSW{build}") as hnsw:
+        hnsw.upsert(data)
+        # ef below k is raised to k (Milvus refuses a smaller one); a collection this
+        # small is searched exactly
+        found = hnsw.search("image", query, 10, params={"ef_search": 4})
+        assert [h.id for h in found] == [i for i, _ in exact_top(data, query, 10)]
+        with pytest.raises(InvalidQueryError, match="unknown search parameter 'efSearch'"):
+            hnsw.search("image", query, 10, params={"efSearch": 4})
+
+
 def test_index_built_otherwise_than_asked_is_refused(milvus_lite_address: str) -> None:
     name = kit.collection_name()
     with kit.milvus_backend(milvus_lite_address, name=name):  # FLAT
@@ -274,8 +326,11 @@ def test_near_and_place_filters_are_refused_on_milvus_with_the_reason() -> None:
 
     with pytest.raises(UnsupportedOnBackendError, match="near"):
         filter_expression(Filters(near=(48.8, 2.3, 10.0)))
-    with pytest.raises(UnsupportedOnBackendError, match="place filter"):
-        filter_expression(Filters(places=("Lisbon",)))
+    # a collection made before the places field: refused, saying how to get it
+    with pytest.raises(UnsupportedOnBackendError, match=r"place filter.*migrate"):
+        filter_expression(Filters(places=("Lisbon",)), places=False)
+    assert filter_expression(Filters(places=("Lisbon", "ZÜRICH"))) == \
+        'array_contains_any(places, ["lisbon", "zürich"])'
     assert filter_expression(Filters(brands=('Say "hi"\\',))) == \
         'brand_norm in ["say \\"hi\\"\\\\"]'
 

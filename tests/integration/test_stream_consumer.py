@@ -82,6 +82,37 @@ def test_a_message_applied_twice_changes_nothing(tmp_path, stream):
         assert engine.get("a").content_hash not in (None, before)
 
 
+def test_a_failed_commit_is_neither_acknowledged_nor_dead_lettered(tmp_path, stream,
+                                                                   monkeypatch):
+    """Writes go through Engine.upsert_many; when its commit fails (a full disk), the
+    batch stays pending and is applied by the next round, not sent to the dead letters."""
+    from imgsearch.errors import StorageFullError
+
+    address, client = stream
+    client.xadd(address.stream, _upsert("kept", 3, title="kept"))
+    with Engine.open(tmp_path / "c", SETTINGS) as engine:
+        real = engine.writer.commit
+        calls = []
+
+        def full_once(prepared):  # type: ignore[no-untyped-def]
+            calls.append(len(prepared))
+            if len(calls) == 1:
+                raise StorageFullError(f"no space left on the device of {tmp_path}")
+            return real(prepared)
+
+        monkeypatch.setattr(engine.writer, "commit", full_once)  # under upsert_many
+        consumer = StreamConsumer(engine, address, consumer="one", block_ms=50)
+        consumer.ensure_group()
+        with pytest.raises(StorageFullError):
+            consumer.poll()
+        assert consumer.lag()["pending"] == 1 and client.xlen(address.dead_letters) == 0
+        assert "kept" not in engine
+        assert consumer.poll() == 1  # its own pending message first
+        assert engine.get("kept").title == "kept"
+        assert consumer.lag() == {"lag": 0, "pending": 0}
+        assert calls == [1, 1]
+
+
 def test_what_cannot_be_applied_goes_to_the_dead_letter_stream(tmp_path, stream):
     address, client = stream
     images = tmp_path / "images"
@@ -119,14 +150,14 @@ def test_a_message_the_code_cannot_handle_does_not_block_the_stream(tmp_path, st
     for item_id in ("a", "poison", "b"):
         client.xadd(address.stream, _upsert(item_id, len(item_id)))
     with Engine.open(tmp_path / "c", SETTINGS) as engine:
-        real = engine.commit
+        real = engine.writer.commit
 
         def commit(prepared):  # type: ignore[no-untyped-def]
             if any(p.item.id == "poison" for p in prepared):
                 raise RuntimeError("unforeseen")
             return real(prepared)
 
-        monkeypatch.setattr(engine, "commit", commit)
+        monkeypatch.setattr(engine.writer, "commit", commit)  # under upsert_many
         consumer = StreamConsumer(engine, address, batch_size=3, block_ms=50)
         stats = consumer.run(stop_when_idle=True)
         assert sorted(i.id for i in engine.catalog.iter_items()) == ["a", "b"]

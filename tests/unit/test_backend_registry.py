@@ -21,7 +21,7 @@ def test_paths_are_local_and_uris_name_their_backend() -> None:
 def test_a_third_backend_is_one_registry_entry(monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[tuple[str, object]] = []
 
-    def other(where, settings, spaces, create):  # type: ignore[no-untyped-def]
+    def other(where, settings, spaces, create, encoders):  # type: ignore[no-untyped-def]
         opened.append((where, spaces))
         return "a backend"
 

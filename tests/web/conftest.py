@@ -12,10 +12,12 @@ import pytest
 from apihelp import SEEDED, SLASH_ID
 from fastapi.testclient import TestClient
 
+import searchnodes
 from imagegen import jpeg_bytes
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
 from imgsearch.types import Item
+from searchnodes import SearchNode
 
 CATEGORIES = ("shoes", "hats", "bags")
 BRANDS = ("acme", "zenith")
@@ -54,3 +56,16 @@ def client(web_engine: Engine) -> Iterator[TestClient]:
 
     with TestClient(create_app(web_engine)) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="module", params=searchnodes.BACKENDS)
+def node(request: pytest.FixtureRequest, web_settings: Settings) -> Iterator[SearchNode]:
+    """The seeded items behind an HTTP node on each backend (see tests/searchnodes.py)."""
+    backend = str(request.param)
+    if backend == "local":
+        yield SearchNode(backend, request.getfixturevalue("client"),
+                         request.getfixturevalue("web_engine"))
+        return
+    address = request.getfixturevalue(
+        "milvus_lite_address" if backend == "milvus-lite" else "milvus_server_address")
+    yield from searchnodes.milvus_node(address, web_settings, backend, seed_items())

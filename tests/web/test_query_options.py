@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 from apihelp import assert_error, b64
-from fastapi.testclient import TestClient
 
 from imagegen import jpeg_bytes
 from imgsearch.engine import Engine
 from imgsearch.errors import InvalidQueryError
 from imgsearch.types import Query
+from searchnodes import SearchNode
 
 
 def ids(response: Any) -> list[str]:
@@ -37,7 +37,9 @@ UPLOAD = {"file": ("q.jpg", jpeg_bytes(3))}
 ALL = {"min_confidence": "0", "limit": "12", "collapse_duplicates": "false"}
 
 
-def test_text_route_caps_hits_per_category(client: TestClient, web_engine: Engine) -> None:
+def test_text_route_caps_hits_per_category(node: SearchNode) -> None:
+    node.require("text")
+    client, web_engine = node.client, node.engine
     plain = client.get("/v1/search/text", params={"q": "number", **ALL})
     capped = client.get("/v1/search/text", params={"q": "number", "max_per_category": 1,
                                                     **ALL})
@@ -47,7 +49,8 @@ def test_text_route_caps_hits_per_category(client: TestClient, web_engine: Engin
                                      collapse_duplicates=False, max_per_category=1)
 
 
-def test_upload_route_caps_hits_per_category(client: TestClient) -> None:
+def test_upload_route_caps_hits_per_category(node: SearchNode) -> None:
+    client = node.client
     plain = client.post("/v1/search/image", files=UPLOAD, data=ALL)
     capped = client.post("/v1/search/image", files=UPLOAD,
                          data={**ALL, "max_per_category": "1"})
@@ -56,7 +59,8 @@ def test_upload_route_caps_hits_per_category(client: TestClient) -> None:
     assert len(categories(capped)) == len(set(categories(capped))) < len(ids(plain))
 
 
-def test_upload_route_takes_mmr(client: TestClient, web_engine: Engine) -> None:
+def test_upload_route_takes_mmr(node: SearchNode) -> None:
+    client, web_engine = node.client, node.engine
     plain = ids(client.post("/v1/search/image", files=UPLOAD, data=ALL))
     diverse = ids(client.post("/v1/search/image", files=UPLOAD, data={**ALL,
                                                                        "mmr_lambda": "0"}))
@@ -66,7 +70,8 @@ def test_upload_route_takes_mmr(client: TestClient, web_engine: Engine) -> None:
     assert diverse[0] == plain[0] == "p3" and diverse != plain
 
 
-def test_upload_route_takes_several_images(client: TestClient) -> None:
+def test_upload_route_takes_several_images(node: SearchNode) -> None:
+    client = node.client
     files = [("file", ("a.jpg", jpeg_bytes(2))), ("file", ("b.jpg", jpeg_bytes(9)))]
     response = client.post("/v1/search/image", files=files,
                            data={"multi_image": "rrf", "min_confidence": "0", "limit": "4"})
@@ -75,8 +80,11 @@ def test_upload_route_takes_several_images(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("route", ["text", "image", "similar"])
-def test_every_form_route_checks_its_boosts(client: TestClient, route: str) -> None:
+def test_every_form_route_checks_its_boosts(node: SearchNode, route: str) -> None:
     """A boost reaches the engine, which refuses an unknown signal (it was ignored)."""
+    if route == "text":
+        node.require("text")
+    client = node.client
     fields = {"boost": "luck=0.5"}
     if route == "text":
         response = client.get("/v1/search/text", params={"q": "hat", **fields})
@@ -89,7 +97,8 @@ def test_every_form_route_checks_its_boosts(client: TestClient, route: str) -> N
     assert "SIGNAL=WEIGHT" in assert_error(malformed, 400, "invalid_query")["message"]
 
 
-def test_similar_route_prefers_a_colour(client: TestClient, web_engine: Engine) -> None:
+def test_similar_route_prefers_a_colour(node: SearchNode) -> None:
+    client, web_engine = node.client, node.engine
     plain = ids(client.get("/v1/items/p0/similar", params=ALL))
     last = plain[-1]
     colour = web_engine.get(last).colors[0]
@@ -100,7 +109,8 @@ def test_similar_route_prefers_a_colour(client: TestClient, web_engine: Engine) 
                                    collapse_duplicates=False, prefer_colors=(colour,))
 
 
-def test_json_route_takes_prefer_colors(client: TestClient, web_engine: Engine) -> None:
+def test_json_route_takes_prefer_colors(node: SearchNode) -> None:
+    client, web_engine = node.client, node.engine
     body = {"image_base64": b64(jpeg_bytes(3)), "min_confidence": 0, "limit": 12,
             "collapse_duplicates": False}
     plain = ids(client.post("/v1/search", json=body))
@@ -109,7 +119,8 @@ def test_json_route_takes_prefer_colors(client: TestClient, web_engine: Engine) 
     assert preferred.index(plain[-1]) < len(plain) - 1
 
 
-def test_json_route_takes_a_raw_vector(client: TestClient, web_engine: Engine) -> None:
+def test_json_route_takes_a_raw_vector(node: SearchNode) -> None:
+    client, web_engine = node.client, node.engine
     vector = web_engine.embed_query_image(jpeg_bytes(5))
     response = client.post("/v1/search", json={"vector": [float(v) for v in vector],
                                                "limit": 3})
@@ -122,8 +133,9 @@ def test_json_route_takes_a_raw_vector(client: TestClient, web_engine: Engine) -
     assert "no vector space 'sound'" in assert_error(unknown, 400, "invalid_query")["message"]
 
 
-def test_json_route_hands_index_parameters_to_the_backend(client: TestClient,
-                                                          web_engine: Engine) -> None:
+def test_json_route_hands_index_parameters_to_the_backend(node: SearchNode) -> None:
+    node.require("search_params")
+    client, web_engine = node.client, node.engine
     body = {"image_base64": b64(jpeg_bytes(3)), "min_confidence": 0, "limit": 5}
     tuned = client.post("/v1/search", json={**body, "ef_search": 512, "nprobe": 4})
     assert ids(tuned) == ids(client.post("/v1/search", json=body))  # a flat index: exact

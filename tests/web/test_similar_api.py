@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
+from searchnodes import SearchNode
 
 
-def test_similar_route_fuses_image_text_and_category(client: TestClient) -> None:
+def test_similar_route_fuses_image_text_and_category(node: SearchNode) -> None:
+    node.require("fused_similar")
+    client = node.client
     body = client.get("/v1/items/p0/similar", params={"limit": 5}).json()
     hits = body["results"]
     assert len(hits) == 5 and "p0" not in [h["id"] for h in hits]

@@ -1,22 +1,23 @@
 """Copy a collection from one backend to another, vectors included (nothing is encoded
 again): ``imgsearch migrate ./shop milvus://host:19530/shop``; and ``imgsearch index
 SOURCE --collection milvus://...``, which ingests into a local staging collection (the
-whole ingest pipeline: decode, enrich, encode) and copies it over."""
+whole ingest pipeline: decode, enrich, encode) and copies what changed over."""
 
 from __future__ import annotations
 
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from imgsearch.config import Settings
-from imgsearch.engine.backends.base import CollectionBackend
+from imgsearch.engine.backends.base import CollectionBackend, Row
 from imgsearch.engine.backends.local import LocalBackend
 from imgsearch.engine.backends.registry import backend_name, open_backend
 from imgsearch.engine.core import Engine
 from imgsearch.errors import InvalidInputError
+from imgsearch.ingest.fields import name_text
 from imgsearch.types import IngestReport, Progress
 
 ProgressCallback = Callable[[Progress], None]
@@ -55,7 +56,8 @@ def migrate(source: str | Path, target: str, settings: Settings, *,
         raise InvalidInputError(f"migrate: {target} exists; migrate into a new collection")
     origin = open_backend(source, settings, create=False)
     try:
-        destination = open_backend(target, settings, spaces=origin.spaces())
+        destination = open_backend(target, settings, spaces=origin.spaces(),
+                                   encoders=origin.encoders())
         try:
             return copy_rows(origin, destination, progress=progress)
         finally:
@@ -67,23 +69,56 @@ def migrate(source: str | Path, target: str, settings: Settings, *,
 def index_remote(source: Path, target: str, settings: Settings, *,
                  image_encoder: str | None = None, text_encoder: str | None = None,
                  progress: ProgressCallback | None = None) -> IngestReport:
-    """Ingest ``source`` into a throwaway local collection, then copy it to ``target``.
-    Every run encodes the whole source again (nothing is kept between runs); items are
-    upserted by id, so a run again replaces them."""
+    """Index ``source`` into the remote collection ``target`` as into a local one: only
+    new and changed items are decoded and encoded, and the items of files gone from a
+    folder are removed.
+
+    The whole ingest pipeline runs into a throwaway local staging collection, seeded
+    first with what ``target`` holds from this source (items with their vectors, nothing
+    encoded): the local ingest then skips an item by id, file size and time, then content
+    hash, as it does locally; the items it wrote are copied to ``target``, and those it
+    removed are deleted there."""
     with tempfile.TemporaryDirectory(prefix="imgsearch-staging-") as scratch:
         engine = Engine.open(Path(scratch) / "staging", settings,
                              image_encoder=image_encoder, text_encoder=text_encoder)
         staged = LocalBackend(engine)
         try:
-            report = engine.ingest(source, progress=progress)
-            destination = open_backend(target, settings, spaces=staged.spaces())
+            destination = open_backend(target, settings, spaces=staged.spaces(),
+                                       encoders=staged.encoders())
             try:
-                copy_rows(staged, destination, progress=progress)
+                origin = name_text(str(Path(source).resolve()))
+                known: dict[str, tuple[int | None, float | None]] = {}
+                for rows in destination.rows(source=origin):
+                    staged.upsert(rows)
+                    known.update((r.item.id, (r.item.source_size, r.item.source_mtime))
+                                 for r in rows)
+                written: list[str] = []
+                report = engine.ingest(source, progress=progress, on_commit=written.extend)
+                # a file touched but not changed keeps its vectors; its new time is copied
+                states = engine.catalog.source_states(origin)
+                touched = [i for i, state in known.items()
+                           if i in states and states[i][:2] != state]
+                _copy_ids(staged, destination, list(dict.fromkeys(written + touched)))
+                gone = [i for i in known if i not in engine]
+                if gone:
+                    destination.delete(gone)
             finally:
                 destination.close()
         finally:
             staged.close()
     return report
+
+
+def _copy_ids(source: LocalBackend, target: CollectionBackend, ids: list[str],
+              batch: int = 500) -> None:
+    """Upsert the items ``ids`` of ``source`` with their vectors into ``target``, with no
+    thumbnail or kept original (files of the staging collection)."""
+    spaces = sorted(source.spaces())
+    for start in range(0, len(ids), batch):
+        items = source.get(ids[start:start + batch])
+        target.upsert([Row(replace(item, thumbnail=None, original=None),
+                           source.fetch_vectors_of(item.id, spaces))
+                       for item in items.values()])
 
 
 __all__ = ["MigrateReport", "copy_rows", "index_remote", "migrate"]

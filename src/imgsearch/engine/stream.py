@@ -30,7 +30,13 @@ from urllib.parse import unquote, urlsplit
 
 from imgsearch.engine.core import Engine
 from imgsearch.engine.stream_messages import Change, MessageError, parse_message, unchanged
-from imgsearch.errors import ImgSearchError, InvalidInputError, StreamError
+from imgsearch.errors import (
+    CollectionError,
+    ImgSearchError,
+    InvalidInputError,
+    StorageFullError,
+    StreamError,
+)
 from imgsearch.types import ImageInput, Item
 
 _log = logging.getLogger("imgsearch.stream")
@@ -276,18 +282,30 @@ class StreamConsumer:
                 skipped += 1
                 continue
             todo.append((change.item, change.image))
-        # prepared and committed as one batch, without the index snapshot that ingest
-        # takes at its end: the journal keeps the indexes up to date, and they are saved
-        # every ``index_save_every`` changes, as for writes through the API
-        prepared, failures = self.engine.preparer.prepare(todo) if todo else ([], [])
-        self.engine.commit(prepared)
-        failed = {f.item_id: f for f in failures if f.item_id}
+        # the one write path of items with their images (as the item routes): decoded
+        # and encoded as one batch and committed in one transaction, durable when it
+        # returns; no index snapshot as ingest takes at its end: the journal keeps the
+        # indexes up to date, saved every ``index_save_every`` changes
+        outcomes = self.engine.upsert_many(todo) if todo else []
+        failed: dict[str, tuple[str, str]] = {}  # item id -> (reason, code)
+        for (item, _image), outcome in zip(todo, outcomes, strict=True):
+            if isinstance(outcome, str):
+                continue
+            if isinstance(outcome, CollectionError | StorageFullError):
+                raise outcome  # the commit failed: nothing acknowledged, retried
+            label = item.image or item.id
+            if isinstance(outcome, ImgSearchError):
+                message = outcome.message
+                reason = message[len(label) + 2:] if message.startswith(label + ": ") \
+                    else message
+                failed[item.id] = (f"{label}: {reason}", outcome.code)
+            else:
+                failed[item.id] = (f"{label}: cannot read: {outcome}", "io_error")
         done = []
         for message_id, data, change in run:
             failure = failed.get(change.item_id)
             if failure is not None and last[change.item_id] == message_id:
-                self._dead(message_id, data, f"{failure.source}: {failure.reason}",
-                           failure.code)
+                self._dead(message_id, data, *failure)
             else:
                 done.append(message_id)
         self._ack(done)

@@ -8,9 +8,9 @@ acknowledged by one node visible to a search through any other). A node keeps no
 it cannot lose: caches, and the API keys file it is given.
 
 The routes are the main app's: search (JSON, image upload, text), items (get, put,
-delete, similar; duplicates answer not_supported_on_backend), and health, readiness,
-metrics and stats. The web page, thumbnails, the timeline, batch writes and click
-feedback need the local catalog and are not served here.
+delete, similar, duplicates), and health, readiness, metrics and stats. The web page,
+thumbnails, the timeline, batch writes and click feedback need the local catalog and
+are not served here (``RemoteEngine.refuses`` says why, feature by feature).
 """
 
 from __future__ import annotations
@@ -89,13 +89,13 @@ def serve_remote(uri: str, host: str, port: int, settings: Settings,
     import uvicorn
 
     from imgsearch.engine.backends.registry import open_backend
-    from imgsearch.engine.remote import spaces_for
+    from imgsearch.engine.remote import encoders_for
     from imgsearch.web.access_log import configure_json_logging
     from imgsearch.web.serve import _listen, uvicorn_options
 
     listener = _listen(host, port)
     try:
-        backend = open_backend(uri, settings, spaces=spaces_for(settings))
+        backend = open_backend(uri, settings, encoders=encoders_for(settings))
         app = create_remote_app(RemoteEngine(backend, settings), settings=settings,
                                 limits=limits, listen_host=host, owns_engine=True)
         configure_json_logging()

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from imgsearch.types import Filters, Item
+from imgsearch.types import Filters, Item, VectorSpace
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,11 @@ class CollectionBackend(Protocol):
         """Each vector space with the dimension of its vectors."""
         ...
 
+    def encoders(self) -> dict[str, VectorSpace]:
+        """What made each space's vectors (encoder, model id, dimension), as the
+        collection records it; a space with nothing recorded is left out."""
+        ...
+
     def upsert(self, rows: Sequence[Row]) -> None:
         """Insert or replace items by id, with their vectors; durable when it returns."""
         ...
@@ -70,9 +75,12 @@ class CollectionBackend(Protocol):
         ...
 
     def search(self, space: str, vector: NDArray[np.float32], k: int,
-               filters: Filters | None = None) -> list[Hit]:
+               filters: Filters | None = None, params: Mapping[str, int] | None = None
+               ) -> list[Hit]:
         """The ``k`` best items by inner product in ``space`` among those ``filters``
-        allow, best first (ties by id)."""
+        allow, best first (ties by id). ``params``: a query's index hints
+        (``Query.search_params``: ef_search, nprobe), which the backend maps onto its own
+        index's parameters and checks (InvalidQueryError for a name it does not know)."""
         ...
 
     def keyword_search(self, text: str, k: int, filters: Filters | None = None) -> list[Hit]:
@@ -98,8 +106,9 @@ class CollectionBackend(Protocol):
         """How many items the collection holds (counted, never estimated)."""
         ...
 
-    def rows(self, batch: int = 1000) -> Iterator[list[Row]]:
-        """Every item with its vectors, in batches (what ``migrate`` copies)."""
+    def rows(self, batch: int = 1000, source: str | None = None) -> Iterator[list[Row]]:
+        """Every item with its vectors, in batches (what ``migrate`` copies); with
+        ``source``, only the items ingested from there (``Item.source``)."""
         ...
 
     def close(self) -> None: ...

@@ -15,7 +15,7 @@ from imgsearch.engine.backends.base import BackendCapabilities, Hit, Row, ranked
 from imgsearch.engine.core import Engine
 from imgsearch.engine.pipeline import Prepared
 from imgsearch.errors import InvalidQueryError, UnsupportedOnBackendError
-from imgsearch.types import Filters, Item
+from imgsearch.types import Filters, Item, VectorSpace
 
 _CAPABILITIES = BackendCapabilities(filters=True, bm25=True, hybrid=False,
                                     read_your_writes=True)
@@ -49,6 +49,9 @@ class LocalBackend:
     def spaces(self) -> dict[str, int]:
         return {name: index.space.dim for name, index in self.engine.spaces.items()}
 
+    def encoders(self) -> dict[str, VectorSpace]:
+        return dict(self.engine.manifest.spaces)
+
     def upsert(self, rows: Sequence[Row]) -> None:
         size = max(1, self.engine.settings.ingest_batch_size)
         for start in range(0, len(rows), size):
@@ -64,7 +67,8 @@ class LocalBackend:
             keys, scores, strict=True) if int(key) in names], k)
 
     def search(self, space: str, vector: NDArray[np.float32], k: int,
-               filters: Filters | None = None) -> list[Hit]:
+               filters: Filters | None = None, params: Mapping[str, int] | None = None
+               ) -> list[Hit]:
         self.engine.refresh()
         index = self.engine.spaces.get(space)
         if index is None:
@@ -75,7 +79,8 @@ class LocalBackend:
         if allowed is not None and len(allowed) == 0:
             return []
         with self.engine.lock.read():
-            keys, scores, _plan = index.search(np.asarray(vector, np.float32), k, allowed, {})
+            keys, scores, _plan = index.search(np.asarray(vector, np.float32), k, allowed,
+                                               params or {})
         return self._ids(keys, scores, k)
 
     def keyword_search(self, text: str, k: int, filters: Filters | None = None) -> list[Hit]:
@@ -109,10 +114,12 @@ class LocalBackend:
         self.engine.refresh()
         return self.engine.catalog.count()
 
-    def rows(self, batch: int = 1000) -> Iterator[list[Row]]:
+    def rows(self, batch: int = 1000, source: str | None = None) -> Iterator[list[Row]]:
         spaces = sorted(self.engine.spaces)
         out: list[Row] = []
         for item in self.engine.catalog.iter_items(batch):
+            if source is not None and item.source != source:
+                continue
             vectors = self.fetch_vectors_of(item.id, spaces)
             out.append(Row(item, vectors))
             if len(out) >= batch:

@@ -36,7 +36,13 @@ from imgsearch.engine.backends.milvus_collection import (
     _check_indexes,
     _create,
 )
-from imgsearch.engine.backends.milvus_filters import filter_expression
+from imgsearch.engine.backends.milvus_encoders import (
+    check_encoders,
+    encoders_property,
+    record_encoders,
+    recorded_encoders,
+)
+from imgsearch.engine.backends.milvus_filters import filter_expression, literal
 from imgsearch.engine.backends.milvus_schema import (
     from_row,
     presence_field,
@@ -63,7 +69,8 @@ from imgsearch.errors import (
     InvalidQueryError,
     UnsupportedOnBackendError,
 )
-from imgsearch.types import Filters, Item
+from imgsearch.index.base import SearchParams
+from imgsearch.types import Filters, Item, VectorSpace
 
 _BATCH_ROWS = 500
 
@@ -72,26 +79,39 @@ class MilvusBackend:
     """A collection in Milvus (see the module docstring)."""
 
     def __init__(self, target: MilvusTarget, client: Any, spaces: dict[str, int],
-                 version: str, bm25: bool) -> None:
+                 version: str, bm25: bool, places: bool = True,
+                 encoders: Mapping[str, VectorSpace] | None = None) -> None:
         self.target = target
         self._client = client
         self._spaces = spaces
         self.version = version
         self._bm25 = bm25
+        self._places = places
+        self._encoders = dict(encoders or {})
         self._hybrid = _at_least(version, 2, 4)
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
     def open(cls, uri: str, spaces: Mapping[str, int] | None = None, *,
-             create: bool = True) -> MilvusBackend:
+             create: bool = True, encoders: Mapping[str, VectorSpace] | None = None
+             ) -> MilvusBackend:
         """Open the collection ``uri`` names; create it with ``spaces`` when missing.
         BackendUnavailableError when the server cannot be reached, BackendMismatchError
-        for a collection imgsearch did not make or one with other spaces/dimensions."""
+        for a collection imgsearch did not make or one with other spaces/dimensions,
+        EncoderMismatchError when ``encoders`` are not those it records (a collection
+        made before they were recorded takes them)."""
+        if encoders and not spaces:
+            spaces = {name: space.dim for name, space in encoders.items()}
         target = parse_uri(uri)
         client = _connect(target)
         version = _call(target, lambda: str(client.get_server_version()))
         if _call(target, lambda: client.has_collection(target.name)):
-            found, bm25 = _check_existing(target, client, spaces)
+            found, bm25, places, described = _check_existing(target, client, spaces)
+            recorded = recorded_encoders(target, described)
+            check_encoders(target, recorded, encoders or {})
+            if encoders and not recorded:
+                record_encoders(target, client, encoders)
+                recorded = dict(encoders)
         elif not create:
             from imgsearch.errors import CollectionNotFoundError
 
@@ -101,11 +121,13 @@ class MilvusBackend:
             raise InvalidInputError(f"{uri}: a new milvus collection needs its vector spaces "
                                     f"(index a source into it, or migrate one)")
         else:
-            found, bm25 = dict(spaces), _at_least(version, 2, 5)
-            _create(target, client, found, bm25)
+            found, bm25, places = dict(spaces), _at_least(version, 2, 5), True
+            recorded = dict(encoders or {})
+            _create(target, client, found, bm25,
+                    encoders_property(recorded) if recorded else None)
         _check_indexes(target, client, found)
         _call(target, lambda: client.load_collection(target.name, timeout=target.timeout_s))
-        return cls(target, client, found, version, bm25)
+        return cls(target, client, found, version, bm25, places, recorded)
 
     @property
     def uri(self) -> str:
@@ -118,6 +140,9 @@ class MilvusBackend:
 
     def spaces(self) -> dict[str, int]:
         return dict(self._spaces)
+
+    def encoders(self) -> dict[str, VectorSpace]:
+        return dict(self._encoders)
 
     def _do(self, what: Callable[[Any], T]) -> T:
         """Run ``what(client)``; reconnect with backoff while the server is unreachable,
@@ -149,7 +174,7 @@ class MilvusBackend:
 
     # -- writes ----------------------------------------------------------------------
     def upsert(self, rows: Sequence[Row]) -> None:
-        data = [to_row(r.item, r.vectors, self._spaces) for r in rows]
+        data = [to_row(r.item, r.vectors, self._spaces, self._places) for r in rows]
         timeout = self.target.timeout_s
         for start in range(0, len(data), _BATCH_ROWS):
             batch = data[start:start + _BATCH_ROWS]
@@ -173,20 +198,31 @@ class MilvusBackend:
                                     f"{', '.join(sorted(self._spaces)) or 'none'}")
         return vector_field(space)
 
-    def _search_params(self) -> dict[str, Any]:
-        return {"metric_type": "IP", "params": dict(self.target.search)}
+    def _search_params(self, hints: Mapping[str, int] | None = None, k: int = 0
+                       ) -> dict[str, Any]:
+        """The URI's search parameters, overridden by a query's hints mapped onto this
+        index: ef_search is HNSW's ef (at least ``k``, which Milvus requires), nprobe
+        IVF's; a FLAT index is exact and takes neither (as the local flat index)."""
+        params: dict[str, int] = dict(self.target.search)
+        hinted = SearchParams.from_hints(hints or {})
+        if self.target.index == "HNSW" and hinted.ef_search is not None:
+            params["ef"] = max(hinted.ef_search, k)
+        if self.target.index.startswith("IVF") and hinted.nprobe is not None:
+            params["nprobe"] = hinted.nprobe
+        return {"metric_type": "IP", "params": params}
 
     def search(self, space: str, vector: NDArray[np.float32], k: int,
-               filters: Filters | None = None) -> list[Hit]:
+               filters: Filters | None = None, params: Mapping[str, int] | None = None
+               ) -> list[Hit]:
         anns = self._field(space)
         where = " and ".join(e for e in (f"{presence_field(space)} == true",
-                                         filter_expression(filters)) if e)
+                                         filter_expression(filters, self._places)) if e)
         if k <= 0:
             return []
         data = [np.asarray(vector, np.float32).tolist()]
         found = self._do(lambda c: c.search(
             self.target.name, data=data, anns_field=anns, limit=k, filter=where,
-            output_fields=["id"], search_params=self._search_params(),
+            output_fields=["id"], search_params=self._search_params(params, k),
             consistency_level=self.target.consistency, timeout=self.target.timeout_s))
         return ranked([(str(h["id"]), float(h["distance"])) for h in found[0]], k)
 
@@ -195,7 +231,7 @@ class MilvusBackend:
             raise UnsupportedOnBackendError(
                 f"keyword search needs Milvus 2.5 or later (BM25); the server at "
                 f"{self.target.address} runs {self.version}")
-        where = filter_expression(filters)
+        where = filter_expression(filters, self._places)
         if not text.strip() or k <= 0:
             return []
         found = self._do(lambda c: c.search(
@@ -215,7 +251,7 @@ class MilvusBackend:
                 f"{self.target.address} runs {self.version}")
         from pymilvus import AnnSearchRequest, RRFRanker
 
-        where = filter_expression(filters)
+        where = filter_expression(filters, self._places)
         requests = []
         for space, vector in sorted(vectors.items()):
             expr = " and ".join(e for e in (f"{presence_field(space)} == true", where) if e)
@@ -263,11 +299,12 @@ class MilvusBackend:
                                            timeout=self.target.timeout_s))
         return int(found[0]["count(*)"])
 
-    def rows(self, batch: int = 1000) -> Iterator[list[Row]]:
+    def rows(self, batch: int = 1000, source: str | None = None) -> Iterator[list[Row]]:
         fields = ["id", "item", *(f for s in self._spaces
                                   for f in (vector_field(s), presence_field(s)))]
+        where = "" if source is None else f'item["source"] == {literal(source)}'
         iterator = self._do(lambda c: c.query_iterator(
-            self.target.name, batch_size=batch, filter="", output_fields=fields,
+            self.target.name, batch_size=batch, filter=where, output_fields=fields,
             timeout=self.target.timeout_s))
         while True:
             page = self._do(lambda _c: iterator.next())

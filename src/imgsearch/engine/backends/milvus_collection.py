@@ -48,7 +48,8 @@ def _description(spaces: Mapping[str, int]) -> str:
     return f"{SCHEMA_MARK} v{SCHEMA_VERSION}; spaces {listed}"
 
 
-def _create(target: MilvusTarget, client: Any, spaces: Mapping[str, int], bm25: bool) -> None:
+def _create(target: MilvusTarget, client: Any, spaces: Mapping[str, int], bm25: bool,
+            properties: Mapping[str, str] | None = None) -> None:
     from pymilvus import DataType, Function, FunctionType
 
     schema = client.create_schema(auto_id=False, enable_dynamic_field=False,
@@ -61,7 +62,7 @@ def _create(target: MilvusTarget, client: Any, spaces: Mapping[str, int], bm25: 
     schema.add_field("has_price", DataType.BOOL)
     schema.add_field("width", DataType.INT64)
     schema.add_field("height", DataType.INT64)
-    for name in ("colors", "tags"):
+    for name in ("colors", "tags", "places"):
         schema.add_field(name, DataType.ARRAY, element_type=DataType.VARCHAR,
                          max_capacity=MAX_LIST, max_length=MAX_SHORT)
     schema.add_field("attributes", DataType.JSON)
@@ -85,7 +86,8 @@ def _create(target: MilvusTarget, client: Any, spaces: Mapping[str, int], bm25: 
         index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
     try:
         client.create_collection(target.name, schema=schema, index_params=index,
-                                 consistency_level=CONSISTENCY, timeout=target.timeout_s)
+                                 consistency_level=CONSISTENCY, timeout=target.timeout_s,
+                                 **({"properties": dict(properties)} if properties else {}))
     except Exception as exc:
         if _unreachable(exc):
             raise BackendUnavailableError(target.uri, _down(target, exc)) from None
@@ -96,9 +98,10 @@ def _create(target: MilvusTarget, client: Any, spaces: Mapping[str, int], bm25: 
 
 
 def _check_existing(target: MilvusTarget, client: Any, spaces: Mapping[str, int] | None
-                    ) -> tuple[dict[str, int], bool]:
+                    ) -> tuple[dict[str, int], bool, bool, dict[str, Any]]:
     """The spaces of the existing collection, refused when imgsearch did not make it or
-    when ``spaces`` asks for other dimensions; and whether it has BM25."""
+    when ``spaces`` asks for other dimensions; whether it has BM25, and places; and its
+    description."""
     described = _call(target, lambda: client.describe_collection(target.name))
     description = str(described.get("description") or "")
     fields = {f["name"]: f for f in described.get("fields", [])}
@@ -124,7 +127,7 @@ def _check_existing(target: MilvusTarget, client: Any, spaces: Mapping[str, int]
             raise BackendMismatchError(
                 f"Milvus collection {target.name!r} has no {space} space (it has "
                 f"{', '.join(sorted(found)) or 'none'}); use another collection name")
-    return found, "sparse" in fields
+    return found, "sparse" in fields, "places" in fields, dict(described)
 
 
 def _check_indexes(target: MilvusTarget, client: Any, spaces: Mapping[str, int]) -> None:

@@ -23,10 +23,11 @@ def _norms(values: tuple[str, ...]) -> list[str]:
     return sorted({norm(v) or "" for v in values})
 
 
-def filter_expression(filters: Filters | None) -> str:
+def filter_expression(filters: Filters | None, places: bool = True) -> str:
     """The expression (empty: everything); InvalidFilterError as the catalog raises it,
-    UnsupportedOnBackendError for what the Milvus collection cannot evaluate (``near``,
-    ``places``: it keeps no place fields)."""
+    UnsupportedOnBackendError for what the Milvus collection cannot evaluate: ``near``
+    (an expression computes no distance), and ``places`` in a collection made before it
+    kept them (``places`` False)."""
     if filters is None or filters.is_empty():
         return ""
     validate(filters)  # the same checks and messages as the local backend
@@ -34,10 +35,10 @@ def filter_expression(filters: Filters | None) -> str:
         raise UnsupportedOnBackendError(
             "the near (latitude, longitude, radius) filter is not supported on the milvus "
             "backend")
-    if filters.places:
+    if filters.places and not places:
         raise UnsupportedOnBackendError(
-            "the place filter (city, region or country) is not supported on the milvus "
-            "backend")
+            "the place filter (city, region or country) needs a milvus collection made by "
+            "this version (it keeps the places field): migrate the items into a new one")
     clauses: list[str] = []
     for values, field in ((filters.categories, "category_norm"),
                           (filters.brands, "brand_norm"),
@@ -67,6 +68,9 @@ def filter_expression(filters: Filters | None) -> str:
         either = " or ".join(f"attributes[{literal(name)}] == {literal(form)}"
                              for form in sorted(forms))
         clauses.append(f"({either})")
+    if filters.places:
+        wanted = sorted({p.strip().casefold() for p in filters.places})
+        clauses.append(f"array_contains_any(places, {_list(wanted)})")
     if filters.taken_after is not None:
         clauses.append(f"taken_local >= {literal(filters.taken_after.strip().replace(' ', 'T'))}")
     if filters.taken_before is not None:

@@ -18,7 +18,7 @@ from imgsearch.store.shards import item_from_json, item_json
 from imgsearch.types import Item
 
 SCHEMA_MARK = "imgsearch collection"  # the collection description starts with it
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a places field (city, region, country) for the place filter
 MAX_ID = 1024
 MAX_SHORT = 1024
 MAX_TEXT = 65_535
@@ -66,9 +66,17 @@ def colors_of(item: Item) -> set[str]:
     return found
 
 
+def places_of(item: Item) -> set[str]:
+    """What a place filter matches: the item's city, region and country, case-folded as
+    the catalog's fold() compares them."""
+    return {p.strip().casefold() for p in (item.city, item.region, item.country)
+            if p and p.strip()}
+
+
 def to_row(item: Item, vectors: Mapping[str, NDArray[np.float32]],
-           spaces: Mapping[str, int]) -> dict[str, Any]:
-    """The Milvus row of ``item``: a space it has no vector in gets zeros, marked absent."""
+           spaces: Mapping[str, int], places: bool = True) -> dict[str, Any]:
+    """The Milvus row of ``item``: a space it has no vector in gets zeros, marked absent;
+    ``places``: the collection has the places field (made by schema 2 or later)."""
     if len(item.id.encode()) > MAX_ID:
         raise InvalidFieldError("id", f"id {item.id[:80]!r}... is over {MAX_ID} bytes, more "
                                       f"than the milvus backend stores")
@@ -95,6 +103,8 @@ def to_row(item: Item, vectors: Mapping[str, NDArray[np.float32]],
         "item": json.loads(stored),
         "text": item.metadata_text()[:MAX_TEXT // 4],  # characters, each up to 4 bytes
     }
+    if places:
+        row["places"] = _listed(places_of(item), "places", item.id)
     for space, dim in spaces.items():
         vector = vectors.get(space)
         if vector is not None and len(vector) != dim:
@@ -113,4 +123,4 @@ def from_row(row: Mapping[str, Any]) -> Item:
 
 
 __all__ = ["SCALARS", "SCHEMA_MARK", "SCHEMA_VERSION", "colors_of", "from_row",
-           "presence_field", "to_row", "vector_field"]
+           "places_of", "presence_field", "to_row", "vector_field"]
