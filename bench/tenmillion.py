@@ -5,11 +5,12 @@ phases, each in a process of its own (this script re-invoked with ``--phase``), 
 resumable: a killed run started again goes on where it stopped.
 
 1. ``write``: ``--n`` clustered 512-d vectors (``bench/vectors.py``'s generator, chunk by
-   chunk from their seeded streams: the base is never held whole, nor saved) written as
-   items through ``Catalog.upsert`` in one transaction per 20,000 items: the catalog
-   writes of ``Engine.commit`` without applying each batch to an index (the index is
-   built once, in phase 2). Vectors go to the space's vector file in float16
-   (``vector_dtype``), 1 KB per vector. Resumes at the catalog's item count.
+   chunk from their seeded streams, the next chunk made on a thread while this one is
+   written: the base is never held whole, nor saved) written as items through
+   ``Catalog.upsert_many`` in one transaction per 50,000 items: the catalog writes of
+   ``Engine.commit`` without applying each batch to an index (the index is built once,
+   in phase 2). Vectors go to the space's vector file in float16 (``vector_dtype``),
+   1 KB per vector. Resumes at the catalog's item count.
 2. ``index``: ``Engine.open`` with ``IMGSEARCH_MEMORY_BUDGET_MB``-style settings
    (``memory_budget_mb``, default 4096, ``hnsw_max`` 2M): ``auto`` picks the kind, the
    engine trains it on a random sample (IVF k-means, progress in the log) and adds every
@@ -19,11 +20,16 @@ resumable: a killed run started again goes on where it stopped.
    (by vector: held-out queries) and ``engine.similar(id, limit=10)`` (by id: random base
    items), and the bare FAISS index inside the engine with the engine's nprobe/efSearch,
    k = 10, no re-scoring — the methods take turns per query. Recall@10 against exact
-   ground truth from a chunked exact scan of the regenerated float32 base (cached);
+   ground truth from one chunked exact scan of the regenerated float32 base for both
+   query sets (cached in the work folder: a scan made ahead of the phase is used);
    numpy exact (``X @ q`` + ``argpartition``) on the first 1M rows (float32, generated
    in memory). Resident memory: ``VmRSS`` after open and after the queries, and the peak
    counted from the end of the open (``clear_refs``); the vector file's mapped pages are
-   in the RSS (``info``'s figure is reported apart).
+   in the RSS (``info``'s figure is reported apart, and the RSS split into the process's
+   own pages and mapped file pages).
+
+``--render RESULTS`` prints the report of a finished run from its results file (what
+BENCHMARKS.md shows).
 
 Writes ``bench/results/tenmillion-<n>.json``. Work files: ``bench/data/tenmillion-<n>/``
 (about 1.6 KB per vector: catalog, vector file, index).
@@ -38,6 +44,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -60,18 +67,48 @@ from peers import _engine_settings, item_id, log, peak_mb, reset_peak, rss_mb
 from vectors import CHUNK, DIM, _clustered_points, _clusters, _generate_queries
 
 SEED = 7
-WRITE_BATCH = 20_000
+WRITE_BATCH = 50_000
 
 
 def base_chunks(n: int, first_row: int = 0) -> Any:
-    """(start row, float32 block) of the base, regenerated chunk by chunk."""
+    """(start row, float32 block) of the base, regenerated chunk by chunk; the next chunk
+    is made on a thread while the caller works on this one (numpy lets go of the GIL)."""
     clusters = _clusters(n, SEED)
-    for chunk, start in enumerate(range(0, n, CHUNK)):
-        if start + CHUNK <= first_row:
-            continue
+
+    def make(chunk: int, start: int) -> NDArray[np.float32]:
         rows = min(CHUNK, n - start)
-        block = _clustered_points(clusters, np.random.default_rng([SEED, 1, chunk]), rows)
-        yield start, block
+        return _clustered_points(clusters, np.random.default_rng([SEED, 1, chunk]), rows)
+
+    todo = [(chunk, start) for chunk, start in enumerate(range(0, n, CHUNK))
+            if start + CHUNK > first_row]
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(make, *todo[0]) if todo else None
+        for at, (_chunk, start) in enumerate(todo):
+            assert ahead is not None
+            block = ahead.result()
+            ahead = pool.submit(make, *todo[at + 1]) if at + 1 < len(todo) else None
+            yield start, block
+
+
+def base_rows(n: int, rows: NDArray[np.int64]) -> NDArray[np.float32]:
+    """The base vectors at ``rows`` (sorted), without making the rest: each chunk's
+    random draws are repeated (cheap), the products made for the rows wanted alone (the
+    same numbers as ``base_chunks`` but for the last bits of a sum's rounding)."""
+    clusters = _clusters(n, SEED)
+    out = np.empty((len(rows), DIM), np.float32)
+    for chunk, start in enumerate(range(0, n, CHUNK)):
+        inside = np.flatnonzero((rows >= start) & (rows < start + CHUNK))
+        if not len(inside):
+            continue
+        size = min(CHUNK, n - start)
+        rng = np.random.default_rng([SEED, 1, chunk])  # as _clustered_points draws
+        labels = rng.choice(len(clusters.weights), size=size, p=clusters.weights)
+        noise = rng.standard_normal((size, DIM), dtype=np.float32) * clusters.noise_scale
+        at = rows[inside] - start
+        x = clusters.centres[labels[at]] + clusters.spreads[labels[at], None] * noise[at]
+        x = x @ clusters.rotation.T + clusters.mean
+        out[inside] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
 
 
 def settings(args: argparse.Namespace) -> Any:
@@ -104,10 +141,10 @@ def phase_write(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     continue
                 skip = max(0, done - first)
                 with catalog.transaction() as conn:
-                    for offset in range(skip, len(part)):
-                        row = first + offset
-                        catalog.upsert(conn, Item(id=item_id(row), title=f"vector {row}"),
-                                       {"image": part[offset]})
+                    catalog.upsert_many(conn, [
+                        (Item(id=item_id(row), title=f"vector {row}"),
+                         {"image": part[row - first]})
+                        for row in range(first + skip, first + len(part))])
                 written += len(part) - skip
                 rate = written / (time.perf_counter() - started)
                 left = args.n - first - len(part)
@@ -126,27 +163,50 @@ def phase_index(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     logging.basicConfig(level=logging.INFO, format="  %(asctime)s %(message)s")
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-    started = time.perf_counter()
+    marks: dict[str, float] = {}
+
+    class Marks(logging.Handler):  # when the build said it had trained, and had added all
+        def emit(self, record: logging.LogRecord) -> None:
+            text = record.getMessage()
+            if "index trained in" in text:
+                marks["trained"] = time.time()
+
+    logging.getLogger("imgsearch").addHandler(Marks())
+    started, wall = time.perf_counter(), time.time()
     with Engine.open(work / "collection", settings(args)) as engine:
         kind = engine.spaces["image"].index.kind
         built_s = time.perf_counter() - started
+        ready = time.time()
         log(f"index: {kind} ready in {built_s:.0f} s")
-    return {"index_s": time.perf_counter() - started, "kind": kind}
+    result: dict[str, Any] = {"index_s": time.perf_counter() - started, "kind": kind}
+    if "trained" in marks:
+        result["train_s"] = marks["trained"] - wall
+        result["add_s"] = ready - marks["trained"]  # and saving the index file
+    return result
 
 
 # -- phase 3 --------------------------------------------------------------------------------
-def ground_truth(args: argparse.Namespace, work: Path, queries: NDArray[np.float32],
-                 exclude: NDArray[np.int64] | None, name: str) -> NDArray[np.int64]:
-    path = work / f"truth-{name}-{len(queries)}.npy"
-    if path.exists():
-        return np.load(path)
+def ground_truth(args: argparse.Namespace, work: Path, sets: dict[str, NDArray[np.float32]],
+                 exclude: dict[str, NDArray[np.int64]]) -> dict[str, NDArray[np.int64]]:
+    """Exact top-10 row numbers of each set of queries (a set in ``exclude`` leaves out
+    its query's own row), from one chunked scan of the regenerated base; cached."""
+    paths = {name: work / f"truth-{name}-{len(q)}.npy" for name, q in sets.items()}
+    if all(p.exists() for p in paths.values()):
+        return {name: np.load(p) for name, p in paths.items()}
+    queries = np.concatenate(list(sets.values()))
+    own = np.full(len(queries), -1, np.int64)
+    first = 0
+    for name, q in sets.items():
+        if name in exclude:
+            own[first:first + len(q)] = exclude[name]
+        first += len(q)
     best_s = np.full((len(queries), 10), -np.inf, np.float32)
     best_i = np.full((len(queries), 10), -1, np.int64)
+    started = time.perf_counter()
     for start, block in base_chunks(args.n):
         sims = queries @ block.T
-        if exclude is not None:
-            inside = (exclude >= start) & (exclude < start + len(block))
-            sims[np.flatnonzero(inside), exclude[inside] - start] = -np.inf
+        inside = (own >= start) & (own < start + len(block))
+        sims[np.flatnonzero(inside), own[inside] - start] = -np.inf
         top = np.argpartition(-sims, 9, axis=1)[:, :10]
         all_s = np.concatenate([best_s, np.take_along_axis(sims, top, axis=1)], axis=1)
         all_i = np.concatenate([best_i, top + start], axis=1)
@@ -154,9 +214,16 @@ def ground_truth(args: argparse.Namespace, work: Path, queries: NDArray[np.float
         best_s = np.take_along_axis(all_s, keep, axis=1)
         best_i = np.take_along_axis(all_i, keep, axis=1)
         if start % (20 * CHUNK) == 0:
-            log(f"truth ({name}): {start + len(block):,} of {args.n:,} rows scanned")
-    np.save(path, best_i)
-    return best_i
+            done = start + len(block)
+            spent = time.perf_counter() - started
+            log(f"truth: {done:,} of {args.n:,} rows scanned, "
+                f"{(args.n - done) * spent / done / 60:.0f} min left")
+    found, first = {}, 0
+    for name, q in sets.items():
+        found[name] = best_i[first:first + len(q)]
+        np.save(paths[name], found[name])
+        first += len(q)
+    return found
 
 
 def recall(found: list[list[int]], truth: NDArray[np.int64]) -> float:
@@ -174,12 +241,9 @@ def phase_serve(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     rng = np.random.default_rng(11)
     queries = _generate_queries("clustered", args.n, args.queries, SEED)
     id_rows = np.sort(rng.choice(args.n, size=args.queries, replace=False))
-    id_vectors = np.empty((len(id_rows), DIM), np.float32)
-    for start, block in base_chunks(args.n):
-        inside = (id_rows >= start) & (id_rows < start + len(block))
-        id_vectors[inside] = block[id_rows[inside] - start]
-    truth_vec = ground_truth(args, work, queries, None, "vector")
-    truth_id = ground_truth(args, work, id_vectors, id_rows, "id")
+    id_vectors = base_rows(args.n, id_rows)
+    truths = ground_truth(args, work, {"vector": queries, "id": id_vectors}, {"id": id_rows})
+    truth_vec, truth_id = truths["vector"], truths["id"]
 
     baseline = rss_mb()
     reset_peak()
@@ -253,6 +317,7 @@ def phase_serve(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             found[str(name)].append(answer)
     rss_serve = rss_mb()
     serve_peak = peak_mb()
+    rss_split = rss_parts_mb()
     info = engine.info()
     engine.close()
     truths = {name: truth_id if "by-id" in name else truth_vec for name in methods}
@@ -267,9 +332,22 @@ def phase_serve(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     table_rows["numpy exact (1M subset, float32)"] = numpy_subset(args, queries)
     return {"kind": wrapper.kind, "open_s": open_s, "baseline_mb": baseline,
             "rss_after_open_mb": rss_open, "rss_after_queries_mb": rss_serve,
-            "serve_peak_mb": serve_peak, "methods": table_rows, "engine_over_faiss": ratio,
+            "serve_peak_mb": serve_peak, "rss_parts_after_queries_mb": rss_split,
+            "methods": table_rows, "engine_over_faiss": ratio,
             "engine_over_faiss_rescored": ratio_rescored,
             "info_image": info["spaces"]["image"]}
+
+
+def rss_parts_mb() -> dict[str, float]:
+    """This process's resident memory by kind (``/proc/self/status``): its own pages
+    (anonymous) and the pages of files it maps (the vector file: clean page cache that
+    the kernel can take back and read again)."""
+    parts = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("RssAnon", "RssFile", "RssShmem"):
+            parts[name] = int(value.split()[0]) / 1024
+    return parts
 
 
 def numpy_subset(args: argparse.Namespace, queries: NDArray[np.float32]) -> dict[str, Any]:
@@ -292,6 +370,12 @@ def numpy_subset(args: argparse.Namespace, queries: NDArray[np.float32]) -> dict
             "rows": subset}
 
 
+def serve_parts(serve: dict[str, Any]) -> str:
+    parts = serve.get("rss_parts_after_queries_mb", {})
+    return (f"{parts.get('RssAnon', 0):,.0f} MB the process's own, "
+            f"{parts.get('RssFile', 0):,.0f} MB mapped file pages (page cache)")
+
+
 # -- driver ---------------------------------------------------------------------------------
 def disk_mb(path: Path) -> dict[str, float]:
     parts = {"catalog": sum(p.stat().st_size for p in path.glob("catalog.sqlite3*")),
@@ -311,7 +395,12 @@ def main() -> None:
     parser.add_argument("--again", action="append", default=[],
                         choices=("index", "serve"), help="run a finished phase again")
     parser.add_argument("--phase", choices=("write", "index", "serve"), help=argparse.SUPPRESS)
+    parser.add_argument("--render", type=Path, metavar="RESULTS",
+                        help="print the report of a finished run from its results file")
     args = parser.parse_args()
+    if args.render:
+        print(render(json.loads(args.render.read_text())))
+        return
     work = DATA_DIR / f"tenmillion-{args.n}"
     if args.phase:
         result = {"write": phase_write, "index": phase_index, "serve": phase_serve}[
@@ -343,37 +432,48 @@ def main() -> None:
         if phase == "write" and previous:  # resumed: count the earlier part's time too
             state[phase]["write_s"] += previous.get("write_s", 0.0)
         done.write_text(json.dumps(state[phase]))
+    results = {
+        "n": args.n, "memory_budget_mb": args.memory_budget_mb, "state": state,
+        "disk_mb": disk_mb(work / "collection"), "machine": machine(),
+        "command": command_line(), "date": now(),
+        "load_average": {"before": load_before, "after": load_average()}}
+    print(render(results))
+    write_results(f"tenmillion-{args.n}", results)
+
+
+def render(results: dict[str, Any]) -> str:
+    """The report of a run (what BENCHMARKS.md shows) from its results file."""
+    state, disk = results["state"], results["disk_mb"]
     serve = state["serve"]
-    disk = disk_mb(work / "collection")
-    print(f"\n{args.n:,} × {DIM}-d clustered vectors, {serve['kind']} index "
-          f"(memory budget {args.memory_budget_mb} MB), float16 vector file; {now()}")
-    print(machine_line(machine()))
-    print(table(["method", "p50 ms", "p99 ms", "recall@10"],
-                [[m, f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['recall_at_10']:.3f}"]
-                 for m, r in serve["methods"].items()]))
-    print(f"\nengine by vector ÷ bare faiss (median of per-query ratios): "
-          f"{serve['engine_over_faiss']:.2f}× against k=10 without re-scoring, "
-          f"{serve['engine_over_faiss_rescored']:.2f}× against the same candidates "
-          f"re-scored from the same file")
+    lines = [f"{results['n']:,} × {DIM}-d clustered vectors, {serve['kind']} index "
+             f"(memory budget {results.get('memory_budget_mb', 4096)} MB), float16 vector "
+             f"file; {results['date']}", machine_line(results["machine"]),
+             f"load average before {results['load_average']['before']}, after "
+             f"{results['load_average']['after']}", "",
+             table(["method", "p50 ms", "p99 ms", "recall@10"],
+                   [[m, f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['recall_at_10']:.3f}"]
+                    for m, r in serve["methods"].items()]), "",
+             f"engine by vector ÷ bare faiss (median of per-query ratios): "
+             f"{serve['engine_over_faiss']:.2f}× against k=10 without re-scoring, "
+             f"{serve['engine_over_faiss_rescored']:.2f}× against the same candidates "
+             f"re-scored from the same file"]
     split = ""
     if "train_s" in state["index"]:
         split = (f" (sample and training {state['index']['train_s'] / 60:.1f} min, adding "
                  f"{state['index']['add_s'] / 60:.1f} min)")
-    print(f"build: write {state['write']['write_s'] / 60:.1f} min, index "
-          f"{state['index']['index_s'] / 60:.1f} min{split}; open {serve['open_s']:.1f} s")
-    print("disk MB: " + ", ".join(f"{k} {v:,.0f}" for k, v in disk.items()))
-    print(f"serving RSS: {serve['rss_after_open_mb']:,.0f} MB after open, "
-          f"{serve['rss_after_queries_mb']:,.0f} MB after the queries (peak "
-          f"{serve['serve_peak_mb']:,.0f} MB; the bare interpreter and the ground truth "
-          f"before the open {serve['baseline_mb']:,.0f} MB); index "
-          f"{serve['info_image']['index_resident_bytes'] / 1e6:,.0f} MB by its own count, "
-          f"vector file {serve['info_image']['vector_file']['resident_bytes'] / 1e6:,.0f} "
-          f"MB mapped in")
-    print(f"command: {command_line()}")
-    write_results(f"tenmillion-{args.n}", {
-        "n": args.n, "state": state, "disk_mb": disk, "machine": machine(),
-        "command": command_line(), "date": now(),
-        "load_average": {"before": load_before, "after": load_average()}})
+    lines += [
+        f"build: write {state['write']['write_s'] / 60:.1f} min, index "
+        f"{state['index']['index_s'] / 60:.1f} min{split}; open {serve['open_s']:.1f} s",
+        "disk MB: " + ", ".join(f"{k} {v:,.0f}" for k, v in disk.items()),
+        f"serving RSS: {serve['rss_after_open_mb']:,.0f} MB after open, "
+        f"{serve['rss_after_queries_mb']:,.0f} MB after the queries (peak "
+        f"{serve['serve_peak_mb']:,.0f} MB; the bare interpreter and the ground truth "
+        f"before the open {serve['baseline_mb']:,.0f} MB); index "
+        f"{serve['info_image']['index_resident_bytes'] / 1e6:,.0f} MB by its own count, "
+        f"vector file {serve['info_image']['vector_file']['resident_bytes'] / 1e6:,.0f} "
+        f"MB mapped in; after the queries {serve_parts(serve)}",
+        f"command: {results['command']}"]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,14 @@ from numpy.typing import NDArray
 
 from imgsearch.config import Settings
 from imgsearch.errors import CollectionError, InvalidInputError, InvalidQueryError
-from imgsearch.index.auto import choose_index_kind, estimated_bytes, params_from_settings
+from imgsearch.index.auto import (
+    IVF_ADD_WORK,
+    IVF_MAX_LISTS,
+    choose_index_kind,
+    estimated_bytes,
+    ivf_lists,
+    params_from_settings,
+)
 from imgsearch.index.base import IndexParams, VectorIndex
 from imgsearch.index.faiss_index import build_index, load_index
 
@@ -430,3 +437,11 @@ def test_label_map_follows_a_model(spread: int) -> None:
         expected = [model.get(int(p), -1) for p in probe]
         assert labels_map.lookup(probe).tolist() == expected
         assert len(labels_map) == len(model)
+
+
+def test_ivf_lists_follow_the_size_until_adding_would_cost_too_much() -> None:
+    assert ivf_lists(1_000) == 1_000 // 39  # each list trained on 39 vectors or more
+    assert ivf_lists(1_000_000) == 4_000  # 4·√n
+    assert ivf_lists(2_000_000) == IVF_MAX_LISTS
+    assert ivf_lists(10_000_000) == IVF_ADD_WORK // 10_000_000 == 2_000
+    assert all(ivf_lists(n) * n <= IVF_ADD_WORK for n in (10**5, 10**6, 10**7, 10**8))

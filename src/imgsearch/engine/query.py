@@ -31,6 +31,7 @@ from imgsearch.search.calibration import (
     MIN_VECTORS,
     background,
     judge_image_hits,
+    own_best,
     prior,
 )
 from imgsearch.search.concepts import NAME as CONCEPTS
@@ -182,7 +183,8 @@ def signals_for(engine: Engine, query: Query, looks: list[QueryImage] | None = N
 
 
 def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
-                looks: list[QueryImage]) -> NDArray[np.float32]:
+                looks: list[QueryImage], whole: bool = False,
+                exclude: int | None = None) -> NDArray[np.float32]:
     """Calibrated 0..1 confidence of every ranked candidate (see search.calibration).
 
     Each kind of evidence is judged on its own scale and the strongest one counts: image
@@ -209,7 +211,8 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
             continue  # closeness to a counter-example, a shared category: no evidence
         if space_name == "image":
             if not image_done:
-                parts.append(_image_confidence(engine, ranked, signals, looks))
+                parts.append(_image_confidence(engine, ranked, signals, looks, whole,
+                                               exclude))
                 image_done = True
             continue
         calibration = engine.calibrations.get(space_name)
@@ -221,17 +224,26 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
 
 
 def _image_confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
-                      looks: list[QueryImage]) -> NDArray[np.float32]:
+                      looks: list[QueryImage], whole: bool = False,
+                      exclude: int | None = None) -> NDArray[np.float32]:
     """How well each candidate matches the best-matching query image: an averaged or
     subtracted query vector does not live on one image's scale, so every example is
-    judged by its own similarity to the candidate."""
+    judged by its own similarity to the candidate. ``whole``: the image signal searched
+    the whole collection (no filter), leaving out ``exclude``."""
     space = engine.spaces["image"]
     positives = [look.vector for look in looks] or \
         [sig.vector for sig in signals if sig.name == "image"]
     single = [sig for sig in signals if sig.name == "image"]
+    neighbours = None  # the query's best scores over the collection, when already found
     if len(positives) == 1 and single and "image" in ranked.per_signal and \
             np.array_equal(single[0].vector, positives[0]):
         sims = ranked.per_signal["image"][None, :].astype(np.float32)
+        if whole and "image" in ranked.ranks:  # the query's neighbours: already found
+            left_out = None
+            if exclude is not None:
+                _keys, vectors = space.vectors_of_keys(np.array([exclude], np.int64))
+                left_out = (vectors @ positives[0]).astype(np.float32)
+            neighbours = own_best(ranked.ranks["image"], sims[0], left_out)
     else:
         sims = np.full((len(positives), len(ranked.keys)), -1.0, np.float32)
         found, vectors = space.vectors_of_keys(ranked.keys)
@@ -248,7 +260,7 @@ def _image_confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
     for vector, row, noise in zip(positives, sims, noisy, strict=True):
         if not noise:  # nothing merely looks like noise (its copies are still verified)
             best = np.maximum(best, judge_image_hits(row, vector, space, calibration,
-                                                     background(model_id)))
+                                                     background(model_id), neighbours))
     return best
 
 
@@ -642,7 +654,7 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     with stage("verify"):
         ranked, hashed = _hash_candidates(engine, ranked, signals, matching, allowed, exclude)
     with stage("rerank"):
-        confidence = _confidence(engine, ranked, signals, looks)
+        confidence = _confidence(engine, ranked, signals, looks, allowed is None, exclude)
     with stage("verify"):
         cropped = functools.partial(_crop_keys, engine, signals, matching, allowed, exclude,
                                     query.search_params)

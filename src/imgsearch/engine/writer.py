@@ -81,7 +81,8 @@ class Writer:
             try:
                 self._write_files(prepared)
                 with self.catalog.transaction() as conn:
-                    results = [self.catalog.upsert(conn, p.item, p.vectors) for p in prepared]
+                    results = self.catalog.upsert_many(
+                        conn, [(p.item, p.vectors) for p in prepared])
                     self.pending.note(_replaced_files(results))  # still in use until COMMIT
             except BaseException:
                 with contextlib.suppress(OSError):  # else the next open sweeps them

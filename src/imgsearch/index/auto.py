@@ -8,6 +8,17 @@ from imgsearch.config import Settings
 from imgsearch.errors import InvalidInputError
 from imgsearch.index.base import INDEX_KINDS, IndexParams
 
+# Most IVF lists a space gets. Adding a vector compares it with every list's centroid (a
+# matrix product of dim multiply-adds per list): 4·√n lists would make a 10M build
+# (12,649 lists) hours long on 2 cores. So at most 4,096 lists, and at most
+# IVF_ADD_WORK / n of them: adding n vectors then costs at most IVF_ADD_WORK·dim
+# multiply-adds. A batch of 20,000 vectors took 8.7 s to assign to 4,096 centroids on
+# the shared 2-core machine at load 16 (2.6 s at load 2); 10M vectors against 4,096
+# lists would be 70 minutes of that, against 2,000 lists half as long. Fewer, longer
+# lists cost queries more codes to scan at the same nprobe (and find more neighbours).
+IVF_MAX_LISTS = 4096
+IVF_ADD_WORK = 20_000_000_000  # n · nlist: 2,000 lists at 10M, 4,000 (4·√n) at 1M
+
 # From the most accurate to the smallest: what ``auto`` tries in turn under a budget.
 _BY_ACCURACY = ("hnsw", "hnsw_sq8", "ivfpq")
 
@@ -28,8 +39,16 @@ def estimated_bytes(kind: str, n: int, dim: int, settings: Settings) -> int:
         return graph + n * 4 * dim + labels
     if kind == "hnsw_sq8":
         return graph + n * dim + labels
-    nlist = max(1, min(int(4 * math.sqrt(max(n, 1))), max(n, 1) // 39))
+    nlist = ivf_lists(n)
     return n * (max(1, dim // 8) + 8) + nlist * dim * 4 + labels
+
+
+def ivf_lists(n: int) -> int:
+    """How many IVF lists an index of ``n`` vectors gets: ~4·√n, each trained on 39
+    vectors or more, at most ``IVF_MAX_LISTS`` and ``IVF_ADD_WORK`` / n (what adding
+    them all costs)."""
+    n = max(n, 1)
+    return max(1, min(int(4 * math.sqrt(n)), n // 39, IVF_MAX_LISTS, IVF_ADD_WORK // n))
 
 
 def choose_index_kind(n_vectors: int, settings: Settings, dim: int = 512) -> str:

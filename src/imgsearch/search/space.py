@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from imgsearch.config import Settings
 from imgsearch.errors import CollectionError
-from imgsearch.index.auto import choose_index_kind, params_from_settings
+from imgsearch.index.auto import choose_index_kind, ivf_lists, params_from_settings
 from imgsearch.index.base import SearchParams, VectorIndex, gather, read_index_header
 from imgsearch.index.faiss_index import (
     FlatIndex,
@@ -248,9 +248,8 @@ class SpaceIndex:
         training = None
         params = params_from_settings(settings)
         if kind == "ivfpq":
-            # nlist follows the whole space, not the training sample (~4·sqrt(n) lists,
-            # each trained on ~40 vectors or more)
-            nlist = max(1, min(int(4 * n ** 0.5), n // 39))
+            # nlist follows the whole space, not the training sample
+            nlist = ivf_lists(n)
             params = dataclasses.replace(params, nlist=nlist)
             training = _sample(catalog, space, max(_TRAIN_SAMPLE, 40 * nlist))
         elif kind == "hnsw_sq8":
@@ -260,6 +259,10 @@ class SpaceIndex:
             log.info("%s: training a %s index on a sample of %d of %d vectors", space.name,
                      kind, len(training), n)
         index = build_index(kind, space.dim, params, training=training)
+        if training is not None:
+            log.info("%s: %s index trained in %.0f s", space.name, kind,
+                     time.monotonic() - started)
+        adding = time.monotonic()
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(os.cpu_count() or 1)
         added = 0
@@ -268,8 +271,10 @@ class SpaceIndex:
                 index.add(vids, vectors)
                 added += len(vids)
                 if added % 500_000 < len(vids):
-                    log.info("%s: %s index holds %d of %d vectors (%.0f s)", space.name,
-                             kind, added, n, time.monotonic() - started)
+                    spent = time.monotonic() - adding
+                    log.info("%s: %s index holds %d of %d vectors (%.0f s, %.0f/s, %.0f s "
+                             "left)", space.name, kind, added, n, time.monotonic() - started,
+                             added / spent, (n - added) * spent / added)
         finally:
             faiss.omp_set_num_threads(threads)
         return cls(space, index, catalog, path, settings, head)

@@ -87,6 +87,7 @@ _SELECT_HIT = "SELECT key, " + ", ".join(HIT_FIELDS) + " FROM items"
 _SELECT_VECTOR = ("SELECT v.vid, v.key, v.space, v.slot, m.value FROM vectors v "
                   f"JOIN meta m ON m.key = '{META_PREFIX}' || v.space")
 _MOVE_BATCH = 20_000
+_BULK_MIN = 8  # fewer items than this are upserted one by one (no set-up to pay for)
 
 
 @dataclass(frozen=True)
@@ -376,6 +377,90 @@ class Catalog:
         return WriteResult(key, status, added, removed,
                            old_thumb if old_thumb != item.thumbnail else None,
                            old_original if old_original != item.original else None)
+
+    def upsert_many(self, conn: sqlite3.Connection,
+                    entries: Sequence[tuple[Item, Mapping[str, NDArray[np.float32]]]]
+                    ) -> list[WriteResult]:
+        """``upsert`` of each entry in turn, the same rows written; items new to the
+        catalog are written a statement per table for all of them (``executemany``) and
+        their vectors a file write per space, which makes a large batch many times
+        faster. An id already stored, or repeated within the batch, is upserted alone,
+        after the new ones (in the batch's order)."""
+        if len(entries) < _BULK_MIN:
+            return [self.upsert(conn, item, vectors) for item, vectors in entries]
+        ids = [item.id for item, _vectors in entries]
+        stored = {str(row[0]) for row in self._rows_in_text(conn, ids)}
+        fresh: list[int] = []
+        seen: set[str] = set()
+        for at, item_id in enumerate(ids):
+            if item_id not in stored and item_id not in seen:
+                fresh.append(at)
+            seen.add(item_id)
+        results: dict[int, WriteResult] = {}
+        if fresh:
+            new = self._insert_new(conn, [entries[at] for at in fresh])
+            for at, written in zip(fresh, new, strict=True):
+                results[at] = written
+        fresh_set = set(fresh)
+        for at, (item, vectors) in enumerate(entries):
+            if at not in fresh_set:
+                results[at] = self.upsert(conn, item, vectors)
+        return [results[at] for at in range(len(entries))]
+
+    def _rows_in_text(self, conn: sqlite3.Connection, ids: Sequence[str]
+                      ) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            marks = ",".join("?" * len(part))
+            rows += conn.execute(f"SELECT id FROM items WHERE id IN ({marks})",
+                                 part).fetchall()
+        return rows
+
+    def _insert_new(self, conn: sqlite3.Connection,
+                    entries: Sequence[tuple[Item, Mapping[str, NDArray[np.float32]]]]
+                    ) -> list[WriteResult]:
+        """Items not in the catalog (ids checked by the caller), with their vectors: the
+        rows ``upsert`` writes for a new item, keys and vids given in order from where
+        AUTOINCREMENT would give them."""
+        key = _next_rowid(conn, "items", "key")
+        keys = list(range(key, key + len(entries)))
+        conn.executemany(
+            f"INSERT INTO items (key, {', '.join(_WRITE_COLUMNS)}) "
+            f"VALUES (?, {', '.join('?' * len(_WRITE_COLUMNS))})",
+            [(k, *_item_values(item)) for k, (item, _v) in zip(keys, entries, strict=True)])
+        tags, colors, attributes = [], [], []
+        for k, (item, _vectors) in zip(keys, entries, strict=True):
+            facets = _facet_rows(k, item)
+            tags += facets[0]
+            colors += facets[1]
+            attributes += facets[2]
+        _insert_facets(conn, tags, colors, attributes)
+        conn.executemany(_INSERT_FTS, [_fts_row(k, item) for k, (item, _v)
+                                       in zip(keys, entries, strict=True)])
+        added: list[dict[str, int]] = [{} for _ in entries]
+        spaces = sorted({space for _item, vectors in entries for space in vectors})
+        for space in spaces:
+            where = [at for at, (_item, vectors) in enumerate(entries) if space in vectors]
+            matrix = np.stack([np.asarray(entries[at][1][space], np.float32).reshape(-1)
+                               for at in where])
+            spec = self._store_file(conn, space, matrix.shape[1])
+            slots = self.vector_files.file(space, spec).append(matrix)
+            vid = _next_rowid(conn, "vectors", "vid")
+            vids = range(vid, vid + len(where))
+            conn.executemany("INSERT INTO vectors (vid, key, space, vector, slot) "
+                             "VALUES (?, ?, ?, x'', ?)",
+                             [(v, keys[at], space, int(slot))
+                              for v, at, slot in zip(vids, where, slots, strict=True)])
+            conn.executemany("INSERT INTO journal (space, op, vid) VALUES (?, 'add', ?)",
+                             [(space, v) for v in vids])
+            for v, at, slot in zip(vids, where, slots, strict=True):
+                added[at][space] = v
+                self._new_slots.append((space, v, int(slot)))
+        self._wrote = True
+        self._dirty.update(keys)
+        return [WriteResult(k, "added", a, {}, None, None)
+                for k, a in zip(keys, added, strict=True)]
 
     def delete(self, conn: sqlite3.Connection, item_id: str) -> WriteResult | None:
         row = conn.execute("SELECT key, thumbnail, original FROM items WHERE id = ?",
@@ -1206,10 +1291,11 @@ class _ScanGate:
 def _item_values(item: Item) -> tuple[Any, ...]:
     return (
         item.id, item.image, item.title, item.description, item.category, item.brand,
-        item.price, item.color, item.license, json.dumps(list(item.tags)), item.popularity,
+        item.price, item.color, item.license, _json_list(item.tags), item.popularity,
         item.rating, item.conversion, item.created_at,
-        json.dumps(item.attributes, sort_keys=True, default=str), item.width, item.height,
-        item.orientation, item.phash, json.dumps(list(item.colors)), item.thumbnail,
+        json.dumps(item.attributes, sort_keys=True, default=str) if item.attributes else "{}",
+        item.width, item.height,
+        item.orientation, item.phash, _json_list(item.colors), item.thumbnail,
         item.content_hash, item.source_size, item.source_mtime, item.source, item.original,
         norm(item.category),
         norm(item.brand), norm(item.license), time.time(),
@@ -1218,19 +1304,41 @@ def _item_values(item: Item) -> tuple[Any, ...]:
     )
 
 
-def _write_facets(conn: sqlite3.Connection, key: int, item: Item) -> None:
+def _json_list(values: Sequence[Any]) -> str:
+    return json.dumps(list(values)) if values else "[]"  # most items: none (bulk writes)
+
+
+def _facet_rows(key: int, item: Item
+                ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(tag, colour, attribute) rows of ``item``."""
     tags = {norm(t) for t in item.tags if t and t.strip()}
-    conn.executemany("INSERT OR IGNORE INTO item_tags (tag, key) VALUES (?, ?)",
-                     [(t, key) for t in tags])
     colors = {norm(c) for c in item.colors if c}
     if item.color:
         colors.update(norm(c) for c in item.color.replace("/", ",").split(",") if c.strip())
-    conn.executemany("INSERT OR IGNORE INTO item_colors (color, key) VALUES (?, ?)",
-                     [(c, key) for c in colors if c])
+    return ([(t, key) for t in tags], [(c, key) for c in colors if c],
+            [(name, attribute_text(value), key) for name, value in item.attributes.items()
+             if value is not None])
+
+
+def _insert_facets(conn: sqlite3.Connection, tags: list[tuple[Any, ...]],
+                   colors: list[tuple[Any, ...]], attributes: list[tuple[Any, ...]]) -> None:
+    conn.executemany("INSERT OR IGNORE INTO item_tags (tag, key) VALUES (?, ?)", tags)
+    conn.executemany("INSERT OR IGNORE INTO item_colors (color, key) VALUES (?, ?)", colors)
     conn.executemany(
         "INSERT OR IGNORE INTO item_attributes (name, value, key) VALUES (?, ?, ?)",
-        [(name, attribute_text(value), key) for name, value in item.attributes.items()
-         if value is not None])
+        attributes)
+
+
+def _write_facets(conn: sqlite3.Connection, key: int, item: Item) -> None:
+    _insert_facets(conn, *_facet_rows(key, item))
+
+
+def _next_rowid(conn: sqlite3.Connection, table: str, column: str) -> int:
+    """The rowid AUTOINCREMENT would give the next row of ``table`` (inside the writer's
+    transaction, so nobody else takes it)."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+    top = conn.execute(f"SELECT max({column}) FROM {table}").fetchone()[0]
+    return max(int(row[0]) if row else 0, int(top or 0)) + 1
 
 
 def _fts_column(name: str) -> str:
@@ -1245,16 +1353,21 @@ def _query_terms(text: str) -> list[str]:
     return [t for t in terms if t not in STOPWORDS] or terms
 
 
+_INSERT_FTS = ("INSERT INTO items_fts (rowid, title, description, tags, category, brand, "
+               "colors, ocr, album, place) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def _fts_row(key: int, item: Item) -> tuple[Any, ...]:
+    return (key, clean_title(item.title) or "", item.description or "", " ".join(item.tags),
+            item.category or "", item.brand or "", " ".join([*item.colors, item.color or ""]),
+            item.ocr_text or "", item.album or "",
+            " ".join(p for p in (item.city, item.region, item.country) if p))
+
+
 def _write_fts(conn: sqlite3.Connection, key: int, item: Item, *, replace: bool) -> None:
     if replace:
         conn.execute("DELETE FROM items_fts WHERE rowid = ?", (key,))
-    conn.execute(
-        "INSERT INTO items_fts (rowid, title, description, tags, category, brand, colors, "
-        "ocr, album, place) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (key, clean_title(item.title) or "", item.description or "", " ".join(item.tags),
-         item.category or "", item.brand or "", " ".join([*item.colors, item.color or ""]),
-         item.ocr_text or "", item.album or "",
-         " ".join(p for p in (item.city, item.region, item.country) if p)))
+    conn.execute(_INSERT_FTS, _fts_row(key, item))
 
 
 def _row_item(row: Sequence[Any]) -> tuple[int, Item]:
