@@ -89,9 +89,7 @@ bench: $(BENCH_STAMP) apt-bench
 	$(PY) bench/encode.py
 	$(PY) bench/cli_start.py
 	$(PY) bench/stages.py --n 100000
-	$(PY) bench/backends.py --n 100000 --queries 200 --index flat --backends local,server
-	$(PY) bench/backends.py --n 100000 --queries 200 --index flat --backends server --consistency bounded
-	$(PY) bench/backends.py --n 100000 --queries 200 --index hnsw --backends local,server --consistency bounded
+	$(PY) bench/backends.py --n 100000 --backends local,server
 	$(PY) bench/report.py
 
 # 1M scale: the side-by-side and filtered runs at 1,000,000 × 512-d (about an hour;
@@ -100,6 +98,8 @@ bench-full: $(BENCH_STAMP) apt-bench
 	$(PY) bench/peers.py --data clustered --n 1000000
 	$(PY) bench/filters.py --n 1000000
 	$(PY) bench/stages.py --n 1000000 --memory-budget-mb 400
+	$(PY) bench/backends.py --n 1000000 --backends server
+	$(PY) bench/backends.py --n 1000000 --backends local
 	$(PY) bench/report.py
 
 # 10M × 512-d through the engine: catalog, float16 vector files, the index auto picks
