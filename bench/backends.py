@@ -59,6 +59,7 @@ from common import (
     load_average,
     machine,
     machine_line,
+    now,
     percentile,
     table,
     write_results,
@@ -317,7 +318,7 @@ def main() -> None:
           f"the first {args.slow_queries} of them on exact indexes, k = 10\n"
           f"# {machine_line(info)}\n# {command_line()}", flush=True)
     truth = ground_truth(data, args.n)
-    results, load_before = [], load_average()
+    results, load_before, started = [], load_average(), now()
     scratch = Path(tempfile.mkdtemp(prefix="bench-backends-", dir=args.workdir))
     try:
         for name in args.backends.split(","):
@@ -331,8 +332,10 @@ def main() -> None:
     print(report(results))
     print(f"load average before {load_before}, after {load_average()}")
     write_results(f"backends-{args.n}-{'-'.join(args.backends.split(','))}",
-                  {"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
-                   "load_average_before": load_before, "results": results})
+                  {"benchmark": "backends", "command": command_line(), "date": started,
+                   "machine": info, "args": {k: str(v) for k, v in vars(args).items()},
+                   "load_average": {"before": load_before, "after": load_average()},
+                   "results": results})
 
 
 if __name__ == "__main__":
