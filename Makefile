@@ -92,8 +92,9 @@ bench: $(BENCH_STAMP) apt-bench
 	$(PY) bench/backends.py --n 100000 --backends local,server
 	$(PY) bench/report.py
 
-# 1M scale: the side-by-side and filtered runs at 1,000,000 × 512-d (about an hour;
-# Milvus Lite is left out above --milvus-max-n, 200k, see BENCHMARKS.md)
+# 1M scale: the side-by-side, filtered and backend runs at 1,000,000 × 512-d (about two
+# hours, an hour of it local against the Milvus 2.3.5 server; Milvus Lite is left out
+# above --milvus-max-n, 200k, see BENCHMARKS.md)
 bench-full: $(BENCH_STAMP) apt-bench
 	$(PY) bench/peers.py --data clustered --n 1000000
 	$(PY) bench/filters.py --n 1000000
