@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 import imgsearch.engine.core as core
+import imgsearch.engine.writer as writer
 from faultkit import build, read_only_view, small_tmpfs
 from imagegen import jpeg_bytes
 from imgsearch import cli
@@ -55,7 +56,7 @@ def test_an_unexpected_error_is_one_line_and_its_own_exit_code(tmp_path, monkeyp
 def test_a_full_disk_during_index_writes_the_partial_report_and_exits_7(tmp_path,
                                                                         monkeypatch):
     photos = _folder(tmp_path / "photos", 20)
-    real = core.write_thumbnail
+    real = writer.write_thumbnail
     calls = {"n": 0}
 
     def fills_up(*args, **kwargs):
@@ -64,7 +65,7 @@ def test_a_full_disk_during_index_writes_the_partial_report_and_exits_7(tmp_path
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(core, "write_thumbnail", fills_up)
+    monkeypatch.setattr(writer, "write_thumbnail", fills_up)
     result = invoke("index", photos, "-c", tmp_path / "c", "--json", "-q")
     assert result.exit_code == cli.EXIT_STORAGE_FULL == 7, result.output
     report = json.loads(result.stdout.splitlines()[0])

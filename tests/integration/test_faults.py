@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-import imgsearch.engine.core as core
+import imgsearch.engine.indexes as indexes
+import imgsearch.engine.writer as writer
 from faultkit import FAST, all_ids, build, grow, listing, read_only_view, small_tmpfs, top_k
 from imagegen import jpeg_bytes
 from imgsearch.engine import Engine
@@ -44,7 +45,7 @@ def test_enospc_writing_a_thumbnail_is_storage_full_and_keeps_what_was_there(tmp
                                                                              monkeypatch):
     ids = build(tmp_path / "c")
     with Engine.open(tmp_path / "c", FAST) as engine:
-        monkeypatch.setattr(core, "write_thumbnail", _full)
+        monkeypatch.setattr(writer, "write_thumbnail", _full)
         with pytest.raises(StorageFullError) as caught:
             engine.upsert(Item(id="new"), jpeg_bytes(50))
         assert caught.value.status == 507 and caught.value.code == "insufficient_storage"
@@ -70,7 +71,7 @@ def test_sqlite_full_on_upsert_and_delete_is_storage_full(tmp_path, monkeypatch)
 
 
 def test_ingest_stopped_by_a_full_disk_carries_the_partial_report(tmp_path, monkeypatch):
-    real = core.write_thumbnail
+    real = writer.write_thumbnail
     calls = {"n": 0}
 
     def fills_up(*args, **kwargs):
@@ -79,7 +80,7 @@ def test_ingest_stopped_by_a_full_disk_carries_the_partial_report(tmp_path, monk
             _full()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(core, "write_thumbnail", fills_up)
+    monkeypatch.setattr(writer, "write_thumbnail", fills_up)
     with Engine.open(tmp_path / "c", FAST) as engine, pytest.raises(StorageFullError) as caught:
         engine.ingest_items((Item(id=f"i{n}"), jpeg_bytes(n)) for n in range(20))
     report = caught.value.report
@@ -293,7 +294,7 @@ def test_read_only_storage_searches_and_refuses_writes(tmp_path, monkeypatch):
     with read_only_view(tmp_path / "c") as view:
         if view is None:  # no bind mounts here: pretend the directory is not writable
             view = tmp_path / "c"
-            monkeypatch.setattr(core.os, "access", lambda path, mode: mode != os.W_OK)
+            monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK)
         before = listing(tmp_path / "c")
         with Engine.open(view, FAST, readonly=True) as engine:
             assert engine.catalog.read_only_storage
@@ -379,7 +380,7 @@ def test_a_writer_opens_and_searches_on_a_full_disk(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(manifest, "write_manifest", no_room)
-    monkeypatch.setattr(core, "write_manifest", no_room)
+    monkeypatch.setattr(indexes, "write_manifest", no_room)
     with Engine.open(tmp_path / "c", FAST) as engine:
         assert any("manifest not updated" in note for note in engine.open_notes)
         assert engine.search(Query(similar_to=ids[0], limit=3)).hits

@@ -86,7 +86,7 @@ def test_a_failed_commit_removes_the_files_it_wrote(tmp_path, monkeypatch):
 
 def test_a_failure_while_writing_files_leaves_none_behind(tmp_path, monkeypatch):
     from imagegen import jpeg_bytes
-    from imgsearch.engine import core
+    from imgsearch.engine import writer
     from imgsearch.types import Item
 
     with Engine.open(tmp_path / "c", Settings(text_encoder="fake")) as eng:
@@ -96,7 +96,7 @@ def test_a_failure_while_writing_files_leaves_none_behind(tmp_path, monkeypatch)
         def disk_full(*args: object) -> None:
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(core, "write_original", disk_full)  # after the thumbnail
+        monkeypatch.setattr(writer, "write_original", disk_full)  # after the thumbnail
         with pytest.raises(StorageFullError, match="no space left"):
             eng.upsert(Item(id="lost"), jpeg_bytes(2))
         assert "lost" not in eng

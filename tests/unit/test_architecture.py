@@ -178,3 +178,62 @@ def test_public_api_is_explicit_and_sorted():
     assert imgsearch.__all__ == sorted(imgsearch.__all__)
     for name in imgsearch.__all__:
         assert getattr(imgsearch, name) is not None
+
+
+FACADE = PACKAGE / "engine" / "core.py"
+FACADE_MAX_LINES = 300
+# what the Engine wires: each is given what it uses and knows nothing of the Engine
+COLLABORATORS = ("locking", "derived", "indexes", "writer", "query_encoder", "overview")
+
+
+def _body_lines(function: ast.FunctionDef) -> int:
+    body = function.body
+    if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring
+    return 0 if not body else (body[-1].end_lineno or body[-1].lineno) - body[0].lineno + 1
+
+
+def test_the_engine_stays_a_facade() -> None:
+    """core.py holds the Engine and nothing else; each method hands its work on in a few
+    lines (``__init__``, the wiring, aside) and none is a private helper: work that
+    grows there belongs in a collaborator."""
+    source = FACADE.read_text()
+    assert len(source.splitlines()) <= FACADE_MAX_LINES, \
+        f"engine/core.py has {len(source.splitlines())} lines; move work to a collaborator"
+    tree = ast.parse(source)
+    outside = [n.name for n in tree.body
+               if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+               and n.name != "Engine"]
+    assert not outside, f"engine/core.py defines {outside} beside the Engine"
+    (engine,) = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    methods = [n for n in engine.body if isinstance(n, ast.FunctionDef)]
+    assert len(methods) > 30, "the walk found the Engine's methods"
+    private = [m.name for m in methods if m.name.startswith("_") and
+               not (m.name.startswith("__") and m.name.endswith("__"))]
+    assert not private, f"private helpers in the Engine: {private}"
+    long = [f"{m.name} ({_body_lines(m)} lines)" for m in methods
+            if m.name != "__init__" and _body_lines(m) > 8]
+    assert not long, f"Engine methods doing work of their own: {long}"
+
+
+def test_the_collaborators_know_nothing_of_the_engine() -> None:
+    """They are passed what they use (STYLE.md habit 11), so each can be built and tested
+    without an Engine: none imports engine.core, not even for its types."""
+    offenders = []
+    for name in COLLABORATORS:
+        path = PACKAGE / "engine" / f"{name}.py"
+        assert path.exists(), path
+        offenders += [f"engine.{name} imports {t}" for t in _imports(path)
+                      if t == "imgsearch.engine.core"]
+    assert not offenders, offenders
+
+
+def test_the_cycle_check_walks_the_engines_collaborators() -> None:
+    """The split modules are in the graph the no-cycle test walks, and the builder
+    reaches the Engine only for its type (at run time, core imports opening)."""
+    modules = {module for _, module in _sources()}
+    assert {f"imgsearch.engine.{n}" for n in (*COLLABORATORS, "opening", "core")} <= modules
+    opening = PACKAGE / "engine" / "opening.py"
+    assert "imgsearch.engine.core" in _imports(opening)
+    assert "imgsearch.engine.core" not in _imports(opening, runtime_only=True)
+    assert "imgsearch.engine.opening" in _imports(FACADE, runtime_only=True)

@@ -5,6 +5,7 @@ writes 503 ``collection_read_only``."""
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from apihelp import assert_error
 from fastapi.testclient import TestClient
 
-import imgsearch.engine.core as core
+import imgsearch.engine.writer as writer
 from faultkit import FAST, build, read_only_view
 from imagegen import jpeg_bytes
 from imgsearch.engine import Engine
@@ -38,7 +39,7 @@ def _sqlite_full(*_args: object, **_kwargs: object) -> None:
 
 def test_put_on_a_full_disk_answers_507(writable, monkeypatch):
     engine, client = writable
-    monkeypatch.setattr(core, "write_thumbnail", _enospc)
+    monkeypatch.setattr(writer, "write_thumbnail", _enospc)
     answer = client.put("/v1/items/new", files={"file": ("x.jpg", jpeg_bytes(40))})
     error = assert_error(answer, 507, "insufficient_storage")
     assert "image" not in error["message"].split("(")[0]  # the disk, not the image
@@ -70,7 +71,7 @@ def test_a_read_only_collection_serves_searches_and_refuses_writes(tmp_path, mon
     with read_only_view(tmp_path / "c") as view:
         if view is None:
             view = tmp_path / "c"
-            monkeypatch.setattr(core.os, "access", lambda path, mode: mode != 2)
+            monkeypatch.setattr(os, "access", lambda path, mode: mode != 2)
         app = create_app(collection=view, settings=FAST)
         with TestClient(app, raise_server_exceptions=False) as client:
             assert client.get("/v1/items/item-2/similar").status_code == 200

@@ -1,9 +1,14 @@
 """The composition root: the Engine facade and the work it wires together.
 
-``core`` holds the Engine; ``pipeline`` turns items into stored rows (decode, enrich,
-encode); ``ingest`` walks sources incrementally; ``query`` turns a Query into signals
-and hits. The CLI and the web app import ``Engine`` from here, ``requests`` to build a
-``Query`` from what a caller asked and ``items`` to check the items they are given.
+``core`` holds the Engine, a facade: ``opening`` builds it and its collaborators —
+``indexes`` (a FAISS index per space, calibrations, the readers–writer lock of
+``locking``), ``writer`` (the write path), ``query_encoder`` (encoders, query vectors),
+``derived`` (what is made from the collection until the next write) — and ``overview``
+answers facets, info and the search log's report. ``pipeline`` turns items into stored
+rows (decode, enrich, encode); ``ingest`` walks sources incrementally; ``query`` turns a
+Query into signals and hits. The CLI and the web app import ``Engine`` from here,
+``requests`` to build a ``Query`` from what a caller asked and ``items`` to check the
+items they are given.
 """
 
 from __future__ import annotations

@@ -81,6 +81,12 @@ def run(engine: Engine, spaces: list[str],
     return report
 
 
+def run_all(engine: Engine, progress: ProgressCallback | None = None) -> IngestReport:
+    """Re-encode every item, from its image reference or kept original."""
+    items = list(engine.catalog.iter_items())
+    return engine.ingest_items(inputs(engine, items), total=len(items), progress=progress)
+
+
 def inputs(engine: Engine, items: list[Item]) -> Iterator[tuple[Item, ImageInput | None]]:
     for item in items:
         if item.image or not item.original:
@@ -97,4 +103,5 @@ def _listed(ids: list[str]) -> str:
     return shown + (f" and {len(ids) - _LISTED} more" if len(ids) > _LISTED else "")
 
 
-__all__ = ["inputs", "mark_pending", "pending_spaces", "refuse_unless_redoable", "run"]
+__all__ = ["inputs", "mark_pending", "pending_spaces", "refuse_unless_redoable", "run",
+           "run_all"]

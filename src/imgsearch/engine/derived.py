@@ -1,0 +1,70 @@
+"""What is made from a collection as it stands — its known categories and brands, the
+query-understanding vocabulary, the Hamming index of perceptual hashes, cached results —
+and the write version that says when each was made. A write calls ``forget``; something
+made while a write landed is used once and not kept."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from imgsearch.engine.batching import LRUCache
+from imgsearch.search.understand import Vocabulary
+from imgsearch.store.catalog import Catalog
+
+
+class Derived:
+    def __init__(self, catalog: Catalog, result_cache: LRUCache[Any]) -> None:
+        self.catalog = catalog
+        self.result_cache = result_cache
+        self.write_version = 0
+        self._vocabulary: Vocabulary | None = None
+        # known_values, until the next write
+        self._known: dict[str, tuple[list[str], frozenset[str]]] = {}
+        self._hamming: Any = None
+
+    def forget(self) -> None:
+        """After a write: what was made from the collection as it was is no longer right."""
+        self._vocabulary = None
+        self._known = {}
+        self._hamming = None
+        self.write_version += 1
+        self.result_cache.clear()
+
+    def known_values(self, column: str) -> tuple[list[str], frozenset[str]]:
+        """Every distinct category or brand (as first written), most common first, and
+        the same values trimmed and case-folded; read once until the next write."""
+        known = self._known.get(column)
+        if known is None:
+            version = self.write_version
+            values = [v for v, _ in self.catalog.distinct_values(column, 1_000_000)]
+            known = (values, frozenset(v.strip().casefold() for v in values))
+            if version == self.write_version:  # else a write landed while it was read
+                self._known[column] = known
+        return known
+
+    def vocabulary(self) -> Vocabulary:
+        """Brand and category values for query understanding; refreshed after writes."""
+        vocabulary = self._vocabulary
+        if vocabulary is None:
+            version = self.write_version
+            vocabulary = Vocabulary(self.known_values("brand")[0],
+                                    self.known_values("category")[0],
+                                    self.known_values("camera")[0])
+            if version == self.write_version:
+                self._vocabulary = vocabulary
+        return vocabulary
+
+    def hamming_index(self, build: Callable[[], Any]) -> Any:
+        """A binary index over every item's perceptual hash (``build`` makes it); rebuilt
+        after writes."""
+        index = self._hamming
+        if index is None:
+            version = self.write_version
+            index = build()
+            if version == self.write_version:  # else a write landed while it was read
+                self._hamming = index
+        return index
+
+
+__all__ = ["Derived"]
