@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from imagegen import jpeg_bytes
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
@@ -54,11 +52,6 @@ def test_an_image_query_leaves_the_text_index_unread(tmp_path: Path) -> None:
         assert _read(reader.spaces["text"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug: a reader opened before another process's writes ranks a text query "
-    "without those items' semantic scores (text feedback re-scores its pool through "
-    "SpaceIndex.vectors_of_keys, which finds no vectors for them in that reader), so "
-    "its answer differs from the writer's; the image answers agree"))
 def test_writes_made_before_the_first_read_are_in_the_deferred_index(
         tmp_path: Path) -> None:
     collection = tmp_path / "c"

@@ -106,14 +106,17 @@ class _DeferredIndex:
 
     load: Callable[[], VectorIndex]  # set by the SpaceIndex it stands in for
 
-    def __init__(self, kind: str, dim: int, exact_scores: bool, count: int) -> None:
+    def __init__(self, kind: str, dim: int, exact_scores: bool,
+                 count: Callable[[], int]) -> None:
         self.kind = kind
         self.dim = dim
         self.exact_scores = exact_scores
         self._count = count
 
     def __len__(self) -> int:
-        return self._count
+        # counted now, not at open: another process's writes since then are in the
+        # index once it is read (its open replays the journal), so they count already
+        return self._count()
 
     def __getattr__(self, name: str) -> Any:
         if name == "load":  # not set yet: no index to read
@@ -184,7 +187,8 @@ class SpaceIndex:
                 or (settings.index_type != "auto"
                     and kind != index_kind_for(count, settings, space.dim))):
             return cls.open(space, catalog, path, settings, pruned_upto=pruned_upto)
-        stand_in = _DeferredIndex(kind, dim, _EXACT_SCORES[kind], count)
+        stand_in = _DeferredIndex(kind, dim, _EXACT_SCORES[kind],
+                                  lambda: catalog.count_vectors(space.name))
         self = cls(space, cast(VectorIndex, stand_in), catalog, path, settings, head)
         stand_in.load = self._open_now
         self.saved_seq = seq
