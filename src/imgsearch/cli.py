@@ -1111,11 +1111,13 @@ def serve(
 def _remote(collection: Path | None) -> str | None:
     """The URI of a remote collection (milvus://HOST:PORT/NAME) given where a path goes
     (a path argument folds its "//" into "/"); None for a directory."""
-    from imgsearch.engine.backends.registry import BACKENDS
-
     text = str(collection or "")
     scheme, sep, rest = text.partition(":/")
-    if not sep or scheme == "local" or scheme not in BACKENDS:
+    if not sep or scheme == "local":  # a directory: no backend module to import
+        return None
+    from imgsearch.engine.backends.registry import BACKENDS
+
+    if scheme not in BACKENDS:
         return None
     return f"{scheme}://{rest.lstrip('/')}"
 
