@@ -1,23 +1,18 @@
-"""Near-duplicates of a collection: groups for `imgsearch dedup`, one item's duplicates,
-and folding duplicates out of a page of search results."""
+"""Near-duplicates of a collection: groups for `imgsearch dedup` and one item's
+duplicates (a page of search results folds them with ``search.duplicates.collapse_hits``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from numpy.typing import NDArray
-
 from imgsearch.errors import InvalidInputError, ItemNotFoundError
 from imgsearch.search.duplicates import (
     TIERS,
     DuplicateTiers,
-    collapse,
     duplicates_of,
     find_duplicate_pairs,
     group_duplicates,
-    hash_index,
 )
 
 if TYPE_CHECKING:
@@ -81,30 +76,3 @@ def item_duplicates(engine: Engine, item_id: str,
                               tiers)
     ids = engine.catalog.ids_of([k for k, _, _, _ in found])
     return [Duplicate(ids[k], tier, int(h), float(c)) for k, h, c, tier in found if k in ids]
-
-
-def build_hamming_index(engine: Engine) -> Any:
-    keys, hashes = engine.catalog.phashes()
-    return hash_index(keys, hashes)
-
-
-def collapse_hits(engine: Engine, keys: NDArray[np.int64], min_tier: str = "near-exact"
-                  ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
-    """Which ranked keys to keep, and how many hits each kept one stands for."""
-    if len(keys) < 2:
-        return np.ones(len(keys), bool), np.ones(len(keys), np.int64)
-    hashes, present = engine.catalog.phashes_of(keys)
-    if np.count_nonzero(present) < 2:  # nothing to fold: most lists of unhashed items
-        return np.ones(len(keys), bool), np.ones(len(keys), np.int64)
-    kept, _scores, counts = collapse(
-        keys, np.zeros(len(keys), np.float32), lambda _keys: hashes,
-        engine.spaces["image"].vectors_of_keys, DuplicateTiers(), min_tier,
-        has_hash=present)
-    if len(kept) == len(keys):
-        return np.ones(len(keys), bool), np.ones(len(keys), np.int64)
-    keep = np.isin(keys, kept)
-    stands_for = np.ones(len(keys), np.int64)
-    position = {int(k): i for i, k in enumerate(keys)}
-    for key, count in zip(kept, counts, strict=True):
-        stands_for[position[int(key)]] = count
-    return keep, stands_for

@@ -21,6 +21,7 @@ from imgsearch.engine import reembed as reembedding
 from imgsearch.engine.batching import LRUCache
 from imgsearch.engine.derived import Derived
 from imgsearch.engine.indexes import Indexes
+from imgsearch.engine.query import Searcher
 from imgsearch.engine.query_encoder import CachedQueryEncoder, QueryEncoder
 from imgsearch.engine.shared_cache import RedisCache
 from imgsearch.engine.storage import lock_collection, refuse_emptied, storage_faults
@@ -82,6 +83,7 @@ class Collaborators:
     query_encoder: QueryEncoder
     indexes: Indexes
     writer: Writer
+    searcher: Searcher
 
     def close(self) -> None:
         """Stop the query encoder's threads and close the search log."""
@@ -113,8 +115,12 @@ def collaborators(opened: Opened) -> Collaborators:
                       derived, query_encoder.encoder)
     writer = Writer(directory, settings, catalog, opened.readonly, indexes, derived,
                     shared_cache, lambda: query_encoder.preparer)
+    searcher = Searcher(settings, directory, catalog, indexes.spaces, indexes.calibrations,
+                        indexes.lock, query_encoder, derived,
+                        lambda space: opened.manifest.spaces[space].model_id, result_cache,
+                        shared_cache=shared_cache, logs=logs)
     return Collaborators(fetcher, logs, embedding_cache, result_cache, shared_cache, derived,
-                         query_encoder, indexes, writer)
+                         query_encoder, indexes, writer, searcher)
 
 
 def open_collection(engine_class: Callable[[Opened, Collaborators], Engine],
