@@ -21,7 +21,6 @@ from imgsearch.engine import reembed as reembedding
 from imgsearch.engine.batching import LRUCache
 from imgsearch.engine.derived import Derived
 from imgsearch.engine.indexes import Indexes
-from imgsearch.engine.query import Searcher
 from imgsearch.engine.query_encoder import CachedQueryEncoder, QueryEncoder
 from imgsearch.engine.shared_cache import RedisCache
 from imgsearch.engine.storage import lock_collection, refuse_emptied, storage_faults
@@ -36,6 +35,7 @@ from imgsearch.errors import (
 )
 from imgsearch.ingest.fetch import Fetcher
 from imgsearch.search.calibration import Calibration
+from imgsearch.search.searcher import Searcher
 from imgsearch.search.space import SpaceIndex
 from imgsearch.store.catalog import Catalog
 from imgsearch.store.logs import SearchLog, open_search_log

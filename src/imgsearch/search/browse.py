@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from imgsearch.engine.known import check_known_values
+from imgsearch.search.known import check_known_values
 from imgsearch.search.validation import EMPTY_MESSAGE, validate_page, validate_ranking
 from imgsearch.store.filters import validate as validate_filters
 from imgsearch.types import Query, SearchHit, SearchResult
 
 if TYPE_CHECKING:
-    from imgsearch.engine.query import Searcher
+    from imgsearch.search.searcher import Searcher
 
 ORDER = "newest first"
 

@@ -18,8 +18,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imgsearch.config import Settings
-from imgsearch.engine.concepts import concept_list
-from imgsearch.engine.concepts import evidence as concept_evidence
+from imgsearch.search.concept_source import concept_list
+from imgsearch.search.concept_source import evidence as concept_evidence
 from imgsearch.search.concepts import CONFIDENCE as CONCEPT_CONFIDENCE
 from imgsearch.search.concepts import NAME as CONCEPTS
 from imgsearch.search.executor import Signal
@@ -37,7 +37,7 @@ from imgsearch.search.fusion import Fused, RankedList, fuse
 from imgsearch.types import Query
 
 if TYPE_CHECKING:
-    from imgsearch.engine.query import Searcher
+    from imgsearch.search.searcher import Searcher
 
 TEXT = "text_feedback"
 

@@ -26,16 +26,8 @@ from PIL import Image
 
 from imgsearch.config import Settings
 from imgsearch.encode.blas import one_blas_thread
-from imgsearch.engine.browse import browse
-from imgsearch.engine.concepts import ConceptSource
-from imgsearch.engine.known import check_known_values
-from imgsearch.engine.similar import SOFT_SIGNALS, more_like_this
-from imgsearch.engine.similar import weights as similar_weights
-from imgsearch.engine.text_feedback import evidence as expansion_evidence
-from imgsearch.engine.text_feedback import expand
-from imgsearch.engine.timing import current as current_timings
-from imgsearch.engine.timing import recording, stage
 from imgsearch.errors import ImgSearchError, InvalidQueryError, ItemNotFoundError
+from imgsearch.search.browse import browse
 from imgsearch.search.calibration import (
     MIN_VECTORS,
     Calibration,
@@ -44,11 +36,13 @@ from imgsearch.search.calibration import (
     own_best,
     prior,
 )
+from imgsearch.search.concept_source import ConceptSource
 from imgsearch.search.concepts import NAME as CONCEPTS
 from imgsearch.search.duplicates import collapse_hits, hash_index
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
 from imgsearch.search.feedback import NAME as FEEDBACK
 from imgsearch.search.fusion import RankedList, fuse
+from imgsearch.search.known import check_known_values
 from imgsearch.search.matching import (
     CROP_CANDIDATES,
     HASH_CANDIDATES,
@@ -71,7 +65,13 @@ from imgsearch.search.protocols import (
     SearchLogSink,
     SharedResults,
 )
+from imgsearch.search.similar import SOFT_SIGNALS, more_like_this
+from imgsearch.search.similar import weights as similar_weights
 from imgsearch.search.space import SpaceIndex
+from imgsearch.search.text_feedback import evidence as expansion_evidence
+from imgsearch.search.text_feedback import expand
+from imgsearch.search.timing import current as current_timings
+from imgsearch.search.timing import recording, stage
 from imgsearch.search.understand import Interpretation, understand
 from imgsearch.search.validation import EMPTY_MESSAGE, validate
 from imgsearch.search.verify import FeatureCache

@@ -33,7 +33,7 @@ from imgsearch.search.protocols import CatalogReads, CollectionState
 from imgsearch.store.catalog import STOPWORDS
 
 if TYPE_CHECKING:
-    from imgsearch.engine.query import Searcher
+    from imgsearch.search.searcher import Searcher
 
 
 def concept_options(settings: Settings) -> ConceptOptions:
