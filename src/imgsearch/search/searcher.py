@@ -72,7 +72,7 @@ from imgsearch.search.text_feedback import evidence as expansion_evidence
 from imgsearch.search.text_feedback import expand
 from imgsearch.search.timing import current as current_timings
 from imgsearch.search.timing import recording, stage
-from imgsearch.search.understand import Interpretation, understand
+from imgsearch.search.understand import Interpretation, Vocabulary, understand
 from imgsearch.search.validation import EMPTY_MESSAGE, validate
 from imgsearch.search.verify import FeatureCache
 from imgsearch.store.catalog import FIELD_SIGNALS
@@ -533,13 +533,17 @@ def _merge(filters: Filters, parsed: Interpretation, colors_as_filter: bool = Tr
     )
 
 
-def interpret(searcher: Searcher, query: Query) -> tuple[Query, dict[str, Any]]:
+def interpret(query: Query, vocabulary: Callable[[], Vocabulary], settings: Settings
+              ) -> tuple[Query, dict[str, Any]]:
+    """The query with what was understood of its text merged into its filters and colour
+    preference, and the interpretation to report. ``vocabulary`` (the collection's
+    brands, categories and cameras) is read only when the text is parsed."""
     if not (query.parse and query.text and query.text.strip()):
         return query, {}
-    parsed = understand(query.text, searcher.derived.vocabulary())
+    parsed = understand(query.text, vocabulary())
     if not parsed.understood:
         return query, parsed.to_dict()
-    mode = searcher.settings.parsed_colors
+    mode = settings.parsed_colors
     if mode not in ("filter", "boost"):
         raise InvalidQueryError(f"parsed_colors must be 'filter' or 'boost', got {mode!r}")
     merged = _merge(query.filters, parsed, colors_as_filter=mode == "filter")
@@ -623,7 +627,7 @@ def _answer(searcher: Searcher, query: Query) -> SearchResult:
             [], query.kind, (time.perf_counter() - started) * 1000, plan="empty collection",
             empty_reason="empty", message=EMPTY_MESSAGE))
     original = query
-    query, interpretation = interpret(searcher, query)
+    query, interpretation = interpret(query, searcher.derived.vocabulary, s)
     if interpretation.get("understood"):
         validate_filters(query.filters)
     allowed = None
@@ -762,7 +766,7 @@ def _collapse(searcher: Searcher, keys: NDArray[np.int64]
     """Which ranked keys to keep (near-exact duplicates folded), and how many hits each
     kept one stands for."""
     return collapse_hits(keys, searcher.catalog.phashes_of,
-                         searcher.spaces["image"].vectors_of_keys)
+                         lambda some: searcher.spaces["image"].vectors_of_keys(some))
 
 
 def _rounded(values: NDArray[Any], digits: int) -> list[float]:
