@@ -237,12 +237,12 @@ class Engine:
     def duplicates(self, item_id: str) -> list[Duplicate]:
         """The near-duplicates of one item, strongest first (the item excluded)."""
         self.refresh()
-        return item_duplicates(self, item_id)
+        return item_duplicates(self.searcher, item_id)
 
     def duplicate_groups(self, min_tier: str = "variant") -> list[dict[str, Any]]:
         """Every group of near-duplicates at ``min_tier`` (exact, near-exact, variant)."""
         self.refresh()
-        return duplicate_groups(self, min_tier)
+        return duplicate_groups(self.searcher, min_tier)
 
     def __contains__(self, item_id: str) -> bool:
         return self.catalog.key_of(item_id) is not None

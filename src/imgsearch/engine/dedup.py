@@ -16,7 +16,7 @@ from imgsearch.search.duplicates import (
 )
 
 if TYPE_CHECKING:
-    from imgsearch.engine.core import Engine
+    from imgsearch.search.searcher import Searcher
 
 
 @dataclass(frozen=True)
@@ -36,17 +36,17 @@ def _check_tier(tier: str) -> None:
         raise InvalidInputError(f"unknown duplicate tier {tier!r}; use {', '.join(TIERS)}")
 
 
-def duplicate_groups(engine: Engine, min_tier: str = "variant",
+def duplicate_groups(searcher: Searcher, min_tier: str = "variant",
                      tiers: DuplicateTiers | None = None) -> list[dict[str, Any]]:
     """Every group of duplicates at ``min_tier`` or stronger, biggest first."""
     _check_tier(min_tier)
     tiers = tiers or DuplicateTiers()
-    keys, hashes = engine.catalog.phashes()
-    space = engine.spaces["image"]
-    with engine.lock.read():
+    keys, hashes = searcher.catalog.phashes()
+    space = searcher.spaces["image"]
+    with searcher.lock.read():
         pairs = find_duplicate_pairs(keys, hashes, space.vectors_of_keys, tiers)
     groups = group_duplicates(pairs, min_tier=min_tier)
-    ids = engine.catalog.ids_of(sorted({k for g in groups for k in g.keys}))
+    ids = searcher.catalog.ids_of(sorted({k for g in groups for k in g.keys}))
     out = []
     for group in groups:
         out.append({
@@ -60,19 +60,21 @@ def duplicate_groups(engine: Engine, min_tier: str = "variant",
     return out
 
 
-def item_duplicates(engine: Engine, item_id: str,
+def item_duplicates(searcher: Searcher, item_id: str,
                     tiers: DuplicateTiers | None = None) -> list[Duplicate]:
     """The near-duplicates of one item (itself excluded), strongest first."""
-    key = engine.catalog.key_of(item_id)
+    key = searcher.catalog.key_of(item_id)
     if key is None:
         raise ItemNotFoundError(item_id)
-    item = engine.get(item_id)
+    item = searcher.catalog.items_by_key([key]).get(key)
+    if item is None:  # deleted since its key was read
+        raise ItemNotFoundError(item_id)
     if item.phash is None:
         return []
     tiers = tiers or DuplicateTiers()
-    index = engine.hamming_index()
-    with engine.lock.read():
-        found = duplicates_of(key, item.phash, index, engine.spaces["image"].vectors_of_keys,
+    index = searcher.hamming_index()
+    with searcher.lock.read():
+        found = duplicates_of(key, item.phash, index, searcher.spaces["image"].vectors_of_keys,
                               tiers)
-    ids = engine.catalog.ids_of([k for k, _, _, _ in found])
+    ids = searcher.catalog.ids_of([k for k, _, _, _ in found])
     return [Duplicate(ids[k], tier, int(h), float(c)) for k, h, c, tier in found if k in ids]
