@@ -26,13 +26,13 @@ from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
 from imgsearch.engine import maintenance, overview
 from imgsearch.engine import reembed as reembedding
-from imgsearch.engine.dedup import Duplicate, duplicate_groups, item_duplicates
 from imgsearch.engine.maintenance import HealthReport
 from imgsearch.engine.opening import Collaborators, Opened, open_collection
 from imgsearch.engine.pipeline import Prepared, Preparer
 from imgsearch.engine.writer import ProgressCallback
 from imgsearch.errors import ImgSearchError, ItemNotFoundError
 from imgsearch.ingest.decode import DecodedImage
+from imgsearch.search.dedup import Duplicate, duplicate_groups, item_duplicates
 from imgsearch.search.understand import Vocabulary
 from imgsearch.store.catalog import WriteResult
 from imgsearch.types import ImageInput, IngestReport, Item, Query, SearchResult
