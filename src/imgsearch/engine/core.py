@@ -40,8 +40,8 @@ from imgsearch.types import ImageInput, IngestReport, Item, Query, SearchResult
 
 class Engine:
     """One collection, opened: each method hands its work to a collaborator built by
-    ``opening.collaborators`` (the indexes, the writer, the query encoder, what is
-    derived from the collection) or to the module that does it."""
+    ``opening.collaborators`` (the indexes, the writer, the query encoder, the searcher,
+    what is derived from the collection) or to the module that does it."""
 
     def __init__(self, opened: Opened, parts: Collaborators) -> None:
         self.directory = opened.directory
