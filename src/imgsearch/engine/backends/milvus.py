@@ -299,6 +299,23 @@ class MilvusBackend:
                                            timeout=self.target.timeout_s))
         return int(found[0]["count(*)"])
 
+    def distinct_values(self, field: str, limit: int) -> list[str] | None:
+        """Read by scanning the field's trimmed, case-folded column (Milvus has no
+        DISTINCT): the values come back in that form."""
+        if field not in ("brand", "category", "camera"):
+            raise ValueError(field)
+        if self.count() > limit:
+            return None
+        column = f"{field}_norm"
+        iterator = self._do(lambda c: c.query_iterator(
+            self.target.name, batch_size=1000, filter=f'{column} != ""',
+            output_fields=[column], timeout=self.target.timeout_s))
+        found: set[str] = set()
+        while page := self._do(lambda _c: iterator.next()):
+            found.update(str(r[column]) for r in page)
+        iterator.close()
+        return sorted(found)
+
     def rows(self, batch: int = 1000, source: str | None = None) -> Iterator[list[Row]]:
         fields = ["id", "item", *(f for s in self._spaces
                                   for f in (vector_field(s), presence_field(s)))]
