@@ -72,11 +72,14 @@ def test_a_copy_folds_into_the_best_hit_and_boosts_and_caps_apply() -> None:
     assert boosted.hits[0].id == "b"  # the popular one, though not the nearest
 
 
-def test_the_query_images_own_bytes_come_first() -> None:
+def test_the_query_images_exact_copies_come_first_with_their_confidence() -> None:
     backend = collection()
-    backend.items["c"].content_hash = "abc"
-    block = finish(hits_for(backend), Query(vector=[1.0]), Settings(), backend, {"abc"})
+    hits = hits_for(backend)
+    sure = {h.id: 0.25 for h in hits} | {"c": 1.0}
+    block = finish(hits, Query(vector=[1.0], collapse_duplicates=False), Settings(),
+                   backend, {"c"}, sure)
     assert block.hits[0].id == "c" and block.exact == {"c"}
+    assert block.confidence == {h.id: sure[h.id] for h in block.hits}
 
 
 def test_an_items_duplicates_come_from_its_neighbours_and_their_hashes() -> None:
