@@ -103,6 +103,15 @@ def test_the_same_bytes_are_exact_and_sure_and_nothing_else_is(collection: Colle
     assert all(h.match != "exact" and h.confidence < 1.0 for h in hits[1:])
 
 
+def test_the_same_pixels_saved_again_are_exact(collection: Collection) -> None:
+    _item, data = collection.pictures[4]
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(data)).save(buffer, format="PNG")
+    top = collection.engine.search(Query(images=[buffer.getvalue()])).hits[0]
+    assert top.id == "pic4" and top.match == "exact" and top.confidence == 1.0
+    assert top.evidence["hamming"] == 0.0 and top.evidence["cosine"] >= 0.995
+
+
 def test_an_edited_copy_is_found_with_a_confidence_under_one(collection: Collection) -> None:
     picture = textured(5, (320, 240)).resize((288, 216))
     hits = collection.engine.search(Query(images=[jpeg(picture, quality=70)])).hits

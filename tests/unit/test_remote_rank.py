@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 from numpy.typing import NDArray
 
 from imgsearch.config import Settings
@@ -87,3 +88,13 @@ def test_an_items_duplicates_come_from_its_neighbours_and_their_hashes() -> None
     found = item_duplicates(backend, "a")
     assert [(d.id, d.tier, d.hamming) for d in found] == [("a-copy", "exact", 0)]
     assert item_duplicates(backend, "d") == []  # no hash: never paired
+
+
+def test_keyword_evidence_is_the_share_of_query_words_stemmed_as_the_catalog_does() -> None:
+    from imgsearch.engine.remote_confidence import term_coverage
+
+    found = term_coverage("the red running shoes", [
+        Item(id="a", title="Red shoe"), None,
+        Item(id="b", title="runner", description="shoes for running"),
+        Item(id="c", title="blue hat")])
+    assert found.tolist() == pytest.approx([2 / 3, 0.0, 2 / 3, 0.0])

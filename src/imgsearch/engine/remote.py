@@ -54,6 +54,8 @@ REFUSED = {
     "concepts": "the concept list (items named by a kind of the query's words, through "
                 "WordNet) needs the collection's word list, which the node does not read; "
                 "text queries are not expanded with it",
+    "expansion": "text queries are not expanded from their surest hits (the local "
+                 "engine's text feedback reads the collection's own vectors of them)",
     "batch": "batch writes (/v1/items:batch) are not served",
     "feedback": "click feedback needs the collection's own log; it is not recorded",
     "fused_similar": "more like this searches the item's image space alone (the local "

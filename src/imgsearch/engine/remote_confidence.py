@@ -19,7 +19,9 @@ so that a search does not ask the server to count on every call.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +46,7 @@ from imgsearch.search.calibration import (
 from imgsearch.search.matching import SIMILAR_CEILING
 from imgsearch.search.space import SpaceIndex
 from imgsearch.store.catalog import STOPWORDS
+from imgsearch.titles import clean_title
 from imgsearch.types import Item
 
 COUNT_TTL_S = 5.0
@@ -163,22 +166,32 @@ def text_confidence(calibration: Calibration | None,
 
 
 def term_coverage(text: str, items: Sequence[Item | None]) -> NDArray[np.float32]:
-    """For each item, the share of the query's words its text holds (the keyword
-    evidence the local engine takes from its full-text index; here whole words,
-    compared without stemming)."""
+    """For each item, the share of the query's words its text holds: the keyword
+    evidence the local engine takes from its full-text index, computed the same way (an
+    in-memory SQLite FTS5 table over the candidates, with the catalog's tokenizer)."""
     words = [w for w in _WORD.findall(text.casefold()) if w]
     terms = list(dict.fromkeys([w for w in words if w not in STOPWORDS] or words))
     coverage = np.zeros(len(items), np.float32)
-    if not terms:
+    if not terms or not any(items):
         return coverage
-    for n, item in enumerate(items):
-        if item is None:
-            continue
-        held = set(_WORD.findall(" ".join(filter(None, (
-            item.title, item.description, " ".join(item.tags), item.category, item.brand,
-            " ".join(item.colors), item.color))).casefold()))
-        coverage[n] = sum(t in held for t in terms) / len(terms)
-    return coverage
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        db.execute("CREATE VIRTUAL TABLE t USING fts5(body, "
+                   "tokenize = 'porter unicode61 remove_diacritics 2')")
+        db.executemany("INSERT INTO t (rowid, body) VALUES (?, ?)", [
+            (n, _text_of(item)) for n, item in enumerate(items) if item is not None])
+        for term in terms:
+            for (row,) in db.execute("SELECT rowid FROM t WHERE t MATCH ?", (f'"{term}"',)):
+                coverage[int(row)] += 1.0
+    return coverage / np.float32(len(terms))
+
+
+def _text_of(item: Item) -> str:
+    """What the catalog's full-text index holds of an item."""
+    places = (item.city, item.region, item.country)
+    return " ".join(filter(None, (
+        clean_title(item.title), item.description, " ".join(item.tags), item.category,
+        item.brand, " ".join([*item.colors, item.color or ""]), item.ocr_text, item.album,
+        " ".join(p for p in places if p))))
 
 
 def capped(parts: Sequence[NDArray[np.float32]], n: int) -> NDArray[np.float32]:

@@ -68,10 +68,11 @@ def rrf(lists: Sequence[tuple[list[Hit], float]], k: int, rrf_k: int) -> list[Hi
 
 
 def hit(found: Hit, item: Item, duplicates: int, matched: dict[str, dict[str, float]],
-        match: str, confidence: float) -> SearchHit:
+        match: str, confidence: float, evidence: dict[str, float]) -> SearchHit:
     """No thumbnail: API nodes keep none (``REFUSED["thumbnails"]``)."""
     return SearchHit(found.id, found.score, item.title, item.category, item.brand,
-                     item.price, item.image, None, confidence, duplicates, matched, match)
+                     item.price, item.image, None, confidence, duplicates, matched, match,
+                     dict(evidence))
 
 
 __all__ = ["NEGATIVE_WEIGHT", "RRF_K", "fused_images", "hit", "rrf", "run", "unit"]

@@ -11,6 +11,7 @@ local engine reads them (``remote_understand``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from imgsearch.engine.remote_confidence import (
     text_confidence,
 )
 from imgsearch.engine.remote_fuse import NEGATIVE_WEIGHT, fused_images, hit, run, unit
+from imgsearch.engine.remote_matches import exact_matches
 from imgsearch.engine.remote_rank import finish
 from imgsearch.engine.remote_understand import interpret, validate
 from imgsearch.errors import InvalidQueryError, ItemNotFoundError, UnsupportedOnBackendError
@@ -154,10 +156,11 @@ def _answer(engine: RemoteEngine, query: Query, started: float) -> SearchResult:
     single = None if signals.fused is not None or len(vectors) + bm25 > 1 \
         else next(iter(vectors), "keyword")
     items = engine.backend.get([h.id for h in candidates]) if candidates else {}
-    hashes = {x.content_hash for x in signals.looks if x.content_hash}
-    if query.text and query.image_weight == 0:
-        hashes = set()  # an image weighed at nothing in a hybrid query is not looked for
-    exact = {h.id for h in candidates if h.id in items and items[h.id].content_hash in hashes}
+    # an image weighed at nothing in a hybrid query is not looked for
+    matching = [] if query.text and query.image_weight == 0 else signals.looks
+    evidence = exact_matches(matching, candidates, items, functools.partial(
+        engine.backend.fetch_vectors, "image")) if matching else {}
+    exact = set(evidence)
     confidence = _confidence(engine, query, signals, candidates, listed, single, items)
     for n, h in enumerate(candidates):
         if h.id in exact:
@@ -193,7 +196,7 @@ def _answer(engine: RemoteEngine, query: Query, started: float) -> SearchResult:
         hits=[hit(h, shown[h.id], n - 1, {} if single is None else {
             single: {"score": round(h.score, 6), "rank": rank_of[h.id]}},
             "exact" if h.id in ranked.exact else "similar",
-            round(ranked.confidence.get(h.id, 0.0), 4))
+            round(ranked.confidence.get(h.id, 0.0), 4), evidence.get(h.id, {}))
               for h, n in zip(hits, stands, strict=True) if h.id in shown],
         query_kind=query.kind, query_time_ms=(time.perf_counter() - started) * 1000,
         total_candidates=fetched, plan=_plan(engine, vectors, bm25))
