@@ -76,6 +76,8 @@ def _open(request: pytest.FixtureRequest, backend: str, n: int,
             {s: v.dim for s, v in encoders.items()}, encoders=encoders), settings)
     written = engine.upsert_many([(item, data) for item, data in pictures])
     assert all(isinstance(w, str) for w in written), written
+    if backend == "local":
+        engine.save()  # calibrated, as an index run leaves it
     yield Collection(backend, engine, pictures)
     engine.close()
 
@@ -159,3 +161,24 @@ def test_understood_filters_that_rule_out_everything_are_undone_and_said(
                                             filters=Filters()))
     assert answer.interpretation["applied"] is False
     assert "as typed" in answer.interpretation["note"] and answer.hits
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_confidence_is_the_local_engines(request: pytest.FixtureRequest, tmp_path: Path,
+                                         size: str) -> None:
+    """The same items and queries: the same confidence on Milvus Lite as locally, to
+    within what measuring a collection's calibration on another sample of pairs moves
+    (0.01 here; nothing under ``MIN_VECTORS`` items, where the encoder's prior is used)."""
+    queries = [jpeg(textured(5, (320, 240)).resize((288, 216)), quality=70),
+               jpeg(textured(40, (320, 240))), noise()]
+    answers = []
+    for backend in ("local", "milvus-lite"):
+        for opened in _open(request, backend, SIZES[size], tmp_path / backend):
+            answers.append([{h.id: (h.confidence, h.match) for h in opened.engine.search(
+                Query(images=[q], min_confidence=0.0, limit=10)).hits} for q in queries])
+    tolerance = 1e-3 if size == "small" else 0.01
+    for local, remote in zip(*answers, strict=True):
+        assert local.keys() == remote.keys()
+        for i, (confidence, match) in local.items():
+            if match == "similar":  # a verified copy is a local engine's own
+                assert remote[i][0] == pytest.approx(confidence, abs=tolerance), i
