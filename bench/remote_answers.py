@@ -26,14 +26,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # milvuskit
 
-import milvuskit  # noqa: E402
-
-from imgsearch.config import Settings  # noqa: E402
-from imgsearch.engine.backends.base import Row  # noqa: E402
-from imgsearch.engine.backends.milvus import MilvusBackend  # noqa: E402
-from imgsearch.engine.remote import RemoteEngine, encoders_for  # noqa: E402
-from imgsearch.search.executor import fetch_size  # noqa: E402
-from imgsearch.types import Item, Query  # noqa: E402
+import milvuskit
+from imgsearch.config import Settings
+from imgsearch.engine.backends.base import Row
+from imgsearch.engine.backends.milvus import MilvusBackend
+from imgsearch.engine.remote import RemoteEngine, encoders_for
+from imgsearch.search.executor import fetch_size
+from imgsearch.types import Item, Query
 
 
 def main() -> None:
