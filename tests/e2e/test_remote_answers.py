@@ -128,6 +128,9 @@ def test_min_confidence_filters_as_asked(collection: Collection) -> None:
     assert [h.id for h in strict.hits] == \
         [h.id for h in every.hits if h.confidence >= 0.9 or h.match == "exact"]
     assert len(strict.hits) < len(every.hits)
+    # a hit's rank in the list searched does not move when weaker ones are dropped
+    matched = {h.id: h.matched_by for h in every.hits}
+    assert all(h.matched_by == matched[h.id] and h.matched_by for h in strict.hits)
 
 
 def test_an_item_and_a_vector_show_their_neighbours_whatever_their_confidence(

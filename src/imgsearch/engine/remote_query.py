@@ -155,6 +155,7 @@ def _answer(engine: RemoteEngine, query: Query, started: float) -> SearchResult:
     # one list searched: a hit says its score and rank there (fused lists do not)
     single = None if signals.fused is not None or len(vectors) + bm25 > 1 \
         else next(iter(vectors), "keyword")
+    rank_of = {h.id: n for n, h in enumerate(candidates, 1)}  # in the list searched
     items = engine.backend.get([h.id for h in candidates]) if candidates else {}
     # an image weighed at nothing in a hybrid query is not looked for
     matching = [] if query.text and query.image_weight == 0 else signals.looks
@@ -182,7 +183,6 @@ def _answer(engine: RemoteEngine, query: Query, started: float) -> SearchResult:
                 message=f"nothing in this collection matches well enough: the best candidate "
                         f"scored {best:.2f} confidence, under the minimum {minimum:.2f} "
                         f"(lower it with min_confidence to see weaker matches)")
-    rank_of = {h.id: n for n, h in enumerate(candidates, 1)}
     ranked = finish(candidates, query, engine.settings, engine.backend, exact,
                     dict(zip([h.id for h in candidates], confidence.tolist(), strict=True)),
                     items)
