@@ -185,3 +185,20 @@ def test_confidence_is_the_local_engines(request: pytest.FixtureRequest, tmp_pat
         for i, (confidence, match) in local.items():
             if match == "similar":  # a verified copy is a local engine's own
                 assert remote[i][0] == pytest.approx(confidence, abs=tolerance), i
+
+
+def test_an_unknown_brand_is_refused_with_the_known_ones_and_a_new_one_is_not(
+        collection: Collection) -> None:
+    """Last of the module: it writes an item."""
+    from imgsearch.errors import InvalidFilterError
+
+    assert collection.engine.search(Query(images=[collection.pictures[0][1]],
+                                          filters=Filters(brands=("Acme",)))).hits
+    with pytest.raises(InvalidFilterError, match=r"unknown brand 'acne'.*acme"):
+        collection.engine.search(Query(images=[collection.pictures[0][1]],
+                                       filters=Filters(brands=("acne",))))
+    data = jpeg(textured(90, (320, 240)))
+    assert collection.engine.upsert_many([(Item(id="fresh", brand="Freshco"), data)]) == \
+        ["added"]
+    hits = collection.engine.search(Query(images=[data], filters=Filters(brands=("freshco",))))
+    assert [h.id for h in hits.hits] == ["fresh"]

@@ -98,7 +98,8 @@ class RemoteEngine:
         self.calibrations = RemoteCalibrations(
             backend, {name: space.model_id for name, space in backend.encoders().items()},
             self.encoder)
-        self._vocabulary = RemoteVocabulary(backend, settings.concept_vocabulary_max_items)
+        self.known_vocabulary = RemoteVocabulary(backend,
+                                                 settings.concept_vocabulary_max_items)
 
     @property
     def uri(self) -> str:
@@ -204,7 +205,11 @@ class RemoteEngine:
 
     def vocabulary(self) -> Vocabulary:
         """Brands, categories and cameras for query understanding (``remote_understand``)."""
-        return self._vocabulary.get()
+        return self.known_vocabulary.get()
+
+    def known_values(self, column: str) -> tuple[list[str], frozenset[str]]:
+        """A field's values (brand, category, camera) and the same case-folded."""
+        return self.known_vocabulary.known_values(column)
 
     def embed_query_image(self, value: ImageInput) -> NDArray[np.float32]:
         return remote_query.look(self, value).vector

@@ -29,7 +29,7 @@ from imgsearch.engine.remote_confidence import (
 from imgsearch.engine.remote_fuse import NEGATIVE_WEIGHT, fused_images, hit, run, unit
 from imgsearch.engine.remote_matches import exact_matches
 from imgsearch.engine.remote_rank import finish
-from imgsearch.engine.remote_understand import interpret, validate
+from imgsearch.engine.remote_understand import check_known_values, interpret, validate
 from imgsearch.errors import InvalidQueryError, ItemNotFoundError, UnsupportedOnBackendError
 from imgsearch.index.base import SearchParams
 from imgsearch.search.calibration import BACKGROUND_RANK
@@ -63,6 +63,7 @@ def search(engine: RemoteEngine, query: Query) -> SearchResult:
     started = time.perf_counter()
     validate(query, engine.settings.max_limit)
     SearchParams.from_hints(query.search_params)  # refused before any work
+    check_known_values(engine, query.filters)
     original = query
     query, interpretation = interpret(engine, query)
     if query.kind == "browse":  # "photos from 2019": the understood filters alone

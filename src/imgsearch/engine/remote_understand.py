@@ -3,9 +3,10 @@ text query ("red nike shoes under $80": colour words as boosts, brands, categori
 cameras, prices and dates as filters, pushed down to the backend), with the brands,
 categories and cameras the collection holds as its vocabulary.
 
-The one place the remote path borrows from ``engine.query``: its validation and its
-``interpret``, which read only ``vocabulary()`` and ``settings`` of the engine they are
-given, so a ``RemoteEngine`` answers for one.
+The one place the remote path borrows from ``engine.query`` (and ``engine.known``): its
+validation, its ``interpret`` and the check of filter values against those the
+collection holds, which read only ``vocabulary()``, ``known_values()`` and ``settings``
+of the engine they are given, so a ``RemoteEngine`` answers for one.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from imgsearch.engine.backends.base import CollectionBackend
+from imgsearch.engine.known import check_known_values as _check_known
 from imgsearch.engine.query import interpret as _interpret
 from imgsearch.engine.query import validate
+from imgsearch.errors import InvalidFilterError
 from imgsearch.search.understand import Vocabulary
-from imgsearch.types import Query
+from imgsearch.types import Filters, Query
 
 if TYPE_CHECKING:
     from imgsearch.engine.core import Engine
@@ -30,23 +33,46 @@ FIELDS = ("brand", "category", "camera")
 
 class RemoteVocabulary:
     """The collection's distinct brands, categories and cameras, read from the backend
-    (as the backend keeps them: trimmed and case-folded) and kept ``VOCABULARY_TTL_S``
-    seconds; empty over a collection larger than ``limit`` items (not read after every
-    write), where only prices, colours and dates are understood."""
+    (as the backend keeps them: trimmed and case-folded, most common first) and kept
+    ``VOCABULARY_TTL_S`` seconds; none over a collection larger than ``limit`` items
+    (not read after every write), where only prices, colours and dates are understood
+    and no filter value is refused."""
 
     def __init__(self, backend: CollectionBackend, limit: int) -> None:
         self.backend, self.limit = backend, limit
-        self._held: tuple[float, Vocabulary] | None = None
+        self._held: tuple[float, dict[str, list[str]]] | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> Vocabulary:
+    def values(self, fresh: bool = False) -> dict[str, list[str]]:
+        """Each field's values; ``fresh``: read again now (another node may just have
+        written a new one)."""
         with self._lock:
             now = time.monotonic()
-            if self._held is None or now - self._held[0] > VOCABULARY_TTL_S:
-                values = {f: self.backend.distinct_values(f, self.limit) for f in FIELDS}
-                self._held = (now, Vocabulary(values["brand"] or (), values["category"] or (),
-                                              values["camera"] or ()))
+            if fresh or self._held is None or now - self._held[0] > VOCABULARY_TTL_S:
+                self._held = (now, {f: self.backend.distinct_values(f, self.limit) or []
+                                    for f in FIELDS})
             return self._held[1]
+
+    def get(self) -> Vocabulary:
+        values = self.values()
+        return Vocabulary(values["brand"], values["category"], values["camera"])
+
+    def known_values(self, column: str, fresh: bool = False
+                     ) -> tuple[list[str], frozenset[str]]:
+        """As ``Engine.known_values``: the values, and the same case-folded."""
+        found = self.values(fresh).get(column, [])
+        return found, frozenset(v.strip().casefold() for v in found)
+
+
+def check_known_values(engine: RemoteEngine, filters: Filters) -> None:
+    """A category, brand or camera filter on a value no item has is refused with the
+    values the collection holds, as locally (``engine.known``); read again once before
+    refusing, so that a value another node has just written is not refused."""
+    try:
+        _check_known(cast("Engine", engine), filters)
+    except InvalidFilterError:
+        engine.known_vocabulary.values(fresh=True)
+        _check_known(cast("Engine", engine), filters)
 
 
 def interpret(engine: RemoteEngine, query: Query) -> tuple[Query, dict[str, Any]]:
@@ -55,4 +81,4 @@ def interpret(engine: RemoteEngine, query: Query) -> tuple[Query, dict[str, Any]
     return _interpret(cast("Engine", engine), query)
 
 
-__all__ = ["FIELDS", "RemoteVocabulary", "interpret", "validate"]
+__all__ = ["FIELDS", "RemoteVocabulary", "check_known_values", "interpret", "validate"]

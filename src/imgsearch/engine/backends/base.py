@@ -108,8 +108,8 @@ class CollectionBackend(Protocol):
 
     def distinct_values(self, field: str, limit: int) -> list[str] | None:
         """The distinct values of ``field`` (brand, category or camera) among the items,
-        for query understanding; None when the collection holds more than ``limit``
-        items (not read then)."""
+        most common first, for query understanding; None when the collection holds
+        more than ``limit`` items (not read then)."""
         ...
 
     def rows(self, batch: int = 1000, source: str | None = None) -> Iterator[list[Row]]:

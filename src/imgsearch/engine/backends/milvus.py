@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -301,7 +302,7 @@ class MilvusBackend:
 
     def distinct_values(self, field: str, limit: int) -> list[str] | None:
         """Read by scanning the field's trimmed, case-folded column (Milvus has no
-        DISTINCT): the values come back in that form."""
+        DISTINCT): the values come back in that form, most common first."""
         if field not in ("brand", "category", "camera"):
             raise ValueError(field)
         if self.count() > limit:
@@ -310,11 +311,11 @@ class MilvusBackend:
         iterator = self._do(lambda c: c.query_iterator(
             self.target.name, batch_size=1000, filter=f'{column} != ""',
             output_fields=[column], timeout=self.target.timeout_s))
-        found: set[str] = set()
+        found: Counter[str] = Counter()
         while page := self._do(lambda _c: iterator.next()):
             found.update(str(r[column]) for r in page)
         iterator.close()
-        return sorted(found)
+        return [value for value, _n in sorted(found.items(), key=lambda p: (-p[1], p[0]))]
 
     def rows(self, batch: int = 1000, source: str | None = None) -> Iterator[list[Row]]:
         fields = ["id", "item", *(f for s in self._spaces
