@@ -90,3 +90,21 @@ def test_a_sample_is_at_most_the_limit_drawn_from_what_is_listed(
     assert sample.shape == (25, 8)
     held = {v.tobytes() for v in list(backend.vectors.values())[:100]}  # 4 x SAMPLE listed
     assert all(v.tobytes() in held for v in sample)
+
+
+def test_warming_measures_ahead_and_leaves_a_failure_to_the_search() -> None:
+    backend = VectorBackend(50)
+    judged = calibrations(backend)
+    judged.warm()
+    assert backend.listed == 1
+    judged.image()
+    assert backend.listed == 1  # measured once
+
+    def unreachable(*_args: object, **_kwargs: object) -> Iterator[list[Row]]:
+        raise ConnectionError("server gone")
+
+    broken = VectorBackend(50)
+    broken.rows = unreachable  # type: ignore[method-assign]
+    calibrations(broken).warm()  # no error here
+    with pytest.raises(ConnectionError):
+        calibrations(broken).image()

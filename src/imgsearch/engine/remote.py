@@ -230,7 +230,16 @@ class RemoteEngine:
                                  "read_your_writes": caps.read_your_writes}}
 
     def warm(self, wait: bool = True) -> None:
-        """Nothing to read ahead: the server holds the collection."""
+        """Measure the image calibration ahead of the first search (seconds on a large
+        collection: ``remote_confidence``); ``wait`` False: on a thread of its own. A
+        failure here is left for that search to meet and report."""
+        if "image" not in self.backend.spaces():
+            return
+        if wait:
+            self.calibrations.warm()
+        else:
+            threading.Thread(target=self.calibrations.warm, name="imgsearch-calibrate",
+                             daemon=True).start()
 
     def close(self) -> None:
         if self._preparer is not None:

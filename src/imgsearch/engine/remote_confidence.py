@@ -94,6 +94,11 @@ class RemoteCalibrations:
             self._count = held
         return held[1]
 
+    def warm(self) -> None:
+        """The image calibration measured now; errors are left for a search to meet."""
+        with contextlib.suppress(Exception):  # an unreachable server, a closed client
+            self.image()
+
     def neighbourhood(self, space: str) -> SpaceIndex:
         # search.calibration reads only len() and index.search() of a space
         return cast(SpaceIndex, _Neighbourhood(self.backend, space, self.size()))
