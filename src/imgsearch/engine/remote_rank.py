@@ -42,6 +42,7 @@ class Block:
     stands_for: list[int]
     items: dict[str, Item] = field(default_factory=dict)
     exact: set[str] = field(default_factory=set)  # ids of the query images' own copies
+    confidence: dict[str, float] = field(default_factory=dict)  # of the hits, by id
 
 
 class _Fetched:
@@ -81,22 +82,20 @@ class _Fetched:
 
 
 def finish(hits: list[Hit], query: Query, settings: Settings, backend: CollectionBackend,
-           content_hashes: set[str] | None = None) -> Block:
-    """Candidates holding the very bytes of a query image (``content_hashes``) first,
-    as the local engine's exact matches; then near-exact duplicates folded (as the local
-    engine does by default), then the colour preference, business signals and diversity
-    the query asks for, over the whole block of candidates, so that every page of a
-    query sees the same order."""
+           exact: set[str] | None = None, confidence: dict[str, float] | None = None,
+           items: dict[str, Item] | None = None) -> Block:
+    """Candidates that are the query images' ``exact`` copies first, as the local
+    engine's exact matches; then near-exact duplicates folded (as the local engine does
+    by default), then the colour preference, business signals and diversity the query
+    asks for, over the whole block of candidates, so that every page of a query sees the
+    same order. ``confidence`` of each hit (1.0 where not given) and the hits' ``items``
+    (fetched here where not given) travel with them."""
     options = RerankOptions(business_weights(query.boosts, settings), query.prefer_colors,
                             settings.color_boost, query.max_per_category, query.mmr_lambda)
+    exact = exact or set()
+    hits = [h for h in hits if h.id in exact] + [h for h in hits if h.id not in exact]
     fetched = _Fetched(backend, [h.id for h in hits], "image")
-    exact: set[str] = set()
-    if content_hashes and hits:
-        items = fetched.all_items()
-        exact = {h.id for h in hits if h.id in items
-                 and items[h.id].content_hash in content_hashes}
-        hits = [h for h in hits if h.id in exact] + [h for h in hits if h.id not in exact]
-        fetched.ids = [h.id for h in hits]
+    fetched.items = items
     keys = np.arange(len(hits), dtype=np.int64)
     ranked = Ranked(keys, np.asarray([h.score for h in hits], np.float32))
     stands_for = np.ones(len(hits), np.int64)
@@ -110,12 +109,14 @@ def finish(hits: list[Hit], query: Query, settings: Settings, backend: Collectio
             stands_for[kept] = counts
             keep = np.isin(keys, kept)
             ranked, stands_for = subset(ranked, keep), stands_for[keep]
-    confidence = np.ones(len(ranked.keys), np.float32)
-    ranked, confidence, stands_for = rerank(ranked, confidence, stands_for, options,
-                                            fetched.items_by_key, fetched.vectors_of)
-    return Block([Hit(fetched.ids[int(k)], float(s)) for k, s in zip(
-        ranked.keys, ranked.scores, strict=True)], [int(n) for n in stands_for],
-        fetched.items or {}, exact)
+    given = confidence or {}
+    sure = np.asarray([given.get(fetched.ids[int(k)], 1.0) for k in ranked.keys], np.float32)
+    ranked, sure, stands_for = rerank(ranked, sure, stands_for, options,
+                                      fetched.items_by_key, fetched.vectors_of)
+    ids = [fetched.ids[int(k)] for k in ranked.keys]
+    return Block([Hit(i, float(s)) for i, s in zip(ids, ranked.scores, strict=True)],
+                 [int(n) for n in stands_for], fetched.items or {}, exact,
+                 dict(zip(ids, sure.tolist(), strict=True)))
 
 
 @dataclass(frozen=True)
