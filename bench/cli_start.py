@@ -39,6 +39,9 @@ from load import build_collection
 
 SRC = BENCH_DIR.parent / "src"
 TEXT = "wooden chair"
+BASELINE_OF = {"imgsearch --help": "baseline --help",
+               "search --text (onnx)": "baseline search --text",
+               "search --image": "baseline search --image"}
 BACKGROUNDS = Path("/usr/share/backgrounds")
 
 
@@ -148,15 +151,20 @@ def main(argv: list[str] | None = None) -> None:
                                  "times_s": r["times"]}
         rows.append([name, r["median"], r["min"], cpu, r["median"] / peer,
                      r["median"] / helped])
+    for row in rows:  # this code's CPU time against the baseline's, same run
+        base = results.get(BASELINE_OF.get(row[0], ""))
+        row.append(row[3] / base["cpu_mean_s"] if base else "-")
     print(f"\nCold start of the command line, {args.n:,}-item collection (descriptor + "
           f"minilm), each command a fresh process, page cache warm; hyperfine median of "
           f"{args.runs} runs after {args.warmup} warm-up runs. cpu s = user + system time "
           f"(mean), which the other jobs on the shared machine disturb less than the "
           f"wall time. × pass = median ÷ the median of `python -c pass` in the same run, "
-          f"× help the same for `imgsearch --help`. "
+          f"× help the same for `imgsearch --help`; cpu ÷ base = this code's cpu s ÷ "
+          f"the baseline's for the same command (with --baseline-src). "
           f"Text query {TEXT!r}; image query a 640×480 JPEG or larger (first "
           f"gnome-backgrounds JPEG).")
-    print(table(["command", "median s", "min s", "cpu s", "× pass", "× help"], rows))
+    print(table(["command", "median s", "min s", "cpu s", "× pass", "× help", "cpu ÷ base"],
+                rows))
     payload = {"benchmark": "cli-start", "command": command_line(), "date": now(),
                "machine": info, "n": args.n, "runs": args.runs, "results": results,
                "commands": [{"name": n, "argv": c, "env": e} for n, c, e in cmds],
