@@ -24,9 +24,14 @@ resumable: a killed run started again goes on where it stopped.
    query sets (cached in the work folder: a scan made ahead of the phase is used);
    numpy exact (``X @ q`` + ``argpartition``) on the first 1M rows (float32, generated
    in memory). Resident memory: ``VmRSS`` after open and after the queries, and the peak
-   counted from the end of the open (``clear_refs``); the vector file's mapped pages are
-   in the RSS (``info``'s figure is reported apart, and the RSS split into the process's
-   own pages and mapped file pages).
+   counted from the end of the open (``clear_refs``), split into the process's own pages
+   (``RssAnon``) and mapped file pages (``RssFile``: the vector file is read by row with
+   ``pread``, so its pages stay in the page cache, out of the RSS).
+
+``--nlist L`` builds the index with ``L`` lists in place of ``index/auto.ivf_lists``'s
+count (``--n 2000000 --nlist 400 --index-type ivfpq``: the 5,000 vectors a list of 10M's
+2,000 lists), in a work folder of its own. ``--again serve`` measures a finished build
+again (a fresh serving process; the catalog, vector file, index and ground truth kept).
 
 ``--render RESULTS`` prints the report of a finished run from its results file (what
 BENCHMARKS.md shows).
@@ -172,13 +177,18 @@ def phase_index(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 marks["trained"] = time.time()
 
     logging.getLogger("imgsearch").addHandler(Marks())
+    if args.nlist:  # the list count of another size: index/auto.ivf_lists gives it
+        import imgsearch.search.space as space_module
+
+        space_module.ivf_lists = lambda n: args.nlist
     started, wall = time.perf_counter(), time.time()
     with Engine.open(work / "collection", settings(args)) as engine:
         kind = engine.spaces["image"].index.kind
         built_s = time.perf_counter() - started
         ready = time.time()
         log(f"index: {kind} ready in {built_s:.0f} s")
-    result: dict[str, Any] = {"index_s": time.perf_counter() - started, "kind": kind}
+    result: dict[str, Any] = {"index_s": time.perf_counter() - started, "kind": kind,
+                              "nlist": args.nlist or None}
     if "trained" in marks:
         result["train_s"] = marks["trained"] - wall
         result["add_s"] = ready - marks["trained"]  # and saving the index file
@@ -235,6 +245,7 @@ def phase_serve(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import faiss
 
     from imgsearch import Engine, Query
+    from imgsearch.index.auto import rescore_depth
     from imgsearch.store.vectors import StoreFile
 
     faiss.omp_set_num_threads(1)
@@ -283,10 +294,11 @@ def phase_serve(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         return row_of_vid(found)
 
     # the bare work the engine's answer needs: the same index asked for as many
-    # candidates as the engine asks (a 64-result page block × pq_rescore_factor), their
+    # candidates as the engine asks (index/auto.rescore_depth of a 64-result page), their
     # float16 rows read from the same vector file and scored exactly (numpy)
-    fetch = 64 * engine.settings.pq_rescore_factor
-    # the engine's own map of the file (a second map would count its pages twice)
+    fetch = rescore_depth(64, engine.settings.pq_rescore_factor, len(space),
+                          wrapper.params.nlist, engine.settings.ivf_nprobe)
+    # the engine's own reader of the file
     stored = engine.catalog.vector_files
     mapped = next(stored.file("image", spec) for spec in [StoreFile.from_json(
         engine.catalog.get_meta("vectors.image") or "")])
@@ -391,6 +403,9 @@ def main() -> None:
     parser.add_argument("--memory-budget-mb", type=int, default=4096)
     parser.add_argument("--index-type", default="auto",
                         help="auto (chosen by size and budget) or a kind, as index_type")
+    parser.add_argument("--nlist", type=int, default=0,
+                        help="IVF lists of the index (0: index/auto.ivf_lists by size); "
+                             "--n 2000000 --nlist 400 has 10M's 5,000 vectors a list")
     parser.add_argument("--fresh", action="store_true", help="start over")
     parser.add_argument("--again", action="append", default=[],
                         choices=("index", "serve"), help="run a finished phase again")
@@ -401,7 +416,8 @@ def main() -> None:
     if args.render:
         print(render(json.loads(args.render.read_text())))
         return
-    work = DATA_DIR / f"tenmillion-{args.n}"
+    name = f"tenmillion-{args.n}" + (f"-nlist{args.nlist}" if args.nlist else "")
+    work = DATA_DIR / name
     if args.phase:
         result = {"write": phase_write, "index": phase_index, "serve": phase_serve}[
             args.phase](args, work)
@@ -424,7 +440,8 @@ def main() -> None:
         started = time.perf_counter()
         subprocess.run([sys.executable, __file__, "--phase", phase, "--n", str(args.n),
                         "--queries", str(args.queries), "--memory-budget-mb",
-                        str(args.memory_budget_mb), "--index-type", args.index_type],
+                        str(args.memory_budget_mb), "--index-type", args.index_type,
+                        "--nlist", str(args.nlist)],
                        check=True)
         state[phase] = json.loads(done.read_text())
         state[phase]["wall_s"] = time.perf_counter() - started
@@ -433,12 +450,13 @@ def main() -> None:
             state[phase]["write_s"] += previous.get("write_s", 0.0)
         done.write_text(json.dumps(state[phase]))
     results = {
-        "n": args.n, "memory_budget_mb": args.memory_budget_mb, "state": state,
+        "n": args.n, "nlist": args.nlist or None, "memory_budget_mb": args.memory_budget_mb,
+        "state": state,
         "disk_mb": disk_mb(work / "collection"), "machine": machine(),
         "command": command_line(), "date": now(),
         "load_average": {"before": load_before, "after": load_average()}}
     print(render(results))
-    write_results(f"tenmillion-{args.n}", results)
+    write_results(name, results)
 
 
 def render(results: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from imgsearch.index.auto import (
     estimated_bytes,
     ivf_lists,
     params_from_settings,
+    rescore_depth,
 )
 from imgsearch.index.base import IndexParams, VectorIndex
 from imgsearch.index.faiss_index import build_index, load_index
@@ -445,3 +446,12 @@ def test_ivf_lists_follow_the_size_until_adding_would_cost_too_much() -> None:
     assert ivf_lists(2_000_000) == IVF_MAX_LISTS
     assert ivf_lists(10_000_000) == IVF_ADD_WORK // 10_000_000 == 2_000
     assert all(ivf_lists(n) * n <= IVF_ADD_WORK for n in (10**5, 10**6, 10**7, 10**8))
+
+
+def test_rescore_depth_takes_a_share_of_the_codes_scanned_where_lists_are_long() -> None:
+    assert rescore_depth(64, 10, 1_000_000, 4_000, 32) == 640  # 8,000 codes scanned
+    assert rescore_depth(64, 10, 10_000_000, 2_000, 32) == 1_600  # 1 % of 160,000
+    assert rescore_depth(64, 10, 10_000_000, 2_000, 64) == 3_200
+    assert rescore_depth(64, 10, 10_000_000, 20, 32) == 100_000  # every list probed
+    assert rescore_depth(64, 10, 10_000_000, None, 32) == 640  # no lists (hnsw_sq8)
+    assert rescore_depth(10, 0, 500, 4, 2) == 10  # never fewer than asked for

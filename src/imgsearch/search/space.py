@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from imgsearch.config import Settings
 from imgsearch.errors import CollectionError
-from imgsearch.index.auto import choose_index_kind, ivf_lists, params_from_settings
+from imgsearch.index.auto import choose_index_kind, ivf_lists, params_from_settings, rescore_depth
 from imgsearch.index.base import SearchParams, VectorIndex, gather, read_index_header
 from imgsearch.index.faiss_index import (
     FlatIndex,
@@ -418,7 +418,8 @@ class SpaceIndex:
             return keys, scores, "exact-subset"
         ef = given.ef_search or settings.hnsw_ef_search
         probe = given.nprobe or settings.ivf_nprobe
-        fetch = k if exact else max(k * settings.pq_rescore_factor, k)
+        fetch = k if exact else rescore_depth(k, settings.pq_rescore_factor, total,
+                                              self.index.params.nlist, probe)
         kind = self.index.kind
         if allowed is None:
             scores, vids = self.index.search(vector[None, :], min(fetch, total),

@@ -1,4 +1,4 @@
-"""Vectors outside SQLite: one memory-mapped, append-only file per vector space.
+"""Vectors outside SQLite: one append-only file per vector space, read by row.
 
 A space's vectors are fixed-size rows of ``vectors/<space>.<generation>.<f32|f16>``. A
 new vector is appended after the last row; its row number (the *slot*) is what the
@@ -21,7 +21,6 @@ exact over what is stored, which is no longer exactly what the encoder gave.
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import re
 import threading
@@ -70,7 +69,7 @@ def check_dtype(dtype: str) -> str:
 
 
 class SpaceFile:
-    """One generation's file: appends (the writer) and a read-only map (every reader)."""
+    """One generation's file: appends (the writer) and positioned reads (every reader)."""
 
     def __init__(self, path: Path, spec: StoreFile, *, writable: bool) -> None:
         self.path = path
@@ -82,8 +81,8 @@ class SpaceFile:
         self._dirty = False
         self._new = False
         self._lock = threading.Lock()
-        self._map: mmap.mmap | None = None
-        self._rows: NDArray[np.generic] = np.empty((0, spec.dim), self.dtype)
+        self._read_fd: int | None = None
+        self._known_rows = 0
 
     # -- writer ------------------------------------------------------------------------
     def _writer_fd(self) -> int:
@@ -120,49 +119,68 @@ class SpaceFile:
             self._dirty = False
 
     # -- readers -----------------------------------------------------------------------
-    def _mapped(self, need: int) -> NDArray[np.generic]:
-        rows = self._rows
-        if need <= len(rows):
-            return rows
+    def _reader(self, need: int) -> int:
+        """A read-only descriptor of the file, which holds at least ``need`` rows."""
+        if need <= self._known_rows and self._read_fd is not None:
+            return self._read_fd
         with self._lock:
-            if need <= len(self._rows):
-                return self._rows
-            try:
-                with open(self.path, "rb") as fh:
-                    size = os.fstat(fh.fileno()).st_size
-                    count = size // self.row_bytes
-                    if count < need:
-                        raise CorruptCollectionError(
-                            f"vector file {self.path} holds {count} rows, the catalog names "
-                            f"row {need - 1}: it was truncated or replaced; restore the "
-                            f"collection from a backup")
-                    # the map outlives the file object; arrays taken from an older map
-                    # keep that one alive until they are dropped
-                    self._map = mmap.mmap(fh.fileno(), count * self.row_bytes,
-                                          access=mmap.ACCESS_READ)
-            except FileNotFoundError:
+            if self._read_fd is None:
+                try:
+                    self._read_fd = os.open(self.path, os.O_RDONLY)
+                except FileNotFoundError:
+                    raise CorruptCollectionError(
+                        f"vector file {self.path} is missing; restore the collection from "
+                        f"a backup") from None
+            count = os.fstat(self._read_fd).st_size // self.row_bytes
+            if count < need:
                 raise CorruptCollectionError(
-                    f"vector file {self.path} is missing; restore the collection from a "
-                    f"backup") from None
-            self._rows = np.frombuffer(self._map, dtype=self.dtype).reshape(-1, self.spec.dim)
-            return self._rows
+                    f"vector file {self.path} holds {count} rows, the catalog names "
+                    f"row {need - 1}: it was truncated or replaced; restore the "
+                    f"collection from a backup")
+            self._known_rows = count
+            return self._read_fd
 
     def read(self, slots: NDArray[np.int64]) -> NDArray[np.float32]:
-        """The rows at ``slots``, as float32, in the order given."""
+        """The rows at ``slots``, as float32, in the order given.
+
+        Read with ``pread`` (a run of consecutive rows in one call), not through a map:
+        re-scoring reads a few hundred scattered rows a query, and a map would keep every
+        page it touched (and the pages read around them) in the process's resident set,
+        gigabytes of a large file after a few hundred queries."""
+        slots = np.asarray(slots, dtype=np.int64)
         if not len(slots):
             return np.empty((0, self.spec.dim), np.float32)
-        rows = self._mapped(int(slots.max()) + 1)
-        return np.asarray(rows[slots], dtype=np.float32)
+        if int(slots.min()) < 0:
+            raise InvalidInputError(f"row {int(slots.min())} of {self.path} does not exist")
+        wanted, where = np.unique(slots, return_inverse=True)
+        fd = self._reader(int(wanted[-1]) + 1)
+        size = self.row_bytes
+        breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
+        firsts = wanted[np.concatenate([[0], breaks])]
+        lengths = np.diff(np.concatenate([[0], breaks, [len(wanted)]])) * size
+        data = b"".join([os.pread(fd, length, offset) for offset, length
+                         in zip((firsts * size).tolist(), lengths.tolist(), strict=True)])
+        if len(data) != len(wanted) * size:  # a read stops short only at the file's end
+            raise CorruptCollectionError(
+                f"vector file {self.path} ended before row {int(wanted[-1])}; restore the "
+                f"collection from a backup")
+        rows = np.frombuffer(data, self.dtype).reshape(-1, self.spec.dim)
+        return np.asarray(rows[where.reshape(-1)], dtype=np.float32)
 
     def resident_bytes(self) -> int:
-        """Bytes of this file's map in memory now (pages touched and not evicted), as
-        the kernel counts them for this process."""
-        return mapped_resident_bytes(str(self.path)) if self._map is not None else 0
+        """Bytes of this file held in this process's memory: none (rows are read into
+        arrays the caller owns; the kernel's page cache is not this process's)."""
+        return 0
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        with self._lock:
+            if self._read_fd is not None:
+                os.close(self._read_fd)
+                self._read_fd = None
+                self._known_rows = 0
 
 
 class VectorFiles:
@@ -236,21 +254,3 @@ def sync_directory(directory: Path) -> None:
     finally:
         os.close(fd)
 
-
-def mapped_resident_bytes(path: str) -> int:
-    """Resident bytes of this process's maps of ``path`` (Linux; 0 elsewhere)."""
-    try:
-        with open("/proc/self/smaps", encoding="utf-8", errors="replace") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return 0
-    total, inside = 0, False
-    for line in lines:
-        if _MAP_LINE.match(line):
-            inside = line.endswith(path)
-        elif inside and line.startswith("Rss:"):
-            total += int(line.split()[1]) * 1024
-    return total
-
-
-_MAP_LINE = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
