@@ -31,6 +31,7 @@ from imgsearch.search.verify import (
     Features,
     Verdict,
     features,
+    grey,
     in_background,
     query_side,
     verify,
@@ -71,6 +72,7 @@ class QueryImage:
     _phash: int | None = field(default=None, repr=False)
     _features: dict[tuple[bool, int, bool], Features] = field(default_factory=dict,
                                                                repr=False)
+    _grey: dict[int, NDArray[np.uint8]] = field(default_factory=dict, repr=False)
     # candidates are examined on several threads: each feature set is found once
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -109,7 +111,9 @@ class QueryImage:
         key = (mirrored, side, closer)
         with self._lock:
             if key not in self._features:
-                self._features[key] = features(self.image, mirror=mirrored, side=side,
+                if side not in self._grey:  # one grey image a side, for all four sets
+                    self._grey[side] = grey(self.image, side)
+                self._features[key] = features(self._grey[side], mirror=mirrored, side=side,
                                                closer=closer)
             return self._features[key]
 

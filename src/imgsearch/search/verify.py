@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 __all__ = ["LARGE_SIDE", "MIN_INLIERS", "WORKERS", "FeatureCache", "Features", "Verdict",
-           "features", "in_background", "query_side", "verify"]
+           "features", "grey", "in_background", "query_side", "verify"]
 
 T = TypeVar("T")
 
@@ -94,26 +94,29 @@ class Verdict:
         return self.inliers >= MIN_INLIERS
 
 
-def _gray(image: Image.Image, mirror: bool, side: int) -> NDArray[np.uint8]:
+def grey(image: Image.Image, side: int = SIDE) -> NDArray[np.uint8]:
+    """``image`` in grey, its longer side brought to at most ``side``, equalised (so that
+    brightness and contrast changes move few descriptor bits): what features are found
+    on. Equalising commutes with mirroring, so one grey image serves both."""
     gray = image.convert("L")
     scale = side / max(gray.size)
     if scale < 1:
         gray = gray.resize((max(1, round(gray.width * scale)), max(1, round(gray.height * scale))),
                            Image.Resampling.BILINEAR)
-    pixels = np.asarray(gray, dtype=np.uint8)
+    return np.asarray(_cv2().equalizeHist(np.asarray(gray, dtype=np.uint8)), dtype=np.uint8)
+
+
+def features(image: Image.Image | NDArray[np.uint8], mirror: bool = False, side: int = SIDE,
+             closer: bool = False) -> Features:
+    """ORB keypoints of ``image`` (its longer side brought to at most ``side``, or its
+    ``grey`` image already), as is or mirrored; more of them, weaker ones included, for a
+    ``closer`` look."""
+    shape = image.shape[::-1] if isinstance(image, np.ndarray) else image.size
+    if min(shape) < _MIN_SIDE:
+        return Features(np.empty((0, 2), np.float32), None, closer=closer)
+    pixels = image if isinstance(image, np.ndarray) else grey(image, side)
     if mirror:
         pixels = np.ascontiguousarray(pixels[:, ::-1])
-    # equalised, so that brightness and contrast changes move few descriptor bits
-    return np.asarray(_cv2().equalizeHist(pixels), dtype=np.uint8)
-
-
-def features(image: Image.Image, mirror: bool = False, side: int = SIDE,
-             closer: bool = False) -> Features:
-    """ORB keypoints of ``image`` (its longer side brought to at most ``side``); more of
-    them, weaker ones included, for a ``closer`` look."""
-    if min(image.size) < _MIN_SIDE:
-        return Features(np.empty((0, 2), np.float32), None, closer=closer)
-    pixels = _gray(image, mirror, side)
     found_on = max(pixels.shape)
     orb = _cv2().ORB.create(nfeatures=_CLOSER_FEATURES if closer else _ORB_FEATURES,
                             scaleFactor=1.2, nlevels=8, edgeThreshold=15, patchSize=15,
