@@ -202,8 +202,9 @@ def match_kinds(looks: Sequence[QueryImage], candidates: Sequence[Candidate],
         # alignments start on worker threads while the closer look is taken.
         for look in looks:
             _ = look.aligned  # made here, not by two threads at once
+        firsts = {c.key: c for c in [*candidates[:1], *extra[:1]]}  # often one item
         aligning = [(c, in_background(functools.partial(_aligned, looks, c)))
-                    for c in [*candidates[:1], *extra[:1]]]
+                    for c in firsts.values()]
         match = _examine(looks, candidates[0], cache, closer=True) if candidates else None
         if match is not None:
             found[candidates[0].key] = match
