@@ -12,9 +12,14 @@ timed alongside: a change must not make them slower.
 
 With ``--baseline-src`` the same queries run alternately on this checkout's ``src`` and
 on the other one, each in a fresh process, ``--rounds`` times; medians of the rounds.
+With ``--interleave``, the other checkout's verification (its ``search/verify.py``,
+``search/aligned.py`` and ``search/matching.py``, loaded beside this code's) and this
+code's answer each query in turn in one process, ABBA, every feature cache emptied
+before each query: a machine whose load swings between rounds affects both alike.
 The collection is ``bench/copydetect.py``'s full one (run it once to build it).
 
     python bench/verify_steps.py [--rounds 5] [--baseline-src /path/to/other/src]
+    python bench/verify_steps.py --interleave --baseline-src /path/to/other/src
 """
 
 from __future__ import annotations
@@ -119,6 +124,71 @@ def measure() -> dict[str, Any]:
     return out
 
 
+def _baseline_verification(src: Path) -> Callable[..., Any]:
+    """``match_kinds`` of the checkout at ``src``, with its own verify and aligned."""
+    import types
+
+    parts = ("verify", "aligned", "matching")
+    for part in parts:
+        path = src / "imgsearch" / "search" / f"{part}.py"
+        text = path.read_text()
+        for other in parts:
+            text = text.replace(f"from imgsearch.search.{other} import",
+                                f"from _baseline_{other} import")
+        module = types.ModuleType(f"_baseline_{part}")
+        sys.modules[module.__name__] = module
+        exec(compile(text, str(path), "exec"), module.__dict__)
+    return sys.modules["_baseline_matching"].match_kinds  # type: ignore[no-any-return]
+
+
+def interleave(src: Path) -> None:
+    """Both verifications, query by query, in this process (ABBA)."""
+    from copydetect import HERE
+    from imgsearch import Engine, Query, Settings
+    from imgsearch.engine import query as answering
+
+    codes = {"this": answering.match_kinds, "baseline": _baseline_verification(src)}
+    data = json.loads((HERE / "set.json").read_text())
+    settings = Settings(result_cache_size=0, embedding_cache_size=0, log_searches=False)
+    engine = Engine.open(HERE / "collection-full", settings, create=False)
+    copies = [q["path"] for q in random.Random(1).sample(data["copies"], 80)]
+    print(f"# verify_steps --interleave — {now()}\n\n{machine_line(machine())}\n\n"
+          f"`{command_line()}`\n")
+    loads = [load_average()]
+    timings: dict[tuple[str, str], list[float]] = defaultdict(list)
+    turn = 0
+    for kind, paths in (("unrelated", data["unrelated"] * 2), ("copies", copies)):
+        for path in paths[:5]:  # code paths warmed
+            for code in codes.values():
+                answering.match_kinds = code
+                engine.search(Query(images=[path]))
+        for path in paths:
+            for name in (("this", "baseline") if turn % 2 == 0 else ("baseline", "this")):
+                answering.match_kinds = codes[name]
+                engine.feature_cache.clear()
+                started = time.perf_counter()
+                engine.search(Query(images=[path], limit=10))
+                timings[(kind, name)].append((time.perf_counter() - started) * 1000)
+            turn += 1
+    loads.append(load_average())
+    answering.match_kinds = codes["this"]
+    engine.close()
+    print(f"Image queries at 10k items, each asked of both codes in turn (ABBA; the "
+          f"unrelated photos twice each, 80 seeded copies once); load average "
+          f"{loads[0]} before, {loads[-1]} after:\n")
+    rows = []
+    for kind in ("unrelated", "copies"):
+        this, base = timings[(kind, "this")], timings[(kind, "baseline")]
+        ratios = [t / b for t, b in zip(this, base, strict=True)]
+        rows.append([kind, len(this), percentile(base, 50), percentile(this, 50),
+                     percentile(base, 99), percentile(this, 99), median(ratios)])
+    print(table(["queries", "n", "baseline p50 ms", "this p50 ms", "baseline p99 ms",
+                 "this p99 ms", "median ratio this / baseline, per query"], rows) + "\n")
+    write_results("verify_steps-interleaved",
+                  {"rows": rows, "loads": loads, "baseline": str(src),
+                   "timings": {f"{k}/{n}": v for (k, n), v in timings.items()}})
+
+
 def _run(src: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(src)}
     done = subprocess.run([sys.executable, __file__, "--child"], env=env, check=True,
@@ -131,8 +201,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline-src", type=Path, default=None,
                         help="another checkout's src, run alternately in the same minutes")
+    parser.add_argument("--interleave", action="store_true",
+                        help="both codes query by query in one process (needs "
+                             "--baseline-src)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.interleave:
+        if args.baseline_src is None:
+            parser.error("--interleave needs --baseline-src")
+        interleave(args.baseline_src.resolve())
+        return
     if args.child:
         print(json.dumps(measure()))
         return
@@ -156,9 +234,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(table(["code", "unrelated p50 ms", "unrelated p99 ms", "copies p50 ms",
                  "copies p99 ms"], rows) + "\n")
     if "baseline" in runs:
-        ratio = rows[0][1] / rows[1][1]
-        print(f"unrelated p50, this / baseline: {ratio:.2f}; copies p50: "
-              f"{rows[0][3] / rows[1][3]:.2f}\n")
+        pairs = [(percentile(b["unrelated"], 50), percentile(t["unrelated"], 50))
+                 for b, t in zip(runs["baseline"], runs["this"], strict=True)]
+        ratios = sorted(t / b for b, t in pairs)
+        print("unrelated p50 by round, baseline → this: "
+              + ", ".join(f"{b:.0f} → {t:.0f} ms" for b, t in pairs)
+              + f" (this / baseline: median ×{median(ratios):.2f}, "
+              f"{ratios[0]:.2f}–{ratios[-1]:.2f}); copies p50 this / baseline "
+              f"×{rows[0][3] / rows[1][3]:.2f}\n")
     for name, done in runs.items():
         steps = sorted({s for r in done for q in r["steps"] for s in q})
         stages = sorted({s for r in done for q in r["stages"] for s in q})
