@@ -152,7 +152,8 @@ def interleave(src: Path) -> None:
     settings = Settings(result_cache_size=0, embedding_cache_size=0, log_searches=False)
     engine = Engine.open(HERE / "collection-full", settings, create=False)
     copies = [q["path"] for q in random.Random(1).sample(data["copies"], 80)]
-    print(f"# verify_steps --interleave — {now()}\n\n{machine_line(machine())}\n\n"
+    started_at = now()
+    print(f"# verify_steps --interleave — {started_at}\n\n{machine_line(machine())}\n\n"
           f"`{command_line()}`\n")
     loads = [load_average()]
     timings: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -186,6 +187,8 @@ def interleave(src: Path) -> None:
                  "this p99 ms", "median ratio this / baseline, per query"], rows) + "\n")
     write_results("verify_steps-interleaved",
                   {"rows": rows, "loads": loads, "baseline": str(src),
+                   "command": command_line(), "date": started_at,
+                   "load_average": {"before": loads[0], "after": loads[-1]},
                    "timings": {f"{k}/{n}": v for (k, n), v in timings.items()}})
 
 
@@ -217,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     trees = {"this": SRC.resolve()}
     if args.baseline_src is not None:
         trees["baseline"] = args.baseline_src.resolve()
-    print(f"# verify_steps — {now()}\n\n{machine_line(machine())}\n\n`{command_line()}`\n")
+    started_at = now()
+    print(f"# verify_steps — {started_at}\n\n{machine_line(machine())}\n\n`{command_line()}`\n")
     loads = [load_average()]
     runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for n in range(args.rounds):
@@ -260,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                                 for r in done])]
                        for s in stages]) + "\n")
     write_results("verify_steps", {"rows": rows, "loads": loads,
+                                   "command": command_line(), "date": started_at,
+                                   "load_average": {"before": loads[0],
+                                                    "after": loads[-1]},
                                    "trees": {k: str(v) for k, v in trees.items()},
                                    "runs": runs})
 
