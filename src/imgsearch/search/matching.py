@@ -11,7 +11,9 @@ densely (``aligned``): pictures with too few corners for any look.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Hashable, Sequence
+import threading
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,15 +21,18 @@ from numpy.typing import NDArray
 from PIL import Image, ImageOps
 
 from imgsearch.enrich.phash import hamming, perceptual_hash
-from imgsearch.search.aligned import MIN_AGREEMENT, align
+from imgsearch.search.aligned import MIN_AGREEMENT, AlignQuery, align
 from imgsearch.search.calibration import noise_like
 from imgsearch.search.verify import (
     MIN_INLIERS,
     SIDE,
+    WORKERS,
     FeatureCache,
     Features,
     Verdict,
     features,
+    grey,
+    in_background,
     query_side,
     verify,
 )
@@ -67,6 +72,9 @@ class QueryImage:
     _phash: int | None = field(default=None, repr=False)
     _features: dict[tuple[bool, int, bool], Features] = field(default_factory=dict,
                                                                repr=False)
+    _grey: dict[int, NDArray[np.uint8]] = field(default_factory=dict, repr=False)
+    # candidates are examined on several threads: each feature set is found once
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def phash(self) -> int:
@@ -85,6 +93,12 @@ class QueryImage:
         """Its central part (``central_part``)."""
         return central_part(self.image)
 
+    @functools.cached_property
+    def aligned(self) -> AlignQuery:
+        """Its views for a dense alignment (``search.aligned``), made once for all
+        candidates."""
+        return AlignQuery(self.image)
+
     @property
     def mirrored_phash(self) -> int:
         """The perceptual hash of the mirrored image: what a flipped copy's hash is near."""
@@ -95,10 +109,13 @@ class QueryImage:
         """Its ORB features at ``side`` px, as is or mirrored, for a plain or a closer
         look (each computed once, when first needed)."""
         key = (mirrored, side, closer)
-        if key not in self._features:
-            self._features[key] = features(self.image, mirror=mirrored, side=side,
-                                           closer=closer)
-        return self._features[key]
+        with self._lock:
+            if key not in self._features:
+                if side not in self._grey:  # one grey image a side, for all four sets
+                    self._grey[side] = grey(self.image, side)
+                self._features[key] = features(self._grey[side], mirror=mirrored, side=side,
+                                               closer=closer)
+            return self._features[key]
 
 
 def central_part(image: Image.Image, share: float = CROP_SHARE) -> Image.Image:
@@ -157,40 +174,73 @@ def match_kinds(looks: Sequence[QueryImage], candidates: Sequence[Candidate],
         exact = next((m for look in looks if (m := _exact(look, candidate)) is not None), None)
         if exact is not None:
             found[candidate.key] = exact
-    for candidate in candidates:
-        if len(found) >= len(looks):
-            break
-        if candidate.key not in found:
-            match = _examine(looks, candidate, cache)
-            if match is not None:
-                found[candidate.key] = match
+    unseen = [c for c in candidates if c.key not in found] if len(found) < len(looks) else []
+    for candidate, match in _in_order(unseen, functools.partial(_examine, looks, cache=cache)):
+        if match is not None:
+            found[candidate.key] = match
+            if len(found) >= len(looks):
+                break
     extra: Sequence[Candidate] = ()
     if len(found) < len(looks) and more is not None:
         looked_at = {c.key for c in candidates}
         extra = [c for c in more() if not any(_exact(n, c) for n in negatives)]
-        for candidate in extra:
-            if len(found) >= len(looks):
-                break
-            if candidate.key not in found and candidate.key not in looked_at and \
-                    not any(_exact(n, candidate) for n in negatives):
-                match = next((m for look in looks if (m := _exact(look, candidate))), None) \
-                    or _examine(looks, candidate, cache)
-                if match is not None:
-                    found[candidate.key] = match
-    if not found and candidates:
-        # the likeliest copy, a flat picture with few corners perhaps: look closer
-        match = _examine(looks, candidates[0], cache, closer=True)
+
+        def check(candidate: Candidate) -> Match | None:
+            return next((m for look in looks if (m := _exact(look, candidate))), None) \
+                or _examine(looks, candidate, cache)
+
+        for candidate, match in _in_order([c for c in extra if c.key not in looked_at],
+                                          check):
+            if match is not None and candidate.key not in found:
+                found[candidate.key] = match
+                if len(found) >= len(looks):
+                    break
+    if not found:
+        # The likeliest copy, a flat picture with few corners perhaps: look closer at
+        # the first candidate; failing that, it and the first candidate of the central
+        # part may have too few corners for any look: align them densely. The
+        # alignments start on worker threads while the closer look is taken.
+        for look in looks:
+            _ = look.aligned  # made here, not by two threads at once
+        firsts = {c.key: c for c in [*candidates[:1], *extra[:1]]}  # often one item
+        aligning = [(c, in_background(functools.partial(_aligned, looks, c)))
+                    for c in firsts.values()]
+        match = _examine(looks, candidates[0], cache, closer=True) if candidates else None
         if match is not None:
             found[candidates[0].key] = match
-    if not found:
-        # still nothing: the first candidate of the whole image and of its central part
-        # may be a picture with too few corners for any look; align them densely
-        for candidate in [*candidates[:1], *[c for c in extra[:1] if c.key not in found]]:
-            match = _aligned(looks, candidate)
+        for candidate, job in aligning:
+            if found:
+                job.cancel()  # not needed (if not started)
+                continue
+            # still queued behind other queries' work: align it here
+            match = _aligned(looks, candidate) if job.cancel() else job.result()
             if match is not None:
                 found[candidate.key] = match
-                break
     return found
+
+
+def _in_order(candidates: Sequence[Candidate], check: Callable[[Candidate], Match | None]
+              ) -> Iterator[tuple[Candidate, Match | None]]:
+    """Each of ``candidates`` with what ``check`` finds, in order. Once one is not a
+    match, the next ones are checked ahead on worker threads (most queries for a copy
+    stop at their first candidate, and examine nothing more); when the caller stops,
+    those not started are dropped."""
+    ahead: dict[int, Future[Match | None]] = {}
+    try:
+        for at, candidate in enumerate(candidates):
+            job = ahead.pop(at, None)
+            # started: wait for it; still queued behind busy workers: check it here
+            match = job.result() if job is not None and not job.cancel() else \
+                check(candidate)
+            if match is None:
+                for later in range(at + 1, min(at + 1 + WORKERS, len(candidates))):
+                    if later not in ahead:
+                        ahead[later] = in_background(functools.partial(check,
+                                                                       candidates[later]))
+            yield candidate, match
+    finally:
+        for job in ahead.values():
+            job.cancel()
 
 
 def _aligned(looks: Sequence[QueryImage], candidate: Candidate) -> Match | None:
@@ -198,7 +248,7 @@ def _aligned(looks: Sequence[QueryImage], candidate: Candidate) -> Match | None:
     stored = candidate.load()
     if stored is None:
         return None
-    best = max((a for look in looks if (a := align(look.image, stored)) is not None),
+    best = max((a for look in looks if (a := align(look.aligned, stored, True)) is not None),
                key=lambda a: a.agreement, default=None)
     if best is None or not best.copy:
         return None
