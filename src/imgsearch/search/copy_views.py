@@ -8,10 +8,10 @@ What each view finds counts only if it verifies (``matching.match_kinds``).
 
 - **A wider walk** (``WIDE_EF_SEARCH``): an HNSW walk with the collection's ``ef_search``
   (128) can end in a neighbourhood of look-alike drawings and miss a photo that is the
-  query's exact nearest neighbour. In ``bench/copydetect.py`` (10,362 items) this lost
-  the original of four copies that the exact search ranks 1st-3rd (60 % crops of
-  ``wood-d`` and ``Stripes``, a 7° rotation and a banner copy of ``rollpaper``); a walk
-  with 512 finds all four, one with 256 two.
+  query's exact nearest neighbour. In ``bench/copydetect.py`` (10,362 items) the walk's
+  top 10 lacked the original of three copies whose exact nearest neighbour it is (a
+  60 % crop of ``Stripes``, a 7° rotation and a banner copy of ``rollpaper``); a walk
+  with 512 puts all three first, one with 256 only one of them.
 - **The central part** (``CROP_SHARE`` of each side): the whole image's vector is thrown
   by what changes along the borders (a rotation's filled corners, a banner, a frame).
 - **The two end squares of an elongated query** (longer side at least ``ELONGATED``
