@@ -38,13 +38,13 @@ from imgsearch.search.calibration import (
 )
 from imgsearch.search.concept_source import ConceptSource
 from imgsearch.search.concepts import NAME as CONCEPTS
+from imgsearch.search.copy_views import WIDE_CANDIDATES, query_views, wide_params
 from imgsearch.search.duplicates import collapse_hits, hash_index
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
 from imgsearch.search.feedback import NAME as FEEDBACK
 from imgsearch.search.fusion import RankedList, fuse
 from imgsearch.search.known import check_known_values
 from imgsearch.search.matching import (
-    CROP_CANDIDATES,
     HASH_CANDIDATES,
     PHASH_RADIUS,
     SIMILAR_CEILING,
@@ -291,7 +291,7 @@ def _image_confidence(searcher: Searcher, ranked: Ranked, signals: list[Signal],
 def _matches(searcher: Searcher, ranked: Ranked, confidence: NDArray[np.float32],
              looks: list[QueryImage], hashed: list[int], negatives: list[QueryImage],
              promote: bool, signals: list[Signal] | None = None,
-             cropped: Callable[[], list[int]] = list
+             cropped: Callable[[set[int]], list[int]] = lambda _known: []
              ) -> tuple[Ranked, NDArray[np.float32], dict[int, Match]]:
     """Exact and verified copies among the best few candidates, those whose perceptual
     hash is close (``hashed``) and, when none of these verifies, those ``cropped`` gives
@@ -306,7 +306,7 @@ def _matches(searcher: Searcher, ranked: Ranked, confidence: NDArray[np.float32]
         return ranked, confidence, {}
 
     def more() -> list[Candidate]:
-        return _candidates(searcher, cropped())
+        return _candidates(searcher, cropped(set(top)))
 
     matches = match_kinds(looks, _candidates(searcher, top), searcher.feature_cache, negatives,
                           more)
@@ -372,22 +372,30 @@ def _hash_candidates(searcher: Searcher, ranked: Ranked, signals: list[Signal],
 
 def _crop_keys(searcher: Searcher, signals: list[Signal], looks: list[QueryImage],
                allowed: NDArray[np.int64] | None, exclude: int | None,
-               params: Mapping[str, int]) -> list[int]:
-    """The items nearest the central part of each query image (``matching.CROP_SHARE``):
-    a third way to find a copy, whose borders changed (rotated, framed, overlaid along
-    an edge, another aspect ratio of the picture), that the whole image's vector ranks
-    far down. Asked for only when no other candidate verified; they count only if they
-    verify. Only for the descriptor: a crop costs it 2 ms, CLIP a second model pass."""
+               params: Mapping[str, int], known: set[int]) -> list[int]:
+    """The items nearest each query image walked wider (those not ``known`` already),
+    and nearest its views (its central part, the end squares of an elongated one:
+    ``search.copy_views``): a third way to find a copy, whose borders changed (rotated,
+    framed, overlaid along an edge, another aspect ratio of the picture), that the whole
+    image's vector ranks far down or the index's usual walk missed. Asked for only when
+    no other candidate verified; they count only if they verify. Only for the
+    descriptor: a crop costs it 2 ms, CLIP a second model pass."""
     space = searcher.spaces.get("image")
     encoder = searcher.query_encoder.encoder("image")
     if not looks or space is None or encoder.name != "descriptor" or \
             any(sig.name not in ("image", "text", "clip_text") for sig in signals):
         return []
-    vectors = encoder.embed_images([look.central for look in looks])
     keys: list[int] = []
-    for vector in vectors:
-        found, _scores, _plan = space.search(vector, CROP_CANDIDATES + 1, allowed, params)
-        keys += [int(k) for k in found.tolist() if int(k) != exclude][:CROP_CANDIDATES]
+    for look in looks:  # what the index's usual walk missed comes first
+        found, _scores, _plan = space.search(look.vector, WIDE_CANDIDATES + 1, allowed,
+                                             wide_params(params))
+        keys += [int(k) for k in found.tolist()
+                 if int(k) != exclude and int(k) not in known][:WIDE_CANDIDATES]
+    views = [view for look in looks for view in query_views(look.image)]
+    vectors = encoder.embed_images([image for image, _count in views])
+    for vector, (_image, count) in zip(vectors, views, strict=True):
+        found, _scores, _plan = space.search(vector, count + 1, allowed, wide_params(params))
+        keys += [int(k) for k in found.tolist() if int(k) != exclude][:count]
     return list(dict.fromkeys(keys))
 
 
