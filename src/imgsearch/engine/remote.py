@@ -28,7 +28,6 @@ from imgsearch.encode.registry import describe_encoder, get_encoder
 from imgsearch.engine.backends.base import CollectionBackend, Hit, Row
 from imgsearch.engine.batching import LRUCache
 from imgsearch.engine.pipeline import Prepared, Preparer
-from imgsearch.engine.query import validate
 from imgsearch.engine.remote_rank import RemoteDuplicate, finish, item_duplicates
 from imgsearch.errors import (
     ImgSearchError,
@@ -39,6 +38,7 @@ from imgsearch.errors import (
 from imgsearch.index.base import SearchParams
 from imgsearch.ingest.fetch import Fetcher
 from imgsearch.search.executor import fetch_size
+from imgsearch.search.validation import validate
 from imgsearch.types import ImageInput, Item, Query, SearchHit, SearchResult, VectorSpace
 
 _RRF_K = 60
