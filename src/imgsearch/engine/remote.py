@@ -30,7 +30,7 @@ from imgsearch.engine.backends.base import CollectionBackend, Row
 from imgsearch.engine.batching import LRUCache
 from imgsearch.engine.pipeline import Prepared, Preparer
 from imgsearch.engine.remote_confidence import RemoteCalibrations
-from imgsearch.engine.remote_rank import RemoteDuplicate, item_duplicates
+from imgsearch.engine.remote_rank import item_duplicates
 from imgsearch.engine.remote_understand import RemoteVocabulary
 from imgsearch.errors import (
     ImgSearchError,
@@ -38,6 +38,7 @@ from imgsearch.errors import (
     ItemNotFoundError,
 )
 from imgsearch.ingest.fetch import Fetcher
+from imgsearch.search.dedup import Duplicate
 from imgsearch.search.understand import Vocabulary
 from imgsearch.types import ImageInput, Item, Query, SearchResult, VectorSpace
 
@@ -179,7 +180,7 @@ class RemoteEngine:
     def __contains__(self, item_id: str) -> bool:
         return bool(self.backend.get([item_id]))
 
-    def duplicates(self, item_id: str) -> list[RemoteDuplicate]:
+    def duplicates(self, item_id: str) -> list[Duplicate]:
         """The near-duplicates of one item, strongest first (``remote_rank``)."""
         return item_duplicates(self.backend, item_id)
 

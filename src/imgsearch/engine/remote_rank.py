@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,6 +19,7 @@ from imgsearch.config import Settings
 from imgsearch.engine.backends.base import CollectionBackend, Hit
 from imgsearch.enrich.phash import hashes_to_uint64
 from imgsearch.errors import ItemNotFoundError
+from imgsearch.search.dedup import Duplicate
 from imgsearch.search.duplicates import (
     DuplicateTiers,
     collapse,
@@ -119,20 +119,8 @@ def finish(hits: list[Hit], query: Query, settings: Settings, backend: Collectio
                  dict(zip(ids, sure.tolist(), strict=True)))
 
 
-@dataclass(frozen=True)
-class RemoteDuplicate:
-    id: str
-    tier: str
-    hamming: int
-    cosine: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "tier": self.tier, "hamming": self.hamming,
-                "cosine": round(self.cosine, 6)}
-
-
 def item_duplicates(backend: CollectionBackend, item_id: str,
-                    tiers: DuplicateTiers | None = None) -> list[RemoteDuplicate]:
+                    tiers: DuplicateTiers | None = None) -> list[Duplicate]:
     """The near-duplicates of one item (itself excluded), strongest first.
 
     Every tier asks for an image cosine of at least ``variant_cosine``, so the item's
@@ -161,7 +149,7 @@ def item_duplicates(backend: CollectionBackend, item_id: str,
     keys = np.flatnonzero(present).astype(np.int64)
     index = hash_index(keys, hashes[keys].view(np.int64))
     found = duplicates_of(0, int(hashes[0].view(np.int64)), index, fetched.vectors_of, tiers)
-    return [RemoteDuplicate(ids[k], tier, int(h), float(c)) for k, h, c, tier in found]
+    return [Duplicate(ids[k], tier, int(h), float(c)) for k, h, c, tier in found]
 
 
-__all__ = ["Block", "RemoteDuplicate", "finish", "item_duplicates"]
+__all__ = ["Block", "finish", "item_duplicates"]
