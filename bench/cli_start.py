@@ -9,7 +9,13 @@ code on main), each on its own copy of the collection. Also the same search with
 minilm model on torch (``IMGSEARCH_MINILM_RUNTIME=torch``), to show what ONNX Runtime
 changes apart from the lazy imports.
 
+With ``--interleaved N``, N more rounds follow in which every command runs once in
+turn, its CPU time (user + system) read from ``wait4``: on a loaded machine the load
+then falls on this code and the baseline alike, where hyperfine runs each command's
+runs one after the other.
+
     python bench/cli_start.py [--n 10000] [--runs 10] [--baseline-src ../main/src]
+                              [--interleaved 10]
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +47,9 @@ from load import build_collection
 
 SRC = BENCH_DIR.parent / "src"
 TEXT = "wooden chair"
+BASELINE_OF = {"imgsearch --help": "baseline --help",
+               "search --text (onnx)": "baseline search --text",
+               "search --image": "baseline search --image"}
 BACKGROUNDS = Path("/usr/share/backgrounds")
 
 
@@ -98,6 +109,26 @@ def run_hyperfine(cmds: list[tuple[str, list[str], dict[str, str]]], runs: int, 
     return dict(json.loads(export.read_text()))
 
 
+def run_interleaved(cmds: list[tuple[str, list[str], dict[str, str]]], rounds: int
+                    ) -> dict[str, dict[str, Any]]:
+    """Each command once per round, in turn: the median wall and CPU time of each."""
+    seen: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in cmds}
+    for _ in range(rounds):
+        for name, cmd, extra in cmds:
+            started = time.perf_counter()
+            proc = subprocess.Popen(cmd, env={**os.environ, **extra},
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _pid, status, usage = os.wait4(proc.pid, 0)
+            if status != 0:
+                raise SystemExit(f"{name}: exit status {status}")
+            seen[name].append((time.perf_counter() - started,
+                               usage.ru_utime + usage.ru_stime))
+    return {name: {"wall_median_s": statistics.median(w for w, _ in runs),
+                   "cpu_median_s": statistics.median(c for _, c in runs),
+                   "cpu_min_s": min(c for _, c in runs), "times": runs}
+            for name, runs in seen.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=10_000, help="items in the collection")
@@ -109,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="leave out the text search on torch (about 5 s a run)")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the collection of an earlier run (same --n)")
+    parser.add_argument("--interleaved", type=int, default=0, metavar="N",
+                        help="then N rounds of every command in turn, CPU time per run")
     args = parser.parse_args(argv)
     if shutil.which("hyperfine") is None:
         raise SystemExit("hyperfine is not installed: apt-get install hyperfine")
@@ -134,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         raw = run_hyperfine(cmds, args.runs, args.warmup,
                             RESULTS_DIR / f"cli-start-{args.n}-hyperfine.json")
+        turns = run_interleaved(cmds, args.interleaved) if args.interleaved else {}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rows: list[list[Any]] = []
@@ -148,18 +182,33 @@ def main(argv: list[str] | None = None) -> None:
                                  "times_s": r["times"]}
         rows.append([name, r["median"], r["min"], cpu, r["median"] / peer,
                      r["median"] / helped])
+    for row in rows:  # this code's CPU time against the baseline's, same run
+        base = results.get(BASELINE_OF.get(row[0], ""))
+        row.append(row[3] / base["cpu_mean_s"] if base else "-")
     print(f"\nCold start of the command line, {args.n:,}-item collection (descriptor + "
           f"minilm), each command a fresh process, page cache warm; hyperfine median of "
           f"{args.runs} runs after {args.warmup} warm-up runs. cpu s = user + system time "
           f"(mean), which the other jobs on the shared machine disturb less than the "
           f"wall time. × pass = median ÷ the median of `python -c pass` in the same run, "
-          f"× help the same for `imgsearch --help`. "
+          f"× help the same for `imgsearch --help`; cpu ÷ base = this code's cpu s ÷ "
+          f"the baseline's for the same command (with --baseline-src). "
           f"Text query {TEXT!r}; image query a 640×480 JPEG or larger (first "
           f"gnome-backgrounds JPEG).")
-    print(table(["command", "median s", "min s", "cpu s", "× pass", "× help"], rows))
+    print(table(["command", "median s", "min s", "cpu s", "× pass", "× help", "cpu ÷ base"],
+                rows))
+    if turns:
+        print(f"\nThe same commands in {args.interleaved} interleaved rounds (each once per "
+              f"round, in turn), medians; cpu ÷ base = this code's median cpu s ÷ the "
+              f"baseline's for the same command.")
+        print(table(["command", "median s", "cpu s", "min cpu s", "cpu ÷ base"], [
+            [name, t["wall_median_s"], t["cpu_median_s"], t["cpu_min_s"],
+             t["cpu_median_s"] / turns[BASELINE_OF[name]]["cpu_median_s"]
+             if BASELINE_OF.get(name) in turns else "-"]
+            for name, t in turns.items()]))
     payload = {"benchmark": "cli-start", "command": command_line(), "date": now(),
                "machine": info, "n": args.n, "runs": args.runs, "results": results,
                "commands": [{"name": n, "argv": c, "env": e} for n, c, e in cmds],
+               "interleaved": {"rounds": args.interleaved, "results": turns},
                "load_average": {"before": load_before, "after": load_average()}}
     path = write_results(f"cli-start-{args.n}", payload)
     print(f"wrote {path.relative_to(RESULTS_DIR.parent.parent)}")

@@ -325,6 +325,58 @@ def verification_cost(engine: Engine, data: dict[str, Any], n: int = 200) -> dic
             "closer_verify_both_ms": close_match_ms}
 
 
+def explain_misses(engine: Engine, data: dict[str, Any],
+                   rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each copy not found first: where its photo ranks for the whole query (by exact
+    search over the stored vectors, and in the index's usual walk) and for each view the
+    engine searches (``search.copy_views``), and the evidence each look finds against
+    the photo's stored thumbnail (inliers: plain, closer, local contrast; dense
+    alignment: whole, without the bottom fifth)."""
+    # here: --latency-only runs older trees
+    from imgsearch.search.aligned import align
+    from imgsearch.search.copy_views import central_part, end_squares, without_bottom
+
+    space, encoder = engine.spaces["image"], engine.encoder("image")
+    keys, vectors = space.vectors_of_keys(np.arange(len(space.key_vid), dtype=np.int64))
+    path_of = {(_short(c["path"]), c["expect"]): c["path"] for c in data["copies"]}
+    explained = []
+    for row in rows:
+        if row["ok"]:
+            continue
+        key = engine.catalog.key_of(row["expect"])
+        if key is None:
+            continue
+        decoded, vector = engine.look_at(path_of[(row["query"], row["expect"])])
+        image = decoded.image
+        views = {"central": central_part(image),
+                 **{f"square{n}": sq for n, sq in enumerate(end_squares(image))}}
+        ranks: dict[str, int | None] = {}
+        for name, v in [("whole", vector),
+                        *zip(views, encoder.embed_images(list(views.values())), strict=True)]:
+            sims = vectors @ v
+            ranks[name] = int((sims > sims[keys == key][0]).sum()) + 1
+        walked, _s, _p = space.search(vector, 10, None, {})
+        ranks["whole, index walk (top 10)"] = \
+            walked.tolist().index(key) + 1 if key in walked.tolist() else None
+        item = engine.catalog.items_by_key([key])[key]
+        stored = Image.open(engine.directory / str(item.thumbnail)).convert("RGB")
+        looks: dict[str, float | None] = {}
+        for name, look in (("plain", {}), ("closer", {"closer": True}),
+                           ("local_contrast", {"local_contrast": True})):
+            kept = features(stored, side=LARGE_SIDE, **look)
+            looks[name] = max(verify(features(image, mirror=m, side=LARGE_SIDE, **look),
+                                     kept, m).inliers for m in (False, True))
+        for name, query in (("aligned", image), ("aligned_without_bottom",
+                                                 without_bottom(image))):
+            found = align(query, stored)
+            looks[name] = round(found.agreement, 3) if found is not None else None
+        explained.append({"query": row["query"], "expect": row["expect"], "ranks": ranks,
+                          "evidence": looks})
+        print(f"miss: {row['query']} (of {row['expect']}): ranks {ranks}; evidence {looks}",
+              file=sys.stderr)
+    return explained
+
+
 def half(photo_id: str) -> str:
     """The tuning half (even numbers: its photos' crops are in the background sample,
     thresholds were measured on it) or the held-out half."""
@@ -401,10 +453,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--latency-only", action="store_true",
                         help="only time 80 seeded copy queries and the unrelated photos on "
                              "the full collection (to alternate with another tree's code)")
+    parser.add_argument("--misses", action="store_true",
+                        help="only explain the misses of the last run's results (ranks of "
+                             "the right photo, evidence of each look) on the full collection")
     args = parser.parse_args(argv)
     data = build(args.distractors)
     if args.latency_only:
         latency_only(data)
+        return
+    if args.misses:
+        last = json.loads((Path(__file__).parent / "results" / "copydetect.json").read_text())
+        engine = Engine.open(HERE / "collection-full", Settings(log_searches=False),
+                             create=False, readonly=True)
+        explain_misses(engine, data, last["rows"])
+        engine.close()
         return
     blank = {p["id"] for p in data["photos"] if _blank(p["path"])}
     data["copies"] = [c for c in data["copies"]
@@ -485,6 +547,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for r in misses[:40]:
         print(f"miss: {r['query']} (of {r['expect']}) -> {r['top']} conf {r['confidence']} "
               f"{r['match']} {r['evidence']}", file=sys.stderr)
+    explained = explain_misses(full, data, misses[:40])
     write_results("copydetect", {"per_edit": {k: float(np.mean(v)) for k, v in per_edit.items()},
                                  "r_at_1": float(np.mean(everything)),
                                  "r_at_1_by_half": {h: float(np.mean(v))
@@ -492,7 +555,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                  "unrelated_p50_ms": percentile(unrelated_ms, 50),
                                  "claims": claims, "p50_ms": percentile(latencies, 50),
                                  "verification_cost": cost,
-                                 "p99_ms": percentile(latencies, 99), "rows": rows})
+                                 "p99_ms": percentile(latencies, 99), "rows": rows,
+                                 "misses": explained})
     for engine in engines.values():
         engine.close()
 

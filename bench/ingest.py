@@ -181,6 +181,27 @@ def build_wallpapers(count: int, seed: int) -> tuple[Path, str]:
     return folder, source
 
 
+def camera_names(folder: Path, folders: int = 5) -> Path:
+    """The files of ``folder`` again (hard links, else copies) under camera names
+    (``IMG_0001.jpg``) in ``folders`` dated folders (``2019-06/``, ...): photos with no
+    title of their own, whose only text is their folder's name."""
+    target = folder.with_name(folder.name + "-camera")
+    stamp = target / ".complete"
+    if stamp.exists():
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for i, path in enumerate(files):
+        out = target / f"2019-{1 + i % folders:02d}" / f"IMG_{i:04d}{path.suffix}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, out)
+        except OSError:  # another file system
+            shutil.copyfile(path, out)
+    stamp.write_text(str(folder))
+    return target
+
+
 def stamp_title(png: Path) -> str | None:
     """The first words of the stamp's English description, as a file-name stem."""
     for txt in (png.with_suffix(".txt"),
@@ -413,6 +434,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--thread-variants", default="minilm",
                         help="comma-separated text-encoder variants also run with "
                              "decode_processes off (decoding on threads, as before)")
+    parser.add_argument("--names", choices=("subject", "camera"), default="subject",
+                        help="file names: the data set's own (a title for the text "
+                             "encoder), or camera names in dated folders (the folder's "
+                             "name is the only text)")
     parser.add_argument("--image-encoder", default="descriptor")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the generated dataset or stamp sample")
@@ -440,6 +465,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         folder, source = build_wallpapers(args.images or 1000, args.seed)
         kind, name = "JPEGs", "ingest"
+    if args.names == "camera":
+        folder, name = camera_names(folder), f"{name}-camera"
     entries = scan_folder(folder)[0]
     paths = [e.path for e in entries]
     sizes = [p.stat().st_size for p in paths]
@@ -462,7 +489,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                    f"{LEGACY_CEILING_SIDE}, {workers} processes", legacy_ceiling_one)}
     results: dict[str, Any] = {
         "benchmark": name, "command": command_line(), "date": now(), "machine": info,
-        "data": {"set": args.data, "folder": str(folder), "images": len(sizes),
+        "data": {"set": args.data, "names": args.names, "folder": str(folder),
+                 "images": len(sizes),
                  "source": source, "median_kib": median(sizes) / 1024,
                  **({"web_sizes": WEB_SIZES, "jpeg_quality": JPEG_QUALITY}
                     if args.data == "wallpapers" else {})},

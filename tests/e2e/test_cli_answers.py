@@ -73,7 +73,6 @@ def ten(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
 
 def test_noise_gets_no_match_on_a_ten_item_collection(ten: Ten) -> None:
-    ten.require("confidence")
     out = run("search", "--collection", ten.where, "--image", ten.root / "noise.png")
     assert out.stdout.startswith("no results")
     assert "minimum" in out.stdout
@@ -88,7 +87,6 @@ def test_a_picture_of_the_collection_is_an_exact_match(ten: Ten) -> None:
     top = answer["results"][0]
     assert top["id"] == "3.jpg" and top["match"] == "exact"
     assert all(h["match"] != "exact" for h in answer["results"][1:])
-    ten.require("confidence")
     assert top["confidence"] == 1.0
     assert all(h["confidence"] < 1.0 for h in answer["results"][1:])
 

@@ -65,7 +65,7 @@ def test_confidence_is_what_a_second_search_gave(collection: Path,
     # each image of the two-image one (judged each by its own neighbours)
     assert searches == [False] * 6 + [True] * 3
     monkeypatch.setattr(calibration, "own_best", lambda *args: None)
-    monkeypatch.setattr("imgsearch.engine.query.own_best", lambda *args: None)
+    monkeypatch.setattr("imgsearch.search.searcher.own_best", lambda *args: None)
     searches.clear()
     searched = _answers(collection)
     assert searches == [True] * 9

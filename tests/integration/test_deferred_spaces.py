@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from imagegen import jpeg_bytes
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
@@ -77,3 +79,30 @@ def test_a_stale_index_file_is_read_at_open(tmp_path: Path) -> None:
         with Engine.open(collection, SETTINGS, readonly=True) as reader:
             assert all(_read(space) for space in reader.spaces.values())
             assert _image_answer(reader, 5)[0][0] == "i5"
+
+
+def test_stored_vectors_of_an_unread_space_come_from_the_catalog(tmp_path: Path) -> None:
+    # a text query smooths its list with the items' image vectors: those are read from
+    # the catalog, the image index file stays unread, and the answer is the eager one
+    collection = tmp_path / "c"
+    with Engine.open(collection, SETTINGS) as writer:
+        _fill(writer, 0, 6)
+        writer.save()
+        eager = writer.spaces["image"].vectors_of_keys(np.arange(-1, 12, dtype=np.int64))
+        text_before = _text_answer(writer)
+        with Engine.open(collection, SETTINGS, readonly=True) as reader:
+            image = reader.spaces["image"]
+            lazy = image.vectors_of_keys(np.arange(-1, 12, dtype=np.int64))
+            assert not _read(image)
+            np.testing.assert_array_equal(lazy[0], eager[0])
+            np.testing.assert_array_equal(lazy[1], eager[1])
+            assert _text_answer(reader) == text_before and not _read(image)
+            _fill(writer, 6, 2)  # another process's write: the tables are read again
+            writer.delete("i0")
+            keys, _vectors = image.vectors_of_keys(np.arange(0, 12, dtype=np.int64))
+            assert not _read(image)
+            expected, _ = writer.spaces["image"].vectors_of_keys(
+                np.arange(0, 12, dtype=np.int64))
+            np.testing.assert_array_equal(keys, expected)
+            assert len(keys) == 7
+            assert _image_answer(reader, 7)[0][0] == "i7" and _read(image)

@@ -161,12 +161,13 @@ def test_a_copy_in_a_new_frame_is_found_by_its_central_part(gallery, monkeypatch
     item first; the central part's ranks the picture first, and it is verified. (Only
     the first candidate is verified here, as in a collection where the copy would rank
     far down.)"""
-    monkeypatch.setattr("imgsearch.engine.query.VERIFY_TOP", 1)
+    monkeypatch.setattr("imgsearch.search.searcher.VERIFY_TOP", 1)
     query = framed(textured(23), textured(123), 0.6)
-    monkeypatch.setattr("imgsearch.engine.query.CROP_CANDIDATES", 0)
+    monkeypatch.setattr("imgsearch.search.searcher.WIDE_CANDIDATES", 0)
+    monkeypatch.setattr("imgsearch.search.copy_views.CROP_CANDIDATES", 0)
     without = gallery.search(Query(images=[query], limit=3, min_confidence=0)).hits
     assert without[0].id != "t23" and "copy" not in {h.match for h in without}
-    monkeypatch.setattr("imgsearch.engine.query.CROP_CANDIDATES", 2)
+    monkeypatch.setattr("imgsearch.search.copy_views.CROP_CANDIDATES", 2)
     hits = gallery.search(Query(images=[query], limit=3)).hits
     assert hits[0].id == "t23" and hits[0].match == "copy"
     assert hits[0].evidence["inliers"] >= 12

@@ -8,7 +8,14 @@ from PIL import Image, ImageDraw, ImageOps
 
 from imagegen import planes, textured
 from imgsearch.search.aligned import MAX_COLOUR_GAP, MIN_AGREEMENT, align
-from imgsearch.search.matching import Candidate, QueryImage, copy_confidence, match_kinds
+from imgsearch.search.copy_views import without_bottom
+from imgsearch.search.matching import (
+    MIN_VIEW_AGREEMENT,
+    Candidate,
+    QueryImage,
+    copy_confidence,
+    match_kinds,
+)
 from imgsearch.search.verify import LARGE_SIDE, MIN_INLIERS, FeatureCache, features, verify
 
 
@@ -101,3 +108,35 @@ def test_a_look_alike_alone_is_no_match() -> None:
     query = QueryImage(np.zeros(4, np.float32), "query", _rotated(planes(11)))
     assert match_kinds([query], [_candidate(1, planes(0)), _candidate(2, planes(12))],
                        FeatureCache()) == {}
+
+
+def _checkered_banner(image: Image.Image) -> Image.Image:
+    """A band of strong blue and white squares over the bottom fifth: edges enough to
+    outweigh a flat picture's own in the whole image's alignment."""
+    w, h = image.size
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    top, step = round(h * 0.8), w / 12
+    for i in range(12):
+        for j in range(4):
+            draw.rectangle((round(i * step), top + j * (h - top) // 4, round((i + 1) * step),
+                            top + (j + 1) * (h - top) // 4),
+                           fill=(255, 255, 255) if (i + j) % 2 else (20, 20, 200))
+    return out
+
+
+def test_a_banner_that_outweighs_a_flat_picture_is_left_out_by_the_view() -> None:
+    query = _checkered_banner(planes(0))
+    whole = align(query, _thumbnail(planes(0)))
+    assert whole is None or not whole.copy, whole  # the band's edges disagree
+    view = align(without_bottom(query), _thumbnail(planes(0)))
+    assert view is not None and view.copy and view.agreement >= MIN_VIEW_AGREEMENT, view
+    found = match_kinds([QueryImage(np.zeros(4, np.float32), "query", query)],
+                        [_candidate(1, planes(0))], FeatureCache())
+    assert list(found) == [1] and found[1].evidence["without_bottom"] == 1.0
+
+
+def test_other_flat_pictures_under_a_banner_are_not_copies_by_the_view() -> None:
+    for other in (planes(11), planes(12), planes(13)):
+        query = QueryImage(np.zeros(4, np.float32), "query", _checkered_banner(other))
+        assert match_kinds([query], [_candidate(1, planes(0))], FeatureCache()) == {}

@@ -237,3 +237,29 @@ def test_the_cycle_check_walks_the_engines_collaborators() -> None:
     assert "imgsearch.engine.core" in _imports(opening)
     assert "imgsearch.engine.core" not in _imports(opening, runtime_only=True)
     assert "imgsearch.engine.opening" in _imports(FACADE, runtime_only=True)
+
+
+def test_the_searcher_imports_nothing_from_the_engine() -> None:
+    """Ranking lives in search/ and is given what it reads (search.protocols): no module
+    there imports engine/, not even for its types, so it runs without an Engine."""
+    offenders = []
+    for path, module in _sources():
+        if _stage(module) != "search":
+            continue
+        offenders += [f"{module} imports {t}" for t in _imports(path)
+                      if _stage(t) in ("engine", "web", "cli", "evaluate")]
+    assert not offenders, "\n".join(offenders)
+    searcher = PACKAGE / "search" / "searcher.py"
+    assert "imgsearch.search.protocols" in _imports(searcher, runtime_only=True)
+
+
+def test_the_engine_hands_searches_to_the_searcher() -> None:
+    """The builder wires the searcher; the facade reaches the ranking code only
+    through it (no module of engine/ imports the searcher's helpers)."""
+    opening = PACKAGE / "engine" / "opening.py"
+    assert "imgsearch.search.searcher" in _imports(opening, runtime_only=True)
+    helpers = {f"imgsearch.search.{n}" for n in
+               ("browse", "known", "similar", "text_feedback", "concept_source")}
+    offenders = [f"{module} imports {t}" for path, module in _sources()
+                 if _stage(module) == "engine" for t in _imports(path) if t in helpers]
+    assert not offenders, offenders

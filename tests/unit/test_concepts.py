@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgsearch.engine.concepts import evidence
+from imgsearch.search.concept_source import evidence
 from imgsearch.search.concepts import ConceptOptions, expand, ranking, vocabulary_of
 from imgsearch.search.feedback import neighbour_smoothing, soft_seeds
 from imgsearch.search.lexicon import WordNet

@@ -278,11 +278,15 @@ class _RecordingCache(FeatureCache):
     def __init__(self) -> None:
         super().__init__()
         self.asked: list[tuple[object, bool]] = []
+        self.contrast: list[object] = []  # keys given a local-contrast look
 
     def get(self, key: Hashable, load: Callable[[], Image.Image | None],
-            side: int = LARGE_SIDE, closer: bool = False) -> Features | None:
+            side: int = LARGE_SIDE, closer: bool = False,
+            local_contrast: bool = False) -> Features | None:
         self.asked.append((key, closer))
-        return super().get(key, load, side, closer)
+        if local_contrast:
+            self.contrast.append(key)
+        return super().get(key, load, side, closer, local_contrast)
 
 
 def _candidate(key: int, image: Image.Image) -> Candidate:
@@ -298,10 +302,12 @@ def test_only_the_first_candidate_gets_a_closer_look_and_only_when_none_verified
     assert match_kinds([query], others, cache) == {}
     closer = [key for key, close in cache.asked if close]
     assert closer == [("thumbnail", 6)]  # the first in rank order, once
+    assert cache.contrast == [("thumbnail", 6)]  # and so is the local-contrast look
     cache = _RecordingCache()
     found = match_kinds([query], [_candidate(5, _flat_graphic(5)), *others], cache)
     assert found[5].kind == "copy" and found[5].evidence["inliers"] >= MIN_INLIERS
     assert not any(close for _key, close in cache.asked)  # a plain look was enough
+    assert not cache.contrast
 
 
 def test_the_central_part_keeps_the_middle_of_each_side() -> None:

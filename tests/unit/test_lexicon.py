@@ -66,3 +66,28 @@ def test_find_without_the_files_is_none_and_a_broken_database_is_refused(tmp_pat
 def test_content_words_drop_stopwords_and_short_words():
     assert content_words("Insects and BUGS of the UK", frozenset({"and", "the"})) == [
         "insects", "bugs"]
+
+
+def test_every_lemma_is_found_as_a_full_read_of_the_index_finds_it(tmp_path):
+    # lines are parsed in stretches found by binary search: lemmas shorter than a
+    # stretch's prefix, the first and the last line, and compounds anywhere all count
+    synsets = (
+        ("a", ("a", "ab", "abc", "abcd"), ()),
+        ("ox", ("ox", "musk ox", "oxen cart"), ("a",)),
+        ("zebra", ("zebra", "zz", "z"), ("a",)),
+        ("cart", ("cart", "ox cart", "a cart"), ("ox",)),
+    )
+    wordnet = WordNet(write_wordnet(tmp_path, synsets))
+    lines = (tmp_path / "index.noun").read_text(encoding="utf-8").splitlines()
+    everything = {line.split()[0]: line for line in lines if not line.startswith(" ")}
+    for lemma, line in everything.items():
+        parts = line.split()
+        offsets = tuple(int(o) for o in parts[4 + int(parts[3]) + 2:])
+        assert wordnet.senses(lemma.replace("_", " ")) == offsets, lemma
+    assert wordnet.senses("b") == wordnet.senses("oxe") == wordnet.senses("zzz") == ()
+    assert wordnet.compounds("ox") == ("musk ox", "ox cart")
+    assert wordnet.compounds("cart") == ("a cart", "ox cart", "oxen cart")
+    assert wordnet.compounds("a") == ("a cart",)
+    assert wordnet.narrower("a", depth=2) == (
+        "a", "ab", "abc", "abcd", "ox", "musk ox", "oxen cart", "zebra", "zz", "z",
+        "cart", "ox cart", "a cart")

@@ -131,7 +131,7 @@ def test_export_is_redone_when_the_weights_change(onnx_encoder: MiniLMEncoder, c
     exports: list[str] = []
 
     def fake_export(files: onnx_text.SentenceModelFiles, where: Path, wanted: str,
-                    tokenizer: object) -> bytes:
+                    tokenizer: object) -> Path:
         exports.append(wanted)
         blob = b"graph %d" % len(exports)
         name = f"model-{len(exports)}.onnx"
@@ -139,15 +139,18 @@ def test_export_is_redone_when_the_weights_change(onnx_encoder: MiniLMEncoder, c
         import zlib
         (where / "model.json").write_text(json.dumps(
             {"file": name, "crc32": zlib.crc32(blob), "fingerprint": wanted}))
-        return blob
+        return where / name
+
+    def graph(version: str) -> bytes:
+        return onnx_text.load_or_export(files, [directory], None, version)[0].read_bytes()
 
     monkeypatch.setattr(onnx_text, "_export_into", fake_export)
-    assert onnx_text.load_or_export(files, [directory], None, "1")[0] == b"graph 1"
-    assert onnx_text.load_or_export(files, [directory], None, "1")[0] == b"graph 1"
+    assert graph("1") == b"graph 1"
+    assert graph("1") == b"graph 1"
     config = copy / "config.json"
     config.write_text(config.read_text() + "\n")  # the source changed
-    assert onnx_text.load_or_export(files, [directory], None, "1")[0] == b"graph 2"
-    assert onnx_text.load_or_export(files, [directory], None, "2")[0] == b"graph 3"
+    assert graph("1") == b"graph 2"
+    assert graph("2") == b"graph 3"
     assert len(exports) == 3 and len(set(exports)) == 3
 
 
@@ -178,3 +181,23 @@ def test_without_onnxruntime_minilm_falls_back_to_torch_and_says_why(
     forced = MiniLMEncoder(Settings(model_cache_dir=str(tmp_path), minilm_runtime="onnx"))
     with pytest.raises(ModelUnavailableError, match="IMGSEARCH_MINILM_RUNTIME"):
         forced.load()
+
+
+def test_a_graph_replaced_between_check_and_open_is_checked_again(
+        onnx_encoder: MiniLMEncoder, cache: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the session opens the checked file by its path; another process's export may
+    # remove that file in between: the new one is checked and opened instead
+    real = onnx_text.load_or_export
+    calls: list[Path] = []
+
+    def vanished_first(*args: object) -> tuple[Path, Path]:
+        graph, directory = real(*args)  # type: ignore[arg-type]
+        calls.append(graph)
+        return (tmp_path / "removed.onnx" if len(calls) == 1 else graph), directory
+
+    monkeypatch.setattr(onnx_text, "load_or_export", vanished_first)
+    again = MiniLMEncoder(Settings(model_cache_dir=str(cache), minilm_runtime="onnx"))
+    vectors = again.embed_texts(TEXTS[:3])
+    assert len(calls) == 2 and again.runtime == "onnx"
+    np.testing.assert_array_equal(vectors, onnx_encoder.embed_texts(TEXTS[:3]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 from numpy.typing import NDArray
 
 from imgsearch.config import Settings
@@ -72,11 +73,14 @@ def test_a_copy_folds_into_the_best_hit_and_boosts_and_caps_apply() -> None:
     assert boosted.hits[0].id == "b"  # the popular one, though not the nearest
 
 
-def test_the_query_images_own_bytes_come_first() -> None:
+def test_the_query_images_exact_copies_come_first_with_their_confidence() -> None:
     backend = collection()
-    backend.items["c"].content_hash = "abc"
-    block = finish(hits_for(backend), Query(vector=[1.0]), Settings(), backend, {"abc"})
+    hits = hits_for(backend)
+    sure = {h.id: 0.25 for h in hits} | {"c": 1.0}
+    block = finish(hits, Query(vector=[1.0], collapse_duplicates=False), Settings(),
+                   backend, {"c"}, sure)
     assert block.hits[0].id == "c" and block.exact == {"c"}
+    assert block.confidence == {h.id: sure[h.id] for h in block.hits}
 
 
 def test_an_items_duplicates_come_from_its_neighbours_and_their_hashes() -> None:
@@ -84,3 +88,13 @@ def test_an_items_duplicates_come_from_its_neighbours_and_their_hashes() -> None
     found = item_duplicates(backend, "a")
     assert [(d.id, d.tier, d.hamming) for d in found] == [("a-copy", "exact", 0)]
     assert item_duplicates(backend, "d") == []  # no hash: never paired
+
+
+def test_keyword_evidence_is_the_share_of_query_words_stemmed_as_the_catalog_does() -> None:
+    from imgsearch.engine.remote_confidence import term_coverage
+
+    found = term_coverage("the red running shoes", [
+        Item(id="a", title="Red shoe"), None,
+        Item(id="b", title="runner", description="shoes for running"),
+        Item(id="c", title="blue hat")])
+    assert found.tolist() == pytest.approx([2 / 3, 0.0, 2 / 3, 0.0])

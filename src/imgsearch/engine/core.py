@@ -26,28 +26,25 @@ from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
 from imgsearch.engine import maintenance, overview
 from imgsearch.engine import reembed as reembedding
-from imgsearch.engine.concepts import ConceptSource
-from imgsearch.engine.dedup import Duplicate, build_hamming_index, duplicate_groups, item_duplicates
 from imgsearch.engine.maintenance import HealthReport
 from imgsearch.engine.opening import Collaborators, Opened, open_collection
 from imgsearch.engine.pipeline import Prepared, Preparer
 from imgsearch.engine.writer import ProgressCallback
 from imgsearch.errors import ImgSearchError, ItemNotFoundError
 from imgsearch.ingest.decode import DecodedImage
+from imgsearch.search.dedup import Duplicate, duplicate_groups, item_duplicates
 from imgsearch.search.understand import Vocabulary
-from imgsearch.search.verify import FeatureCache
 from imgsearch.store.catalog import WriteResult
-from imgsearch.types import ImageInput, IngestReport, Item, Query
+from imgsearch.types import ImageInput, IngestReport, Item, Query, SearchResult
 
 
 class Engine:
     """One collection, opened: each method hands its work to a collaborator built by
-    ``opening.collaborators`` (the indexes, the writer, the query encoder, what is
-    derived from the collection) or to the module that does it."""
+    ``opening.collaborators`` (the indexes, the writer, the query encoder, the searcher,
+    what is derived from the collection) or to the module that does it."""
 
     def __init__(self, opened: Opened, parts: Collaborators) -> None:
         self.directory = opened.directory
-        self.settings = opened.settings
         self.catalog = opened.catalog
         self.manifest = opened.manifest
         self.readonly = opened.readonly
@@ -56,7 +53,6 @@ class Engine:
         # what re-encoding items for a new encoder did, when opening did that
         self.reembed_report: IngestReport | None = None
         self._closed = False
-        self.feature_cache = FeatureCache()  # local features of verified candidates
         self.fetcher = parts.fetcher
         self.logs = parts.logs
         self.embedding_cache = parts.embedding_cache
@@ -69,7 +65,16 @@ class Engine:
         self.spaces = self.indexes.spaces
         self.calibrations = self.indexes.calibrations
         self.lock = self.indexes.lock
-        self.concepts = ConceptSource(self.settings)  # WordNet and vocabulary, for text
+        self.searcher = parts.searcher  # ranks queries (search.searcher)
+
+    @property
+    def settings(self) -> Settings:
+        return self.searcher.settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        """New settings for the next queries (tuning ranking weights replaces them)."""
+        self.searcher.settings = settings
 
     @property
     def write_version(self) -> int:
@@ -227,30 +232,24 @@ class Engine:
 
     def hamming_index(self) -> Any:
         """A binary index over every item's perceptual hash; rebuilt after writes."""
-        return self.derived.hamming_index(lambda: build_hamming_index(self))
+        return self.searcher.hamming_index()
 
     def duplicates(self, item_id: str) -> list[Duplicate]:
         """The near-duplicates of one item, strongest first (the item excluded)."""
         self.refresh()
-        return item_duplicates(self, item_id)
+        return item_duplicates(self.searcher, item_id)
 
     def duplicate_groups(self, min_tier: str = "variant") -> list[dict[str, Any]]:
         """Every group of near-duplicates at ``min_tier`` (exact, near-exact, variant)."""
         self.refresh()
-        return duplicate_groups(self, min_tier)
+        return duplicate_groups(self.searcher, min_tier)
 
     def __contains__(self, item_id: str) -> bool:
         return self.catalog.key_of(item_id) is not None
 
-    def search(self, query: Any) -> Any:
-        from imgsearch.engine.query import run_query
-
+    def search(self, query: Query) -> SearchResult:
         self.refresh()
-        if query.kind == "browse":
-            from imgsearch.engine.browse import browse
-
-            return browse(self, query)
-        return run_query(self, query)
+        return self.searcher.search(query)
 
     def warm(self, wait: bool = True) -> None:
         """Read into memory now what searches would otherwise read on their first runs:

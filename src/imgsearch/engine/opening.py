@@ -35,6 +35,7 @@ from imgsearch.errors import (
 )
 from imgsearch.ingest.fetch import Fetcher
 from imgsearch.search.calibration import Calibration
+from imgsearch.search.searcher import Searcher
 from imgsearch.search.space import SpaceIndex
 from imgsearch.store.catalog import Catalog
 from imgsearch.store.logs import SearchLog, open_search_log
@@ -82,6 +83,7 @@ class Collaborators:
     query_encoder: QueryEncoder
     indexes: Indexes
     writer: Writer
+    searcher: Searcher
 
     def close(self) -> None:
         """Stop the query encoder's threads and close the search log."""
@@ -113,8 +115,12 @@ def collaborators(opened: Opened) -> Collaborators:
                       derived, query_encoder.encoder)
     writer = Writer(directory, settings, catalog, opened.readonly, indexes, derived,
                     shared_cache, lambda: query_encoder.preparer)
+    searcher = Searcher(settings, directory, catalog, indexes.spaces, indexes.calibrations,
+                        indexes.lock, query_encoder, derived,
+                        lambda space: opened.manifest.spaces[space].model_id, result_cache,
+                        shared_cache=shared_cache, logs=logs)
     return Collaborators(fetcher, logs, embedding_cache, result_cache, shared_cache, derived,
-                         query_encoder, indexes, writer)
+                         query_encoder, indexes, writer, searcher)
 
 
 def open_collection(engine_class: Callable[[Opened, Collaborators], Engine],

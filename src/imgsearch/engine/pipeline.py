@@ -27,6 +27,7 @@ from PIL import Image
 
 from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
+from imgsearch.engine.text_vectors import TextVectors
 from imgsearch.enrich.colors import dominant_colors, normalize_color_name
 from imgsearch.enrich.ocr import TextReader, find_ocr
 from imgsearch.enrich.phash import perceptual_hash
@@ -166,6 +167,7 @@ class Preparer:
         self.image_encoder = image_encoder
         self._text_encoder = text_encoder
         self.fetcher = fetcher
+        self.text_vectors = TextVectors()
         self.workers = settings.ingest_workers or (os.cpu_count() or 1)
         self.pool = ThreadPoolExecutor(max_workers=self.workers,
                                        thread_name_prefix="imgsearch-decode")
@@ -365,10 +367,10 @@ class Preparer:
         with_text = [i for i, t in enumerate(texts) if t]
         text_encoder = self._text_encoder() if with_text else None
         if text_encoder is not None:
-            # a text met twice in a batch (a catalog's repeated titles) is encoded once
-            distinct = list(dict.fromkeys(texts[i] for i in with_text))
-            encoded = dict(zip(distinct, text_encoder.embed_texts(distinct), strict=True))
-            text_vectors = {i: encoded[texts[i]] for i in with_text}
+            # a text met before (a catalog's repeated titles, a folder's tags) is
+            # encoded once; the others shortest first (``engine.text_vectors``)
+            encoded = self.text_vectors.embed(text_encoder, [texts[i] for i in with_text])
+            text_vectors = dict(zip(with_text, encoded, strict=True))
         prepared = []
         for i, (item, _, _, thumb, original) in enumerate(ready):
             vectors = {"image": image_vectors[i]}

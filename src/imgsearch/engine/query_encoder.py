@@ -22,9 +22,9 @@ from imgsearch.encode.registry import get_encoder
 from imgsearch.engine.batching import LRUCache, MicroBatcher
 from imgsearch.engine.pipeline import Preparer
 from imgsearch.engine.shared_cache import RedisCache
-from imgsearch.engine.timing import load_model, stage
 from imgsearch.ingest.decode import DecodedImage
 from imgsearch.ingest.fetch import Fetcher
+from imgsearch.search.timing import load_model, stage
 from imgsearch.search.verify import LARGE_SIDE
 from imgsearch.store.manifest import Manifest
 from imgsearch.types import ImageInput

@@ -4,18 +4,18 @@ so that several nodes behind a load balancer serve one collection and any of the
 writes.
 
 It answers the searches and item writes the HTTP API's search and item routes ask of an
-engine, with the ranking stages of the local engine done here over what the backend
-returns (``remote_rank``): negative images, boosts, colour preference, diversity (a cap
-per category, MMR over fetched vectors), near-duplicate folding and an item's
-near-duplicates (stored perceptual hashes and fetched vectors). What needs the local
-catalog (thumbnails, browsing, query understanding, calibrated confidence, the near
-filter) is declared in ``REFUSED`` and answers UnsupportedOnBackendError, saying so.
+engine. The search path is ``remote_query``: the local engine's query understanding
+(``remote_understand``), its calibrated confidence and minimum (``remote_confidence``)
+and its ranking stages (``remote_rank``: negative images, boosts, colour preference,
+diversity, near-duplicate folding) over what the backend returns. What needs files or
+logs of the collection's own (thumbnails, verified copies, browsing, click feedback,
+the concept list) is declared in ``REFUSED`` and answers UnsupportedOnBackendError,
+saying so.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -25,49 +25,43 @@ from numpy.typing import NDArray
 from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
 from imgsearch.encode.registry import describe_encoder, get_encoder
-from imgsearch.engine.backends.base import CollectionBackend, Hit, Row
+from imgsearch.engine import remote_query
+from imgsearch.engine.backends.base import CollectionBackend, Row
 from imgsearch.engine.batching import LRUCache
 from imgsearch.engine.pipeline import Prepared, Preparer
-from imgsearch.engine.query import validate
-from imgsearch.engine.remote_rank import RemoteDuplicate, finish, item_duplicates
+from imgsearch.engine.remote_confidence import RemoteCalibrations
+from imgsearch.engine.remote_rank import item_duplicates
+from imgsearch.engine.remote_understand import RemoteVocabulary
 from imgsearch.errors import (
     ImgSearchError,
     InvalidQueryError,
     ItemNotFoundError,
-    UnsupportedOnBackendError,
 )
-from imgsearch.index.base import SearchParams
 from imgsearch.ingest.fetch import Fetcher
-from imgsearch.search.executor import fetch_size
-from imgsearch.types import ImageInput, Item, Query, SearchHit, SearchResult, VectorSpace
+from imgsearch.search.dedup import Duplicate
+from imgsearch.search.understand import Vocabulary
+from imgsearch.types import ImageInput, Item, Query, SearchResult, VectorSpace
 
-_RRF_K = 60
-_NEGATIVE_WEIGHT = 0.5  # as the local engine weighs counter-examples (engine.query)
 # what a node over a remote collection does not do, and why (``RemoteEngine.refuses``)
 REFUSED = {
     "thumbnails": "thumbnails (and the web page) need files of the collection's own, which "
                   "API nodes do not keep; they are not served",
     "browse": "browsing by filters alone (newest first) is not supported",
-    "understanding": "query understanding (\"red shoes under $80\" as filters) needs the "
-                     "catalog's known brands and categories; it is not done",
-    "confidence": "calibrated confidence needs the collection's background level; hits "
-                  "say 1.0 and min_confidence is not applied",
     "near": "the near (radius) filter is not supported: a Milvus expression cannot "
             "compute a distance",
     "copies": "verified copies (an edited copy told apart by local features of the "
-              "stored images) are not found: hits are exact (the same bytes) or similar",
+              "stored thumbnails) are not found: API nodes keep no image data, so a hit is "
+              "exact (the same bytes, by content hash) or similar",
+    "concepts": "the concept list (items named by a kind of the query's words, through "
+                "WordNet) needs the collection's word list, which the node does not read; "
+                "text queries are not expanded with it",
+    "expansion": "text queries are not expanded from their surest hits (the local "
+                 "engine's text feedback reads the collection's own vectors of them)",
     "batch": "batch writes (/v1/items:batch) are not served",
     "feedback": "click feedback needs the collection's own log; it is not recorded",
     "fused_similar": "more like this searches the item's image space alone (the local "
                      "engine also fuses its text and category)",
 }
-
-
-def _unit(vector: NDArray[np.float32]) -> NDArray[np.float32]:
-    norm = float(np.linalg.norm(vector))
-    if not np.isfinite(norm) or norm == 0:
-        raise InvalidQueryError("the query vector is zero or not finite")
-    return (vector / norm).astype(np.float32)
 
 
 def spaces_for(settings: Settings) -> dict[str, int]:
@@ -102,6 +96,11 @@ class RemoteEngine:
         self._preparer: Preparer | None = None
         self.embedding_cache: LRUCache[NDArray[np.float32]] = LRUCache(
             settings.embedding_cache_size)
+        self.calibrations = RemoteCalibrations(
+            backend, {name: space.model_id for name, space in backend.encoders().items()},
+            self.encoder)
+        self.known_vocabulary = RemoteVocabulary(backend,
+                                                 settings.concept_vocabulary_max_items)
 
     @property
     def uri(self) -> str:
@@ -181,7 +180,7 @@ class RemoteEngine:
     def __contains__(self, item_id: str) -> bool:
         return bool(self.backend.get([item_id]))
 
-    def duplicates(self, item_id: str) -> list[RemoteDuplicate]:
+    def duplicates(self, item_id: str) -> list[Duplicate]:
         """The near-duplicates of one item, strongest first (``remote_rank``)."""
         return item_duplicates(self.backend, item_id)
 
@@ -198,165 +197,30 @@ class RemoteEngine:
                     f"has neither (its server has no BM25, and it was made without a "
                     f"text encoder)")
         if feature in REFUSED:
-            return f"{REFUSED[feature]} on the {self._kind()} backend"
+            return f"{REFUSED[feature]} on the {self.kind} backend"
         return None
 
-    def _kind(self) -> str:
+    @property
+    def kind(self) -> str:
         return self.uri.partition("://")[0] or "local"
 
-    def _vector_of(self, value: ImageInput, hashes: set[str] | None = None
-                   ) -> NDArray[np.float32]:
-        """The image's vector; its content hash goes to ``hashes`` when given."""
-        decoded = self.preparer.decode(value, "query image")
-        if hashes is not None and decoded.content_hash:
-            hashes.add(decoded.content_hash)
-        return _unit(self.encoder("image").embed_image(decoded.image))
+    def vocabulary(self) -> Vocabulary:
+        """Brands, categories and cameras for query understanding (``remote_understand``)."""
+        return self.known_vocabulary.get()
+
+    def known_values(self, column: str) -> tuple[list[str], frozenset[str]]:
+        """A field's values (brand, category, camera) and the same case-folded."""
+        return self.known_vocabulary.known_values(column)
 
     def embed_query_image(self, value: ImageInput) -> NDArray[np.float32]:
-        return self._vector_of(value)
-
-    def _text_vector(self, text: str) -> NDArray[np.float32]:
-        key = ("text", text)
-        cached = self.embedding_cache.get(key)
-        if cached is None:
-            cached = _unit(self.encoder("text").embed_text(text))
-            self.embedding_cache.put(key, cached)
-        return cached
+        return remote_query.look(self, value).vector
 
     def similar(self, item_id: str, limit: int = 10, **kwargs: Any) -> SearchResult:
         return self.search(Query(similar_to=item_id, limit=limit, **kwargs))
 
-    def _query_vector(self, query: Query, spaces: dict[str, int]) -> NDArray[np.float32]:
-        dim = spaces.get(query.vector_space)
-        if dim is None:
-            raise InvalidQueryError(f"no vector space {query.vector_space!r}; this collection "
-                                    f"has {', '.join(sorted(spaces))}")
-        vector = np.asarray(query.vector, dtype=np.float32).reshape(-1)
-        if vector.shape[0] != dim or not np.isfinite(vector).all():
-            raise InvalidQueryError(f"vector must be {dim} finite numbers for space "
-                                    f"{query.vector_space!r}, got {vector.shape[0]}")
-        return _unit(vector)
-
-    def _examples(self, query: Query, hashes: set[str]) -> NDArray[np.float32]:
-        """The query images' vector, pushed away from its counter-examples as the local
-        engine does (averages, then ``positive - 0.5 * negative``)."""
-        positive = _unit(np.mean([self._vector_of(v, hashes) for v in query.images], axis=0))
-        if query.negative_images:
-            negative = _unit(np.mean([self._vector_of(v) for v in query.negative_images],
-                                     axis=0))
-            positive = _unit(positive - _NEGATIVE_WEIGHT * negative)
-        return positive
-
     def search(self, query: Query) -> SearchResult:
-        """Vector searches with the filters pushed down; text and hybrid queries fused on
-        the server by reciprocal rank (where it can) over the text space, BM25 and the
-        image space; then duplicates folded, boosts, colour preference and diversity
-        applied over the block of candidates (``remote_rank``)."""
-        started = time.perf_counter()
-        validate(query, self.settings.max_limit)
-        SearchParams.from_hints(query.search_params)  # refused before any work
-        spaces = self.backend.spaces()
-        vectors: dict[str, NDArray[np.float32]] = {}
-        exclude: str | None = None
-        text = None
-        fused: list[Hit] | None = None
-        hashes: set[str] = set()  # of the query images: the very same bytes come first
-        block = fetch_size(query.offset, query.limit)
-        if query.similar_to is not None:
-            space = "image" if "image" in spaces else "text"
-            found = self.backend.fetch_vectors(space, [query.similar_to])
-            if query.similar_to not in found:
-                if query.similar_to not in self:
-                    raise ItemNotFoundError(query.similar_to)
-                raise InvalidQueryError(f"item {query.similar_to!r} has no stored vector to "
-                                        f"search with")
-            vectors[space], exclude = found[query.similar_to], query.similar_to
-        elif query.vector is not None:
-            vectors[query.vector_space] = self._query_vector(query, spaces)
-        else:
-            several = len(query.images) + len(query.negative_images) > 1
-            if query.images and several and not query.text and \
-                    (query.multi_image or self.settings.multi_image) == "rrf":
-                fused = self._fused_images(query, block, hashes)
-            elif query.images:
-                vectors["image"] = self._examples(query, hashes)
-            if query.text:
-                text = query.text
-                if "text" in spaces:
-                    vectors["text"] = self._text_vector(query.text)
-                elif self.encoder("image").supports("text"):  # CLIP: text into image space
-                    vectors.setdefault("image", _unit(self.encoder("image").embed_text(text)))
-        if fused is None and not vectors and not (text and self._bm25()):
-            reason = self.refuses("text") if text else None
-            raise UnsupportedOnBackendError(reason or (
-                f"browsing by filters alone is not supported on the {self._kind()} backend; "
-                f"give a text, an image, a vector or an item"))
-        k = block + (1 if exclude else 0)
-        hits = fused if fused is not None else self._run(vectors, text, k, query)
-        candidates = [h for h in hits if h.id != exclude][:block]
-        # one list searched: a hit says its score and rank there (fused lists do not)
-        single = None if fused is not None or len(vectors) + bool(text and self._bm25()) > 1 \
-            else next(iter(vectors), "keyword")
-        rank_of = {h.id: n for n, h in enumerate(candidates, 1)}
-        # an image weighed at nothing in a hybrid query is not looked for
-        matching = set() if query.text and query.image_weight == 0 else hashes
-        ranked = finish(candidates, query, self.settings, self.backend, matching)
-        page = slice(query.offset, query.offset + query.limit)
-        hits, stands = ranked.hits[page], ranked.stands_for[page]
-        items = {i: ranked.items[i] for i in (h.id for h in hits) if i in ranked.items}
-        missing = [h.id for h in hits if h.id not in items]
-        if missing:
-            items.update(self.backend.get(missing))
-        plan = (f"{self._kind()}:{'+'.join(sorted(vectors)) or 'image-rrf'}"
-                f"{'+bm25' if text and self._bm25() else ''}")
-        return SearchResult(
-            hits=[_hit(h, items[h.id], n - 1, {} if single is None else {
-                single: {"score": round(h.score, 6), "rank": rank_of[h.id]}},
-                "exact" if h.id in ranked.exact else "similar")
-                  for h, n in zip(hits, stands, strict=True) if h.id in items],
-            query_kind=query.kind, query_time_ms=(time.perf_counter() - started) * 1000,
-            total_candidates=len(candidates), plan=plan)
-
-    def _fused_images(self, query: Query, k: int, hashes: set[str]) -> list[Hit]:
-        """Several example images by per-image rank fusion, counter-examples with a
-        negative weight (as the local engine's ``multi_image="rrf"``)."""
-        lists: list[tuple[list[Hit], float]] = []
-        for values, weight in ((query.images, 1.0), (query.negative_images,
-                                                     -_NEGATIVE_WEIGHT)):
-            for value in values:
-                vector = self._vector_of(value, hashes if weight > 0 else None)
-                lists.append((self.backend.search("image", vector, k, query.filters,
-                                                  query.search_params), weight))
-        return _rrf(lists, k, self.settings.rrf_k)
-
-    def _bm25(self) -> bool:
-        return self.backend.capabilities.bm25
-
-    def _run(self, vectors: dict[str, NDArray[np.float32]], text: str | None, k: int,
-             query: Query) -> list[Hit]:
-        """One list, or several fused by reciprocal rank: on the server where it can and
-        the lists weigh the same, else here, weighing the image list by the query's
-        ``image_weight`` against the text lists (as the local engine weighs them)."""
-        keyword = text if text and self._bm25() else None
-        if len(vectors) + bool(keyword) > 1:
-            hybrid = bool(query.images and query.text)
-            texts = len(vectors) - ("image" in vectors) + bool(keyword)
-            text_weight = (1.0 - query.image_weight) / max(texts, 1) if hybrid else 1.0
-            weight = {"image": query.image_weight if hybrid else 1.0}
-            if self.backend.capabilities.hybrid and not hybrid:
-                return self.backend.hybrid_search(vectors, keyword, k, query.filters, _RRF_K)
-            lists = [(self.backend.search(s, v, k, query.filters, query.search_params),
-                      weight.get(s, text_weight))
-                     for s, v in sorted(vectors.items())]
-            if keyword:
-                lists.append((self.backend.keyword_search(keyword, k, query.filters),
-                              text_weight))
-            return _rrf([(hits, w) for hits, w in lists if w > 0], k, _RRF_K)
-        if vectors:
-            (space, vector), = vectors.items()
-            return self.backend.search(space, vector, k, query.filters, query.search_params)
-        return self.backend.keyword_search(keyword or "", k, query.filters)
-
+        """Answered as the local engine answers, over the backend (``remote_query``)."""
+        return remote_query.search(self, query)
 
     def info(self) -> dict[str, Any]:
         caps = self.backend.capabilities
@@ -367,7 +231,16 @@ class RemoteEngine:
                                  "read_your_writes": caps.read_your_writes}}
 
     def warm(self, wait: bool = True) -> None:
-        """Nothing to read ahead: the server holds the collection."""
+        """Measure the image calibration ahead of the first search (seconds on a large
+        collection: ``remote_confidence``); ``wait`` False: on a thread of its own. A
+        failure here is left for that search to meet and report."""
+        if "image" not in self.backend.spaces():
+            return
+        if wait:
+            self.calibrations.warm()
+        else:
+            threading.Thread(target=self.calibrations.warm, name="imgsearch-calibrate",
+                             daemon=True).start()
 
     def close(self) -> None:
         if self._preparer is not None:
@@ -396,21 +269,6 @@ def _stateless(item: Item) -> Item:
     item.thumbnail = None
     item.original = None
     return item
-
-
-def _rrf(lists: Sequence[tuple[list[Hit], float]], k: int, rrf_k: int) -> list[Hit]:
-    """Weighted reciprocal-rank fusion: ``sum(weight / (rrf_k + rank))``."""
-    scores: dict[str, float] = {}
-    for hits, weight in lists:
-        for rank, hit in enumerate(hits):
-            scores[hit.id] = scores.get(hit.id, 0.0) + weight / (rrf_k + rank + 1)
-    return [Hit(i, s) for i, s in sorted(scores.items(), key=lambda p: (-p[1], p[0]))[:k]]
-
-
-def _hit(hit: Hit, item: Item, duplicates: int, matched: dict[str, dict[str, float]],
-         match: str) -> SearchHit:
-    return SearchHit(hit.id, hit.score, item.title, item.category, item.brand, item.price,
-                     item.image, None, 1.0, duplicates, matched, match)
 
 
 __all__ = ["REFUSED", "RemoteEngine", "encoders_for", "open_remote", "spaces_for"]

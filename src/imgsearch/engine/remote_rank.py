@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,6 +19,7 @@ from imgsearch.config import Settings
 from imgsearch.engine.backends.base import CollectionBackend, Hit
 from imgsearch.enrich.phash import hashes_to_uint64
 from imgsearch.errors import ItemNotFoundError
+from imgsearch.search.dedup import Duplicate
 from imgsearch.search.duplicates import (
     DuplicateTiers,
     collapse,
@@ -42,6 +42,7 @@ class Block:
     stands_for: list[int]
     items: dict[str, Item] = field(default_factory=dict)
     exact: set[str] = field(default_factory=set)  # ids of the query images' own copies
+    confidence: dict[str, float] = field(default_factory=dict)  # of the hits, by id
 
 
 class _Fetched:
@@ -81,22 +82,20 @@ class _Fetched:
 
 
 def finish(hits: list[Hit], query: Query, settings: Settings, backend: CollectionBackend,
-           content_hashes: set[str] | None = None) -> Block:
-    """Candidates holding the very bytes of a query image (``content_hashes``) first,
-    as the local engine's exact matches; then near-exact duplicates folded (as the local
-    engine does by default), then the colour preference, business signals and diversity
-    the query asks for, over the whole block of candidates, so that every page of a
-    query sees the same order."""
+           exact: set[str] | None = None, confidence: dict[str, float] | None = None,
+           items: dict[str, Item] | None = None) -> Block:
+    """Candidates that are the query images' ``exact`` copies first, as the local
+    engine's exact matches; then near-exact duplicates folded (as the local engine does
+    by default), then the colour preference, business signals and diversity the query
+    asks for, over the whole block of candidates, so that every page of a query sees the
+    same order. ``confidence`` of each hit (1.0 where not given) and the hits' ``items``
+    (fetched here where not given) travel with them."""
     options = RerankOptions(business_weights(query.boosts, settings), query.prefer_colors,
                             settings.color_boost, query.max_per_category, query.mmr_lambda)
+    exact = exact or set()
+    hits = [h for h in hits if h.id in exact] + [h for h in hits if h.id not in exact]
     fetched = _Fetched(backend, [h.id for h in hits], "image")
-    exact: set[str] = set()
-    if content_hashes and hits:
-        items = fetched.all_items()
-        exact = {h.id for h in hits if h.id in items
-                 and items[h.id].content_hash in content_hashes}
-        hits = [h for h in hits if h.id in exact] + [h for h in hits if h.id not in exact]
-        fetched.ids = [h.id for h in hits]
+    fetched.items = items
     keys = np.arange(len(hits), dtype=np.int64)
     ranked = Ranked(keys, np.asarray([h.score for h in hits], np.float32))
     stands_for = np.ones(len(hits), np.int64)
@@ -110,28 +109,18 @@ def finish(hits: list[Hit], query: Query, settings: Settings, backend: Collectio
             stands_for[kept] = counts
             keep = np.isin(keys, kept)
             ranked, stands_for = subset(ranked, keep), stands_for[keep]
-    confidence = np.ones(len(ranked.keys), np.float32)
-    ranked, confidence, stands_for = rerank(ranked, confidence, stands_for, options,
-                                            fetched.items_by_key, fetched.vectors_of)
-    return Block([Hit(fetched.ids[int(k)], float(s)) for k, s in zip(
-        ranked.keys, ranked.scores, strict=True)], [int(n) for n in stands_for],
-        fetched.items or {}, exact)
-
-
-@dataclass(frozen=True)
-class RemoteDuplicate:
-    id: str
-    tier: str
-    hamming: int
-    cosine: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "tier": self.tier, "hamming": self.hamming,
-                "cosine": round(self.cosine, 6)}
+    given = confidence or {}
+    sure = np.asarray([given.get(fetched.ids[int(k)], 1.0) for k in ranked.keys], np.float32)
+    ranked, sure, stands_for = rerank(ranked, sure, stands_for, options,
+                                      fetched.items_by_key, fetched.vectors_of)
+    ids = [fetched.ids[int(k)] for k in ranked.keys]
+    return Block([Hit(i, float(s)) for i, s in zip(ids, ranked.scores, strict=True)],
+                 [int(n) for n in stands_for], fetched.items or {}, exact,
+                 dict(zip(ids, sure.tolist(), strict=True)))
 
 
 def item_duplicates(backend: CollectionBackend, item_id: str,
-                    tiers: DuplicateTiers | None = None) -> list[RemoteDuplicate]:
+                    tiers: DuplicateTiers | None = None) -> list[Duplicate]:
     """The near-duplicates of one item (itself excluded), strongest first.
 
     Every tier asks for an image cosine of at least ``variant_cosine``, so the item's
@@ -160,7 +149,7 @@ def item_duplicates(backend: CollectionBackend, item_id: str,
     keys = np.flatnonzero(present).astype(np.int64)
     index = hash_index(keys, hashes[keys].view(np.int64))
     found = duplicates_of(0, int(hashes[0].view(np.int64)), index, fetched.vectors_of, tiers)
-    return [RemoteDuplicate(ids[k], tier, int(h), float(c)) for k, h, c, tier in found]
+    return [Duplicate(ids[k], tier, int(h), float(c)) for k, h, c, tier in found]
 
 
-__all__ = ["Block", "RemoteDuplicate", "finish", "item_duplicates"]
+__all__ = ["Block", "finish", "item_duplicates"]

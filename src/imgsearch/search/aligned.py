@@ -32,8 +32,11 @@ else verified: about 13 ms of CPU each.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,7 +44,8 @@ from PIL import Image
 
 from imgsearch.search.verify import _cv2
 
-__all__ = ["MAX_COLOUR_GAP", "MIN_AGREEMENT", "MIN_BLOCKS", "Alignment", "align"]
+__all__ = ["MAX_COLOUR_GAP", "MIN_AGREEMENT", "MIN_BLOCKS", "AlignQuery", "Alignment",
+           "align"]
 
 WORK_SIDE = 128  # longer side of the coarse comparison; the fine one is twice that
 # Sizes of the smaller image relative to the largest that fits in the other one: a
@@ -219,10 +223,24 @@ def _colour_gap(template: NDArray[np.float32], other: NDArray[np.float32],
     return float(np.median(np.hypot(*(a - b).T)))
 
 
+@dataclass(frozen=True)
+class _Refined:
+    """A refined guess: its alignment (colour not yet measured) and what measuring the
+    colour needs."""
+
+    alignment: Alignment
+    colours: tuple[NDArray[np.float32], NDArray[np.float32]]  # template's, other's
+    template_shape: tuple[int, int]
+    warp: NDArray[np.float32]
+    side: int  # which outer quarter was left out (``_sides``)
+
+
 def _refine(guess: _Guess, small: NDArray[np.float32], large: NDArray[np.float32],
-            small_fine: NDArray[np.float32], large_fine: NDArray[np.float32],
-            small_colour: NDArray[np.float32], large_colour: NDArray[np.float32]
-            ) -> Alignment | None:
+            small_fine: Callable[[], NDArray[np.float32]],
+            large_fine: Callable[[], NDArray[np.float32]],
+            small_colour: Callable[[], NDArray[np.float32]],
+            large_colour: Callable[[], NDArray[np.float32]], decide: bool
+            ) -> _Refined | None:
     cv2 = _cv2()
     size = (round(small.shape[1] * guess.fx), round(small.shape[0] * guess.fy))
     template = cv2.resize(small, size, interpolation=cv2.INTER_AREA)
@@ -234,48 +252,84 @@ def _refine(guess: _Guess, small: NDArray[np.float32], large: NDArray[np.float32
     coarse, cover, _blocks = _agreement(template, large, warp, 5)
     if cover < MIN_COVER:
         return None
-    fine_template = cv2.resize(small_fine, (2 * template.shape[1], 2 * template.shape[0]),
+    # The agreement is the mean of the coarse and the fine correlation, and the fine one
+    # is at most 1: under this coarse one no side can reach MIN_AGREEMENT.
+    if decide and float(coarse.max()) < 2 * MIN_AGREEMENT - 1:
+        return None
+    fine_template = cv2.resize(small_fine(), (2 * template.shape[1], 2 * template.shape[0]),
                                interpolation=cv2.INTER_AREA)
     fine_warp = warp.copy()
     fine_warp[:, 2] *= 2
-    fine, _cover, blocks = _agreement(fine_template, large_fine, fine_warp, 9)
+    fine, _cover, blocks = _agreement(fine_template, large_fine(), fine_warp, 9)
     both = (coarse + fine) / 2
     at = int(np.argmax(both))
-    colour = cv2.resize(small_colour, (template.shape[1], template.shape[0]),
-                        interpolation=cv2.INTER_AREA)
-    gap = _colour_gap(colour, large_colour, warp, _sides(template.shape)[at])
-    return Alignment(round(float(both[at]), 4), round(float(coarse[at]), 4),
-                     round(float(fine[at]), 4), blocks, guess.mirrored, round(gap, 2))
+    found = Alignment(round(float(both[at]), 4), round(float(coarse[at]), 4),
+                      round(float(fine[at]), 4), blocks, guess.mirrored)
+    return _Refined(found, (small_colour(), large_colour()), template.shape[:2], warp, at)
 
 
-def align(query: Image.Image, candidate: Image.Image) -> Alignment | None:
+def _with_colour(refined: _Refined) -> Alignment:
+    cv2 = _cv2()
+    h, w = refined.template_shape
+    small_colour, large_colour = refined.colours
+    colour = cv2.resize(small_colour, (w, h), interpolation=cv2.INTER_AREA)
+    gap = _colour_gap(colour, large_colour, refined.warp, _sides((h, w))[refined.side])
+    return dataclasses.replace(refined.alignment, colour_gap=round(gap, 2))
+
+
+class AlignQuery:
+    """A query image as alignment sees it: its grey and colour views at the two sizes,
+    plain and mirrored, each made once (when first needed) for all its candidates."""
+
+    def __init__(self, image: Image.Image) -> None:
+        self.size = image.size
+        self._image = _reduced(image, 2 * WORK_SIDE)  # one resize of a large query
+        self._views: dict[tuple[str, bool], NDArray[np.float32]] = {}
+        self._lock = threading.Lock()
+
+    def view(self, kind: str, mirrored: bool) -> NDArray[np.float32]:
+        """``kind``: "grey" (``WORK_SIDE``), "fine" (twice that) or "colour" (a*b*)."""
+        key = (kind, mirrored)
+        with self._lock:
+            found = self._views.get(key)
+        if found is None:
+            found = _chroma(self._image, WORK_SIDE, mirrored) if kind == "colour" else \
+                _grey(self._image, WORK_SIDE * (2 if kind == "fine" else 1), mirrored)
+            with self._lock:
+                self._views[key] = found
+        return found
+
+
+def align(query: Image.Image | AlignQuery, candidate: Image.Image,
+          decide: bool = False) -> Alignment | None:
     """The best alignment of ``candidate`` with the query image (as is or mirrored),
-    None when no guess puts enough of one inside the other."""
-    if min(query.size) < _MIN_TEMPLATE or min(candidate.size) < _MIN_TEMPLATE:
+    None when no guess puts enough of one inside the other. When only the decision
+    matters (``decide``), a guess that cannot reach ``MIN_AGREEMENT`` is not measured
+    further, and None is returned for it as well."""
+    asked = query if isinstance(query, AlignQuery) else AlignQuery(query)
+    if min(asked.size) < _MIN_TEMPLATE or min(candidate.size) < _MIN_TEMPLATE:
         return None
-    query = _reduced(query, 2 * WORK_SIDE)  # one resize of a large query, not six
     candidate = _reduced(candidate, 2 * WORK_SIDE)
     stored = _grey(candidate, WORK_SIDE)
-    stored_fine = _grey(candidate, 2 * WORK_SIDE)
-    stored_colour = _chroma(candidate, WORK_SIDE)
-    views: dict[bool, tuple[NDArray[np.float32], ...]] = {}
+    stored_fine = functools.cache(lambda: _grey(candidate, 2 * WORK_SIDE))
+    stored_colour = functools.cache(lambda: _chroma(candidate, WORK_SIDE))
     guesses: list[_Guess] = []
     for mirrored in (False, True):
-        views[mirrored] = (_grey(query, WORK_SIDE, mirrored),
-                           _grey(query, 2 * WORK_SIDE, mirrored),
-                           _chroma(query, WORK_SIDE, mirrored))
-        asked = views[mirrored][0]
-        guesses += _guesses(asked, stored, mirrored, True)
-        guesses += _guesses(stored, asked, mirrored, False)
-    best: Alignment | None = None
+        coarse = asked.view("grey", mirrored)
+        guesses += _guesses(coarse, stored, mirrored, True)
+        guesses += _guesses(stored, coarse, mirrored, False)
+    best: _Refined | None = None
     for guess in sorted(guesses, key=lambda g: -g.score)[:HYPOTHESES]:
-        asked, asked_fine, asked_colour = views[guess.mirrored]
-        pair: tuple[Any, ...] = \
-            (asked, stored, asked_fine, stored_fine, asked_colour, stored_colour) \
-            if guess.query_inside else \
-            (stored, asked, stored_fine, asked_fine, stored_colour, asked_colour)
-        found = _refine(guess, *pair)
-        if found is not None and found.blocks >= MIN_BLOCKS and \
-                (best is None or found.agreement > best.agreement):
+        grey = asked.view("grey", guess.mirrored)
+        fine = functools.partial(asked.view, "fine", guess.mirrored)
+        colour = functools.partial(asked.view, "colour", guess.mirrored)
+        found = _refine(guess, grey, stored, fine, stored_fine, colour, stored_colour,
+                        decide) if guess.query_inside else \
+            _refine(guess, stored, grey, stored_fine, fine, stored_colour, colour, decide)
+        if found is not None and found.alignment.blocks >= MIN_BLOCKS and \
+                (best is None or found.alignment.agreement > best.alignment.agreement):
             best = found
-    return best
+    if best is None or (decide and best.alignment.agreement < MIN_AGREEMENT):
+        return None
+    # colours are compared for the best guess only: it alone is the answer
+    return _with_colour(best)

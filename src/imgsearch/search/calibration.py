@@ -91,8 +91,17 @@ def calibrate(space: SpaceIndex, seed: int = 0) -> Calibration | None:
         return None
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(labels, size=min(n, _SAMPLE), replace=False))
-    found, vectors = space.catalog.vectors_by_vid(list(sample), space.space.dim)
-    m = len(found)
+    _found, vectors = space.catalog.vectors_by_vid(list(sample), space.space.dim)
+    return calibrate_sample(vectors, n, rng)
+
+
+def calibrate_sample(vectors: NDArray[np.float32], n: int,
+                     rng: np.random.Generator | None = None) -> Calibration | None:
+    """Random-pair similarity statistics of ``vectors``, a random sample of the ``n``
+    vectors of a space (None if too few); what ``calibrate`` computes, for a backend
+    that hands out a sample of its vectors (a remote one)."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    m = len(vectors)
     if m < MIN_VECTORS:
         return None
     a = rng.integers(0, m, _PAIRS)
@@ -159,9 +168,19 @@ def calibrate_probes(space: SpaceIndex, probes: NDArray[np.float32],
     _found, vectors = space.catalog.vectors_by_vid(list(sample), space.space.dim)
     if not len(vectors):
         return None
-    sims = probes @ vectors.T
     top, _labels = space.index.search(probes.astype(np.float32), 1)
-    best = top[:, 0][np.isfinite(top[:, 0])]
+    return calibrate_probe_scores(probes, vectors, top[:, 0], n)
+
+
+def calibrate_probe_scores(probes: NDArray[np.float32], vectors: NDArray[np.float32],
+                           best: NDArray[np.float32], n: int) -> Calibration | None:
+    """Probe calibration from a sample of a space's ``vectors`` and each probe's
+    ``best`` score over the whole space of ``n`` vectors (``calibrate_probes``)."""
+    if not len(vectors) or not len(probes):
+        return None
+    sims = probes @ vectors.T
+    best = np.asarray(best, np.float32)
+    best = best[np.isfinite(best)]
     if not len(best):
         return None
     median = float(np.median(sims))
@@ -334,8 +353,10 @@ def own_best(ranks: NDArray[np.int64], scores: NDArray[np.float32],
     made from (similar by id) gives that item's score as ``excluded``: the collection's
     best include it. None when some of the best are missing (a fused list cut short)."""
     wanted = BACKGROUND_RANK + 1 - (0 if excluded is None else len(excluded))
-    held = np.unique(ranks[(ranks >= 1) & (ranks <= wanted)])
-    if len(held) < wanted:
+    inside = np.sort(ranks[(ranks >= 1) & (ranks <= wanted)])
+    # how many distinct ranks (np.unique would import numpy.ma, ~10 ms of a cold start)
+    held = int(np.count_nonzero(np.diff(inside))) + 1 if len(inside) else 0
+    if held < wanted:
         return None
     scores = np.asarray(scores, np.float32)
     if excluded is not None:

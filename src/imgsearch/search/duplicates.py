@@ -35,6 +35,7 @@ __all__ = [
     "DuplicateTiers",
     "VectorsOf",
     "collapse",
+    "collapse_hits",
     "duplicates_of",
     "find_duplicate_pairs",
     "group_duplicates",
@@ -262,6 +263,31 @@ def collapse(keys: NDArray[np.int64], scores: NDArray[Any],
             counts[into] += 1
     chosen = np.asarray(kept, dtype=np.int64)
     return keys[chosen], scores[chosen], np.asarray(counts, dtype=np.int64)
+
+
+def collapse_hits(keys: NDArray[np.int64],
+                  phashes_of: Callable[[NDArray[np.int64]],
+                                       tuple[NDArray[np.int64], NDArray[np.bool_]]],
+                  vectors_of: VectorsOf, min_tier: str = "near-exact"
+                  ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+    """Which ranked keys to keep, and how many hits each kept one stands for
+    (``collapse`` over a result list; ``phashes_of``: one hash per key and which have one)."""
+    if len(keys) < 2:
+        return np.ones(len(keys), bool), np.ones(len(keys), np.int64)
+    hashes, present = phashes_of(keys)
+    if np.count_nonzero(present) < 2:  # nothing to fold: most lists of unhashed items
+        return np.ones(len(keys), bool), np.ones(len(keys), np.int64)
+    kept, _scores, counts = collapse(
+        keys, np.zeros(len(keys), np.float32), lambda _keys: hashes, vectors_of,
+        DuplicateTiers(), min_tier, has_hash=present)
+    if len(kept) == len(keys):
+        return np.ones(len(keys), bool), np.ones(len(keys), np.int64)
+    keep = np.isin(keys, kept)
+    stands_for = np.ones(len(keys), np.int64)
+    position = {int(k): i for i, k in enumerate(keys)}
+    for key, count in zip(kept, counts, strict=True):
+        stands_for[position[int(key)]] = count
+    return keep, stands_for
 
 
 def _tier_rank(tier: str) -> int:

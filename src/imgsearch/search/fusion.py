@@ -32,9 +32,18 @@ class Fused:
 
 
 def _positions(lists: list[RankedList]) -> tuple[NDArray[np.int64], list[NDArray[np.int64]]]:
-    union = np.unique(np.concatenate([rl.keys for rl in lists])) if lists else \
+    union = _distinct(np.concatenate([rl.keys for rl in lists])) if lists else \
         np.empty(0, np.int64)
     return union, [np.searchsorted(union, rl.keys) for rl in lists]
+
+
+def _distinct(keys: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``np.unique(keys)`` without its first call's import of numpy.ma (~10 ms of a
+    one-shot query)."""
+    ordered = np.sort(keys)
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
 
 
 def _finish(union: NDArray[np.int64], fused: NDArray[np.float32], lists: list[RankedList],

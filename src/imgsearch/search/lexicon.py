@@ -19,10 +19,17 @@ The files are read in WordNet's documented database format (``wndb(5)``): ``inde
 lists each lemma's synsets (byte offsets into ``data.noun``), most used first;
 ``data.noun`` holds one synset per line with its words and pointers (``@`` hypernym,
 ``~`` hyponym, ``@i``/``~i`` for instances); ``noun.exc`` lists irregular plurals.
+
+Both files are memory-mapped and read only where a query leads. ``index.noun`` is
+sorted by lemma (WordNet's own library binary-searches it), so a lemma's line is found
+by binary search, and the lines of the lemmas that share its first two letters are
+parsed together when the first of them is asked for: a query parses a few thousand of
+its 118,000 lines instead of all of them (which cost every one-shot text query ~80 ms).
 """
 
 from __future__ import annotations
 
+import mmap
 import re
 import threading
 from collections import OrderedDict
@@ -38,6 +45,7 @@ _PLURALS = (("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "
             ("men", "man"), ("ies", "y"), ("s", ""))
 _WORD = re.compile(r"[a-z][a-z'\-]*")
 _CACHED = 512  # narrower() answers kept per WordNet
+_STRETCH = 3  # index lines are parsed together by the first bytes of their lemmas
 
 
 @dataclass(frozen=True)
@@ -54,23 +62,23 @@ class WordNet:
         self._senses: dict[str, tuple[int, ...]] = {}  # looked up so far
         self._irregular: dict[str, str] = {}
         self._lines: dict[bytes, bytes] = {}  # lemma -> the rest of its index line
-        self._multi: list[bytes] = []  # the lemmas of two or more words
+        self._parsed: set[bytes] = set()  # the stretches of index lines parsed so far
         self._compounds: dict[str, tuple[str, ...]] = {}  # looked for so far
         self._synsets: dict[int, Synset] = {}
         self._cache: OrderedDict[tuple[str, int, int, int, bool], tuple[str, ...]] = \
             OrderedDict()
         self._lock = threading.Lock()
+        self._first = 0  # where the lemma lines start, after the licence
         try:
-            # each index line is parsed when its lemma is first asked for
-            index = (directory / "index.noun").read_bytes()
-            self._data = (directory / "data.noun").read_bytes()
+            self._index = _mapped(directory / "index.noun")
+            self._data = _mapped(directory / "data.noun")
             exceptions = directory / "noun.exc"
             if exceptions.is_file():
                 for line in exceptions.read_text(encoding="utf-8").splitlines():
                     parts = line.split()
                     if len(parts) >= 2:
                         self._irregular[parts[0]] = parts[1]
-            self._check(index)
+            self._check()
         except (OSError, ValueError, IndexError, UnicodeDecodeError) as exc:
             raise InvalidInputError(f"{directory}: not a readable WordNet database "
                                     f"({exc}); install it with apt-get install "
@@ -87,26 +95,63 @@ class WordNet:
             return None
         return cls(path)
 
-    def _check(self, index: bytes) -> None:
-        """Index lines keyed by lemma; the first parses and leads to a synset
-        (ValueError if not)."""
-        self._lines = dict(line.split(b" ", 1) for line in index.split(b"\n")
-                           if line and not line.startswith(b" "))
-        if not self._lines:
+    def _check(self) -> None:
+        """The first index line after the licence (whose lines start with a space)
+        parses and leads to a synset (ValueError if not)."""
+        index = self._index
+        while index[self._first:self._first + 1] == b" ":
+            after = index.find(b"\n", self._first)
+            self._first = after + 1 if after != -1 else len(index)
+        end = index.find(b"\n", self._first)
+        line = index[self._first:end if end != -1 else len(index)]
+        if not line:
             raise ValueError("no index lines")
-        self._multi = [key for key in self._lines if b"_" in key]
-        first = next(iter(self._lines))
-        offsets = _parse_index_line(first + b" " + self._lines[first])
+        offsets = _parse_index_line(line)
         if not offsets:
             raise ValueError("an index line without synsets")
         self.synset(offsets[0])
+
+    def _line(self, key: bytes) -> bytes | None:
+        """The rest of ``key``'s index line, None when it has none. The lines of the
+        lemmas that start with ``key``'s first two bytes are parsed together, when the
+        first of them is asked for."""
+        stretch = key[:_STRETCH] if len(key) >= _STRETCH else key + b"\x00"
+        if stretch not in self._parsed:
+            # its lemmas lie in [low, high) (a shorter lemma: that one alone)
+            low, high = (stretch, stretch + b"\xff") if len(key) >= _STRETCH else \
+                (key, stretch)
+            start, end = self._lower_bound(low), self._lower_bound(high)
+            lines = self._index[start:end].split(b"\n")
+            with self._lock:
+                for line in lines:
+                    lemma, space, rest = line.partition(b" ")
+                    if space:
+                        self._lines[lemma] = rest
+                self._parsed.add(stretch)
+        return self._lines.get(key)
+
+    def _lower_bound(self, target: bytes) -> int:
+        """Where the first index line whose lemma is at least ``target`` starts (the
+        end of the file when there is none)."""
+        index = self._index
+        low, high = self._first, len(index)  # each at a line's start, or the end
+        while low < high:
+            middle = (low + high) // 2
+            start = max(index.rfind(b"\n", low, middle) + 1, low)
+            space = index.find(b" ", start)
+            if index[start:space if space != -1 else len(index)] < target:
+                after = index.find(b"\n", start)
+                low = after + 1 if after != -1 else len(index)
+            else:
+                high = start
+        return low
 
     def senses(self, lemma: str) -> tuple[int, ...]:
         """The synsets (offsets) of ``lemma``, most used first; empty when unknown."""
         found = self._senses.get(lemma)
         if found is None:
             key = lemma.replace(" ", "_").encode("utf-8")
-            rest = self._lines.get(key)
+            rest = self._line(key)
             found = _parse_index_line(key + b" " + rest) if rest is not None else ()
             self._senses[lemma] = found
         return found
@@ -117,10 +162,31 @@ class WordNet:
         found = self._compounds.get(word)
         if found is None:
             token = word.replace(" ", "_").encode("utf-8")
-            found = tuple(key.decode("utf-8").replace("_", " ") for key in self._multi
-                          if token in key and token in key.split(b"_"))
+            found = tuple(key.decode("utf-8").replace("_", " ")
+                          for key in self._lemmas_holding(token))
             self._compounds[word] = found
         return found
+
+    def _lemmas_holding(self, token: bytes) -> list[bytes]:
+        """The lemmas of two or more words with ``token`` as one of them, in file
+        order: each place the index holds ``token`` is kept when it lies inside the
+        lemma of its line (the rest of a line is numbers and pointer symbols)."""
+        if not token or b"_" in token:  # no one word of a lemma is empty or holds "_"
+            return []
+        index, found = self._index, dict[bytes, None]()
+        at = index.find(token, self._first)
+        while at != -1:
+            start = index.rfind(b"\n", 0, at) + 1
+            space = index.find(b" ", start)
+            if space != -1 and at + len(token) <= space:
+                key = index[start:space]
+                if b"_" in key and token in key.split(b"_"):
+                    found[key] = None
+            after = index.find(b"\n", at)
+            if after == -1:
+                break
+            at = index.find(token, after + 1)
+        return list(found)
 
     def __contains__(self, lemma: str) -> bool:
         return bool(self.senses(lemma))
@@ -146,7 +212,9 @@ class WordNet:
     def synset(self, offset: int) -> Synset:
         found = self._synsets.get(offset)
         if found is None:
-            end = self._data.index(b"\n", offset)
+            end = self._data.find(b"\n", offset)
+            if end == -1:
+                raise ValueError(f"no synset at offset {offset} of data.noun")
             fields = self._data[offset:end].decode("utf-8").split(" | ", 1)[0].split()
             count = int(fields[3], 16)
             words = tuple(fields[4 + 2 * i].lower().replace("_", " ") for i in range(count))
@@ -206,6 +274,12 @@ class WordNet:
             if not level:
                 break
         return tuple(found)
+
+
+def _mapped(path: Path) -> mmap.mmap:
+    """``path`` mapped read-only (ValueError when it is empty)."""
+    with open(path, "rb") as handle:
+        return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def _parse_index_line(line: bytes) -> tuple[int, ...]:

@@ -130,6 +130,8 @@ class SpaceIndex:
         # pruned_upto of an open deferred to first use (open_deferred), else None
         self._deferred: int | None = None
         self._deferred_lock = threading.Lock()
+        # while deferred: (journal head, vid_key, key_vid) read from the catalog alone
+        self._catalog_tables: tuple[int, NDArray[np.int64], NDArray[np.int64]] | None = None
         self.space = space
         self.index = index
         self.catalog = catalog
@@ -205,6 +207,7 @@ class SpaceIndex:
                 self.applied_seq, self.saved_seq = opened.applied_seq, opened.saved_seq
                 self._vid_key, self._key_vid = opened._vid_key, opened._key_vid
                 self._deferred = None
+                self._catalog_tables = None
         return self.index
 
     @classmethod
@@ -517,16 +520,37 @@ class SpaceIndex:
 
     def vectors_of_keys(self, keys: NDArray[np.int64]
                         ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        """Stored (exact) vectors for those keys that have one in this space."""
+        """Stored (exact) vectors for those keys that have one in this space. A space
+        whose open is deferred answers without reading its index file (a text query's
+        smoothing in the image space reads only stored vectors)."""
         keys = np.asarray(keys, dtype=np.int64)
-        inside = keys[(keys >= 0) & (keys < len(self.key_vid))]
-        vids = self.key_vid[inside]
+        vid_key, key_vid = self._tables()
+        inside = keys[(keys >= 0) & (keys < len(key_vid))]
+        vids = key_vid[inside]
         vids = vids[vids >= 0]
         mapped = self.catalog.vectors_at(self.space.name, vids, self.space.dim)
         if mapped is not None:  # the usual case: no SQL
-            return self.keys_of(vids), mapped
+            return gather(vid_key, vids), mapped
         found_vids, vectors = self.catalog.vectors_by_vid(list(vids), self.space.dim)
-        return self.keys_of(found_vids), vectors
+        return gather(vid_key, found_vids), vectors
+
+    def _tables(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """``vid_key`` and ``key_vid``; while the open is deferred, read from the catalog
+        alone (the index file stays unread), again whenever its journal has moved on."""
+        if self._deferred is None:
+            return self.vid_key, self.key_vid
+        head = self.catalog.journal_head()  # first: a later write moves it past this
+        held = self._catalog_tables
+        if held is None or held[0] != head:
+            keys, vids = self.catalog.key_vid_pairs(self.space.name)
+            vid_key = _grow(np.empty(0, np.int64), int(vids.max(initial=0)) + 1)
+            key_vid = _grow(np.empty(0, np.int64), int(keys.max(initial=0)) + 1)
+            vid_key[vids] = keys
+            key_vid[keys] = vids
+            held = self._catalog_tables = (head, vid_key, key_vid)
+        if self._deferred is None:  # opened meanwhile by another thread
+            return self.vid_key, self.key_vid
+        return held[1], held[2]
 
 
 def _sample(catalog: Catalog, space: VectorSpace, n: int) -> NDArray[np.float32]:

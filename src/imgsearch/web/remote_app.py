@@ -54,6 +54,7 @@ def create_remote_app(engine: RemoteEngine, *, settings: Settings | None = None,
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         engine.preparer.start_workers()
+        engine.warm(wait=False)  # the first image search finds the calibration measured
         try:
             yield
         finally:

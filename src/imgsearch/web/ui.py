@@ -23,8 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData, QueryParams, UploadFile
 
-from imgsearch.engine import Engine
-from imgsearch.engine.dedup import Duplicate
+from imgsearch.engine import Duplicate, Engine
 from imgsearch.engine.display import confidence_percent, expansions, match_label
 from imgsearch.engine.requests import SearchRequest, build_query
 from imgsearch.errors import (

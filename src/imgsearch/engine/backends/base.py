@@ -106,6 +106,12 @@ class CollectionBackend(Protocol):
         """How many items the collection holds (counted, never estimated)."""
         ...
 
+    def distinct_values(self, field: str, limit: int) -> list[str] | None:
+        """The distinct values of ``field`` (brand, category or camera) among the items,
+        most common first, for query understanding; None when the collection holds
+        more than ``limit`` items (not read then)."""
+        ...
+
     def rows(self, batch: int = 1000, source: str | None = None) -> Iterator[list[Row]]:
         """Every item with its vectors, in batches (what ``migrate`` copies); with
         ``source``, only the items ingested from there (``Item.source``)."""

@@ -114,6 +114,11 @@ class LocalBackend:
         self.engine.refresh()
         return self.engine.catalog.count()
 
+    def distinct_values(self, field: str, limit: int) -> list[str] | None:
+        if self.count() > limit:
+            return None
+        return [v for v, _n in self.engine.catalog.distinct_values(field, limit)]
+
     def rows(self, batch: int = 1000, source: str | None = None) -> Iterator[list[Row]]:
         spaces = sorted(self.engine.spaces)
         out: list[Row] = []

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -298,6 +299,23 @@ class MilvusBackend:
                                            consistency_level=self.target.consistency,
                                            timeout=self.target.timeout_s))
         return int(found[0]["count(*)"])
+
+    def distinct_values(self, field: str, limit: int) -> list[str] | None:
+        """Read by scanning the field's trimmed, case-folded column (Milvus has no
+        DISTINCT): the values come back in that form, most common first."""
+        if field not in ("brand", "category", "camera"):
+            raise ValueError(field)
+        if self.count() > limit:
+            return None
+        column = f"{field}_norm"
+        iterator = self._do(lambda c: c.query_iterator(
+            self.target.name, batch_size=1000, filter=f'{column} != ""',
+            output_fields=[column], timeout=self.target.timeout_s))
+        found: Counter[str] = Counter()
+        while page := self._do(lambda _c: iterator.next()):
+            found.update(str(r[column]) for r in page)
+        iterator.close()
+        return [value for value, _n in sorted(found.items(), key=lambda p: (-p[1], p[0]))]
 
     def rows(self, batch: int = 1000, source: str | None = None) -> Iterator[list[Row]]:
         fields = ["id", "item", *(f for s in self._spaces

@@ -10,45 +10,40 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from imgsearch.engine.known import check_known_values
-from imgsearch.engine.query import EMPTY_MESSAGE, MAX_OFFSET, validate_ranking
-from imgsearch.errors import InvalidQueryError
+from imgsearch.search.known import check_known_values
+from imgsearch.search.validation import EMPTY_MESSAGE, validate_page, validate_ranking
 from imgsearch.store.filters import validate as validate_filters
 from imgsearch.types import Query, SearchHit, SearchResult
 
 if TYPE_CHECKING:
-    from imgsearch.engine.core import Engine
+    from imgsearch.search.searcher import Searcher
 
 ORDER = "newest first"
 
 
-def browse(engine: Engine, query: Query) -> SearchResult:
+def browse(searcher: Searcher, query: Query) -> SearchResult:
     started = time.perf_counter()
     limit, offset = query.limit, query.offset
-    if not isinstance(limit, int) or not 1 <= limit <= engine.settings.max_limit:
-        raise InvalidQueryError(f"limit must be between 1 and {engine.settings.max_limit}, "
-                                f"got {limit!r}")
-    if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
-        raise InvalidQueryError(f"offset must be between 0 and {MAX_OFFSET}, got {offset!r}")
+    validate_page(query, searcher.settings.max_limit)
     validate_filters(query.filters)
     validate_ranking(query)
-    check_known_values(engine, query.filters)
+    check_known_values(searcher.derived, query.filters)
     filtered = not query.filters.is_empty()
     if filtered:
-        keys = engine.catalog.filter_keys(query.filters)
+        keys = searcher.catalog.filter_keys(query.filters)
         passing = len(keys)
         page = keys[::-1][offset:offset + limit].tolist()  # keys grow as items come
     else:
-        passing = engine.catalog.count()
-        page = engine.catalog.newest_keys(offset, limit)
+        passing = searcher.catalog.count()
+        page = searcher.catalog.newest_keys(offset, limit)
     plan = f"browse: {passing} items pass, {ORDER}"
     if not passing:
-        empty = not filtered or engine.catalog.is_empty()
+        empty = not filtered or searcher.catalog.is_empty()
         return SearchResult(
             [], "browse", (time.perf_counter() - started) * 1000, plan=plan,
             empty_reason="empty" if empty else "filtered_out",
             message=EMPTY_MESSAGE if empty else "no item passes the filters")
-    rows = engine.catalog.hits_by_key(page)
+    rows = searcher.catalog.hits_by_key(page)
     hits = []
     for key in page:
         found = rows.get(key)

@@ -1,4 +1,4 @@
-"""A text query's feedback from its surest hits, wired to the engine (search.feedback).
+"""A text query's feedback from its surest hits, wired to the searcher (search.feedback).
 
 ``expand`` takes the first-pass fusion of a text query's lists and returns them
 expanded: the semantic list re-scored with the query moved towards its own head's text
@@ -18,8 +18,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imgsearch.config import Settings
-from imgsearch.engine.concepts import concept_list
-from imgsearch.engine.concepts import evidence as concept_evidence
+from imgsearch.search.concept_source import concept_list
+from imgsearch.search.concept_source import evidence as concept_evidence
 from imgsearch.search.concepts import CONFIDENCE as CONCEPT_CONFIDENCE
 from imgsearch.search.concepts import NAME as CONCEPTS
 from imgsearch.search.executor import Signal
@@ -37,7 +37,7 @@ from imgsearch.search.fusion import Fused, RankedList, fuse
 from imgsearch.types import Query
 
 if TYPE_CHECKING:
-    from imgsearch.engine.core import Engine
+    from imgsearch.search.searcher import Searcher
 
 TEXT = "text_feedback"
 
@@ -60,10 +60,10 @@ def feedback_options(settings: Settings) -> FeedbackOptions:
                            settings.feedback_min_confidence, settings.feedback_depth)
 
 
-def expand(engine: Engine, query: Query, signals: list[Signal], lists: list[RankedList],
+def expand(searcher: Searcher, query: Query, signals: list[Signal], lists: list[RankedList],
            fused: Fused, k: int, allowed: NDArray[np.int64] | None) -> Expansion:
     """The text query's lists and fusion after feedback (see the module doc)."""
-    s = engine.settings
+    s = searcher.settings
     assert query.text is not None
     out = Expansion(lists, fused)
     semantic = next((sig for sig in signals if sig.name == "text"), None)
@@ -76,7 +76,7 @@ def expand(engine: Engine, query: Query, signals: list[Signal], lists: list[Rank
         keys, scores, vectors = _ordered(keys, scores, vectors)
         changed = not np.array_equal(keys, own.keys)
         if s.text_feedback_beta > 0 and s.text_feedback_seeds > 0 and len(keys) and \
-                _surest(engine, scores) >= s.feedback_min_confidence:
+                _surest(searcher, scores) >= s.feedback_min_confidence:
             head = slice(0, s.text_feedback_seeds)
             seeds = keys[head]
             weights = soft_seeds(scores[head], s.text_feedback_temperature)
@@ -85,18 +85,18 @@ def expand(engine: Engine, query: Query, signals: list[Signal], lists: list[Rank
             keys, scores, vectors = _ordered(keys, (vectors @ moved).astype(np.float32),
                                              vectors)
             out.plans.append(f"{TEXT}:seeds:{len(weights)}")
-            out.described[TEXT] = {"seeds": ids_of(engine, seeds[:3]),
+            out.described[TEXT] = {"seeds": ids_of(searcher, seeds[:3]),
                                    "beta": s.text_feedback_beta}
             changed = True
         if (s.smooth_text or s.smooth_image) and s.smooth_neighbours > 0 and len(keys) > 2:
-            keys, scores = _smoothed(engine, keys, scores, vectors)
+            keys, scores = _smoothed(searcher, keys, scores, vectors)
             out.plans.append(f"smoothed:{s.smooth_neighbours}")
             changed = True
         if changed:
             out.lists = [RankedList("text", keys, scores, rl.weight) if rl.name == "text"
                          else rl for rl in out.lists]
             out.semantic = semantic
-    concept = concept_list(engine, query.text, semantic, k, allowed)
+    concept = concept_list(searcher, query.text, semantic, k, allowed)
     if concept is not None:
         ranked, words, out.concept_keys, out.concept_coverage = concept
         out.lists = [*out.lists, ranked]
@@ -105,9 +105,9 @@ def expand(engine: Engine, query: Query, signals: list[Signal], lists: list[Rank
     if out.lists is not lists:
         out.fused = fuse(out.lists, s.fusion, s.rrf_k)
     options = feedback_options(s)
-    space = engine.spaces.get("image")
+    space = searcher.spaces.get("image")
     if options.enabled and space is not None and len(space):
-        seeds, confidence = _seeds(engine, query.text, out.fused, options.seeds,
+        seeds, confidence = _seeds(searcher, query.text, out.fused, options.seeds,
                                    out.semantic)
         visual = visual_feedback(space, seeds, confidence, options, allowed,
                                  query.search_params)
@@ -116,15 +116,15 @@ def expand(engine: Engine, query: Query, signals: list[Signal], lists: list[Rank
             out.fused = fuse(out.lists, s.fusion, s.rrf_k)
             out.plans.append(visual.plan)
             out.described[VISUAL] = visual.describe(dict(zip(
-                visual.seeds.tolist(), ids_of(engine, visual.seeds), strict=True)))
+                visual.seeds.tolist(), ids_of(searcher, visual.seeds), strict=True)))
             out.visual = visual
     return out
 
 
-def _surest(engine: Engine, scores: NDArray[np.float32]) -> float:
+def _surest(searcher: Searcher, scores: NDArray[np.float32]) -> float:
     """The calibrated confidence of the semantic list's best hit (1 without a
     calibration): a query that nothing matches well takes no feedback from its hits."""
-    calibration = engine.calibrations.get("text")
+    calibration = searcher.calibrations.get("text")
     if calibration is None or not len(scores):
         return 1.0
     return float(calibration.confidence(scores[:1].astype(np.float32))[0])
@@ -137,13 +137,13 @@ def _ordered(keys: NDArray[np.int64], scores: NDArray[np.float32],
     return keys[order], scores[order], vectors[order]
 
 
-def _smoothed(engine: Engine, keys: NDArray[np.int64], scores: NDArray[np.float32],
+def _smoothed(searcher: Searcher, keys: NDArray[np.int64], scores: NDArray[np.float32],
               text: NDArray[np.float32]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """The semantic list re-ranked by neighbour smoothing in the text space (``text``:
     the list's vectors there) and the image space (search.feedback)."""
-    s = engine.settings
+    s = searcher.settings
     spaces = [(np.arange(len(keys)), text, s.smooth_text)] if s.smooth_text else []
-    image = engine.spaces.get("image")
+    image = searcher.spaces.get("image")
     if s.smooth_image and image is not None and len(image):
         found, vectors = image.vectors_of_keys(keys)
         if len(found) > 1:
@@ -155,7 +155,7 @@ def _smoothed(engine: Engine, keys: NDArray[np.int64], scores: NDArray[np.float3
     return keys[order], smoothed[order]
 
 
-def evidence(engine: Engine, expansion: Expansion, top: NDArray[np.int64],
+def evidence(searcher: Searcher, expansion: Expansion, top: NDArray[np.int64],
              per_signal: dict[str, NDArray[np.float32]]) -> dict[str, NDArray[np.float32]]:
     """Per-key evidence of the expansions for the confidence, and ``per_signal``'s text
     column back on the query as typed (the moved vector sits closer to everything)."""
@@ -166,14 +166,14 @@ def evidence(engine: Engine, expansion: Expansion, top: NDArray[np.int64],
         found[CONCEPTS] = concept_evidence(expansion.concept_keys, expansion.concept_coverage,
                                            top, CONCEPT_CONFIDENCE)
     if expansion.visual is not None:
-        calibration = engine.calibrations.get("image")
+        calibration = searcher.calibrations.get("image")
         found[VISUAL] = expansion.visual.evidence(
-            engine.spaces["image"], top, calibration.confidence if calibration else None)
+            searcher.spaces["image"], top, calibration.confidence if calibration else None)
     return found
 
 
-def ids_of(engine: Engine, keys: NDArray[np.int64]) -> list[str]:
-    rows = engine.catalog.hits_by_key(keys.tolist())
+def ids_of(searcher: Searcher, keys: NDArray[np.int64]) -> list[str]:
+    rows = searcher.catalog.hits_by_key(keys.tolist())
     return [rows[int(key)][0] if int(key) in rows else str(int(key)) for key in keys]
 
 
@@ -189,7 +189,7 @@ def _similarity(signal: Signal, keys: NDArray[np.int64], listed: NDArray[np.floa
     return out
 
 
-def _seeds(engine: Engine, text: str, fused: Fused, n: int, semantic: Signal | None = None
+def _seeds(searcher: Searcher, text: str, fused: Fused, n: int, semantic: Signal | None = None
            ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """The confident head of a ranking: of its first ``n`` keys, those whose text
     evidence (keyword coverage or calibrated semantic similarity) is confident;
@@ -197,9 +197,9 @@ def _seeds(engine: Engine, text: str, fused: Fused, n: int, semantic: Signal | N
     head = fused.keys[:n]
     confidence = np.zeros(len(head), np.float32)
     if "keyword" in fused.ranks:  # the share of the query's words a seed contains
-        confidence = engine.catalog.term_coverage(text, head)
+        confidence = searcher.catalog.term_coverage(text, head)
     for name in ("text", "clip_text"):
-        calibration = engine.calibrations.get(name)
+        calibration = searcher.calibrations.get(name)
         if name in fused.list_scores and calibration is not None:
             scores = fused.list_scores[name][:n]
             if name == "text" and semantic is not None:
@@ -207,4 +207,4 @@ def _seeds(engine: Engine, text: str, fused: Fused, n: int, semantic: Signal | N
             values = np.where(np.isnan(scores), -1.0, scores).astype(np.float32)
             confidence = np.maximum(confidence, calibration.confidence(values))
     return seeds_of(head, confidence, FeedbackOptions(
-        seeds=n, min_confidence=engine.settings.feedback_min_confidence))
+        seeds=n, min_confidence=searcher.settings.feedback_min_confidence))

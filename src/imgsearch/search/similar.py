@@ -12,7 +12,7 @@ The lists are fused with the collection's text fusion (reciprocal-rank by defaul
 weights from ``Settings.similar_weight_*``. Every candidate is then scored exactly on
 the image and text spaces, so each hit says in ``matched_by`` how close it is in both,
 and its confidence is the weighted mean of the two calibrated confidences (see
-``engine.query``). An item with a single list (an image and nothing else) is ranked by
+``search.searcher``). An item with a single list (an image and nothing else) is ranked by
 that list alone, as before.
 """
 
@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from imgsearch.config import Settings
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size
 from imgsearch.search.fusion import RankedList, fuse
-from imgsearch.store.catalog import Catalog
+from imgsearch.search.protocols import CatalogReads
 from imgsearch.types import Filters
 
 # Lists that say which items share a property of the query item, not how close they are:
@@ -41,7 +41,7 @@ def weights(settings: Settings) -> dict[str, float]:
             "brand": settings.similar_weight_brand}
 
 
-def _sharing(catalog: Catalog, name: str, value: str,
+def _sharing(catalog: CatalogReads, name: str, value: str,
              allowed: NDArray[np.int64] | None) -> NDArray[np.int64]:
     filters = Filters(categories=(value,)) if name == "category" else Filters(brands=(value,))
     members = catalog.filter_keys(filters)
@@ -50,7 +50,7 @@ def _sharing(catalog: Catalog, name: str, value: str,
     return members
 
 
-def more_like_this(catalog: Catalog, signals: list[Signal], key: int,
+def more_like_this(catalog: CatalogReads, signals: list[Signal], key: int,
                    allowed: NDArray[np.int64] | None, settings: Settings, *, offset: int,
                    limit: int, params: Mapping[str, Any] | None = None) -> Ranked:
     """Rank the items most like item ``key`` (excluded) from its vectors in ``signals``

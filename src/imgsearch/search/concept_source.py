@@ -29,10 +29,11 @@ from imgsearch.search.concepts import vocabulary_of as _vocabulary_of
 from imgsearch.search.executor import Signal
 from imgsearch.search.fusion import RankedList
 from imgsearch.search.lexicon import WordNet
+from imgsearch.search.protocols import CatalogReads, CollectionState
 from imgsearch.store.catalog import STOPWORDS
 
 if TYPE_CHECKING:
-    from imgsearch.engine.core import Engine
+    from imgsearch.search.searcher import Searcher
 
 
 def concept_options(settings: Settings) -> ConceptOptions:
@@ -57,41 +58,43 @@ class ConceptSource:
                 self._looked = True
             return self._wordnet
 
-    def vocabulary(self, engine: Engine, wordnet: WordNet) -> Vocabulary | None:
+    def vocabulary(self, derived: CollectionState, catalog: CatalogReads, wordnet: WordNet
+                   ) -> Vocabulary | None:
         """The collection's words and their lemmas as of its last write (None: too
         large to read after every write)."""
-        version = engine.write_version
+        version = derived.write_version
         held = self._vocabulary
         if held is not None and held[0] == version:
             return held[1]
         found: Vocabulary | None = None
-        if engine.catalog.count() <= self.settings.concept_vocabulary_max_items:
-            found = _vocabulary_of(wordnet, engine.catalog.iter_words())
-        if version == engine.write_version:  # else a write landed while it was read
+        if catalog.count() <= self.settings.concept_vocabulary_max_items:
+            found = _vocabulary_of(wordnet, catalog.iter_words())
+        if version == derived.write_version:  # else a write landed while it was read
             self._vocabulary = (version, found)
         return found
 
 
-def concept_list(engine: Engine, text: str, semantic: Signal | None, k: int,
+def concept_list(searcher: Searcher, text: str, semantic: Signal | None, k: int,
                  allowed: NDArray[np.int64] | None
                  ) -> tuple[RankedList, Expansion, NDArray[np.int64],
                             NDArray[np.float32]] | None:
     """The ``concepts`` list of ``text`` (see search.concepts), the expansion it came
     from, and every matched key with its coverage (for the evidence); None when it is
     off, WordNet is missing or no query word has a kind of it in the collection."""
-    options = concept_options(engine.settings)
+    options = concept_options(searcher.settings)
     if not options.enabled:
         return None
-    wordnet = engine.concepts.wordnet()
+    wordnet = searcher.concepts.wordnet()
     if wordnet is None:
         return None
-    expansion = expand(wordnet, text, STOPWORDS, engine.concepts.vocabulary(engine, wordnet),
+    expansion = expand(wordnet, text, STOPWORDS, searcher.concepts.vocabulary(
+        searcher.derived, searcher.catalog, wordnet),
                        options)
     if not expansion.kinds:
         return None
     counts: dict[int, int] = {}
     for terms in expansion.terms.values():
-        for key in engine.catalog.keys_matching_any(terms).tolist():
+        for key in searcher.catalog.keys_matching_any(terms).tolist():
             counts[key] = counts.get(key, 0) + 1
     keys = np.fromiter(counts, np.int64, len(counts))
     if allowed is not None:

@@ -1,4 +1,11 @@
-"""Turn a Query into weighted signals, rank, and build the hits."""
+"""The searcher: turn a Query into weighted signals, rank, and build the hits.
+
+A ``Searcher`` is given what it reads, each through a narrow protocol
+(``search.protocols``): the catalog's reads, the vector spaces and their calibrations,
+the query encoder, what is derived from the collection (known values, vocabulary,
+Hamming index, write version), the readers' lock, the result caches and the search
+log. The engine builds one when it opens a collection; a test builds one over fakes.
+"""
 
 from __future__ import annotations
 
@@ -11,35 +18,33 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from imgsearch.config import Settings
 from imgsearch.encode.blas import one_blas_thread
-from imgsearch.engine.dedup import collapse_hits
-from imgsearch.engine.known import check_known_values
-from imgsearch.engine.similar import SOFT_SIGNALS, more_like_this
-from imgsearch.engine.similar import weights as similar_weights
-from imgsearch.engine.text_feedback import evidence as expansion_evidence
-from imgsearch.engine.text_feedback import expand
-from imgsearch.engine.timing import current as current_timings
-from imgsearch.engine.timing import recording, stage
 from imgsearch.errors import ImgSearchError, InvalidQueryError, ItemNotFoundError
+from imgsearch.search.browse import browse
 from imgsearch.search.calibration import (
     MIN_VECTORS,
+    Calibration,
     background,
     judge_image_hits,
     own_best,
     prior,
 )
+from imgsearch.search.concept_source import ConceptSource
 from imgsearch.search.concepts import NAME as CONCEPTS
+from imgsearch.search.copy_views import WIDE_CANDIDATES, query_views, wide_params
+from imgsearch.search.duplicates import collapse_hits, hash_index
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size, rank
 from imgsearch.search.feedback import NAME as FEEDBACK
 from imgsearch.search.fusion import RankedList, fuse
+from imgsearch.search.known import check_known_values
 from imgsearch.search.matching import (
-    CROP_CANDIDATES,
     HASH_CANDIDATES,
     PHASH_RADIUS,
     SIMILAR_CEILING,
@@ -51,20 +56,69 @@ from imgsearch.search.matching import (
     match_kinds,
 )
 from imgsearch.search.planner import RerankOptions, business_weights, rerank, subset
+from imgsearch.search.protocols import (
+    CatalogReads,
+    CollectionState,
+    QueryEncoding,
+    ReadLock,
+    ResultCache,
+    SearchLogSink,
+    SharedResults,
+)
+from imgsearch.search.similar import SOFT_SIGNALS, more_like_this
+from imgsearch.search.similar import weights as similar_weights
 from imgsearch.search.space import SpaceIndex
-from imgsearch.search.understand import Interpretation, understand
+from imgsearch.search.text_feedback import evidence as expansion_evidence
+from imgsearch.search.text_feedback import expand
+from imgsearch.search.timing import current as current_timings
+from imgsearch.search.timing import recording, stage
+from imgsearch.search.understand import Interpretation, Vocabulary, understand
+from imgsearch.search.validation import EMPTY_MESSAGE, validate
+from imgsearch.search.verify import FeatureCache
 from imgsearch.store.catalog import FIELD_SIGNALS
 from imgsearch.store.filters import validate as validate_filters
 from imgsearch.store.logs import SearchRecord
 from imgsearch.types import Filters, ImageInput, Item, Query, SearchHit, SearchResult
 
-if TYPE_CHECKING:
-    from imgsearch.engine.core import Engine
-
 _NEGATIVE_WEIGHT = 0.5
-EMPTY_MESSAGE = "this collection is empty: add images with imgsearch index"
 HASH_LOOKUP_MAX = 200_000
-MAX_OFFSET = 10_000
+
+
+class Searcher:
+    """Runs a ``Query`` against what it is given (see the module doc). ``settings`` may
+    be replaced between queries (tuning does): the next query reads the new ones."""
+
+    def __init__(self, settings: Settings, directory: Path, catalog: CatalogReads,
+                 spaces: Mapping[str, SpaceIndex],
+                 calibrations: Mapping[str, Calibration | None], lock: ReadLock,
+                 query_encoder: QueryEncoding, derived: CollectionState,
+                 model_id: Callable[[str], str], result_cache: ResultCache, *,
+                 shared_cache: SharedResults | None = None,
+                 logs: SearchLogSink | None = None) -> None:
+        self.settings = settings
+        self.directory = directory  # stored thumbnails are read from here
+        self.catalog = catalog
+        self.spaces = spaces  # filled and replaced in place by their owner
+        self.calibrations = calibrations
+        self.lock = lock
+        self.query_encoder = query_encoder
+        self.derived = derived
+        self.model_id = model_id  # a space's encoder model id
+        self.result_cache = result_cache
+        self.shared_cache = shared_cache
+        self.logs = logs
+        self.feature_cache = FeatureCache()  # local features of verified candidates
+        self.concepts = ConceptSource(settings)  # WordNet and vocabulary, for text
+
+    def search(self, query: Query) -> SearchResult:
+        """The answer to ``query``: ranked hits, or the listing a browse query asks for."""
+        if query.kind == "browse":
+            return browse(self, query)
+        return run_query(self, query)
+
+    def hamming_index(self) -> Any:
+        """A binary index over every item's perceptual hash; rebuilt after writes."""
+        return self.derived.hamming_index(lambda: hash_index(*self.catalog.phashes()))
 
 
 def _unit(vector: NDArray[Any]) -> NDArray[np.float32]:
@@ -76,69 +130,38 @@ def _unit(vector: NDArray[Any]) -> NDArray[np.float32]:
     return vector
 
 
-def validate(query: Query, max_limit: int) -> None:
-    if not isinstance(query.limit, int) or not 1 <= query.limit <= max_limit:
-        raise InvalidQueryError(f"limit must be between 1 and {max_limit}, got {query.limit!r}")
-    if not isinstance(query.offset, int) or not 0 <= query.offset <= MAX_OFFSET:
-        raise InvalidQueryError(f"offset must be between 0 and {MAX_OFFSET}, "
-                                f"got {query.offset!r}")
-    weight = query.image_weight
-    if not isinstance(weight, int | float) or not 0.0 <= weight <= 1.0:
-        raise InvalidQueryError(f"image_weight must be between 0 and 1, got {weight!r}")
-    validate_ranking(query)
-    if query.text is not None and not query.text.strip():
-        raise InvalidQueryError("text query is empty")
-    if query.negative_images and not (query.images or query.text):
-        raise InvalidQueryError("negative images need at least one positive image or a text")
-    if not (query.text or query.images or query.vector is not None or query.similar_to):
-        raise InvalidQueryError("a query needs text, an image, a vector or an item id")
-    validate_filters(query.filters)
-
-
-def validate_ranking(query: Query) -> None:
-    """The ranking options in their ranges (as the HTTP API's schema has them)."""
-    for name in ("min_confidence", "mmr_lambda"):
-        value = getattr(query, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not 0.0 <= value <= 1.0):
-            raise InvalidQueryError(f"{name} must be between 0 and 1, got {value!r}")
-    per = query.max_per_category
-    if per is not None and (isinstance(per, bool) or not isinstance(per, int) or per < 1):
-        raise InvalidQueryError(f"max_per_category must be 1 or more, got {per!r}")
-
-
-def _image_vectors(engine: Engine, values: list[ImageInput],
+def _image_vectors(searcher: Searcher, values: list[ImageInput],
                    looks: list[QueryImage] | None = None) -> NDArray[np.float32]:
     """The vectors of ``values``; with ``looks``, each decoded image is kept there too."""
     if looks is None:
-        return np.stack([engine.embed_query_image(v) for v in values])
+        return np.stack([searcher.query_encoder.embed_query_image(v) for v in values])
     vectors = []
     for value in values:
-        decoded, vector = engine.look_at(value)
+        decoded, vector = searcher.query_encoder.look_at(value)
         looks.append(QueryImage(vector, decoded.content_hash, decoded.image))
         vectors.append(vector)
     return np.stack(vectors)
 
 
-def signals_for(engine: Engine, query: Query, looks: list[QueryImage] | None = None,
+def signals_for(searcher: Searcher, query: Query, looks: list[QueryImage] | None = None,
                 negatives: list[QueryImage] | None = None
                 ) -> tuple[list[Signal], int | None]:
     """The query's signals; ``looks`` and ``negatives``, when given, receive the decoded
     example and counter-example images (for match kinds)."""
-    spaces = engine.spaces
+    spaces = searcher.spaces
     signals: list[Signal] = []
     exclude: int | None = None
     if query.similar_to is not None:
-        key = engine.catalog.key_of(query.similar_to)
+        key = searcher.catalog.key_of(query.similar_to)
         if key is None:
             raise ItemNotFoundError(query.similar_to)
         exclude = key
-        with engine.lock.read():  # the vector may come from inside the index
-            for name in ("image", "text"):  # everything the item has (engine.similar)
+        with searcher.lock.read():  # the vector may come from inside the index
+            for name in ("image", "text"):  # everything the item has (search.similar)
                 vector = spaces[name].vector_of_key(key) if name in spaces else None
                 if vector is not None:
                     signals.append(Signal(name, spaces[name], vector,
-                                          similar_weights(engine.settings)[name]))
+                                          similar_weights(searcher.settings)[name]))
         if not signals:
             raise InvalidQueryError(f"item {query.similar_to!r} has no stored vector to "
                                     f"search with")
@@ -156,23 +179,24 @@ def signals_for(engine: Engine, query: Query, looks: list[QueryImage] | None = N
     text_weight = 1.0 - query.image_weight if query.images else 1.0
     image_weight = query.image_weight if query.text else 1.0
     if query.images:
-        positive = _unit(_image_vectors(engine, query.images, looks).mean(axis=0))
+        positive = _unit(_image_vectors(searcher, query.images, looks).mean(axis=0))
         if query.negative_images:
-            negative = _unit(_image_vectors(engine, query.negative_images,
+            negative = _unit(_image_vectors(searcher, query.negative_images,
                                             negatives).mean(axis=0))
             positive = _unit(positive - _NEGATIVE_WEIGHT * negative)
         signals.append(Signal("image", spaces["image"], positive, image_weight))
     if query.text:
+        encoder = searcher.query_encoder
         text_signals: list[Signal] = []
         if "text" in spaces and len(spaces["text"]):
             text_signals.append(Signal("text", spaces["text"],
-                                       engine.embed_query_text("text", query.text)))
-        image_encoder = engine.encoder("image")
+                                       encoder.embed_query_text("text", query.text)))
+        image_encoder = encoder.encoder("image")
         if "text" in image_encoder.modalities:
             text_signals.append(Signal("clip_text", spaces["image"],
-                                       engine.embed_query_text("image", query.text)))
+                                       encoder.embed_query_text("image", query.text)))
         # keyword search alone still answers; say so when there is nothing to read
-        if not text_signals and not query.images and not engine.catalog.has_text():
+        if not text_signals and not query.images and not searcher.catalog.has_text():
             raise InvalidQueryError(
                 "this collection has no text to search (its items have no titles or "
                 "descriptions and its image encoder cannot read text); search by image, "
@@ -182,7 +206,7 @@ def signals_for(engine: Engine, query: Query, looks: list[QueryImage] | None = N
     return signals, exclude
 
 
-def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
+def _confidence(searcher: Searcher, ranked: Ranked, signals: list[Signal],
                 looks: list[QueryImage], whole: bool = False,
                 exclude: int | None = None) -> NDArray[np.float32]:
     """Calibrated 0..1 confidence of every ranked candidate (see search.calibration).
@@ -211,11 +235,11 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
             continue  # closeness to a counter-example, a shared category: no evidence
         if space_name == "image":
             if not image_done:
-                parts.append(_image_confidence(engine, ranked, signals, looks, whole,
+                parts.append(_image_confidence(searcher, ranked, signals, looks, whole,
                                                exclude))
                 image_done = True
             continue
-        calibration = engine.calibrations.get(space_name)
+        calibration = searcher.calibrations.get(space_name)
         values = np.where(np.isnan(scores), -1.0, scores).astype(np.float32)
         parts.append(calibration.confidence(values) if calibration else
                      np.where(np.isfinite(scores), 1.0, 0.0).astype(np.float32))
@@ -223,14 +247,14 @@ def _confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
     return np.minimum(confidence, np.float32(SIMILAR_CEILING)).astype(np.float32)
 
 
-def _image_confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
+def _image_confidence(searcher: Searcher, ranked: Ranked, signals: list[Signal],
                       looks: list[QueryImage], whole: bool = False,
                       exclude: int | None = None) -> NDArray[np.float32]:
     """How well each candidate matches the best-matching query image: an averaged or
     subtracted query vector does not live on one image's scale, so every example is
     judged by its own similarity to the candidate. ``whole``: the image signal searched
     the whole collection (no filter), leaving out ``exclude``."""
-    space = engine.spaces["image"]
+    space = searcher.spaces["image"]
     positives = [look.vector for look in looks] or \
         [sig.vector for sig in signals if sig.name == "image"]
     single = [sig for sig in signals if sig.name == "image"]
@@ -252,9 +276,9 @@ def _image_confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
             order = np.argsort(ranked.keys)[where]
             sims[:, order] = np.stack(positives) @ vectors.T
     sims = np.where(np.isnan(sims), -1.0, sims).astype(np.float32)
-    model_id = engine.manifest.spaces["image"].model_id
+    model_id = searcher.model_id("image")
     calibration = prior(model_id) if len(space) < MIN_VECTORS else \
-        engine.calibrations.get("image")
+        searcher.calibrations.get("image")
     noisy = [look.noise_like for look in looks] or [False] * len(positives)
     best = np.zeros(len(ranked.keys), np.float32)
     for vector, row, noise in zip(positives, sims, noisy, strict=True):
@@ -264,10 +288,10 @@ def _image_confidence(engine: Engine, ranked: Ranked, signals: list[Signal],
     return best
 
 
-def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
+def _matches(searcher: Searcher, ranked: Ranked, confidence: NDArray[np.float32],
              looks: list[QueryImage], hashed: list[int], negatives: list[QueryImage],
              promote: bool, signals: list[Signal] | None = None,
-             cropped: Callable[[], list[int]] = list
+             cropped: Callable[[set[int]], list[int]] = lambda _known: []
              ) -> tuple[Ranked, NDArray[np.float32], dict[int, Match]]:
     """Exact and verified copies among the best few candidates, those whose perceptual
     hash is close (``hashed``) and, when none of these verifies, those ``cropped`` gives
@@ -282,16 +306,16 @@ def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
         return ranked, confidence, {}
 
     def more() -> list[Candidate]:
-        return _candidates(engine, cropped())
+        return _candidates(searcher, cropped(set(top)))
 
-    matches = match_kinds(looks, _candidates(engine, top), engine.feature_cache, negatives,
+    matches = match_kinds(looks, _candidates(searcher, top), searcher.feature_cache, negatives,
                           more)
     if not matches:
         return ranked, confidence, {}
     joined = [k for k in matches if k not in set(ranked.keys.tolist())]
     if joined and signals is not None:  # verified copies found by their central parts
         before = len(ranked.keys)
-        ranked = _join(ranked, signals, engine.spaces["image"], joined, "crop")
+        ranked = _join(ranked, signals, searcher.spaces["image"], joined, "crop")
         confidence = np.concatenate([confidence,
                                      np.zeros(len(ranked.keys) - before, np.float32)])
         matches = {k: m for k, m in matches.items() if k in set(ranked.keys.tolist())}
@@ -309,20 +333,20 @@ def _matches(engine: Engine, ranked: Ranked, confidence: NDArray[np.float32],
     return subset(ranked, order), confidence[order], matches
 
 
-def _candidates(engine: Engine, keys: list[int]) -> list[Candidate]:
+def _candidates(searcher: Searcher, keys: list[int]) -> list[Candidate]:
     """What verification needs of the items ``keys`` (in that order)."""
     if not keys:
         return []
-    items = engine.catalog.items_by_key(keys)
-    found, vectors = engine.spaces["image"].vectors_of_keys(np.asarray(keys, np.int64))
+    items = searcher.catalog.items_by_key(keys)
+    found, vectors = searcher.spaces["image"].vectors_of_keys(np.asarray(keys, np.int64))
     stored = dict(zip(found.tolist(), vectors, strict=True))
     return [Candidate(key, stored.get(key), item.content_hash, item.phash,
                       ("thumbnail", key, item.thumbnail, item.content_hash),
-                      functools.partial(_stored_image, engine, item))
+                      functools.partial(_stored_image, searcher, item))
             for key in keys if (item := items.get(key)) is not None]
 
 
-def _hash_candidates(engine: Engine, ranked: Ranked, signals: list[Signal],
+def _hash_candidates(searcher: Searcher, ranked: Ranked, signals: list[Signal],
                      looks: list[QueryImage], allowed: NDArray[np.int64] | None,
                      exclude: int | None) -> tuple[Ranked, list[int]]:
     """Items whose perceptual hash is within ``PHASH_RADIUS`` bits of a query image's (or
@@ -330,12 +354,12 @@ def _hash_candidates(engine: Engine, ranked: Ranked, signals: list[Signal],
     that the global descriptor may rank far down. They join the candidates (scored on
     every signal) and are verified. Collections over ``HASH_LOOKUP_MAX`` items skip it:
     the hash index is rebuilt after writes, which costs seconds there."""
-    space = engine.spaces.get("image")
+    space = searcher.spaces.get("image")
     if not looks or space is None or len(space) > HASH_LOOKUP_MAX or \
             any(sig.name not in ("image", "text", "clip_text") for sig in signals):
         return ranked, []
     hashes = [h for look in looks for h in (look.phash, look.mirrored_phash)]
-    near = engine.hamming_index().radius_search(np.asarray(hashes, dtype=np.int64),
+    near = searcher.hamming_index().radius_search(np.asarray(hashes, dtype=np.int64),
                                                 PHASH_RADIUS)
     keys = list(dict.fromkeys(k for found in near for k, _d in found[:HASH_CANDIDATES]))
     keys = [k for k in keys if k != exclude]
@@ -346,24 +370,32 @@ def _hash_candidates(engine: Engine, ranked: Ranked, signals: list[Signal],
     return _join(ranked, signals, space, keys, "phash"), keys
 
 
-def _crop_keys(engine: Engine, signals: list[Signal], looks: list[QueryImage],
+def _crop_keys(searcher: Searcher, signals: list[Signal], looks: list[QueryImage],
                allowed: NDArray[np.int64] | None, exclude: int | None,
-               params: Mapping[str, int]) -> list[int]:
-    """The items nearest the central part of each query image (``matching.CROP_SHARE``):
-    a third way to find a copy, whose borders changed (rotated, framed, overlaid along
-    an edge, another aspect ratio of the picture), that the whole image's vector ranks
-    far down. Asked for only when no other candidate verified; they count only if they
-    verify. Only for the descriptor: a crop costs it 2 ms, CLIP a second model pass."""
-    space = engine.spaces.get("image")
-    encoder = engine.encoder("image")
+               params: Mapping[str, int], known: set[int]) -> list[int]:
+    """The items nearest each query image walked wider (those not ``known`` already),
+    and nearest its views (its central part, the end squares of an elongated one:
+    ``search.copy_views``): a third way to find a copy, whose borders changed (rotated,
+    framed, overlaid along an edge, another aspect ratio of the picture), that the whole
+    image's vector ranks far down or the index's usual walk missed. Asked for only when
+    no other candidate verified; they count only if they verify. Only for the
+    descriptor: a crop costs it 2 ms, CLIP a second model pass."""
+    space = searcher.spaces.get("image")
+    encoder = searcher.query_encoder.encoder("image")
     if not looks or space is None or encoder.name != "descriptor" or \
             any(sig.name not in ("image", "text", "clip_text") for sig in signals):
         return []
-    vectors = encoder.embed_images([look.central for look in looks])
     keys: list[int] = []
-    for vector in vectors:
-        found, _scores, _plan = space.search(vector, CROP_CANDIDATES + 1, allowed, params)
-        keys += [int(k) for k in found.tolist() if int(k) != exclude][:CROP_CANDIDATES]
+    for look in looks:  # what the index's usual walk missed comes first
+        found, _scores, _plan = space.search(look.vector, WIDE_CANDIDATES + 1, allowed,
+                                             wide_params(params))
+        keys += [int(k) for k in found.tolist()
+                 if int(k) != exclude and int(k) not in known][:WIDE_CANDIDATES]
+    views = [view for look in looks for view in query_views(look.image)]
+    vectors = encoder.embed_images([image for image, _count in views])
+    for vector, (_image, count) in zip(vectors, views, strict=True):
+        found, _scores, _plan = space.search(vector, count + 1, allowed, wide_params(params))
+        keys += [int(k) for k in found.tolist() if int(k) != exclude][:count]
     return list(dict.fromkeys(keys))
 
 
@@ -404,43 +436,43 @@ def _members_of(allowed: NDArray[np.int64], key: int) -> bool:
     return at < len(allowed) and int(allowed[at]) == key
 
 
-def _stored_image(engine: Engine, item: Item) -> Image.Image | None:
+def _stored_image(searcher: Searcher, item: Item) -> Image.Image | None:
     """The candidate's stored thumbnail, or else its original when it is a local file."""
     if item.thumbnail:  # written by this collection: a small JPEG, read directly
         with contextlib.suppress(OSError, ValueError, Image.DecompressionBombError), \
-                Image.open(engine.directory / item.thumbnail) as thumbnail:
+                Image.open(searcher.directory / item.thumbnail) as thumbnail:
             return thumbnail.convert("RGB")
     if item.image and not item.image.startswith(("http://", "https://")):
         with contextlib.suppress(ImgSearchError, OSError):
             if Path(item.image).is_file():
-                return engine.preparer.decode(item.image, item.image).image
+                return searcher.query_encoder.preparer.decode(item.image, item.image).image
     return None
 
 
-def _rerank(engine: Engine, query: Query, ranked: Ranked, confidence: NDArray[np.float32],
+def _rerank(searcher: Searcher, query: Query, ranked: Ranked, confidence: NDArray[np.float32],
             stands_for: NDArray[np.int64]
             ) -> tuple[Ranked, NDArray[np.float32], NDArray[np.int64]]:
     """Business signals, then diversity, over the whole candidate block (``planner``)."""
-    options = RerankOptions(business_weights(query.boosts, engine.settings),
-                            query.prefer_colors, engine.settings.color_boost,
+    options = RerankOptions(business_weights(query.boosts, searcher.settings),
+                            query.prefer_colors, searcher.settings.color_boost,
                             query.max_per_category, query.mmr_lambda)
-    return rerank(ranked, confidence, stands_for, options, engine.catalog.items_by_key,
-                  lambda keys: engine.spaces["image"].vectors_of_keys(keys))
+    return rerank(ranked, confidence, stands_for, options, searcher.catalog.items_by_key,
+                  lambda keys: searcher.spaces["image"].vectors_of_keys(keys))
 
 
-def _fused_images(engine: Engine, query: Query, allowed: NDArray[np.int64] | None) -> Ranked:
+def _fused_images(searcher: Searcher, query: Query, allowed: NDArray[np.int64] | None) -> Ranked:
     """Several example images by per-image rank fusion (RRF over one list per example):
     each example keeps its own neighbourhood, where vector averaging looks only between
     them; counter-examples enter with a negative weight."""
-    s = engine.settings
+    s = searcher.settings
     k = fetch_size(query.offset, query.limit)
-    space = engine.spaces["image"]
+    space = searcher.spaces["image"]
     lists: list[RankedList] = []
     for prefix, values, weight in (("image", query.images, 1.0),
                                    ("not-image", query.negative_images, -_NEGATIVE_WEIGHT)):
         if not values:
             continue
-        vectors = _image_vectors(engine, list(values))
+        vectors = _image_vectors(searcher, list(values))
         for number, vector in enumerate(vectors, 1):
             keys, scores, _plan = candidates(Signal(prefix, space, vector), k, allowed, None,
                                              query.search_params)
@@ -455,12 +487,12 @@ def _fused_images(engine: Engine, query: Query, allowed: NDArray[np.int64] | Non
 _SIGNAL_WEIGHT = {"text": "weight_text", "clip_text": "weight_clip_text"}
 
 
-def _fused_text(engine: Engine, query: Query, signals: list[Signal],
+def _fused_text(searcher: Searcher, query: Query, signals: list[Signal],
                 allowed: NDArray[np.int64] | None) -> tuple[Ranked, dict[str, Any]]:
     """Text queries: keyword (BM25) and semantic lists, fused (RRF by default), then
-    expanded from the surest hits of that ranking (engine.text_feedback). Also returns
+    expanded from the surest hits of that ranking (search.text_feedback). Also returns
     what the query was expanded with, for the interpretation."""
-    s = engine.settings
+    s = searcher.settings
     k = fetch_size(query.offset, query.limit)
     assert query.text is not None
     lists: list[RankedList] = []
@@ -470,19 +502,19 @@ def _fused_text(engine: Engine, query: Query, signals: list[Signal],
         lists.append(RankedList(signal.name, keys, scores,
                                 getattr(s, _SIGNAL_WEIGHT.get(signal.name, "weight_text"))))
         plans.append(f"{signal.name}:{plan}")
-    keys, scores = engine.catalog.keyword_search(query.text, k, s.keyword_weights(),
+    keys, scores = searcher.catalog.keyword_search(query.text, k, s.keyword_weights(),
                                                  query.filters)
     lists.append(RankedList("keyword", keys, scores, s.weight_keyword))
     plans.append("keyword:fts5")
-    expansion = expand(engine, query, signals, lists, fuse(lists, s.fusion, s.rrf_k), k,
+    expansion = expand(searcher, query, signals, lists, fuse(lists, s.fusion, s.rrf_k), k,
                        allowed)
     fused = expansion.fused
     top = fused.keys[:k]
     per_signal = {name: col[:k] for name, col in fused.list_scores.items()}
-    evidence = expansion_evidence(engine, expansion, top, per_signal)
+    evidence = expansion_evidence(searcher, expansion, top, per_signal)
     if "keyword" in fused.ranks:
-        evidence["keyword"] = engine.catalog.term_coverage(query.text, top)
-        per_signal.update(engine.catalog.field_matches(query.text, top))  # "ocr", ...
+        evidence["keyword"] = searcher.catalog.term_coverage(query.text, top)
+        per_signal.update(searcher.catalog.field_matches(query.text, top))  # "ocr", ...
     return Ranked(top, fused.scores[:k], per_signal,
                   {name: col[:k] for name, col in fused.ranks.items()},
                   ", ".join(plans + expansion.plans) + f" fused:{s.fusion}", len(fused.keys),
@@ -509,13 +541,17 @@ def _merge(filters: Filters, parsed: Interpretation, colors_as_filter: bool = Tr
     )
 
 
-def interpret(engine: Engine, query: Query) -> tuple[Query, dict[str, Any]]:
+def interpret(query: Query, vocabulary: Callable[[], Vocabulary], settings: Settings
+              ) -> tuple[Query, dict[str, Any]]:
+    """The query with what was understood of its text merged into its filters and colour
+    preference, and the interpretation to report. ``vocabulary`` (the collection's
+    brands, categories and cameras) is read only when the text is parsed."""
     if not (query.parse and query.text and query.text.strip()):
         return query, {}
-    parsed = understand(query.text, engine.vocabulary())
+    parsed = understand(query.text, vocabulary())
     if not parsed.understood:
         return query, parsed.to_dict()
-    mode = engine.settings.parsed_colors
+    mode = settings.parsed_colors
     if mode not in ("filter", "boost"):
         raise InvalidQueryError(f"parsed_colors must be 'filter' or 'boost', got {mode!r}")
     merged = _merge(query.filters, parsed, colors_as_filter=mode == "filter")
@@ -534,7 +570,7 @@ def interpret(engine: Engine, query: Query) -> tuple[Query, dict[str, Any]]:
                                prefer_colors=prefer), interpretation
 
 
-def _cache_key(engine: Engine, query: Query) -> tuple[Any, ...] | None:
+def _cache_key(searcher: Searcher, query: Query) -> tuple[Any, ...] | None:
     """What identifies a query's answer until the next write; None: do not cache."""
     parts: list[Any] = []
     for value in [*query.images, *query.negative_images]:
@@ -553,32 +589,32 @@ def _cache_key(engine: Engine, query: Query) -> tuple[Any, ...] | None:
     if query.vector is not None:
         parts.append(("vector", hashlib.sha256(np.asarray(query.vector).tobytes()).hexdigest()))
     plain = dataclasses.replace(query, images=[], negative_images=[], vector=None)
-    return (engine.write_version, repr(plain), tuple(parts))
+    return (searcher.derived.write_version, repr(plain), tuple(parts))
 
 
-def run_query(engine: Engine, query: Query) -> SearchResult:
-    key = _cache_key(engine, query) if engine.settings.result_cache_size > 0 else None
+def run_query(searcher: Searcher, query: Query) -> SearchResult:
+    key = _cache_key(searcher, query) if searcher.settings.result_cache_size > 0 else None
     if key is not None:
-        cached = engine.result_cache.get(key)
-        if cached is None and engine.shared_cache is not None:
-            cached = engine.shared_cache.get_result(key[1:])
+        cached = searcher.result_cache.get(key)
+        if cached is None and searcher.shared_cache is not None:
+            cached = searcher.shared_cache.get_result(key[1:])
         if cached is not None:
             started = time.perf_counter()
-            return _logged(engine, query, dataclasses.replace(
+            return _logged(searcher, query, dataclasses.replace(
                 cached, hits=list(cached.hits), cached=True,
                 query_time_ms=(time.perf_counter() - started) * 1000))
-    result = _run_query(engine, query)
-    if key is not None and key[0] == engine.write_version:
-        engine.result_cache.put(key, result)
-        if engine.shared_cache is not None:
-            engine.shared_cache.put_result(key[1:], result)
+    result = _run_query(searcher, query)
+    if key is not None and key[0] == searcher.derived.write_version:
+        searcher.result_cache.put(key, result)
+        if searcher.shared_cache is not None:
+            searcher.shared_cache.put_result(key[1:], result)
     return result
 
 
-def _run_query(engine: Engine, query: Query) -> SearchResult:
+def _run_query(searcher: Searcher, query: Query) -> SearchResult:
     # a query's products are small: BLAS threads would only spin (encode.blas)
     with recording() as timings, one_blas_thread():
-        result = _answer(engine, query)
+        result = _answer(searcher, query)
     # decoding and loading a model happen inside encoding: report them on their own
     for inner in ("decode", "model_load"):
         if inner in timings and "encode" in timings:
@@ -587,25 +623,25 @@ def _run_query(engine: Engine, query: Query) -> SearchResult:
     return result
 
 
-def _answer(engine: Engine, query: Query) -> SearchResult:
+def _answer(searcher: Searcher, query: Query) -> SearchResult:
     started = time.perf_counter()
-    s = engine.settings
+    s = searcher.settings
     validate(query, s.max_limit)
-    check_known_values(engine, query.filters)
+    check_known_values(searcher.derived, query.filters)
     # images are looked at (and refused when bad) even where there is nothing to find
     if not (query.images or query.negative_images or query.similar_to is not None) \
-            and engine.catalog.is_empty():
-        return _logged(engine, query, SearchResult(
+            and searcher.catalog.is_empty():
+        return _logged(searcher, query, SearchResult(
             [], query.kind, (time.perf_counter() - started) * 1000, plan="empty collection",
             empty_reason="empty", message=EMPTY_MESSAGE))
     original = query
-    query, interpretation = interpret(engine, query)
+    query, interpretation = interpret(query, searcher.derived.vocabulary, s)
     if interpretation.get("understood"):
         validate_filters(query.filters)
     allowed = None
     if not query.filters.is_empty():
         with stage("filter"):
-            allowed = engine.catalog.filter_keys(query.filters)
+            allowed = searcher.catalog.filter_keys(query.filters)
         if not len(allowed) and query is not original:
             # What was understood rules out every item: say so and search as typed.
             interpretation["applied"] = False
@@ -613,19 +649,19 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
                                       "searched for the text as typed")
             query = dataclasses.replace(original, parse=False)
             allowed = None if query.filters.is_empty() else \
-                engine.catalog.filter_keys(query.filters)
+                searcher.catalog.filter_keys(query.filters)
     if query.kind == "browse":  # "photos from 2019": the understood filters are the query
-        browsed = engine.search(query)  # the engine lists what passes (engine.browse)
+        browsed = browse(searcher, query)  # what passes the filters, listed
         browsed.interpretation = interpretation
-        return _logged(engine, query, browsed)
+        return _logged(searcher, query, browsed)
     looks: list[QueryImage] = []
     negatives: list[QueryImage] = []
     with stage("encode"):
-        signals, exclude = signals_for(engine, query, looks, negatives)
+        signals, exclude = signals_for(searcher, query, looks, negatives)
     # an image weighed at nothing in a hybrid query is not looked for
     matching = [] if query.text and query.image_weight == 0 else looks
     if allowed is not None and len(allowed) == 0:
-        return _logged(engine, query, SearchResult(
+        return _logged(searcher, query, SearchResult(
             [], query.kind, (time.perf_counter() - started) * 1000,
             plan="filters match no item", interpretation=interpretation,
             empty_reason="filtered_out", message="no item passes the filters"))
@@ -633,17 +669,17 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     if mode not in ("average", "rrf"):
         raise InvalidQueryError(f"multi_image must be 'average' or 'rrf', got {mode!r}")
     several = len(query.images) + len(query.negative_images) > 1
-    with engine.lock.read(), stage("ann"):
+    with searcher.lock.read(), stage("ann"):
         if query.text and not query.images:
-            ranked, expanded = _fused_text(engine, query, signals, allowed)
+            ranked, expanded = _fused_text(searcher, query, signals, allowed)
             if expanded:
                 interpretation = {**interpretation, "expanded": expanded}
         elif exclude is not None:
-            ranked = more_like_this(engine.catalog, signals, exclude, allowed, s,
+            ranked = more_like_this(searcher.catalog, signals, exclude, allowed, s,
                                     offset=query.offset, limit=query.limit,
                                     params=query.search_params)
         elif mode == "rrf" and several and not query.text:
-            ranked = _fused_images(engine, query, allowed)
+            ranked = _fused_images(searcher, query, allowed)
         else:
             ranked = rank(signals, query.offset, query.limit, allowed, exclude,
                           query.search_params)
@@ -652,13 +688,13 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
     default = 0.0 if query.kind in ("item", "vector") else s.min_confidence
     minimum = default if query.min_confidence is None else query.min_confidence
     with stage("verify"):
-        ranked, hashed = _hash_candidates(engine, ranked, signals, matching, allowed, exclude)
+        ranked, hashed = _hash_candidates(searcher, ranked, signals, matching, allowed, exclude)
     with stage("rerank"):
-        confidence = _confidence(engine, ranked, signals, looks, allowed is None, exclude)
+        confidence = _confidence(searcher, ranked, signals, looks, allowed is None, exclude)
     with stage("verify"):
-        cropped = functools.partial(_crop_keys, engine, signals, matching, allowed, exclude,
+        cropped = functools.partial(_crop_keys, searcher, signals, matching, allowed, exclude,
                                     query.search_params)
-        ranked, confidence, matches = _matches(engine, ranked, confidence, matching, hashed,
+        ranked, confidence, matches = _matches(searcher, ranked, confidence, matching, hashed,
                                                negatives, promote=not query.text,
                                                signals=signals, cropped=cropped)
     fetched = len(ranked.keys)
@@ -671,7 +707,7 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
         ranked = subset(ranked, keep)
         confidence = confidence[keep]
         if not len(ranked.keys) and query.offset == 0:
-            return _logged(engine, query, SearchResult(
+            return _logged(searcher, query, SearchResult(
                 [], query.kind, (time.perf_counter() - started) * 1000,
                 total_candidates=fetched, plan=ranked.plan, interpretation=interpretation,
                 empty_reason="no_match",
@@ -684,22 +720,22 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
         # exactly as folding the whole list would: every page agrees with the others.
         need = query.offset + query.limit
         prefix = min(len(ranked.keys), 2 * need)
-        keep, counts = collapse_hits(engine, ranked.keys[:prefix])
+        keep, counts = _collapse(searcher, ranked.keys[:prefix])
         if not keep.all():  # most lists hold no duplicate: nothing to take out
             if keep.sum() < need and prefix < len(ranked.keys):
                 prefix = len(ranked.keys)
-                keep, counts = collapse_hits(engine, ranked.keys)
+                keep, counts = _collapse(searcher, ranked.keys)
             keep = np.concatenate([keep, np.ones(len(ranked.keys) - prefix, bool)])
             stands_for[:prefix] = counts
             ranked, confidence, stands_for = subset(ranked, keep), confidence[keep], \
                 stands_for[keep]
     with stage("rerank"):
-        ranked, confidence, stands_for = _rerank(engine, query, ranked, confidence,
+        ranked, confidence, stands_for = _rerank(searcher, query, ranked, confidence,
                                                  stands_for)
     page = slice(query.offset, query.offset + query.limit)
     keys = ranked.keys[page]
     with stage("fetch"):
-        rows = engine.catalog.hits_by_key(keys.tolist())
+        rows = searcher.catalog.hits_by_key(keys.tolist())
     # plain Python lists, rounded in one pass each: indexing numpy arrays and rounding
     # per hit and field costs more than the rest
     scores = _rounded(ranked.scores[page], 6)
@@ -728,9 +764,17 @@ def _answer(engine: Engine, query: Query) -> SearchResult:
                               thumbnail, confidences[row], stands[row] - 1, matched,
                               match.kind if match else "similar",
                               dict(match.evidence) if match else {}))
-    return _logged(engine, query, SearchResult(
+    return _logged(searcher, query, SearchResult(
         hits, query.kind, (time.perf_counter() - started) * 1000,
         total_candidates=ranked.candidates, plan=ranked.plan, interpretation=interpretation))
+
+
+def _collapse(searcher: Searcher, keys: NDArray[np.int64]
+              ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+    """Which ranked keys to keep (near-exact duplicates folded), and how many hits each
+    kept one stands for."""
+    return collapse_hits(keys, searcher.catalog.phashes_of,
+                         lambda some: searcher.spaces["image"].vectors_of_keys(some))
 
 
 def _rounded(values: NDArray[Any], digits: int) -> list[float]:
@@ -738,8 +782,8 @@ def _rounded(values: NDArray[Any], digits: int) -> list[float]:
     return values.astype(np.float64).round(digits).tolist()
 
 
-def _logged(engine: Engine, query: Query, result: SearchResult) -> SearchResult:
-    if engine.logs is not None:
+def _logged(searcher: Searcher, query: Query, result: SearchResult) -> SearchResult:
+    if searcher.logs is not None:
         hits = list(result.hits)
         load_ms = current_timings().get("model_load", 0.0)
 
@@ -754,5 +798,5 @@ def _logged(engine: Engine, query: Query, result: SearchResult) -> SearchResult:
                 latency_ms=max(result.query_time_ms - load_ms, 0.0),
                 empty_reason=result.empty_reason, model_load_ms=load_ms)
 
-        result.search_id = engine.logs.log_search(record)
+        result.search_id = searcher.logs.log_search(record)
     return result

@@ -9,25 +9,21 @@ collection with no value for the field refuses nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from imgsearch.errors import InvalidFilterError
+from imgsearch.search.protocols import CollectionState
 from imgsearch.types import Filters
-
-if TYPE_CHECKING:
-    from imgsearch.engine.core import Engine
 
 SHOWN = 20  # known values an error lists
 
 
-def check_known_values(engine: Engine, filters: Filters) -> None:
+def check_known_values(state: CollectionState, filters: Filters) -> None:
     """InvalidFilterError when a category, brand or camera filter names a value no item has."""
     for column, plural, values in (("category", "categories", filters.categories),
                                    ("brand", "brands", filters.brands),
                                    ("camera", "cameras", filters.cameras)):
         if not values:
             continue
-        known, norms = engine.known_values(column)
+        known, norms = state.known_values(column)
         if not known:
             continue
         unknown = [v for v in values if isinstance(v, str) and v.strip().casefold() not in norms]
