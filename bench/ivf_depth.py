@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from common import command_line, load_average, machine, median, now, table, write_results
-from tenmillion import SEED, base_chunks
+from tenmillion import SEED, base_chunks, merge_top10
 from vectors import DIM, _generate_queries
 
 
@@ -52,12 +52,7 @@ def main() -> None:
     for start, block in base_chunks(args.n):  # exact truth over the float32 base
         stored[start:start + len(block)] = block
         sims = queries @ block.T
-        top = np.argpartition(-sims, 9, axis=1)[:, :10]
-        all_s = np.concatenate([best_s, np.take_along_axis(sims, top, axis=1)], axis=1)
-        all_i = np.concatenate([best_i, top + start], axis=1)
-        keep = np.argsort(-all_s, axis=1, kind="stable")[:, :10]
-        best_s = np.take_along_axis(all_s, keep, axis=1)
-        best_i = np.take_along_axis(all_i, keep, axis=1)
+        best_s, best_i = merge_top10(best_s, best_i, sims, start)
     print(f"base and truth {time.perf_counter() - started:.0f} s", flush=True)
 
     rng = np.random.default_rng(0)

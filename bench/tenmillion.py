@@ -196,6 +196,18 @@ def phase_index(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 # -- phase 3 --------------------------------------------------------------------------------
+def merge_top10(best_s: NDArray[np.float32], best_i: NDArray[np.int64],
+                sims: NDArray[np.float32], start: int
+                ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """The 10 best scores and rows of each query so far, with a chunk's scores (``sims``,
+    its rows numbered from ``start``) merged in."""
+    top = np.argpartition(-sims, 9, axis=1)[:, :10]
+    all_s = np.concatenate([best_s, np.take_along_axis(sims, top, axis=1)], axis=1)
+    all_i = np.concatenate([best_i, top + start], axis=1)
+    keep = np.argsort(-all_s, axis=1, kind="stable")[:, :10]
+    return np.take_along_axis(all_s, keep, axis=1), np.take_along_axis(all_i, keep, axis=1)
+
+
 def ground_truth(args: argparse.Namespace, work: Path, sets: dict[str, NDArray[np.float32]],
                  exclude: dict[str, NDArray[np.int64]]) -> dict[str, NDArray[np.int64]]:
     """Exact top-10 row numbers of each set of queries (a set in ``exclude`` leaves out
@@ -217,12 +229,7 @@ def ground_truth(args: argparse.Namespace, work: Path, sets: dict[str, NDArray[n
         sims = queries @ block.T
         inside = (own >= start) & (own < start + len(block))
         sims[np.flatnonzero(inside), own[inside] - start] = -np.inf
-        top = np.argpartition(-sims, 9, axis=1)[:, :10]
-        all_s = np.concatenate([best_s, np.take_along_axis(sims, top, axis=1)], axis=1)
-        all_i = np.concatenate([best_i, top + start], axis=1)
-        keep = np.argsort(-all_s, axis=1, kind="stable")[:, :10]
-        best_s = np.take_along_axis(all_s, keep, axis=1)
-        best_i = np.take_along_axis(all_i, keep, axis=1)
+        best_s, best_i = merge_top10(best_s, best_i, sims, start)
         if start % (20 * CHUNK) == 0:
             done = start + len(block)
             spent = time.perf_counter() - started

@@ -105,6 +105,12 @@ class QueryImage:
         candidates."""
         return AlignQuery(self.image)
 
+    @functools.cached_property
+    def aligned_without_bottom(self) -> AlignQuery:
+        """Its views without the bottom fifth for a dense alignment, made once for all
+        candidates."""
+        return AlignQuery(self.without_bottom)
+
     @property
     def mirrored_phash(self) -> int:
         """The perceptual hash of the mirrored image: what a flipped copy's hash is near."""
@@ -201,7 +207,7 @@ def match_kinds(looks: Sequence[QueryImage], candidates: Sequence[Candidate],
         # corners for any look: align them densely. The alignments start on worker
         # threads while the closer looks are taken.
         for look in looks:
-            _ = look.aligned, look.without_bottom  # made here, not by two threads at once
+            _ = look.aligned, look.aligned_without_bottom  # made here, not by two threads
         firsts = {c.key: c for c in [*candidates[:1], *extra[:1]]}  # often one item
         aligning = [(c, in_background(functools.partial(_aligned, looks, c)))
                     for c in firsts.values()]
@@ -254,7 +260,7 @@ def _aligned(looks: Sequence[QueryImage], candidate: Candidate) -> Match | None:
                key=lambda a: a.agreement, default=None)
     view = 0.0
     if best is None or not best.copy:  # an overlay along the bottom edge, perhaps
-        best = max((a for look in looks if (a := align(look.without_bottom, stored, True))
+        best = max((a for look in looks if (a := align(look.aligned_without_bottom, stored, True))
                     is not None and a.agreement >= MIN_VIEW_AGREEMENT),
                    key=lambda a: a.agreement, default=None)
         view = 1.0
