@@ -117,6 +117,11 @@ class CollectionBackend(Protocol):
         ``source``, only the items ingested from there (``Item.source``)."""
         ...
 
+    def ids(self, batch: int = 10_000) -> Iterator[list[str]]:
+        """Every item's id, in batches, nothing else read (what a random sample of the
+        collection is drawn from: ``engine.remote_sample``)."""
+        ...
+
     def close(self) -> None: ...
 
 

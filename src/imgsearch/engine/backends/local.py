@@ -133,6 +133,16 @@ class LocalBackend:
         if out:
             yield out
 
+    def ids(self, batch: int = 10_000) -> Iterator[list[str]]:
+        page: list[str] = []
+        for item in self.engine.catalog.iter_items(batch):
+            page.append(item.id)
+            if len(page) >= batch:
+                yield page
+                page = []
+        if page:
+            yield page
+
     def fetch_vectors_of(self, item_id: str, spaces: Sequence[str]
                          ) -> dict[str, NDArray[np.float32]]:
         catalog = self.engine.catalog

@@ -333,6 +333,14 @@ class MilvusBackend:
                                      for s in self._spaces if r[presence_field(s)]})
                    for r in page]
 
+    def ids(self, batch: int = 10_000) -> Iterator[list[str]]:
+        iterator = self._do(lambda c: c.query_iterator(
+            self.target.name, batch_size=min(batch, 16_384), filter="",
+            output_fields=["id"], timeout=self.target.timeout_s))
+        while page := self._do(lambda _c: iterator.next()):
+            yield [str(r["id"]) for r in page]
+        iterator.close()
+
     def close(self) -> None:
         with contextlib.suppress(Exception):  # a connection to a server that went away
             self._client.close()
