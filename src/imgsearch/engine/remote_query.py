@@ -29,8 +29,9 @@ from imgsearch.engine.remote_confidence import (
 from imgsearch.engine.remote_fuse import NEGATIVE_WEIGHT, fused_images, hit, run, unit
 from imgsearch.engine.remote_matches import exact_matches
 from imgsearch.engine.remote_rank import finish
+from imgsearch.engine.remote_similar import more_like_this
 from imgsearch.engine.remote_understand import check_known_values, interpret, validate
-from imgsearch.errors import InvalidQueryError, ItemNotFoundError, UnsupportedOnBackendError
+from imgsearch.errors import InvalidQueryError, UnsupportedOnBackendError
 from imgsearch.index.base import SearchParams
 from imgsearch.search.calibration import BACKGROUND_RANK
 from imgsearch.search.executor import fetch_size
@@ -105,15 +106,11 @@ class _Signals:
 def _signals(engine: RemoteEngine, query: Query, block: int) -> _Signals:
     spaces = engine.backend.spaces()
     found = _Signals()
-    if query.similar_to is not None:
-        space = "image" if "image" in spaces else "text"
-        stored = engine.backend.fetch_vectors(space, [query.similar_to])
-        if query.similar_to not in stored:
-            if query.similar_to not in engine:
-                raise ItemNotFoundError(query.similar_to)
-            raise InvalidQueryError(f"item {query.similar_to!r} has no stored vector to "
-                                    f"search with")
-        found.vectors[space], found.exclude = stored[query.similar_to], query.similar_to
+    if query.similar_to is not None:  # everything the item has, fused (remote_similar)
+        similar = more_like_this(engine.backend, query.similar_to, block, query,
+                                 engine.settings)
+        found.vectors, found.fused = similar.vectors, similar.fused
+        found.exclude = query.similar_to
         return found
     if query.vector is not None:
         found.vectors[query.vector_space] = _query_vector(query, spaces)
