@@ -5,6 +5,7 @@ same top ids."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -20,9 +21,14 @@ from imgsearch.config import Settings
 from imgsearch.engine import Engine
 from imgsearch.types import Filters, Item, Query
 from searchnodes import milvus_settings
+from wordnetgen import write_wordnet
 
-# minilm: its real-valued similarities leave no ties for float noise to order
-SETTINGS = Settings(image_encoder="descriptor", text_encoder="minilm", ingest_workers=2)
+# minilm: its real-valued similarities leave no ties for float noise to order; text
+# feedback from every query's head (no minimum), so that both engines expand each query
+SETTINGS = Settings(image_encoder="descriptor", text_encoder="minilm", ingest_workers=2,
+                    feedback_min_confidence=0.0, result_cache_size=0)
+ANIMALS = [("A brown cow.", "farm"), ("A sleeping cat.", "pets"), ("Two mice.", "pets"),
+           ("A grey pigeon.", "city"), ("A big drum.", "music"), ("A red car.", "city")]
 KINDS = ("shoe", "boot", "sandal", "hat", "scarf")
 CATEGORIES = ("footwear", "footwear", "footwear", "headwear", "neckwear")
 BRANDS = ("acme", "zenith", "orbit")
@@ -42,7 +48,9 @@ def catalog() -> list[tuple[Item, bytes]]:
                                           f"model {i}",
                   description=f"a {KINDS[i % 5]} made of {('wool', 'leather')[i % 2]}",
                   category=CATEGORIES[i % 5], brand=BRANDS[i % 3], price=5.0 * (i + 1)),
-             jpeg(textured(i, (240, 180)))) for i in range(N)]
+             jpeg(textured(i, (240, 180)))) for i in range(N)] + [
+        (Item(id=f"pic{N + i:02d}", title=title, category=category),
+         jpeg(textured(N + i, (240, 180)))) for i, (title, category) in enumerate(ANIMALS)]
 
 
 @dataclass
@@ -61,7 +69,8 @@ def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     backend = request.param
     address = request.getfixturevalue(
         "milvus_lite_address" if backend == "milvus-lite" else "milvus_server_address")
-    settings = milvus_settings(SETTINGS, backend)
+    wordnet = write_wordnet(Path(tmp_path_factory.mktemp("wn")) / "wn")
+    settings = milvus_settings(SETTINGS.replace(wordnet_dir=str(wordnet)), backend)
     encoders = encoders_for(settings)
     remote = RemoteEngine(MilvusBackend.open(
         f"milvus://{address}/{kit.collection_name('text')}",
@@ -97,3 +106,48 @@ def test_more_like_this_keeps_the_querys_filters(pair: Pair) -> None:
     assert remote == ids(pair.local, query)
     assert remote and all(pair.remote.get(i).brand == "zenith" for i in remote)
 
+
+
+def text_query(pair: Pair, text: str, **kwargs: Any) -> Query:
+    reason = pair.remote.refuses("text")
+    if reason:  # the 2.3.5 server: no text space, no BM25
+        pytest.skip(f"{pair.backend}: {reason}")
+    return Query(text=text, parse=False, min_confidence=0.0, limit=10, **kwargs)
+
+
+def test_a_text_query_is_expanded_from_its_surest_hits_as_locally(pair: Pair) -> None:
+    query = text_query(pair, "winter footgear")  # no item has either word: no keyword list
+    local, remote = pair.local.search(query), pair.remote.search(query)
+    assert "text_feedback:seeds" in local.plan and "smoothed" in local.plan
+    assert "text_feedback:seeds" in remote.plan and "smoothed" in remote.plan
+    assert [h.id for h in remote.hits] == [h.id for h in local.hits]
+    assert remote.interpretation["expanded"]["text_feedback"] == \
+        local.interpretation["expanded"]["text_feedback"]
+    # the expansion moved the ranking: the plain semantic list is another order
+    vector = pair.remote.backend.fetch_vectors("text", ["pic00"])  # any text vector works
+    assert vector
+    plain = [h.id for h in pair.remote.backend.search(
+        "text", pair.remote.encoder("text").embed_text(query.text or ""), 10)]
+    assert plain != [h.id for h in remote.hits]
+
+
+def test_a_kind_of_the_querys_word_finds_the_same_items_as_locally(pair: Pair) -> None:
+    query = text_query(pair, "mammals")
+    local, remote = pair.local.search(query), pair.remote.search(query)
+    assert "concepts:wordnet" in local.plan and "concepts:wordnet" in remote.plan
+    kinds = remote.interpretation["expanded"]["concepts"]
+    assert kinds == local.interpretation["expanded"]["concepts"]
+    assert set(kinds["mammals"]) == {"cow", "cat", "mouse"}
+    assert [h.id for h in remote.hits] == [h.id for h in local.hits]
+    assert {"pic60", "pic61", "pic62"} <= {h.id for h in remote.hits[:5]}
+    # a concept match covering the query is confident, as locally
+    sure = pair.remote.search(dataclasses.replace(query, min_confidence=None))
+    assert {"pic60", "pic61", "pic62"} <= {h.id for h in sure.hits}
+
+
+def test_the_concept_list_keeps_the_filters(pair: Pair) -> None:
+    query = text_query(pair, "mammals", filters=Filters(categories=("pets",)))
+    local, remote = pair.local.search(query), pair.remote.search(query)
+    assert [h.id for h in remote.hits] == [h.id for h in local.hits]
+    assert {h.id for h in remote.hits[:2]} == {"pic61", "pic62"}  # the cat, the mice
+    assert all(pair.remote.get(h.id).category == "pets" for h in remote.hits)

@@ -29,6 +29,7 @@ from imgsearch.engine import remote_query
 from imgsearch.engine.backends.base import CollectionBackend, Row
 from imgsearch.engine.batching import LRUCache
 from imgsearch.engine.pipeline import Prepared, Preparer
+from imgsearch.engine.remote_concepts import RemoteWords
 from imgsearch.engine.remote_confidence import RemoteCalibrations
 from imgsearch.engine.remote_rank import item_duplicates
 from imgsearch.engine.remote_understand import RemoteVocabulary
@@ -101,6 +102,8 @@ class RemoteEngine:
             self.encoder)
         self.known_vocabulary = RemoteVocabulary(backend,
                                                  settings.concept_vocabulary_max_items)
+        self.concept_words = RemoteWords(backend, settings.wordnet_dir,
+                                         settings.concept_vocabulary_max_items)
 
     @property
     def uri(self) -> str:

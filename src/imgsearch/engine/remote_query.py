@@ -26,6 +26,7 @@ from imgsearch.engine.remote_confidence import (
     term_coverage,
     text_confidence,
 )
+from imgsearch.engine.remote_expansion import Expanded, expands, text_lists
 from imgsearch.engine.remote_fuse import NEGATIVE_WEIGHT, fused_images, hit, run, unit
 from imgsearch.engine.remote_matches import exact_matches
 from imgsearch.engine.remote_rank import finish
@@ -76,7 +77,7 @@ def search(engine: RemoteEngine, query: Query) -> SearchResult:
         interpretation["note"] = ("no item matches what was understood; searched for the "
                                   "text as typed")
         result = _answer(engine, dataclasses.replace(original, parse=False), started)
-    result.interpretation = interpretation
+    result.interpretation = {**interpretation, **result.interpretation}
     return result
 
 
@@ -101,6 +102,7 @@ class _Signals:
     clip_text: bool = False  # the text went into the image space (CLIP)
     exclude: str | None = None
     fused: list[Hit] | None = None
+    expanded: Expanded | None = None  # a text query's lists, expanded (remote_expansion)
 
 
 def _signals(engine: RemoteEngine, query: Query, block: int) -> _Signals:
@@ -133,6 +135,10 @@ def _signals(engine: RemoteEngine, query: Query, block: int) -> _Signals:
         elif engine.encoder("image").supports("text") and "image" not in found.vectors:
             found.vectors["image"] = unit(engine.encoder("image").embed_text(query.text))
             found.clip_text = True
+    if query.text and not query.images and "text" in found.vectors and expands(engine):
+        found.expanded = text_lists(engine, query, found.vectors["text"],
+                                    engine.backend.capabilities.bm25, block)
+        found.fused = found.expanded.fused
     return found
 
 
@@ -190,6 +196,7 @@ def _answer(engine: RemoteEngine, query: Query, started: float) -> SearchResult:
     missing = [h.id for h in hits if h.id not in shown]
     if missing:
         shown.update(engine.backend.get(missing))
+    expanded = signals.expanded
     return SearchResult(
         hits=[hit(h, shown[h.id], n - 1, {} if single is None else {
             single: {"score": round(h.score, 6), "rank": rank_of[h.id]}},
@@ -197,11 +204,15 @@ def _answer(engine: RemoteEngine, query: Query, started: float) -> SearchResult:
             round(ranked.confidence.get(h.id, 0.0), 4), evidence.get(h.id, {}))
               for h, n in zip(hits, stands, strict=True) if h.id in shown],
         query_kind=query.kind, query_time_ms=(time.perf_counter() - started) * 1000,
-        total_candidates=fetched, plan=_plan(engine, vectors, bm25))
+        total_candidates=fetched, plan=_plan(engine, vectors, bm25, expanded),
+        interpretation={"expanded": expanded.described} if expanded and expanded.described
+        else {})
 
 
-def _plan(engine: RemoteEngine, vectors: dict[str, Any], bm25: bool) -> str:
-    return f"{engine.kind}:{'+'.join(sorted(vectors)) or 'image-rrf'}{'+bm25' if bm25 else ''}"
+def _plan(engine: RemoteEngine, vectors: dict[str, Any], bm25: bool,
+          expanded: Expanded | None = None) -> str:
+    plan = f"{engine.kind}:{'+'.join(sorted(vectors)) or 'image-rrf'}{'+bm25' if bm25 else ''}"
+    return ", ".join([plan, *expanded.plans]) if expanded else plan
 
 
 def _sims(engine: RemoteEngine, space: str, vectors: list[NDArray[np.float32]],
@@ -247,6 +258,9 @@ def _confidence(engine: RemoteEngine, query: Query, signals: _Signals, candidate
         parts.append(text_confidence(calibrations.text("clip_text", "image", "image"), sims))
     if n and query.text and engine.backend.capabilities.bm25:
         parts.append(term_coverage(query.text, [items.get(h.id) for h in candidates]))
+    if n and signals.expanded is not None and signals.expanded.concepts:
+        concepts = signals.expanded.concepts  # a kind of the query's words, as locally
+        parts.append(np.asarray([concepts.get(h.id, 0.0) for h in candidates], np.float32))
     return capped(parts, n)
 
 

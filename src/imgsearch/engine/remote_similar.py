@@ -28,7 +28,7 @@ from imgsearch.config import Settings
 from imgsearch.engine.backends.base import CollectionBackend, Hit
 from imgsearch.errors import InvalidQueryError, ItemNotFoundError
 from imgsearch.search.fusion import RankedList, fuse
-from imgsearch.search.similar import SOFT_SIGNALS, weights
+from imgsearch.search.similar_weights import SOFT_SIGNALS, weights
 from imgsearch.store.catalog import norm
 from imgsearch.types import Filters, Query
 
@@ -90,13 +90,14 @@ def _sharing(filters: Filters, name: str, value: str | None) -> Filters | None:
     """The query's filters narrowed to the items whose ``name`` is ``value``; None when
     the item has none, or the query's own filter on that field rules it out."""
     wanted = norm(value)
-    if not wanted:
+    if not value or not wanted:
         return None
-    field = "categories" if name == "category" else "brands"
-    asked = getattr(filters, field)
+    asked = filters.categories if name == "category" else filters.brands
     if asked and wanted not in {norm(a) for a in asked}:
         return None
-    return dataclasses.replace(filters, **{field: (value,)})
+    if name == "category":
+        return dataclasses.replace(filters, categories=(value,))
+    return dataclasses.replace(filters, brands=(value,))
 
 
 def _fused(lists: list[tuple[str, list[Hit], float]], k: int, settings: Settings

@@ -122,6 +122,15 @@ class CollectionBackend(Protocol):
         collection is drawn from: ``engine.remote_sample``)."""
         ...
 
+    def items(self, batch: int = 1000) -> Iterator[list[Item]]:
+        """Every item without its vectors, in batches (what a node reads the
+        collection's words from: ``engine.remote_concepts``)."""
+        ...
+
+    def filter_ids(self, ids: Sequence[str], filters: Filters) -> set[str]:
+        """Those of ``ids`` that exist and pass ``filters``, evaluated by the backend."""
+        ...
+
     def close(self) -> None: ...
 
 
