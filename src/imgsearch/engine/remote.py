@@ -7,10 +7,12 @@ It answers the searches and item writes the HTTP API's search and item routes as
 engine. The search path is ``remote_query``: the local engine's query understanding
 (``remote_understand``), its calibrated confidence and minimum (``remote_confidence``)
 and its ranking stages (``remote_rank``: negative images, boosts, colour preference,
-diversity, near-duplicate folding) over what the backend returns. What needs files or
-logs of the collection's own (thumbnails, verified copies, browsing, click feedback,
-the concept list) is declared in ``REFUSED`` and answers UnsupportedOnBackendError,
-saying so.
+diversity, near-duplicate folding) over what the backend returns; text queries are
+expanded as locally (``remote_expansion``: feedback from the surest hits, the concept
+list of ``remote_concepts``) and "more like this" fuses the item's image, text,
+category and brand (``remote_similar``). What needs files or logs of the collection's
+own (thumbnails, verified copies, browsing, click feedback) is declared in ``REFUSED``
+and answers UnsupportedOnBackendError, saying so.
 """
 
 from __future__ import annotations
@@ -53,15 +55,8 @@ REFUSED = {
     "copies": "verified copies (an edited copy told apart by local features of the "
               "stored thumbnails) are not found: API nodes keep no image data, so a hit is "
               "exact (the same bytes, by content hash) or similar",
-    "concepts": "the concept list (items named by a kind of the query's words, through "
-                "WordNet) needs the collection's word list, which the node does not read; "
-                "text queries are not expanded with it",
-    "expansion": "text queries are not expanded from their surest hits (the local "
-                 "engine's text feedback reads the collection's own vectors of them)",
     "batch": "batch writes (/v1/items:batch) are not served",
     "feedback": "click feedback needs the collection's own log; it is not recorded",
-    "fused_similar": "more like this searches the item's image space alone (the local "
-                     "engine also fuses its text and category)",
 }
 
 

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from imgsearch.engine.backends.base import Hit
 from imgsearch.engine.remote_concepts import concept_hits
+from imgsearch.engine.remote_fuse import Matched, matched_in
 from imgsearch.search.concepts import concept_options
 from imgsearch.search.feedback import TEXT, moved_towards, neighbour_smoothing, soft_seeds
 from imgsearch.search.fusion import RankedList, fuse
@@ -37,6 +38,7 @@ class Expanded:
     described: dict[str, Any] = field(default_factory=dict)  # for the interpretation
     plans: list[str] = field(default_factory=list)
     concepts: dict[str, float] = field(default_factory=dict)  # id: concept evidence
+    matched: Matched = field(default_factory=dict)  # of the fused hits, for matched_by
 
 
 def expands(engine: RemoteEngine) -> bool:
@@ -79,6 +81,8 @@ def text_lists(engine: RemoteEngine, query: Query, vector: NDArray[np.float32],
         np.empty((0, len(vector)), np.float32)
     scores = (vectors @ vector).astype(np.float32)
     keys, scores, vectors = _ordered(keys, scores, vectors)
+    typed = {numbers.ids[int(key)]: float(score) for key, score in zip(
+        keys, scores, strict=True)}  # the query as typed: what matched_by says
     if s.text_feedback_beta > 0 and s.text_feedback_seeds > 0 and len(keys) and \
             _surest(engine, scores) >= s.feedback_min_confidence:
         head = slice(0, s.text_feedback_seeds)
@@ -108,6 +112,9 @@ def text_lists(engine: RemoteEngine, query: Query, vector: NDArray[np.float32],
     fused = fuse(lists, s.fusion, s.rrf_k)
     out.fused = [Hit(numbers.ids[int(key)], float(score))
                  for key, score in zip(fused.keys[:k], fused.scores[:k], strict=True)]
+    out.matched = matched_in([(rl.name, [Hit(numbers.ids[int(key)], float(score)) for key,
+                                         score in zip(rl.keys, rl.scores, strict=True)])
+                              for rl in lists], {"text": typed})
     return out
 
 

@@ -27,7 +27,14 @@ from imgsearch.engine.remote_confidence import (
     text_confidence,
 )
 from imgsearch.engine.remote_expansion import Expanded, expands, text_lists
-from imgsearch.engine.remote_fuse import NEGATIVE_WEIGHT, fused_images, hit, run, unit
+from imgsearch.engine.remote_fuse import (
+    NEGATIVE_WEIGHT,
+    Matched,
+    fused_images,
+    hit,
+    run,
+    unit,
+)
 from imgsearch.engine.remote_matches import exact_matches
 from imgsearch.engine.remote_rank import finish
 from imgsearch.engine.remote_similar import more_like_this
@@ -103,6 +110,8 @@ class _Signals:
     exclude: str | None = None
     fused: list[Hit] | None = None
     expanded: Expanded | None = None  # a text query's lists, expanded (remote_expansion)
+    matched: Matched | None = None  # of fused hits: each list's score and rank
+    plans: list[str] = dataclasses.field(default_factory=list)  # what was fused, and how
 
 
 def _signals(engine: RemoteEngine, query: Query, block: int) -> _Signals:
@@ -112,6 +121,9 @@ def _signals(engine: RemoteEngine, query: Query, block: int) -> _Signals:
         similar = more_like_this(engine.backend, query.similar_to, block, query,
                                  engine.settings)
         found.vectors, found.fused = similar.vectors, similar.fused
+        found.matched = similar.matched
+        if similar.fused is not None:
+            found.plans = [f"{'+'.join(similar.lists)} fused:{engine.settings.fusion}"]
         found.exclude = query.similar_to
         return found
     if query.vector is not None:
@@ -138,7 +150,8 @@ def _signals(engine: RemoteEngine, query: Query, block: int) -> _Signals:
     if query.text and not query.images and "text" in found.vectors and expands(engine):
         found.expanded = text_lists(engine, query, found.vectors["text"],
                                     engine.backend.capabilities.bm25, block)
-        found.fused = found.expanded.fused
+        found.fused, found.matched = found.expanded.fused, found.expanded.matched
+        found.plans = [*found.expanded.plans, f"fused:{engine.settings.fusion}"]
     return found
 
 
@@ -198,21 +211,22 @@ def _answer(engine: RemoteEngine, query: Query, started: float) -> SearchResult:
         shown.update(engine.backend.get(missing))
     expanded = signals.expanded
     return SearchResult(
-        hits=[hit(h, shown[h.id], n - 1, {} if single is None else {
+        hits=[hit(h, shown[h.id], n - 1, (signals.matched or {}).get(h.id, {})
+                  if single is None else {
             single: {"score": round(h.score, 6), "rank": rank_of[h.id]}},
             "exact" if h.id in ranked.exact else "similar",
             round(ranked.confidence.get(h.id, 0.0), 4), evidence.get(h.id, {}))
               for h, n in zip(hits, stands, strict=True) if h.id in shown],
         query_kind=query.kind, query_time_ms=(time.perf_counter() - started) * 1000,
-        total_candidates=fetched, plan=_plan(engine, vectors, bm25, expanded),
+        total_candidates=fetched, plan=_plan(engine, vectors, bm25, signals.plans),
         interpretation={"expanded": expanded.described} if expanded and expanded.described
         else {})
 
 
 def _plan(engine: RemoteEngine, vectors: dict[str, Any], bm25: bool,
-          expanded: Expanded | None = None) -> str:
+          plans: list[str] | None = None) -> str:
     plan = f"{engine.kind}:{'+'.join(sorted(vectors)) or 'image-rrf'}{'+bm25' if bm25 else ''}"
-    return ", ".join([plan, *expanded.plans]) if expanded else plan
+    return ", ".join([plan, *(plans or [])])
 
 
 def _sims(engine: RemoteEngine, space: str, vectors: list[NDArray[np.float32]],

@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from imgsearch.config import Settings
 from imgsearch.engine.backends.base import CollectionBackend, Hit
+from imgsearch.engine.remote_fuse import Matched, matched_in
 from imgsearch.errors import InvalidQueryError, ItemNotFoundError
 from imgsearch.search.fusion import RankedList, fuse
 from imgsearch.search.similar_weights import SOFT_SIGNALS, weights
@@ -40,6 +41,7 @@ class Similar:
     vectors: dict[str, NDArray[np.float32]]  # the item's vectors that were searched
     fused: list[Hit] | None  # None: one list, searched by ``vectors`` alone
     lists: tuple[str, ...] = ()
+    matched: Matched | None = None  # of the fused hits, for ``matched_by``
 
 
 def more_like_this(backend: CollectionBackend, item_id: str, k: int, query: Query,
@@ -76,8 +78,14 @@ def more_like_this(backend: CollectionBackend, item_id: str, k: int, query: Quer
                 lists.append((name, hits, weight[name]))
     if len(lists) == 1:
         return Similar({primary: vectors[primary]}, None, (primary,))
-    return Similar({s: vectors[s] for s in used}, _fused(lists, k, settings),
-                   tuple(name for name, _hits, _w in lists))
+    fused = _fused(lists, k, settings)
+    closeness = {}  # exact closeness on every space, also for the other lists' items
+    for space in used:
+        held = backend.fetch_vectors(space, [h.id for h in fused]) if fused else {}
+        closeness[space] = {i: float(v @ vectors[space]) for i, v in held.items()}
+    return Similar({s: vectors[s] for s in used}, fused,
+                   tuple(name for name, _hits, _w in lists),
+                   matched_in([(name, hits) for name, hits, _w in lists], closeness))
 
 
 def _nearest(backend: CollectionBackend, space: str, vector: NDArray[np.float32], k: int,
