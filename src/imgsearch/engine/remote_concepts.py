@@ -17,7 +17,6 @@ stored text vectors' with the query.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import sqlite3
 import threading
@@ -82,10 +81,6 @@ class _Words:
                                    (match,)).fetchall()
         return {self.ids[int(r[0])] for r in rows}
 
-    def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self.db.close()
-
 
 class RemoteWords:
     """WordNet (read once) and the collection's words, read when first needed and again
@@ -114,8 +109,8 @@ class RemoteWords:
                 if self.backend.count() <= self.limit:
                     found = _Words([item for page in self.backend.items()
                                     for item in page], wordnet)
-                if self._held is not None and self._held[1] is not None:
-                    self._held[1].close()
+                # the reading it replaces is left to the collector: a search on
+                # another thread may still be asking it
                 self._held = (now, found)
             return self._held[1]
 
