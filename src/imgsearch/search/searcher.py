@@ -320,7 +320,10 @@ def _matches(searcher: Searcher, ranked: Ranked, confidence: NDArray[np.float32]
         return ranked, confidence, {}
 
     def more() -> list[Candidate]:
-        return _candidates(searcher, cropped(set(top)))
+        # often started ahead on a worker thread, and may end after this query does:
+        # the index is read under the readers' lock, as the ranking read it
+        with searcher.lock.read():
+            return _candidates(searcher, cropped(set(top)))
 
     matches = match_kinds(looks, _candidates(searcher, top), searcher.feature_cache, negatives,
                           more)
