@@ -260,9 +260,13 @@ async def _search_page(request: Request, state: AppState, form: SearchForm | Non
             title = form.similar
     overview = None
     if not form.asks and error is None:  # the home page: what the collection holds
-        sample = await state.call(state.engine.search,
-                                  build_query(SearchRequest(), OVERVIEW_SAMPLE))
-        overview = {"count": sample.total_candidates, "sample": sample.hits}
+        cannot = _refused(state, "browse")  # a node that cannot browse says why
+        if cannot is not None:
+            overview = {"count": None, "sample": [], "note": cannot}
+        else:
+            sample = await state.call(state.engine.search,
+                                      build_query(SearchRequest(), OVERVIEW_SAMPLE))
+            overview = {"count": sample.total_candidates, "sample": sample.hits}
     image = form.image if error is None else None  # a refused image is not offered again
     embedded = image is not None and len(image) <= EMBED_MAX_BYTES
     context = {
@@ -280,6 +284,13 @@ async def _search_page(request: Request, state: AppState, form: SearchForm | Non
     }
     return templates.TemplateResponse(request, "index.html", context,
                                       status_code=error.status if error else 200)
+
+
+def _refused(state: AppState, feature: str) -> str | None:
+    """Why the engine does not do ``feature`` (a node over a remote collection says,
+    ``RemoteEngine.refuses``); None when it does."""
+    refuses = getattr(state.engine, "refuses", None)
+    return None if refuses is None else refuses(feature)
 
 
 @router.get("/", response_class=HTMLResponse)
