@@ -32,6 +32,7 @@ from imgsearch.errors import (
     InvalidFilterError,
     InvalidInputError,
     ItemNotFoundError,
+    UnsupportedOnBackendError,
 )
 from imgsearch.types import Filters, Query, SearchResult
 from imgsearch.web.convert import thumbnail_url
@@ -245,6 +246,9 @@ async def _search_page(request: Request, state: AppState, form: SearchForm | Non
                        error: ImgSearchError | None = None) -> HTMLResponse:
     form = form or SearchForm()
     result: SearchResult | None = None
+    if error is None and form.asks and not (form.q or form.image or form.similar):
+        cannot = _refused(state, "browse")  # filters alone: a node that cannot says why
+        error = None if cannot is None else UnsupportedOnBackendError(cannot)
     if error is None and form.asks:
         try:
             found: SearchResult = await state.call(state.engine.search, form.query())
@@ -258,7 +262,7 @@ async def _search_page(request: Request, state: AppState, form: SearchForm | Non
             title = (await state.call(state.engine.get, form.similar)).title or form.similar
         except ImgSearchError:
             title = form.similar
-    overview = None
+    overview: dict[str, Any] | None = None
     if not form.asks and error is None:  # the home page: what the collection holds
         cannot = _refused(state, "browse")  # a node that cannot browse says why
         if cannot is not None:
