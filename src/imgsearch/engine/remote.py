@@ -62,15 +62,16 @@ REFUSED = {
 
 
 # what a collection made without a thumbnail field (milvus schema 1-2) does not do
+_AGAIN = ("make a new collection with them: migrate the local collection it came from "
+          "again (imgsearch migrate ./local milvus://HOST:PORT/NEW), or index its images "
+          "again into it (imgsearch index SOURCE -c milvus://HOST:PORT/NEW)")
 OLD_SCHEMA = {
-    "thumbnails": "thumbnails are not served: this collection was made before collections "
-                  "held them (milvus schema 3); migrate it into a new collection "
-                  "(imgsearch migrate), or index its images again into one",
+    "thumbnails": "thumbnails (and the web page's previews) are not served: this collection "
+                  "was made before collections held them (milvus schema 3); " + _AGAIN,
     "copies": "verified copies (an edited copy told apart by local features of the "
               "stored thumbnails) are not found: this collection was made before "
               "collections held thumbnails (milvus schema 3), so a hit is exact or "
-              "similar; migrate it into a new collection (imgsearch migrate), or index "
-              "its images again into one",
+              "similar; " + _AGAIN,
 }
 
 
@@ -251,7 +252,8 @@ class RemoteEngine:
                 "spaces": self.backend.spaces(),
                 "capabilities": {"filters": caps.filters, "bm25": caps.bm25,
                                  "hybrid": caps.hybrid,
-                                 "read_your_writes": caps.read_your_writes}}
+                                 "read_your_writes": caps.read_your_writes,
+                                 "thumbnails": caps.thumbnails}}
 
     def warm(self, wait: bool = True) -> None:
         """Measure the image calibration ahead of the first search (seconds on a large
