@@ -42,12 +42,16 @@ MAX_THUMBNAIL_SIDE = 4096
 
 class RemoteCandidates:
     """What verification needs of a query's candidates, read from the backend: their
-    items (given), image vectors (read in one call) and thumbnails (each when first
-    looked at)."""
+    items (given), image vectors (read in one call, only for those with the perceptual
+    hash of a query image in ``hashes``: an exact match by pixels needs the same hash
+    and a cosine, nothing else reads a candidate's vector) and thumbnails (each when
+    first looked at)."""
 
-    def __init__(self, backend: CollectionBackend, items: dict[str, Item]) -> None:
+    def __init__(self, backend: CollectionBackend, items: dict[str, Item],
+                 hashes: set[int]) -> None:
         self.backend = backend
         self.items = dict(items)
+        self.hashes = hashes
         self.keys: dict[str, int] = {}
         self.thumbnails_read: list[str] = []  # ids whose thumbnail was fetched
 
@@ -60,8 +64,9 @@ class RemoteCandidates:
         if missing:
             self.items.update(self.backend.get(missing))
         wanted = [i for i in ids if i in self.items]
-        vectors = self.backend.fetch_vectors("image", wanted) \
-            if wanted and "image" in self.backend.spaces() else {}
+        same = [i for i in wanted if self.items[i].phash in self.hashes]
+        vectors = self.backend.fetch_vectors("image", same) \
+            if same and "image" in self.backend.spaces() else {}
         found = []
         for item_id in wanted:
             item = self.items[item_id]

@@ -226,7 +226,8 @@ def _matches(engine: RemoteEngine, query: Query, signals: _Signals,
     thumbnails."""
     if not looks or not candidates:
         return {}
-    reader = RemoteCandidates(engine.backend, items)
+    reader = RemoteCandidates(engine.backend, items,
+                              {x.phash for x in [*looks, *signals.negatives]})
     top = min(VERIFY_TOP * len(looks), 4 * VERIFY_TOP)
     more = None
     if engine.refuses("copies") is None and engine.encoder("image").name == "descriptor" \
