@@ -1,5 +1,6 @@
 """Thumbnails in Milvus rows (milvus schema 3): what they hold, what a collection made
-before them still does, and that ``migrate`` carries them (Milvus Lite)."""
+before them still does (on Milvus Lite and the 2.3.5 server), and that ``migrate``
+carries them (Milvus Lite)."""
 
 from __future__ import annotations
 
@@ -59,12 +60,18 @@ def test_a_thumbnail_over_the_varchar_limit_is_saved_again_to_fit() -> None:
     assert milvus_thumbnails.from_field("not base64!") is None
 
 
-@pytest.fixture
-def old_collection(milvus_lite_address: str, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture(params=["milvus-lite", "milvus-server"])
+def old_collection(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
                    ) -> Iterator[RemoteEngine]:
     """A collection made as milvus schema 2 made them (no thumbnail field), written and
     searched by this version."""
     from pymilvus import CollectionSchema
+
+    from searchnodes import milvus_settings
+
+    address = request.getfixturevalue(
+        "milvus_lite_address" if request.param == "milvus-lite" else "milvus_server_address")
+    settings = milvus_settings(SETTINGS, request.param)
 
     add_field = CollectionSchema.add_field
 
@@ -72,11 +79,11 @@ def old_collection(milvus_lite_address: str, monkeypatch: pytest.MonkeyPatch
         return self if field_name == "thumbnail" else add_field(self, field_name, *args,
                                                                 **kwargs)
 
-    uri = f"milvus://{milvus_lite_address}/{kit.collection_name('old')}"
+    uri = f"milvus://{address}/{kit.collection_name('old')}"
     with monkeypatch.context() as patched:
         patched.setattr(CollectionSchema, "add_field", without_thumbnail)
-        MilvusBackend.open(uri, spaces_for(SETTINGS)).close()
-    engine = RemoteEngine(MilvusBackend.open(uri, spaces_for(SETTINGS)), SETTINGS)
+        MilvusBackend.open(uri, spaces_for(settings)).close()
+    engine = RemoteEngine(MilvusBackend.open(uri, spaces_for(settings)), settings)
     written = engine.upsert_many(pictures())
     assert all(isinstance(w, str) for w in written), written
     yield engine
