@@ -141,8 +141,8 @@ def test_a_search_reads_only_the_thumbnails_it_verifies(node: SearchNode,
     read: list[list[str]] = []
     backend = node.engine.backend
     original = backend.thumbnails
-    monkeypatch.setattr(backend, "thumbnails", lambda ids: read.append(list(ids)) or
-                        original(ids))
+    monkeypatch.setattr(backend, "thumbnails", lambda ids, expected=None: read.append(
+        list(ids)) or original(ids, expected))
     assert search(node, jpeg(textured(2, SIZE), 90))["results"][0]["match"] == "exact"  # type: ignore[index]
     assert read == []
     node.engine.feature_cache.clear()

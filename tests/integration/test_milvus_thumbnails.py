@@ -126,6 +126,20 @@ def test_migrate_carries_thumbnails_so_the_migrated_collection_verifies_copies(
     engine = RemoteEngine(MilvusBackend.open(uri, encoders=encoders_for(SETTINGS)), SETTINGS)
     try:
         assert engine.backend.thumbnails(list(stored)) == stored  # the same bytes
+        # read without waiting where the row holds the thumbnail the item names, read
+        # again at the collection's consistency where it does not
+        marks = {i: str(engine.get(i).thumbnail) for i in stored}
+        backend: Any = engine.backend
+        levels: list[str | None] = []
+        get = backend._get
+        backend._get = lambda ids, fields, level=None: levels.append(level) or get(
+            ids, fields, level)
+        assert engine.backend.thumbnails(list(stored), marks) == stored
+        assert levels == ["Eventually"]
+        assert engine.backend.thumbnails(["pic1"], {"pic1": "in-row:stale"}) == \
+            {"pic1": stored["pic1"]}
+        assert levels == ["Eventually", "Eventually", None]  # None: the collection's own
+        backend._get = get
         assert str(engine.get("pic6").thumbnail).startswith(milvus_thumbnails.MARK)
         top = engine.search(Query(images=[mirrored(6)])).hits[0]
         assert top.id == "pic6" and top.match == "copy" and top.evidence["mirrored"] == 1.0

@@ -82,7 +82,7 @@ class RemoteCandidates:
         if not item.thumbnail:  # an old collection's row, or an item written without one
             return None
         self.thumbnails_read.append(item_id)
-        data = self.backend.thumbnails([item_id]).get(item_id)
+        data = self.backend.thumbnails([item_id], {item_id: item.thumbnail}).get(item_id)
         return decode_thumbnail(data) if data else None
 
 

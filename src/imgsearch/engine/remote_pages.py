@@ -22,7 +22,8 @@ def thumbnail(engine: RemoteEngine, item_id: str) -> tuple[bytes, str]:
     if reason is not None:
         raise UnsupportedOnBackendError(reason)
     item = engine.get(item_id)
-    data = engine.backend.thumbnails([item_id]).get(item_id) if item.thumbnail else None
+    data = engine.backend.thumbnails([item_id], {item_id: item.thumbnail}).get(item_id) \
+        if item.thumbnail else None
     if not data:
         raise NotFoundError(f"item {item_id!r} has no thumbnail")
     return data, '"' + hashlib.sha256(data).hexdigest()[:20] + '"'

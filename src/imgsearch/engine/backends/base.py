@@ -106,9 +106,12 @@ class CollectionBackend(Protocol):
         """The items of those ``ids`` that exist."""
         ...
 
-    def thumbnails(self, ids: Sequence[str]) -> dict[str, bytes]:
+    def thumbnails(self, ids: Sequence[str], expected: Mapping[str, str] | None = None
+                   ) -> dict[str, bytes]:
         """The JPEG thumbnails of those ``ids`` that have one (none where
-        ``capabilities.thumbnails`` is False)."""
+        ``capabilities.thumbnails`` is False). ``expected``: each id's
+        ``Item.thumbnail`` as read before, which lets a backend answer from a cheaper
+        read where it holds that thumbnail."""
         ...
 
     def count(self) -> int:

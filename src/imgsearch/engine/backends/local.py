@@ -110,7 +110,8 @@ class LocalBackend:
         items = (self.engine.catalog.get(i) for i in ids)
         return {item.id: item for item in items if item is not None}
 
-    def thumbnails(self, ids: Sequence[str]) -> dict[str, bytes]:
+    def thumbnails(self, ids: Sequence[str], expected: Mapping[str, str] | None = None
+                   ) -> dict[str, bytes]:
         found = {}
         for item in self.get(ids).values():
             data = self.thumbnail_of(item)

@@ -63,7 +63,7 @@ from imgsearch.engine.backends.milvus_target import (
     is_milvus_uri,
     parse_uri,
 )
-from imgsearch.engine.backends.milvus_thumbnails import from_field
+from imgsearch.engine.backends.milvus_thumbnails import from_field, mark
 from imgsearch.errors import (
     BackendUnavailableError,
     ImgSearchError,
@@ -279,13 +279,15 @@ class MilvusBackend:
             consistency_level=self.target.consistency, timeout=self.target.timeout_s))
         return [Hit(str(h["id"]), float(h["distance"])) for h in found[0]]
 
-    def _get(self, ids: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
+    def _get(self, ids: Sequence[str], fields: list[str], consistency: str | None = None
+             ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
+        level = consistency or self.target.consistency
         for start in range(0, len(ids), _BATCH_ROWS):
             chunk = list(ids[start:start + _BATCH_ROWS])
             out += self._do(lambda c, ch=chunk: list(c.get(  # type: ignore[misc]
                 self.target.name, ids=ch, output_fields=fields,
-                consistency_level=self.target.consistency, timeout=self.target.timeout_s)))
+                consistency_level=level, timeout=self.target.timeout_s)))
         return out
 
     def fetch_vectors(self, space: str, ids: Sequence[str]
@@ -295,13 +297,26 @@ class MilvusBackend:
                 for r in self._get(list(dict.fromkeys(ids)), ["id", anns, present])
                 if r[present]}
 
-    def thumbnails(self, ids: Sequence[str]) -> dict[str, bytes]:
+    def thumbnails(self, ids: Sequence[str], expected: Mapping[str, str] | None = None
+                   ) -> dict[str, bytes]:
         """The JPEG thumbnails of those ``ids`` that have one: read only here, never by
-        a search (its output fields leave them out)."""
+        a search (its output fields leave them out). With ``expected`` (an id's
+        ``Item.thumbnail`` as read before), they are read first without waiting for the
+        server's time tick (Eventually: 200 ms a read saved on Milvus 2.3 under Strong
+        reads), and read again at the collection's consistency only where that gave
+        another thumbnail than expected (a write not seen there yet)."""
         if not self._thumbnails:
             return {}
-        found = {str(r["id"]): from_field(r["thumbnail"])
-                 for r in self._get(list(dict.fromkeys(ids)), ["id", "thumbnail"])}
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, bytes | None] = {}
+        if expected:
+            for r in self._get(wanted, ["id", "thumbnail"], "Eventually"):
+                if r["thumbnail"] and mark(r["thumbnail"]) == expected.get(str(r["id"])):
+                    found[str(r["id"])] = from_field(r["thumbnail"])
+        rest = [i for i in wanted if i not in found]
+        if rest:
+            found.update((str(r["id"]), from_field(r["thumbnail"]))
+                         for r in self._get(rest, ["id", "thumbnail"]))
         return {i: data for i, data in found.items() if data}
 
     def get(self, ids: Sequence[str]) -> dict[str, Item]:
