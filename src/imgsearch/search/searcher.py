@@ -660,6 +660,8 @@ def _answer(searcher: Searcher, query: Query) -> SearchResult:
         signals, exclude = signals_for(searcher, query, looks, negatives)
     # an image weighed at nothing in a hybrid query is not looked for
     matching = [] if query.text and query.image_weight == 0 else looks
+    for look in matching:  # its local features are found while its candidates are
+        look.start_features()
     if allowed is not None and len(allowed) == 0:
         return _logged(searcher, query, SearchResult(
             [], query.kind, (time.perf_counter() - started) * 1000,

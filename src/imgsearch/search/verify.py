@@ -80,6 +80,16 @@ def _cv2() -> Any:
     return cv2
 
 
+@functools.cache
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+_DESCRIPTOR_BYTES = 32  # an ORB descriptor
+
+
 @dataclass(frozen=True)
 class Features:
     points: NDArray[np.float32]  # (n, 2) keypoint positions
@@ -157,7 +167,24 @@ def _nearest(queries: NDArray[np.uint8], train: NDArray[np.uint8], k: int
              ) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
     """Hamming distances and indices of each query descriptor's ``k`` nearest in
     ``train``, as arrays (what a brute-force matcher's knnMatch finds, without making an
-    object per match)."""
+    object per match). Two nearest (the ratio test) come from FAISS's binary flat
+    search, about 3.5 times faster than OpenCV's on 500 x 500 ORB descriptors with the
+    same distances; a match that passes the ratio test is strictly nearer than the
+    second, so ties cannot change which point it names. One nearest (the mutual check,
+    where a tie would) stays with OpenCV's, first index on a tie."""
+    if k == 2 and queries.shape[1] == _DESCRIPTOR_BYTES:
+        faiss = _faiss()
+        index = faiss.IndexBinaryFlat(8 * _DESCRIPTOR_BYTES)
+        index.add(np.ascontiguousarray(train))
+        # One thread: OpenMP's thread count is per calling thread, and a worker thread
+        # left at the default starts a team for each call: 20 times the CPU, spinning.
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            distances, indices = index.search(np.ascontiguousarray(queries), k)
+        finally:
+            faiss.omp_set_num_threads(threads)
+        return np.asarray(distances, np.int32), np.asarray(indices, np.int32)
     cv2 = _cv2()
     distances, indices = cv2.batchDistance(queries, train, cv2.CV_32S,
                                            normType=cv2.NORM_HAMMING, K=k)
