@@ -12,8 +12,9 @@ candidate) and once per query; their local features are kept by the node
 examined, and when none verifies, those the descriptor finds nearest the query walked
 wider and nearest its views (its central part, the end squares of an elongated one:
 ``search.copy_views``). Not done here: the local engine's perceptual-hash lookup over
-the whole collection (Milvus 2.3 has no index to search hashes by distance), so a copy
-the image vector ranks far down is found only through those views. On a collection
+the whole collection (searching hashes by Hamming distance would need a binary vector
+field; Milvus 2.3 holds one vector field per collection), so a copy the image vector
+ranks far down is found only through those views. On a collection
 without thumbnails (made before schema 3) only exact copies are found, and the node
 says why (``RemoteEngine.refuses("copies")``).
 """
