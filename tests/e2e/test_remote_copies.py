@@ -110,6 +110,7 @@ def test_the_thumbnail_of_a_hit_is_served(node: SearchNode) -> None:
 def test_the_web_page_searches_by_image_and_shows_thumbnails(node: SearchNode) -> None:
     home = node.client.get("/")
     assert home.status_code == 200 and 'id="search"' in home.text
+    assert '<option value="art"' in home.text  # the category filter offers what it holds
     query = jpeg(ImageOps.mirror(textured(5, SIZE)), 80)
     page = node.client.post("/", files={"image": ("q.jpg", query, "image/jpeg")})
     assert page.status_code == 200, page.text
