@@ -190,6 +190,7 @@ def _agreement(template: NDArray[np.float32], other: NDArray[np.float32],
                                          np.concatenate([bx[kept], by[kept]])))
     h, w = template.shape
     blocks = 0
+    template_edges, other_edges = np.hypot(tx, ty), np.hypot(bx, by)
     for row in range(4):
         for col in range(4):
             cell = (slice(row * h // 4, (row + 1) * h // 4),
@@ -197,8 +198,8 @@ def _agreement(template: NDArray[np.float32], other: NDArray[np.float32],
             inner = mask[cell]
             if inner.mean() < 0.8:
                 continue
-            edge = max(float(np.hypot(tx[cell], ty[cell])[inner].mean()),
-                       float(np.hypot(bx[cell], by[cell])[inner].mean()))
+            edge = max(float(template_edges[cell][inner].mean()),
+                       float(other_edges[cell][inner].mean()))
             blocks += edge >= _BLOCK_EDGE
     return np.asarray(correlations), float(mask.mean()), blocks
 

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -72,6 +72,51 @@ SIMILAR_CEILING = 0.99  # only an exact copy is shown as 100 %
 MIN_VIEW_AGREEMENT = 0.9
 
 
+# (mirrored, side, closer, local contrast): which of a query image's feature sets
+_FeatureKey = tuple[bool, int, bool, bool]
+_EARLY_SHADE = (LARGE_SIDE, False)
+_EARLY_KEYS: set[_FeatureKey] = {(mirrored, LARGE_SIDE, False, False) for mirrored in (False, True)}
+
+
+class _Started(Generic[T]):
+    """``work`` started on a worker thread; its result, found on the asking thread when
+    asked for before a worker took it, and found once however many threads ask."""
+
+    def __init__(self, work: Callable[[], T]) -> None:
+        self._work = work
+        self._lock = threading.Lock()
+        self._found: list[T] = []
+        self._job = in_background(work)
+
+    def result(self) -> T:
+        with self._lock:
+            if not self._found:
+                self._found.append(self._work() if self._job.cancel() else self._job.result())
+            return self._found[0]
+
+
+class EarlyFeatures:
+    """What verification first asks of a query image, found on the worker threads from
+    the moment it is decoded, while its vector is computed and its candidates are found:
+    its perceptual hashes (as is and mirrored) and its features for the plain look at
+    ``LARGE_SIDE`` px (the size of most stored thumbnails), as is and mirrored."""
+
+    def __init__(self, image: Image.Image) -> None:
+        self.hashes = _Started(functools.partial(_hashes, image))
+        self.features = _Started(functools.partial(_plain_features, image))
+
+
+def _hashes(image: Image.Image) -> tuple[int, int]:
+    return perceptual_hash(image), perceptual_hash(ImageOps.mirror(image))
+
+
+def _plain_features(image: Image.Image) -> tuple[dict[_FeatureKey, Features],
+                                                 NDArray[np.uint8]]:
+    pixels = grey(image, LARGE_SIDE)
+    return {key: features(pixels, mirror=key[0], side=LARGE_SIDE)
+            for key in sorted(_EARLY_KEYS)}, pixels
+
+
 @dataclass
 class QueryImage:
     """A query image as decoded, with its vector."""
@@ -80,18 +125,21 @@ class QueryImage:
     content_hash: str
     image: Image.Image
     _phash: int | None = field(default=None, repr=False)
-    _features: dict[tuple[bool, int, bool, bool], Features] = field(default_factory=dict,
+    _features: dict[_FeatureKey, Features] = field(default_factory=dict,
                                                                      repr=False)
     _grey: dict[tuple[int, bool], NDArray[np.uint8]] = field(default_factory=dict, repr=False)
     # candidates are examined on several threads: each feature set is found once
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _locks: dict[Hashable, threading.Lock] = field(default_factory=dict, repr=False,
                                                    compare=False)
+    # its plain features, being found since it was decoded (``EarlyFeatures``)
+    early: EarlyFeatures | None = field(default=None, repr=False, compare=False)
 
     @property
     def phash(self) -> int:
         if self._phash is None:
-            self._phash = perceptual_hash(self.image)
+            self._phash = self.early.hashes.result()[0] if self.early is not None else \
+                perceptual_hash(self.image)
         return self._phash
 
     @functools.cached_property
@@ -120,14 +168,9 @@ class QueryImage:
     @property
     def mirrored_phash(self) -> int:
         """The perceptual hash of the mirrored image: what a flipped copy's hash is near."""
+        if self.early is not None:
+            return self.early.hashes.result()[1]
         return perceptual_hash(ImageOps.mirror(self.image))
-
-    def start_features(self) -> None:
-        """Start finding its features for the usual (plain) look, as is and mirrored, on
-        the worker threads: the candidates are being found meanwhile, and most of them
-        are thumbnails of ``LARGE_SIDE`` px."""
-        for mirrored in (False, True):
-            in_background(functools.partial(self.local_features, mirrored, LARGE_SIDE))
 
     def local_features(self, mirrored: bool = False, side: int = SIDE,
                        closer: bool = False, local_contrast: bool = False) -> Features:
@@ -135,6 +178,12 @@ class QueryImage:
         a local-contrast look (each computed once, when first needed)."""
         key = (mirrored, side, closer, local_contrast)
         shade = (side, local_contrast)
+        if self.early is not None and key in _EARLY_KEYS:
+            found, pixels = self.early.features.result()
+            with self._lock:
+                self._grey.setdefault(_EARLY_SHADE, pixels)
+                for early_key, early_features in found.items():
+                    self._features.setdefault(early_key, early_features)
         with self._key_lock(key):  # other feature sets are found meanwhile
             if key not in self._features:
                 with self._key_lock(shade):  # one grey image a side, plain and mirrored

@@ -152,7 +152,7 @@ def features(image: Image.Image | NDArray[np.uint8], mirror: bool = False, side:
     keypoints, descriptors = orb.detectAndCompute(pixels, None)
     if descriptors is None or not len(keypoints):
         return Features(np.empty((0, 2), np.float32), None, found_on, closer, local_contrast)
-    points = np.array([k.pt for k in keypoints], dtype=np.float32)
+    points = np.asarray(_cv2().KeyPoint_convert(keypoints), dtype=np.float32).reshape(-1, 2)
     return Features(points, np.asarray(descriptors, dtype=np.uint8), found_on, closer,
                     local_contrast)
 
@@ -277,28 +277,38 @@ class FeatureCache:
         self.size = size
         self._items: OrderedDict[Hashable, Features] = OrderedDict()
         self._lock = threading.Lock()
+        self._making: dict[Hashable, threading.Lock] = {}  # features being found, by key
 
     def get(self, key: Hashable, load: Callable[[], Image.Image | None],
             side: int = LARGE_SIDE, closer: bool = False,
             local_contrast: bool = False) -> Features | None:
         """The features of the image ``load`` gives (at most ``side`` px; for a
         ``closer`` or a ``local_contrast`` look), cached by ``key``; None when it gives
-        none."""
+        none. Asked for again while they are being found (on another thread), they are
+        waited for, not found twice."""
         key = (key, closer, local_contrast)
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
                 return found
-        image = load()
-        if image is None:
-            return None
-        made = features(image, side=side, closer=closer, local_contrast=local_contrast)
-        with self._lock:
-            self._items[key] = made
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return made
+            making = self._making.setdefault(key, threading.Lock())
+        with making:
+            with self._lock:
+                found = self._items.get(key)
+                if found is not None:
+                    self._items.move_to_end(key)
+                    return found
+            image = load()
+            made = None if image is None else \
+                features(image, side=side, closer=closer, local_contrast=local_contrast)
+            with self._lock:
+                if made is not None:
+                    self._items[key] = made
+                    while len(self._items) > self.size:
+                        self._items.popitem(last=False)
+                self._making.pop(key, None)
+            return made
 
     def clear(self) -> None:
         with self._lock:
