@@ -34,18 +34,27 @@ from imgsearch.errors import InvalidQueryError, ItemNotFoundError, UnsupportedOn
 from imgsearch.index.base import SearchParams
 from imgsearch.search.calibration import BACKGROUND_RANK
 from imgsearch.search.executor import fetch_size
-from imgsearch.search.matching import VERIFY_TOP, Match, QueryImage, copy_confidence
+from imgsearch.search.matching import (
+    VERIFY_TOP,
+    EarlyFeatures,
+    Match,
+    QueryImage,
+    copy_confidence,
+)
 from imgsearch.types import ImageInput, Item, Query, SearchResult
 
 if TYPE_CHECKING:
     from imgsearch.engine.remote import RemoteEngine
 
 
-def look(engine: RemoteEngine, value: ImageInput) -> QueryImage:
-    """A query image decoded and encoded (its content hash and pixels kept)."""
+def look(engine: RemoteEngine, value: ImageInput, verified: bool = False) -> QueryImage:
+    """A query image decoded and encoded (its content hash and pixels kept); when it
+    will be ``verified``, its local features are found on the worker threads while it
+    is encoded and its candidates searched (``matching.EarlyFeatures``), as locally."""
     decoded = engine.preparer.decode(value, "query image")
+    early = EarlyFeatures(decoded.image) if verified else None
     return QueryImage(unit(engine.encoder("image").embed_image(decoded.image)),
-                      decoded.content_hash or "", decoded.image)
+                      decoded.content_hash or "", decoded.image, early=early)
 
 
 def text_vector(engine: RemoteEngine, text: str) -> NDArray[np.float32]:
@@ -119,7 +128,9 @@ def _signals(engine: RemoteEngine, query: Query, block: int) -> _Signals:
     if query.vector is not None:
         found.vectors[query.vector_space] = _query_vector(query, spaces)
         return found
-    found.looks = [look(engine, v) for v in query.images]
+    verified = engine.refuses("copies") is None and \
+        not (query.text and query.image_weight == 0)
+    found.looks = [look(engine, v, verified) for v in query.images]
     found.negatives = [look(engine, v) for v in query.negative_images]
     negatives = [x.vector for x in found.negatives]
     several = len(query.images) + len(query.negative_images) > 1
