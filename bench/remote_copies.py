@@ -124,8 +124,10 @@ def main() -> None:
         queries: list[tuple[str, str, bytes]] = [
             ("copy", f"photo{n}", _edit(indexed[n], n)) for n in range(args.copies)]
         queries += [("nothing", p.name, _jpeg(Image.open(p))) for p in left_out]
-        verify = remote_query._matches
-        off: Any = lambda *_a, **_k: {}  # noqa: E731  the peer: no verification
+        verify, early = remote_query._matches, remote_query.EarlyFeatures
+        # the peer: no verification, nor the query's features found ahead for it
+        off: Any = lambda *_a, **_k: {}  # noqa: E731
+        none: Any = lambda _image: None  # noqa: E731
         times: dict[tuple[str, bool], list[float]] = {}
         ratios: dict[str, list[float]] = {"copy": [], "nothing": []}
         found = wrong = 0
@@ -134,6 +136,7 @@ def main() -> None:
                 pair: dict[bool, float] = {}
                 for verifying in ((True, False) if (n + round_) % 2 else (False, True)):
                     remote_query._matches = verify if verifying else off  # type: ignore[assignment]
+                    remote_query.EarlyFeatures = early if verifying else none  # type: ignore[misc]
                     engine.feature_cache.clear()  # each query reads its thumbnails again
                     reading.clear()
                     ms, result = _timed(engine, data)
@@ -151,7 +154,7 @@ def main() -> None:
                             print(f"  {target}: a copy of {', '.join(map(str, claimed))}")
                             wrong += 1
                 ratios[kind].append(pair[True] / pair[False])
-        remote_query._matches = verify
+        remote_query._matches, remote_query.EarlyFeatures = verify, early  # type: ignore[misc]
         print(f"edited copies found first as copy: {found}/{args.copies}; unrelated photos "
               f"with a copy claimed: {wrong}/{len(left_out)}")
         for kind in ("copy", "nothing"):
