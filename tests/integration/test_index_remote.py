@@ -46,5 +46,10 @@ def test_a_second_run_skips_unchanged_items_by_id_and_content(tmp_path: Path,
         np.testing.assert_array_equal(
             remote.fetch_vectors("image", ["photo-2.jpg"])["photo-2.jpg"], before)
         assert remote.get(["photo-1.jpg"])["photo-1.jpg"].source_mtime == 1_000_000_000
+        # thumbnails travel too: a new item's, a changed one's, and a touched one's
+        # (copied from the staging collection, which was seeded with it)
+        thumbnails = remote.thumbnails(["photo-0.jpg", "photo-1.jpg", "photo-3.jpg"])
+        assert len(thumbnails) == 3 and all(t.startswith(b"\xff\xd8\xff")
+                                            for t in thumbnails.values())
     finally:
         remote.close()

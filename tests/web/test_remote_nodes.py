@@ -56,11 +56,13 @@ def test_a_write_through_one_node_is_found_through_the_other(two_nodes) -> None:
     assert second.get("/v1/items/p3").status_code == 404
     assert second.get("/v1/stats").json()["items"] == 5
     # near-duplicates from stored hashes and fetched vectors (tests/web/test_api.py
-    # finds a copy on both backends); a thumbnail is not served by a node
+    # finds a copy on both backends); a thumbnail written through one node is served
+    # by the other
     dupes = second.get("/v1/items/p2/duplicates")
     assert dupes.status_code == 200, dupes.text
     assert "p2" not in {d["id"] for d in dupes.json()["duplicates"]}
-    assert second.get("/v1/thumbnails/p2").status_code == 404
+    thumbnail = second.get("/v1/thumbnails/p2")
+    assert thumbnail.status_code == 200 and thumbnail.content.startswith(b"\xff\xd8\xff")
 
 
 def test_a_node_whose_milvus_is_gone_answers_503_then_reconnects(

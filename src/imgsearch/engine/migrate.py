@@ -111,13 +111,14 @@ def index_remote(source: Path, target: str, settings: Settings, *,
 
 def _copy_ids(source: LocalBackend, target: CollectionBackend, ids: list[str],
               batch: int = 500) -> None:
-    """Upsert the items ``ids`` of ``source`` with their vectors into ``target``, with no
-    thumbnail or kept original (files of the staging collection)."""
+    """Upsert the items ``ids`` of ``source`` with their vectors and thumbnails into
+    ``target``; not their kept originals (files of the staging collection)."""
     spaces = sorted(source.spaces())
     for start in range(0, len(ids), batch):
         items = source.get(ids[start:start + batch])
         target.upsert([Row(replace(item, thumbnail=None, original=None),
-                           source.fetch_vectors_of(item.id, spaces))
+                           source.fetch_vectors_of(item.id, spaces),
+                           source.thumbnail_of(item))
                        for item in items.values()])
 
 

@@ -7,12 +7,14 @@ It answers the searches and item writes the HTTP API's search and item routes as
 engine. The search path is ``remote_query``: the local engine's query understanding
 (``remote_understand``), its calibrated confidence and minimum (``remote_confidence``)
 and its ranking stages (``remote_rank``: negative images, boosts, colour preference,
-diversity, near-duplicate folding) over what the backend returns; text queries are
-expanded as locally (``remote_expansion``: feedback from the surest hits, the concept
-list of ``remote_concepts``) and "more like this" fuses the item's image, text,
-category and brand (``remote_similar``). What needs files or logs of the collection's
-own (thumbnails, verified copies, browsing, click feedback) is declared in ``REFUSED``
-and answers UnsupportedOnBackendError, saying so.
+diversity, near-duplicate folding) over what the backend returns, and verified copies
+(``remote_matches``) over the thumbnails the backend holds; text queries are expanded as
+locally (``remote_expansion``: feedback from the surest hits, the concept list of
+``remote_concepts``) and "more like this" fuses the item's image, text, category and
+brand (``remote_similar``). What needs files or logs of the collection's own (browsing,
+click feedback) is declared in ``REFUSED`` and answers UnsupportedOnBackendError, saying
+so; so are thumbnails and verified copies on a collection made before it held
+thumbnails (``OLD_SCHEMA``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from numpy.typing import NDArray
 from imgsearch.config import Settings
 from imgsearch.encode.base import Encoder
 from imgsearch.encode.registry import describe_encoder, get_encoder
-from imgsearch.engine import remote_query
+from imgsearch.engine import remote_pages, remote_query
 from imgsearch.engine.backends.base import CollectionBackend, Row
 from imgsearch.engine.batching import LRUCache
 from imgsearch.engine.pipeline import Prepared, Preparer
@@ -43,20 +45,30 @@ from imgsearch.errors import (
 from imgsearch.ingest.fetch import Fetcher
 from imgsearch.search.dedup import Duplicate
 from imgsearch.search.understand import Vocabulary
+from imgsearch.search.verify import FeatureCache
 from imgsearch.types import ImageInput, Item, Query, SearchResult, VectorSpace
 
 # what a node over a remote collection does not do, and why (``RemoteEngine.refuses``)
 REFUSED = {
-    "thumbnails": "thumbnails (and the web page) need files of the collection's own, which "
-                  "API nodes do not keep; they are not served",
     "browse": "browsing by filters alone (newest first) is not supported",
     "near": "the near (radius) filter is not supported: a Milvus expression cannot "
             "compute a distance",
-    "copies": "verified copies (an edited copy told apart by local features of the "
-              "stored thumbnails) are not found: API nodes keep no image data, so a hit is "
-              "exact (the same bytes, by content hash) or similar",
     "batch": "batch writes (/v1/items:batch) are not served",
     "feedback": "click feedback needs the collection's own log; it is not recorded",
+}
+
+
+# what a collection made without a thumbnail field (milvus schema 1-2) does not do
+_AGAIN = ("make a new collection with them: migrate the local collection it came from "
+          "again (imgsearch migrate ./local milvus://HOST:PORT/NEW), or index its images "
+          "again into it (imgsearch index SOURCE -c milvus://HOST:PORT/NEW)")
+OLD_SCHEMA = {
+    "thumbnails": "thumbnails (and the web page's previews) are not served: this collection "
+                  "was made before collections held them (milvus schema 3); " + _AGAIN,
+    "copies": "verified copies (an edited copy told apart by local features of the "
+              "stored thumbnails) are not found: this collection was made before "
+              "collections held thumbnails (milvus schema 3), so a hit is exact or "
+              "similar; " + _AGAIN,
 }
 
 
@@ -99,6 +111,7 @@ class RemoteEngine:
                                                  settings.concept_vocabulary_max_items)
         self.concept_words = RemoteWords(backend, settings.wordnet_dir,
                                          settings.concept_vocabulary_max_items)
+        self.feature_cache = FeatureCache()  # local features of verified candidates
 
     @property
     def uri(self) -> str:
@@ -149,7 +162,8 @@ class RemoteEngine:
         prepared = [a for a in answers if isinstance(a, Prepared)]
         existing = set(self.backend.get([p.item.id for p in prepared])) if prepared else set()
         try:
-            self.backend.upsert([Row(_stateless(p.item), p.vectors) for p in prepared])
+            self.backend.upsert([Row(_stateless(p.item), p.vectors, p.thumbnail or None)
+                                 for p in prepared])
             written: list[str | ImgSearchError] = [
                 "updated" if p.item.id in existing else "added" for p in prepared]
         except ImgSearchError as exc:
@@ -158,7 +172,7 @@ class RemoteEngine:
         return [next(statuses) if isinstance(a, Prepared) else a for a in answers]
 
     def ingest_prepared(self, prepared: Iterable[Prepared]) -> int:
-        rows = [Row(_stateless(p.item), p.vectors) for p in prepared]
+        rows = [Row(_stateless(p.item), p.vectors, p.thumbnail or None) for p in prepared]
         self.backend.upsert(rows)
         return len(rows)
 
@@ -196,7 +210,18 @@ class RemoteEngine:
                     f"text encoder)")
         if feature in REFUSED:
             return f"{REFUSED[feature]} on the {self.kind} backend"
+        if feature in OLD_SCHEMA and not self.backend.capabilities.thumbnails:
+            return f"{OLD_SCHEMA[feature]} ({self.uri})"
         return None
+
+    def thumbnail(self, item_id: str) -> tuple[bytes, str]:
+        """The item's JPEG thumbnail, as the backend holds it, and its ETag
+        (``remote_pages``)."""
+        return remote_pages.thumbnail(self, item_id)
+
+    def facets(self, limit: int = 200) -> dict[str, Any]:
+        """What the web page's search form offers (``remote_pages``)."""
+        return remote_pages.facets(self, limit)
 
     @property
     def kind(self) -> str:
@@ -226,7 +251,8 @@ class RemoteEngine:
                 "spaces": self.backend.spaces(),
                 "capabilities": {"filters": caps.filters, "bm25": caps.bm25,
                                  "hybrid": caps.hybrid,
-                                 "read_your_writes": caps.read_your_writes}}
+                                 "read_your_writes": caps.read_your_writes,
+                                 "thumbnails": caps.thumbnails}}
 
     def warm(self, wait: bool = True) -> None:
         """Measure the image calibration ahead of the first search (seconds on a large
@@ -262,11 +288,11 @@ def open_remote(uri: str, settings: Settings) -> RemoteEngine:
 
 
 def _stateless(item: Item) -> Item:
-    """What the backend keeps of an item: no thumbnail or kept original (API nodes have
-    no disk of their own to hold them)."""
+    """What the backend keeps of an item: no kept original (API nodes have no disk of
+    their own to hold it); its thumbnail goes in the row, named by the backend."""
     item.thumbnail = None
     item.original = None
     return item
 
 
-__all__ = ["REFUSED", "RemoteEngine", "encoders_for", "open_remote", "spaces_for"]
+__all__ = ["OLD_SCHEMA", "REFUSED", "RemoteEngine", "encoders_for", "open_remote", "spaces_for"]

@@ -88,9 +88,10 @@ def matched_in(lists: Sequence[tuple[str, Sequence[Hit]]],
 
 def hit(found: Hit, item: Item, duplicates: int, matched: dict[str, dict[str, float]],
         match: str, confidence: float, evidence: dict[str, float]) -> SearchHit:
-    """No thumbnail: API nodes keep none (``REFUSED["thumbnails"]``)."""
+    """The item's thumbnail is named where the backend holds one (milvus schema 3)."""
     return SearchHit(found.id, found.score, item.title, item.category, item.brand,
-                     item.price, item.image, None, confidence, duplicates, matched, match,
+                     item.price, item.image, item.thumbnail, confidence, duplicates, matched,
+                     match,
                      dict(evidence))
 
 

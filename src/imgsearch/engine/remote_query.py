@@ -35,7 +35,7 @@ from imgsearch.engine.remote_fuse import (
     run,
     unit,
 )
-from imgsearch.engine.remote_matches import exact_matches
+from imgsearch.engine.remote_matches import RemoteCandidates, copies, view_candidates
 from imgsearch.engine.remote_rank import finish
 from imgsearch.engine.remote_similar import more_like_this
 from imgsearch.engine.remote_understand import check_known_values, interpret, validate
@@ -43,18 +43,27 @@ from imgsearch.errors import InvalidQueryError, UnsupportedOnBackendError
 from imgsearch.index.base import SearchParams
 from imgsearch.search.calibration import BACKGROUND_RANK
 from imgsearch.search.executor import fetch_size
-from imgsearch.search.matching import QueryImage
+from imgsearch.search.matching import (
+    VERIFY_TOP,
+    EarlyFeatures,
+    Match,
+    QueryImage,
+    copy_confidence,
+)
 from imgsearch.types import ImageInput, Item, Query, SearchResult
 
 if TYPE_CHECKING:
     from imgsearch.engine.remote import RemoteEngine
 
 
-def look(engine: RemoteEngine, value: ImageInput) -> QueryImage:
-    """A query image decoded and encoded (its content hash and pixels kept)."""
+def look(engine: RemoteEngine, value: ImageInput, verified: bool = False) -> QueryImage:
+    """A query image decoded and encoded (its content hash and pixels kept); when it
+    will be ``verified``, its local features are found on the worker threads while it
+    is encoded and its candidates searched (``matching.EarlyFeatures``), as locally."""
     decoded = engine.preparer.decode(value, "query image")
+    early = EarlyFeatures(decoded.image) if verified else None
     return QueryImage(unit(engine.encoder("image").embed_image(decoded.image)),
-                      decoded.content_hash or "", decoded.image)
+                      decoded.content_hash or "", decoded.image, early=early)
 
 
 def text_vector(engine: RemoteEngine, text: str) -> NDArray[np.float32]:
@@ -106,6 +115,7 @@ class _Signals:
 
     vectors: dict[str, NDArray[np.float32]] = dataclasses.field(default_factory=dict)
     looks: list[QueryImage] = dataclasses.field(default_factory=list)  # positive images
+    negatives: list[QueryImage] = dataclasses.field(default_factory=list)
     clip_text: bool = False  # the text went into the image space (CLIP)
     exclude: str | None = None
     fused: list[Hit] | None = None
@@ -129,8 +139,11 @@ def _signals(engine: RemoteEngine, query: Query, block: int) -> _Signals:
     if query.vector is not None:
         found.vectors[query.vector_space] = _query_vector(query, spaces)
         return found
-    found.looks = [look(engine, v) for v in query.images]
-    negatives = [look(engine, v).vector for v in query.negative_images]
+    verified = engine.refuses("copies") is None and \
+        not (query.text and query.image_weight == 0)
+    found.looks = [look(engine, v, verified) for v in query.images]
+    found.negatives = [look(engine, v) for v in query.negative_images]
+    negatives = [x.vector for x in found.negatives]
     several = len(query.images) + len(query.negative_images) > 1
     if query.images and several and not query.text and \
             (query.multi_image or engine.settings.multi_image) == "rrf":
@@ -176,18 +189,31 @@ def _answer(engine: RemoteEngine, query: Query, started: float) -> SearchResult:
     items = engine.backend.get([h.id for h in candidates]) if candidates else {}
     # an image weighed at nothing in a hybrid query is not looked for
     matching = [] if query.text and query.image_weight == 0 else signals.looks
-    evidence = exact_matches(matching, candidates, items, functools.partial(
-        engine.backend.fetch_vectors, "image")) if matching else {}
-    exact = set(evidence)
+    matches = _matches(engine, query, signals, matching, candidates, items)
+    joined = [i for i in matches if i not in {h.id for h in candidates}]
+    if joined:  # verified copies found by the query's views join the candidates
+        stored = engine.backend.fetch_vectors("image", joined)
+        candidates += [Hit(i, max(float(stored[i] @ x.vector) for x in matching)
+                           if i in stored else 0.0) for i in joined]
+        items.update(engine.backend.get(joined))
+    evidence = {i: dict(m.evidence) for i, m in matches.items()}
+    exact = {i for i, m in matches.items() if m.kind == "exact"}
     confidence = _confidence(engine, query, signals, candidates, listed, single, items)
     for n, h in enumerate(candidates):
-        if h.id in exact:
-            confidence[n] = 1.0
+        if h.id in matches:
+            confidence[n] = 1.0 if h.id in exact else \
+                max(float(confidence[n]), copy_confidence(matches[h.id].evidence))
+    if matches and not query.text:  # image-only: exact copies first, then verified ones
+        tier = {i: 0 if i in exact else 1 for i in matches}
+        order = sorted(range(len(candidates)), key=lambda n: tier.get(candidates[n].id, 2))
+        candidates = [candidates[n] for n in order]
+        confidence = confidence[np.asarray(order, np.int64)]
     default = 0.0 if query.kind in ("item", "vector") else engine.settings.min_confidence
     minimum = default if query.min_confidence is None else query.min_confidence
     fetched = len(candidates)
     if minimum > 0 and fetched:
-        keep = [bool(c >= minimum) or h.id in exact for h, c in zip(
+        # a verified copy is shown whatever the minimum: its evidence is not a guess
+        keep = [bool(c >= minimum) or h.id in matches for h, c in zip(
             candidates, confidence, strict=True)]
         best = float(confidence.max())
         candidates = [h for h, kept in zip(candidates, keep, strict=True) if kept]
@@ -212,15 +238,37 @@ def _answer(engine: RemoteEngine, query: Query, started: float) -> SearchResult:
     expanded = signals.expanded
     return SearchResult(
         hits=[hit(h, shown[h.id], n - 1, (signals.matched or {}).get(h.id, {})
-                  if single is None else {
+                  if single is None or h.id not in rank_of else {
             single: {"score": round(h.score, 6), "rank": rank_of[h.id]}},
-            "exact" if h.id in ranked.exact else "similar",
+            matches[h.id].kind if h.id in matches else "similar",
             round(ranked.confidence.get(h.id, 0.0), 4), evidence.get(h.id, {}))
               for h, n in zip(hits, stands, strict=True) if h.id in shown],
         query_kind=query.kind, query_time_ms=(time.perf_counter() - started) * 1000,
         total_candidates=fetched, plan=_plan(engine, vectors, bm25, signals.plans),
         interpretation={"expanded": expanded.described} if expanded and expanded.described
         else {})
+
+
+def _matches(engine: RemoteEngine, query: Query, signals: _Signals,
+             looks: list[QueryImage], candidates: list[Hit], items: dict[str, Item]
+             ) -> dict[str, Match]:
+    """Exact and verified copies of the query images among the candidates, by the local
+    engine's rules (``remote_matches``); only exact ones where the collection holds no
+    thumbnails."""
+    if not looks or not candidates:
+        return {}
+    reader = RemoteCandidates(engine.backend, items,
+                              {x.phash for x in [*looks, *signals.negatives]})
+    top = min(VERIFY_TOP * len(looks), 4 * VERIFY_TOP)
+    more = None
+    if engine.refuses("copies") is None and engine.encoder("image").name == "descriptor" \
+            and "image" in engine.backend.spaces():
+        # as locally, only for the descriptor: a view costs it 2 ms, CLIP a model pass
+        more = functools.partial(view_candidates, engine.backend,
+                                 engine.encoder("image").embed_images, looks, query.filters,
+                                 query.search_params, signals.exclude)
+    return copies(looks, signals.negatives, candidates, top, reader, engine.feature_cache,
+                  more)
 
 
 def _plan(engine: RemoteEngine, vectors: dict[str, Any], bm25: bool,

@@ -32,6 +32,7 @@ from imgsearch.errors import (
     InvalidFilterError,
     InvalidInputError,
     ItemNotFoundError,
+    UnsupportedOnBackendError,
 )
 from imgsearch.types import Filters, Query, SearchResult
 from imgsearch.web.convert import thumbnail_url
@@ -245,6 +246,9 @@ async def _search_page(request: Request, state: AppState, form: SearchForm | Non
                        error: ImgSearchError | None = None) -> HTMLResponse:
     form = form or SearchForm()
     result: SearchResult | None = None
+    if error is None and form.asks and not (form.q or form.image or form.similar):
+        cannot = _refused(state, "browse")  # filters alone: a node that cannot says why
+        error = None if cannot is None else UnsupportedOnBackendError(cannot)
     if error is None and form.asks:
         try:
             found: SearchResult = await state.call(state.engine.search, form.query())
@@ -258,11 +262,15 @@ async def _search_page(request: Request, state: AppState, form: SearchForm | Non
             title = (await state.call(state.engine.get, form.similar)).title or form.similar
         except ImgSearchError:
             title = form.similar
-    overview = None
+    overview: dict[str, Any] | None = None
     if not form.asks and error is None:  # the home page: what the collection holds
-        sample = await state.call(state.engine.search,
-                                  build_query(SearchRequest(), OVERVIEW_SAMPLE))
-        overview = {"count": sample.total_candidates, "sample": sample.hits}
+        cannot = _refused(state, "browse")  # a node that cannot browse says why
+        if cannot is not None:
+            overview = {"count": None, "sample": [], "note": cannot}
+        else:
+            sample = await state.call(state.engine.search,
+                                      build_query(SearchRequest(), OVERVIEW_SAMPLE))
+            overview = {"count": sample.total_candidates, "sample": sample.hits}
     image = form.image if error is None else None  # a refused image is not offered again
     embedded = image is not None and len(image) <= EMBED_MAX_BYTES
     context = {
@@ -280,6 +288,13 @@ async def _search_page(request: Request, state: AppState, form: SearchForm | Non
     }
     return templates.TemplateResponse(request, "index.html", context,
                                       status_code=error.status if error else 200)
+
+
+def _refused(state: AppState, feature: str) -> str | None:
+    """Why the engine does not do ``feature`` (a node over a remote collection says,
+    ``RemoteEngine.refuses``); None when it does."""
+    refuses = getattr(state.engine, "refuses", None)
+    return None if refuses is None else refuses(feature)
 
 
 @router.get("/", response_class=HTMLResponse)

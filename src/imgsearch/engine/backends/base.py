@@ -24,20 +24,24 @@ class BackendCapabilities:
     """``filters``: every ``Filters`` field is evaluated by the backend itself.
     ``bm25``: ``keyword_search`` works. ``hybrid``: ``hybrid_search`` fuses vector and
     keyword results on the server. ``read_your_writes``: a search right after an
-    acknowledged write sees it, from any client of the collection."""
+    acknowledged write sees it, from any client of the collection. ``thumbnails``: the
+    collection holds items' thumbnails (``thumbnails`` reads them)."""
 
     filters: bool = True
     bm25: bool = False
     hybrid: bool = False
     read_your_writes: bool = True
+    thumbnails: bool = False
 
 
 @dataclass
 class Row:
-    """One item and its vectors, one per space it has (L2-normalised float32)."""
+    """One item and its vectors, one per space it has (L2-normalised float32), and its
+    thumbnail (JPEG bytes) where the writer has one."""
 
     item: Item
     vectors: dict[str, NDArray[np.float32]] = field(default_factory=dict)
+    thumbnail: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,14 @@ class CollectionBackend(Protocol):
 
     def get(self, ids: Sequence[str]) -> dict[str, Item]:
         """The items of those ``ids`` that exist."""
+        ...
+
+    def thumbnails(self, ids: Sequence[str], expected: Mapping[str, str] | None = None
+                   ) -> dict[str, bytes]:
+        """The JPEG thumbnails of those ``ids`` that have one (none where
+        ``capabilities.thumbnails`` is False). ``expected``: each id's
+        ``Item.thumbnail`` as read before, which lets a backend answer from a cheaper
+        read where it holds that thumbnail."""
         ...
 
     def count(self) -> int:

@@ -18,7 +18,7 @@ from imgsearch.errors import InvalidQueryError, UnsupportedOnBackendError
 from imgsearch.types import Filters, Item, VectorSpace
 
 _CAPABILITIES = BackendCapabilities(filters=True, bm25=True, hybrid=False,
-                                    read_your_writes=True)
+                                    read_your_writes=True, thumbnails=True)
 
 
 def _restricts(filters: Filters | None) -> bool:
@@ -55,7 +55,7 @@ class LocalBackend:
     def upsert(self, rows: Sequence[Row]) -> None:
         size = max(1, self.engine.settings.ingest_batch_size)
         for start in range(0, len(rows), size):
-            self.engine.commit([Prepared(r.item, dict(r.vectors), b"")
+            self.engine.commit([Prepared(r.item, dict(r.vectors), r.thumbnail or b"")
                                 for r in rows[start:start + size]])
 
     def delete(self, ids: Sequence[str]) -> int:
@@ -110,6 +110,28 @@ class LocalBackend:
         items = (self.engine.catalog.get(i) for i in ids)
         return {item.id: item for item in items if item is not None}
 
+    def thumbnails(self, ids: Sequence[str], expected: Mapping[str, str] | None = None
+                   ) -> dict[str, bytes]:
+        found = {}
+        for item in self.get(ids).values():
+            data = self.thumbnail_of(item)
+            if data:
+                found[item.id] = data
+        return found
+
+    def thumbnail_of(self, item: Item) -> bytes | None:
+        """The bytes of ``item``'s thumbnail file; None when it has none (or it is gone)."""
+        if not item.thumbnail:
+            return None
+        root = self.engine.directory.resolve()
+        path = (root / item.thumbnail).resolve()
+        if not path.is_relative_to(root):
+            return None
+        try:
+            return path.read_bytes()
+        except OSError:
+            return None
+
     def count(self) -> int:
         self.engine.refresh()
         return self.engine.catalog.count()
@@ -126,7 +148,7 @@ class LocalBackend:
             if source is not None and item.source != source:
                 continue
             vectors = self.fetch_vectors_of(item.id, spaces)
-            out.append(Row(item, vectors))
+            out.append(Row(item, vectors, self.thumbnail_of(item)))
             if len(out) >= batch:
                 yield out
                 out = []

@@ -63,6 +63,7 @@ from imgsearch.engine.backends.milvus_target import (
     is_milvus_uri,
     parse_uri,
 )
+from imgsearch.engine.backends.milvus_thumbnails import from_field, mark
 from imgsearch.errors import (
     BackendUnavailableError,
     ImgSearchError,
@@ -81,13 +82,15 @@ class MilvusBackend:
 
     def __init__(self, target: MilvusTarget, client: Any, spaces: dict[str, int],
                  version: str, bm25: bool, places: bool = True,
-                 encoders: Mapping[str, VectorSpace] | None = None) -> None:
+                 encoders: Mapping[str, VectorSpace] | None = None,
+                 thumbnails: bool = True) -> None:
         self.target = target
         self._client = client
         self._spaces = spaces
         self.version = version
         self._bm25 = bm25
         self._places = places
+        self._thumbnails = thumbnails  # the thumbnail field (milvus schema 3)
         self._encoders = dict(encoders or {})
         self._hybrid = _at_least(version, 2, 4)
 
@@ -108,6 +111,7 @@ class MilvusBackend:
         version = _call(target, lambda: str(client.get_server_version()))
         if _call(target, lambda: client.has_collection(target.name)):
             found, bm25, places, described = _check_existing(target, client, spaces)
+            thumbnails = any(f.get("name") == "thumbnail" for f in described.get("fields", []))
             recorded = recorded_encoders(target, described)
             check_encoders(target, recorded, encoders or {})
             if encoders and not recorded:
@@ -122,13 +126,13 @@ class MilvusBackend:
             raise InvalidInputError(f"{uri}: a new milvus collection needs its vector spaces "
                                     f"(index a source into it, or migrate one)")
         else:
-            found, bm25, places = dict(spaces), _at_least(version, 2, 5), True
+            found, bm25, places, thumbnails = dict(spaces), _at_least(version, 2, 5), True, True
             recorded = dict(encoders or {})
             _create(target, client, found, bm25,
                     encoders_property(recorded) if recorded else None)
         _check_indexes(target, client, found)
         _call(target, lambda: client.load_collection(target.name, timeout=target.timeout_s))
-        return cls(target, client, found, version, bm25, places, recorded)
+        return cls(target, client, found, version, bm25, places, recorded, thumbnails)
 
     @property
     def uri(self) -> str:
@@ -137,7 +141,8 @@ class MilvusBackend:
     @property
     def capabilities(self) -> BackendCapabilities:
         return BackendCapabilities(filters=True, bm25=self._bm25, hybrid=self._hybrid,
-                                   read_your_writes=self.target.consistency == "Strong")
+                                   read_your_writes=self.target.consistency == "Strong",
+                                   thumbnails=self._thumbnails)
 
     def spaces(self) -> dict[str, int]:
         return dict(self._spaces)
@@ -175,7 +180,8 @@ class MilvusBackend:
 
     # -- writes ----------------------------------------------------------------------
     def upsert(self, rows: Sequence[Row]) -> None:
-        data = [to_row(r.item, r.vectors, self._spaces, self._places) for r in rows]
+        data = [to_row(r.item, r.vectors, self._spaces, self._places, r.thumbnail,
+                       self._thumbnails) for r in rows]
         timeout = self.target.timeout_s
         for start in range(0, len(data), _BATCH_ROWS):
             batch = data[start:start + _BATCH_ROWS]
@@ -273,13 +279,15 @@ class MilvusBackend:
             consistency_level=self.target.consistency, timeout=self.target.timeout_s))
         return [Hit(str(h["id"]), float(h["distance"])) for h in found[0]]
 
-    def _get(self, ids: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
+    def _get(self, ids: Sequence[str], fields: list[str], consistency: str | None = None
+             ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
+        level = consistency or self.target.consistency
         for start in range(0, len(ids), _BATCH_ROWS):
             chunk = list(ids[start:start + _BATCH_ROWS])
             out += self._do(lambda c, ch=chunk: list(c.get(  # type: ignore[misc]
                 self.target.name, ids=ch, output_fields=fields,
-                consistency_level=self.target.consistency, timeout=self.target.timeout_s)))
+                consistency_level=level, timeout=self.target.timeout_s)))
         return out
 
     def fetch_vectors(self, space: str, ids: Sequence[str]
@@ -288,6 +296,28 @@ class MilvusBackend:
         return {str(r["id"]): np.asarray(r[anns], np.float32)
                 for r in self._get(list(dict.fromkeys(ids)), ["id", anns, present])
                 if r[present]}
+
+    def thumbnails(self, ids: Sequence[str], expected: Mapping[str, str] | None = None
+                   ) -> dict[str, bytes]:
+        """The JPEG thumbnails of those ``ids`` that have one: read only here, never by
+        a search (its output fields leave them out). With ``expected`` (an id's
+        ``Item.thumbnail`` as read before), they are read first without waiting for the
+        server's time tick (Eventually: 200 ms a read saved on Milvus 2.3 under Strong
+        reads), and read again at the collection's consistency only where that gave
+        another thumbnail than expected (a write not seen there yet)."""
+        if not self._thumbnails:
+            return {}
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, bytes | None] = {}
+        if expected:
+            for r in self._get(wanted, ["id", "thumbnail"], "Eventually"):
+                if r["thumbnail"] and mark(r["thumbnail"]) == expected.get(str(r["id"])):
+                    found[str(r["id"])] = from_field(r["thumbnail"])
+        rest = [i for i in wanted if i not in found]
+        if rest:
+            found.update((str(r["id"]), from_field(r["thumbnail"]))
+                         for r in self._get(rest, ["id", "thumbnail"]))
+        return {i: data for i, data in found.items() if data}
 
     def get(self, ids: Sequence[str]) -> dict[str, Item]:
         return {str(r["id"]): from_row(r)
@@ -319,7 +349,8 @@ class MilvusBackend:
 
     def rows(self, batch: int = 1000, source: str | None = None) -> Iterator[list[Row]]:
         fields = ["id", "item", *(f for s in self._spaces
-                                  for f in (vector_field(s), presence_field(s)))]
+                                  for f in (vector_field(s), presence_field(s))),
+                  *(["thumbnail"] if self._thumbnails else [])]
         where = "" if source is None else f'item["source"] == {literal(source)}'
         iterator = self._do(lambda c: c.query_iterator(
             self.target.name, batch_size=batch, filter=where, output_fields=fields,
@@ -330,7 +361,8 @@ class MilvusBackend:
                 iterator.close()
                 return
             yield [Row(from_row(r), {s: np.asarray(r[vector_field(s)], np.float32)
-                                     for s in self._spaces if r[presence_field(s)]})
+                                     for s in self._spaces if r[presence_field(s)]},
+                       from_field(r.get("thumbnail")))
                    for r in page]
 
     def ids(self, batch: int = 10_000) -> Iterator[list[str]]:

@@ -26,6 +26,7 @@ from imgsearch.engine.backends.milvus_target import (
     _down,
     _unreachable,
 )
+from imgsearch.engine.backends.milvus_thumbnails import MAX_THUMBNAIL
 from imgsearch.errors import (
     BackendMismatchError,
     BackendUnavailableError,
@@ -67,6 +68,7 @@ def _create(target: MilvusTarget, client: Any, spaces: Mapping[str, int], bm25: 
                          max_capacity=MAX_LIST, max_length=MAX_SHORT)
     schema.add_field("attributes", DataType.JSON)
     schema.add_field("item", DataType.JSON)
+    schema.add_field("thumbnail", DataType.VARCHAR, max_length=MAX_THUMBNAIL)
     if bm25:
         schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT, enable_analyzer=True)
         schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)

@@ -12,13 +12,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from imgsearch.engine.backends import milvus_thumbnails
 from imgsearch.errors import InvalidFieldError
 from imgsearch.store.catalog import attribute_text, norm
 from imgsearch.store.shards import item_from_json, item_json
 from imgsearch.types import Item
 
 SCHEMA_MARK = "imgsearch collection"  # the collection description starts with it
-SCHEMA_VERSION = 2  # 2: a places field (city, region, country) for the place filter
+# 2: a places field (city, region, country) for the place filter; 3: a thumbnail field
+# (``milvus_thumbnails``: what thumbnails, the web page and verified copies read)
+SCHEMA_VERSION = 3
 MAX_ID = 1024
 MAX_SHORT = 1024
 MAX_TEXT = 65_535
@@ -74,9 +77,12 @@ def places_of(item: Item) -> set[str]:
 
 
 def to_row(item: Item, vectors: Mapping[str, NDArray[np.float32]],
-           spaces: Mapping[str, int], places: bool = True) -> dict[str, Any]:
+           spaces: Mapping[str, int], places: bool = True,
+           thumbnail: bytes | None = None, thumbnails: bool = False) -> dict[str, Any]:
     """The Milvus row of ``item``: a space it has no vector in gets zeros, marked absent;
-    ``places``: the collection has the places field (made by schema 2 or later)."""
+    ``places``: the collection has the places field (made by schema 2 or later);
+    ``thumbnails``: it has the thumbnail field (schema 3), which holds ``thumbnail``
+    (JPEG bytes), named in the stored item."""
     if len(item.id.encode()) > MAX_ID:
         raise InvalidFieldError("id", f"id {item.id[:80]!r}... is over {MAX_ID} bytes, more "
                                       f"than the milvus backend stores")
@@ -100,9 +106,13 @@ def to_row(item: Item, vectors: Mapping[str, NDArray[np.float32]],
                         item.id),
         "attributes": {name: attribute_text(value) for name, value in item.attributes.items()
                        if value is not None},
-        "item": json.loads(stored),
+        "item": json.loads(stored),  # with no thumbnail (``item_json``) unless held here
         "text": item.metadata_text()[:MAX_TEXT // 4],  # characters, each up to 4 bytes
     }
+    if thumbnails:
+        row["thumbnail"] = milvus_thumbnails.to_field(thumbnail)
+        if row["thumbnail"]:
+            row["item"]["thumbnail"] = milvus_thumbnails.mark(row["thumbnail"])
     if places:
         row["places"] = _listed(places_of(item), "places", item.id)
     for space, dim in spaces.items():
