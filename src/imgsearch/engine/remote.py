@@ -57,7 +57,6 @@ REFUSED = {
                 "text queries are not expanded with it",
     "expansion": "text queries are not expanded from their surest hits (the local "
                  "engine's text feedback reads the collection's own vectors of them)",
-    "batch": "batch writes (/v1/items:batch) are not served",
     "feedback": "click feedback needs the collection's own log; it is not recorded",
     "fused_similar": "more like this searches the item's image space alone (the local "
                      "engine also fuses its text and category)",

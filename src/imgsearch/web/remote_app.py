@@ -8,9 +8,9 @@ acknowledged by one node visible to a search through any other). A node keeps no
 it cannot lose: caches, and the API keys file it is given.
 
 The routes are the main app's: search (JSON, image upload, text), items (get, put,
-delete, similar, duplicates), and health, readiness, metrics and stats. The web page,
-thumbnails, the timeline, batch writes and click feedback need the local catalog and
-are not served here (``RemoteEngine.refuses`` says why, feature by feature).
+delete, similar, duplicates, batch), and health, readiness, metrics and stats. The web
+page, thumbnails, the timeline and click feedback need the local catalog and are not
+served here (``RemoteEngine.refuses`` says why, feature by feature).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from fastapi import FastAPI
 
 from imgsearch.config import Settings
 from imgsearch.engine.remote import RemoteEngine
-from imgsearch.web import routes_items, routes_ops, routes_search, security
+from imgsearch.web import routes_batch, routes_items, routes_ops, routes_search, security
 from imgsearch.web.app import install_guards
 from imgsearch.web.deps import AppState, State
 from imgsearch.web.errors import install_error_handlers
@@ -76,6 +76,7 @@ def create_remote_app(engine: RemoteEngine, *, settings: Settings | None = None,
     install_error_handlers(app)
     app.include_router(routes_search.router)
     app.include_router(routes_items.router)
+    app.include_router(routes_batch.router)
     for path, endpoint in (("/health", routes_ops.health), ("/ready", routes_ops.ready),
                            ("/metrics", routes_ops.metrics), ("/v1/stats", _stats)):
         app.add_api_route(path, endpoint, methods=["GET"], tags=["operations"])
