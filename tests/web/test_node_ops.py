@@ -4,7 +4,12 @@ on Milvus Lite and on the standalone Milvus 2.3.5 server."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from apihelp import assert_error, b64
+from fastapi.testclient import TestClient
 
 from imagegen import jpeg_bytes
 from imgsearch.web.limits import Limits
@@ -63,3 +68,42 @@ def test_batch_over_the_cap_is_refused_whole(node: SearchNode) -> None:
     response = node.client.post("/v1/items:batch", json={"operations": [
         {"op": "delete", "id": f"none-{i}"} for i in range(cap)]})
     assert_error(response, 400, "invalid_input")
+
+
+@contextmanager
+def second_node(node: SearchNode) -> Iterator[TestClient]:
+    """Another node on the same collection: for Milvus a node of its own (another
+    process would see the same), for a local collection the same one."""
+    if node.backend == "local":
+        yield node.client
+        return
+    from imgsearch.engine.backends.milvus import MilvusBackend
+    from imgsearch.engine.remote import RemoteEngine
+    from imgsearch.web.remote_app import create_remote_app
+
+    engine = RemoteEngine(MilvusBackend.open(node.engine.uri, create=False),
+                          node.engine.settings)
+    with TestClient(create_remote_app(engine, owns_engine=True)) as client:
+        yield client
+
+
+def test_a_click_through_one_node_counts_in_the_report_of_another(node: SearchNode
+                                                                  ) -> None:
+    node.require("feedback")
+    since = time.time()
+    with second_node(node) as other:
+        assert other.get(f"/v1/report?since={since}").json().get("all", {}).get(
+            "searches", 0) == 0
+        search = node.client.post("/v1/search", json={"similar_to": "p1", "limit": 3}).json()
+        clicked = search["results"][1]["id"]
+        assert node.client.post("/v1/feedback/click", json={
+            "search_id": search["search_id"], "item_id": clicked, "position": 2}
+        ).json() == {"recorded": True}
+        report = other.get(f"/v1/report?since={since}").json()
+    assert report["all"]["searches"] == 1, node.backend
+    assert report["all"]["click_through_rate"] == 1.0
+    assert report["all"]["mrr_of_clicks"] == 0.5
+    assert report["item"]["searches"] == 1
+    assert_error(node.client.post("/v1/feedback/click", json={
+        "search_id": search["search_id"], "item_id": clicked, "position": 0}),
+        422, "validation_error")

@@ -8,9 +8,9 @@ engine. The search path is ``remote_query``: the local engine's query understand
 (``remote_understand``), its calibrated confidence and minimum (``remote_confidence``)
 and its ranking stages (``remote_rank``: negative images, boosts, colour preference,
 diversity, near-duplicate folding) over what the backend returns. What needs files or
-logs of the collection's own (thumbnails, verified copies, browsing, click feedback,
-the concept list) is declared in ``REFUSED`` and answers UnsupportedOnBackendError,
-saying so.
+logs of the collection's own (thumbnails, verified copies, the concept list) is
+declared in ``REFUSED`` and answers UnsupportedOnBackendError, saying so. Browsing
+(``remote_browse``) and click feedback (``remote_feedback``) go through the backend.
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ from imgsearch.encode.base import Encoder
 from imgsearch.encode.registry import describe_encoder, get_encoder
 from imgsearch.engine import remote_query
 from imgsearch.engine.backends.base import CollectionBackend, Row
+from imgsearch.engine.backends.milvus_filters import NEAR_OLD
+from imgsearch.engine.backends.milvus_positions import BROWSE_OLD
 from imgsearch.engine.batching import LRUCache
 from imgsearch.engine.pipeline import Prepared, Preparer
 from imgsearch.engine.remote_confidence import RemoteCalibrations
+from imgsearch.engine.remote_feedback import RemoteFeedback
 from imgsearch.engine.remote_rank import item_duplicates
 from imgsearch.engine.remote_understand import RemoteVocabulary
 from imgsearch.errors import (
@@ -46,9 +49,6 @@ from imgsearch.types import ImageInput, Item, Query, SearchResult, VectorSpace
 REFUSED = {
     "thumbnails": "thumbnails (and the web page) need files of the collection's own, which "
                   "API nodes do not keep; they are not served",
-    "browse": "browsing by filters alone (newest first) is not supported",
-    "near": "the near (radius) filter is not supported: a Milvus expression cannot "
-            "compute a distance",
     "copies": "verified copies (an edited copy told apart by local features of the "
               "stored thumbnails) are not found: API nodes keep no image data, so a hit is "
               "exact (the same bytes, by content hash) or similar",
@@ -57,7 +57,6 @@ REFUSED = {
                 "text queries are not expanded with it",
     "expansion": "text queries are not expanded from their surest hits (the local "
                  "engine's text feedback reads the collection's own vectors of them)",
-    "feedback": "click feedback needs the collection's own log; it is not recorded",
     "fused_similar": "more like this searches the item's image space alone (the local "
                      "engine also fuses its text and category)",
 }
@@ -100,6 +99,7 @@ class RemoteEngine:
             self.encoder)
         self.known_vocabulary = RemoteVocabulary(backend,
                                                  settings.concept_vocabulary_max_items)
+        self.feedback = RemoteFeedback(self)
 
     @property
     def uri(self) -> str:
@@ -195,6 +195,10 @@ class RemoteEngine:
             return (f"text search needs a text space or BM25, and collection {self.uri} "
                     f"has neither (its server has no BM25, and it was made without a "
                     f"text encoder)")
+        old = {"browse": (self.backend.capabilities.browse, BROWSE_OLD),
+               "near": (self.backend.capabilities.near, NEAR_OLD)}.get(feature)
+        if old is not None and not old[0]:
+            return f"{old[1]} ({self.uri})"
         if feature in REFUSED:
             return f"{REFUSED[feature]} on the {self.kind} backend"
         return None
@@ -218,8 +222,18 @@ class RemoteEngine:
         return self.search(Query(similar_to=item_id, limit=limit, **kwargs))
 
     def search(self, query: Query) -> SearchResult:
-        """Answered as the local engine answers, over the backend (``remote_query``)."""
-        return remote_query.search(self, query)
+        """Answered as the local engine answers, over the backend (``remote_query``);
+        logged in the log every node shares (``remote_feedback``)."""
+        return self.feedback.logged(query, remote_query.search(self, query))
+
+    def record_click(self, search_id: str, item_id: str, position: int | None = None) -> None:
+        """Feedback: a result of a logged search was clicked (durable when it returns)."""
+        self.feedback.record_click(search_id, item_id, position)
+
+    def report(self, since: float | None = None) -> dict[str, Any]:
+        """CTR, MRR of clicks, zero-result rate and latency per query type, over the
+        searches and clicks of every node."""
+        return self.feedback.report(since)
 
     def info(self) -> dict[str, Any]:
         caps = self.backend.capabilities

@@ -24,12 +24,15 @@ class BackendCapabilities:
     """``filters``: every ``Filters`` field is evaluated by the backend itself.
     ``bm25``: ``keyword_search`` works. ``hybrid``: ``hybrid_search`` fuses vector and
     keyword results on the server. ``read_your_writes``: a search right after an
-    acknowledged write sees it, from any client of the collection."""
+    acknowledged write sees it, from any client of the collection. ``browse``: ``newest``
+    works; ``near``: the near filter does."""
 
     filters: bool = True
     bm25: bool = False
     hybrid: bool = False
     read_your_writes: bool = True
+    browse: bool = True
+    near: bool = True
 
 
 @dataclass
@@ -100,6 +103,13 @@ class CollectionBackend(Protocol):
 
     def get(self, ids: Sequence[str]) -> dict[str, Item]:
         """The items of those ``ids`` that exist."""
+        ...
+
+    def newest(self, filters: Filters | None, offset: int, limit: int
+               ) -> tuple[int, list[str]]:
+        """Browsing: how many items ``filters`` pass, and the ids of the page
+        ``offset``..``offset+limit`` of them, newest first (in the order they were first
+        added; an update keeps an item's place)."""
         ...
 
     def count(self) -> int:

@@ -18,7 +18,9 @@ from imgsearch.store.shards import item_from_json, item_json
 from imgsearch.types import Item
 
 SCHEMA_MARK = "imgsearch collection"  # the collection description starts with it
-SCHEMA_VERSION = 2  # 2: a places field (city, region, country) for the place filter
+# 2: a places field (city, region, country) for the place filter; 3: POSITIONED (when
+# an item was first added, for browsing newest first; latitude and longitude, for near)
+SCHEMA_VERSION = 3
 MAX_ID = 1024
 MAX_SHORT = 1024
 MAX_TEXT = 65_535
@@ -27,6 +29,7 @@ MAX_JSON = 65_536
 SCALARS = ("id", "category_norm", "brand_norm", "license_norm", "camera_norm",
            "orientation", "taken_local", "price", "has_price", "width", "height", "colors",
            "tags", "attributes", "item", "text")
+POSITIONED = ("added", "latitude", "longitude", "has_position")
 _SPACE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
 
 
@@ -74,9 +77,12 @@ def places_of(item: Item) -> set[str]:
 
 
 def to_row(item: Item, vectors: Mapping[str, NDArray[np.float32]],
-           spaces: Mapping[str, int], places: bool = True) -> dict[str, Any]:
+           spaces: Mapping[str, int], places: bool = True, added: int | None = None
+           ) -> dict[str, Any]:
     """The Milvus row of ``item``: a space it has no vector in gets zeros, marked absent;
-    ``places``: the collection has the places field (made by schema 2 or later)."""
+    ``places``: the collection has the places field (made by schema 2 or later);
+    ``added``: when the item was first added (microseconds), for a collection with the
+    POSITIONED fields (schema 3 or later), None for an older one."""
     if len(item.id.encode()) > MAX_ID:
         raise InvalidFieldError("id", f"id {item.id[:80]!r}... is over {MAX_ID} bytes, more "
                                       f"than the milvus backend stores")
@@ -105,6 +111,8 @@ def to_row(item: Item, vectors: Mapping[str, NDArray[np.float32]],
     }
     if places:
         row["places"] = _listed(places_of(item), "places", item.id)
+    if added is not None:
+        row.update(positioned(item, added))
     for space, dim in spaces.items():
         vector = vectors.get(space)
         if vector is not None and len(vector) != dim:
@@ -116,11 +124,20 @@ def to_row(item: Item, vectors: Mapping[str, NDArray[np.float32]],
     return row
 
 
+def positioned(item: Item, added: int) -> dict[str, Any]:
+    """The POSITIONED fields of ``item``: a position is kept when both coordinates are."""
+    lat, lon = item.latitude, item.longitude
+    known = lat is not None and lon is not None
+    return {"added": int(added), "has_position": known,
+            "latitude": float(lat) if lat is not None and known else 0.0,
+            "longitude": float(lon) if lon is not None and known else 0.0}
+
+
 def from_row(row: Mapping[str, Any]) -> Item:
     stored = row["item"]
     text = stored if isinstance(stored, str) else json.dumps(stored)
     return item_from_json(text, f"milvus row {row.get('id')!r}")
 
 
-__all__ = ["SCALARS", "SCHEMA_MARK", "SCHEMA_VERSION", "colors_of", "from_row",
-           "places_of", "presence_field", "to_row", "vector_field"]
+__all__ = ["POSITIONED", "SCALARS", "SCHEMA_MARK", "SCHEMA_VERSION", "colors_of",
+           "from_row", "places_of", "positioned", "presence_field", "to_row", "vector_field"]
