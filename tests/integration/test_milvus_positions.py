@@ -39,11 +39,14 @@ def placed(rows: list[Row], seed: int) -> list[Row]:
     return out
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory, milvus_lite_address: str):
+@pytest.fixture(scope="module", params=["milvus_lite_address", "milvus_server_address"])
+def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The same rows, written alike, on a local backend and on Milvus Lite, then on the
+    Milvus 2.3.5 server."""
+    address = request.getfixturevalue(str(request.param))
     rows = placed(kit.rows(160, seed=7), seed=7)
     with kit.local_backend(tmp_path_factory.mktemp("pos") / "c") as local, \
-            kit.milvus_backend(milvus_lite_address) as milvus:
+            kit.milvus_backend(address) as milvus:
         for backend in (local, milvus):
             backend.upsert(rows[:100])
             backend.upsert(rows[100:])
@@ -63,6 +66,22 @@ def test_browse_pages_agree_for_random_filters(pair) -> None:
     total, first = milvus.newest(None, 0, 5)
     assert total == 158 and first == ["item-159", "item-158", "item-157", "item-156",
                                       "item-155"]
+
+
+def test_narrowed_browse_pages_agree(pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past SCAN_ALL passing rows a page is read from a window of the newest rows (set
+    low here so that the 160 rows take that path)."""
+    from imgsearch.engine.backends import milvus_positions
+
+    monkeypatch.setattr(milvus_positions, "SCAN_ALL", 8)
+    local, milvus = pair
+    rng = random.Random(4)
+    for _ in range(10):
+        filters = kit.random_filters(rng)
+        offset, limit = rng.choice([0, 3]), rng.choice([1, 4])
+        assert milvus.newest(filters, offset, limit) == local.newest(filters, offset, limit), \
+            filters
+    assert milvus.newest(None, 2, 3) == (158, ["item-157", "item-156", "item-155"])
 
 
 def test_near_agrees_for_random_centres_and_radii(pair) -> None:

@@ -49,8 +49,8 @@ from imgsearch.engine.backends.milvus_filters import filter_expression, literal
 from imgsearch.engine.backends.milvus_positions import (
     BROWSE_OLD,
     Stamps,
+    browse_page,
     ids_expression,
-    newest,
     stamped,
     within,
 )
@@ -330,7 +330,15 @@ class MilvusBackend:
         where = self._where(filters)
         if where is None:
             return 0, []
-        return newest(self._scan(where, ["id", "added"]), offset, limit)
+        return browse_page(where, offset, limit, self._count,
+                           lambda e: self._scan(e, ["id", "added"]))
+
+    def _count(self, where: str, consistency: str | None = None) -> int:
+        found = self._do(lambda c: c.query(
+            self.target.name, filter=where, output_fields=["count(*)"],
+            consistency_level=consistency or self.target.consistency,
+            timeout=self.target.timeout_s))
+        return int(found[0]["count(*)"])
 
     def _get(self, ids: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -353,11 +361,7 @@ class MilvusBackend:
                 for r in self._get(list(dict.fromkeys(ids)), ["id", "item"])}
 
     def count(self) -> int:
-        found = self._do(lambda c: c.query(self.target.name, filter="",
-                                           output_fields=["count(*)"],
-                                           consistency_level=self.target.consistency,
-                                           timeout=self.target.timeout_s))
-        return int(found[0]["count(*)"])
+        return self._count("")
 
     def distinct_values(self, field: str, limit: int) -> list[str] | None:
         """Read by scanning the field's trimmed, case-folded column (Milvus has no

@@ -4,8 +4,11 @@
 Milvus has no ORDER BY: every row carries ``added``, the microsecond its item was first
 written (an update keeps it, as an update keeps an item's place in the local catalog),
 and a page of the newest items is the top of a scan of (id, added) over the rows the
-filters pass, pushed down; only ``offset + limit`` of them are held while scanning. Its
-cost grows with the rows that pass (two scalar fields each), not with the page.
+filters pass, pushed down; only ``offset + limit`` of them are held while scanning.
+Where more than ``SCAN_ALL`` rows pass, the scan is narrowed first to a window
+``added >= T`` that still holds ``offset + limit`` of them (``window``): counts over
+windows growing back from now, then halving, so that the rows read stay near the page
+rather than the collection.
 
 A near filter is pushed down as a latitude/longitude box (``milvus_filters.near_box``);
 the rows in the box are read (id and position) and kept where the great-circle distance,
@@ -18,7 +21,7 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from imgsearch.engine.backends.milvus_filters import literal
@@ -26,6 +29,9 @@ from imgsearch.enrich.places import km_between
 from imgsearch.errors import UnsupportedOnBackendError
 
 NEAR_MAX_ITEMS = 10_000
+SCAN_ALL = 20_000  # rows that pass: scanned whole below this, narrowed above
+_FIRST_WINDOW_US = 60_000_000  # one minute back from now, then 16 times wider each time
+_NARROW_STEPS = 56  # halvings: from 57 years to a microsecond
 BROWSE_OLD = ("browsing by filters alone (newest first) needs a milvus collection made by "
               "this version (it records when each item was added): migrate the items into "
               "a new one")
@@ -76,6 +82,51 @@ def ids_expression(ids: Sequence[str]) -> str:
     return "id in [" + ", ".join(literal(i) for i in ids) + "]"
 
 
+def above(where: str, threshold: int) -> str:
+    return f"({where}) and added >= {threshold}" if where else f"added >= {threshold}"
+
+
+def window(where: str, need: int, count: Callable[[str], int], now_us: int) -> int:
+    """A threshold T such that at least ``need`` of the rows ``where`` passes have
+    ``added >= T`` (so the newest ``need`` are all among them), with few more than
+    that where ``count`` can tell. Counts that miss the latest writes only widen the
+    window; the caller checks the window held ``need`` rows and scans whole otherwise
+    (a count that still sees deleted rows)."""
+    span, high = _FIRST_WINDOW_US, now_us + 3_600_000_000  # an hour of clock skew
+    while True:
+        low = max(now_us - span, 0)
+        found = count(above(where, low))
+        if found >= need or low == 0:
+            break
+        high, span = low, span * 16
+    cap = max(4 * need, SCAN_ALL // 4)
+    for _ in range(_NARROW_STEPS):
+        if found <= cap or high - low <= 1:
+            break
+        middle = (low + high) // 2
+        inside = count(above(where, middle))
+        if inside >= need:
+            low, found = middle, inside
+        else:
+            high = middle
+    return low
+
+
+def browse_page(where: str, offset: int, limit: int,
+                count: Callable[[str, str | None], int],
+                scan: Callable[[str], Iterable[Mapping[str, Any]]]) -> tuple[int, list[str]]:
+    """How many rows ``where`` passes and the page of them, newest first: ``count(expr,
+    consistency)`` counts (consistency None: the collection's own), ``scan(expr)`` reads
+    (id, added) of the rows ``expr`` passes."""
+    need, passing = offset + limit, count(where, None)
+    if passing > SCAN_ALL and need < passing // 2:
+        low = window(where, need, lambda e: count(e, "Bounded"), time.time_ns() // 1000)
+        held, page = newest(scan(above(where, low)), offset, limit)
+        if held >= need:  # else a count still saw deleted rows: scan them all
+            return passing, page
+    return newest(scan(where), offset, limit)
+
+
 def newest(rows: Iterable[Mapping[str, Any]], offset: int, limit: int
            ) -> tuple[int, list[str]]:
     """How many rows there are, and the ids of the page ``offset``..``offset+limit`` of
@@ -92,5 +143,5 @@ def newest(rows: Iterable[Mapping[str, Any]], offset: int, limit: int
     return counted, [item_id for _added, item_id in top[offset:]]
 
 
-__all__ = ["BROWSE_OLD", "NEAR_MAX_ITEMS", "Stamps", "ids_expression", "newest", "stamped",
-           "within"]
+__all__ = ["BROWSE_OLD", "NEAR_MAX_ITEMS", "SCAN_ALL", "Stamps", "above", "browse_page",
+           "ids_expression", "newest", "stamped", "window", "within"]
