@@ -179,6 +179,10 @@ class RemoteEngine:
     def __contains__(self, item_id: str) -> bool:
         return bool(self.backend.get([item_id]))
 
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the collection holds (one read for them all)."""
+        return set(self.backend.get(list(ids))) if ids else set()
+
     def duplicates(self, item_id: str) -> list[Duplicate]:
         """The near-duplicates of one item, strongest first (``remote_rank``)."""
         return item_duplicates(self.backend, item_id)
