@@ -330,8 +330,9 @@ class MilvusBackend:
         where = self._where(filters)
         if where is None:
             return 0, []
+        # rows of two small fields: few round trips (Milvus returns at most 16,384)
         return browse_page(where, offset, limit, self._count,
-                           lambda e: self._scan(e, ["id", "added"]))
+                           lambda e: self._scan(e, ["id", "added"], batch=10_000))
 
     def _count(self, where: str, consistency: str | None = None) -> int:
         found = self._do(lambda c: c.query(

@@ -31,7 +31,7 @@ from imgsearch.errors import UnsupportedOnBackendError
 NEAR_MAX_ITEMS = 10_000
 SCAN_ALL = 20_000  # rows that pass: scanned whole below this, narrowed above
 _FIRST_WINDOW_US = 60_000_000  # one minute back from now, then 16 times wider each time
-_NARROW_STEPS = 56  # halvings: from 57 years to a microsecond
+_NARROW_STEPS = 4  # guesses by density once a window holds the page
 BROWSE_OLD = ("browsing by filters alone (newest first) needs a milvus collection made by "
               "this version (it records when each item was added): migrate the items into "
               "a new one")
@@ -88,27 +88,29 @@ def above(where: str, threshold: int) -> str:
 
 def window(where: str, need: int, count: Callable[[str], int], now_us: int) -> int:
     """A threshold T such that at least ``need`` of the rows ``where`` passes have
-    ``added >= T`` (so the newest ``need`` are all among them), with few more than
-    that where ``count`` can tell. Counts that miss the latest writes only widen the
-    window; the caller checks the window held ``need`` rows and scans whole otherwise
-    (a count that still sees deleted rows)."""
-    span, high = _FIRST_WINDOW_US, now_us + 3_600_000_000  # an hour of clock skew
+    ``added >= T`` (so the newest ``need`` are all among them), with few more where the
+    stamps allow: windows growing back from now until one holds ``need``, then up to
+    ``_NARROW_STEPS`` guesses of the threshold by the rows' density in the window
+    (items added over time narrow well; a bulk import of one moment does not, and is
+    then scanned whole). Counts that miss the latest writes only widen the window; the
+    caller checks the window held ``need`` rows and scans whole otherwise (a count
+    that still sees deleted rows)."""
+    span = _FIRST_WINDOW_US
     while True:
         low = max(now_us - span, 0)
         found = count(above(where, low))
         if found >= need or low == 0:
             break
-        high, span = low, span * 16
+        span *= 16
     cap = max(4 * need, SCAN_ALL // 4)
     for _ in range(_NARROW_STEPS):
-        if found <= cap or high - low <= 1:
+        if found <= cap:
             break
-        middle = (low + high) // 2
-        inside = count(above(where, middle))
-        if inside >= need:
-            low, found = middle, inside
-        else:
-            high = middle
+        guess = now_us - int((now_us - low) * (2 * need / found))
+        inside = count(above(where, guess)) if guess > low else 0
+        if inside < need:
+            break
+        low, found = guess, inside
     return low
 
 
