@@ -55,10 +55,10 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 STEPS = (
     ("imgsearch.search.matching", "features", "ORB features of the query"),
     ("imgsearch.search.verify", "features", "ORB features of candidates"),
-    ("imgsearch.engine.query", "_stored_image", "read candidates' thumbnails"),
+    ("imgsearch.search.searcher", "_stored_image", "read candidates' thumbnails"),
     ("imgsearch.search.matching", "verify", "match + RANSAC"),
-    ("imgsearch.engine.query", "_crop_keys", "central-part candidates (encode + search)"),
-    ("imgsearch.search.matching", "_aligned", "dense alignment (incl. its reads)"),
+    ("imgsearch.search.searcher", "_crop_keys", "central-part candidates (encode + search)"),
+    ("imgsearch.search.matching", "align", "dense alignment (one view)"),
 )
 _lock = threading.Lock()
 _spent: dict[str, float] = defaultdict(float)
@@ -108,7 +108,7 @@ def measure() -> dict[str, Any]:
     copies = [q["path"] for q in random.Random(1).sample(data["copies"], 80)]
     for path in copies[:5]:  # code paths warmed, not answers (caches are off)
         engine.search(Query(images=[path]))
-    engine.feature_cache.clear()
+    engine.searcher.feature_cache.clear()
     out: dict[str, Any] = {"copies": [], "unrelated": [], "steps": [], "stages": []}
     for kind, paths in (("unrelated", data["unrelated"]), ("copies", copies)):
         for path in paths:
@@ -138,14 +138,23 @@ def _baseline_verification(src: Path) -> Callable[..., Any]:
         module = types.ModuleType(f"_baseline_{part}")
         sys.modules[module.__name__] = module
         exec(compile(text, str(path), "exec"), module.__dict__)
-    return sys.modules["_baseline_matching"].match_kinds  # type: ignore[no-any-return]
+    baseline = sys.modules["_baseline_matching"]
+
+    def match_kinds(looks: Any, *args: Any, **kwargs: Any) -> Any:
+        # the query images as the other checkout's own (its alignment views)
+        def own(look: Any) -> Any:
+            return baseline.QueryImage(look.vector, look.content_hash, look.image)
+        negatives = kwargs.pop("negatives", args[2] if len(args) > 2 else ())
+        return baseline.match_kinds([own(look) for look in looks], args[0], args[1],
+                                    [own(n) for n in negatives], *args[3:], **kwargs)
+    return match_kinds
 
 
 def interleave(src: Path) -> None:
     """Both verifications, query by query, in this process (ABBA)."""
     from copydetect import HERE
     from imgsearch import Engine, Query, Settings
-    from imgsearch.engine import query as answering
+    from imgsearch.search import searcher as answering
 
     codes = {"this": answering.match_kinds, "baseline": _baseline_verification(src)}
     data = json.loads((HERE / "set.json").read_text())
@@ -166,7 +175,7 @@ def interleave(src: Path) -> None:
         for path in paths:
             for name in (("this", "baseline") if turn % 2 == 0 else ("baseline", "this")):
                 answering.match_kinds = codes[name]
-                engine.feature_cache.clear()
+                engine.searcher.feature_cache.clear()
                 started = time.perf_counter()
                 engine.search(Query(images=[path], limit=10))
                 timings[(kind, name)].append((time.perf_counter() - started) * 1000)

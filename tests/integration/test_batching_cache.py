@@ -38,6 +38,24 @@ def test_concurrent_calls_share_batches():
     assert sum(calls) == 16 and len(calls) < 16 and max(calls) <= 8
 
 
+def test_a_lone_caller_is_encoded_without_waiting_for_company():
+    batches: list[int] = []
+
+    def encode(values):
+        batches.append(len(values))
+        return np.asarray([[float(v), 1.0] for v in values], dtype=np.float32)
+
+    # an hour's window: a lone caller that waited for company would hang here
+    batcher = MicroBatcher(encode, max_batch=8, max_wait_s=3600.0)
+    answered: list[float] = []
+    caller = threading.Thread(target=lambda: answered.extend(
+        float(batcher.encode(v)[0]) for v in (1, 2, 3)), daemon=True)
+    caller.start()
+    caller.join(timeout=60)
+    assert answered == [1.0, 2.0, 3.0] and batches == [1, 1, 1]
+    batcher.close()
+
+
 def test_batcher_passes_errors_to_every_waiter():
     def encode(values):
         raise ValueError("model broke")

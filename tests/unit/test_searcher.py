@@ -154,7 +154,7 @@ class FakeQueryEncoder:
     def embed_query_image(self, value: Any) -> NDArray[np.float32]:
         raise AssertionError("no image query here")
 
-    def look_at(self, value: Any) -> Any:
+    def look_at(self, value: Any, decoded: Any = None) -> Any:
         raise AssertionError("no image query here")
 
 

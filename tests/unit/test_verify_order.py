@@ -104,3 +104,35 @@ def test_an_alignment_that_only_decides_decides_as_the_full_one() -> None:
         assert decided is None or decided == full, (decided, full)
     assert align(AlignQuery(rotated), stored, decide=True) is not None
     assert align(AlignQuery(textured(3, (960, 640))), stored, decide=True) is None
+
+
+def test_an_alignment_asked_for_more_agreement_decides_as_the_full_one_filtered() -> None:
+    stored = _small(planes(0))
+    views = AlignQuery(stored)  # the stored image's views, made once for both asks
+    rotated = planes(0).rotate(7, resample=Image.Resampling.BICUBIC)
+    for query in (rotated, ImageOps.mirror(rotated), planes(11).rotate(7),
+                  textured(3, (960, 640))):
+        full = align(query, stored)
+        assert align(AlignQuery(query), views) == full  # views stand for the image
+        for minimum in (0.8, 0.9, 0.97):
+            decided = align(AlignQuery(query), views, decide=True, minimum=minimum)
+            expected = full if full is not None and full.agreement >= minimum else None
+            assert decided == expected, (minimum, decided, full)
+
+
+def test_a_query_with_nothing_to_find_reads_each_stored_image_once() -> None:
+    loads: list[int] = []
+    candidates = [_counted(k, textured(20 + k, (960, 640)), loads) for k in range(1, 6)]
+    extra = [_counted(9, textured(40, (960, 640)), loads)]
+    asked: list[int] = []
+
+    def more() -> list[Candidate]:
+        asked.append(1)
+        return extra
+
+    found = match_kinds([_query(textured(30, (960, 640)))], candidates, FeatureCache(),
+                        more=more)
+    # the first candidate had its plain, closer and local-contrast looks and two
+    # alignments, the one found another way a look and two alignments: one read each
+    assert found == {} and asked == [1]
+    assert sorted(loads) == [1, 2, 3, 4, 5, 9]

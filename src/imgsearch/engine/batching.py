@@ -2,9 +2,11 @@
 
 A model encodes 16 texts in one call much faster than in 16 calls. When many searches
 arrive at once (an HTTP server), each caller hands its input to a ``MicroBatcher`` and
-waits; one worker thread takes whatever has arrived (up to ``max_batch``, waiting at
-most ``max_wait_s`` for more after the first), encodes it in one call, and hands each
-caller its row. A lone caller waits at most ``max_wait_s`` more than it would alone.
+waits; one worker thread takes whatever has arrived (up to ``max_batch``), encodes it in
+one call, and hands each caller its row. While callers keep company (the last batch held
+several, or left others waiting), it waits up to ``max_wait_s`` after the first for
+more; a lone caller (one search at a time: the command line, a single
+user) is encoded at once and does not pay that window.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class MicroBatcher(Generic[T]):
         self._pending: list[tuple[T, Future[NDArray[np.float32]]]] = []
         self._cond = threading.Condition()
         self._closed = False
+        self._company = False  # the last batch had company: wait for more next time
         self.batches = 0  # how many encode calls were made (for tests and metrics)
         self.items = 0
         self._thread = threading.Thread(target=self._run, name=f"imgsearch-{name}",
@@ -60,7 +63,7 @@ class MicroBatcher(Generic[T]):
                 self._cond.wait()
             if not self._pending:
                 return []
-            deadline = time.monotonic() + self.max_wait_s
+            deadline = time.monotonic() + (self.max_wait_s if self._company else 0.0)
             while len(self._pending) < self.max_batch and not self._closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -68,6 +71,7 @@ class MicroBatcher(Generic[T]):
                 self._cond.wait(left)
             batch = self._pending[: self.max_batch]
             del self._pending[: self.max_batch]
+            self._company = len(batch) > 1 or bool(self._pending)
             return batch
 
     def _run(self) -> None:

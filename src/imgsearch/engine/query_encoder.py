@@ -44,7 +44,9 @@ class QueryEncoder(Protocol):
 
     def embed_query_image(self, value: ImageInput) -> NDArray[np.float32]: ...
 
-    def look_at(self, value: ImageInput) -> tuple[DecodedImage, NDArray[np.float32]]: ...
+    def look_at(self, value: ImageInput,
+                decoded: Callable[[DecodedImage], None] | None = None
+                ) -> tuple[DecodedImage, NDArray[np.float32]]: ...
 
     def close(self) -> None: ...
 
@@ -104,15 +106,23 @@ class CachedQueryEncoder:
         """A query image's vector, cached by the hash of its content."""
         return self.look_at(value)[1]
 
-    def look_at(self, value: ImageInput) -> tuple[DecodedImage, NDArray[np.float32]]:
-        """A query image as decoded (its pixels serve verification) and its vector."""
+    def look_at(self, value: ImageInput,
+                decoded: Callable[[DecodedImage], None] | None = None
+                ) -> tuple[DecodedImage, NDArray[np.float32]]:
+        """A query image as decoded (its pixels serve verification) and its vector;
+        ``decoded`` is told of the image as soon as it is decoded, before it is encoded."""
         with stage("decode"):
-            decoded = self.preparer.decode(value, value if isinstance(value, str)
-                                           else "<query image>", longer_at_least=LARGE_SIDE)
+            image = self.preparer.decode(value, value if isinstance(value, str)
+                                         else "<query image>", longer_at_least=LARGE_SIDE)
+        if decoded is not None:
+            decoded(image)
+        return image, self._vector_of(image)
+
+    def _vector_of(self, decoded: DecodedImage) -> NDArray[np.float32]:
         key = ("image", self.manifest.spaces["image"].model_id, decoded.content_hash)
         cached = self._cached_vector(key)
         if cached is not None:
-            return decoded, cached
+            return cached
         encoder = self.encoder("image")
         load_model(encoder)
         if self.settings.micro_batch:
@@ -120,7 +130,7 @@ class CachedQueryEncoder:
         else:
             vector = encoder.embed_image(decoded.image)
         self._store_vector(key, vector)
-        return decoded, vector
+        return vector
 
     def _cached_vector(self, key: tuple[Any, ...]) -> NDArray[np.float32] | None:
         vector = self.embedding_cache.get(key)

@@ -190,6 +190,7 @@ def _agreement(template: NDArray[np.float32], other: NDArray[np.float32],
                                          np.concatenate([bx[kept], by[kept]])))
     h, w = template.shape
     blocks = 0
+    template_edges, other_edges = np.hypot(tx, ty), np.hypot(bx, by)
     for row in range(4):
         for col in range(4):
             cell = (slice(row * h // 4, (row + 1) * h // 4),
@@ -197,8 +198,8 @@ def _agreement(template: NDArray[np.float32], other: NDArray[np.float32],
             inner = mask[cell]
             if inner.mean() < 0.8:
                 continue
-            edge = max(float(np.hypot(tx[cell], ty[cell])[inner].mean()),
-                       float(np.hypot(bx[cell], by[cell])[inner].mean()))
+            edge = max(float(template_edges[cell][inner].mean()),
+                       float(other_edges[cell][inner].mean()))
             blocks += edge >= _BLOCK_EDGE
     return np.asarray(correlations), float(mask.mean()), blocks
 
@@ -239,8 +240,8 @@ def _refine(guess: _Guess, small: NDArray[np.float32], large: NDArray[np.float32
             small_fine: Callable[[], NDArray[np.float32]],
             large_fine: Callable[[], NDArray[np.float32]],
             small_colour: Callable[[], NDArray[np.float32]],
-            large_colour: Callable[[], NDArray[np.float32]], decide: bool
-            ) -> _Refined | None:
+            large_colour: Callable[[], NDArray[np.float32]], decide: bool,
+            minimum: float = MIN_AGREEMENT) -> _Refined | None:
     cv2 = _cv2()
     size = (round(small.shape[1] * guess.fx), round(small.shape[0] * guess.fy))
     template = cv2.resize(small, size, interpolation=cv2.INTER_AREA)
@@ -253,8 +254,8 @@ def _refine(guess: _Guess, small: NDArray[np.float32], large: NDArray[np.float32
     if cover < MIN_COVER:
         return None
     # The agreement is the mean of the coarse and the fine correlation, and the fine one
-    # is at most 1: under this coarse one no side can reach MIN_AGREEMENT.
-    if decide and float(coarse.max()) < 2 * MIN_AGREEMENT - 1:
+    # is at most 1: under this coarse one no side can reach the minimum.
+    if decide and float(coarse.max()) < 2 * minimum - 1:
         return None
     fine_template = cv2.resize(small_fine(), (2 * template.shape[1], 2 * template.shape[0]),
                                interpolation=cv2.INTER_AREA)
@@ -300,19 +301,22 @@ class AlignQuery:
         return found
 
 
-def align(query: Image.Image | AlignQuery, candidate: Image.Image,
-          decide: bool = False) -> Alignment | None:
+def align(query: Image.Image | AlignQuery, candidate: Image.Image | AlignQuery,
+          decide: bool = False, minimum: float = MIN_AGREEMENT) -> Alignment | None:
     """The best alignment of ``candidate`` with the query image (as is or mirrored),
     None when no guess puts enough of one inside the other. When only the decision
-    matters (``decide``), a guess that cannot reach ``MIN_AGREEMENT`` is not measured
-    further, and None is returned for it as well."""
+    matters (``decide``), a guess that cannot reach ``minimum`` (at least
+    ``MIN_AGREEMENT``) is not measured further, and None is returned for it as well.
+    Either image may come as its ``AlignQuery``, whose views are made once for several
+    alignments."""
     asked = query if isinstance(query, AlignQuery) else AlignQuery(query)
-    if min(asked.size) < _MIN_TEMPLATE or min(candidate.size) < _MIN_TEMPLATE:
+    other = candidate if isinstance(candidate, AlignQuery) else AlignQuery(candidate)
+    if min(asked.size) < _MIN_TEMPLATE or min(other.size) < _MIN_TEMPLATE:
         return None
-    candidate = _reduced(candidate, 2 * WORK_SIDE)
-    stored = _grey(candidate, WORK_SIDE)
-    stored_fine = functools.cache(lambda: _grey(candidate, 2 * WORK_SIDE))
-    stored_colour = functools.cache(lambda: _chroma(candidate, WORK_SIDE))
+    minimum = max(minimum, MIN_AGREEMENT)
+    stored = other.view("grey", False)
+    stored_fine = functools.partial(other.view, "fine", False)
+    stored_colour = functools.partial(other.view, "colour", False)
     guesses: list[_Guess] = []
     for mirrored in (False, True):
         coarse = asked.view("grey", mirrored)
@@ -324,12 +328,13 @@ def align(query: Image.Image | AlignQuery, candidate: Image.Image,
         fine = functools.partial(asked.view, "fine", guess.mirrored)
         colour = functools.partial(asked.view, "colour", guess.mirrored)
         found = _refine(guess, grey, stored, fine, stored_fine, colour, stored_colour,
-                        decide) if guess.query_inside else \
-            _refine(guess, stored, grey, stored_fine, fine, stored_colour, colour, decide)
+                        decide, minimum) if guess.query_inside else \
+            _refine(guess, stored, grey, stored_fine, fine, stored_colour, colour, decide,
+                    minimum)
         if found is not None and found.alignment.blocks >= MIN_BLOCKS and \
                 (best is None or found.alignment.agreement > best.alignment.agreement):
             best = found
-    if best is None or (decide and best.alignment.agreement < MIN_AGREEMENT):
+    if best is None or (decide and best.alignment.agreement < minimum):
         return None
     # colours are compared for the best guess only: it alone is the answer
     return _with_colour(best)

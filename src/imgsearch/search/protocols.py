@@ -78,7 +78,9 @@ class QueryEncoding(Protocol):
 
     def embed_query_image(self, value: ImageInput) -> NDArray[np.float32]: ...
 
-    def look_at(self, value: ImageInput) -> tuple[DecodedImage, NDArray[np.float32]]: ...
+    def look_at(self, value: ImageInput,
+                decoded: Callable[[DecodedImage], None] | None = None
+                ) -> tuple[DecodedImage, NDArray[np.float32]]: ...
 
 
 class CollectionState(Protocol):

@@ -27,6 +27,7 @@ from PIL import Image
 from imgsearch.config import Settings
 from imgsearch.encode.blas import one_blas_thread
 from imgsearch.errors import ImgSearchError, InvalidQueryError, ItemNotFoundError
+from imgsearch.ingest.decode import DecodedImage
 from imgsearch.search.browse import browse
 from imgsearch.search.calibration import (
     MIN_VECTORS,
@@ -50,6 +51,7 @@ from imgsearch.search.matching import (
     SIMILAR_CEILING,
     VERIFY_TOP,
     Candidate,
+    EarlyFeatures,
     Match,
     QueryImage,
     copy_confidence,
@@ -74,7 +76,7 @@ from imgsearch.search.timing import current as current_timings
 from imgsearch.search.timing import recording, stage
 from imgsearch.search.understand import Interpretation, Vocabulary, understand
 from imgsearch.search.validation import EMPTY_MESSAGE, validate
-from imgsearch.search.verify import FeatureCache
+from imgsearch.search.verify import FeatureCache, in_background
 from imgsearch.store.catalog import FIELD_SIGNALS
 from imgsearch.store.filters import validate as validate_filters
 from imgsearch.store.logs import SearchRecord
@@ -131,16 +133,26 @@ def _unit(vector: NDArray[Any]) -> NDArray[np.float32]:
 
 
 def _image_vectors(searcher: Searcher, values: list[ImageInput],
-                   looks: list[QueryImage] | None = None) -> NDArray[np.float32]:
-    """The vectors of ``values``; with ``looks``, each decoded image is kept there too."""
+                   looks: list[QueryImage] | None = None, verified: bool = False
+                   ) -> NDArray[np.float32]:
+    """The vectors of ``values``; with ``looks``, each decoded image is kept there too,
+    and when they will be ``verified``, their local features are found from the moment
+    they are decoded (``matching.EarlyFeatures``)."""
     if looks is None:
         return np.stack([searcher.query_encoder.embed_query_image(v) for v in values])
     vectors = []
     for value in values:
-        decoded, vector = searcher.query_encoder.look_at(value)
-        looks.append(QueryImage(vector, decoded.content_hash, decoded.image))
+        early: list[EarlyFeatures] = []
+        decoded, vector = searcher.query_encoder.look_at(
+            value, functools.partial(_start_features, early) if verified else None)
+        looks.append(QueryImage(vector, decoded.content_hash, decoded.image,
+                                early=early[0] if early else None))
         vectors.append(vector)
     return np.stack(vectors)
+
+
+def _start_features(started: list[EarlyFeatures], decoded: DecodedImage) -> None:
+    started.append(EarlyFeatures(decoded.image))
 
 
 def signals_for(searcher: Searcher, query: Query, looks: list[QueryImage] | None = None,
@@ -179,7 +191,9 @@ def signals_for(searcher: Searcher, query: Query, looks: list[QueryImage] | None
     text_weight = 1.0 - query.image_weight if query.images else 1.0
     image_weight = query.image_weight if query.text else 1.0
     if query.images:
-        positive = _unit(_image_vectors(searcher, query.images, looks).mean(axis=0))
+        verified = looks is not None and not (query.text and query.image_weight == 0)
+        positive = _unit(_image_vectors(searcher, query.images, looks,
+                                        verified).mean(axis=0))
         if query.negative_images:
             negative = _unit(_image_vectors(searcher, query.negative_images,
                                             negatives).mean(axis=0))
@@ -306,7 +320,10 @@ def _matches(searcher: Searcher, ranked: Ranked, confidence: NDArray[np.float32]
         return ranked, confidence, {}
 
     def more() -> list[Candidate]:
-        return _candidates(searcher, cropped(set(top)))
+        # often started ahead on a worker thread, and may end after this query does:
+        # the index is read under the readers' lock, as the ranking read it
+        with searcher.lock.read():
+            return _candidates(searcher, cropped(set(top)))
 
     matches = match_kinds(looks, _candidates(searcher, top), searcher.feature_cache, negatives,
                           more)
@@ -344,6 +361,14 @@ def _candidates(searcher: Searcher, keys: list[int]) -> list[Candidate]:
                       ("thumbnail", key, item.thumbnail, item.content_hash),
                       functools.partial(_stored_image, searcher, item))
             for key in keys if (item := items.get(key)) is not None]
+
+
+def _start_first_features(searcher: Searcher, key: int) -> None:
+    """Start finding the local features of the first candidate (the one most queries
+    examine first, and most copies are) while its confidence is worked out."""
+    for candidate in _candidates(searcher, [key]):
+        in_background(functools.partial(searcher.feature_cache.get, candidate.cache_key,
+                                        candidate.load))
 
 
 def _hash_candidates(searcher: Searcher, ranked: Ranked, signals: list[Signal],
@@ -688,6 +713,8 @@ def _answer(searcher: Searcher, query: Query) -> SearchResult:
     default = 0.0 if query.kind in ("item", "vector") else s.min_confidence
     minimum = default if query.min_confidence is None else query.min_confidence
     with stage("verify"):
+        if matching and len(ranked.keys):
+            _start_first_features(searcher, int(ranked.keys[0]))
         ranked, hashed = _hash_candidates(searcher, ranked, signals, matching, allowed, exclude)
     with stage("rerank"):
         confidence = _confidence(searcher, ranked, signals, looks, allowed is None, exclude)

@@ -80,6 +80,16 @@ def _cv2() -> Any:
     return cv2
 
 
+@functools.cache
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+_DESCRIPTOR_BYTES = 32  # an ORB descriptor
+
+
 @dataclass(frozen=True)
 class Features:
     points: NDArray[np.float32]  # (n, 2) keypoint positions
@@ -142,7 +152,7 @@ def features(image: Image.Image | NDArray[np.uint8], mirror: bool = False, side:
     keypoints, descriptors = orb.detectAndCompute(pixels, None)
     if descriptors is None or not len(keypoints):
         return Features(np.empty((0, 2), np.float32), None, found_on, closer, local_contrast)
-    points = np.array([k.pt for k in keypoints], dtype=np.float32)
+    points = np.asarray(_cv2().KeyPoint_convert(keypoints), dtype=np.float32).reshape(-1, 2)
     return Features(points, np.asarray(descriptors, dtype=np.uint8), found_on, closer,
                     local_contrast)
 
@@ -157,7 +167,24 @@ def _nearest(queries: NDArray[np.uint8], train: NDArray[np.uint8], k: int
              ) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
     """Hamming distances and indices of each query descriptor's ``k`` nearest in
     ``train``, as arrays (what a brute-force matcher's knnMatch finds, without making an
-    object per match)."""
+    object per match). Two nearest (the ratio test) come from FAISS's binary flat
+    search, about 3.5 times faster than OpenCV's on 500 x 500 ORB descriptors with the
+    same distances; a match that passes the ratio test is strictly nearer than the
+    second, so ties cannot change which point it names. One nearest (the mutual check,
+    where a tie would) stays with OpenCV's, first index on a tie."""
+    if k == 2 and queries.shape[1] == _DESCRIPTOR_BYTES:
+        faiss = _faiss()
+        index = faiss.IndexBinaryFlat(8 * _DESCRIPTOR_BYTES)
+        index.add(np.ascontiguousarray(train))
+        # One thread: OpenMP's thread count is per calling thread, and a worker thread
+        # left at the default starts a team for each call: 20 times the CPU, spinning.
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            distances, indices = index.search(np.ascontiguousarray(queries), k)
+        finally:
+            faiss.omp_set_num_threads(threads)
+        return np.asarray(distances, np.int32), np.asarray(indices, np.int32)
     cv2 = _cv2()
     distances, indices = cv2.batchDistance(queries, train, cv2.CV_32S,
                                            normType=cv2.NORM_HAMMING, K=k)
@@ -250,28 +277,38 @@ class FeatureCache:
         self.size = size
         self._items: OrderedDict[Hashable, Features] = OrderedDict()
         self._lock = threading.Lock()
+        self._making: dict[Hashable, threading.Lock] = {}  # features being found, by key
 
     def get(self, key: Hashable, load: Callable[[], Image.Image | None],
             side: int = LARGE_SIDE, closer: bool = False,
             local_contrast: bool = False) -> Features | None:
         """The features of the image ``load`` gives (at most ``side`` px; for a
         ``closer`` or a ``local_contrast`` look), cached by ``key``; None when it gives
-        none."""
+        none. Asked for again while they are being found (on another thread), they are
+        waited for, not found twice."""
         key = (key, closer, local_contrast)
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
                 return found
-        image = load()
-        if image is None:
-            return None
-        made = features(image, side=side, closer=closer, local_contrast=local_contrast)
-        with self._lock:
-            self._items[key] = made
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return made
+            making = self._making.setdefault(key, threading.Lock())
+        with making:
+            with self._lock:
+                found = self._items.get(key)
+                if found is not None:
+                    self._items.move_to_end(key)
+                    return found
+            image = load()
+            made = None if image is None else \
+                features(image, side=side, closer=closer, local_contrast=local_contrast)
+            with self._lock:
+                if made is not None:
+                    self._items[key] = made
+                    while len(self._items) > self.size:
+                        self._items.popitem(last=False)
+                self._making.pop(key, None)
+            return made
 
     def clear(self) -> None:
         with self._lock:
