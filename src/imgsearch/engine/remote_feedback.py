@@ -6,15 +6,18 @@ nodes logged, as the local engine makes it from its collection's log."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
-from imgsearch.errors import InvalidInputError, UnsupportedOnBackendError
+from imgsearch.errors import ImgSearchError, InvalidInputError, UnsupportedOnBackendError
 from imgsearch.store.logs import SearchRecord
 from imgsearch.types import Query, SearchResult
 
 if TYPE_CHECKING:
     from imgsearch.engine.remote import RemoteEngine
+
+_log = logging.getLogger("imgsearch.logs")
 
 
 class SharedSearchLog(Protocol):
@@ -49,7 +52,13 @@ class RemoteFeedback:
             return self._log
 
     def logged(self, query: Query, result: SearchResult) -> SearchResult:
-        log = self.open()
+        """``result`` with the id of its line in the log (none when the log is off or
+        cannot be opened: the log never stands in the way of a search)."""
+        try:
+            log = self.open()
+        except ImgSearchError as exc:
+            _log.warning("search logging is off for now: %s", exc)
+            return result
         if log is None:
             return result
         hits = list(result.hits)

@@ -62,7 +62,11 @@ class MilvusSearchLog:
         self.name = target.name + SUFFIX
         self._run = run
         if not run(lambda c: c.has_collection(self.name)):
-            run(lambda c: _create(target, c, self.name))
+            try:
+                run(lambda c: _create(target, c, self.name))
+            except ImgSearchError:  # another node made it first: use theirs
+                if not run(lambda c: c.has_collection(self.name)):
+                    raise
         run(lambda c: c.load_collection(self.name, timeout=target.timeout_s))
         self._pending: collections.deque[Any] = collections.deque()
         self._lock = threading.Lock()  # one writer of queued searches at a time
