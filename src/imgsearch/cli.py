@@ -711,12 +711,19 @@ def report(
     """Click-through, MRR of clicks, zero-result rate and latency per query type."""
     import time
 
+    since = time.time() - days * 86400 if days else None
     with _errors():
-        engine = _open(collection, readonly=True)
-        try:
-            data = engine.report(since=time.time() - days * 86400 if days else None)
-        finally:
-            engine.close()
+        if _remote(collection) is not None:  # the log every node of it shares
+            from imgsearch.engine.remote import open_remote
+
+            with open_remote(str(_remote(collection)), _settings()) as remote:
+                data = remote.report(since=since)
+        else:
+            engine = _open(collection, readonly=True)
+            try:
+                data = engine.report(since=since)
+            finally:
+                engine.close()
         if as_json:
             _print_json(data)
             return

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -75,6 +76,20 @@ def test_index_then_two_nodes_serve_one_collection(tmp_path: Path,
         found = httpx.post(f"{second}/v1/search", json={
             "image_base64": b64(gen.jpeg_bytes(40)), "limit": 1}).json()
         assert found["results"][0]["id"] == "fresh"
+        # browsing through the other node: the newest first
+        listed = httpx.post(f"{second}/v1/search", json={"limit": 2}).json()
+        assert [h["id"] for h in listed["results"]][:1] == ["fresh"]
+        # a click through one node counts in the other's report, and the command's
+        search = httpx.post(f"{first}/v1/search", json={"similar_to": "fresh",
+                                                         "limit": 3}).json()
+        assert httpx.post(f"{first}/v1/feedback/click", json={
+            "search_id": search["search_id"], "item_id": search["results"][1]["id"],
+            "position": 2}).json() == {"recorded": True}
+        report = httpx.get(f"{second}/v1/report").json()
+        assert report["item"] == {**report["item"], "searches": 1, "click_through_rate": 1.0,
+                                  "mrr_of_clicks": 0.5}
+        printed = json.loads(run("report", "-c", uri, "--json").stdout)
+        assert printed["item"]["mrr_of_clicks"] == 0.5
         nodes[0].terminate()
         nodes[0].wait(30)
         again = httpx.post(f"{second}/v1/search", json={

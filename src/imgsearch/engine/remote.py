@@ -11,10 +11,11 @@ diversity, near-duplicate folding) over what the backend returns, and verified c
 (``remote_matches``) over the thumbnails the backend holds; text queries are expanded as
 locally (``remote_expansion``: feedback from the surest hits, the concept list of
 ``remote_concepts``) and "more like this" fuses the item's image, text, category and
-brand (``remote_similar``). What needs files or logs of the collection's own (browsing,
-click feedback) is declared in ``REFUSED`` and answers UnsupportedOnBackendError, saying
-so; so are thumbnails and verified copies on a collection made before it held
-thumbnails (``OLD_SCHEMA``).
+brand (``remote_similar``). Browsing (``remote_browse``) and click feedback
+(``remote_feedback``) go through the backend. What needs files or logs of the
+collection's own is declared in ``REFUSED`` and answers UnsupportedOnBackendError, saying
+so; so are thumbnails and verified copies on a collection made before it held thumbnails
+(``OLD_SCHEMA``), and browsing and the near filter on one made before it held positions.
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ from imgsearch.encode.base import Encoder
 from imgsearch.encode.registry import describe_encoder, get_encoder
 from imgsearch.engine import remote_pages, remote_query
 from imgsearch.engine.backends.base import CollectionBackend, Row
+from imgsearch.engine.backends.milvus_filters import NEAR_OLD
+from imgsearch.engine.backends.milvus_positions import BROWSE_OLD
 from imgsearch.engine.batching import LRUCache
 from imgsearch.engine.pipeline import Prepared, Preparer
 from imgsearch.engine.remote_concepts import RemoteWords
 from imgsearch.engine.remote_confidence import RemoteCalibrations
+from imgsearch.engine.remote_feedback import RemoteFeedback
 from imgsearch.engine.remote_rank import item_duplicates
 from imgsearch.engine.remote_understand import RemoteVocabulary
 from imgsearch.errors import (
@@ -49,12 +53,7 @@ from imgsearch.search.verify import FeatureCache
 from imgsearch.types import ImageInput, Item, Query, SearchResult, VectorSpace
 
 # what a node over a remote collection does not do, and why (``RemoteEngine.refuses``)
-REFUSED = {
-    "browse": "browsing by filters alone (newest first) is not supported",
-    "near": "the near (radius) filter is not supported: a Milvus expression cannot "
-            "compute a distance",
-    "batch": "batch writes (/v1/items:batch) are not served",
-    "feedback": "click feedback needs the collection's own log; it is not recorded",
+REFUSED: dict[str, str] = {
 }
 
 
@@ -112,6 +111,7 @@ class RemoteEngine:
         self.concept_words = RemoteWords(backend, settings.wordnet_dir,
                                          settings.concept_vocabulary_max_items)
         self.feature_cache = FeatureCache()  # local features of verified candidates
+        self.feedback = RemoteFeedback(self)
 
     @property
     def uri(self) -> str:
@@ -192,6 +192,10 @@ class RemoteEngine:
     def __contains__(self, item_id: str) -> bool:
         return bool(self.backend.get([item_id]))
 
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the collection holds (one read for them all)."""
+        return set(self.backend.get(list(ids))) if ids else set()
+
     def duplicates(self, item_id: str) -> list[Duplicate]:
         """The near-duplicates of one item, strongest first (``remote_rank``)."""
         return item_duplicates(self.backend, item_id)
@@ -208,6 +212,10 @@ class RemoteEngine:
             return (f"text search needs a text space or BM25, and collection {self.uri} "
                     f"has neither (its server has no BM25, and it was made without a "
                     f"text encoder)")
+        old = {"browse": (self.backend.capabilities.browse, BROWSE_OLD),
+               "near": (self.backend.capabilities.near, NEAR_OLD)}.get(feature)
+        if old is not None and not old[0]:
+            return f"{old[1]} ({self.uri})"
         if feature in REFUSED:
             return f"{REFUSED[feature]} on the {self.kind} backend"
         if feature in OLD_SCHEMA and not self.backend.capabilities.thumbnails:
@@ -242,8 +250,18 @@ class RemoteEngine:
         return self.search(Query(similar_to=item_id, limit=limit, **kwargs))
 
     def search(self, query: Query) -> SearchResult:
-        """Answered as the local engine answers, over the backend (``remote_query``)."""
-        return remote_query.search(self, query)
+        """Answered as the local engine answers, over the backend (``remote_query``);
+        logged in the log every node shares (``remote_feedback``)."""
+        return self.feedback.logged(query, remote_query.search(self, query))
+
+    def record_click(self, search_id: str, item_id: str, position: int | None = None) -> None:
+        """Feedback: a result of a logged search was clicked (durable when it returns)."""
+        self.feedback.record_click(search_id, item_id, position)
+
+    def report(self, since: float | None = None) -> dict[str, Any]:
+        """CTR, MRR of clicks, zero-result rate and latency per query type, over the
+        searches and clicks of every node."""
+        return self.feedback.report(since)
 
     def info(self) -> dict[str, Any]:
         caps = self.backend.capabilities

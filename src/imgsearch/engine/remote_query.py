@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imgsearch.engine.backends.base import Hit
+from imgsearch.engine.remote_browse import browse
 from imgsearch.engine.remote_confidence import (
     capped,
     image_confidence,
@@ -79,13 +80,17 @@ def search(engine: RemoteEngine, query: Query) -> SearchResult:
     """The query's answer (see the module docstring); what was understood of its text
     is in the result's interpretation, as locally."""
     started = time.perf_counter()
+    if query.kind == "browse":  # filters alone, or nothing: list what passes
+        return browse(engine, query)
     validate(query, engine.settings.max_limit)
     SearchParams.from_hints(query.search_params)  # refused before any work
     check_known_values(engine, query.filters)
     original = query
     query, interpretation = interpret(engine, query)
     if query.kind == "browse":  # "photos from 2019": the understood filters alone
-        raise UnsupportedOnBackendError(engine.refuses("browse") or "browsing")
+        browsed = browse(engine, query)
+        browsed.interpretation = interpretation
+        return browsed
     result = _answer(engine, query, started)
     if query is not original and result.total_candidates == 0:
         # what was understood rules out every item: say so and search as typed

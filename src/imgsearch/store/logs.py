@@ -259,6 +259,14 @@ def read_only_report(conn: sqlite3.Connection, since: float | None = None
         conn.close()
 
 
+def report_of(rows: list[Any], clicks: dict[str, list[tuple[str, int | None]]]
+              ) -> dict[str, Any]:
+    """``SearchLog.report`` over a log held elsewhere: ``rows`` are (search id, kind,
+    result ids as JSON, latency ms, model load ms), ``clicks`` (item id, position) per
+    search id, in the order they were recorded."""
+    return _report(rows, clicks)
+
+
 def _report(rows: list[Any], clicks: dict[str, list[tuple[str, int | None]]]
             ) -> dict[str, Any]:
     per_kind: dict[str, list[_Entry]] = {}

@@ -8,9 +8,10 @@ acknowledged by one node visible to a search through any other). A node keeps no
 it cannot lose: caches, and the API keys file it is given.
 
 The routes are the main app's: search (JSON, image upload, text), items (get, put,
-delete, similar, duplicates), health, readiness, metrics and stats, and the thumbnails
-(read from the collection's rows) and the web page (``remote_pages``). The timeline,
-batch writes and click feedback need the local catalog and are not served here
+delete, similar, duplicates, batch), click feedback and the report made from it (in a
+log every node shares), health, readiness, metrics and stats, and the thumbnails (read
+from the collection's rows) and the web page (``remote_pages``). The timeline needs the
+local catalog and is not served here
 (``RemoteEngine.refuses`` says why, feature by feature).
 """
 
@@ -26,12 +27,20 @@ from fastapi import FastAPI
 
 from imgsearch.config import Settings
 from imgsearch.engine.remote import RemoteEngine
-from imgsearch.web import remote_pages, routes_items, routes_ops, routes_search, security
+from imgsearch.web import (
+    remote_pages,
+    routes_batch,
+    routes_items,
+    routes_ops,
+    routes_search,
+    security,
+)
 from imgsearch.web.app import install_guards
 from imgsearch.web.deps import AppState, State
 from imgsearch.web.errors import install_error_handlers
 from imgsearch.web.limits import Gate, Limits
 from imgsearch.web.metrics import Metrics
+from imgsearch.web.schemas import ClickOut
 
 if TYPE_CHECKING:
     from imgsearch.engine import Engine
@@ -77,9 +86,14 @@ def create_remote_app(engine: RemoteEngine, *, settings: Settings | None = None,
     install_error_handlers(app)
     app.include_router(routes_search.router)
     app.include_router(routes_items.router)
+    app.include_router(routes_batch.router)
     for path, endpoint in (("/health", routes_ops.health), ("/ready", routes_ops.ready),
-                           ("/metrics", routes_ops.metrics), ("/v1/stats", _stats)):
+                           ("/metrics", routes_ops.metrics), ("/v1/stats", _stats),
+                           ("/v1/report", routes_ops.report)):
         app.add_api_route(path, endpoint, methods=["GET"], tags=["operations"])
+    app.add_api_route("/v1/feedback/click", routes_ops.click, methods=["POST"],
+                      response_model=ClickOut, tags=["search"],
+                      summary="A result of a search was clicked")
     remote_pages.install(app)
     install_guards(app, state, policy)
     return app

@@ -154,7 +154,10 @@ def _upserts(engine: Engine, run: list[_Op], fetched: dict[str, bytes | FetchErr
 
 
 def _deletes(engine: Engine, run: list[_Op], outcome: _Outcome) -> None:
-    present = [op for op in run if op.id in engine]
+    # a node over a remote collection asks once for the run, not once an operation
+    existing = getattr(engine, "existing", None)
+    found = existing([op.id for op in run]) if existing is not None else None
+    present = [op for op in run if (op.id in found if found is not None else op.id in engine)]
     kept = {op.index for op in present}
     for op in run:
         if op.index not in kept:

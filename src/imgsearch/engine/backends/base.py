@@ -25,13 +25,16 @@ class BackendCapabilities:
     ``bm25``: ``keyword_search`` works. ``hybrid``: ``hybrid_search`` fuses vector and
     keyword results on the server. ``read_your_writes``: a search right after an
     acknowledged write sees it, from any client of the collection. ``thumbnails``: the
-    collection holds items' thumbnails (``thumbnails`` reads them)."""
+    collection holds items' thumbnails (``thumbnails`` reads them). ``browse``:
+    ``newest`` works; ``near``: the near filter does."""
 
     filters: bool = True
     bm25: bool = False
     hybrid: bool = False
     read_your_writes: bool = True
     thumbnails: bool = False
+    browse: bool = True
+    near: bool = True
 
 
 @dataclass
@@ -112,6 +115,13 @@ class CollectionBackend(Protocol):
         ``capabilities.thumbnails`` is False). ``expected``: each id's
         ``Item.thumbnail`` as read before, which lets a backend answer from a cheaper
         read where it holds that thumbnail."""
+        ...
+
+    def newest(self, filters: Filters | None, offset: int, limit: int
+               ) -> tuple[int, list[str]]:
+        """Browsing: how many items ``filters`` pass, and the ids of the page
+        ``offset``..``offset+limit`` of them, newest first (in the order they were first
+        added; an update keeps an item's place)."""
         ...
 
     def count(self) -> int:

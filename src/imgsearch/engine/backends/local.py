@@ -132,6 +132,18 @@ class LocalBackend:
         except OSError:
             return None
 
+    def newest(self, filters: Filters | None, offset: int, limit: int
+               ) -> tuple[int, list[str]]:
+        self.engine.refresh()
+        catalog = self.engine.catalog
+        if filters is not None and _restricts(filters):
+            keys = catalog.filter_keys(filters)
+            passing, page = len(keys), keys[::-1][offset:offset + limit].tolist()
+        else:
+            passing, page = catalog.count(), catalog.newest_keys(offset, limit)
+        names = catalog.ids_of([int(key) for key in page])
+        return passing, [names[int(key)] for key in page if int(key) in names]
+
     def count(self) -> int:
         self.engine.refresh()
         return self.engine.catalog.count()

@@ -21,6 +21,7 @@ starts without it.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -43,8 +44,18 @@ from imgsearch.engine.backends.milvus_encoders import (
     record_encoders,
     recorded_encoders,
 )
+from imgsearch.engine.backends.milvus_feedback import MilvusSearchLog
 from imgsearch.engine.backends.milvus_filters import filter_expression, literal
+from imgsearch.engine.backends.milvus_positions import (
+    BROWSE_OLD,
+    Stamps,
+    browse_page,
+    ids_expression,
+    stamped,
+    within,
+)
 from imgsearch.engine.backends.milvus_schema import (
+    POSITIONED,
     from_row,
     presence_field,
     to_row,
@@ -83,7 +94,7 @@ class MilvusBackend:
     def __init__(self, target: MilvusTarget, client: Any, spaces: dict[str, int],
                  version: str, bm25: bool, places: bool = True,
                  encoders: Mapping[str, VectorSpace] | None = None,
-                 thumbnails: bool = True) -> None:
+                 thumbnails: bool = True, positioned: bool = True) -> None:
         self.target = target
         self._client = client
         self._spaces = spaces
@@ -93,6 +104,10 @@ class MilvusBackend:
         self._thumbnails = thumbnails  # the thumbnail field (milvus schema 3)
         self._encoders = dict(encoders or {})
         self._hybrid = _at_least(version, 2, 4)
+        self._positioned = positioned  # schema 3: browsing and the near filter
+        self._stamps = Stamps()
+        self._feedback: MilvusSearchLog | None = None
+        self._feedback_lock = threading.Lock()
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -111,7 +126,9 @@ class MilvusBackend:
         version = _call(target, lambda: str(client.get_server_version()))
         if _call(target, lambda: client.has_collection(target.name)):
             found, bm25, places, described = _check_existing(target, client, spaces)
-            thumbnails = any(f.get("name") == "thumbnail" for f in described.get("fields", []))
+            names = {f.get("name") for f in described.get("fields", [])}
+            thumbnails = "thumbnail" in names
+            positioned = set(POSITIONED) <= names
             recorded = recorded_encoders(target, described)
             check_encoders(target, recorded, encoders or {})
             if encoders and not recorded:
@@ -126,13 +143,15 @@ class MilvusBackend:
             raise InvalidInputError(f"{uri}: a new milvus collection needs its vector spaces "
                                     f"(index a source into it, or migrate one)")
         else:
-            found, bm25, places, thumbnails = dict(spaces), _at_least(version, 2, 5), True, True
+            found, bm25 = dict(spaces), _at_least(version, 2, 5)
+            places = thumbnails = positioned = True
             recorded = dict(encoders or {})
             _create(target, client, found, bm25,
                     encoders_property(recorded) if recorded else None)
         _check_indexes(target, client, found)
         _call(target, lambda: client.load_collection(target.name, timeout=target.timeout_s))
-        return cls(target, client, found, version, bm25, places, recorded, thumbnails)
+        return cls(target, client, found, version, bm25, places, recorded,
+                   thumbnails=thumbnails, positioned=positioned)
 
     @property
     def uri(self) -> str:
@@ -142,7 +161,8 @@ class MilvusBackend:
     def capabilities(self) -> BackendCapabilities:
         return BackendCapabilities(filters=True, bm25=self._bm25, hybrid=self._hybrid,
                                    read_your_writes=self.target.consistency == "Strong",
-                                   thumbnails=self._thumbnails)
+                                   thumbnails=self._thumbnails, browse=self._positioned,
+                                   near=self._positioned)
 
     def spaces(self) -> dict[str, int]:
         return dict(self._spaces)
@@ -180,8 +200,13 @@ class MilvusBackend:
 
     # -- writes ----------------------------------------------------------------------
     def upsert(self, rows: Sequence[Row]) -> None:
+        added: dict[str, int] = {}
+        if self._positioned:  # an update keeps the item's first ``added``
+            ids = list(dict.fromkeys(r.item.id for r in rows))
+            added = stamped({str(r["id"]): int(r["added"])
+                             for r in self._get(ids, ["id", "added"])}, ids, self._stamps)
         data = [to_row(r.item, r.vectors, self._spaces, self._places, r.thumbnail,
-                       self._thumbnails) for r in rows]
+                       self._thumbnails, added.get(r.item.id)) for r in rows]
         timeout = self.target.timeout_s
         for start in range(0, len(data), _BATCH_ROWS):
             batch = data[start:start + _BATCH_ROWS]
@@ -222,10 +247,10 @@ class MilvusBackend:
                filters: Filters | None = None, params: Mapping[str, int] | None = None
                ) -> list[Hit]:
         anns = self._field(space)
-        where = " and ".join(e for e in (f"{presence_field(space)} == true",
-                                         filter_expression(filters, self._places)) if e)
-        if k <= 0:
+        passing = self._where(filters)
+        if k <= 0 or passing is None:
             return []
+        where = " and ".join(e for e in (f"{presence_field(space)} == true", passing) if e)
         data = [np.asarray(vector, np.float32).tolist()]
         found = self._do(lambda c: c.search(
             self.target.name, data=data, anns_field=anns, limit=k, filter=where,
@@ -238,8 +263,8 @@ class MilvusBackend:
             raise UnsupportedOnBackendError(
                 f"keyword search needs Milvus 2.5 or later (BM25); the server at "
                 f"{self.target.address} runs {self.version}")
-        where = filter_expression(filters, self._places)
-        if not text.strip() or k <= 0:
+        where = self._where(filters)
+        if not text.strip() or k <= 0 or where is None:
             return []
         found = self._do(lambda c: c.search(
             self.target.name, data=[text], anns_field="sparse", limit=k, filter=where,
@@ -258,7 +283,9 @@ class MilvusBackend:
                 f"{self.target.address} runs {self.version}")
         from pymilvus import AnnSearchRequest, RRFRanker
 
-        where = filter_expression(filters, self._places)
+        where = self._where(filters)
+        if where is None:
+            return []
         requests = []
         for space, vector in sorted(vectors.items()):
             expr = " and ".join(e for e in (f"{presence_field(space)} == true", where) if e)
@@ -278,6 +305,47 @@ class MilvusBackend:
             self.target.name, requests, ranker=RRFRanker(rrf_k), limit=k, output_fields=["id"],
             consistency_level=self.target.consistency, timeout=self.target.timeout_s))
         return [Hit(str(h["id"]), float(h["distance"])) for h in found[0]]
+
+    def _where(self, filters: Filters | None) -> str | None:
+        """``filters`` as an expression (see ``milvus_filters``); None when no item can
+        pass. A near filter's box is resolved here into the ids truly within its radius
+        (``milvus_positions``)."""
+        expr = filter_expression(filters, self._places, self._positioned)
+        if filters is None or filters.near is None:
+            return expr
+        ids = within(self._scan(expr, ["id", "latitude", "longitude"]), filters.near)
+        return ids_expression(ids) if ids else None
+
+    def _scan(self, where: str, fields: list[str], batch: int = 1000
+              ) -> Iterator[dict[str, Any]]:
+        """The rows ``where`` passes (only ``fields``), read with the collection's
+        consistency level."""
+        iterator = self._do(lambda c: c.query_iterator(
+            self.target.name, batch_size=batch, filter=where, output_fields=fields,
+            timeout=self.target.timeout_s, consistency_level=self.target.consistency))
+        try:
+            while page := self._do(lambda _c: iterator.next()):
+                yield from page
+        finally:
+            iterator.close()
+
+    def newest(self, filters: Filters | None, offset: int, limit: int
+               ) -> tuple[int, list[str]]:
+        if not self._positioned:
+            raise UnsupportedOnBackendError(BROWSE_OLD)
+        where = self._where(filters)
+        if where is None:
+            return 0, []
+        # rows of two small fields: few round trips (Milvus returns at most 16,384)
+        return browse_page(where, offset, limit, self._count,
+                           lambda e: self._scan(e, ["id", "added"], batch=10_000))
+
+    def _count(self, where: str, consistency: str | None = None) -> int:
+        found = self._do(lambda c: c.query(
+            self.target.name, filter=where, output_fields=["count(*)"],
+            consistency_level=consistency or self.target.consistency,
+            timeout=self.target.timeout_s))
+        return int(found[0]["count(*)"])
 
     def _get(self, ids: Sequence[str], fields: list[str], consistency: str | None = None
              ) -> list[dict[str, Any]]:
@@ -324,11 +392,7 @@ class MilvusBackend:
                 for r in self._get(list(dict.fromkeys(ids)), ["id", "item"])}
 
     def count(self) -> int:
-        found = self._do(lambda c: c.query(self.target.name, filter="",
-                                           output_fields=["count(*)"],
-                                           consistency_level=self.target.consistency,
-                                           timeout=self.target.timeout_s))
-        return int(found[0]["count(*)"])
+        return self._count("")
 
     def distinct_values(self, field: str, limit: int) -> list[str] | None:
         """Read by scanning the field's trimmed, case-folded column (Milvus has no
@@ -397,7 +461,17 @@ class MilvusBackend:
                     timeout=self.target.timeout_s)))
         return found
 
+    def feedback(self) -> MilvusSearchLog:
+        """The search and click log every node of this collection shares
+        (``milvus_feedback``), made on first use."""
+        with self._feedback_lock:
+            if self._feedback is None:
+                self._feedback = MilvusSearchLog(self.target, self._do)
+            return self._feedback
+
     def close(self) -> None:
+        if self._feedback is not None:
+            self._feedback.close()
         with contextlib.suppress(Exception):  # a connection to a server that went away
             self._client.close()
 

@@ -67,6 +67,10 @@ def _create(target: MilvusTarget, client: Any, spaces: Mapping[str, int], bm25: 
         schema.add_field(name, DataType.ARRAY, element_type=DataType.VARCHAR,
                          max_capacity=MAX_LIST, max_length=MAX_SHORT)
     schema.add_field("attributes", DataType.JSON)
+    schema.add_field("added", DataType.INT64)  # POSITIONED: browsing and the near filter
+    schema.add_field("latitude", DataType.DOUBLE)
+    schema.add_field("longitude", DataType.DOUBLE)
+    schema.add_field("has_position", DataType.BOOL)
     schema.add_field("item", DataType.JSON)
     schema.add_field("thumbnail", DataType.VARCHAR, max_length=MAX_THUMBNAIL)
     if bm25:

@@ -20,7 +20,9 @@ from imgsearch.types import Item
 
 SCHEMA_MARK = "imgsearch collection"  # the collection description starts with it
 # 2: a places field (city, region, country) for the place filter; 3: a thumbnail field
-# (``milvus_thumbnails``: what thumbnails, the web page and verified copies read)
+# (``milvus_thumbnails``: what thumbnails, the web page and verified copies read) and
+# POSITIONED (when an item was first added, for browsing newest first; latitude and
+# longitude, for near). Each feature is told by its fields being there.
 SCHEMA_VERSION = 3
 MAX_ID = 1024
 MAX_SHORT = 1024
@@ -30,6 +32,7 @@ MAX_JSON = 65_536
 SCALARS = ("id", "category_norm", "brand_norm", "license_norm", "camera_norm",
            "orientation", "taken_local", "price", "has_price", "width", "height", "colors",
            "tags", "attributes", "item", "text")
+POSITIONED = ("added", "latitude", "longitude", "has_position")
 _SPACE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
 
 
@@ -78,11 +81,14 @@ def places_of(item: Item) -> set[str]:
 
 def to_row(item: Item, vectors: Mapping[str, NDArray[np.float32]],
            spaces: Mapping[str, int], places: bool = True,
-           thumbnail: bytes | None = None, thumbnails: bool = False) -> dict[str, Any]:
+           thumbnail: bytes | None = None, thumbnails: bool = False,
+           added: int | None = None) -> dict[str, Any]:
     """The Milvus row of ``item``: a space it has no vector in gets zeros, marked absent;
     ``places``: the collection has the places field (made by schema 2 or later);
     ``thumbnails``: it has the thumbnail field (schema 3), which holds ``thumbnail``
-    (JPEG bytes), named in the stored item."""
+    (JPEG bytes), named in the stored item; ``added``: when the item was first added
+    (microseconds), for a collection with the POSITIONED fields (schema 3), None for an
+    older one."""
     if len(item.id.encode()) > MAX_ID:
         raise InvalidFieldError("id", f"id {item.id[:80]!r}... is over {MAX_ID} bytes, more "
                                       f"than the milvus backend stores")
@@ -115,6 +121,8 @@ def to_row(item: Item, vectors: Mapping[str, NDArray[np.float32]],
             row["item"]["thumbnail"] = milvus_thumbnails.mark(row["thumbnail"])
     if places:
         row["places"] = _listed(places_of(item), "places", item.id)
+    if added is not None:
+        row.update(positioned(item, added))
     for space, dim in spaces.items():
         vector = vectors.get(space)
         if vector is not None and len(vector) != dim:
@@ -126,11 +134,20 @@ def to_row(item: Item, vectors: Mapping[str, NDArray[np.float32]],
     return row
 
 
+def positioned(item: Item, added: int) -> dict[str, Any]:
+    """The POSITIONED fields of ``item``: a position is kept when both coordinates are."""
+    lat, lon = item.latitude, item.longitude
+    known = lat is not None and lon is not None
+    return {"added": int(added), "has_position": known,
+            "latitude": float(lat) if lat is not None and known else 0.0,
+            "longitude": float(lon) if lon is not None and known else 0.0}
+
+
 def from_row(row: Mapping[str, Any]) -> Item:
     stored = row["item"]
     text = stored if isinstance(stored, str) else json.dumps(stored)
     return item_from_json(text, f"milvus row {row.get('id')!r}")
 
 
-__all__ = ["SCALARS", "SCHEMA_MARK", "SCHEMA_VERSION", "colors_of", "from_row",
-           "places_of", "presence_field", "to_row", "vector_field"]
+__all__ = ["POSITIONED", "SCALARS", "SCHEMA_MARK", "SCHEMA_VERSION", "colors_of",
+           "from_row", "places_of", "positioned", "presence_field", "to_row", "vector_field"]
