@@ -143,6 +143,16 @@ def test_migrated_rows_iterate_with_their_vectors(make: Factory) -> None:
                                atol=1e-7)
 
 
+def test_ids_are_listed_alone_every_one_once(make: Factory) -> None:
+    data = kit.rows(25, seed=8)
+    with make() as backend:
+        backend.upsert(data)
+        pages = list(backend.ids(batch=10))
+    assert all(len(page) <= 10 for page in pages)
+    listed = [i for page in pages for i in page]
+    assert sorted(listed) == sorted(r.item.id for r in data)
+
+
 # -- congruence: local (flat) and milvus (FLAT) -------------------------------------
 @pytest.fixture(params=["lite", "server", _CLUSTER])
 def remote(request: pytest.FixtureRequest) -> str:

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from imgsearch.engine.backends.base import Hit, Row, ranked
+from imgsearch.engine.backends.base import Hit, ranked
 from imgsearch.engine.remote_confidence import RemoteCalibrations
 from imgsearch.search.calibration import MIN_VECTORS, calibrate_sample, prior
-from imgsearch.types import Item
 
 
 class VectorBackend:
@@ -33,11 +32,14 @@ class VectorBackend:
     def count(self) -> int:
         return len(self.vectors)
 
-    def rows(self, batch: int = 1000, source: str | None = None) -> Iterator[list[Row]]:
+    def ids(self, batch: int = 10_000) -> Iterator[list[str]]:
         self.listed += 1
         ids = list(self.vectors)
         for start in range(0, len(ids), batch):
-            yield [Row(Item(id=i), {"image": self.vectors[i]}) for i in ids[start:start + batch]]
+            yield ids[start:start + batch]
+
+    def fetch_vectors(self, space: str, ids: list[str]) -> dict[str, NDArray[np.float32]]:
+        return {i: self.vectors[i] for i in ids if i in self.vectors}
 
     def search(self, space: str, vector: NDArray[np.float32], k: int) -> list[Hit]:
         return ranked({i: float(v @ vector) for i, v in self.vectors.items()}, k)
@@ -80,16 +82,34 @@ def test_the_neighbourhood_is_the_whole_collection_searched_by_the_backend() -> 
     assert scores[0][0] == pytest.approx(1.0)
 
 
-def test_a_sample_is_at_most_the_limit_drawn_from_what_is_listed(
+def test_the_sample_is_drawn_from_the_whole_collection_not_its_first_rows(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import imgsearch.engine.remote_confidence as module
 
-    monkeypatch.setattr(module, "SAMPLE", 25)
-    backend = VectorBackend(300)
-    sample = calibrations(backend)._sample("image")
-    assert sample.shape == (25, 8)
-    held = {v.tobytes() for v in list(backend.vectors.values())[:100]}  # 4 x SAMPLE listed
-    assert all(v.tobytes() in held for v in sample)
+    monkeypatch.setattr(module, "SAMPLE", 2_000)
+    backend = VectorBackend(20_000, dim=2)
+    judged = calibrations(backend)
+    sample = judged._sample("image")
+    assert sample.shape == (2_000, 2)
+    drawn = judged.sampled
+    assert drawn is not None and drawn.complete and drawn.listed == 20_000
+    positions = np.asarray([int(i[1:]) for i in drawn.ids])
+    assert len(set(drawn.ids)) == 2_000
+    # uniform over the 20,000: a tenth of them in each tenth of the listing (the first
+    # 8,000 rows alone, as a listing cut short would give, hold none of the rest)
+    per_tenth = np.bincount(positions // 2_000, minlength=10)
+    assert per_tenth.min() >= 140 and per_tenth.max() <= 260, per_tenth
+    assert (positions >= 8_000).mean() == pytest.approx(0.6, abs=0.05)
+
+
+def test_a_scan_past_its_time_budget_says_the_sample_is_partial() -> None:
+    from imgsearch.engine.remote_sample import reservoir
+
+    ticks = iter(range(100))
+    pages = ([f"p{page}-{i}" for i in range(10)] for page in range(10))
+    drawn = reservoir(pages, 5, budget_s=2.5, clock=lambda: float(next(ticks)))
+    assert not drawn.complete and drawn.listed == 30 and len(drawn.ids) == 5
+    assert all(int(i.split("-")[0][1:]) < 3 for i in drawn.ids)
 
 
 def test_warming_measures_ahead_and_leaves_a_failure_to_the_search() -> None:
@@ -100,11 +120,11 @@ def test_warming_measures_ahead_and_leaves_a_failure_to_the_search() -> None:
     judged.image()
     assert backend.listed == 1  # measured once
 
-    def unreachable(*_args: object, **_kwargs: object) -> Iterator[list[Row]]:
+    def unreachable(*_args: object, **_kwargs: object) -> Iterator[list[str]]:
         raise ConnectionError("server gone")
 
     broken = VectorBackend(50)
-    broken.rows = unreachable  # type: ignore[method-assign]
+    broken.ids = unreachable  # type: ignore[method-assign]
     calibrations(broken).warm()  # no error here
     with pytest.raises(ConnectionError):
         calibrations(broken).image()

@@ -62,13 +62,17 @@ def test_image_searches_agree(nodes, i: int) -> None:
 
 
 @pytest.mark.parametrize("item", ["p2", "p17"])
-def test_vector_searches_agree_and_similar_is_its_image_neighbours(nodes, item: str) -> None:
+def test_vector_searches_agree_and_similar_fuses_as_locally(nodes, item: str) -> None:
     local, milvus, vectors = nodes
     body = {"vector": vectors[item].tolist(), "limit": 7, **EXACT}
     found = ids(milvus.post("/v1/search", json=body))
     assert found[0] == item
     assert ids(local.post("/v1/search", json=body)) == found
-    # on milvus "more like this" is the image space alone (the local engine also fuses
-    # the text space, category and brand: not compared)
+    # "more like this" fuses the item's image, text and category lists on both nodes
     similar = ids(milvus.get(f"/v1/items/{item}/similar?limit=6"))
-    assert similar == found[1:]
+    assert len(similar) == 6 and item not in similar and similar != found[1:]
+    # fake text vectors ("thing N") tie often, and ties go by id here, by written order
+    # locally (p10 sorts before p2), which moves ranks inside the lists: the orders are
+    # compared exactly in tests/e2e/test_remote_text.py, with real-valued text vectors
+    local_similar = ids(local.get(f"/v1/items/{item}/similar?limit=6"))
+    assert len(set(similar) & set(local_similar)) >= 3, (similar, local_similar)

@@ -8,12 +8,14 @@ engine. The search path is ``remote_query``: the local engine's query understand
 (``remote_understand``), its calibrated confidence and minimum (``remote_confidence``)
 and its ranking stages (``remote_rank``: negative images, boosts, colour preference,
 diversity, near-duplicate folding) over what the backend returns, and verified copies
-(``remote_matches``) over the thumbnails the backend holds. Browsing
-(``remote_browse``) and click feedback (``remote_feedback``) go through the backend.
-What needs files or logs of the collection's own is declared in ``REFUSED`` and answers
-UnsupportedOnBackendError, saying so; so are thumbnails and verified copies on a
-collection made before it held thumbnails (``OLD_SCHEMA``), and browsing and the near
-filter on one made before it held positions.
+(``remote_matches``) over the thumbnails the backend holds; text queries are expanded as
+locally (``remote_expansion``: feedback from the surest hits, the concept list of
+``remote_concepts``) and "more like this" fuses the item's image, text, category and
+brand (``remote_similar``). Browsing (``remote_browse``) and click feedback
+(``remote_feedback``) go through the backend. What needs files or logs of the
+collection's own is declared in ``REFUSED`` and answers UnsupportedOnBackendError, saying
+so; so are thumbnails and verified copies on a collection made before it held thumbnails
+(``OLD_SCHEMA``), and browsing and the near filter on one made before it held positions.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from imgsearch.engine.backends.milvus_filters import NEAR_OLD
 from imgsearch.engine.backends.milvus_positions import BROWSE_OLD
 from imgsearch.engine.batching import LRUCache
 from imgsearch.engine.pipeline import Prepared, Preparer
+from imgsearch.engine.remote_concepts import RemoteWords
 from imgsearch.engine.remote_confidence import RemoteCalibrations
 from imgsearch.engine.remote_feedback import RemoteFeedback
 from imgsearch.engine.remote_rank import item_duplicates
@@ -50,14 +53,7 @@ from imgsearch.search.verify import FeatureCache
 from imgsearch.types import ImageInput, Item, Query, SearchResult, VectorSpace
 
 # what a node over a remote collection does not do, and why (``RemoteEngine.refuses``)
-REFUSED = {
-    "concepts": "the concept list (items named by a kind of the query's words, through "
-                "WordNet) needs the collection's word list, which the node does not read; "
-                "text queries are not expanded with it",
-    "expansion": "text queries are not expanded from their surest hits (the local "
-                 "engine's text feedback reads the collection's own vectors of them)",
-    "fused_similar": "more like this searches the item's image space alone (the local "
-                     "engine also fuses its text and category)",
+REFUSED: dict[str, str] = {
 }
 
 
@@ -112,6 +108,8 @@ class RemoteEngine:
             self.encoder)
         self.known_vocabulary = RemoteVocabulary(backend,
                                                  settings.concept_vocabulary_max_items)
+        self.concept_words = RemoteWords(backend, settings.wordnet_dir,
+                                         settings.concept_vocabulary_max_items)
         self.feature_cache = FeatureCache()  # local features of verified candidates
         self.feedback = RemoteFeedback(self)
 

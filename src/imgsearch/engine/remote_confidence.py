@@ -4,8 +4,9 @@
 - **image** hits are judged against the query image's own neighbours (its
   ``BACKGROUND_RANK``-th best score over the whole collection, together with the
   encoder's fixed background sample) and, from ``MIN_VECTORS`` items on, against the
-  collection's random-pair calibration, measured on a sample of stored vectors fetched
-  from the backend; a smaller collection is judged with the encoder's prior, which the
+  collection's random-pair calibration, measured on a uniform random sample of the
+  whole collection's items (``remote_sample``), their vectors fetched from the
+  backend; a smaller collection is judged with the encoder's prior, which the
   stand-out must confirm (``judge_image_hits``). A noise image is judged like nothing.
 - **text** hits (the text space, or CLIP text in the image space) are judged against
   unrelated probe queries searched in the collection (``calibrate_probes``).
@@ -32,6 +33,7 @@ from numpy.typing import NDArray
 
 from imgsearch.encode.base import Encoder
 from imgsearch.engine.backends.base import CollectionBackend, Hit
+from imgsearch.engine.remote_sample import Sample, reservoir
 from imgsearch.search.calibration import (
     MIN_VECTORS,
     PROBE_TEXTS,
@@ -84,6 +86,7 @@ class RemoteCalibrations:
         self.encoder = encoder
         self._held: dict[str, Calibration | None] = {}
         self._count: tuple[float, int] | None = None
+        self.sampled: Sample | None = None  # the last calibration's sample of items
         self._lock = threading.Lock()
 
     def size(self) -> int:
@@ -128,18 +131,16 @@ class RemoteCalibrations:
             return self._held[name]
 
     def _sample(self, space: str) -> NDArray[np.float32]:
-        """Up to ``SAMPLE`` stored vectors of ``space``, drawn at random from the first
-        ``4 * SAMPLE`` the backend lists (a scan of a huge collection is not paid for)."""
-        vectors: list[NDArray[np.float32]] = []
-        for rows in self.backend.rows(batch=SAMPLE):
-            vectors.extend(r.vectors[space] for r in rows if space in r.vectors)
-            if len(vectors) >= 4 * SAMPLE:
-                break
+        """Up to ``SAMPLE`` stored vectors of ``space``, of items drawn uniformly from the
+        whole collection (``remote_sample``: a reservoir over a scan of the ids, bounded
+        in time), fetched by id."""
+        drawn = reservoir(self.backend.ids(), SAMPLE)
+        self.sampled = drawn
+        stored = self.backend.fetch_vectors(space, drawn.ids) if drawn.ids else {}
+        vectors = [stored[i] for i in drawn.ids if i in stored]
         if not vectors:
             return np.empty((0, 1), np.float32)
-        rng = np.random.default_rng(0)
-        chosen = rng.choice(len(vectors), size=min(len(vectors), SAMPLE), replace=False)
-        return np.stack([vectors[i] for i in np.sort(chosen)]).astype(np.float32)
+        return np.stack(vectors).astype(np.float32)
 
 
 def image_confidence(calibrations: RemoteCalibrations,

@@ -4,7 +4,7 @@ them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -67,6 +67,25 @@ def rrf(lists: Sequence[tuple[list[Hit], float]], k: int, rrf_k: int) -> list[Hi
     return [Hit(i, s) for i, s in sorted(scores.items(), key=lambda p: (-p[1], p[0]))[:k]]
 
 
+Matched = dict[str, dict[str, dict[str, float]]]  # per id: per list, its score and rank
+
+
+def matched_in(lists: Sequence[tuple[str, Sequence[Hit]]],
+               closeness: Mapping[str, Mapping[str, float]] | None = None) -> Matched:
+    """What each hit of fused ``lists`` says in ``matched_by``, as locally: its score
+    and rank in each list that holds it; ``closeness``: per space, the exact similarity
+    of the hits to the query there (also of those the space's list did not hold)."""
+    out: Matched = {}
+    for name, hits in lists:
+        for rank, found in enumerate(hits, 1):
+            out.setdefault(found.id, {})[name] = {"score": round(found.score, 6),
+                                                  "rank": rank}
+    for name, scores in (closeness or {}).items():
+        for item_id, score in scores.items():
+            out.setdefault(item_id, {}).setdefault(name, {})["score"] = round(score, 6)
+    return out
+
+
 def hit(found: Hit, item: Item, duplicates: int, matched: dict[str, dict[str, float]],
         match: str, confidence: float, evidence: dict[str, float]) -> SearchHit:
     """The item's thumbnail is named where the backend holds one (milvus schema 3)."""
@@ -76,4 +95,5 @@ def hit(found: Hit, item: Item, duplicates: int, matched: dict[str, dict[str, fl
                      dict(evidence))
 
 
-__all__ = ["NEGATIVE_WEIGHT", "RRF_K", "fused_images", "hit", "rrf", "run", "unit"]
+__all__ = ["NEGATIVE_WEIGHT", "RRF_K", "Matched", "fused_images", "hit", "matched_in", "rrf",
+           "run", "unit"]

@@ -27,11 +27,20 @@ from imgsearch.engine.remote_confidence import (
     term_coverage,
     text_confidence,
 )
-from imgsearch.engine.remote_fuse import NEGATIVE_WEIGHT, fused_images, hit, run, unit
+from imgsearch.engine.remote_expansion import Expanded, expands, text_lists
+from imgsearch.engine.remote_fuse import (
+    NEGATIVE_WEIGHT,
+    Matched,
+    fused_images,
+    hit,
+    run,
+    unit,
+)
 from imgsearch.engine.remote_matches import RemoteCandidates, copies, view_candidates
 from imgsearch.engine.remote_rank import finish
+from imgsearch.engine.remote_similar import more_like_this
 from imgsearch.engine.remote_understand import check_known_values, interpret, validate
-from imgsearch.errors import InvalidQueryError, ItemNotFoundError, UnsupportedOnBackendError
+from imgsearch.errors import InvalidQueryError, UnsupportedOnBackendError
 from imgsearch.index.base import SearchParams
 from imgsearch.search.calibration import BACKGROUND_RANK
 from imgsearch.search.executor import fetch_size
@@ -89,7 +98,7 @@ def search(engine: RemoteEngine, query: Query) -> SearchResult:
         interpretation["note"] = ("no item matches what was understood; searched for the "
                                   "text as typed")
         result = _answer(engine, dataclasses.replace(original, parse=False), started)
-    result.interpretation = interpretation
+    result.interpretation = {**interpretation, **result.interpretation}
     return result
 
 
@@ -115,20 +124,22 @@ class _Signals:
     clip_text: bool = False  # the text went into the image space (CLIP)
     exclude: str | None = None
     fused: list[Hit] | None = None
+    expanded: Expanded | None = None  # a text query's lists, expanded (remote_expansion)
+    matched: Matched | None = None  # of fused hits: each list's score and rank
+    plans: list[str] = dataclasses.field(default_factory=list)  # what was fused, and how
 
 
 def _signals(engine: RemoteEngine, query: Query, block: int) -> _Signals:
     spaces = engine.backend.spaces()
     found = _Signals()
-    if query.similar_to is not None:
-        space = "image" if "image" in spaces else "text"
-        stored = engine.backend.fetch_vectors(space, [query.similar_to])
-        if query.similar_to not in stored:
-            if query.similar_to not in engine:
-                raise ItemNotFoundError(query.similar_to)
-            raise InvalidQueryError(f"item {query.similar_to!r} has no stored vector to "
-                                    f"search with")
-        found.vectors[space], found.exclude = stored[query.similar_to], query.similar_to
+    if query.similar_to is not None:  # everything the item has, fused (remote_similar)
+        similar = more_like_this(engine.backend, query.similar_to, block, query,
+                                 engine.settings)
+        found.vectors, found.fused = similar.vectors, similar.fused
+        found.matched = similar.matched
+        if similar.fused is not None:
+            found.plans = [f"{'+'.join(similar.lists)} fused:{engine.settings.fusion}"]
+        found.exclude = query.similar_to
         return found
     if query.vector is not None:
         found.vectors[query.vector_space] = _query_vector(query, spaces)
@@ -154,6 +165,11 @@ def _signals(engine: RemoteEngine, query: Query, block: int) -> _Signals:
         elif engine.encoder("image").supports("text") and "image" not in found.vectors:
             found.vectors["image"] = unit(engine.encoder("image").embed_text(query.text))
             found.clip_text = True
+    if query.text and not query.images and "text" in found.vectors and expands(engine):
+        found.expanded = text_lists(engine, query, found.vectors["text"],
+                                    engine.backend.capabilities.bm25, block)
+        found.fused, found.matched = found.expanded.fused, found.expanded.matched
+        found.plans = [*found.expanded.plans, f"fused:{engine.settings.fusion}"]
     return found
 
 
@@ -224,14 +240,18 @@ def _answer(engine: RemoteEngine, query: Query, started: float) -> SearchResult:
     missing = [h.id for h in hits if h.id not in shown]
     if missing:
         shown.update(engine.backend.get(missing))
+    expanded = signals.expanded
     return SearchResult(
-        hits=[hit(h, shown[h.id], n - 1, {} if single is None or h.id not in rank_of else {
+        hits=[hit(h, shown[h.id], n - 1, (signals.matched or {}).get(h.id, {})
+                  if single is None or h.id not in rank_of else {
             single: {"score": round(h.score, 6), "rank": rank_of[h.id]}},
             matches[h.id].kind if h.id in matches else "similar",
             round(ranked.confidence.get(h.id, 0.0), 4), evidence.get(h.id, {}))
               for h, n in zip(hits, stands, strict=True) if h.id in shown],
         query_kind=query.kind, query_time_ms=(time.perf_counter() - started) * 1000,
-        total_candidates=fetched, plan=_plan(engine, vectors, bm25))
+        total_candidates=fetched, plan=_plan(engine, vectors, bm25, signals.plans),
+        interpretation={"expanded": expanded.described} if expanded and expanded.described
+        else {})
 
 
 def _matches(engine: RemoteEngine, query: Query, signals: _Signals,
@@ -256,8 +276,10 @@ def _matches(engine: RemoteEngine, query: Query, signals: _Signals,
                   more)
 
 
-def _plan(engine: RemoteEngine, vectors: dict[str, Any], bm25: bool) -> str:
-    return f"{engine.kind}:{'+'.join(sorted(vectors)) or 'image-rrf'}{'+bm25' if bm25 else ''}"
+def _plan(engine: RemoteEngine, vectors: dict[str, Any], bm25: bool,
+          plans: list[str] | None = None) -> str:
+    plan = f"{engine.kind}:{'+'.join(sorted(vectors)) or 'image-rrf'}{'+bm25' if bm25 else ''}"
+    return ", ".join([plan, *(plans or [])])
 
 
 def _sims(engine: RemoteEngine, space: str, vectors: list[NDArray[np.float32]],
@@ -303,6 +325,9 @@ def _confidence(engine: RemoteEngine, query: Query, signals: _Signals, candidate
         parts.append(text_confidence(calibrations.text("clip_text", "image", "image"), sims))
     if n and query.text and engine.backend.capabilities.bm25:
         parts.append(term_coverage(query.text, [items.get(h.id) for h in candidates]))
+    if n and signals.expanded is not None and signals.expanded.concepts:
+        concepts = signals.expanded.concepts  # a kind of the query's words, as locally
+        parts.append(np.asarray([concepts.get(h.id, 0.0) for h in candidates], np.float32))
     return capped(parts, n)
 
 

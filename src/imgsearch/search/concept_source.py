@@ -19,9 +19,9 @@ from numpy.typing import NDArray
 from imgsearch.config import Settings
 from imgsearch.search.concepts import (
     NAME,
-    ConceptOptions,
     Expansion,
     Vocabulary,
+    concept_options,
     expand,
     ranking,
 )
@@ -34,11 +34,6 @@ from imgsearch.store.catalog import STOPWORDS
 
 if TYPE_CHECKING:
     from imgsearch.search.searcher import Searcher
-
-
-def concept_options(settings: Settings) -> ConceptOptions:
-    return ConceptOptions(settings.weight_concepts, settings.concept_senses,
-                          settings.concept_depth, compounds=settings.concept_compounds)
 
 
 class ConceptSource:

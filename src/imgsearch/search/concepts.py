@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from imgsearch.config import Settings
 from imgsearch.search.lexicon import WordNet, content_words
 
 NAME = "concepts"
@@ -61,6 +62,11 @@ class Expansion:
 
 
 Vocabulary = Mapping[str, tuple[str, ...]]
+
+
+def concept_options(settings: Settings) -> ConceptOptions:
+    return ConceptOptions(settings.weight_concepts, settings.concept_senses,
+                          settings.concept_depth, compounds=settings.concept_compounds)
 
 
 def vocabulary_of(wordnet: WordNet, words: Iterable[str]) -> Vocabulary:

@@ -37,6 +37,7 @@ from imgsearch.search.executor import Signal, candidates
 from imgsearch.search.fusion import RankedList
 
 NAME = "visual_feedback"
+TEXT = "text_feedback"  # the text list moved towards its surest hits (search.text_feedback)
 
 
 @dataclass(frozen=True)

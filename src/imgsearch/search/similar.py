@@ -28,17 +28,8 @@ from imgsearch.config import Settings
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size
 from imgsearch.search.fusion import RankedList, fuse
 from imgsearch.search.protocols import CatalogReads
+from imgsearch.search.similar_weights import SOFT_SIGNALS, weights
 from imgsearch.types import Filters
-
-# Lists that say which items share a property of the query item, not how close they are:
-# their scores are no evidence of a match (the confidence leaves them out).
-SOFT_SIGNALS = ("category", "brand")
-
-
-def weights(settings: Settings) -> dict[str, float]:
-    return {"image": settings.similar_weight_image, "text": settings.similar_weight_text,
-            "category": settings.similar_weight_category,
-            "brand": settings.similar_weight_brand}
 
 
 def _sharing(catalog: CatalogReads, name: str, value: str,

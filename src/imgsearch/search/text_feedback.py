@@ -25,6 +25,7 @@ from imgsearch.search.concepts import NAME as CONCEPTS
 from imgsearch.search.executor import Signal
 from imgsearch.search.feedback import NAME as VISUAL
 from imgsearch.search.feedback import (
+    TEXT,
     Feedback,
     FeedbackOptions,
     moved_towards,
@@ -39,7 +40,6 @@ from imgsearch.types import Query
 if TYPE_CHECKING:
     from imgsearch.search.searcher import Searcher
 
-TEXT = "text_feedback"
 
 
 @dataclass

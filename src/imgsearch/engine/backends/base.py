@@ -139,6 +139,20 @@ class CollectionBackend(Protocol):
         ``source``, only the items ingested from there (``Item.source``)."""
         ...
 
+    def ids(self, batch: int = 10_000) -> Iterator[list[str]]:
+        """Every item's id, in batches, nothing else read (what a random sample of the
+        collection is drawn from: ``engine.remote_sample``)."""
+        ...
+
+    def items(self, batch: int = 1000) -> Iterator[list[Item]]:
+        """Every item without its vectors, in batches (what a node reads the
+        collection's words from: ``engine.remote_concepts``)."""
+        ...
+
+    def filter_ids(self, ids: Sequence[str], filters: Filters) -> set[str]:
+        """Those of ``ids`` that exist and pass ``filters``, evaluated by the backend."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -167,6 +167,33 @@ class LocalBackend:
         if out:
             yield out
 
+    def ids(self, batch: int = 10_000) -> Iterator[list[str]]:
+        page: list[str] = []
+        for item in self.engine.catalog.iter_items(batch):
+            page.append(item.id)
+            if len(page) >= batch:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    def items(self, batch: int = 1000) -> Iterator[list[Item]]:
+        page: list[Item] = []
+        for item in self.engine.catalog.iter_items(batch):
+            page.append(item)
+            if len(page) >= batch:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    def filter_ids(self, ids: Sequence[str], filters: Filters) -> set[str]:
+        self.engine.refresh()
+        catalog = self.engine.catalog
+        allowed = None if filters.is_empty() else set(catalog.filter_keys(filters).tolist())
+        return {i for i in ids if (key := catalog.key_of(i)) is not None
+                and (allowed is None or key in allowed)}
+
     def fetch_vectors_of(self, item_id: str, spaces: Sequence[str]
                          ) -> dict[str, NDArray[np.float32]]:
         catalog = self.engine.catalog

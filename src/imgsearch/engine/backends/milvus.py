@@ -429,6 +429,38 @@ class MilvusBackend:
                        from_field(r.get("thumbnail")))
                    for r in page]
 
+    def ids(self, batch: int = 10_000) -> Iterator[list[str]]:
+        iterator = self._do(lambda c: c.query_iterator(
+            self.target.name, batch_size=min(batch, 16_384), filter="",
+            output_fields=["id"], timeout=self.target.timeout_s))
+        while page := self._do(lambda _c: iterator.next()):
+            yield [str(r["id"]) for r in page]
+        iterator.close()
+
+    def items(self, batch: int = 1000) -> Iterator[list[Item]]:
+        iterator = self._do(lambda c: c.query_iterator(
+            self.target.name, batch_size=min(batch, 16_384), filter="",
+            output_fields=["id", "item"], timeout=self.target.timeout_s))
+        while page := self._do(lambda _c: iterator.next()):
+            yield [from_row(r) for r in page]
+        iterator.close()
+
+    def filter_ids(self, ids: Sequence[str], filters: Filters) -> set[str]:
+        where = filter_expression(filters, self._places)
+        found: set[str] = set()
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), _BATCH_ROWS):
+            chunk = unique[start:start + _BATCH_ROWS]
+            size = len(chunk)
+            expr = f"id in [{', '.join(literal(i) for i in chunk)}]" + \
+                (f" and ({where})" if where else "")
+            found.update(str(r["id"]) for r in self._do(
+                lambda c, e=expr, n=size: c.query(  # type: ignore[misc]
+                    self.target.name, filter=e, output_fields=["id"], limit=n,
+                    consistency_level=self.target.consistency,
+                    timeout=self.target.timeout_s)))
+        return found
+
     def feedback(self) -> MilvusSearchLog:
         """The search and click log every node of this collection shares
         (``milvus_feedback``), made on first use."""
