@@ -39,6 +39,7 @@ from imgsearch.search.verify import (
     features,
     grey,
     in_background,
+    opencv_loaded,
     query_side,
     verify,
 )
@@ -259,7 +260,9 @@ def match_kinds(looks: Sequence[QueryImage], candidates: Sequence[Candidate],
     ahead = _Ahead()
     work = _Work(looks, cache, negatives, candidates, looked_at, more, ahead)
     try:
-        if unseen:  # its stored features, while the query's are found here
+        if unseen and opencv_loaded():  # its stored features, while the query's are
+            # found here (in a process that has verified before: otherwise the first
+            # look may find no stored image, and then the query's are not needed)
             ahead.start(("features", unseen[0].key),
                         functools.partial(cache.get, unseen[0].cache_key, unseen[0].load))
             for look in looks:

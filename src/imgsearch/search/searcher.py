@@ -76,7 +76,7 @@ from imgsearch.search.timing import current as current_timings
 from imgsearch.search.timing import recording, stage
 from imgsearch.search.understand import Interpretation, Vocabulary, understand
 from imgsearch.search.validation import EMPTY_MESSAGE, validate
-from imgsearch.search.verify import FeatureCache, in_background
+from imgsearch.search.verify import FeatureCache, in_background, opencv_loaded
 from imgsearch.store.catalog import FIELD_SIGNALS
 from imgsearch.store.filters import validate as validate_filters
 from imgsearch.store.logs import SearchRecord
@@ -191,7 +191,8 @@ def signals_for(searcher: Searcher, query: Query, looks: list[QueryImage] | None
     text_weight = 1.0 - query.image_weight if query.images else 1.0
     image_weight = query.image_weight if query.text else 1.0
     if query.images:
-        verified = looks is not None and not (query.text and query.image_weight == 0)
+        verified = looks is not None and not (query.text and query.image_weight == 0) \
+            and opencv_loaded()
         positive = _unit(_image_vectors(searcher, query.images, looks,
                                         verified).mean(axis=0))
         if query.negative_images:

@@ -30,8 +30,10 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from imgsearch.encode.blas import one_blas_thread
+
 __all__ = ["LARGE_SIDE", "MIN_INLIERS", "WORKERS", "FeatureCache", "Features", "Verdict",
-           "features", "grey", "in_background", "query_side", "verify"]
+           "features", "grey", "in_background", "opencv_loaded", "query_side", "verify"]
 
 T = TypeVar("T")
 
@@ -264,9 +266,23 @@ def _workers(pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="imgsearch-verify")
 
 
+def opencv_loaded() -> bool:
+    """Whether a verification has loaded OpenCV in this process already: until then,
+    finding features ahead of need would load it (a tenth of a second of CPU) for a
+    query that may have nothing to verify against (a collection without thumbnails)."""
+    return _cv2.cache_info().currsize > 0
+
+
 def in_background(work: Callable[[], T]) -> Future[T]:
-    """``work`` started on a verification worker thread."""
-    return _workers(os.getpid()).submit(work)
+    """``work`` started on a verification worker thread, with one BLAS thread
+    (``encode.blas``): products made on several threads at once would otherwise keep
+    OpenBLAS's own threads spinning, waiting for each other."""
+    return _workers(os.getpid()).submit(_with_one_blas_thread, work)
+
+
+def _with_one_blas_thread(work: Callable[[], T]) -> T:
+    with one_blas_thread():
+        return work()
 
 
 class FeatureCache:
