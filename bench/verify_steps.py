@@ -276,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                    "command": command_line(), "date": started_at,
                                    "load_average": {"before": loads[0],
                                                     "after": loads[-1]},
-                                   "trees": {k: str(v) for k, v in trees.items()},
+                                   "trees": {k: "src" if v == SRC.resolve() else str(v)
+                                             for k, v in trees.items()},
                                    "runs": runs})
 
 

@@ -269,7 +269,8 @@ def _workers(pid: int) -> ThreadPoolExecutor:
 def opencv_loaded() -> bool:
     """Whether a verification has loaded OpenCV in this process already: until then,
     finding features ahead of need would load it (a tenth of a second of CPU) for a
-    query that may have nothing to verify against (a collection without thumbnails)."""
+    query that may have nothing to verify against (no stored images, or ones too small
+    to have features)."""
     return _cv2.cache_info().currsize > 0
 
 
