@@ -254,9 +254,10 @@ def verify(query: Features, candidate: Features, mirrored: bool = False) -> Verd
     return Verdict(inliers, matches, mirrored)
 
 
-# Threads that examine the next candidates while one is being examined, and align
-# candidates while a closer look is taken: the decoding, ORB, matching and alignment
-# calls release the GIL, so a query's verification uses a second core where there is one.
+# Threads that find a query's features while it is encoded, and examine the next
+# candidates, look closer and align while a decision waits (``matching.match_kinds``):
+# the decoding, ORB, matching and alignment calls release the GIL, so a query's
+# verification uses a second core where there is one.
 WORKERS = 2
 
 
