@@ -52,9 +52,9 @@ from imgsearch.search.understand import Vocabulary
 from imgsearch.search.verify import FeatureCache
 from imgsearch.types import ImageInput, Item, Query, SearchResult, VectorSpace
 
-# what a node over a remote collection does not do, and why (``RemoteEngine.refuses``)
-REFUSED: dict[str, str] = {
-}
+# what a node over a remote collection does not do, and why (``RemoteEngine.refuses``):
+# nothing at present; a feature a node lacks is named here with the reason
+REFUSED: dict[str, str] = {}
 
 
 # what a collection made without a thumbnail field (milvus schema 1-2) does not do

@@ -24,7 +24,13 @@ from imgsearch.engine.backends.base import Hit
 from imgsearch.engine.remote_concepts import concept_hits
 from imgsearch.engine.remote_fuse import Matched, matched_in
 from imgsearch.search.concepts import concept_options
-from imgsearch.search.feedback import TEXT, moved_towards, neighbour_smoothing, soft_seeds
+from imgsearch.search.feedback import (
+    TEXT,
+    by_score,
+    moved_towards,
+    neighbour_smoothing,
+    soft_seeds,
+)
 from imgsearch.search.fusion import RankedList, fuse
 from imgsearch.types import Query
 
@@ -80,7 +86,7 @@ def text_lists(engine: RemoteEngine, query: Query, vector: NDArray[np.float32],
     vectors = np.stack([text[i] for i in ids]).astype(np.float32) if ids else \
         np.empty((0, len(vector)), np.float32)
     scores = (vectors @ vector).astype(np.float32)
-    keys, scores, vectors = _ordered(keys, scores, vectors)
+    keys, scores, vectors = by_score(keys, scores, vectors)
     typed = {numbers.ids[int(key)]: float(score) for key, score in zip(
         keys, scores, strict=True)}  # the query as typed: what matched_by says
     if s.text_feedback_beta > 0 and s.text_feedback_seeds > 0 and len(keys) and \
@@ -90,7 +96,7 @@ def text_lists(engine: RemoteEngine, query: Query, vector: NDArray[np.float32],
         moved = moved_towards(vector, (weights @ vectors[head])[None, :],
                               s.text_feedback_beta)
         seeds = keys[head]
-        keys, scores, vectors = _ordered(keys, (vectors @ moved).astype(np.float32), vectors)
+        keys, scores, vectors = by_score(keys, (vectors @ moved).astype(np.float32), vectors)
         out.plans.append(f"{TEXT}:seeds:{len(weights)}")
         out.described[TEXT] = {"seeds": [numbers.ids[int(x)] for x in seeds[:3]],
                                "beta": s.text_feedback_beta}
@@ -125,13 +131,6 @@ def _surest(engine: RemoteEngine, scores: NDArray[np.float32]) -> float:
     if calibration is None or not len(scores):
         return 1.0
     return float(calibration.confidence(scores[:1].astype(np.float32))[0])
-
-
-def _ordered(keys: NDArray[np.int64], scores: NDArray[np.float32],
-             vectors: NDArray[np.float32]
-             ) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.float32]]:
-    order = np.lexsort((keys, -scores))
-    return keys[order], scores[order], vectors[order]
 
 
 def _smoothed(engine: RemoteEngine, numbers: _Numbers, keys: NDArray[np.int64],

@@ -5,7 +5,6 @@ nodes logged, as the local engine makes it from its collection's log."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
@@ -64,14 +63,7 @@ class RemoteFeedback:
         hits = list(result.hits)
 
         def record() -> SearchRecord:  # made on the log's thread, off the search's path
-            return SearchRecord(
-                kind=result.query_kind, text=query.text,
-                filters={f.name: dict(value) if f.name == "attributes" else value
-                         for f in dataclasses.fields(query.filters)
-                         if (value := getattr(query.filters, f.name))},
-                interpretation={}, result_ids=[h.id for h in hits],
-                scores=[h.score for h in hits], latency_ms=result.query_time_ms,
-                empty_reason=result.empty_reason)
+            return SearchRecord.of(query, result, hits, {}, result.query_time_ms)
 
         result.search_id = log.log_search(record)
         return result

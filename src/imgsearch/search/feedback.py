@@ -130,6 +130,14 @@ def visual_feedback(space: SpaceBackend, seeds: NDArray[np.int64],
                     kept, f"{NAME}:{plan} seeds:{len(found)}")
 
 
+def by_score(keys: NDArray[np.int64], scores: NDArray[np.float32],
+             vectors: NDArray[np.float32]
+             ) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.float32]]:
+    """Keys, scores and vectors, best score first (the lower key first on a tie)."""
+    order = np.lexsort((keys, -scores))
+    return keys[order], scores[order], vectors[order]
+
+
 def moved_towards(query: NDArray[np.float32], seeds: NDArray[np.float32], beta: float
                   ) -> NDArray[np.float32]:
     """Rocchio's update: the unit query vector moved towards the mean of the unit seed

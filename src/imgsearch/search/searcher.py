@@ -816,15 +816,8 @@ def _logged(searcher: Searcher, query: Query, result: SearchResult) -> SearchRes
         load_ms = current_timings().get("model_load", 0.0)
 
         def record() -> SearchRecord:  # made on the log's thread, off the search's path
-            return SearchRecord(
-                kind=result.query_kind, text=query.text,
-                filters={f.name: dict(value) if f.name == "attributes" else value
-                         for f in dataclasses.fields(query.filters)
-                         if (value := getattr(query.filters, f.name))},
-                interpretation=result.interpretation, result_ids=[h.id for h in hits],
-                scores=[h.score for h in hits],
-                latency_ms=max(result.query_time_ms - load_ms, 0.0),
-                empty_reason=result.empty_reason, model_load_ms=load_ms)
+            return SearchRecord.of(query, result, hits, result.interpretation,
+                                   max(result.query_time_ms - load_ms, 0.0), load_ms)
 
         result.search_id = searcher.logs.log_search(record)
     return result

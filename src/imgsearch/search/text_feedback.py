@@ -28,6 +28,7 @@ from imgsearch.search.feedback import (
     TEXT,
     Feedback,
     FeedbackOptions,
+    by_score,
     moved_towards,
     neighbour_smoothing,
     seeds_of,
@@ -73,7 +74,7 @@ def expand(searcher: Searcher, query: Query, signals: list[Signal], lists: list[
         # moved query (no second search of the space), and smoothing compares them
         keys, vectors = semantic.space.vectors_of_keys(own.keys)
         scores = (vectors @ semantic.vector).astype(np.float32)
-        keys, scores, vectors = _ordered(keys, scores, vectors)
+        keys, scores, vectors = by_score(keys, scores, vectors)
         changed = not np.array_equal(keys, own.keys)
         if s.text_feedback_beta > 0 and s.text_feedback_seeds > 0 and len(keys) and \
                 _surest(searcher, scores) >= s.feedback_min_confidence:
@@ -82,7 +83,7 @@ def expand(searcher: Searcher, query: Query, signals: list[Signal], lists: list[
             weights = soft_seeds(scores[head], s.text_feedback_temperature)
             moved = moved_towards(semantic.vector, (weights @ vectors[head])[None, :],
                                   s.text_feedback_beta)
-            keys, scores, vectors = _ordered(keys, (vectors @ moved).astype(np.float32),
+            keys, scores, vectors = by_score(keys, (vectors @ moved).astype(np.float32),
                                              vectors)
             out.plans.append(f"{TEXT}:seeds:{len(weights)}")
             out.described[TEXT] = {"seeds": ids_of(searcher, seeds[:3]),
@@ -128,13 +129,6 @@ def _surest(searcher: Searcher, scores: NDArray[np.float32]) -> float:
     if calibration is None or not len(scores):
         return 1.0
     return float(calibration.confidence(scores[:1].astype(np.float32))[0])
-
-
-def _ordered(keys: NDArray[np.int64], scores: NDArray[np.float32],
-             vectors: NDArray[np.float32]
-             ) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.float32]]:
-    order = np.lexsort((keys, -scores))
-    return keys[order], scores[order], vectors[order]
 
 
 def _smoothed(searcher: Searcher, keys: NDArray[np.int64], scores: NDArray[np.float32],

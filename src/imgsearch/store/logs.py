@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from imgsearch.errors import CorruptCollectionError, InvalidInputError, storage_fault
 from imgsearch.ids import new_id
+
+if TYPE_CHECKING:
+    from imgsearch.types import Query, SearchHit, SearchResult
 
 LOG_NAME = "logs.sqlite3"
 _SCHEMA = """
@@ -63,6 +67,20 @@ class SearchRecord:
     latency_ms: float  # answering the query, without loading a model
     empty_reason: str | None
     model_load_ms: float = 0.0  # loading the model the query needed (its first use)
+
+    @classmethod
+    def of(cls, query: Query, result: SearchResult, hits: Sequence[SearchHit],
+           interpretation: dict[str, Any], latency_ms: float, model_load_ms: float = 0.0
+           ) -> SearchRecord:
+        """What the log keeps of ``query`` and its ``result`` (whose ``hits`` were taken
+        when it was answered): the filters it set, the hits' ids and scores."""
+        return cls(kind=result.query_kind, text=query.text,
+                   filters={f.name: dict(value) if f.name == "attributes" else value
+                            for f in dataclasses.fields(query.filters)
+                            if (value := getattr(query.filters, f.name))},
+                   interpretation=interpretation, result_ids=[h.id for h in hits],
+                   scores=[h.score for h in hits], latency_ms=latency_ms,
+                   empty_reason=result.empty_reason, model_load_ms=model_load_ms)
 
 
 def open_search_log(directory: Path, notes: list[str]) -> SearchLog | None:
