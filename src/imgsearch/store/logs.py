@@ -83,6 +83,14 @@ class SearchRecord:
                    empty_reason=result.empty_reason, model_load_ms=model_load_ms)
 
 
+def check_click(search_id: str, item_id: str, position: int | None) -> None:
+    """Refuse a click that names no search or item, or a position under 1."""
+    if not search_id or not item_id:
+        raise InvalidInputError("a click needs the search id and the clicked item id")
+    if position is not None and position < 1:
+        raise InvalidInputError(f"click position counts from 1, got {position}")
+
+
 def open_search_log(directory: Path, notes: list[str]) -> SearchLog | None:
     """The collection's search log, or None (with a note saying why) when it cannot be
     written: the log never stands in the way of a search. A damaged log is set aside
@@ -180,10 +188,7 @@ class SearchLog:
         return search_id
 
     def record_click(self, search_id: str, item_id: str, position: int | None = None) -> None:
-        if not search_id or not item_id:
-            raise InvalidInputError("a click needs the search id and the clicked item id")
-        if position is not None and position < 1:
-            raise InvalidInputError(f"click position counts from 1, got {position}")
+        check_click(search_id, item_id, position)
         row = (time.time(), search_id, item_id, position)
         insert = "INSERT INTO clicks (at, search_id, item_id, position) VALUES (?, ?, ?, ?)"
         with self._lock:

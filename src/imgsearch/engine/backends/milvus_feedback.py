@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from imgsearch.engine.backends.milvus_target import CONSISTENCY, MilvusTarget
-from imgsearch.errors import ImgSearchError, InvalidInputError
+from imgsearch.errors import ImgSearchError
 from imgsearch.ids import new_id
-from imgsearch.store.logs import SearchRecord, report_of
+from imgsearch.store.logs import SearchRecord, check_click, report_of
 
 SUFFIX = "__feedback"
 _GATHER_S = 0.1
@@ -83,10 +83,7 @@ class MilvusSearchLog:
         return search_id
 
     def record_click(self, search_id: str, item_id: str, position: int | None = None) -> None:
-        if not search_id or not item_id:
-            raise InvalidInputError("a click needs the search id and the clicked item id")
-        if position is not None and position < 1:
-            raise InvalidInputError(f"click position counts from 1, got {position}")
+        check_click(search_id, item_id, position)
         self.flush()
         row = {"id": new_id(), "kind": "click", "at": time.time(), "search_id": search_id,
                "item_id": item_id, "position": position or 0, "record": {},
