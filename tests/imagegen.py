@@ -67,6 +67,11 @@ def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
     return buffer.getvalue()
 
 
+def jpeg_of(image: Image.Image, quality: int = 90) -> bytes:
+    """``image`` saved as a JPEG."""
+    return _encode(image, "JPEG", quality=quality)
+
+
 def jpeg_bytes(seed: int, size: Size = (160, 120), quality: int = 90) -> bytes:
     return _encode(picture(seed, size), "JPEG", quality=quality)
 

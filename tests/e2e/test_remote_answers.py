@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 import backendkit as kit
+from imagegen import jpeg_of as jpeg
 from imagegen import textured
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
@@ -24,12 +25,6 @@ from searchnodes import BACKENDS, milvus_settings
 SIZES = {"small": 10, "medium": 60}  # under and over calibration.MIN_VECTORS
 COLORS = ("red", "blue", "green")
 SETTINGS = Settings(image_encoder="descriptor", text_encoder="fake", ingest_workers=2)
-
-
-def jpeg(image: Image.Image, quality: int = 90) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def noise() -> bytes:

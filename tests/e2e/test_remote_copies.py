@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
 import searchnodes
+from imagegen import jpeg_of as jpeg
 from imagegen import textured
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
@@ -22,12 +23,6 @@ from searchnodes import SearchNode
 
 SETTINGS = Settings(image_encoder="descriptor", text_encoder="fake", ingest_workers=2)
 SIZE = (320, 240)
-
-
-def jpeg(image: Image.Image, quality: int = 85) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def pictures(n: int = 12) -> list[tuple[Item, bytes]]:

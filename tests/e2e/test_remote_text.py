@@ -6,16 +6,15 @@ same top ids."""
 from __future__ import annotations
 
 import dataclasses
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
 import backendkit as kit
+from imagegen import jpeg_of as jpeg
 from imagegen import textured
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
@@ -33,12 +32,6 @@ KINDS = ("shoe", "boot", "sandal", "hat", "scarf")
 CATEGORIES = ("footwear", "footwear", "footwear", "headwear", "neckwear")
 BRANDS = ("acme", "zenith", "orbit")
 N = 60
-
-
-def jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def catalog() -> list[tuple[Item, bytes]]:

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
 import backendkit as kit
+from imagegen import jpeg_of as jpeg
 from imagegen import textured
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
@@ -26,12 +27,6 @@ from imgsearch.types import Item, Query
 
 SETTINGS = Settings(image_encoder="descriptor", text_encoder="fake", ingest_workers=2)
 SIZE = (320, 240)
-
-
-def jpeg(image: Image.Image, quality: int = 90) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def pictures(n: int = 8) -> list[tuple[Item, bytes]]:

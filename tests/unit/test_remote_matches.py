@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps
 
+from imagegen import jpeg_of as jpeg
 from imagegen import textured
 from imgsearch.config import Settings
 from imgsearch.encode.registry import get_encoder
@@ -24,12 +25,6 @@ ENCODER = get_encoder("descriptor", Settings())
 SIZE = (320, 240)
 
 
-def jpeg(image: Image.Image, quality: int = 85) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
-
-
 class FakeBackend:
     """Items, image vectors and thumbnails by id; records the thumbnails read."""
 
@@ -42,7 +37,7 @@ class FakeBackend:
         self.read: list[list[str]] = []
         for i in range(n):
             image = textured(i, SIZE)
-            data = jpeg(image)
+            data = jpeg(image, 85)
             self.items[f"pic{i}"] = Item(id=f"pic{i}", content_hash=f"hash{i}",
                                          phash=perceptual_hash(image), thumbnail=f"in-row:{i}")
             self.vectors[f"pic{i}"] = ENCODER.embed_image(image)
@@ -110,5 +105,5 @@ def test_an_unrelated_picture_is_no_copy_and_an_item_without_thumbnail_is_not_re
 
 def test_a_thumbnail_that_cannot_be_read_is_none() -> None:
     assert decode_thumbnail(b"not a jpeg") is None
-    assert decode_thumbnail(jpeg(Image.new("RGB", (5000, 8)))) is None  # no thumbnail's size
-    assert decode_thumbnail(jpeg(textured(1, SIZE))) is not None
+    assert decode_thumbnail(jpeg(Image.new("RGB", (5000, 8)), 85)) is None  # no thumbnail's size
+    assert decode_thumbnail(jpeg(textured(1, SIZE), 85)) is not None
