@@ -99,7 +99,11 @@ class Settings:
     # 1M clustered vectors: recall@10 0.949 at 96, 0.959 at 128 for +0.05 ms, 0.970 at 192
     # (bench/peers.py curves): 128 is the cheapest with a margin over 0.95.
     hnsw_ef_search: int = 128
-    ivf_nprobe: int = 32
+    # 10M clustered vectors in 2,000 lists, fast-scan codes: nprobe 32 with 1,600 exact
+    # re-scores gave recall@10 0.955 / 0.946 (by vector / by id) at 6.8 / 7.0 ms p50,
+    # nprobe 64 with 1,280 gave 0.974 / 0.960 at 6.9 / 7.1 ms: the scan of twice the
+    # lists costs less than the row reads it saves (bench/tenmillion.py, BENCHMARKS.md).
+    ivf_nprobe: int = 64
     pq_rescore_factor: int = 10
     compact_tombstone_ratio: float = 0.2
     search_threads: int = 1  # FAISS threads per search; builds use every core
