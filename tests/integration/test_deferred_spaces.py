@@ -106,3 +106,17 @@ def test_stored_vectors_of_an_unread_space_come_from_the_catalog(tmp_path: Path)
             np.testing.assert_array_equal(keys, expected)
             assert len(keys) == 7
             assert _image_answer(reader, 7)[0][0] == "i7" and _read(image)
+
+
+def test_warming_a_reader_reads_every_index_file_ahead_of_the_first_search(
+        tmp_path: Path) -> None:
+    collection = tmp_path / "c"
+    with Engine.open(collection, SETTINGS) as writer:
+        _fill(writer, 0, 8)
+        writer.save()
+        image_before = _image_answer(writer, 2)
+    with Engine.open(collection, SETTINGS, readonly=True) as reader:
+        assert not any(_read(space) for space in reader.spaces.values())
+        reader.warm()
+        assert all(_read(space) for space in reader.spaces.values())
+        assert _image_answer(reader, 2) == image_before

@@ -14,6 +14,7 @@ from imgsearch.engine import Engine
 from imgsearch.errors import CorruptCollectionError
 from imgsearch.store.catalog import Catalog
 from imgsearch.store.schema import SCHEMA_VERSION
+from imgsearch.store.vectors import SpaceFile, StoreFile
 from imgsearch.types import Item, Query
 from vstorekit import undo_vector_files
 
@@ -202,3 +203,23 @@ def test_a_compressed_index_is_rescored_exactly_from_the_vector_files(
             # the scores are the exact inner products of the stored float32 vectors
             for hit in hits:
                 assert hit.score == pytest.approx(float(exact[int(hit.id[1:])]), abs=1e-5)
+
+
+def test_a_vector_file_is_read_whole_into_the_cache_only_when_it_fits(tmp_path: Path) -> None:
+    made = SpaceFile(tmp_path / "image.0.f16", StoreFile(0, "float16", 8), writable=True)
+    rows = np.random.default_rng(0).standard_normal((100, 8)).astype(np.float32)
+    made.append(rows)
+    made.sync()
+    size = 100 * 8 * 2
+    assert made.cache(size) == size
+    assert made.cache(size - 1) == 0  # larger than the limit: not read
+    assert np.allclose(made.read(np.array([5, 2])), rows[[5, 2]], atol=1e-2)
+    made.close()
+
+
+def test_warming_a_collection_leaves_its_answers_as_they_were(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "c", SETTINGS.replace(index_type="ivfpq")) as engine:
+        _fill(engine, 300)
+        answers = _answers(engine, range(3))
+        engine.warm()  # reads the vector file that re-scoring reads
+        assert _answers(engine, range(3)) == answers

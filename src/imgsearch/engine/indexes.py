@@ -5,6 +5,7 @@ in the writer's journal here."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -133,6 +134,23 @@ class Indexes:
                          for r in results if name in r.added}
                 removed = {r.removed[name]: r.key for r in results if name in r.removed}
                 space.apply(added, removed, head)
+
+    def warm(self, wait: bool) -> list[str]:
+        """Do now the opens put off to each space's first search (on a thread of its own
+        without ``wait``: a failure is then left for that search to meet and report);
+        the names of the spaces whose searches re-score candidates from vector files."""
+        spaces = list(self.spaces.values())
+        if wait:
+            for space in spaces:
+                space.load()
+        else:
+            def load_quietly() -> None:
+                for space in spaces:
+                    with contextlib.suppress(Exception):
+                        space.load()
+            threading.Thread(target=load_quietly, name="imgsearch-load", daemon=True).start()
+        return [name for name, space in self.spaces.items()
+                if not space.capabilities.exact_scores]
 
     def save_if_due(self) -> None:
         """Save when some index has ``index_save_every`` journal entries unsaved."""

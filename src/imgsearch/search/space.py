@@ -197,6 +197,11 @@ class SpaceIndex:
         self._deferred = pruned_upto
         return self, OpenReport(True, None, 0)
 
+    def load(self) -> None:
+        """Do now an open put off by ``open_deferred``; nothing when the space is open."""
+        if self._deferred is not None:
+            self._open_now()
+
     def _open_now(self) -> VectorIndex:
         """Do the open ``open_deferred`` put off (once, whichever thread asks first)."""
         with self._deferred_lock:

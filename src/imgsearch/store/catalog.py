@@ -47,6 +47,7 @@ from imgsearch.store.vectors import (
     VECTOR_DIR,
     StoreFile,
     VectorFiles,
+    available_memory,
     check_dtype,
     sync_directory,
 )
@@ -608,9 +609,10 @@ class Catalog:
             self._scans = [t for t in self._scans if t.is_alive()] + [thread]
         thread.start()
 
-    def warm(self, wait: bool = True) -> None:
+    def warm(self, wait: bool = True, rescored: Sequence[str] = ()) -> None:
         """Start reading now what searches would otherwise start reading into memory on
-        their first runs (the result-page fields, the filter columns); with ``wait``,
+        their first runs (the result-page fields, the filter columns, and the vector
+        files of the ``rescored`` spaces, whose rows re-scoring reads); with ``wait``,
         return when every such read under way is done."""
         scans: list[Callable[[], None]] = []
         if self._claim_hit_scan():
@@ -618,6 +620,7 @@ class Catalog:
         columns = self.columns
         if columns is not None and not columns.ready and self._column_scans.claim():
             scans.append(partial(self._scan_columns, columns))
+        scans.extend(partial(self._cache_vectors, space) for space in rescored)
 
         def one_after_another() -> None:  # side by side they would fight over the GIL
             for scan in scans:
@@ -630,6 +633,14 @@ class Catalog:
             running = list(self._scans)
         for thread in running:
             thread.join()
+
+    def _cache_vectors(self, space: str) -> None:
+        """Read ``space``'s vector file into the page cache when it takes at most half the
+        memory the system has available (``SpaceFile.cache``)."""
+        made = self._slot_table(space)
+        if made is not None:
+            with contextlib.suppress(OSError, CollectionError):
+                self.vector_files.file(space, made[0]).cache(available_memory() // 2)
 
     def _rows_in(self, select: str, column: str, values: Sequence[int]
                  ) -> Iterator[tuple[Any, ...]]:

@@ -167,6 +167,26 @@ class SpaceFile:
         rows = np.frombuffer(data, self.dtype).reshape(-1, self.spec.dim)
         return np.asarray(rows[where.reshape(-1)], dtype=np.float32)
 
+    def cache(self, limit: int) -> int:
+        """Read the whole file once, so that the kernel keeps it in its page cache and
+        re-scoring's scattered row reads cost a copy rather than a disk read each; only
+        when the file is at most ``limit`` bytes. Bytes read (0: skipped)."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+        if not size or size > limit:
+            return 0
+        fd = self._reader(0)
+        chunk = bytearray(8 << 20)
+        done = 0
+        while done < size:
+            got = os.preadv(fd, [chunk], done)
+            if not got:
+                break
+            done += got
+        return done
+
     def resident_bytes(self) -> int:
         """Bytes of this file held in this process's memory: none (rows are read into
         arrays the caller owns; the kernel's page cache is not this process's)."""
@@ -181,6 +201,18 @@ class SpaceFile:
                 os.close(self._read_fd)
                 self._read_fd = None
                 self._known_rows = 0
+
+
+def available_memory() -> int:
+    """Bytes of memory the system can give without swapping (Linux ``MemAvailable``);
+    0 where that is not known."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 class VectorFiles:
