@@ -25,7 +25,7 @@ IVF_ADD_WORK = 20_000_000_000  # n · nlist: 2,000 lists at 10M, 4,000 (4·√n)
 # their best 1,280 (0.4 %) held recall@10 0.974 by vector and 0.960 by id after exact
 # re-scoring; nprobe 32 with 1,600 (1 %) held 0.955 / 0.946 in the same time, since each
 # re-scored row is a read from the vector file (bench/tenmillion.py). At 1M (4,000
-# lists of 250) the 640 of k · pq_rescore_factor are more than 0.4 % of the 16,000 codes
+# lists of 250) the 960 of k · pq_rescore_factor are more than 0.4 % of the 16,000 codes
 # scanned, so the floor changes nothing there.
 RESCORE_MIN_SHARE = 0.004
 
