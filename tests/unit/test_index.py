@@ -6,6 +6,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -22,7 +23,7 @@ from imgsearch.index.auto import (
     rescore_depth,
 )
 from imgsearch.index.base import IndexParams, VectorIndex
-from imgsearch.index.faiss_index import build_index, load_index
+from imgsearch.index.faiss_index import IVFPQIndex, build_index, load_index
 
 DIM = 64
 N = 5000
@@ -490,3 +491,20 @@ def test_ivfpq_removals_leave_every_other_code_intact(make: Make) -> None:
     kept = [int(label) for label in LABELS if int(label) in after and label != LABELS[0]]
     assert [after[label] for label in kept] == pytest.approx(
         [before[label] for label in kept], abs=1e-6)
+
+
+def test_an_ivfpq_file_of_one_byte_codes_still_loads_searches_and_deletes(
+        tmp_path: Path) -> None:
+    """Index files written before fast-scan hold a plain ``IndexIVFPQ``."""
+    plain = faiss.IndexIVFPQ(faiss.IndexFlatIP(DIM), DIM, 32, DIM // 8, 8,
+                             faiss.METRIC_INNER_PRODUCT)
+    plain.train(DATA)
+    old = IVFPQIndex(DIM, IndexParams(nlist=32, pq_m=DIM // 8), plain)
+    old.add(LABELS, DATA)
+    old.save(tmp_path / "old.idx", journal_seq=3)
+    loaded, seq = load_index(tmp_path / "old.idx")
+    assert seq == 3 and loaded.kind == "ivfpq" and len(loaded) == N
+    vectors = dict(zip(LABELS.tolist(), DATA, strict=True))
+    assert best(loaded, DATA[7], 1, vectors) == [int(LABELS[7])]
+    assert loaded.remove(LABELS[7:8]) == 1
+    assert int(LABELS[7]) not in best(loaded, DATA[7], 10, vectors)
