@@ -8,8 +8,9 @@ feature unsupported, with the backend's own reason.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,6 +48,19 @@ def milvus_settings(settings: Settings, backend: str) -> Settings:
     """The settings a node over ``backend`` runs with: the standalone 2.3.5 server holds
     one vector field per collection, so there the collection has the image space only."""
     return settings.replace(text_encoder="none") if backend == "milvus-server" else settings
+
+
+def local_node(directory: Path, settings: Settings, fill: Callable[[Any], None]
+               ) -> Iterator[SearchNode]:
+    """A node over a local collection made in ``directory`` and written by ``fill``."""
+    from imgsearch.engine import Engine
+    from imgsearch.web import create_app
+
+    engine = Engine.open(directory, settings)
+    fill(engine)
+    with TestClient(create_app(engine)) as client:
+        yield SearchNode("local", client, engine)
+    engine.close()
 
 
 def milvus_node(address: str, settings: Settings, backend: str,

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
 import searchnodes
@@ -47,13 +46,11 @@ def node(request: pytest.FixtureRequest,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[SearchNode]:
     backend = str(request.param)
     if backend == "local":
-        from imgsearch.web import create_app
+        def fill(engine: Engine) -> None:
+            assert engine.ingest_items(pictures()).ok
 
-        engine = Engine.open(Path(tmp_path_factory.mktemp("copies")) / "c", SETTINGS)
-        assert engine.ingest_items(pictures()).ok
-        with TestClient(create_app(engine)) as client:
-            yield SearchNode(backend, client, engine)
-        engine.close()
+        yield from searchnodes.local_node(
+            Path(tmp_path_factory.mktemp("copies")) / "c", SETTINGS, fill)
         return
     address = request.getfixturevalue(
         "milvus_lite_address" if backend == "milvus-lite" else "milvus_server_address")

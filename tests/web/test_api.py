@@ -6,7 +6,7 @@ import os
 import re
 
 import pytest
-from apihelp import SEEDED, SLASH_ID, assert_error, b64
+from apihelp import SEEDED, SLASH_ID, assert_error, b64, batch_operations
 from fastapi.testclient import TestClient
 
 from imagegen import jpeg_bytes
@@ -228,18 +228,7 @@ def test_delete_then_it_never_comes_back(node: SearchNode) -> None:
 def test_batch_reports_each_operation(client: TestClient) -> None:
     assert client.put("/v1/items/batch-old", json={"image_base64": b64(jpeg_bytes(204))}
                       ).status_code == 201
-    response = client.post("/v1/items:batch", json={"operations": [
-        {"op": "upsert", "item": {"id": "batch-a", "title": "first"},
-         "image_base64": b64(jpeg_bytes(205))},
-        {"op": "upsert", "item": {"id": "batch-b"}, "image_base64": "not base64 !!"},
-        {"op": "upsert", "item": {"id": "batch-c", "price": "cheap"},
-         "image_base64": b64(jpeg_bytes(206))},
-        {"op": "delete", "id": "batch-old"},
-        {"op": "delete", "id": "never-existed"},
-        {"op": "rename", "id": "x"},
-        {"op": "upsert", "item": {"id": "batch-d"}, "image_url": "http://10.0.0.1/a.jpg"},
-        {"op": "upsert", "item": {"id": "batch-e"}, "image_base64": b64(jpeg_bytes(207))},
-    ]})
+    response = client.post("/v1/items:batch", json={"operations": batch_operations()})
     assert response.status_code == 200, response.text
     body = response.json()
     statuses = [(r["index"], r["id"], r["status"]) for r in body["results"]]

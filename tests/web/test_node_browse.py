@@ -76,13 +76,11 @@ def geo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[SearchNode]:
     backend = str(request.param)
     if backend == "local":
-        engine = Engine.open(Path(tmp_path_factory.mktemp("geo")) / "c", SETTINGS)
-        assert all(isinstance(w, str) for w in engine.upsert_many(catalog()))
-        from imgsearch.web import create_app
+        def fill(engine: Engine) -> None:
+            assert all(isinstance(w, str) for w in engine.upsert_many(catalog()))
 
-        with TestClient(create_app(engine)) as client:
-            yield SearchNode(backend, client, engine)
-        engine.close()
+        yield from searchnodes.local_node(
+            Path(tmp_path_factory.mktemp("geo")) / "c", SETTINGS, fill)
         return
     address = request.getfixturevalue(
         "milvus_lite_address" if backend == "milvus-lite" else "milvus_server_address")

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from apihelp import assert_error, b64
+from apihelp import assert_error, b64, batch_operations
 from fastapi.testclient import TestClient
 
 from imagegen import jpeg_bytes
@@ -16,16 +16,7 @@ from imgsearch.web.limits import Limits
 from searchnodes import SearchNode
 
 BATCH = [
-    {"op": "upsert", "item": {"id": "batch-a", "title": "first"},
-     "image_base64": b64(jpeg_bytes(205))},
-    {"op": "upsert", "item": {"id": "batch-b"}, "image_base64": "not base64 !!"},
-    {"op": "upsert", "item": {"id": "batch-c", "price": "cheap"},
-     "image_base64": b64(jpeg_bytes(206))},
-    {"op": "delete", "id": "batch-old"},
-    {"op": "delete", "id": "never-existed"},
-    {"op": "rename", "id": "x"},
-    {"op": "upsert", "item": {"id": "batch-d"}, "image_url": "http://10.0.0.1/a.jpg"},
-    {"op": "upsert", "item": {"id": "batch-e"}, "image_base64": b64(jpeg_bytes(207))},
+    *batch_operations(),
     {"op": "upsert", "item": {"id": "batch-a", "title": "second"},
      "image_base64": b64(jpeg_bytes(208))},
     {"op": "upsert", "item": {"id": "batch-e", "title": "no image"}},  # none stored

@@ -73,6 +73,7 @@ from imgsearch.engine.backends.milvus_target import (
     _unreachable,
     is_milvus_uri,
     parse_uri,
+    scan_rows,
 )
 from imgsearch.engine.backends.milvus_thumbnails import from_field, mark
 from imgsearch.errors import (
@@ -320,14 +321,7 @@ class MilvusBackend:
               ) -> Iterator[dict[str, Any]]:
         """The rows ``where`` passes (only ``fields``), read with the collection's
         consistency level."""
-        iterator = self._do(lambda c: c.query_iterator(
-            self.target.name, batch_size=batch, filter=where, output_fields=fields,
-            timeout=self.target.timeout_s, consistency_level=self.target.consistency))
-        try:
-            while page := self._do(lambda _c: iterator.next()):
-                yield from page
-        finally:
-            iterator.close()
+        return scan_rows(self._do, self.target, self.target.name, where, fields, batch)
 
     def newest(self, filters: Filters | None, offset: int, limit: int
                ) -> tuple[int, list[str]]:

@@ -20,7 +20,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from imgsearch.engine.backends.milvus_target import CONSISTENCY, MilvusTarget
+from imgsearch.engine.backends.milvus_target import (
+    CONSISTENCY,
+    MilvusTarget,
+    Runner,
+    scan_rows,
+)
 from imgsearch.errors import ImgSearchError
 from imgsearch.ids import new_id
 from imgsearch.store.logs import SearchRecord, check_click, report_of
@@ -30,10 +35,6 @@ _GATHER_S = 0.1
 _MAX_PENDING = 100_000
 _MAX_JSON = 60_000
 _log = logging.getLogger("imgsearch.logs")
-
-# run(what): what(client) with the backend's reconnects and errors (MilvusBackend._do)
-Runner = Callable[[Callable[[Any], Any]], Any]
-
 
 def _create(target: MilvusTarget, client: Any, name: str) -> None:
     from pymilvus import DataType
@@ -111,14 +112,7 @@ class MilvusSearchLog:
                              self.name, exc)
 
     def _scan(self, where: str, fields: list[str]) -> Iterator[dict[str, Any]]:
-        iterator = self._run(lambda c: c.query_iterator(
-            self.name, batch_size=1000, filter=where, output_fields=fields,
-            timeout=self.target.timeout_s, consistency_level=self.target.consistency))
-        try:
-            while page := self._run(lambda _c: iterator.next()):
-                yield from page
-        finally:
-            iterator.close()
+        return scan_rows(self._run, self.target, self.name, where, fields)
 
     def report(self, since: float | None = None) -> dict[str, Any]:
         """As ``SearchLog.report``, over what every node logged."""

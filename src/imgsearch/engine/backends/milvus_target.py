@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -135,4 +135,22 @@ def _call(target: MilvusTarget, what: Callable[[], T]) -> T:
         raise _refused(target, exc) from None
 
 
-__all__ = ["CONSISTENCY", "MilvusTarget", "is_milvus_uri", "parse_uri"]
+# run(what): what(client) with the backend's reconnects and errors (MilvusBackend._do)
+Runner = Callable[[Callable[[Any], Any]], Any]
+
+
+def scan_rows(run: Runner, target: MilvusTarget, collection: str, where: str,
+              fields: list[str], batch: int = 1000) -> Iterator[dict[str, Any]]:
+    """The rows of ``collection`` that ``where`` passes (only ``fields``), read page by
+    page with the target's consistency level, each call through ``run``."""
+    iterator = run(lambda c: c.query_iterator(
+        collection, batch_size=batch, filter=where, output_fields=fields,
+        timeout=target.timeout_s, consistency_level=target.consistency))
+    try:
+        while page := run(lambda _c: iterator.next()):
+            yield from page
+    finally:
+        iterator.close()
+
+
+__all__ = ["CONSISTENCY", "MilvusTarget", "Runner", "is_milvus_uri", "parse_uri", "scan_rows"]
