@@ -425,3 +425,40 @@ def test_facets_list_catalog_values(shop):
     assert all(f["count"] == 30 for f in facets["categories"])
     assert {f["value"] for f in facets["brands"]} == {"acme", "globex"}
     assert facets["colors"]["red"].startswith("#") and len(facets["colors"]) == 12
+
+
+def test_an_emptied_collection_says_so_and_answers_again_once_filled(tmp_path, settings):
+    """Whether the collection is empty is remembered between writes: every write, here or
+    in the writing process a reader follows, makes it be asked again."""
+    directory = tmp_path / "c"
+    writer = Engine.open(directory, settings)
+    try:
+        writer.upsert(Item(id="p0", title="red chair"), picture(0))
+        reader = Engine.open(directory, settings, readonly=True)
+        try:
+            query = Query(text="red chair", min_confidence=0)
+            for engine in (writer, reader):
+                assert engine.search(query).empty_reason is None
+            writer.delete("p0")
+            for engine in (writer, reader):
+                emptied = engine.search(query)
+                assert (emptied.hits, emptied.empty_reason) == ([], "empty")
+            writer.upsert(Item(id="p1", title="red chair"), picture(1))
+            for engine in (writer, reader):
+                assert [h.id for h in engine.search(query).hits] == ["p1"]
+        finally:
+            reader.close()
+    finally:
+        writer.close()
+
+
+def test_a_vector_of_very_large_numbers_searches_as_its_direction(shop):
+    """Its length squared overflows single precision; the query is its direction."""
+    stored = shop.spaces["image"].vector_of_key(shop.catalog.key_of("sku00007") or -1)
+    assert stored is not None
+    plain = shop.search(Query(vector=stored, vector_space="image", limit=3))
+    large = shop.search(Query(vector=stored * np.float32(1e30), vector_space="image",
+                              limit=3))
+    assert [h.id for h in large.hits] == [h.id for h in plain.hits]
+    assert plain.hits[0].id == "sku00007"
+    assert large.hits[0].score == pytest.approx(plain.hits[0].score, abs=1e-5)

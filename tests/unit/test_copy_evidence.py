@@ -317,3 +317,29 @@ def test_the_central_part_keeps_the_middle_of_each_side() -> None:
     assert part.size == (140, 70)
     assert part.getcolors() == [(140 * 70, (255, 0, 0))]
     assert central_part(image, 0.5).size == (100, 50)
+
+
+def test_own_best_needs_every_one_of_the_search_s_best_ranks() -> None:
+    wanted = calibration.BACKGROUND_RANK + 1
+    scores = np.linspace(0.9, 0.1, 30).astype(np.float32)
+    in_order = np.arange(1, 31)
+    assert np.array_equal(calibration.own_best(in_order, scores), scores)
+    fused = np.roll(in_order, 5)  # another list's order: the same ranks, elsewhere
+    assert calibration.own_best(fused, scores) is not None
+    gap = in_order.copy()
+    gap[wanted // 2] = 0  # one of the best was not in this list
+    assert calibration.own_best(gap, scores) is None
+    short = in_order[: wanted - 1]
+    assert calibration.own_best(short, scores[: wanted - 1]) is None
+    left_out = np.array([0.95], np.float32)  # similar by id: the item itself was the best
+    with_it = calibration.own_best(short, scores[: wanted - 1], left_out)
+    assert with_it is not None and with_it[-1] == np.float32(0.95)
+
+
+def test_background_level_is_the_neighbour_at_background_rank() -> None:
+    found = np.array([0.2, 0.9, -np.inf, 0.5, 0.7, 0.1, 0.3, 0.8, 0.6, 0.4, 0.05, 0.15],
+                     np.float32)
+    space: Any = _Space(np.zeros((calibration.MIN_VECTORS, 4), np.float32))  # not searched
+    level = calibration.background_level(space, np.ones(4, np.float32), None, found)
+    finite = np.sort(found[np.isfinite(found)])[::-1]
+    assert level == pytest.approx(float(finite[calibration.BACKGROUND_RANK]))

@@ -69,6 +69,24 @@ def test_a_query_is_described_with_one_blas_thread_and_the_setting_is_put_back(
     assert blas_threads() == before
 
 
+def test_one_blas_thread_holds_after_a_pool_thread_used_it() -> None:
+    """A long-lived pool thread setting the count first must not keep others from it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imgsearch.encode.blas import blas_threads, one_blas_thread
+
+    def inside() -> list[int]:
+        with one_blas_thread():
+            return blas_threads()
+
+    before = blas_threads()
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(inside).result() == [1] * len(before)
+        assert blas_threads() == before  # the pool's thread is still alive here
+        assert inside() == [1] * len(before)
+    assert blas_threads() == before
+
+
 def test_flat_and_extreme_images_give_unit_vectors(encoder: Encoder) -> None:
     flats = [Image.new("RGB", (64, 48), c) for c in [(0, 0, 0), (255, 255, 255), (200, 30, 30)]]
     vectors = encoder.embed_images(flats)

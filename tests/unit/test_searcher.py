@@ -99,6 +99,9 @@ class FakeCatalog:
     def items_by_key(self, keys: Iterable[int]) -> dict[int, Item]:
         return {int(key): self.items[int(key)] for key in keys if int(key) in self.items}
 
+    def hit_row(self, key: int) -> Any | None:
+        return self.hits_by_key([key]).get(key)
+
     def hits_by_key(self, keys: Sequence[int] | NDArray[np.int64]) -> dict[int, Any]:
         return {int(key): (item.id, item.title, item.category, None, None, None, None)
                 for key, item in self.items_by_key(keys).items()}
@@ -167,6 +170,9 @@ class FakeDerived:
         values = sorted({getattr(item, column) for item in self.catalog.items.values()
                          if getattr(item, column, None)})
         return values, frozenset(v.casefold() for v in values)
+
+    def is_empty(self) -> bool:
+        return self.catalog.is_empty()
 
     def vocabulary(self) -> Vocabulary:
         return Vocabulary([], self.known_values("category")[0])

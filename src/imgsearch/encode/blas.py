@@ -15,10 +15,9 @@ one thread, the last one out puts back what was there, so that overlapping calle
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 from threadpoolctl import ThreadpoolController
@@ -26,7 +25,7 @@ from threadpoolctl import ThreadpoolController
 __all__ = ["blas_threads", "one_blas_thread"]
 
 _LOCK = threading.Lock()
-_state: dict[str, Any] = {"users": 0, "limiter": None}
+_state: dict[str, Any] = {"users": 0, "saved": []}
 
 
 @functools.cache
@@ -42,17 +41,63 @@ def blas_threads() -> list[int]:
             if lib["user_api"] == "blas"]
 
 
-@contextlib.contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """One BLAS thread while any caller is inside."""
-    with _LOCK:
-        if _state["users"] == 0:
-            _state["limiter"] = _controller().limit(limits=1, user_api="blas")
-        _state["users"] += 1
-    try:
-        yield
-    finally:
+# OpenBLAS's own calls for its thread count: the names a build may carry (threadpoolctl
+# looks for the same ones)
+_OPENBLAS_CALLS = [(f"{prefix}openblas_get_num_threads{suffix}",
+                    f"{prefix}openblas_set_num_threads{suffix}")
+                   for prefix in ("", "scipy_") for suffix in ("", "64_", "_64")]
+
+
+@functools.cache
+def _blas_calls() -> tuple[tuple[Callable[[], int], Callable[[int], Any]], ...]:
+    """Each BLAS library's get and set of its thread count.
+
+    OpenBLAS's are called directly: through threadpoolctl, setting one thread and
+    putting the count back cost about 14 µs a query at 1M items (bench/peers.py; a query
+    takes 0.55 ms in all), and its rule that only the thread that last set a count may
+    set it again would leave a pool's long-lived thread holding it. Built on OpenMP,
+    OpenBLAS takes its count from OpenMP's calls, per calling thread, as threadpoolctl
+    does. Other BLAS libraries go through threadpoolctl."""
+    calls = []
+    for lib in _controller().lib_controllers:
+        if lib.user_api != "blas":
+            continue
+        found = None
+        dynlib = getattr(lib, "dynlib", None)
+        if lib.internal_api == "openblas" and dynlib is not None:
+            names = [("omp_get_max_threads", "omp_set_num_threads")] \
+                if getattr(lib, "threading_layer", None) == "openmp" else _OPENBLAS_CALLS
+            found = next(((getattr(dynlib, get), getattr(dynlib, put)) for get, put in names
+                          if hasattr(dynlib, get) and hasattr(dynlib, put)), None)
+        calls.append(found or (functools.partial(getattr, lib, "num_threads"),
+                               lib.set_num_threads))
+    return tuple(calls)
+
+
+class _OneThread:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        with _LOCK:
+            if _state["users"] == 0:
+                saved = _state["saved"] = [get() for get, _put in _blas_calls()]
+                for (_get, put), threads in zip(_blas_calls(), saved, strict=True):
+                    if threads != 1:
+                        put(1)
+            _state["users"] += 1
+
+    def __exit__(self, *exc: object) -> None:
         with _LOCK:
             _state["users"] -= 1
             if _state["users"] == 0:
-                _state["limiter"].restore_original_limits()
+                for (_get, put), threads in zip(_blas_calls(), _state["saved"], strict=True):
+                    if threads != 1:
+                        put(threads)
+
+
+_ONE_THREAD = _OneThread()
+
+
+def one_blas_thread() -> _OneThread:
+    """One BLAS thread while any caller is inside (``with one_blas_thread(): ...``)."""
+    return _ONE_THREAD

@@ -22,12 +22,14 @@ class Derived:
         # known_values, until the next write
         self._known: dict[str, tuple[list[str], frozenset[str]]] = {}
         self._hamming: Any = None
+        self._empty: bool | None = None
 
     def forget(self) -> None:
         """After a write: what was made from the collection as it was is no longer right."""
         self._vocabulary = None
         self._known = {}
         self._hamming = None
+        self._empty = None
         self.write_version += 1
         self.result_cache.clear()
 
@@ -42,6 +44,17 @@ class Derived:
             if version == self.write_version:  # else a write landed while it was read
                 self._known[column] = known
         return known
+
+    def is_empty(self) -> bool:
+        """Whether the catalog holds no item; asked once until the next write (a query
+        on a million items spent 8 µs of its 0.6 ms asking SQLite every time)."""
+        empty = self._empty
+        if empty is None:
+            version = self.write_version
+            empty = self.catalog.is_empty()
+            if version == self.write_version:
+                self._empty = empty
+        return empty
 
     def vocabulary(self) -> Vocabulary:
         """Brand and category values for query understanding; refreshed after writes."""

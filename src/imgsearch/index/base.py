@@ -73,6 +73,8 @@ class SearchParams:
 
     @classmethod
     def from_hints(cls, hints: Mapping[str, Any]) -> SearchParams:
+        if not hints:
+            return _NO_HINTS
         unknown = sorted(set(hints) - set(SEARCH_PARAM_NAMES))
         if unknown:
             raise InvalidQueryError(
@@ -91,6 +93,7 @@ class SearchParams:
 
 SEARCH_PARAM_NAMES: tuple[str, ...] = ("ef_search", "nprobe")
 _MAX_SEARCH_PARAM = 1 << 16
+_NO_HINTS = SearchParams()
 
 
 class VectorIndex(Protocol):
@@ -181,7 +184,11 @@ def as_vectors(vectors: Any, dim: int, what: str = "vectors") -> NDArray[np.floa
 def gather(table: NDArray[np.int64], indices: NDArray[np.int64]) -> NDArray[np.int64]:
     """``table[indices]``, with -1 where an index falls outside the table. Checking the
     range first spares the masks in the usual case, where every index is inside."""
-    if not indices.size or (indices.min() >= 0 and indices.max() < len(table)):
+    if not indices.size:
+        return table[indices]
+    # int64 in one pass: negative indices, seen unsigned, are larger than any table
+    if indices.view(np.uint64).max() < len(table) if indices.dtype == np.int64 else \
+            indices.min() >= 0 and indices.max() < len(table):
         return table[indices]
     inside = (indices >= 0) & (indices < len(table))
     out = np.full(indices.shape, -1, np.int64)

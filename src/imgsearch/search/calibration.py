@@ -232,8 +232,10 @@ def standout(scores: NDArray[np.float32], level: float) -> NDArray[np.float32]:
 
 
 def standout_confidence(scores: NDArray[np.float32], level: float) -> NDArray[np.float32]:
-    """Confidence from stand-out: 0 at the background, 0.5 at ``STANDOUT_CHANCE``, 1 at 1."""
-    return np.interp(standout(scores, level), (0.0, STANDOUT_CHANCE, 1.0),
+    """Confidence from stand-out: 0 at the background, 0.5 at ``STANDOUT_CHANCE``, 1 at 1.
+    One interpolation over the scores themselves (what ``standout`` gives, mapped)."""
+    room = max(1.0 - level, 1e-6)
+    return np.interp(scores, (level, level + STANDOUT_CHANCE * room, level + room),
                      (0.0, 0.5, 1.0)).astype(np.float32)
 
 
@@ -298,23 +300,27 @@ def background_level(space: SpaceIndex, vector: NDArray[np.float32],
     ``BACKGROUND_RANK`` + 1 in the whole collection (what a search by this vector has
     just found, see ``own_best``); the collection is not searched again then (a second
     index search cost 6 of 18 ms a query at 1M vectors, bench/tenmillion.py)."""
-    query = vector.reshape(1, -1).astype(np.float32)
     scores: list[NDArray[np.float32]] = []
     if found is not None and len(found) > BACKGROUND_RANK:
-        scores.append(np.asarray(found, np.float32)[np.isfinite(found)])
+        found = np.asarray(found, np.float32)
+        scores.append(found if np.isfinite(found).all() else found[np.isfinite(found)])
     elif len(space):
-        found, _labels = space.index.search(query, BACKGROUND_RANK + 1)
+        found, _labels = space.index.search(vector.reshape(1, -1).astype(np.float32),
+                                            BACKGROUND_RANK + 1)
         scores.append(found[0][np.isfinite(found[0])])
-    if sample is not None and sample.shape[1] == query.shape[1]:
+    if sample is not None and sample.shape[1] == vector.size:
         # not BLAS: its threads spin against other queries' on a busy machine (15-30 ms
         # instead of under 1 ms for this one product at load 12 on 2 cores)
-        scores.append(np.einsum("ij,j->i", sample, query[0]).astype(np.float32))
+        scores.append(np.einsum("ij,j->i", sample, vector.reshape(-1).astype(np.float32)
+                                ).astype(np.float32))
     elif len(space) < MIN_VECTORS:
         return None
-    row = np.sort(np.concatenate(scores))[::-1] if scores else np.empty(0, np.float32)
+    row = scores[0] if len(scores) == 1 else np.concatenate(scores) if scores else \
+        np.empty(0, np.float32)
     if len(row) <= BACKGROUND_RANK:
         return None
-    return float(row[BACKGROUND_RANK])
+    place = len(row) - 1 - BACKGROUND_RANK  # the BACKGROUND_RANK-th best, counting from 0
+    return float(np.partition(row, place)[place])
 
 
 # An image whose neighbouring pixels are uncorrelated is noise, not a picture: a texture
@@ -353,9 +359,10 @@ def own_best(ranks: NDArray[np.int64], scores: NDArray[np.float32],
     made from (similar by id) gives that item's score as ``excluded``: the collection's
     best include it. None when some of the best are missing (a fused list cut short)."""
     wanted = BACKGROUND_RANK + 1 - (0 if excluded is None else len(excluded))
-    # how many distinct ranks (a set of a few dozen ints: cheaper than numpy's calls)
-    held = len({rank for rank in ranks.tolist() if 1 <= rank <= wanted})
-    if held < wanted:
+    # A list of one search's own order starts 1, 2, 3...: looking at its head is enough.
+    # Else, how many distinct ranks (a set of a few dozen ints: cheaper than numpy's calls).
+    if ranks[:wanted].tolist() != list(range(1, wanted + 1)) and \
+            len({rank for rank in ranks.tolist() if 1 <= rank <= wanted}) < wanted:
         return None
     scores = np.asarray(scores, np.float32)
     if excluded is not None:
@@ -386,7 +393,9 @@ def judge_image_hits(scores: NDArray[np.float32], vector: NDArray[np.float32],
     if not views:
         return np.where(scores > -1.0, 1.0, 0.0).astype(np.float32) if small else \
             np.zeros(len(scores), np.float32)
-    return (np.minimum if small else np.maximum).reduce(views).astype(np.float32)
+    if len(views) == 1:
+        return views[0]
+    return (np.minimum if small else np.maximum)(views[0], views[1])
 
 
 def is_stale(calibration: Calibration | None, vectors: int, minimum: int = MIN_VECTORS,

@@ -65,6 +65,8 @@ def candidates(signal: Signal, k: int, allowed: NDArray[np.int64] | None,
     if exclude is not None:
         keep = keys != exclude
         keys, scores = keys[keep], scores[keep]
+    if len(scores) > 1 and (scores[1:] < scores[:-1]).all():
+        return keys[:k], scores[:k], plan  # already in order, no ties to break by key
     order = np.lexsort((keys, -scores))[:k]
     return keys[order], scores[order], plan
 

@@ -123,13 +123,16 @@ class Searcher:
         return self.derived.hamming_index(lambda: hash_index(*self.catalog.phashes()))
 
 
-def _unit(vector: NDArray[Any]) -> NDArray[np.float32]:
-    """A new float32 copy of a 1-d ``vector`` scaled to length 1 (left as is if zero)."""
-    vector = vector.astype(np.float32)
-    norm = math.sqrt(float(vector @ vector))
-    if norm > 0:
-        vector /= np.float32(norm)
-    return vector
+def _unit(vector: NDArray[Any], square: float | None = None) -> NDArray[np.float32]:
+    """A new float32 copy of a 1-d ``vector`` scaled to length 1 (left as is if zero);
+    ``square``: its length squared, when known and finite."""
+    if square is None or not math.isfinite(square):
+        vector = vector.astype(np.float32)
+        square = float(vector @ vector)
+        if not math.isfinite(square):  # large numbers: their squares overflow float32
+            square = float(vector.astype(np.float64) @ vector.astype(np.float64))
+    norm = math.sqrt(square)
+    return vector * np.float32(1.0 / norm) if norm > 0 else vector.astype(np.float32)
 
 
 def _image_vectors(searcher: Searcher, values: list[ImageInput],
@@ -184,10 +187,13 @@ def signals_for(searcher: Searcher, query: Query, looks: list[QueryImage] | None
             raise InvalidQueryError(f"no vector space {query.vector_space!r}; this collection "
                                     f"has {', '.join(spaces)}")
         vector = np.asarray(query.vector, dtype=np.float32).reshape(-1)
-        if vector.shape[0] != space.space.dim or not np.isfinite(vector).all():
+        # its length squared is finite when every number is (an overflow is checked apart)
+        square = float(vector @ vector) if vector.shape[0] == space.space.dim else math.nan
+        if not math.isfinite(square) and (vector.shape[0] != space.space.dim or
+                                          not np.isfinite(vector).all()):
             raise InvalidQueryError(f"vector must be {space.space.dim} finite numbers for "
                                     f"space {query.vector_space!r}, got {vector.shape[0]}")
-        return [Signal(query.vector_space, space, _unit(vector))], None
+        return [Signal(query.vector_space, space, _unit(vector, square))], None
     text_weight = 1.0 - query.image_weight if query.images else 1.0
     image_weight = query.image_weight if query.text else 1.0
     if query.images:
@@ -233,7 +239,7 @@ def _confidence(searcher: Searcher, ranked: Ranked, signals: list[Signal],
     counter-example is no evidence of a match.
     """
     n = len(ranked.keys)
-    parts = [np.zeros(n, np.float32)]
+    parts: list[NDArray[np.float32]] = []
     for name in (FEEDBACK, CONCEPTS):  # looks like a confident hit / a kind of the words
         if name in ranked.evidence:
             parts.append(ranked.evidence[name])
@@ -258,8 +264,10 @@ def _confidence(searcher: Searcher, ranked: Ranked, signals: list[Signal],
         values = np.where(np.isnan(scores), -1.0, scores).astype(np.float32)
         parts.append(calibration.confidence(values) if calibration else
                      np.where(np.isfinite(scores), 1.0, 0.0).astype(np.float32))
-    confidence = np.maximum.reduce(parts)
-    return np.minimum(confidence, np.float32(SIMILAR_CEILING)).astype(np.float32)
+    # each part lies in 0..1; none: no evidence at all
+    confidence = parts[0] if len(parts) == 1 else np.maximum.reduce(parts) if parts else \
+        np.zeros(n, np.float32)
+    return np.minimum(confidence, np.float32(SIMILAR_CEILING)).astype(np.float32, copy=False)
 
 
 def _image_confidence(searcher: Searcher, ranked: Ranked, signals: list[Signal],
@@ -275,8 +283,9 @@ def _image_confidence(searcher: Searcher, ranked: Ranked, signals: list[Signal],
     single = [sig for sig in signals if sig.name == "image"]
     neighbours = None  # the query's best scores over the collection, when already found
     if len(positives) == 1 and single and "image" in ranked.per_signal and \
-            np.array_equal(single[0].vector, positives[0]):
-        sims = ranked.per_signal["image"][None, :].astype(np.float32)
+            (single[0].vector is positives[0] or
+             np.array_equal(single[0].vector, positives[0])):
+        sims = ranked.per_signal["image"][None, :].astype(np.float32, copy=False)
         if whole and "image" in ranked.ranks:  # the query's neighbours: already found
             left_out = None
             if exclude is not None:
@@ -292,17 +301,19 @@ def _image_confidence(searcher: Searcher, ranked: Ranked, signals: list[Signal],
             where = np.searchsorted(ranked.keys, found, sorter=np.argsort(ranked.keys))
             order = np.argsort(ranked.keys)[where]
             sims[:, order] = np.stack(positives) @ vectors.T
-    sims = np.where(np.isnan(sims), -1.0, sims).astype(np.float32)
+    if np.isnan(sims).any():
+        sims = np.where(np.isnan(sims), np.float32(-1.0), sims)
     model_id = searcher.model_id("image")
     calibration = prior(model_id) if len(space) < MIN_VECTORS else \
         searcher.calibrations.get("image")
     noisy = [look.noise_like for look in looks] or [False] * len(positives)
-    best = np.zeros(len(ranked.keys), np.float32)
+    best = None
     for vector, row, noise in zip(positives, sims, noisy, strict=True):
         if not noise:  # nothing merely looks like noise (its copies are still verified)
-            best = np.maximum(best, judge_image_hits(row, vector, space, calibration,
-                                                     background(model_id), neighbours))
-    return best
+            judged = judge_image_hits(row, vector, space, calibration, background(model_id),
+                                      neighbours)
+            best = judged if best is None else np.maximum(best, judged)
+    return np.zeros(len(ranked.keys), np.float32) if best is None else best
 
 
 def _matches(searcher: Searcher, ranked: Ranked, confidence: NDArray[np.float32],
@@ -658,7 +669,7 @@ def _answer(searcher: Searcher, query: Query) -> SearchResult:
     check_known_values(searcher.derived, query.filters)
     # images are looked at (and refused when bad) even where there is nothing to find
     if not (query.images or query.negative_images or query.similar_to is not None) \
-            and searcher.catalog.is_empty():
+            and searcher.derived.is_empty():
         return _logged(searcher, query, SearchResult(
             [], query.kind, (time.perf_counter() - started) * 1000, plan="empty collection",
             empty_reason="empty", message=EMPTY_MESSAGE))
@@ -771,7 +782,7 @@ def _answer(searcher: Searcher, query: Query) -> SearchResult:
     scores = _rounded(ranked.scores[page], 6)
     confidences = _rounded(confidence[page], 4)
     stands = stands_for[page].tolist()
-    columns = [(name, _rounded(col[page], 6),
+    columns = [(name, scores if col is ranked.scores else _rounded(col[page], 6),
                 ranked.ranks[name][page].tolist() if name in ranked.ranks else None)
                for name, col in ranked.per_signal.items()]
     hits = []

@@ -56,7 +56,7 @@ def more_like_this(catalog: CatalogReads, signals: list[Signal], key: int,
         lists.append(RankedList(signal.name, keys, scores, weight.get(signal.name, 1.0)))
         plans.append(f"{signal.name}:{plan}")
     soft = [name for name in SOFT_SIGNALS if weight[name] > 0]
-    row = catalog.hits_by_key([key]).get(key) if soft else None
+    row = catalog.hit_row(key) if soft else None
     if row is not None:
         values = {"category": row[2], "brand": row[3]}
         for name in soft:

@@ -570,6 +570,12 @@ class Catalog:
         found.update(read)
         return found
 
+    def hit_row(self, key: int) -> HitRow | None:
+        """``hits_by_key`` of one key, without its arrays (similar-by-id reads the item's
+        own category and brand this way on every query)."""
+        row = self.hit_rows.get(key)
+        return row if row is not None else self.hits_by_key([key]).get(key)
+
     def hits_by_key(self, keys: Sequence[int] | NDArray[np.int64]) -> dict[int, HitRow]:
         """The fields of HIT_FIELDS for those ``keys`` that exist: what a result page
         shows, without decoding whole rows."""

@@ -103,7 +103,9 @@ class KeyColumn:
         """(values, has a value, unknown) per key; 0 stands in where there is no value."""
         state = self._state
         values = self._values
-        if len(keys) and len(state) and keys.min() >= 0 and keys.max() < len(state):
+        if len(keys) and len(state) and (
+                keys.view(np.uint64).max() < len(state) if keys.dtype == np.int64 else
+                keys.min() >= 0 and keys.max() < len(state)):  # negatives wrap to huge
             known = state[keys]  # the usual case: every key inside, no masking needed
             has = known == self._VALUE
             return np.where(has, values[keys], 0), has, known == self._UNKNOWN
