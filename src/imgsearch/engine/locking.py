@@ -26,7 +26,7 @@ class RWLock:
     """Many readers or one writer; a waiting writer holds back new readers."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())  # never entered twice by one thread
         self._readers = 0
         self._writer = False
         self._waiting_writers = 0

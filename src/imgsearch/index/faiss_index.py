@@ -220,6 +220,7 @@ class HNSWIndex(_FaissIndex):
         self._allowed: IdentityMemo[NDArray[np.int64]] = IdentityMemo()  # internal ids
         self._selectors: IdentityMemo[FaissObject] = IdentityMemo()
         self._plain_params: dict[int, FaissObject] = {}  # efSearch -> unfiltered parameters
+        self._storage = index.storage  # its flat vectors, fixed for the index's life
 
     @property
     def tombstones(self) -> int:
@@ -229,7 +230,7 @@ class HNSWIndex(_FaissIndex):
         internal = self._map.lookup_one(int(label))
         if internal < 0:
             return None
-        vector: NDArray[np.float32] = self.index.storage.reconstruct(internal)  # float32
+        vector: NDArray[np.float32] = self._storage.reconstruct(internal)  # float32
         return vector
 
     def add(self, labels: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:

@@ -62,13 +62,15 @@ class Calibration:
     vectors: int  # collection size when measured
 
     def confidence(self, scores: NDArray[np.float32]) -> NDArray[np.float32]:
-        scores = np.asarray(scores, dtype=np.float32)
+        return self.curve(np.asarray(scores, dtype=np.float32)).astype(np.float32)
+
+    def curve(self, scores: NDArray[np.float32]) -> NDArray[Any]:
+        """``confidence`` before its cast to float32 (float64 or float32)."""
         if self.median < self.chance < 1.0:  # 0 at the median, 0.5 at chance, 1 at 1.0
-            return np.interp(scores, (self.median, self.chance, 1.0),
-                             (0.0, 0.5, 1.0)).astype(np.float32)
+            return np.interp(scores, (self.median, self.chance, 1.0), (0.0, 0.5, 1.0))
         low = (scores - self.median) / max(self.chance - self.median, 1e-6) * 0.5
         high = 0.5 + (scores - self.chance) / max(1.0 - self.chance, 1e-6) * 0.5
-        return np.clip(np.where(scores < self.chance, low, high), 0.0, 1.0).astype(np.float32)
+        return np.clip(np.where(scores < self.chance, low, high), 0.0, 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -232,11 +234,15 @@ def standout(scores: NDArray[np.float32], level: float) -> NDArray[np.float32]:
 
 
 def standout_confidence(scores: NDArray[np.float32], level: float) -> NDArray[np.float32]:
-    """Confidence from stand-out: 0 at the background, 0.5 at ``STANDOUT_CHANCE``, 1 at 1.
-    One interpolation over the scores themselves (what ``standout`` gives, mapped)."""
+    """Confidence from stand-out: 0 at the background, 0.5 at ``STANDOUT_CHANCE``, 1 at 1."""
+    return _standout_curve(scores, level).astype(np.float32)
+
+
+def _standout_curve(scores: NDArray[np.float32], level: float) -> NDArray[np.float64]:
+    """One interpolation over the scores themselves (what ``standout`` gives, mapped)."""
     room = max(1.0 - level, 1e-6)
     return np.interp(scores, (level, level + STANDOUT_CHANCE * room, level + room),
-                     (0.0, 0.5, 1.0)).astype(np.float32)
+                     (0.0, 0.5, 1.0))
 
 
 # A fixed sample of real pictures' vectors per encoder (bench/background.py), shipped with
@@ -387,15 +393,17 @@ def judge_image_hits(scores: NDArray[np.float32], vector: NDArray[np.float32],
     small = len(space) < MIN_VECTORS
     level = None if small and sample is None else background_level(space, vector, sample,
                                                                    found)
-    views = [calibration.confidence(scores)] if calibration is not None else []
+    # each view before its cast: the two are put together, then cast once
+    views = [calibration.curve(np.asarray(scores, dtype=np.float32))] \
+        if calibration is not None else []
     if level is not None:
-        views.append(standout_confidence(scores, level))
+        views.append(_standout_curve(scores, level))
     if not views:
         return np.where(scores > -1.0, 1.0, 0.0).astype(np.float32) if small else \
             np.zeros(len(scores), np.float32)
-    if len(views) == 1:
-        return views[0]
-    return (np.minimum if small else np.maximum)(views[0], views[1])
+    judged = views[0] if len(views) == 1 else \
+        (np.minimum if small else np.maximum)(views[0], views[1])
+    return judged.astype(np.float32)
 
 
 def is_stale(calibration: Calibration | None, vectors: int, minimum: int = MIN_VECTORS,

@@ -51,12 +51,14 @@ _STOP = object()
 _Entry = tuple[list[str], float, list[tuple[str, int | None]], float]
 _log = logging.getLogger("imgsearch.logs")
 _GATHER_S = 0.1
-# Lines are made on this thread a few at a time, with a pause between: a search waiting
-# for the interpreter while this thread makes a tenth of a second's lines at a go waited
-# up to the interpreter's switch interval (5 ms); bench/peers.py at 1M items, searches
-# one after another: p99 1.8 ms with the log, 0.8 ms without.
-_ROWS_PER_TURN = 4
+# Lines are made on this thread one at a time, with a pause between: a search waiting
+# for the interpreter while this thread made a tenth of a second's lines at a go waited
+# up to the interpreter's switch interval (5 ms). Searches one after another at 1M items
+# (bench/peers.py's engine, timed alone): p99 1.8 ms with the log made at a go, 1.0-1.1 ms
+# one line at a time (1.2-1.4 ms four at a time), 0.8 ms without a log. A batch too
+# large to write in pauses within a few tenths of a second is written at a go.
 _TURN_S = 0.0001
+_PAUSED_BATCH = 2_000
 _MAX_PENDING = 100_000  # lines waiting to be written; past this, searches go unlogged
 _COLUMNS = ("id, at, kind, text, filters, interpretation, result_ids, scores, latency_ms, "
             "empty_reason, model_load_ms")
@@ -225,9 +227,9 @@ class SearchLog:
             self._wake.wait(_GATHER_S)
             self._wake.clear()
             batch = [pending.popleft() for _ in range(len(pending))]
-            rows = []
+            rows: list[tuple[Any, ...]] = []
             for b in batch:
-                if len(rows) % _ROWS_PER_TURN == _ROWS_PER_TURN - 1:
+                if rows and len(batch) <= _PAUSED_BATCH:
                     time.sleep(_TURN_S)  # let searches have the interpreter
                 if isinstance(b, tuple):
                     try:

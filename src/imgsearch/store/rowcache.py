@@ -251,7 +251,7 @@ class PackedRows:
         store cannot tell (not scanned, or changed since: ask the source)."""
         hashes, keys = self._by_first
         wanted = hash(value)
-        at = int(np.searchsorted(hashes, wanted))
+        at = int(hashes.searchsorted(wanted))
         while at < len(hashes) and hashes[at] == wanted:
             key = int(keys[at])
             row = self.get(key)
