@@ -216,6 +216,20 @@ def test_warm_reads_every_result_page_field_and_writes_still_show(shop):
     assert (hit.id, hit.title, hit.price) == ("sku00011", "renamed", 7.0)
 
 
+def test_warm_reads_every_perceptual_hash_and_a_later_copy_still_folds(shop):
+    keys = np.array([shop.catalog.key_of(f"sku{i:05d}") for i in range(120)], np.int64)
+    column = shop.catalog.hashes
+    assert column is not None and column.get(keys)[2].all()  # unknown before
+    shop.warm()
+    hashes, present, unknown = column.get(keys)
+    assert not unknown.any() and present.all()  # known without a search reading them
+    assert np.array_equal(hashes, shop.catalog.phashes_of(keys)[0])
+    shop.upsert(Item(id="copy-of-12", title="copy"), picture(12, (64, 48)))
+    hits = shop.search(Query(images=[picture(12, (64, 48))], limit=3)).hits
+    assert hits[0].id in ("sku00012", "copy-of-12") and hits[0].duplicates == 1
+    assert "copy-of-12" not in [h.id for h in hits] or "sku00012" not in [h.id for h in hits]
+
+
 def test_filtered_results_follow_writes_to_the_filtered_field(shop):
     query = Query(images=[picture(8, (64, 48))], filters=Filters(categories=("cat0",)),
                   limit=120, min_confidence=0.0)

@@ -327,10 +327,12 @@ def _matches(searcher: Searcher, ranked: Ranked, confidence: NDArray[np.float32]
     their confidence raised to what the evidence says and, when ``promote`` (image-only
     queries: a hybrid one keeps the order its weights give), moved to the front, exact
     first."""
+    if not looks:
+        return ranked, confidence, {}
     # several examples: each may have its own copy among the candidates
     top = [int(k) for k in ranked.keys[:min(VERIFY_TOP * len(looks), 4 * VERIFY_TOP)]]
     top += [k for k in hashed if k not in top]
-    if not looks or not top:
+    if not top:
         return ranked, confidence, {}
 
     def more() -> list[Candidate]:

@@ -617,12 +617,16 @@ class Catalog:
 
     def warm(self, wait: bool = True, rescored: Sequence[str] = ()) -> None:
         """Start reading now what searches would otherwise start reading into memory on
-        their first runs (the result-page fields, the filter columns, and the vector
-        files of the ``rescored`` spaces, whose rows re-scoring reads); with ``wait``,
-        return when every such read under way is done."""
+        their first runs (the result-page fields, the perceptual hashes that fold
+        duplicates, the filter columns, and the vector files of the ``rescored`` spaces,
+        whose rows re-scoring reads); with ``wait``, return when every such read under way
+        is done. (The hashes' scan took the first search after ``warm`` at 1M items from
+        about 1 ms to 120 ms.)"""
         scans: list[Callable[[], None]] = []
         if self._claim_hit_scan():
             scans.append(self._scan_hits)
+        if self.hashes is not None and self._hash_scans.claim():
+            scans.append(partial(self._scan_hashes_apart, self.hashes))
         columns = self.columns
         if columns is not None and not columns.ready and self._column_scans.claim():
             scans.append(partial(self._scan_columns, columns))
@@ -752,9 +756,10 @@ class Catalog:
         # an item has at most one vector per space (a unique index says so)
         return self.count() - self.count_vectors(space)
 
-    def phashes(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    def phashes(self, conn: sqlite3.Connection | None = None
+                ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """(keys, perceptual hashes) of every item that has a hash."""
-        rows = self._reader.execute(
+        rows = (conn or self._reader).execute(
             "SELECT key, phash FROM items WHERE phash IS NOT NULL ORDER BY key").fetchall()
         return (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
                 np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)))
@@ -793,14 +798,26 @@ class Catalog:
         present[unknown] = got[at]
         return hashes, present
 
-    def _scan_hashes(self, column: KeyColumn) -> None:
+    def _scan_hashes(self, column: KeyColumn, conn: sqlite3.Connection | None = None
+                     ) -> None:
         """Fill the hash column from one scan of the table: searches then fold duplicates
         without a query per candidate."""
+        conn = conn or self._reader
         with self._hash_scans.timed():
             generation = column.generation
-            top = self._reader.execute("SELECT max(key) FROM items").fetchone()[0]
-            keys, hashes = self.phashes()
+            top = conn.execute("SELECT max(key) FROM items").fetchone()[0]
+            keys, hashes = self.phashes(conn)
             column.fill(int(top or 0) + 1, keys, hashes, generation)
+
+    def _scan_hashes_apart(self, column: KeyColumn) -> None:
+        """``_scan_hashes`` on a connection of its own (on a thread of its own)."""
+        conn = self._connect()
+        try:
+            self._scan_hashes(column, conn)
+        except sqlite3.Error:
+            pass  # nothing kept: the first search that folds duplicates scans instead
+        finally:
+            conn.close()
 
     def ids_of(self, keys: Sequence[int]) -> dict[int, str]:
         return {int(k): str(i) for k, i in self._rows_in("SELECT key, id FROM items", "key",
