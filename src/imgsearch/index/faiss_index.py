@@ -297,9 +297,9 @@ class HNSWIndex(_FaissIndex):
             scores, ids = self.index.search(queries, k, params=params)
         else:
             scores, ids = _run(self.index, queries, k, n_candidates, params)
-        found = ids >= 0
-        if found.all():
+        if not ids.size or ids.min() >= 0:
             return scores, self._id_to_label[ids]
+        found = ids >= 0
         scores[~found] = -np.inf
         labels = np.full(ids.shape, -1, np.int64)
         labels[found] = self._id_to_label[ids[found]]

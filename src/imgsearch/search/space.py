@@ -447,10 +447,12 @@ class SpaceIndex:
             plan = f"{kind}+postfilter"
         keys = self.keys_of(vids[0])
         found = scores[0]
-        ok = keys >= 0
         if allowed is not None and plan.endswith("postfilter"):
-            ok &= _members(keys, allowed)
-        keys, found = keys[ok], found[ok]
+            ok = (keys >= 0) & _members(keys, allowed)
+            keys, found = keys[ok], found[ok]
+        elif len(keys) and keys.min() < 0:  # unfilled places, unknown ids: most lists have none
+            ok = keys >= 0
+            keys, found = keys[ok], found[ok]
         if not exact and len(keys):
             keys, found = self.exact_scores(vector, keys)
             plan += "+rescore"
