@@ -360,12 +360,18 @@ def _summary(entries: list[_Entry]) -> dict[str, Any]:
     }
 
 
+# made once: json.dumps with options makes an encoder on every call
+_SORTED_JSON = json.JSONEncoder(sort_keys=True, default=str).encode
+_JSON = json.JSONEncoder(default=str).encode
+
+
 def _row(search_id: str, at: float, record: SearchRecord | Callable[[], SearchRecord]
          ) -> tuple[Any, ...]:
     if callable(record):
         record = record()
     return (search_id, at, record.kind, record.text,
-            json.dumps(record.filters, sort_keys=True, default=str),
-            json.dumps(record.interpretation, default=str), json.dumps(record.result_ids),
+            _SORTED_JSON(record.filters) if record.filters else "{}",
+            _JSON(record.interpretation) if record.interpretation else "{}",
+            json.dumps(record.result_ids),
             json.dumps([round(s, 6) for s in record.scores]), record.latency_ms,
             record.empty_reason, record.model_load_ms)
