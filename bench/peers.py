@@ -981,7 +981,7 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"({n / results['catalog_write_s']:,.0f} items/s)")
     if "engine" in workers and "engine_open_s" in workers["engine"]:
         print(f"Engine.open on the built collection: {workers['engine']['engine_open_s']:.2f} s"
-              + (f"; Engine.warm (result-page fields read into memory): "
+              + (f"; Engine.warm (result-page fields and perceptual hashes read into memory): "
                  f"{workers['engine']['engine_warm_s']:.2f} s"
                  if "engine_warm_s" in workers["engine"] else ""))
     for name, why in skipped.items():
