@@ -63,8 +63,11 @@ def candidates(signal: Signal, k: int, allowed: NDArray[np.int64] | None,
     extra = 1 if exclude is not None else 0
     keys, scores, plan = signal.space.search(signal.vector, k + extra, allowed, params or {})
     if exclude is not None:
-        keep = keys != exclude
-        keys, scores = keys[keep], scores[keep]
+        if len(keys) and keys[0] == exclude:  # the item is its own nearest, as a rule
+            keys, scores = keys[1:], scores[1:]
+        else:
+            keep = keys != exclude
+            keys, scores = keys[keep], scores[keep]
     if len(scores) > 1 and (scores[1:] < scores[:-1]).all():
         return keys[:k], scores[:k], plan  # already in order, no ties to break by key
     order = np.lexsort((keys, -scores))[:k]

@@ -83,9 +83,10 @@ class SearchRecord:
         """What the log keeps of ``query`` and its ``result`` (whose ``hits`` were taken
         when it was answered): the filters it set, the hits' ids and scores."""
         return cls(kind=result.query_kind, text=query.text,
-                   filters={f.name: dict(value) if f.name == "attributes" else value
-                            for f in dataclasses.fields(query.filters)
-                            if (value := getattr(query.filters, f.name))},
+                   filters={} if query.filters.is_empty() else
+                   {f.name: dict(value) if f.name == "attributes" else value
+                    for f in dataclasses.fields(query.filters)
+                    if (value := getattr(query.filters, f.name))},
                    interpretation=interpretation, result_ids=[h.id for h in hits],
                    scores=[h.score for h in hits], latency_ms=latency_ms,
                    empty_reason=result.empty_reason, model_load_ms=model_load_ms)
