@@ -98,6 +98,7 @@ bench: $(BENCH_STAMP) apt-bench
 # above --milvus-max-n, 200k, see BENCHMARKS.md)
 bench-full: $(BENCH_STAMP) apt-bench
 	$(PY) bench/peers.py --data clustered --n 1000000
+	$(PY) bench/query_steps.py --n 1000000
 	$(PY) bench/filters.py --n 1000000
 	$(PY) bench/stages.py --n 1000000 --memory-budget-mb 400
 	$(PY) bench/backends.py --n 1000000 --backends server

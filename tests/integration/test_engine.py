@@ -466,6 +466,7 @@ def test_an_emptied_collection_says_so_and_answers_again_once_filled(tmp_path, s
         writer.close()
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # as expected
 def test_a_vector_of_very_large_numbers_searches_as_its_direction(shop):
     """Its length squared overflows single precision; the query is its direction."""
     stored = shop.spaces["image"].vector_of_key(shop.catalog.key_of("sku00007") or -1)

@@ -52,10 +52,11 @@ _OPENBLAS_CALLS = [(f"{prefix}openblas_get_num_threads{suffix}",
 def _blas_calls() -> tuple[tuple[Callable[[], int], Callable[[int], Any]], ...]:
     """Each BLAS library's get and set of its thread count.
 
-    OpenBLAS's are called directly: through threadpoolctl, setting one thread and
-    putting the count back cost about 14 µs a query at 1M items (bench/peers.py; a query
-    takes 0.55 ms in all), and its rule that only the thread that last set a count may
-    set it again would leave a pool's long-lived thread holding it. Built on OpenMP,
+    OpenBLAS's are called directly: through a threadpoolctl limiter, setting one thread
+    and putting the count back took about 20 µs of a 0.58 ms query at 1M items, timed in
+    place (about 5 µs this way; BENCHMARKS.md, the 1M peers rerun), and its rule that
+    only the thread that last set a count may set it again would leave a pool's
+    long-lived thread holding it. Built on OpenMP,
     OpenBLAS takes its count from OpenMP's calls, per calling thread, as threadpoolctl
     does. Other BLAS libraries go through threadpoolctl."""
     calls = []

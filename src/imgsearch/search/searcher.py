@@ -827,10 +827,10 @@ def _rounded(values: NDArray[Any], digits: int) -> list[float]:
 
 def _logged(searcher: Searcher, query: Query, result: SearchResult) -> SearchResult:
     if searcher.logs is not None:
-        # The line is made here (about 3 µs), not on the log's thread: waiting there, the
+        # The line is made here (a few µs), not on the log's thread: waiting there, the
         # answer's objects stayed alive for up to a tenth of a second. bench/peers.py at
         # 1M items, p99 of similar-by-id 1.6-1.8 ms before, 0.81-0.82 ms after (by vector
-        # 0.94-0.97 and 0.79-0.80); the medians did not move.
+        # 0.94-1.25 and 0.79-0.80, 2026-12-06 22:27-22:46 UTC); the medians did not move.
         load_ms = current_timings().get("model_load", 0.0)
         result.search_id = searcher.logs.log_search(SearchRecord.of(
             query, result, result.hits, result.interpretation,

@@ -51,12 +51,12 @@ _STOP = object()
 _Entry = tuple[list[str], float, list[tuple[str, int | None]], float]
 _log = logging.getLogger("imgsearch.logs")
 _GATHER_S = 0.1
-# Lines are made on this thread one at a time, with a pause between: a search waiting
-# for the interpreter while this thread made a tenth of a second's lines at a go waited
-# up to the interpreter's switch interval (5 ms). Searches one after another at 1M items
-# (bench/peers.py's engine, timed alone): p99 1.8 ms with the log made at a go, 1.0-1.1 ms
-# one line at a time (1.2-1.4 ms four at a time), 0.8 ms without a log. A batch too
-# large to write in pauses within a few tenths of a second is written at a go.
+# Lines are written one at a time, with a pause between: a search waiting for the
+# interpreter while this thread made a tenth of a second's lines at a go waited up to
+# the interpreter's switch interval (5 ms). With this and the line made as the search
+# answers (``Searcher._logged``), bench/peers.py at 1M items went from p99 1.28 / 2.47 ms
+# (by vector / by id) to 0.89 / 0.91 ms (BENCHMARKS.md, the 1M peers rerun). A batch
+# too large to write in pauses within a few tenths of a second is written at a go.
 _TURN_S = 0.0001
 _PAUSED_BATCH = 2_000
 _MAX_PENDING = 100_000  # lines waiting to be written; past this, searches go unlogged
