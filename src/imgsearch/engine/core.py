@@ -253,11 +253,12 @@ class Engine:
 
     def warm(self, wait: bool = True) -> None:
         """Read into memory now what searches would otherwise read on their first runs:
-        the fields of every result page (up to ``hit_cache_mb``), the filter columns
-        (about a second each per million items), each space's index file when its open was
-        put off to a first search, and, into the page cache, the vector files that
-        re-scoring reads, on threads of their own. With ``wait``, return when that is
-        done (before timing searches); without, at once (a server about to take requests)."""
+        the fields of every result page (up to ``hit_cache_mb``), every perceptual hash,
+        the filter columns (about a second each per million items), each space's index
+        file when its open was put off to a first search, and, into the page cache, the
+        vector files that re-scoring reads, on threads of their own. With ``wait``, return
+        when that is done (before timing searches); without, at once (a server about to
+        take requests)."""
         self.refresh()
         self.catalog.warm(wait, self.indexes.warm(wait))
 
