@@ -54,8 +54,8 @@ def _blas_calls() -> tuple[tuple[Callable[[], int], Callable[[int], Any]], ...]:
 
     OpenBLAS's are called directly: through a threadpoolctl limiter, setting one thread
     and putting the count back took about 20 µs of a 0.58 ms query at 1M items, timed in
-    place (about 5 µs this way; BENCHMARKS.md, the 1M peers rerun), and its rule that
-    only the thread that last set a count may set it again would leave a pool's
+    place; this way it takes about 5 µs (bench/query_steps.py). And threadpoolctl's rule
+    that only the thread that last set a count may set it again would leave a pool's
     long-lived thread holding it. Built on OpenMP,
     OpenBLAS takes its count from OpenMP's calls, per calling thread, as threadpoolctl
     does. Other BLAS libraries go through threadpoolctl."""
