@@ -148,8 +148,10 @@ def measure(directory: Path, dim: int, queries: np.ndarray, warmup: int, log: bo
         for i in range(warmup):
             for ask in asks.values():
                 ask(i)
-        for owner, name, label in _steps():
+        steps_here = _steps()
+        for owner, name, label in steps_here:
             timers.wrap(owner, name, label)
+        labels = [label for _owner, _name, label in steps_here]
         out: dict[str, Any] = {}
         for kind, ask in asks.items():
             steps: dict[str, list[int]] = collections.defaultdict(list)
@@ -163,7 +165,7 @@ def measure(directory: Path, dim: int, queries: np.ndarray, warmup: int, log: bo
                 started = time.perf_counter_ns()
                 ask(i)
                 totals.append(time.perf_counter_ns() - started)
-                for _owner, _name, label in _steps():
+                for label in labels:
                     steps[label].append(timers.spent.get(label, 0))
             out[kind] = {
                 "engine_p50_us": median(totals) / 1000,

@@ -81,8 +81,9 @@ class _OneThread:
     def __enter__(self) -> None:
         with _LOCK:
             if _state["users"] == 0:
-                saved = _state["saved"] = [get() for get, _put in _blas_calls()]
-                for (_get, put), threads in zip(_blas_calls(), saved, strict=True):
+                calls = _blas_calls()
+                saved = _state["saved"] = [get() for get, _put in calls]
+                for (_get, put), threads in zip(calls, saved, strict=True):
                     if threads != 1:
                         put(1)
             _state["users"] += 1

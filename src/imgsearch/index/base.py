@@ -29,6 +29,7 @@ from imgsearch.errors import (
     InvalidQueryError,
     SchemaVersionError,
 )
+from imgsearch.store.rowcache import all_within
 
 INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "hnsw_sq8", "ivfpq")
 
@@ -184,11 +185,7 @@ def as_vectors(vectors: Any, dim: int, what: str = "vectors") -> NDArray[np.floa
 def gather(table: NDArray[np.int64], indices: NDArray[np.int64]) -> NDArray[np.int64]:
     """``table[indices]``, with -1 where an index falls outside the table. Checking the
     range first spares the masks in the usual case, where every index is inside."""
-    if not indices.size:
-        return table[indices]
-    # int64 in one pass: negative indices, seen unsigned, are larger than any table
-    if indices.view(np.uint64).max() < len(table) if indices.dtype == np.int64 else \
-            indices.min() >= 0 and indices.max() < len(table):
+    if not indices.size or all_within(indices, len(table)):
         return table[indices]
     inside = (indices >= 0) & (indices < len(table))
     out = np.full(indices.shape, -1, np.int64)

@@ -25,7 +25,7 @@ drawings look alike. Image hits are therefore also judged against **this query's
 neighbours** (score normalisation as in copy detection, SSCD / DISC21, and Lowe's ratio
 test): the query's ``BACKGROUND_RANK``-th best score stands for what it scores against
 unrelated items, and a hit's *stand-out* is how far it rises from there towards 1.0
-(see ``standout``). A hit is confident when either view says so.
+(see ``standout_confidence``). A hit is confident when either view says so.
 
 Collections under ``MIN_VECTORS`` items have no pairs to speak of: their image hits are
 judged with an encoder-level prior (``PRIORS``), measured once on real pictures by
@@ -227,19 +227,15 @@ BACKGROUND_RANK = 10
 STANDOUT_CHANCE = 0.4
 
 
-def standout(scores: NDArray[np.float32], level: float) -> NDArray[np.float32]:
-    """How far each score rises from the query's background ``level`` towards 1.0."""
-    room = max(1.0 - level, 1e-6)
-    return np.clip((np.asarray(scores, np.float32) - level) / room, 0.0, 1.0).astype(np.float32)
-
-
 def standout_confidence(scores: NDArray[np.float32], level: float) -> NDArray[np.float32]:
-    """Confidence from stand-out: 0 at the background, 0.5 at ``STANDOUT_CHANCE``, 1 at 1."""
+    """Confidence from stand-out, how far a score rises from the query's background
+    ``level`` towards 1.0: 0 at the background, 0.5 at ``STANDOUT_CHANCE`` of the way,
+    1 at 1."""
     return _standout_curve(scores, level).astype(np.float32)
 
 
 def _standout_curve(scores: NDArray[np.float32], level: float) -> NDArray[np.float64]:
-    """One interpolation over the scores themselves (what ``standout`` gives, mapped)."""
+    """``standout_confidence`` before its cast: one interpolation over the scores."""
     room = max(1.0 - level, 1e-6)
     return np.interp(scores, (level, level + STANDOUT_CHANCE * room, level + room),
                      (0.0, 0.5, 1.0))

@@ -125,14 +125,15 @@ class Searcher:
 
 def _unit(vector: NDArray[Any], square: float | None = None) -> NDArray[np.float32]:
     """A new float32 copy of a 1-d ``vector`` scaled to length 1 (left as is if zero);
-    ``square``: its length squared, when known and finite."""
-    if square is None or not math.isfinite(square):
-        vector = vector.astype(np.float32)
+    ``square``: its length squared, when already taken."""
+    vector = np.asarray(vector, dtype=np.float32)
+    if square is None:
         square = float(vector @ vector)
-        if not math.isfinite(square):  # large numbers: their squares overflow float32
-            square = float(vector.astype(np.float64) @ vector.astype(np.float64))
+    if not math.isfinite(square):  # large numbers: their squares overflow float32
+        wide = vector.astype(np.float64)
+        square = float(wide @ wide)
     norm = math.sqrt(square)
-    return vector * np.float32(1.0 / norm) if norm > 0 else vector.astype(np.float32)
+    return vector * np.float32(1.0 / norm) if norm > 0 else vector.copy()
 
 
 def _image_vectors(searcher: Searcher, values: list[ImageInput],

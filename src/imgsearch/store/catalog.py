@@ -599,13 +599,21 @@ class Catalog:
 
     def _scan_hits(self) -> None:
         """Pack the result-page fields of every item (as many as fit)."""
-        conn = self._connect()  # its own: the scan runs on a thread of its own
-        try:
+        def scan(conn: sqlite3.Connection) -> None:
             with self._hit_scans.timed():
                 generation = self.hit_rows.generation  # before the read starts
                 self.hit_rows.fill(conn.execute(_SELECT_HIT), generation)
+        self._apart(scan)
+
+    def _apart(self, scan: Callable[[sqlite3.Connection], None]) -> None:
+        """``scan`` on a connection of its own: a background scan runs on a thread of its
+        own. An SQLite error keeps nothing: SQL keeps answering, and a later search or
+        filter scans again."""
+        conn = self._connect()
+        try:
+            scan(conn)
         except sqlite3.Error:
-            pass  # nothing kept: SQL keeps answering, and a later search tries again
+            pass
         finally:
             conn.close()
 
@@ -626,7 +634,7 @@ class Catalog:
         if self._claim_hit_scan():
             scans.append(self._scan_hits)
         if self.hashes is not None and self._hash_scans.claim():
-            scans.append(partial(self._scan_hashes_apart, self.hashes))
+            scans.append(partial(self._apart, partial(self._scan_hashes, self.hashes)))
         columns = self.columns
         if columns is not None and not columns.ready and self._column_scans.claim():
             scans.append(partial(self._scan_columns, columns))
@@ -808,16 +816,6 @@ class Catalog:
             top = conn.execute("SELECT max(key) FROM items").fetchone()[0]
             keys, hashes = self.phashes(conn)
             column.fill(int(top or 0) + 1, keys, hashes, generation)
-
-    def _scan_hashes_apart(self, column: KeyColumn) -> None:
-        """``_scan_hashes`` on a connection of its own (on a thread of its own)."""
-        conn = self._connect()
-        try:
-            self._scan_hashes(column, conn)
-        except sqlite3.Error:
-            pass  # nothing kept: the first search that folds duplicates scans instead
-        finally:
-            conn.close()
 
     def ids_of(self, keys: Sequence[int]) -> dict[int, str]:
         return {int(k): str(i) for k, i in self._rows_in("SELECT key, id FROM items", "key",
@@ -1251,20 +1249,16 @@ class Catalog:
 
     def _scan_columns(self, columns: FilterColumns) -> None:
         """Read the filter columns of every item, on a thread of its own."""
-        conn = self._connect()  # its own: the scan runs on a thread of its own
-        try:
+        def scan(conn: sqlite3.Connection) -> None:
             with self._column_scans.timed():
                 top = conn.execute("SELECT max(key) FROM items").fetchone()[0]
 
-                def scan() -> Iterator[list[Any]]:
+                def rows() -> Iterator[list[Any]]:
                     cursor = conn.execute(f"SELECT key, {', '.join(COLUMNS)} FROM items")
                     return iter(lambda: cursor.fetchmany(50_000), [])
 
-                columns.install(int(top or 0) + 1, scan, columns.begin_scan())
-        except sqlite3.Error:
-            pass  # nothing installed: SQL keeps answering, and a later filter tries again
-        finally:
-            conn.close()
+                columns.install(int(top or 0) + 1, rows, columns.begin_scan())
+        self._apart(scan)
 
     def _column_rows(self, keys: Sequence[int]) -> list[tuple[Any, ...]]:
         return list(self._rows_in(f"SELECT key, {', '.join(COLUMNS)} FROM items", "key", keys))

@@ -371,8 +371,7 @@ def _row(search_id: str, at: float, record: SearchRecord | Callable[[], SearchRe
     if callable(record):
         record = record()
     return (search_id, at, record.kind, record.text,
-            _SORTED_JSON(record.filters) if record.filters else "{}",
-            _JSON(record.interpretation) if record.interpretation else "{}",
+            _SORTED_JSON(record.filters), _JSON(record.interpretation),
             json.dumps(record.result_ids),
             json.dumps([round(s, 6) for s in record.scores]), record.latency_ms,
             record.empty_reason, record.model_load_ms)

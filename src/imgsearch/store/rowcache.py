@@ -26,6 +26,14 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
+def all_within(indices: NDArray[Any], size: int) -> bool:
+    """Whether every one of (non-empty) ``indices`` lies in ``0 .. size - 1``. int64 in one
+    pass: negative indices, seen unsigned, are larger than any size."""
+    if indices.dtype == np.int64:
+        return bool(indices.view(np.uint64).max() < size)
+    return bool(indices.min() >= 0 and indices.max() < size)
+
+
 class RowCache(Generic[K, V]):
     """key -> value, at most ``capacity`` entries, oldest inserted evicted first."""
 
@@ -103,9 +111,7 @@ class KeyColumn:
         """(values, has a value, unknown) per key; 0 stands in where there is no value."""
         state = self._state
         values = self._values
-        if len(keys) and len(state) and (
-                keys.view(np.uint64).max() < len(state) if keys.dtype == np.int64 else
-                keys.min() >= 0 and keys.max() < len(state)):  # negatives wrap to huge
+        if len(keys) and len(state) and all_within(keys, len(state)):
             known = state[keys]  # the usual case: every key inside, no masking needed
             has = known == self._VALUE
             return np.where(has, values[keys], 0), has, known == self._UNKNOWN
@@ -220,7 +226,7 @@ class PackedRows:
         at = np.asarray(keys, dtype=np.int64)
         if isinstance(keys, np.ndarray):
             keys = at.tolist()
-        if at.view(np.uint64).max() < len(offsets):  # one pass: negatives wrap to huge
+        if all_within(at, len(offsets)):
             found_at = offsets[at].tolist()
         else:
             inside = (at >= 0) & (at < len(offsets))
