@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -196,6 +197,39 @@ def test_ray_on_two_cpus_gives_the_vectors_of_the_sequential_encoder(tmp_path):
         theirs = pq.read_table(finished_shards(tmp_path / "local")[number]).drop_columns(
             ["vector"])
         assert mine.equals(theirs), number
+
+
+def test_a_local_ray_that_does_not_come_up_is_tried_again_then_named(tmp_path, photos,
+                                                                     monkeypatch):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (the [ray] extra)")
+    pytest.importorskip("ray.data", reason="Ray is not installed (the [ray] extra)")
+    folder, _ids = photos
+    tries: list[dict[str, Any]] = []
+    shutdowns: list[int] = []
+    failures = iter([Exception("The current node timed out during startup."),
+                     RuntimeError("raylet exited with code 1")])
+
+    def fails_to_start(**kwargs: Any) -> None:
+        tries.append(kwargs)
+        raise next(failures)
+
+    monkeypatch.setattr(ray, "init", fails_to_start)
+    monkeypatch.setattr(ray, "shutdown", lambda: shutdowns.append(1))
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with pytest.raises(InvalidInputError) as refused:
+        run_encode(folder, tmp_path / "out", SETTINGS, shard_size=5, runner="ray", workers=2)
+    # tried twice, cleaned up after each, and the last cause is named
+    assert len(tries) == 2 and tries[0]["num_cpus"] == 2 and len(shutdowns) == 2
+    assert "a local Ray cluster" in str(refused.value)
+    assert "raylet exited with code 1" in str(refused.value)
+    assert not finished_shards(tmp_path / "out")
+    # a cluster named by its address is not started here: one try, and its address named
+    tries.clear()
+    failures = iter([ConnectionError("no GCS at 10.0.0.9:6379")])
+    with pytest.raises(InvalidInputError, match=re.escape("10.0.0.9:6379")):
+        run_encode(folder, tmp_path / "out", SETTINGS, shard_size=5, runner="ray",
+                   ray_address="10.0.0.9:6379")
+    assert len(tries) == 1 and tries[0]["address"] == "10.0.0.9:6379"
 
 
 def _cli(*args: str | Path) -> Any:

@@ -10,6 +10,7 @@ runner needs none of it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections import defaultdict
@@ -34,6 +35,8 @@ from imgsearch.types import IngestFailure, VectorSpace
 _RESULT_SCHEMA = SCHEMA.append(pa.field("shard", pa.int64())).append(
     pa.field("position", pa.int64())).append(pa.field("failure", pa.string()))
 _LOCAL_OBJECT_STORE_BYTES = 300 << 20
+_LOCAL_START_ATTEMPTS = 2
+log = logging.getLogger(__name__)
 
 
 class ShardEncoder:
@@ -110,15 +113,27 @@ def encode_on_ray(shards: dict[int, list[Entry]], spaces: list[VectorSpace],
 
 
 def _start_ray(ray: Any, address: str | None, workers: int) -> None:
-    try:
-        if address:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
-        else:
-            ray.init(num_cpus=max(2, workers), include_dashboard=False, log_to_driver=False,
-                     configure_logging=False, object_store_memory=_LOCAL_OBJECT_STORE_BYTES)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
-        raise InvalidInputError(f"cannot start or reach {where}: {exc}") from None
+    """Connect to the cluster at ``address``, or start a local one. A local start is tried
+    twice: Ray gives its node a fixed 30 s to come up and raises a bare ``Exception``
+    when a busy machine takes longer."""
+    where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+    attempts = 1 if address else _LOCAL_START_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+            else:
+                ray.init(num_cpus=max(2, workers), include_dashboard=False,
+                         log_to_driver=False, configure_logging=False,
+                         object_store_memory=_LOCAL_OBJECT_STORE_BYTES)
+            return
+        except Exception as exc:  # Ray's start-up failures share no narrower class
+            with contextlib.suppress(Exception):
+                ray.shutdown()  # the processes a failed start left behind
+            if attempt < attempts:
+                log.warning("%s did not start (%s); trying once more", where, exc)
+                continue
+            raise InvalidInputError(f"cannot start or reach {where}: {exc}") from None
 
 
 def _input_rows(shards: dict[int, list[Entry]]) -> list[dict[str, Any]]:
