@@ -156,6 +156,13 @@ def test_stored_gives_the_exact_vector_while_it_is_held(kind: str, make: Make) -
         return
     assert held is not None
     np.testing.assert_array_equal(held, DATA[7])
+    held[:] = 0  # the caller's own copy: the index keeps its vector
+    np.testing.assert_array_equal(index.stored(int(LABELS[7])), DATA[7])
+    before = index.stored(int(LABELS[9]))
+    index.add(LABELS[50:], DATA[50:])  # grows the index many times over
+    np.testing.assert_array_equal(before, DATA[9])
+    np.testing.assert_array_equal(index.stored(int(LABELS[9])), DATA[9])
+    np.testing.assert_array_equal(index.stored(int(LABELS[-1])), DATA[-1])
     index.add(LABELS[7:8], DATA[30:31])  # an update
     np.testing.assert_array_equal(index.stored(int(LABELS[7])), DATA[30])
     index.remove(LABELS[7:8])

@@ -153,3 +153,9 @@ def test_packed_rows_find_a_scanned_row_by_its_first_value_until_it_changes():
     assert rows.key_of_first("id7") == 7
     rows.invalidate()
     assert rows.key_of_first("id8") is None
+    # values that share a hash (hash(-1) == hash(-2) in CPython) are told apart
+    assert rows.fill([(3, -1, "a"), (4, -2, "b"), (5, 2**61 - 1, "c")], rows.generation)
+    assert hash(-1) == hash(-2)
+    assert (rows.key_of_first(-1), rows.key_of_first(-2), rows.key_of_first(2**61 - 1)) == \
+        (3, 4, 5)
+    assert rows.key_of_first(-3) is None and rows.key_of_first(0) is None

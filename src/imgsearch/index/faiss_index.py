@@ -220,7 +220,9 @@ class HNSWIndex(_FaissIndex):
         self._allowed: IdentityMemo[NDArray[np.int64]] = IdentityMemo()  # internal ids
         self._selectors: IdentityMemo[FaissObject] = IdentityMemo()
         self._plain_params: dict[int, FaissObject] = {}  # efSearch -> unfiltered parameters
-        self._storage = index.storage  # its flat vectors, fixed for the index's life
+        # its flat vectors seen in place as rows; made again after an add, which may move
+        # them (the caller of ``stored`` holds the read lock, an add the write lock)
+        self._rows: NDArray[np.float32] | None = None
 
     @property
     def tombstones(self) -> int:
@@ -230,12 +232,17 @@ class HNSWIndex(_FaissIndex):
         internal = self._map.lookup_one(int(label))
         if internal < 0:
             return None
-        vector: NDArray[np.float32] = self._storage.reconstruct(internal)  # float32
-        return vector
+        rows = self._rows
+        if rows is None or internal >= len(rows):
+            storage = faiss.downcast_index(self.index.storage)
+            rows = self._rows = faiss.rev_swig_ptr(
+                storage.get_xb(), storage.ntotal * self.dim).reshape(-1, self.dim)
+        return rows[internal].copy()  # a copy: the rows belong to FAISS
 
     def add(self, labels: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
         labels, vectors = self._prepare_add(labels, vectors)
         first = self.index.ntotal
+        self._rows = None
         self.index.add(vectors)
         self._id_to_label = np.concatenate([self._id_to_label, labels])
         self._dead = np.concatenate([self._dead, np.zeros(len(labels), bool)])

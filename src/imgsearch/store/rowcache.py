@@ -12,6 +12,7 @@ invalidation. Writers call :meth:`RowCache.invalidate` after their transaction c
 
 from __future__ import annotations
 
+import bisect
 import collections
 import itertools
 import marshal
@@ -24,6 +25,7 @@ from numpy.typing import NDArray
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+_NO_FIRSTS = (np.zeros(0, np.int64).data, np.zeros(0, np.int64).data)
 
 
 def all_within(indices: NDArray[Any], size: int) -> bool:
@@ -201,9 +203,9 @@ class PackedRows:
     def __init__(self, capacity: int) -> None:
         self.capacity = max(0, capacity)
         self._state: tuple[NDArray[np.int64], bytearray] = (np.zeros(0, np.int64), bytearray())
-        # hash of each scanned row's first value, ascending, and the keys in that order
-        self._by_first: tuple[NDArray[np.int64], NDArray[np.int64]] = \
-            (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        # hash of each scanned row's first value, ascending, and the keys in that order,
+        # as memoryviews: bisect reads them as Python ints, without numpy's scalar calls
+        self._by_first: tuple[memoryview, memoryview] = _NO_FIRSTS
         self._lock = threading.Lock()
         self._stale = 0  # bytes of the buffer that no offset points at any more
         self.generation = 0
@@ -257,9 +259,9 @@ class PackedRows:
         store cannot tell (not scanned, or changed since: ask the source)."""
         hashes, keys = self._by_first
         wanted = hash(value)
-        at = int(hashes.searchsorted(wanted))
+        at = bisect.bisect_left(hashes, wanted)
         while at < len(hashes) and hashes[at] == wanted:
-            key = int(keys[at])
+            key = keys[at]
             row = self.get(key)
             if row is not None and row[0] == value:
                 return key
@@ -329,8 +331,8 @@ class PackedRows:
                 break
         hashes = np.concatenate(firsts) if firsts else np.zeros(0, np.int64)
         order = np.argsort(hashes, kind="stable")
-        by_first = (hashes[order], np.concatenate(firsts_keys)[order] if firsts_keys
-                    else np.zeros(0, np.int64))
+        by_first = (hashes[order].data, (np.concatenate(firsts_keys)[order] if firsts_keys
+                                         else np.zeros(0, np.int64)).data)
         with self._lock:
             if generation != self.generation:
                 return False
@@ -345,7 +347,7 @@ class PackedRows:
             offsets = self._state[0]
             if keys is None:
                 self._state, self._stale = (np.zeros(0, np.int64), bytearray()), 0
-                self._by_first = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+                self._by_first = _NO_FIRSTS
                 return
             at = np.fromiter((int(k) for k in keys), np.int64)
             at = np.unique(at[(at >= 0) & (at < len(offsets))])
