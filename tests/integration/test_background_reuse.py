@@ -59,11 +59,27 @@ def test_confidence_is_what_a_second_search_gave(collection: Path,
         searches.append(found is None)
         return level(space, vector, sample, found)
 
+    plain = calibration.plain_image_confidence
+    answered: list[bool] = []
+
+    def counted_plain(*args: Any) -> Any:
+        judged = plain(*args)
+        answered.append(judged is not None)
+        return judged
+
     monkeypatch.setattr(calibration, "background_level", counted)
+    monkeypatch.setattr("imgsearch.search.searcher.plain_image_confidence", counted_plain)
     reused = _answers(collection)
-    # searched again: the filtered query (its candidates are not the collection's) and
-    # each image of the two-image one (judged each by its own neighbours)
-    assert searches == [False] * 6 + [True] * 3
+    # the six queries of one image, item or vector are judged from their own lists (their
+    # 11th neighbour among what their search found), without searching again: the five of
+    # one list on the plain path, similar by id (its image, text and category lists fused)
+    # on the general one; searched again: the filtered query (its candidates are not the
+    # collection's) and each image of the two-image one (judged each by its own neighbours)
+    assert answered == [True] * 5
+    assert searches == [False] + [True] * 3
+    # every query searched again for its neighbours gives the same confidences
+    monkeypatch.setattr("imgsearch.search.searcher.plain_image_confidence",
+                        lambda *args: None)
     monkeypatch.setattr(calibration, "own_best", lambda *args: None)
     monkeypatch.setattr("imgsearch.search.searcher.own_best", lambda *args: None)
     searches.clear()

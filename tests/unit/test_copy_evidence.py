@@ -343,3 +343,41 @@ def test_background_level_is_the_neighbour_at_background_rank() -> None:
     level = calibration.background_level(space, np.ones(4, np.float32), None, found)
     finite = np.sort(found[np.isfinite(found)])[::-1]
     assert level == pytest.approx(float(finite[calibration.BACKGROUND_RANK]))
+
+
+@pytest.mark.parametrize("with_sample", [False, True])
+@pytest.mark.parametrize("left_out", [None, "above", "between", "below"])
+def test_the_plain_image_confidence_is_the_general_one_to_the_bit(with_sample: bool,
+                                                                  left_out: str | None
+                                                                  ) -> None:
+    rng = np.random.default_rng(7)
+    space: Any = _Space(_unit(rng, calibration.MIN_VECTORS + 5, 16))  # large enough
+    cal = calibration.Calibration(median=0.1, chance=0.6, mean=0.1, std=0.1, vectors=25)
+    sample = _unit(rng, 40, 16) if with_sample else None
+    ceiling = 0.99
+    for trial in range(30):
+        vector = _unit(rng, 1, 16)[0]
+        scores = np.sort(rng.uniform(-0.2, 0.98, 64).astype(np.float32))[::-1].copy()
+        ranks = np.arange(1, 65)
+        excluded = {None: None, "above": 1.0, "between": float(scores[9] + scores[10]) / 2,
+                    "below": float(scores[-1]) - 0.1}[left_out]
+        plain = calibration.plain_image_confidence(scores, ranks, vector, excluded, cal,
+                                                   sample, ceiling)
+        # the general path: own best, judged, capped (as search.searcher puts them)
+        found = calibration.own_best(ranks, scores, None if excluded is None else
+                                     np.array([excluded], np.float32))
+        general = np.minimum(calibration.judge_image_hits(scores, vector, space, cal, sample,
+                                                          found), np.float32(ceiling))
+        assert plain is not None and plain.dtype == np.float32, trial
+        np.testing.assert_array_equal(plain, general.astype(np.float32))
+    # where the general path must answer, the plain one declines
+    nan = scores.copy()
+    nan[30] = np.nan
+    fused = np.roll(ranks, 3)  # the list does not start with the search's own best
+    wide = calibration.Calibration(median=0.1, chance=1.2, mean=0.1, std=0.1, vectors=25)
+    for args in ((nan, ranks, cal, sample), (scores, fused, cal, sample),
+                 (scores[:10], ranks[:10], cal, sample), (scores, ranks, wide, sample),
+                 (scores, ranks, cal, _unit(rng, 40, 8))):
+        some, order, chosen, background_sample = args
+        assert calibration.plain_image_confidence(some, order, vector, excluded, chosen,
+                                                  background_sample, ceiling) is None

@@ -35,6 +35,7 @@ from imgsearch.search.calibration import (
     background,
     judge_image_hits,
     own_best,
+    plain_image_confidence,
     prior,
 )
 from imgsearch.search.concept_source import ConceptSource
@@ -123,6 +124,9 @@ class Searcher:
         return self.derived.hamming_index(lambda: hash_index(*self.catalog.phashes()))
 
 
+_UNIT_SLACK = 1e-5  # a length squared this close to 1 is left as it is (rounding)
+
+
 def _unit(vector: NDArray[Any], square: float | None = None) -> NDArray[np.float32]:
     """A new float32 copy of a 1-d ``vector`` scaled to length 1 (left as is if zero);
     ``square``: its length squared, when already taken."""
@@ -132,6 +136,10 @@ def _unit(vector: NDArray[Any], square: float | None = None) -> NDArray[np.float
     if not math.isfinite(square):  # large numbers: their squares overflow float32
         wide = vector.astype(np.float64)
         square = float(wide @ wide)
+    if abs(square - 1.0) <= _UNIT_SLACK:
+        # already of length 1 (an encoder's output): kept bit for bit, so that one query
+        # image's hits are judged by the very vector they were searched with
+        return vector.copy()
     norm = math.sqrt(square)
     return vector * np.float32(1.0 / norm) if norm > 0 else vector.copy()
 
@@ -239,6 +247,9 @@ def _confidence(searcher: Searcher, ranked: Ranked, signals: list[Signal],
     queries, keyword hits by the share of the query's words they contain. Closeness to a
     counter-example is no evidence of a match.
     """
+    plain = _plain_confidence(searcher, ranked, signals, looks, whole, exclude)
+    if plain is not None:
+        return plain
     n = len(ranked.keys)
     parts: list[NDArray[np.float32]] = []
     for name in (FEEDBACK, CONCEPTS):  # looks like a confident hit / a kind of the words
@@ -269,6 +280,33 @@ def _confidence(searcher: Searcher, ranked: Ranked, signals: list[Signal],
     confidence = parts[0] if len(parts) == 1 else np.maximum.reduce(parts) if parts else \
         np.zeros(n, np.float32)
     return np.minimum(confidence, np.float32(SIMILAR_CEILING)).astype(np.float32, copy=False)
+
+
+def _plain_confidence(searcher: Searcher, ranked: Ranked, signals: list[Signal],
+                      looks: list[QueryImage], whole: bool, exclude: int | None
+                      ) -> NDArray[np.float32] | None:
+    """What ``_confidence`` gives the usual query, one image signal over its own ranked
+    list (similar by id or by vector, one query image), through
+    ``calibration.plain_image_confidence``; None for any other query or where that path
+    declines."""
+    if not whole or len(signals) != 1 or signals[0].name != "image" or len(looks) > 1 or \
+            len(ranked.per_signal) != 1 or "image" not in ranked.ranks or \
+            any(name in ranked.evidence for name in (FEEDBACK, CONCEPTS, "keyword")):
+        return None
+    scores = ranked.per_signal.get("image")
+    vector = signals[0].vector
+    if scores is None:
+        return None
+    if looks and (looks[0].noise_like or not (
+            looks[0].vector is vector or np.array_equal(looks[0].vector, vector))):
+        return None
+    calibration = searcher.calibrations.get("image")
+    if calibration is None or len(searcher.spaces["image"]) < MIN_VECTORS:
+        return None
+    return plain_image_confidence(
+        scores, ranked.ranks["image"], vector,
+        None if exclude is None else float(vector @ vector), calibration,
+        background(searcher.model_id("image")), SIMILAR_CEILING)
 
 
 def _image_confidence(searcher: Searcher, ranked: Ranked, signals: list[Signal],
