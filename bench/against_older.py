@@ -6,7 +6,8 @@ load of its neighbours) by more than a change of the search path does, so a figu
 another day or machine says little about a regression. This script runs the older
 commit's own ``bench/peers.py`` (engine and FAISS only, ``--reuse``; the older code
 builds its own collection on the first run, under its own unpacked tree) and this
-tree's, taking turns, and reports each run's two ratios and their medians per code.
+tree's, taking turns, and reports each run's two ratios, their medians per code and,
+since the machine's load drifts over the runs, the difference within each turn.
 
     python bench/against_older.py --rev 95d92fe --n 1000000 --runs 7
 
@@ -102,6 +103,16 @@ def main() -> None:
                          f"{median(values):.2f}×", f"{min(values):.2f}–{max(values):.2f}",
                          ", ".join(f"{v:.2f}" for v in values)])
     print(table(["code", "kind", "median of runs", "range", "runs, in order"], rows))
+    # the load drifts over the runs: each turn's own pair is the fairer comparison
+    older_runs, these_runs = runs.values()
+    paired = []
+    for r in RATIOS:
+        gaps = [mine[r] - theirs[r] for theirs, mine in zip(older_runs, these_runs, strict=True)]
+        paired.append([r.removeprefix("engine ÷ faiss").strip(), f"{median(gaps):+.2f}",
+                       f"{min(gaps):+.2f} … {max(gaps):+.2f}",
+                       ", ".join(f"{g:+.2f}" for g in gaps)])
+    print("\nThis tree's ratio minus the older code's, turn by turn:\n")
+    print(table(["kind", "median", "range", "turns, in order"], paired))
     print(f"\nload average (1, 5, 15 min) before: {before}, after: {after}")
     path = write_results(f"against-older-{args.n}", {
         "benchmark": "against_older", "command": command_line(), "date": now(),

@@ -415,8 +415,8 @@ def plain_image_confidence(scores: NDArray[np.float32], ranks: NDArray[np.int64]
     scores, a calibration outside its interpolation, a sample of another dimension.
 
     A query's array calls run right after the index has walked its graph, with the
-    interpreter's data out of the CPU caches: this path's ten calls took about a third of
-    the general path's time in place at 1M items (bench/query_steps.py)."""
+    interpreter's data out of the CPU caches: this path took about half the general
+    path's time in place at 1M items (bench/query_steps.py, BENCHMARKS.md)."""
     n = len(scores)
     wanted = BACKGROUND_RANK + 1 - (0 if excluded is None else 1)
     if n <= BACKGROUND_RANK or not calibration.median < calibration.chance < 1.0 or \
