@@ -85,12 +85,19 @@ def main() -> None:
                            capture_output=True, text=True).stdout.strip()
     codes = {f"older {full[:7]}": older, f"this tree {head}{' + changes' if dirty else ''}": ROOT}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in codes}
-    for turn in range(args.runs):
-        for name, tree in codes.items():
-            run = peers_run(tree, args.n)
-            runs[name].append(run)
-            print(f"  run {turn + 1}/{args.runs}, {name}: "
-                  + ", ".join(f"{r} {run[r]:.2f}×" for r in RATIOS), file=sys.stderr)
+    # this tree's own peers results (the ones BENCHMARKS.md shows) are put back after
+    kept = {path: path.read_bytes()
+            for path in (BENCH / "results").glob(f"peers-clustered-{args.n}*")}
+    try:
+        for turn in range(args.runs):
+            for name, tree in codes.items():
+                run = peers_run(tree, args.n)
+                runs[name].append(run)
+                print(f"  run {turn + 1}/{args.runs}, {name}: "
+                      + ", ".join(f"{r} {run[r]:.2f}×" for r in RATIOS), file=sys.stderr)
+    finally:
+        for path, content in kept.items():
+            path.write_bytes(content)
     after = load_average()
     print(f"\nEngine ÷ bare FAISS on the same index, {args.n:,} × 512-d clustered "
           f"(bench/peers.py --methods engine --no-curves --reuse, each code on the "
