@@ -303,8 +303,8 @@ def _plain_confidence(searcher: Searcher, ranked: Ranked, signals: list[Signal],
     calibration = searcher.calibrations.get("image")
     if calibration is None or len(searcher.spaces["image"]) < MIN_VECTORS:
         return None
-    return plain_image_confidence(
-        scores, ranked.ranks["image"], vector,
+    return plain_image_confidence(  # scores as the general path reads them, float32
+        scores.astype(np.float32, copy=False), ranked.ranks["image"], vector,
         None if exclude is None else float(vector @ vector), calibration,
         background(searcher.model_id("image")), SIMILAR_CEILING)
 
