@@ -439,10 +439,8 @@ def plain_image_confidence(scores: NDArray[np.float32], ranks: NDArray[np.int64]
     # with the left-out item among them, the BACKGROUND_RANK-th best is the item itself
     # when it falls between the two, else the nearer of them
     level = below if excluded is None else max(below, min(excluded, above))
-    room = max(1.0 - level, 1e-6)
-    judged = np.interp(scores, (calibration.median, calibration.chance, 1.0), (0.0, 0.5, 1.0))
-    np.maximum(judged, np.interp(scores, (level, level + STANDOUT_CHANCE * room, level + room),
-                                 (0.0, 0.5, 1.0)), out=judged)
+    judged = calibration.curve(scores)  # a new float64 array: its interpolation range
+    np.maximum(judged, _standout_curve(scores, level), out=judged)
     return np.minimum(judged, np.float32(ceiling), dtype=np.float32)
 
 
