@@ -19,6 +19,7 @@ from PIL import Image
 
 from imagegen import picture
 from imgsearch.config import Settings
+from imgsearch.encode.blas import blas_threads
 from imgsearch.encode.registry import get_encoder
 from imgsearch.enrich.phash import hash_to_unsigned, perceptual_hash
 from imgsearch.errors import InvalidInputError
@@ -275,3 +276,22 @@ def test_bad_arguments_are_refused_with_a_clear_error(pictures: Collection) -> N
         hash_index(pictures.keys, pictures.hashes[:-1])
     with pytest.raises(InvalidInputError, match="scores"):
         collapse(pictures.keys[:3], np.ones(2), pictures.hashes_of, pictures.vectors_of)
+
+
+def test_collapse_scores_its_pairs_on_one_blas_thread(pictures: Collection) -> None:
+    """Folding makes a product of the candidates' vectors: it runs it on one BLAS thread
+    itself, for a query that did not set one (encode.blas) and puts the count back."""
+    outside = blas_threads()
+    if max(outside, default=1) < 2:
+        pytest.skip("no BLAS library here runs more than one thread: nothing to limit")
+    seen: list[list[int]] = []
+
+    def vectors_of(keys: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        seen.append(blas_threads())
+        return pictures.vectors_of(keys)
+
+    ranked = np.asarray([key(0, "original"), key(0, "jpeg50")], dtype=np.int64)
+    kept, _scores, counts = collapse(ranked, np.ones(2), pictures.hashes_of, vectors_of)
+    assert kept.tolist() == [ranked[0]] and counts.tolist() == [2]  # scored and folded
+    assert seen == [[1] * len(outside)]
+    assert blas_threads() == outside

@@ -18,6 +18,7 @@ import pytest
 from numpy.typing import NDArray
 
 from imgsearch.config import Settings
+from imgsearch.encode.blas import blas_threads
 from imgsearch.errors import InvalidFilterError, InvalidQueryError, ItemNotFoundError
 from imgsearch.search.backend import Capabilities
 from imgsearch.search.searcher import Searcher
@@ -269,3 +270,49 @@ def test_bad_options_are_refused_before_any_search(searcher: Searcher) -> None:
         searcher.search(Query(text="red", limit=0))
     with pytest.raises(InvalidQueryError, match="no vector space 'image'"):
         searcher.search(Query(vector=[1.0, 0.0, 0.0, 0.0], vector_space="image"))
+
+
+class ThreadsSeen(FakeSpace):
+    """A space that notes the BLAS thread counts each search runs under."""
+
+    def __init__(self, vectors: dict[int, NDArray[np.float32]], exact: bool = True) -> None:
+        super().__init__(vectors)
+        self.capabilities = Capabilities("flat", exact_scores=exact)
+        self.seen: list[list[int]] = []
+
+    def search(self, vector: NDArray[np.float32], k: int, allowed: NDArray[np.int64] | None,
+               params: Any) -> tuple[NDArray[np.int64], NDArray[np.float32], str]:
+        self.seen.append(blas_threads())
+        return super().search(vector, k, allowed, params)
+
+
+def test_a_query_takes_one_blas_thread_unless_it_makes_no_product_to_share(
+        tmp_path: Path) -> None:
+    """The search by one vector of an exactly scoring space, unfiltered, makes no product
+    that BLAS would run on several threads: it leaves the count as it is. A filtered
+    query, a text query and one over approximate scores (re-scored from stored vectors)
+    run on one thread, and every query puts the count back."""
+    outside = blas_threads()
+    if max(outside, default=1) < 2:
+        pytest.skip("no BLAS library here runs more than one thread: nothing to limit")
+    one = [1] * len(outside)
+    vectors = {key: _unit(vector) for key, _, _, _, vector in ITEMS}
+
+    def seen(query: Query, exact: bool = True) -> list[int]:
+        space = ThreadsSeen(vectors, exact)
+        catalog = FakeCatalog()
+        searcher = Searcher(Settings(wordnet_dir=str(tmp_path / "no-wordnet")), tmp_path,
+                            catalog, {"text": space}, {}, FakeLock(), FakeQueryEncoder(),
+                            FakeDerived(catalog), lambda space: "fake", FakeCache())
+        assert searcher.search(query).hits
+        assert blas_threads() == outside
+        return space.seen[0]
+
+    red = [1.0, 0.0, 0.0, 0.0]
+    assert seen(Query(vector=red, vector_space="text")) == outside
+    assert seen(Query(vector=red, vector_space="text",
+                      filters=Filters(categories=("shirts",)))) == one
+    assert seen(Query(vector=red, vector_space="text"), exact=False) == one
+    assert seen(Query(text="red", parse=False)) == one
+    # similar by id where the collection has text vectors: scored across the spaces
+    assert seen(Query(similar_to="red-shirt")) == one

@@ -10,7 +10,9 @@ x 400 image took 19-24 ms to describe (median of 40) with OpenBLAS's two threads
 
 The thread count is the process's, not the calling thread's: the first caller in sets
 one thread, the last one out puts back what was there, so that overlapping callers
-(queries on several threads) cannot leave it at one for good.
+(queries on several threads) cannot leave it at one for good. A search by one vector
+over an exactly scoring index makes no product large enough for OpenBLAS to share out
+and does not set it (``search.searcher._no_shared_products``).
 """
 
 from __future__ import annotations

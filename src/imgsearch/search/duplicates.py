@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from imgsearch.encode.blas import one_blas_thread
 from imgsearch.enrich.phash import hashes_to_uint64
 from imgsearch.errors import InvalidInputError
 from imgsearch.index.binary import HammingIndex
@@ -247,9 +248,10 @@ def collapse(keys: NDArray[np.int64], scores: NDArray[Any],
     np.fill_diagonal(close, False)
     if not close.any():
         return keys.copy(), scores.copy(), np.ones(len(keys), dtype=np.int64)
-    rows, vectors = _rows_of(keys, vectors_of)
-    safe = np.maximum(rows, 0)
-    cosine = vectors[safe] @ vectors[safe].T if len(vectors) else np.zeros_like(hamming)
+    with one_blas_thread():  # a query may not have set it (search.searcher)
+        rows, vectors = _rows_of(keys, vectors_of)
+        safe = np.maximum(rows, 0)
+        cosine = vectors[safe] @ vectors[safe].T if len(vectors) else np.zeros_like(hamming)
     has = (rows >= 0) & hashed
     folds = (tiers.ranks(hamming, cosine) <= limit) & has[:, None] & has[None, :]
     kept: list[int] = []
@@ -269,19 +271,20 @@ def collapse_hits(keys: NDArray[np.int64],
                   phashes_of: Callable[[NDArray[np.int64]],
                                        tuple[NDArray[np.int64], NDArray[np.bool_]]],
                   vectors_of: VectorsOf, min_tier: str = "near-exact"
-                  ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+                  ) -> tuple[NDArray[np.bool_], NDArray[np.int64]] | None:
     """Which ranked keys to keep, and how many hits each kept one stands for
-    (``collapse`` over a result list; ``phashes_of``: one hash per key and which have one)."""
+    (``collapse`` over a result list; ``phashes_of``: one hash per key and which have one);
+    None when nothing folds, as in most lists (each key kept, standing for itself)."""
     if len(keys) < 2:
-        return np.ones(len(keys), bool), np.ones(len(keys), np.int64)
+        return None
     hashes, present = phashes_of(keys)
     if np.count_nonzero(present) < 2:  # nothing to fold: most lists of unhashed items
-        return np.ones(len(keys), bool), np.ones(len(keys), np.int64)
+        return None
     kept, _scores, counts = collapse(
         keys, np.zeros(len(keys), np.float32), lambda _keys: hashes, vectors_of,
         DuplicateTiers(), min_tier, has_hash=present)
     if len(kept) == len(keys):
-        return np.ones(len(keys), bool), np.ones(len(keys), np.int64)
+        return None
     keep = np.isin(keys, kept)
     stands_for = np.ones(len(keys), np.int64)
     position = {int(k): i for i, k in enumerate(keys)}

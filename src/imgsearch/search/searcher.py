@@ -291,7 +291,7 @@ def _plain_confidence(searcher: Searcher, ranked: Ranked, signals: list[Signal],
     declines."""
     if not whole or len(signals) != 1 or signals[0].name != "image" or len(looks) > 1 or \
             len(ranked.per_signal) != 1 or "image" not in ranked.ranks or \
-            any(name in ranked.evidence for name in (FEEDBACK, CONCEPTS, "keyword")):
+            not ranked.evidence.keys().isdisjoint((FEEDBACK, CONCEPTS, "keyword")):
         return None
     scores = ranked.per_signal.get("image")
     vector = signals[0].vector
@@ -536,6 +536,8 @@ def _rerank(searcher: Searcher, query: Query, ranked: Ranked, confidence: NDArra
     options = RerankOptions(business_weights(query.boosts, searcher.settings),
                             query.prefer_colors, searcher.settings.color_boost,
                             query.max_per_category, query.mmr_lambda)
+    if not options.asks_anything:  # most queries: nothing to read or reorder
+        return ranked, confidence, stands_for
     return rerank(ranked, confidence, stands_for, options, searcher.catalog.items_by_key,
                   lambda keys: searcher.spaces["image"].vectors_of_keys(keys))
 
@@ -693,7 +695,9 @@ def run_query(searcher: Searcher, query: Query) -> SearchResult:
 
 def _run_query(searcher: Searcher, query: Query) -> SearchResult:
     # a query's products are small: BLAS threads would only spin (encode.blas)
-    with recording() as timings, one_blas_thread():
+    limit = contextlib.nullcontext() if _no_shared_products(searcher, query) else \
+        one_blas_thread()
+    with recording() as timings, limit:
         result = _answer(searcher, query)
     # decoding and loading a model happen inside encoding: report them on their own
     for inner in ("decode", "model_load"):
@@ -701,6 +705,30 @@ def _run_query(searcher: Searcher, query: Query) -> SearchResult:
             timings["encode"] = max(timings["encode"] - timings[inner], 0.0)
     result.stage_ms = {name: round(ms, 3) for name, ms in timings.items()}
     return result
+
+
+def _no_shared_products(searcher: Searcher, query: Query) -> bool:
+    """Whether ``query`` is a search by one stored or given vector, unfiltered, in a space
+    whose index scores exactly: no product of it is large enough for OpenBLAS to share
+    out (a dot product of two vectors at most; folding duplicates limits its own), so it
+    need not set one BLAS thread and put the count back, 15 µs of a 0.9 ms query at 1M
+    items timed in place (bench/query_steps.py). Similar by id qualifies only where the
+    collection has no text vectors: an item's text neighbours are scored against its
+    image vector and the other way round."""
+    if query.text or query.images or query.negative_images or \
+            query.mmr_lambda is not None or not query.filters.is_empty():
+        return False
+    spaces = searcher.spaces
+    if query.similar_to is not None:
+        text = spaces.get("text")
+        if text is not None and len(text):
+            return False
+        space = spaces.get("image")
+    elif query.vector is not None:
+        space = spaces.get(query.vector_space)
+    else:
+        return False
+    return space is not None and space.capabilities.exact_scores
 
 
 def _answer(searcher: Searcher, query: Query) -> SearchResult:
@@ -767,18 +795,24 @@ def _answer(searcher: Searcher, query: Query) -> SearchResult:
     # the nearest items. Queries from outside (text, images) must clear the minimum.
     default = 0.0 if query.kind in ("item", "vector") else s.min_confidence
     minimum = default if query.min_confidence is None else query.min_confidence
-    with stage("verify"):
-        if matching and len(ranked.keys):
-            _start_first_features(searcher, int(ranked.keys[0]))
-        ranked, hashed = _hash_candidates(searcher, ranked, signals, matching, allowed, exclude)
+    # copies are looked for only with query images to compare (no stage without them)
+    hashed: list[int] = []
+    if matching:
+        with stage("verify"):
+            if len(ranked.keys):
+                _start_first_features(searcher, int(ranked.keys[0]))
+            ranked, hashed = _hash_candidates(searcher, ranked, signals, matching, allowed,
+                                              exclude)
     with stage("rerank"):
         confidence = _confidence(searcher, ranked, signals, looks, allowed is None, exclude)
-    with stage("verify"):
-        cropped = functools.partial(_crop_keys, searcher, signals, matching, allowed, exclude,
-                                    query.search_params)
-        ranked, confidence, matches = _matches(searcher, ranked, confidence, matching, hashed,
-                                               negatives, promote=not query.text,
-                                               signals=signals, cropped=cropped)
+    matches: dict[int, Match] = {}
+    if matching:
+        with stage("verify"):
+            cropped = functools.partial(_crop_keys, searcher, signals, matching, allowed,
+                                        exclude, query.search_params)
+            ranked, confidence, matches = _matches(searcher, ranked, confidence, matching,
+                                                   hashed, negatives, promote=not query.text,
+                                                   signals=signals, cropped=cropped)
     fetched = len(ranked.keys)
     if minimum > 0 and fetched:
         # a verified copy is shown whatever the minimum: its evidence is not a guess
@@ -802,11 +836,13 @@ def _answer(searcher: Searcher, query: Query) -> SearchResult:
         # exactly as folding the whole list would: every page agrees with the others.
         need = query.offset + query.limit
         prefix = min(len(ranked.keys), 2 * need)
-        keep, counts = _collapse(searcher, ranked.keys[:prefix])
-        if not keep.all():  # most lists hold no duplicate: nothing to take out
+        folded = _collapse(searcher, ranked.keys[:prefix])
+        if folded is not None:  # most lists hold no duplicate: nothing to take out
+            keep, counts = folded
             if keep.sum() < need and prefix < len(ranked.keys):
-                prefix = len(ranked.keys)
-                keep, counts = _collapse(searcher, ranked.keys)
+                whole = _collapse(searcher, ranked.keys)
+                if whole is not None:
+                    prefix, (keep, counts) = len(ranked.keys), whole
             keep = np.concatenate([keep, np.ones(len(ranked.keys) - prefix, bool)])
             stands_for[:prefix] = counts
             ranked, confidence, stands_for = subset(ranked, keep), confidence[keep], \
@@ -852,9 +888,9 @@ def _answer(searcher: Searcher, query: Query) -> SearchResult:
 
 
 def _collapse(searcher: Searcher, keys: NDArray[np.int64]
-              ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+              ) -> tuple[NDArray[np.bool_], NDArray[np.int64]] | None:
     """Which ranked keys to keep (near-exact duplicates folded), and how many hits each
-    kept one stands for."""
+    kept one stands for; None when nothing folds."""
     return collapse_hits(keys, searcher.catalog.phashes_of,
                          lambda some: searcher.spaces["image"].vectors_of_keys(some))
 
