@@ -6,8 +6,9 @@ load of its neighbours) by more than a change of the search path does, so a figu
 another day or machine says little about a regression. This script runs the older
 commit's own ``bench/peers.py`` (engine and FAISS only, ``--reuse``; the older code
 builds its own collection on the first run, under its own unpacked tree) and this
-tree's, taking turns, and reports each run's two ratios, their medians per code and,
-since the machine's load drifts over the runs, the difference within each turn.
+tree's, taking turns (the older first in odd turns, this tree first in even ones), and
+reports each run's two ratios, their medians per code and, since the machine's load
+drifts over the runs, the difference within each turn.
 
     python bench/against_older.py --rev 95d92fe --n 1000000 --runs 7
 
@@ -90,7 +91,10 @@ def main() -> None:
             for path in (BENCH / "results").glob(f"peers-clustered-{args.n}*")}
     try:
         for turn in range(args.runs):
-            for name, tree in codes.items():
+            # the first of a turn meets the machine as the other left it: the order
+            # alternates, so that neither code always runs first
+            order = list(codes.items()) if turn % 2 == 0 else list(codes.items())[::-1]
+            for name, tree in order:
                 run = peers_run(tree, args.n)
                 runs[name].append(run)
                 print(f"  run {turn + 1}/{args.runs}, {name}: "
