@@ -7,8 +7,6 @@ to the current record with ``stage(name)``. Outside a query the timings go nowhe
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
@@ -18,14 +16,21 @@ if TYPE_CHECKING:
 _current: ContextVar[dict[str, float] | None] = ContextVar("imgsearch_stages", default=None)
 
 
-@contextmanager
-def recording() -> Iterator[dict[str, float]]:
-    timings: dict[str, float] = {}
-    token = _current.set(timings)
-    try:
-        yield timings
-    finally:
-        _current.reset(token)
+class recording:
+    """``with recording() as timings: ...``: the stages entered inside add to
+    ``timings`` (a class, as ``stage`` is: every search opens one)."""
+
+    __slots__ = ("_timings", "_token")
+
+    def __init__(self) -> None:
+        self._timings: dict[str, float] = {}
+
+    def __enter__(self) -> dict[str, float]:
+        self._token = _current.set(self._timings)
+        return self._timings
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)
 
 
 def current() -> dict[str, float]:
