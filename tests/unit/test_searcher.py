@@ -298,7 +298,7 @@ def test_a_query_takes_one_blas_thread_unless_it_makes_no_product_to_share(
     one = [1] * len(outside)
     vectors = {key: _unit(vector) for key, _, _, _, vector in ITEMS}
 
-    def seen(query: Query, exact: bool = True) -> list[int]:
+    def seen(query: Query, exact: bool = True) -> list[list[int]]:
         space = ThreadsSeen(vectors, exact)
         catalog = FakeCatalog()
         searcher = Searcher(Settings(wordnet_dir=str(tmp_path / "no-wordnet")), tmp_path,
@@ -306,13 +306,14 @@ def test_a_query_takes_one_blas_thread_unless_it_makes_no_product_to_share(
                             FakeDerived(catalog), lambda space: "fake", FakeCache())
         assert searcher.search(query).hits
         assert blas_threads() == outside
-        return space.seen[0]
+        return space.seen
 
     red = [1.0, 0.0, 0.0, 0.0]
-    assert seen(Query(vector=red, vector_space="text")) == outside
+    assert seen(Query(vector=red, vector_space="text")) == [outside]
     assert seen(Query(vector=red, vector_space="text",
-                      filters=Filters(categories=("shirts",)))) == one
-    assert seen(Query(vector=red, vector_space="text"), exact=False) == one
-    assert seen(Query(text="red", parse=False)) == one
-    # similar by id where the collection has text vectors: scored across the spaces
-    assert seen(Query(similar_to="red-shirt")) == one
+                      filters=Filters(categories=("shirts",)))) == [one]
+    assert seen(Query(vector=red, vector_space="text"), exact=False) == [one]
+    assert seen(Query(text="red", parse=False)) == [one]
+    # similar by id: the item's own list as a search by its vector; then, as the item
+    # has a category others share, the list of that category and the fusion of the two
+    assert seen(Query(similar_to="red-shirt")) == [outside, one]

@@ -708,27 +708,25 @@ def _run_query(searcher: Searcher, query: Query) -> SearchResult:
 
 
 def _no_shared_products(searcher: Searcher, query: Query) -> bool:
-    """Whether ``query`` is a search by one stored or given vector, unfiltered, in a space
-    whose index scores exactly: no product of it is large enough for OpenBLAS to share
-    out (a dot product of two vectors at most; folding duplicates limits its own), so it
-    need not set one BLAS thread and put the count back, 15 µs of a 0.9 ms query at 1M
-    items timed in place (bench/query_steps.py). Similar by id qualifies only where the
-    collection has no text vectors: an item's text neighbours are scored against its
-    image vector and the other way round."""
+    """Whether ``query`` is a search by one stored or given vector, unfiltered, where the
+    indexes it reads score exactly: none of its own products is large enough for
+    OpenBLAS to share out (a dot product of two vectors at most), so it need not set one
+    BLAS thread and put the count back, 15 µs of a 0.9 ms query at 1M items timed in
+    place (bench/query_steps.py). Where such a query goes on to make one, that step
+    sets it itself: folding duplicates, and similar by id when it fuses an item's
+    lists (``search.similar``)."""
     if query.text or query.images or query.negative_images or \
             query.mmr_lambda is not None or not query.filters.is_empty():
         return False
     spaces = searcher.spaces
-    if query.similar_to is not None:
-        text = spaces.get("text")
-        if text is not None and len(text):
-            return False
-        space = spaces.get("image")
-    elif query.vector is not None:
-        space = spaces.get(query.vector_space)
+    if query.similar_to is not None:  # each space the item may have a vector in
+        read = [space for name in ("image", "text")
+                if (space := spaces.get(name)) is not None and len(space)]
+    elif query.vector is not None and query.vector_space in spaces:
+        read = [spaces[query.vector_space]]
     else:
         return False
-    return space is not None and space.capabilities.exact_scores
+    return bool(read) and all(space.capabilities.exact_scores for space in read)
 
 
 def _answer(searcher: Searcher, query: Query) -> SearchResult:

@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imgsearch.config import Settings
+from imgsearch.encode.blas import one_blas_thread
 from imgsearch.search.executor import Ranked, Signal, candidates, fetch_size
 from imgsearch.search.fusion import RankedList, fuse
 from imgsearch.search.protocols import CatalogReads
@@ -57,12 +58,14 @@ def more_like_this(catalog: CatalogReads, signals: list[Signal], key: int,
         plans.append(f"{signal.name}:{plan}")
     soft = [name for name in SOFT_SIGNALS if weight[name] > 0]
     row = catalog.hit_row(key) if soft else None
-    if row is not None:
-        values = {"category": row[2], "brand": row[3]}
-        for name in soft:
-            value = values[name]
-            if not value:
-                continue
+    values = {} if row is None else {"category": row[2], "brand": row[3]}
+    shared = [(name, values[name]) for name in soft if values.get(name)]
+    if not shared and len(lists) == 1:  # as a plain search by that vector ranks it
+        return _single(lists[0], plans[0])
+    # the soft lists score their members and the fused list every candidate: products
+    # OpenBLAS would share out, which a search by one vector does not make (encode.blas)
+    with one_blas_thread():
+        for name, value in shared:
             members = _sharing(catalog, name, value, allowed)
             if len(members) < 2:  # the item alone
                 continue
@@ -71,24 +74,27 @@ def more_like_this(catalog: CatalogReads, signals: list[Signal], key: int,
                                             members, key, params)
             lists.append(RankedList(name, keys, scores, weight[name]))
             plans.append(f"{name}:{plan}")
-    if len(lists) == 1:  # as a plain search by that vector ranks it
-        only = lists[0]
-        return Ranked(only.keys, only.scores, {only.name: only.scores},
-                      {only.name: np.arange(1, len(only.keys) + 1)}, plans[0],
-                      len(only.keys))
-    fused = fuse(lists, settings.fusion, settings.rrf_k)
-    top = fused.keys[:k]
-    per_signal = {name: column[:k] for name, column in fused.list_scores.items()}
-    for signal in used:  # exact closeness on every space, also for the other lists' items
-        found, vectors = signal.space.vectors_of_keys(top)
-        column = np.full(len(top), np.nan, np.float32)
-        if len(found):
-            position = {item: i for i, item in enumerate(top.tolist())}
-            column[[position[item] for item in found.tolist()]] = vectors @ signal.vector
-        per_signal[signal.name] = column
+        if len(lists) == 1:
+            return _single(lists[0], plans[0])
+        fused = fuse(lists, settings.fusion, settings.rrf_k)
+        top = fused.keys[:k]
+        per_signal = {name: column[:k] for name, column in fused.list_scores.items()}
+        for signal in used:  # exact closeness on every space, also for the other lists' items
+            found, vectors = signal.space.vectors_of_keys(top)
+            column = np.full(len(top), np.nan, np.float32)
+            if len(found):
+                position = {item: i for i, item in enumerate(top.tolist())}
+                column[[position[item] for item in found.tolist()]] = vectors @ signal.vector
+            per_signal[signal.name] = column
     return Ranked(top, fused.scores[:k], per_signal,
                   {name: column[:k] for name, column in fused.ranks.items()},
                   ", ".join(plans) + f" fused:{settings.fusion}", len(fused.keys))
+
+
+def _single(only: RankedList, plan: str) -> Ranked:
+    """A single list ranked as a plain search by that vector ranks it."""
+    return Ranked(only.keys, only.scores, {only.name: only.scores},
+                  {only.name: np.arange(1, len(only.keys) + 1)}, plan, len(only.keys))
 
 
 __all__ = ["SOFT_SIGNALS", "more_like_this", "weights"]
