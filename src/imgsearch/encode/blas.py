@@ -12,7 +12,8 @@ The thread count is the process's, not the calling thread's: the first caller in
 one thread, the last one out puts back what was there, so that overlapping callers
 (queries on several threads) cannot leave it at one for good. A search by one vector
 over an exactly scoring index makes no product large enough for OpenBLAS to share out
-and does not set it (``search.searcher._no_shared_products``).
+and does not set it (``search.searcher._no_shared_products``); the steps such a search
+may go on to, folding duplicates and fusing an item's lists, set it themselves.
 """
 
 from __future__ import annotations

@@ -84,6 +84,7 @@ from imgsearch.store.logs import SearchRecord
 from imgsearch.types import Filters, ImageInput, Item, Query, SearchHit, SearchResult
 
 _NEGATIVE_WEIGHT = 0.5
+_ITEM_SPACES = ("image", "text")  # the spaces an item may have a vector in (search.similar)
 HASH_LOOKUP_MAX = 200_000
 
 
@@ -181,7 +182,7 @@ def signals_for(searcher: Searcher, query: Query, looks: list[QueryImage] | None
             raise ItemNotFoundError(query.similar_to)
         exclude = key
         with searcher.lock.read():  # the vector may come from inside the index
-            for name in ("image", "text"):  # everything the item has (search.similar)
+            for name in _ITEM_SPACES:  # everything the item has (search.similar)
                 vector = spaces[name].vector_of_key(key) if name in spaces else None
                 if vector is not None:
                     signals.append(Signal(name, spaces[name], vector,
@@ -720,7 +721,7 @@ def _no_shared_products(searcher: Searcher, query: Query) -> bool:
         return False
     spaces = searcher.spaces
     if query.similar_to is not None:  # each space the item may have a vector in
-        read = [space for name in ("image", "text")
+        read = [space for name in _ITEM_SPACES
                 if (space := spaces.get(name)) is not None and len(space)]
     elif query.vector is not None and query.vector_space in spaces:
         read = [spaces[query.vector_space]]
