@@ -145,6 +145,8 @@ class SpaceIndex:
         self._slots_memo: IdentityMemo[NDArray[np.int64]] = IdentityMemo()
         # (version, key -> index slot): see slots_of
         self._key_slot: tuple[Any, NDArray[np.int64]] | None = None
+        # (the index they describe, its capabilities): asked on every query
+        self._capabilities: tuple[VectorIndex, Capabilities] | None = None
 
     # The key <-> vid tables: an open deferred to first use is done by the first look.
     @property
@@ -405,7 +407,14 @@ class SpaceIndex:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(kind=self.index.kind, exact_scores=self.index.exact_scores)
+        """The index's kind and whether its scores are exact: made once per index (a
+        rebuild or a deferred open puts another in its place)."""
+        index = self.index
+        made = self._capabilities
+        if made is None or made[0] is not index:
+            made = self._capabilities = (index, Capabilities(kind=index.kind,
+                                                             exact_scores=index.exact_scores))
+        return made[1]
 
     def search(self, vector: NDArray[np.float32], k: int, allowed: NDArray[np.int64] | None,
                params: Mapping[str, Any]) -> tuple[NDArray[np.int64], NDArray[np.float32], str]:
