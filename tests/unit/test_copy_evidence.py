@@ -353,21 +353,26 @@ def test_the_plain_image_confidence_is_the_general_one_to_the_bit(with_sample: b
     rng = np.random.default_rng(7)
     space: Any = _Space(_unit(rng, calibration.MIN_VECTORS + 5, 16))  # large enough
     cal = calibration.Calibration(median=0.1, chance=0.6, mean=0.1, std=0.1, vectors=25)
+    # a collection whose chance lies near 1: the stand-out over the neighbours decides
+    strict = calibration.Calibration(median=0.5, chance=0.97, mean=0.5, std=0.1, vectors=25)
     sample = _unit(rng, 40, 16) if with_sample else None
     ceiling = 0.99
-    for trial in range(30):
+    for trial in range(60):
+        chosen = strict if trial % 4 >= 2 else cal
         vector = _unit(rng, 1, 16)[0]
         scores = np.sort(rng.uniform(-0.2, 0.98, 64).astype(np.float32))[::-1].copy()
+        if trial % 2:  # a list whose tail is out of order is partitioned, not read
+            rng.shuffle(scores[calibration.BACKGROUND_RANK + 2:])
         ranks = np.arange(1, 65)
         excluded = {None: None, "above": 1.0, "between": float(scores[9] + scores[10]) / 2,
                     "below": float(scores[-1]) - 0.1}[left_out]
-        plain = calibration.plain_image_confidence(scores, ranks, vector, excluded, cal,
+        plain = calibration.plain_image_confidence(scores, ranks, vector, excluded, chosen,
                                                    sample, ceiling)
         # the general path: own best, judged, capped (as search.searcher puts them)
         found = calibration.own_best(ranks, scores, None if excluded is None else
                                      np.array([excluded], np.float32))
-        general = np.minimum(calibration.judge_image_hits(scores, vector, space, cal, sample,
-                                                          found), np.float32(ceiling))
+        general = np.minimum(calibration.judge_image_hits(scores, vector, space, chosen,
+                                                          sample, found), np.float32(ceiling))
         assert plain is not None and plain.dtype == np.float32, trial
         np.testing.assert_array_equal(plain, general.astype(np.float32))
     # where the general path must answer, the plain one declines

@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import math
+import operator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -422,18 +424,24 @@ def plain_image_confidence(scores: NDArray[np.float32], ranks: NDArray[np.int64]
     if n <= BACKGROUND_RANK or not calibration.median < calibration.chance < 1.0 or \
             ranks[:wanted].tolist() != list(range(1, wanted + 1)):
         return None
-    row = scores
-    if sample is not None:
-        if sample.shape[1] != vector.size:
-            return None
-        row = np.concatenate([scores, np.einsum("ij,j->i", sample, vector)])
     # the BACKGROUND_RANK-th best counting from 0 (``background_level``) and the one
     # above it, of the scores (and sample) without the left-out item; the lowest and the
-    # highest tell whether any score is not finite (NaN sorts last)
-    last = len(row) - 1
-    place = last - BACKGROUND_RANK
-    parted = np.partition(row, (0, place, place + 1, last))
-    low, below, above, high = parted[[0, place, place + 1, last]].tolist()
+    # highest tell whether any score is not finite
+    if sample is None and _descending(listed := scores.tolist()):
+        # a search's own list comes best first: read, not partitioned (a third of this
+        # function's time); NaN compares false, so a list holding one is partitioned
+        low, below, above, high = (listed[-1], listed[BACKGROUND_RANK],
+                                   listed[BACKGROUND_RANK - 1], listed[0])
+    else:
+        row = scores
+        if sample is not None:
+            if sample.shape[1] != vector.size:
+                return None
+            row = np.concatenate([scores, np.einsum("ij,j->i", sample, vector)])
+        last = len(row) - 1  # NaN sorts last
+        place = last - BACKGROUND_RANK
+        parted = np.partition(row, (0, place, place + 1, last))
+        low, below, above, high = parted[[0, place, place + 1, last]].tolist()
     if not (math.isfinite(low) and math.isfinite(high)):
         return None
     # with the left-out item among them, the BACKGROUND_RANK-th best is the item itself
@@ -442,6 +450,11 @@ def plain_image_confidence(scores: NDArray[np.float32], ranks: NDArray[np.int64]
     judged = calibration.curve(scores)  # a new float64 array: its interpolation range
     np.maximum(judged, _standout_curve(scores, level), out=judged)
     return np.minimum(judged, np.float32(ceiling), dtype=np.float32)
+
+
+def _descending(values: list[float]) -> bool:
+    """Whether ``values`` never rise (False where one is NaN)."""
+    return all(map(operator.ge, values, itertools.islice(values, 1, None)))
 
 
 def is_stale(calibration: Calibration | None, vectors: int, minimum: int = MIN_VECTORS,
