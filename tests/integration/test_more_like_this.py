@@ -99,3 +99,22 @@ def test_brand_is_a_soft_signal_too(collection: Path) -> None:
     assert _position(fused, "sibling") < _position(without, "sibling")
     assert len(fused) == N - 1
     assert "brand" in fused[_position(fused, "sibling")].matched_by
+
+
+def test_a_category_written_after_a_collection_without_any_is_used(tmp_path: Path) -> None:
+    # A collection with no category or brand at all skips reading the item's own; the
+    # first write that brings one must end that at once, for every query after it.
+    with Engine.open(tmp_path / "c", Settings(text_encoder="none")) as engine:
+        engine.ingest_items((Item(id=f"p{i}"), picture(i)) for i in range(30))
+        engine.warm()  # the filter columns are read: they know no item has either
+        assert "category" not in engine.search(Query(similar_to="p0", limit=5)).plan
+        report = engine.ingest_items([(Item(id="query", category="vases"), picture(100)),
+                                      (Item(id="cousin", category="vases"), picture(200))])
+        assert report.ok, report.failed
+        for _ in range(2):  # before and after a filter has read the written rows again
+            hits = engine.search(Query(similar_to="query", limit=31,
+                                       collapse_duplicates=False)).hits
+            cousin = next(h for h in hits if h.id == "cousin")
+            assert "category" in cousin.matched_by
+            assert engine.search(Query(similar_to="query", limit=1,
+                                       filters=Filters(categories=("vases",)))).hits

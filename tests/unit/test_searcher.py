@@ -100,8 +100,9 @@ class FakeCatalog:
     def items_by_key(self, keys: Iterable[int]) -> dict[int, Item]:
         return {int(key): self.items[int(key)] for key in keys if int(key) in self.items}
 
-    def hit_row(self, key: int) -> Any | None:
-        return self.hits_by_key([key]).get(key)
+    def category_and_brand(self, key: int) -> tuple[str | None, str | None]:
+        item = self.items.get(key)
+        return (None, None) if item is None else (item.category, item.brand)
 
     def hits_by_key(self, keys: Sequence[int] | NDArray[np.int64]) -> dict[int, Any]:
         return {int(key): (item.id, item.title, item.category, None, None, None, None)

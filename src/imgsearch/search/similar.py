@@ -57,9 +57,9 @@ def more_like_this(catalog: CatalogReads, signals: list[Signal], key: int,
         lists.append(RankedList(signal.name, keys, scores, weight.get(signal.name, 1.0)))
         plans.append(f"{signal.name}:{plan}")
     soft = [name for name in SOFT_SIGNALS if weight[name] > 0]
-    row = catalog.hit_row(key) if soft else None
-    values = {} if row is None else {"category": row[2], "brand": row[3]}
-    shared = [(name, values[name]) for name in soft if values.get(name)]
+    category, brand = catalog.category_and_brand(key) if soft else (None, None)
+    shared = [(name, value) for name, value in (("category", category), ("brand", brand))
+              if name in soft and value]
     if not shared and len(lists) == 1:  # as a plain search by that vector ranks it
         return _single(lists[0], plans[0])
     # the soft lists score their members and the fused list every candidate: products

@@ -570,11 +570,17 @@ class Catalog:
         found.update(read)
         return found
 
-    def hit_row(self, key: int) -> HitRow | None:
-        """``hits_by_key`` of one key, without its arrays (similar-by-id reads the item's
-        own category and brand this way on every query)."""
+    def category_and_brand(self, key: int) -> tuple[str | None, str | None]:
+        """Item ``key``'s category and brand (None: none, or no such item), which similar
+        by id reads on every query: not read at all where the filter columns show that
+        no item has either (a folder of photos), else from its result-page fields."""
+        columns = self.columns
+        if columns is not None and columns.hold_no_value(("category_norm", "brand_norm")):
+            return None, None
         row = self.hit_rows.get(key)
-        return row if row is not None else self.hits_by_key([key]).get(key)
+        if row is None:
+            row = self.hits_by_key([key]).get(key)
+        return (None, None) if row is None else (row[2], row[3])
 
     def hits_by_key(self, keys: Sequence[int] | NDArray[np.int64]) -> dict[int, HitRow]:
         """The fields of HIT_FIELDS for those ``keys`` that exist: what a result page

@@ -115,6 +115,12 @@ class FilterColumns:
             self._stale.clear()
 
     # -- reads ---------------------------------------------------------------------
+    def hold_no_value(self, names: Sequence[str]) -> bool:
+        """True only where every item has been read and none has a value in the coded
+        columns ``names`` (a code, once given, stays: a value deleted since counts);
+        False where that is not known (not scanned yet, or writes not read again)."""
+        return self._ready and not self._stale and not any(self._codes[name] for name in names)
+
     def keys(self, filters: Filters) -> NDArray[np.int64]:
         """Sorted keys of the items passing ``filters`` (validated, :func:`answers` true)."""
         with self._lock:
