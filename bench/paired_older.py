@@ -93,6 +93,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10,
                         help="passes over the queries (500 of each kind a pass)")
     parser.add_argument("--block", type=int, default=50, help="queries a side runs in a row")
+    parser.add_argument("--this-first", action="store_true",
+                        help="start this tree's process before the older code's (by "
+                             "default the older code's starts first)")
     parser.add_argument("--name", default=None,
                         help="results file bench/results/NAME.json (default paired-older-N)")
     args = parser.parse_args()
@@ -114,7 +117,11 @@ def main() -> None:
                            capture_output=True, text=True).stdout.strip()
     names = (f"older {full[:7]}", f"this tree {head}{' + changes' if dirty else ''}")
     before = load_average()
-    sides = [Side(older, args.n, data), Side(ROOT, args.n, data)]
+    # which process loads its index first (and so where it lies in memory) is a choice
+    first, second = (ROOT, older) if args.this_first else (older, ROOT)
+    started = {first: Side(first, args.n, data)}
+    started[second] = Side(second, args.n, data)
+    sides = [started[older], started[ROOT]]
     blocks: list[list[Any]] = [[], []]
     try:
         half = min(side.half for side in sides)
@@ -145,7 +152,8 @@ def main() -> None:
     print(f"\nEngine ÷ bare FAISS on the same index, {args.n:,} × 512-d clustered, "
           f"each code on the collection its own bench/peers.py built; {queries:,} queries "
           f"of each kind per code, in blocks of {args.block} taken in turns; median of "
-          f"per-query ratios\n")
+          f"per-query ratios; {'this tree' if args.this_first else 'the older code'}'s "
+          f"process started first\n")
     rows = []
     for name, r, p in zip(names, each, p50, strict=True):
         rows.append([name, "by vector", f"{r['by vector']:.3f}×", f"{p[1]:.0f}", f"{p[0]:.0f}"])
@@ -161,7 +169,7 @@ def main() -> None:
     path = write_results(args.name or f"paired-older-{args.n}", {
         "benchmark": "paired_older", "command": command_line(), "date": now(),
         "machine": info, "n": args.n, "rev": full, "codes": list(names),
-        "block": args.block, "queries": queries,
+        "block": args.block, "queries": queries, "this_first": args.this_first,
         "ratios": dict(zip(names, each, strict=True)),
         "p50_us": {name: {"faiss by vector": p[0], "engine by vector": p[1],
                           "faiss by id": p[2], "engine by id": p[3]}
