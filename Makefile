@@ -97,12 +97,12 @@ bench: $(BENCH_STAMP) apt-bench
 # hours, an hour of it local against the Milvus 2.3.5 server; Milvus Lite is left out
 # above --milvus-max-n, 200k, see BENCHMARKS.md); against_older.py builds the
 # 2026-11-21 code's own collection on its first run (~10 min), then 7 minutes a run;
-# paired_older.py then holds both codes open at once (3 minutes)
+# paired_older.py then holds both codes open at once (4 minutes)
 bench-full: $(BENCH_STAMP) apt-bench
 	$(PY) bench/peers.py --data clustered --n 1000000
 	$(PY) bench/query_steps.py --n 1000000
 	$(PY) bench/against_older.py --n 1000000
-	$(PY) bench/paired_older.py --n 1000000 --rounds 30
+	$(PY) bench/paired_older.py --n 1000000 --rounds 30 --both-orders
 	$(PY) bench/filters.py --n 1000000
 	$(PY) bench/stages.py --n 1000000 --memory-budget-mb 400
 	$(PY) bench/backends.py --n 1000000 --backends server

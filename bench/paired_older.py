@@ -9,9 +9,11 @@ the order alternates between blocks). Each query is timed next to a bare FAISS s
 of another query on the same index, as ``bench/query_steps.py`` does; a code's ratio is
 the median over its queries of engine ÷ FAISS, as in ``bench/peers.py``. The difference
 between the codes comes with a 95 % interval: the blocks resampled with replacement,
-both codes' halves of a block together (2,000 resamples).
+both codes' halves of a block together (2,000 resamples). Which process starts first
+(and loads its index first) moves the by-id ratio by about 0.01: ``--both-orders`` runs
+half the rounds each way and pools them.
 
-    python bench/paired_older.py --rev 95d92fe --n 1000000 --rounds 10
+    python bench/paired_older.py --rev 95d92fe --n 1000000 --rounds 30 --both-orders
 
 Needs this tree's ``bench/peers.py --data clustered --n N`` collection and the older
 tree's (``bench/against_older.py`` unpacks and builds it); the queries and the rows
@@ -85,6 +87,32 @@ def ratios(blocks: list[NDArray[np.float64]]) -> dict[str, float]:
             "by id": float(np.median(times[:, 3] / times[:, 2]))}
 
 
+def _take_turns(older: Path, data: dict[str, Path], n: int, rounds: int, block: int,
+                this_first: bool, blocks: list[list[Any]]) -> None:
+    """Start both codes' processes (``this_first``: this tree's first: which loads its
+    index first, and so where it lies in memory, is a choice), run ``rounds`` passes in
+    blocks taken in turns, add each block's times to ``blocks`` (older, this tree)."""
+    first, second = (ROOT, older) if this_first else (older, ROOT)
+    started = {first: Side(first, n, data)}
+    started[second] = Side(second, n, data)
+    sides = [started[older], started[ROOT]]
+    try:
+        half = min(side.half for side in sides)
+        per_round = -(-half // block)
+        for turn in range(rounds * per_round):
+            start = (turn % per_round) * block
+            count = min(block, half - start)
+            # the order alternates, so that neither code always meets the machine first
+            order = (0, 1) if turn % 2 == 0 else (1, 0)
+            for which in order:
+                blocks[which].append(np.asarray(sides[which].run(start, count), np.float64))
+            print(f"\r  block {turn + 1}/{rounds * per_round}", end="", file=sys.stderr)
+        print(file=sys.stderr)
+    finally:
+        for side in sides:
+            side.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rev", default="95d92fe",
@@ -96,6 +124,10 @@ def main() -> None:
     parser.add_argument("--this-first", action="store_true",
                         help="start this tree's process before the older code's (by "
                              "default the older code's starts first)")
+    parser.add_argument("--both-orders", action="store_true",
+                        help="half the rounds with each process started first (both "
+                             "restarted between the halves), pooled: where each loads "
+                             "its index moves a code's ratio by about 0.01")
     parser.add_argument("--name", default=None,
                         help="results file bench/results/NAME.json (default paired-older-N)")
     args = parser.parse_args()
@@ -117,28 +149,15 @@ def main() -> None:
                            capture_output=True, text=True).stdout.strip()
     names = (f"older {full[:7]}", f"this tree {head}{' + changes' if dirty else ''}")
     before = load_average()
-    # which process loads its index first (and so where it lies in memory) is a choice
-    first, second = (ROOT, older) if args.this_first else (older, ROOT)
-    started = {first: Side(first, args.n, data)}
-    started[second] = Side(second, args.n, data)
-    sides = [started[older], started[ROOT]]
     blocks: list[list[Any]] = [[], []]
-    try:
-        half = min(side.half for side in sides)
-        per_round = -(-half // args.block)
-        for turn in range(args.rounds * per_round):
-            start = (turn % per_round) * args.block
-            count = min(args.block, half - start)
-            # the order alternates, so that neither code always meets the machine first
-            order = (0, 1) if turn % 2 == 0 else (1, 0)
-            for which in order:
-                blocks[which].append(np.asarray(sides[which].run(start, count), np.float64))
-            print(f"\r  block {turn + 1}/{args.rounds * per_round}", end="", file=sys.stderr)
-        print(file=sys.stderr)
-    finally:
-        for side in sides:
-            side.close()
+    phases = [False, True] if args.both_orders else [args.this_first]
+    for this_first in phases:
+        rounds = args.rounds // len(phases) + (0 if this_first else args.rounds % len(phases))
+        _take_turns(older, data, args.n, rounds, args.block, this_first, blocks)
     after = load_average()
+    started_first = ("each process started first for half the rounds" if args.both_orders
+                     else f"{'this tree' if args.this_first else 'the older code'}'s "
+                          f"process started first")
     queries = sum(len(b) for b in blocks[0])
     each = [ratios(b) for b in blocks]
     p50 = [np.median(np.concatenate(b), axis=0) / 1000 for b in blocks]
@@ -152,8 +171,7 @@ def main() -> None:
     print(f"\nEngine ÷ bare FAISS on the same index, {args.n:,} × 512-d clustered, "
           f"each code on the collection its own bench/peers.py built; {queries:,} queries "
           f"of each kind per code, in blocks of {args.block} taken in turns; median of "
-          f"per-query ratios; {'this tree' if args.this_first else 'the older code'}'s "
-          f"process started first\n")
+          f"per-query ratios; {started_first}\n")
     rows = []
     for name, r, p in zip(names, each, p50, strict=True):
         rows.append([name, "by vector", f"{r['by vector']:.3f}×", f"{p[1]:.0f}", f"{p[0]:.0f}"])
@@ -170,6 +188,7 @@ def main() -> None:
         "benchmark": "paired_older", "command": command_line(), "date": now(),
         "machine": info, "n": args.n, "rev": full, "codes": list(names),
         "block": args.block, "queries": queries, "this_first": args.this_first,
+        "both_orders": args.both_orders,
         "ratios": dict(zip(names, each, strict=True)),
         "p50_us": {name: {"faiss by vector": p[0], "engine by vector": p[1],
                           "faiss by id": p[2], "engine by id": p[3]}
