@@ -56,6 +56,15 @@ def unpack(rev: str) -> tuple[Path, str]:
     return tree, full
 
 
+def this_tree() -> str:
+    """How this tree is named in the tables: its commit, and whether ``src`` has changes."""
+    head = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.strip()
+    return f"this tree {head}{' + changes' if dirty else ''}"
+
+
 def peers_run(tree: Path, n: int) -> dict[str, Any]:
     """One ``bench/peers.py`` run of the code in ``tree`` (engine and FAISS only)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(tree / "src"))
@@ -80,11 +89,7 @@ def main() -> None:
     print(machine_line(info))
     before = load_average()
     older, full = unpack(args.rev)
-    head = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=ROOT, check=True,
-                          capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.strip()
-    codes = {f"older {full[:7]}": older, f"this tree {head}{' + changes' if dirty else ''}": ROOT}
+    codes = {f"older {full[:7]}": older, this_tree(): ROOT}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in codes}
     # this tree's own peers results (the ones BENCHMARKS.md shows) are put back after
     kept = {path: path.read_bytes()

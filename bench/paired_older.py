@@ -33,7 +33,7 @@ from typing import IO, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from against_older import ROOT, unpack
+from against_older import BENCH, ROOT, this_tree, unpack
 from common import (
     command_line,
     load_average,
@@ -44,7 +44,6 @@ from common import (
     write_results,
 )
 
-BENCH = Path(__file__).resolve().parent
 KINDS = ("by vector", "by id")
 
 
@@ -92,11 +91,11 @@ def _take_turns(older: Path, data: dict[str, Path], n: int, rounds: int, block: 
     """Start both codes' processes (``this_first``: this tree's first: which loads its
     index first, and so where it lies in memory, is a choice), run ``rounds`` passes in
     blocks taken in turns, add each block's times to ``blocks`` (older, this tree)."""
-    first, second = (ROOT, older) if this_first else (older, ROOT)
-    started = {first: Side(first, n, data)}
-    started[second] = Side(second, n, data)
-    sides = [started[older], started[ROOT]]
+    started: dict[Path, Side] = {}
     try:
+        for tree in (ROOT, older) if this_first else (older, ROOT):
+            started[tree] = Side(tree, n, data)
+        sides = [started[older], started[ROOT]]
         half = min(side.half for side in sides)
         per_round = -(-half // block)
         for turn in range(rounds * per_round):
@@ -109,7 +108,7 @@ def _take_turns(older: Path, data: dict[str, Path], n: int, rounds: int, block: 
             print(f"\r  block {turn + 1}/{rounds * per_round}", end="", file=sys.stderr)
         print(file=sys.stderr)
     finally:
-        for side in sides:
+        for side in started.values():
             side.close()
 
 
@@ -143,11 +142,7 @@ def main() -> None:
         if not path.exists():
             raise SystemExit(f"{path} is missing: run bench/peers.py --data clustered --n "
                              f"{args.n} here, and bench/against_older.py --rev {args.rev}")
-    head = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=ROOT, check=True,
-                          capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.strip()
-    names = (f"older {full[:7]}", f"this tree {head}{' + changes' if dirty else ''}")
+    names = (f"older {full[:7]}", this_tree())
     before = load_average()
     blocks: list[list[Any]] = [[], []]
     phases = [False, True] if args.both_orders else [args.this_first]

@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -56,19 +57,17 @@ def main() -> None:
         """Bare FAISS on another query of the kind, then the engine's query; both kinds."""
         j = warm + i % half
         other = j + half  # FAISS's query: one of the other half
+        calls: list[Callable[[], object]] = [
+            lambda: bare.search(queries[other][None, :], 10, params=params),
+            lambda: engine.search(Query(vector=queries[j], vector_space="image", limit=10)),
+            lambda: bare.search(id_vectors[other][None, :], 11, params=params),
+            lambda: engine.similar(item_id(int(id_rows[j])), limit=10),
+        ]
         out = []
-        started = time.perf_counter_ns()
-        bare.search(queries[other][None, :], 10, params=params)
-        out.append(time.perf_counter_ns() - started)
-        started = time.perf_counter_ns()
-        engine.search(Query(vector=queries[j], vector_space="image", limit=10))
-        out.append(time.perf_counter_ns() - started)
-        started = time.perf_counter_ns()
-        bare.search(id_vectors[other][None, :], 11, params=params)
-        out.append(time.perf_counter_ns() - started)
-        started = time.perf_counter_ns()
-        engine.similar(item_id(int(id_rows[j])), limit=10)
-        out.append(time.perf_counter_ns() - started)
+        for call in calls:
+            started = time.perf_counter_ns()
+            call()
+            out.append(time.perf_counter_ns() - started)
         return out
 
     for i in range(warm):
