@@ -286,6 +286,29 @@ def test_white_inside_the_product_still_counts() -> None:
     assert colors[1].fraction == pytest.approx(101 * 101 / 221**2, abs=0.05)
 
 
+def _snake_in_a_product(gate_open: bool) -> Image.Image:
+    """A red product on white (64x64, the size the colours are read at), with a white
+    corridor winding through it in 11 rows joined at alternate ends; ``gate_open``
+    joins its first row to the backdrop."""
+    pixels = np.full((64, 64, 3), 255, np.uint8)
+    pixels[4:60, 4:60] = (220, 20, 30)
+    for k, row in enumerate(range(8, 52, 4)):
+        pixels[row, 8:56] = 255
+        column = 55 if k % 2 == 0 else 8
+        pixels[row:row + 5, column] = 255  # down to the next row
+    pixels[4:8, 8] = 255 if gate_open else (220, 20, 30)
+    return Image.fromarray(pixels)
+
+
+def test_a_winding_path_to_the_backdrop_is_backdrop() -> None:
+    # white joined to the border however many turns its path takes is backdrop; the
+    # same corridor closed off is white inside the product, and counts
+    assert _names(_snake_in_a_product(gate_open=True)) == ["red"]
+    colors = dominant_colors(_snake_in_a_product(gate_open=False))
+    assert [c.name for c in colors] == ["red", "white"]
+    assert colors[1].fraction == pytest.approx(0.17, abs=0.03)
+
+
 def test_all_white_image_is_white() -> None:
     assert _names(Image.new("RGB", (200, 200), (250, 250, 250))) == ["white"]
 

@@ -169,8 +169,11 @@ def _triangle_bins(x: NDArray[np.float32], bins: int, circular: bool) -> NDArray
         k0 = low.astype(np.intp)
         k1 = k0 + 1
     out = np.zeros((*pos.shape, bins), dtype=np.float32)
-    np.put_along_axis(out, k0[..., None], (1.0 - frac)[..., None], axis=-1)
-    np.put_along_axis(out, k1[..., None], frac[..., None], axis=-1)
+    # indexes into the flat output (np.put_along_axis does the same, several times slower)
+    flat = out.reshape(-1)
+    first = np.arange(0, flat.size, bins)
+    flat[first + k0.reshape(-1)] = (1.0 - frac).reshape(-1)
+    flat[first + k1.reshape(-1)] = frac.reshape(-1)
     return out
 
 
@@ -204,9 +207,15 @@ def _colour_maps(rgb: NDArray[np.float32]) -> NDArray[np.float32]:
 
 def _gradients(grey: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Central-difference gradients with replicated borders: magnitude and angle in [0, 1)."""
-    p = np.pad(grey, ((0, 0), (1, 1), (1, 1)), mode="edge")
-    gx = p[:, 1:-1, 2:] - p[:, 1:-1, :-2]
-    gy = p[:, 2:, 1:-1] - p[:, :-2, 1:-1]
+    # the differences a one-pixel edge padding gives, written without padding a copy
+    gx = np.empty_like(grey)
+    gy = np.empty_like(grey)
+    np.subtract(grey[:, :, 2:], grey[:, :, :-2], out=gx[:, :, 1:-1])
+    np.subtract(grey[:, :, 1], grey[:, :, 0], out=gx[:, :, 0])
+    np.subtract(grey[:, :, -1], grey[:, :, -2], out=gx[:, :, -1])
+    np.subtract(grey[:, 2:, :], grey[:, :-2, :], out=gy[:, 1:-1, :])
+    np.subtract(grey[:, 1, :], grey[:, 0, :], out=gy[:, 0, :])
+    np.subtract(grey[:, -1, :], grey[:, -2, :], out=gy[:, -1, :])
     mag = np.sqrt(gx * gx + gy * gy)
     # Unsigned orientation: an edge and its reverse (dark-to-light or light-to-dark) agree.
     angle = (np.arctan2(gy, gx) / np.pi) % 1.0
@@ -214,8 +223,9 @@ def _gradients(grey: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[
 
 
 def _downsample2(x: NDArray[np.float32]) -> NDArray[np.float32]:
-    n, h, w = x.shape[:3]
-    return x.reshape(n, h // 2, 2, w // 2, 2, *x.shape[3:]).mean(axis=(2, 4))
+    """(n, S, S, ...) -> (n, S/2, S/2, ...): the mean of each 2x2 block."""
+    # four strided slices, several times faster than a mean over reshaped axes
+    return (x[:, 0::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 0::2] + x[:, 1::2, 1::2]) * np.float32(0.25)
 
 
 def _orientation_maps(grey: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:

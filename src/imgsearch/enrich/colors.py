@@ -229,16 +229,44 @@ def _backdrop_mask(white: NDArray[np.bool_]) -> NDArray[np.bool_]:
     border = np.concatenate([white[0], white[-1], white[1:-1, 0], white[1:-1, -1]])
     if border.mean() < _BACKDROP_MIN_BORDER:
         return np.zeros_like(white)
-    from scipy import ndimage  # here, not at the top: only ingest needs it, not every start
-
-    regions, _ = ndimage.label(white)
-    edge_regions = np.unique(
-        np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]])
-    )
-    backdrop = np.isin(regions, edge_regions[edge_regions > 0])
+    backdrop = _reached_from_border(white)
     if 1.0 - backdrop.mean() < _BACKDROP_MIN_SUBJECT:
         return np.zeros_like(white)
     return backdrop
+
+
+def _reached_from_border(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """The pixels of ``mask`` joined to the image border by a path of ``mask`` pixels
+    through their four neighbours (the regions ``scipy.ndimage.label`` finds, those
+    touching the border; without scipy, whose import costs each worker process a third
+    of a second). A whole run of a row or column is reached at once, so a path needs as
+    many rounds as it has turns, not pixels."""
+    reached = np.zeros_like(mask)
+    for edge in (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1]):
+        reached[edge] = mask[edge]
+    row_runs, row_count = _runs(mask)
+    column_runs, column_count = _runs(mask.T)
+    while True:
+        before = int(reached.sum())
+        for runs, count, view in ((row_runs, row_count, reached),
+                                  (column_runs, column_count, reached.T)):
+            touched = np.zeros(count + 1, dtype=bool)
+            touched[runs[view]] = True
+            touched[0] = False  # pixels outside the mask
+            view |= touched[runs]
+        if int(reached.sum()) == before:
+            return reached
+
+
+def _runs(mask: NDArray[np.bool_]) -> tuple[NDArray[np.intp], int]:
+    """A number for each run of ``mask`` pixels along a row (0 outside the mask), and
+    how many runs there are."""
+    starts = mask.copy()
+    starts[:, 1:] &= ~mask[:, :-1]
+    numbers = np.cumsum(starts.reshape(-1), dtype=np.intp).reshape(mask.shape)
+    count = int(numbers[-1, -1])
+    numbers[~mask] = 0
+    return numbers, count
 
 
 @functools.cache
