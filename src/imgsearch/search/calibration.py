@@ -53,6 +53,7 @@ from imgsearch.search.space import SpaceIndex
 MIN_VECTORS = 20  # below this there are too few pairs to say what chance looks like
 _SAMPLE = 2_000
 _PAIRS = 20_000
+_PAIRS_AT_ONCE = 512
 MAX_QUANTILE = 0.9995
 
 
@@ -112,7 +113,12 @@ def calibrate_sample(vectors: NDArray[np.float32], n: int,
     a = rng.integers(0, m, _PAIRS)
     b = rng.integers(0, m, _PAIRS)
     keep = a != b
-    sims = np.einsum("ij,ij->i", vectors[a[keep]], vectors[b[keep]])
+    a, b = a[keep], b[keep]
+    # a few hundred pairs at a time: both sides of all the pairs at once would be two
+    # copies of 80 MB (at 992 dimensions), slower to allocate than to multiply
+    sims = np.concatenate([
+        np.einsum("ij,ij->i", vectors[a[i:i + _PAIRS_AT_ONCE]], vectors[b[i:i + _PAIRS_AT_ONCE]])
+        for i in range(0, len(a), _PAIRS_AT_ONCE)])
     # pairs of identical vectors (duplicates) are not what chance looks like
     sims = sims[sims < 0.9999]
     if len(sims) < MIN_VECTORS:
