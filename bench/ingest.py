@@ -446,6 +446,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--thumbnail-size", type=int, default=None,
                         help="thumbnail side instead of the default (images are decoded at "
                              "least this large); results go to <name>-thumb<N>.json")
+    parser.add_argument("--name", default=None,
+                        help="results go to bench/results/<name>.json instead of the "
+                             "name the data set and options give")
     args = parser.parse_args(argv)
     # The ceiling's bare convert("RGB") of palette stamps with transparency warns each time;
     # dropping that alpha is what it measures, so the warning says nothing here.
@@ -477,6 +480,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.thumbnail_size is not None:
         base = base.replace(thumbnail_size=args.thumbnail_size)
         name = f"{name}-thumb{args.thumbnail_size}"
+    name = args.name or name
     workers = base.ingest_workers or (os.cpu_count() or 1)
     shorter, longer = decode_target(get_encoder(base.image_encoder, base).image_side,
                                     base.thumbnail_size, ocr=False)

@@ -69,6 +69,8 @@ def main() -> None:
                         help="git revisions, the first one the reference")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--images", type=int, default=500)
+    parser.add_argument("--name", default="ingest-ab",
+                        help="results go to bench/results/<name>.json")
     args = parser.parse_args()
     revs = [r.strip() for r in args.revs.split(",") if r.strip()]
     folder, _ = build_wallpapers(args.images, 0)
@@ -94,7 +96,7 @@ def main() -> None:
           f"JPEGs ({folder.name}), text encoder none, decoding on threads:\n")
     print(table(["revision", "CPU ms/image (median)", "range", "images/s (median)",
                  f"CPU ÷ {base}, per round (median)"], rows))
-    write_results("ingest-ab", {"command": command_line(), "machine": machine(),
+    write_results(args.name, {"command": command_line(), "machine": machine(),
                                 "revs": revs, "runs": runs})
 
 
