@@ -273,7 +273,8 @@ def ingest_once(folder: Path, settings: Settings, target: Path) -> dict[str, flo
     return {"seconds": seconds, "added": report.added, "images_per_s": report.added / seconds,
             "cpu_ms_per_image": 1000 * cpu / report.added,
             "main_cpu_ms_per_image": 1000 * own / report.added,
-            "worker_cpu_ms_per_image": 1000 * (cpu - own) / report.added}
+            # the two clocks tick apart: with no workers the difference can be -0.0
+            "worker_cpu_ms_per_image": 1000 * max(0.0, cpu - own) / report.added}
 
 
 def own_cpu_s() -> float:
