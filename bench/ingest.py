@@ -322,33 +322,19 @@ def stage_split(folder: Path, settings: Settings, repeats: int, workdir: Path,
         lambda: [thumbnail_bytes(im) for im in small], repeats)
     stages["phash"], _ = timed(lambda: [perceptual_hash(im) for im in small], repeats)
     stages["colours"], _ = timed(lambda: [dominant_colors(im) for im in small], repeats)
-    # as ingest encodes: the workers' input job one image at a time, then the inputs of
-    # each batch together (numpy on one thread)
-    job = image_encoder.image_input_job()
+    # as the decode workers encode: one image at a time, numpy on one thread
+    one = image_encoder.image_vector_job()
     # the thumbnail's pixels, where its shorter side is what the encoder reads
     sources = [sm if min(sm.size) >= shorter else im
                for sm, im in zip(small, images, strict=True)]
-    size = s.ingest_batch_size
 
     def encode_images() -> np.ndarray:
-        if job is None:
+        if one is None:
             return image_encoder.embed_images(sources)
         with one_blas_thread():
-            inputs = [job(im) for im in sources]
-            return np.concatenate([image_encoder.embed_image_inputs(inputs[i:i + size])
-                                   for i in range(0, len(inputs), size)])
+            return np.stack([one(im) for im in sources])
 
     stages["descriptor encode"], image_vectors = timed(encode_images, repeats)
-    if job is not None:
-        # for comparison, not in the image path: each image encoded alone, as the
-        # workers did until 2026-12-07
-        def encode_alone() -> np.ndarray:
-            with one_blas_thread():
-                return np.concatenate([image_encoder.embed_image_inputs([job(im)])
-                                       for im in sources])
-
-        stages["(descriptor encode one image at a time instead)"], _ = timed(
-            encode_alone, repeats)
 
     items = [replace(folder_item(e), width=d.width, height=d.height,
                      content_hash=d.content_hash, phash=perceptual_hash(d.image))

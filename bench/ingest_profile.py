@@ -54,12 +54,11 @@ WORKER_STAGES = {
     "thumbnail JPEG": ("enrich/thumbnails.py", "thumbnail_bytes"),
     "pHash": ("enrich/phash.py", "perceptual_hash"),
     "colours": ("enrich/colors.py", "dominant_colors"),
-    "descriptor input (80x80 pixels)": ("encode/descriptor.py", "prepare_pixels"),
+    "descriptor": ("encode/descriptor.py", "describe_image"),
 }
 MAIN_STAGES = {
     "text encoder (minilm, incl. load)": ("encode/base.py", "embed_texts"),
     "text model load": ("encode/minilm.py", "_open"),
-    "descriptor (the workers' inputs, in batches)": ("encode/base.py", "embed_image_inputs"),
     "catalog + vectors + index (commit)": ("engine/writer.py", "commit"),
     "thumbnail files": ("engine/writer.py", "_write_files"),
     "SQLite upserts": ("store/catalog.py", "upsert_many"),
@@ -91,7 +90,7 @@ def profile_worker(paths: Sequence[Path], settings: Settings) -> tuple[pstats.St
     shorter, longer = decode_target(encoder.image_side, settings.thumbnail_size, ocr=False)
     s = settings
     requests = [DecodeRequest(str(p), str(p), s.max_file_bytes, s.max_pixels, s.min_side,
-                              shorter, longer, image_input=encoder.image_input_job(),
+                              shorter, longer, image_vector=encoder.image_vector_job(),
                               keep_pixels=False) for p in paths]
     profiler = cProfile.Profile(time.thread_time)
     with one_blas_thread():

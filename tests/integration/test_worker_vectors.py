@@ -1,7 +1,6 @@
-"""Image vectors encoded from what the decode worker processes send back are the ones
-this process would compute from the pixels: the same descriptor (within 1e-6), pHash,
-colours and thumbnail for every item, whether decoding runs in worker processes or on
-threads here."""
+"""Image vectors computed in the decode worker processes are the ones this process would
+compute: the same descriptor (within 1e-6), pHash, colours and thumbnail for every item,
+whether decoding runs in worker processes or on threads here."""
 
 from __future__ import annotations
 
@@ -12,10 +11,9 @@ import pytest
 
 import imagegen as gen
 from imgsearch import Engine, Settings
-from imgsearch.encode.descriptor import DescriptorEncoder, prepare_pixels
+from imgsearch.encode.descriptor import DescriptorEncoder, describe_image
 from imgsearch.engine.pipeline import derive_job
 from imgsearch.enrich.thumbnails import shrink_for_thumbnail
-from imgsearch.errors import EncoderError
 from imgsearch.ingest.decode import decode_file
 
 
@@ -61,30 +59,21 @@ def test_worker_vectors_equal_vectors_made_here(folder: Path, tmp_path: Path) ->
         assert fields == other_fields, item_id  # pHash, colours, size, thumbnail bytes
 
 
-def test_the_inputs_encode_to_the_encoders_vectors(folder: Path) -> None:
+def test_describe_image_is_the_encoders_vector(folder: Path) -> None:
     images = [decode_file(path, max_pixels=10**8, min_side=32, max_bytes=10**8,
                           reduce_to=DescriptorEncoder.image_side).image
               for path in sorted(folder.rglob("*.*"))]
-    encoder = DescriptorEncoder()
-    batch = encoder.embed_images(images)
-    inputs = [prepare_pixels(image) for image in images]
-    from_inputs = encoder.embed_image_inputs(inputs)
-    alone = np.concatenate([encoder.embed_image_inputs([x]) for x in inputs])
-    assert batch.shape == from_inputs.shape == alone.shape == (14, encoder.dim)
-    assert np.abs(batch - from_inputs).max() <= 1e-6
+    batch = DescriptorEncoder().embed_images(images)
+    alone = np.stack([describe_image(image) for image in images])
+    assert batch.shape == alone.shape == (14, DescriptorEncoder().dim)
     assert np.abs(batch - alone).max() <= 1e-6
 
 
-def test_inputs_of_another_shape_are_refused() -> None:
-    with pytest.raises(EncoderError, match="80x80 RGB"):
-        DescriptorEncoder().embed_image_inputs([np.zeros((64, 64, 3), np.uint8)])
-
-
-def test_a_worker_sends_the_input_back_not_the_pixels(folder: Path, tmp_path: Path) -> None:
+def test_a_worker_sends_the_vector_back_not_the_pixels(folder: Path, tmp_path: Path) -> None:
     path = str(folder / "large_0.jpg")
     with Engine.open(tmp_path / "c", Settings(text_encoder="none")) as engine:
         request = engine.preparer.request(path, "large_0.jpg")
-        assert request.image_input is prepare_pixels  # decode workers are the default
+        assert request.image_vector is describe_image  # decode workers are the default
         derived = derive_job(request, 512)
         full = decode_file(Path(path), max_pixels=10**8, min_side=32, max_bytes=10**8,
                            reduce_to=request.reduce_to,
@@ -95,18 +84,16 @@ def test_a_worker_sends_the_input_back_not_the_pixels(folder: Path, tmp_path: Pa
     assert (request.reduce_to, request.longer_at_least) == (160, 512)
     assert derived.decoded.image.size == (1, 1)  # the pixels stayed where they were decoded
     assert (derived.decoded.width, derived.decoded.height) == (1200, 900)
-    assert derived.image_input is not None
-    assert derived.image_input.shape == (80, 80, 3)
+    assert derived.image_vector is not None
     # the descriptor reads the thumbnail's pixels (shorter side 384 >= 160)
     small = shrink_for_thumbnail(full.image, 512)
     assert small.size == (512, 384)
     expected = DescriptorEncoder().embed_image(small)
-    vector = DescriptorEncoder().embed_image_inputs([derived.image_input])[0]
-    assert np.abs(vector - expected).max() <= 1e-6
+    assert np.abs(derived.image_vector - expected).max() <= 1e-6
     with Engine.open(tmp_path / "t", Settings(text_encoder="none",
                                               decode_processes=False)) as engine:
         on_threads = engine.preparer.request(path, "large_0.jpg")
-    assert on_threads.image_input is None  # encoded here, in batches, from the pixels
+    assert on_threads.image_vector is None  # encoded here, in batches
     kept = derive_job(on_threads, 512)
-    assert kept.image_input is None
+    assert kept.image_vector is None
     assert kept.decoded.image.size == small.size  # what the batch encoder gets here

@@ -81,7 +81,8 @@ def test_a_repeated_text_is_encoded_once() -> None:
     preparer = Preparer(settings, FakeEncoder(), lambda: text, Fetcher(settings))
     try:
         titles = ["red shoe", "blue hat", "red shoe", "red shoe", ""]
-        ready = [(Item(id=str(i), title=t or None), Image.new("RGB", (1, 1)), None, b"",
+        vector = np.ones(FakeEncoder().dim, np.float32) / np.sqrt(FakeEncoder().dim)
+        ready = [(Item(id=str(i), title=t or None), Image.new("RGB", (1, 1)), vector, b"",
                   None) for i, t in enumerate(titles)]
         prepared = preparer._encode(ready)
     finally:

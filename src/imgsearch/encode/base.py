@@ -12,7 +12,7 @@ import os
 from abc import ABC
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -67,21 +67,11 @@ class Encoder(ABC):  # noqa: B024 -- abstract in spirit: a subclass implements o
         """Embed one text; returns a ``(dim,)`` unit vector."""
         return self.embed_texts([text])[0]
 
-    def image_input_job(self) -> Callable[[Image.Image], NDArray[Any]] | None:
-        """A module-level function a decode worker process runs on an image beside
-        decoding (workers receive it by name), giving the small array this encoder reads
-        of it; ``embed_image_inputs`` encodes a batch of those here. None when the
-        images themselves must come to this process."""
+    def image_vector_job(self) -> Callable[[Image.Image], NDArray[np.float32]] | None:
+        """A module-level function giving one image's unit vector, for a decode worker
+        process to run beside decoding (workers receive it by name); None when images
+        must come to this process (a model loaded here)."""
         return None
-
-    def embed_image_inputs(self, inputs: Sequence[NDArray[Any]]) -> NDArray[np.float32]:
-        """Embed what ``image_input_job`` gave for each image; ``(n, dim)`` unit vectors,
-        the ones ``embed_images`` gives for those images."""
-        self._require("image")
-        return self._run(list(inputs), self._embed_input_batch)
-
-    def _embed_input_batch(self, inputs: Sequence[NDArray[Any]]) -> NDArray[np.float32]:
-        raise EncoderError(f"encoder {self.name!r} has no per-image input job")
 
     def load(self) -> bool:
         """Load the model now rather than on first use; True when this call loaded it

@@ -44,15 +44,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from imgsearch.encode.base import Encoder
+from imgsearch.encode.base import Encoder, l2_normalize
 from imgsearch.encode.blas import one_blas_thread
-from imgsearch.errors import EncoderError
 
 VERSION = 2
 SIDE = 80  # working resolution: enough for layout, edges and texture, cheap to compute
@@ -227,8 +225,7 @@ def _gradients(grey: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[
 def _downsample2(x: NDArray[np.float32]) -> NDArray[np.float32]:
     """(n, S, S, ...) -> (n, S/2, S/2, ...): the mean of each 2x2 block."""
     # four strided slices, several times faster than a mean over reshaped axes
-    total = x[:, 0::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 0::2] + x[:, 1::2, 1::2]
-    return total * np.float32(0.25)
+    return (x[:, 0::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 0::2] + x[:, 1::2, 1::2]) * np.float32(0.25)
 
 
 def _orientation_maps(grey: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -348,14 +345,17 @@ def describe_batch(rgb8: NDArray[np.uint8]) -> NDArray[np.float32]:
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-def prepare_pixels(image: Image.Image) -> NDArray[np.uint8]:
-    """(SIDE, SIDE, 3) uint8: the pixels the descriptor reads of ``image``. A decode
-    worker process runs this (``Encoder.image_input_job``), sending back 19 KB rather
-    than the image; ``DescriptorEncoder.embed_image_inputs`` describes them in batches."""
+def _prepare(image: Image.Image) -> NDArray[np.uint8]:
     if image.mode != "RGB":
         image = image.convert("RGB")
     small = image.resize((SIDE, SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(small, dtype=np.uint8)
+
+
+def describe_image(image: Image.Image) -> NDArray[np.float32]:
+    """One image's unit descriptor: what ``DescriptorEncoder`` gives for it, computed
+    alone (a decode worker process runs it, see ``Encoder.image_vector_job``)."""
+    return l2_normalize(describe_batch(_prepare(image)[None]))[0]
 
 
 @functools.cache  # on first use: a text query on an image collection never needs them
@@ -380,20 +380,14 @@ class DescriptorEncoder(Encoder):
         self.dim = sum(SIZES.values())
 
     def _embed_image_batch(self, images: Sequence[Image.Image]) -> NDArray[np.float32]:
-        return self._embed_input_batch([prepare_pixels(im) for im in images])
-
-    def _embed_input_batch(self, inputs: Sequence[NDArray[Any]]) -> NDArray[np.float32]:
-        batch = np.stack([np.asarray(x, dtype=np.uint8) for x in inputs])
-        if batch.shape[1:] != (SIDE, SIDE, 3):
-            raise EncoderError(f"descriptor inputs are {SIDE}x{SIDE} RGB pixels "
-                               f"(prepare_pixels), got shape {batch.shape[1:]}")
+        batch = np.stack([_prepare(im) for im in images])
         if len(batch) > _SMALL_BATCH:
             return describe_batch(batch)
         with one_blas_thread():
             return describe_batch(batch)
 
-    def image_input_job(self) -> Callable[[Image.Image], NDArray[Any]]:
-        return prepare_pixels
+    def image_vector_job(self) -> Callable[[Image.Image], NDArray[np.float32]]:
+        return describe_image
 
 
 # A query's few images are described with one BLAS thread (``encode.blas``); ingest's

@@ -5,12 +5,11 @@ encode stages together. Decoding and the pixel-derived fields (pHash, colours,
 thumbnail) run in worker processes (``ingest.workers``: a decode that passes
 ``decode_timeout_s`` is stopped by killing its worker, and two cores decode in
 parallel where threads would share one interpreter lock), or on a thread pool in this
-process when ``decode_processes`` is off. An image encoder with a per-image input job
-(``Encoder.image_input_job``: the weight-free descriptor's 80x80 pixels) has the worker
-run it too, and then only that small array comes back, not the decoded pixels (unless
-OCR reads them here); the inputs of a batch are encoded together in this process
-(``Encoder.embed_image_inputs``), as other encoders encode whole batches of images.
-``prepare_ahead`` decodes the next batch while this one is encoded and written.
+process when ``decode_processes`` is off. An image encoder that can run beside decoding
+(``Encoder.image_vector_job``: the weight-free descriptor) runs in the worker too, and
+then only the vector comes back, not the decoded pixels (unless OCR reads them here);
+other encoders see whole batches, in this process. ``prepare_ahead`` decodes the next
+batch while this one is encoded and written.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,10 +41,10 @@ from imgsearch.store.files import original_relpath
 from imgsearch.types import ImageInput, IngestFailure, Item
 
 _OCR_SIDE = 1200  # shorter side of the decode OCR reads (its longer side up to twice)
-# an item with its derived fields, its decoded image, the image encoder's input when a
-# worker made it, its thumbnail and the original bytes to keep
-_Enriched = tuple[Item, Image.Image, NDArray[Any] | None, bytes, bytes | None]
-# what stands for the pixels that stay in a worker (their input came back instead)
+# an item with its derived fields, its decoded image, its image vector when a worker
+# computed it, its thumbnail and the original bytes to keep
+_Enriched = tuple[Item, Image.Image, NDArray[np.float32] | None, bytes, bytes | None]
+# what stands for the pixels that stay in a worker (their vector came back instead)
 _PIXELS_LEFT_IN_WORKER = Image.new("RGB", (1, 1))
 _T = TypeVar("_T")
 _Batch = Sequence[tuple[Item, ImageInput | None]]
@@ -76,9 +75,9 @@ class DecodeRequest:
     min_side: int
     reduce_to: int
     longer_at_least: int = 0  # a query image: its local features need this longer side
-    # for derive_job: the image encoder's per-image function (Encoder.image_input_job),
+    # for derive_job: the image encoder's per-image function (Encoder.image_vector_job),
     # and whether the caller needs the decoded pixels back even so (OCR reads them)
-    image_input: Callable[[Image.Image], NDArray[Any]] | None = None
+    image_vector: Callable[[Image.Image], NDArray[np.float32]] | None = None
     keep_pixels: bool = True
 
 
@@ -86,14 +85,14 @@ class DecodeRequest:
 class Derived:
     """A decoded image and what is computed from its pixels alone.
 
-    With ``image_input`` set, ``decoded.image`` is a 1x1 stand-in unless the request
-    asked to keep the pixels: sending a megapixel image back costs more than the input."""
+    With ``image_vector`` set, ``decoded.image`` is a 1x1 stand-in unless the request
+    asked to keep the pixels: sending a megapixel image back costs more than the vector."""
 
     decoded: DecodedImage
     phash: int
     colors: tuple[str, ...]
     thumbnail: bytes
-    image_input: NDArray[Any] | None = None  # what request.image_input gave
+    image_vector: NDArray[np.float32] | None = None
 
 
 def decode_job(request: DecodeRequest) -> DecodedImage:
@@ -120,12 +119,12 @@ def derive_job(request: DecodeRequest, thumbnail_size: int) -> Derived:
     small = shrink_for_thumbnail(decoded.image, thumbnail_size)
     if not request.keep_pixels and min(small.size) >= request.reduce_to:
         decoded = replace(decoded, image=small)
-    image_input = None if request.image_input is None else request.image_input(decoded.image)
-    if image_input is not None and not request.keep_pixels:
+    vector = None if request.image_vector is None else request.image_vector(decoded.image)
+    if vector is not None and not request.keep_pixels:
         decoded = replace(decoded, image=_PIXELS_LEFT_IN_WORKER)
     return Derived(decoded, perceptual_hash(small),
                    tuple(c.name for c in dominant_colors(small)),
-                   thumbnail_bytes(small), image_input)
+                   thumbnail_bytes(small), vector)
 
 
 def decode_target(image_side: int, thumbnail_size: int, ocr: bool) -> tuple[int, int]:
@@ -221,15 +220,15 @@ class Preparer:
             reduce_to = self.image_encoder.image_side
         else:
             reduce_to, longer_at_least = self.reduce_to
-        # The image encoder's input is made where the image is decoded when that is a
-        # worker process (two cores work on it, and only the small input comes back);
-        # on threads here, the batch encoder reads the pixels.
+        # The image vector is computed where the image is decoded when that is a worker
+        # process (two cores work on it, and only the vector comes back); on threads
+        # here, batches encode faster.
         in_worker = self.settings.decode_processes and not isinstance(value, Image.Image)
-        image_input = self.image_encoder.image_input_job() if in_worker else None
+        image_vector = self.image_encoder.image_vector_job() if in_worker else None
 
         def of(payload: bytes | str, max_bytes: int) -> DecodeRequest:
             return DecodeRequest(payload, source, max_bytes, s.max_pixels, s.min_side,
-                                 reduce_to, longer_at_least, image_input=image_input,
+                                 reduce_to, longer_at_least, image_vector=image_vector,
                                  keep_pixels=self.ocr is not None)
 
         if isinstance(value, Image.Image):
@@ -284,7 +283,7 @@ class Preparer:
                                                                 decoded.format),
             **photo_fields(item, decoded.facts,
                            self.ocr.read(decoded.image) if self.ocr else None))
-        return enriched, decoded.image, derived.image_input, derived.thumbnail, kept
+        return enriched, decoded.image, derived.image_vector, derived.thumbnail, kept
 
     def _original(self, item: Item, value: ImageInput | None) -> bytes | None:
         """The bytes to keep: those of an upload with no path or URL to read them again
@@ -382,18 +381,12 @@ class Preparer:
 
 
     def _image_vectors(self, ready: list[_Enriched]) -> list[NDArray[np.float32]]:
-        """The batch's vectors: from the inputs the workers made, and from the pixels of
-        the others, each kind encoded as one batch."""
-        inputs = {i: entry[2] for i, entry in enumerate(ready) if entry[2] is not None}
-        pixels = [i for i, entry in enumerate(ready) if entry[2] is None]
-        vectors: dict[int, NDArray[np.float32]] = {}
-        if inputs:
-            encoded = self.image_encoder.embed_image_inputs(list(inputs.values()))
-            vectors.update(zip(inputs, encoded, strict=True))
-        if pixels:
-            encoded = self.image_encoder.embed_images([ready[i][1] for i in pixels])
-            vectors.update(zip(pixels, encoded, strict=True))
-        return [vectors[i] for i in range(len(ready))]
+        """The workers' vectors, and the others encoded here as one batch."""
+        missing = [i for i, entry in enumerate(ready) if entry[2] is None]
+        encoded = iter(self.image_encoder.embed_images([ready[i][1] for i in missing])
+                       if missing else ())
+        return [vector if vector is not None else next(encoded)
+                for _, _, vector, _, _ in ready]
 
 
 def _png(image: Image.Image) -> bytes:
