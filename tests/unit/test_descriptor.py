@@ -44,10 +44,10 @@ def test_deterministic_and_independent_of_batching(encoder: Encoder) -> None:
     np.testing.assert_allclose(encoder.embed_images(images), together, atol=0)
 
 
-def test_a_query_is_described_with_one_blas_thread_and_the_setting_is_put_back(
+def test_images_are_described_with_one_blas_thread_and_the_setting_is_put_back(
         encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Small batches (a query's images) run with one BLAS thread; the process's own
-    setting is back afterwards, also when several callers overlap."""
+    """A query's image and a batch of 64 alike run with one BLAS thread; the process's
+    own setting is back afterwards, also when several callers overlap."""
     from imgsearch.encode import descriptor
     from imgsearch.encode.blas import blas_threads, one_blas_thread
 
@@ -63,9 +63,9 @@ def test_a_query_is_described_with_one_blas_thread_and_the_setting_is_put_back(
     with one_blas_thread():
         encoder.embed_image(picture(1))  # nested: the outer caller keeps it at one
         assert blas_threads() == [1] * len(before)
-    encoder.embed_images([picture(seed) for seed in range(descriptor._SMALL_BATCH + 1)])
-    assert seen[0] == [1] * len(before)
-    assert seen[1] == before  # a large batch keeps the process's threads
+    assert blas_threads() == before
+    encoder.embed_images([picture(seed % 7) for seed in range(64)])
+    assert seen == [[1] * len(before)] * 2
     assert blas_threads() == before
 
 

@@ -225,7 +225,8 @@ def _gradients(grey: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[
 def _downsample2(x: NDArray[np.float32]) -> NDArray[np.float32]:
     """(n, S, S, ...) -> (n, S/2, S/2, ...): the mean of each 2x2 block."""
     # four strided slices, several times faster than a mean over reshaped axes
-    return (x[:, 0::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 0::2] + x[:, 1::2, 1::2]) * np.float32(0.25)
+    total = x[:, 0::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 0::2] + x[:, 1::2, 1::2]
+    return total * np.float32(0.25)
 
 
 def _orientation_maps(grey: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -381,8 +382,9 @@ class DescriptorEncoder(Encoder):
 
     def _embed_image_batch(self, images: Sequence[Image.Image]) -> NDArray[np.float32]:
         batch = np.stack([_prepare(im) for im in images])
-        if len(batch) > _SMALL_BATCH:
-            return describe_batch(batch)
+        # One BLAS thread whatever the batch: the products are small, and a second
+        # thread only waited on the first (twice the CPU per image in batches of 64,
+        # beside busy decode threads; ``bench/ingest_ab.py``).
         with one_blas_thread():
             return describe_batch(batch)
 
@@ -390,9 +392,6 @@ class DescriptorEncoder(Encoder):
         return describe_image
 
 
-# A query's few images are described with one BLAS thread (``encode.blas``); ingest's
-# batches of 64 keep the process's threads.
-_SMALL_BATCH = 4
 
 
 DIM = sum(SIZES.values())
