@@ -392,6 +392,4 @@ class DescriptorEncoder(Encoder):
         return describe_image
 
 
-
-
 DIM = sum(SIZES.values())
