@@ -207,19 +207,23 @@ def _colour_maps(rgb: NDArray[np.float32]) -> NDArray[np.float32]:
 
 def _gradients(grey: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Central-difference gradients with replicated borders: magnitude and angle in [0, 1)."""
-    # the differences a one-pixel edge padding gives, written without padding a copy
-    gx = np.empty_like(grey)
-    gy = np.empty_like(grey)
-    np.subtract(grey[:, :, 2:], grey[:, :, :-2], out=gx[:, :, 1:-1])
-    np.subtract(grey[:, :, 1], grey[:, :, 0], out=gx[:, :, 0])
-    np.subtract(grey[:, :, -1], grey[:, :, -2], out=gx[:, :, -1])
-    np.subtract(grey[:, 2:, :], grey[:, :-2, :], out=gy[:, 1:-1, :])
-    np.subtract(grey[:, 1, :], grey[:, 0, :], out=gy[:, 0, :])
-    np.subtract(grey[:, -1, :], grey[:, -2, :], out=gy[:, -1, :])
+    gx = _replicated_difference(grey, axis=2)
+    gy = _replicated_difference(grey, axis=1)
     mag = np.sqrt(gx * gx + gy * gy)
     # Unsigned orientation: an edge and its reverse (dark-to-light or light-to-dark) agree.
     angle = (np.arctan2(gy, gx) / np.pi) % 1.0
     return mag.astype(np.float32), angle.astype(np.float32)
+
+
+def _replicated_difference(x: NDArray[np.float32], axis: int) -> NDArray[np.float32]:
+    """x[i + 1] - x[i - 1] along ``axis``, the border values replicated: what a one-pixel
+    edge padding gives, without padding a copy."""
+    out = np.empty_like(x)
+    a, o = np.moveaxis(x, axis, -1), np.moveaxis(out, axis, -1)
+    np.subtract(a[..., 2:], a[..., :-2], out=o[..., 1:-1])
+    np.subtract(a[..., 1], a[..., 0], out=o[..., 0])
+    np.subtract(a[..., -1], a[..., -2], out=o[..., -1])
+    return out
 
 
 def _downsample2(x: NDArray[np.float32]) -> NDArray[np.float32]:

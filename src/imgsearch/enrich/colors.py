@@ -246,16 +246,18 @@ def _reached_from_border(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
         reached[edge] = mask[edge]
     row_runs, row_count = _runs(mask)
     column_runs, column_count = _runs(mask.T)
+    size = int(reached.sum())
     while True:
-        before = int(reached.sum())
         for runs, count, view in ((row_runs, row_count, reached),
                                   (column_runs, column_count, reached.T)):
             touched = np.zeros(count + 1, dtype=bool)
             touched[runs[view]] = True
             touched[0] = False  # pixels outside the mask
             view |= touched[runs]
-        if int(reached.sum()) == before:
+        grown = int(reached.sum())
+        if grown == size:
             return reached
+        size = grown
 
 
 def _runs(mask: NDArray[np.bool_]) -> tuple[NDArray[np.intp], int]:
