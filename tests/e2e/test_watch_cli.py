@@ -3,6 +3,7 @@ folder, a real watcher. Waits poll for an outcome with a generous limit."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -19,7 +20,10 @@ import imagegen as gen
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
 
-ENV = dict(os.environ, IMGSEARCH_IMAGE_ENCODER="descriptor", IMGSEARCH_TEXT_ENCODER="none")
+# faulthandler: a process that will not stop is sent SIGABRT, and prints where each of
+# its threads stands (see ``exit_code``)
+ENV = dict(os.environ, IMGSEARCH_IMAGE_ENCODER="descriptor", IMGSEARCH_TEXT_ENCODER="none",
+           PYTHONFAULTHANDLER="1")
 SETTINGS = Settings(image_encoder="descriptor", text_encoder="none")
 LIMIT_S = 60.0
 
@@ -49,6 +53,20 @@ class Lines:
         return any(text in line for line in self.lines)
 
 
+def exit_code(proc: subprocess.Popen[bytes], err: Lines, limit_s: float = LIMIT_S) -> int:
+    """The process's exit status once it ends; if it has not within ``limit_s``, the
+    test fails with what it wrote, its threads' tracebacks included."""
+    try:
+        return proc.wait(limit_s)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        time.sleep(0.5)  # the reading thread takes the last lines
+        raise AssertionError(f"still running {limit_s:g} s later:\n" + "\n".join(err.lines)
+                             ) from None
+
+
 def _ids(collection: Path) -> set[str]:
     with Engine.open(collection, SETTINGS, readonly=True) as engine:
         return {item.id for item in engine.catalog.iter_items()}
@@ -76,7 +94,7 @@ def test_watch_command_mirrors_the_folder_and_reports_failures(tmp_path: Path) -
         (photos / "first.jpg").unlink()
         assert wait_for(lambda: _ids(collection) == {"holiday/second.png"})
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 0
+        assert exit_code(proc, err) == 0
         assert wait_for(lambda: err.has("stopped watching"), 10), err.lines
     finally:
         if proc.poll() is None:
