@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -53,6 +53,19 @@ class Lines:
         return any(text in line for line in self.lines)
 
 
+@contextlib.contextmanager
+def sigint_caught() -> Iterator[None]:
+    """A child started within gets SIGINT's default action, as from a terminal: a shell
+    without job control starts a background job (`make test &`) with SIGINT ignored,
+    and an ignored signal stays ignored across exec (Python then never raises
+    KeyboardInterrupt), while a caught one goes back to its default."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def exit_code(proc: subprocess.Popen[bytes], err: Lines, limit_s: float = LIMIT_S) -> int:
     """The process's exit status once it ends; if it has not within ``limit_s``, the
     test fails with what it wrote, its threads' tracebacks included."""
@@ -75,9 +88,10 @@ def _ids(collection: Path) -> set[str]:
 def test_watch_command_mirrors_the_folder_and_reports_failures(tmp_path: Path) -> None:
     photos, collection = tmp_path / "photos", tmp_path / "collection"
     gen.write_image(photos / "first.jpg", 1)
-    proc = subprocess.Popen([sys.executable, "-m", "imgsearch.cli", "watch", str(photos),
-                             "-c", str(collection)], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with sigint_caught():  # Ctrl-C below, as at a terminal
+        proc = subprocess.Popen([sys.executable, "-m", "imgsearch.cli", "watch", str(photos),
+                                 "-c", str(collection)], env=ENV,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     err = Lines(proc.stderr)
     try:
         assert wait_for(lambda: err.has("watching") or proc.poll() is not None), err.lines
