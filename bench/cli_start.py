@@ -2,7 +2,10 @@
 10k collection, each in a fresh process, timed by hyperfine (Debian's `hyperfine`).
 
 Every command runs in a new Python process (page cache warm: the model files and the
-collection were read by the warm-up runs, as on a machine where they were used before).
+collection were read by the warm-up runs, as on a machine where they were used before;
+the ``src`` trees byte-compiled first, as pip compiles an installed package: where
+PYTHONDONTWRITEBYTECODE is set, an editable checkout would otherwise compile each module
+it imports on every start, about 0.15 s of a search here).
 Peers in the same hyperfine run: `python -c pass` (the interpreter alone) and, with
 ``--baseline-src``, the same commands on another checkout's ``src`` (e.g. the previous
 code on main), each on its own copy of the collection. Also the same search with the
@@ -21,6 +24,7 @@ runs one after the other.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -62,6 +66,24 @@ def query_image(directory: Path) -> Path:
     from imagegen import write_image
 
     return write_image(directory / "query.jpg", 7, (640, 480))
+
+
+def query_name(image: Path) -> str:
+    """What the query image is, for the table's caption."""
+    from PIL import Image
+
+    with Image.open(image) as im:
+        size = f"{im.width}×{im.height} JPEG"
+    if image.is_relative_to(BACKGROUNDS):
+        return f"{image.name} from {BACKGROUNDS}, a {size}"
+    return f"a generated {size} (no JPEG under {BACKGROUNDS})"
+
+
+def byte_compile(*sources: Path) -> None:
+    """Write the bytecode caches of each ``src`` tree (see the module docstring)."""
+    for src in sources:
+        if not compileall.compile_dir(str(src), quiet=1):
+            raise SystemExit(f"cannot byte-compile {src}")
 
 
 def commands(python: str, collection: dict[str, Path], image: Path, baseline: bool,
@@ -162,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
                 log.unlink()
             os.environ["BASELINE_SRC"] = str(args.baseline_src.resolve())
         image = query_image(work)
+        query_caption = query_name(image)
+        byte_compile(SRC, *([args.baseline_src] if args.baseline_src is not None else []))
         cmds = commands(sys.executable, collection, image, args.baseline_src is not None,
                         torch=not args.skip_torch)
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -186,14 +210,14 @@ def main(argv: list[str] | None = None) -> None:
         base = results.get(BASELINE_OF.get(row[0], ""))
         row.append(row[3] / base["cpu_mean_s"] if base else "-")
     print(f"\nCold start of the command line, {args.n:,}-item collection (descriptor + "
-          f"minilm), each command a fresh process, page cache warm; hyperfine median of "
+          f"minilm), each command a fresh process, page cache warm, bytecode compiled "
+          f"beforehand; hyperfine median of "
           f"{args.runs} runs after {args.warmup} warm-up runs. cpu s = user + system time "
           f"(mean), which the other jobs on the shared machine disturb less than the "
           f"wall time. × pass = median ÷ the median of `python -c pass` in the same run, "
           f"× help the same for `imgsearch --help`; cpu ÷ base = this code's cpu s ÷ "
           f"the baseline's for the same command (with --baseline-src). "
-          f"Text query {TEXT!r}; image query a 640×480 JPEG or larger (first "
-          f"gnome-backgrounds JPEG).")
+          f"Text query {TEXT!r}; image query {query_caption}.")
     print(table(["command", "median s", "min s", "cpu s", "× pass", "× help", "cpu ÷ base"],
                 rows))
     if turns:
