@@ -6,7 +6,9 @@ image's descriptor, a few hundred candidates' scores): on a busy machine the spi
 threads take the cores the query needs. On the shared 2-core machine (load 11) one 640
 x 400 image took 19-24 ms to describe (median of 40) with OpenBLAS's two threads and
 1.9 ms with one; right after another product had woken the threads, 31 ms
-(bench/copydetect.py; BENCHMARKS.md, copy detection).
+(bench/copydetect.py; BENCHMARKS.md, copy detection). The descriptor's batches of 64
+(ingest on threads, ``imgsearch encode``) take it too: beside busy decode threads the
+second thread only waited on the first (``bench/ingest_ab.py``; BENCHMARKS.md, Ingest).
 
 The thread count is the process's, not the calling thread's: the first caller in sets
 one thread, the last one out puts back what was there, so that overlapping callers
