@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 
 from imgsearch.config import COLLECTION_CONFIG, Settings, layered, user_config_path
@@ -50,8 +49,16 @@ from imgsearch.types import (
 if TYPE_CHECKING:  # the engine (faiss, numpy, models) loads only for a command that needs it
     from imgsearch.engine import Engine
 
-app = typer.Typer(add_completion=True, no_args_is_help=True,
+# Help and usage errors in click's plain layout: typer's rich panels load rich and
+# markdown-it, which doubled the time `imgsearch --help` took (BENCHMARKS.md).
+_PLAIN: dict[str, Any] = {"rich_markup_mode": None, "pretty_exceptions_enable": False}
+app = typer.Typer(add_completion=True, no_args_is_help=True, **_PLAIN,
                   help="Find images by image, text, both, several examples or item.")
+# The errors click reports itself (usage, --help's exit), from the classes typer exports:
+# typer 0.26 carries its own copy of click, earlier ones use the click package.
+_CLICK_ERRORS: tuple[type[BaseException], ...] = (
+    typer.Exit, typer.Abort,
+    next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"))
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_COLLECTION, EXIT_MODEL, EXIT_ERROR = (
     0, 1, 2, 3, 4, 5, 6)
@@ -119,7 +126,7 @@ def _errors() -> Iterator[None]:
     except KeyboardInterrupt:
         typer.echo("interrupted; everything reported as committed is kept", err=True)
         raise typer.Exit(130) from None
-    except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+    except _CLICK_ERRORS:
         raise
     except Exception as exc:
         fault = storage_fault(exc)
@@ -1166,7 +1173,7 @@ def _serve_collection(option: Path | None, positional: Path | None) -> Path:
     return collection
 
 
-keys_app = typer.Typer(no_args_is_help=True, help="API keys for the HTTP server: "
+keys_app = typer.Typer(no_args_is_help=True, **_PLAIN, help="API keys for the HTTP server: "
                        "create, list, revoke. Only hashes are stored.")
 app.add_typer(keys_app, name="keys")
 KeysFileOpt = Annotated[Path | None, typer.Option(

@@ -16,7 +16,8 @@ import imagegen as gen
 
 # (typer itself loads pydantic to read a command's options: not ours to leave out)
 HEAVY = ("torch", "transformers", "sentence_transformers", "faiss", "cv2", "fastapi",
-         "uvicorn", "scipy", "httpx", "onnxruntime", "numpy", "PIL")
+         "uvicorn", "scipy", "httpx", "onnxruntime", "numpy", "PIL",
+         "rich", "markdown_it")  # help is click's plain layout, not typer's rich panels
 # a text query needs numpy, faiss and the text model's runtime; nothing else heavy
 # (numpy.ma: numpy's first np.unique imports it, ~10 ms of a cold start)
 NOT_FOR_TEXT = ("torch", "transformers", "sentence_transformers", "cv2", "fastapi",
