@@ -120,3 +120,32 @@ def test_warming_a_reader_reads_every_index_file_ahead_of_the_first_search(
         reader.warm()
         assert all(_read(space) for space in reader.spaces.values())
         assert _image_answer(reader, 2) == image_before
+
+
+def test_a_reader_answers_the_same_before_and_after_it_makes_its_tables(
+        tmp_path: Path) -> None:
+    # A reader's first few reads of vectors and hashes ask SQLite for the rows they need
+    # (a one-shot command exits before more); a reader that keeps reading makes a table
+    # of them all once. Every read gives the same answer either way, in the order asked,
+    # with repeated keys repeated and unknown ones left out.
+    collection = tmp_path / "c"
+    with Engine.open(collection, SETTINGS) as writer:
+        _fill(writer, 0, 8)
+        writer.save()
+        keys = np.array([writer.catalog.key_of(f"i{k}") for k in (5, 2, 2, 7, 1)] + [-3, 10**6],
+                        np.int64)
+        eager = {name: space.vectors_of_keys(keys) for name, space in writer.spaces.items()}
+        eager_hashes = writer.catalog.phashes_of(keys)
+        text_before = _text_answer(writer)
+    assert len(eager["image"][0]) == 5 and eager["image"][0][1] == eager["image"][0][2]
+    with Engine.open(collection, SETTINGS, readonly=True) as reader:
+        reader.spaces["text"].load()  # one space read, one still deferred
+        for _ in range(40):
+            for name, space in reader.spaces.items():
+                found, vectors = space.vectors_of_keys(keys)
+                np.testing.assert_array_equal(found, eager[name][0])
+                np.testing.assert_array_equal(vectors, eager[name][1])
+            hashes, present = reader.catalog.phashes_of(keys)
+            np.testing.assert_array_equal(hashes, eager_hashes[0])
+            np.testing.assert_array_equal(present, eager_hashes[1])
+            assert _text_answer(reader) == text_before

@@ -540,6 +540,10 @@ class SpaceIndex:
         whose open is deferred answers without reading its index file (a text query's
         smoothing in the image space reads only stored vectors)."""
         keys = np.asarray(keys, dtype=np.int64)
+        if self._deferred is not None:  # a few keys: their rows, not every key's
+            few = self.catalog.vectors_of_keys(self.space.name, keys, self.space.dim)
+            if few is not None:
+                return few
         vid_key, key_vid = self._tables()
         inside = keys[(keys >= 0) & (keys < len(key_vid))]
         vids = key_vid[inside]
