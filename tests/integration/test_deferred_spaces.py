@@ -149,3 +149,23 @@ def test_a_reader_answers_the_same_before_and_after_it_makes_its_tables(
             np.testing.assert_array_equal(hashes, eager_hashes[0])
             np.testing.assert_array_equal(present, eager_hashes[1])
             assert _text_answer(reader) == text_before
+
+
+def test_a_reader_follows_writes_made_before_it_read_its_key_tables(tmp_path: Path) -> None:
+    # An open reads the index file but leaves the key <-> vid tables to first use; when
+    # they are read, another process's deletes are already gone from them, and still
+    # leave the index.
+    collection = tmp_path / "c"
+    with Engine.open(collection, SETTINGS) as writer:
+        _fill(writer, 0, 6)
+        writer.save()
+        _fill(writer, 6, 1)  # the file is behind the journal: the reader reads it at open
+        with Engine.open(collection, SETTINGS, readonly=True) as reader:
+            assert all(_read(space) for space in reader.spaces.values())
+            writer.delete("i2")
+            _fill(writer, 7, 2)
+            assert "i2" not in {h for h, _ in _image_answer(reader, 2)}
+            assert _image_answer(reader, 8)[0][0] == "i8"
+            assert len(reader.spaces["image"]) == len(writer.spaces["image"]) == 8
+            assert len(reader.spaces["text"]) == len(writer.spaces["text"]) == 8
+            assert _text_answer(reader) == _text_answer(writer)

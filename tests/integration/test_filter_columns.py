@@ -58,8 +58,9 @@ def test_columns_answer_filters_as_sql_does_through_writes(tmp_path):
         for i in range(300):
             columns.upsert(conn, random_item(rng, f"i{i}"), {})
     assert columns.columns is not None
-    columns.filter_keys(Filters(price_max=50.0))  # SQL answers while the columns are read
-    wait_until(lambda: columns.columns is not None and columns.columns.ready)
+    columns.filter_keys(Filters(price_max=50.0))  # SQL answers before the columns are read
+    columns.warm()  # a server's reader: the columns are read now
+    assert columns.columns.ready
     for _ in range(6):
         for _ in range(25):
             filters = random_filters(rng)
@@ -83,6 +84,7 @@ def test_a_write_by_another_process_is_seen_after_forget_cached(tmp_path):
         writer.upsert(conn, Item(id="a", category="shoes", price=10.0), {})
     cheap = Filters(price_max=20.0)
     assert reader.filter_keys(cheap).size == 1
+    reader.warm(wait=False)  # a server's reader: the columns are read on a thread
     wait_until(lambda: reader.columns is not None and reader.columns.ready)
     assert reader.filter_keys(cheap).size == 1  # now from the columns
     with writer.transaction() as conn:

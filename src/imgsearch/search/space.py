@@ -141,6 +141,10 @@ class SpaceIndex:
         self.saved_seq = -1
         self.vid_key = np.full(1024, -1, dtype=np.int64)
         self.key_vid = np.full(1024, -1, dtype=np.int64)
+        # Whether the key <-> vid tables are still to be read from the catalog (an open
+        # reads them at first use: a one-shot search maps its few hits' vids by SQL).
+        self._mapping_due = False
+        self._mapping_lock = threading.Lock()
         self._vids_memo: IdentityMemo[NDArray[np.int64]] = IdentityMemo()
         self._slots_memo: IdentityMemo[NDArray[np.int64]] = IdentityMemo()
         # (version, key -> index slot): see slots_of
@@ -148,11 +152,14 @@ class SpaceIndex:
         # (the index they describe, its capabilities): asked on every query
         self._capabilities: tuple[VectorIndex, Capabilities] | None = None
 
-    # The key <-> vid tables: an open deferred to first use is done by the first look.
+    # The key <-> vid tables: an open deferred to first use is done by the first look,
+    # and the tables an open left to first use are read then.
     @property
     def vid_key(self) -> NDArray[np.int64]:
         if self._deferred is not None:
             self._open_now()
+        if self._mapping_due:
+            self._read_mapping()
         return self._vid_key
 
     @vid_key.setter
@@ -163,6 +170,8 @@ class SpaceIndex:
     def key_vid(self) -> NDArray[np.int64]:
         if self._deferred is not None:
             self._open_now()
+        if self._mapping_due:
+            self._read_mapping()
         return self._key_vid
 
     @key_vid.setter
@@ -200,9 +209,12 @@ class SpaceIndex:
         return self, OpenReport(True, None, 0)
 
     def load(self) -> None:
-        """Do now an open put off by ``open_deferred``; nothing when the space is open."""
+        """Do now an open put off by ``open_deferred``, and read the key <-> vid tables an
+        open left to first use (``Engine.warm``: a server's first search finds them)."""
         if self._deferred is not None:
             self._open_now()
+        if self._mapping_due:
+            self._read_mapping()
 
     def _open_now(self) -> VectorIndex:
         """Do the open ``open_deferred`` put off (once, whichever thread asks first)."""
@@ -213,6 +225,7 @@ class SpaceIndex:
                 self.index = opened.index
                 self.applied_seq, self.saved_seq = opened.applied_seq, opened.saved_seq
                 self._vid_key, self._key_vid = opened._vid_key, opened._key_vid
+                self._mapping_due = opened._mapping_due
                 self._deferred = None
                 self._catalog_tables = None
         return self.index
@@ -242,14 +255,15 @@ class SpaceIndex:
                 reason = f"index file unreadable ({exc})"
         if index is None:
             self = cls.rebuild(space, catalog, path, settings)
-            self._load_mapping()
+            self._mapping_due = True
             return self, OpenReport(False, reason, 0)
         self = cls(space, index, catalog, path, settings, seq)
         self.saved_seq = seq
         replayed = self.replay()
-        # after the replay: a vector another process adds meanwhile then has its key here
-        # (follow() adds the vector itself later)
-        self._load_mapping()
+        # read after the replay, at first use: a vector another process adds meanwhile
+        # then has its key here (follow() adds the vector itself later), and one it
+        # removes has none (follow() removes it from the index)
+        self._mapping_due = True
         return self, OpenReport(True, None, replayed)
 
     @classmethod
@@ -293,12 +307,18 @@ class SpaceIndex:
             faiss.omp_set_num_threads(threads)
         return cls(space, index, catalog, path, settings, head)
 
-    def _load_mapping(self) -> None:
-        keys, vids = self.catalog.key_vid_pairs(self.space.name)
-        self.vid_key = _grow(self.vid_key, int(vids.max(initial=0)) + 1)
-        self.key_vid = _grow(self.key_vid, int(keys.max(initial=0)) + 1)
-        self.vid_key[vids] = keys
-        self.key_vid[keys] = vids
+    def _read_mapping(self) -> None:
+        """Read the key <-> vid tables an open left to first use (once)."""
+        with self._mapping_lock:
+            if not self._mapping_due:
+                return
+            keys, vids = self.catalog.key_vid_pairs(self.space.name)
+            vid_key = _grow(self._vid_key, int(vids.max(initial=0)) + 1)
+            key_vid = _grow(self._key_vid, int(keys.max(initial=0)) + 1)
+            vid_key[vids] = keys
+            key_vid[keys] = vids
+            self._vid_key, self._key_vid = vid_key, key_vid
+            self._mapping_due = False
 
     def replay(self) -> int:
         """Apply journal entries written after the index was saved."""
@@ -334,10 +354,20 @@ class SpaceIndex:
             # the journal is shared by the spaces: others' entries move this one on too
             self.applied_seq = max(self.applied_seq, head)
             return 0
+        # tables read only now are the catalog's as it stands: the vids removed since
+        # are not in them, and leave the index by their vids alone
+        unread = self._mapping_due
         removed: dict[int, int] = {}
+        gone: list[int] = []
         for e in entries:
-            if e.op == "remove" and e.vid < len(self.vid_key) and self.vid_key[e.vid] >= 0:
+            if e.op != "remove":
+                continue
+            if e.vid < len(self.vid_key) and self.vid_key[e.vid] >= 0:
                 removed[e.vid] = int(self.vid_key[e.vid])
+            elif unread and self.index.contains(e.vid):
+                gone.append(e.vid)
+        if gone:
+            self.index.remove(np.asarray(gone, dtype=np.int64))
         adds = [e.vid for e in entries if e.op == "add"]
         # a vid added then removed within the span has no stored vector left
         vids, keys, vectors = self.catalog.vectors_with_keys(adds, self.space.dim)
@@ -516,6 +546,10 @@ class SpaceIndex:
     def keys_of(self, vids: NDArray[np.int64]) -> NDArray[np.int64]:
         """The item key of each vector id; -1 for ids the index did not fill (-1) or
         does not know."""
+        if self._mapping_due:  # a few hits of a one-shot search: their rows, not all
+            few = self.catalog.keys_of_vids(self.space.name, vids)
+            if few is not None:
+                return few
         return gather(self.vid_key, vids)
 
     def vector_of_key(self, key: int) -> NDArray[np.float32] | None:
@@ -540,7 +574,7 @@ class SpaceIndex:
         whose open is deferred answers without reading its index file (a text query's
         smoothing in the image space reads only stored vectors)."""
         keys = np.asarray(keys, dtype=np.int64)
-        if self._deferred is not None:  # a few keys: their rows, not every key's
+        if self._deferred is not None or self._mapping_due:  # a few keys: their rows
             few = self.catalog.vectors_of_keys(self.space.name, keys, self.space.dim)
             if few is not None:
                 return few

@@ -89,10 +89,13 @@ _SELECT_HIT = "SELECT key, " + ", ".join(HIT_FIELDS) + " FROM items"
 _SELECT_VECTOR = ("SELECT v.vid, v.key, v.space, v.slot, m.value FROM vectors v "
                   f"JOIN meta m ON m.key = '{META_PREFIX}' || v.space")
 _MOVE_BATCH = 20_000
-# A read of at most this many vectors or hashes, while the table made by one scan of
-# them all is not made, asks SQLite for their rows; the first _FEW_READS of a space (or
-# of the hashes) do, then the scan is made (at once by ``warm``). A command-line search
-# reads a few hundred and exits: the scans took 0.19 s of a text search's 0.30 s at 10k.
+# A read of at most this many rows (vectors, keys, hashes, result-page fields), while
+# the table made by one scan of them all is not made, asks SQLite for those rows; the
+# first _FEW_READS of each kind (of a space) do, then the scan is made (after ``warm``,
+# which starts the hashes', the pages' and the filter columns' at once, every scan is
+# made when first due, as a server wants). A command-line search reads
+# a few hundred rows and exits: the scans took 0.19 s of a text search's 0.30 s at 10k,
+# and more the larger the collection.
 _FEW_VECTORS = 2048
 _FEW_READS = 32
 _BULK_MIN = 8  # fewer items than this are upserted one by one (no set-up to pay for)
@@ -193,6 +196,7 @@ class Catalog:
         self._slot_lock = threading.Lock()
         # reads answered row by row ("vectors" of a space, "phash"), until a scan is due
         self._few_reads: Counter[tuple[str, str]] = Counter()
+        self._warmed = False  # a long-lived reader (warm): every scan when first due
         self._wrote = False
         self._local = threading.local()
         self._local_conns: list[sqlite3.Connection] = []
@@ -597,9 +601,12 @@ class Catalog:
         found, missing = self.hit_rows.get_many(keys)
         if not missing:
             return found
-        if self._claim_hit_scan():
+        if not self._few("hits", "", len(missing)) and self._claim_hit_scan():
             # one scan (about a second a million rows, on a thread of its own) instead of
             # a read of scattered rows for every page from then on; SQL answers meanwhile
+            # (and answers a reader's first few pages alone: a one-shot search would
+            # exit before the scan ends, and the scan's thread took turns at the GIL
+            # with it)
             self._start_scan(self._scan_hits, "imgsearch-hit-rows")
         generation = self.hit_rows.generation
         read: dict[int, HitRow] = {row[0]: row[1:]
@@ -645,6 +652,7 @@ class Catalog:
         whose rows re-scoring reads); with ``wait``, return when every such read under way
         is done. (Before it read the hashes, the first search after ``warm`` at 1M items
         took 120 ms scanning them; it takes about 5 ms now.)"""
+        self._warmed = True
         scans: list[Callable[[], None]] = []
         if self._claim_hit_scan():
             scans.append(self._scan_hits)
@@ -964,11 +972,26 @@ class Catalog:
             [rows[k] for k in wanted if k in rows], dim)
         return found, vectors
 
+    def keys_of_vids(self, space: str, vids: NDArray[np.int64]) -> NDArray[np.int64] | None:
+        """The item key of each of ``vids`` in ``space`` (-1: none), read through SQLite;
+        None unless the read is one of the space's first few small ones."""
+        if not self._few("keys", space, len(vids)):
+            return None
+        asked = [int(v) for v in vids]
+        found: dict[int, int] = {}
+        for start in range(0, len(asked), 500):
+            chunk = asked[start:start + 500]
+            found.update(self._reader.execute(
+                f"SELECT vid, key FROM vectors WHERE space = ? AND vid IN "
+                f"({', '.join('?' * len(chunk))})", [space, *chunk]))
+        return np.fromiter((found.get(v, -1) for v in asked), dtype=np.int64,
+                           count=len(asked))
+
     def _few(self, what: str, space: str, n: int) -> bool:
         """Whether a read of ``n`` rows (vectors of ``space``, or hashes) goes to SQLite
         row by row, as one of its first few such reads, rather than through a table made
         by one scan of them all."""
-        if n > _FEW_VECTORS or self._few_reads[what, space] >= _FEW_READS:
+        if self._warmed or n > _FEW_VECTORS or self._few_reads[what, space] >= _FEW_READS:
             return False
         self._few_reads[what, space] += 1
         return True
@@ -1286,7 +1309,7 @@ class Catalog:
         if columns is None:
             return None
         if not columns.ready:
-            if self._column_scans.claim():
+            if not self._few("columns", "", 0) and self._column_scans.claim():
                 # a million rows take seconds to read: SQL answers until they are in
                 self._start_scan(partial(self._scan_columns, columns),
                                  "imgsearch-filter-columns")
