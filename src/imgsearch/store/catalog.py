@@ -194,7 +194,8 @@ class Catalog:
         self._slot_tables: dict[str, tuple[StoreFile, NDArray[np.int32]]] = {}
         self._new_slots: list[tuple[str, int, int]] = []
         self._slot_lock = threading.Lock()
-        # reads answered row by row ("vectors" of a space, "phash"), until a scan is due
+        # reads answered row by row, by kind ("vectors" or "keys" of a space, "phash",
+        # "hits", "columns"), until the scan of them all is due
         self._few_reads: Counter[tuple[str, str]] = Counter()
         self._warmed = False  # a long-lived reader (warm): every scan when first due
         self._wrote = False
@@ -988,9 +989,9 @@ class Catalog:
                            count=len(asked))
 
     def _few(self, what: str, space: str, n: int) -> bool:
-        """Whether a read of ``n`` rows (vectors of ``space``, or hashes) goes to SQLite
-        row by row, as one of its first few such reads, rather than through a table made
-        by one scan of them all."""
+        """Whether a read of ``n`` rows of kind ``what`` (of ``space``) goes to SQLite row
+        by row, as one of its first few such reads, rather than through a table made by
+        one scan of them all; never after ``warm``."""
         if self._warmed or n > _FEW_VECTORS or self._few_reads[what, space] >= _FEW_READS:
             return False
         self._few_reads[what, space] += 1
