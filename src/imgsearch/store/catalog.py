@@ -684,14 +684,17 @@ class Catalog:
             with contextlib.suppress(OSError, CollectionError):
                 self.vector_files.file(space, made[0]).cache(available_memory() // 2)
 
-    def _rows_in(self, select: str, column: str, values: Sequence[int]
-                 ) -> Iterator[tuple[Any, ...]]:
-        """Rows of ``select`` whose ``column`` is one of ``values``, read 500 at a time
-        (SQLite limits the parameters of one statement)."""
+    def _rows_in(self, select: str, column: str, values: Sequence[int], *,
+                 where: str = "", params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``select`` whose ``column`` is one of ``values`` (and that meet
+        ``where``, with ``params``), read 500 at a time (SQLite limits the parameters of
+        one statement)."""
+        also = f"{where} AND " if where else ""
         for start in range(0, len(values), 500):
             chunk = [int(v) for v in values[start:start + 500]]
             yield from self._reader.execute(
-                f"{select} WHERE {column} IN ({', '.join('?' * len(chunk))})", chunk)
+                f"{select} WHERE {also}{column} IN ({', '.join('?' * len(chunk))})",
+                [*params, *chunk])
 
     def iter_items(self, batch: int = 1000) -> Iterator[Item]:
         last = 0
@@ -963,12 +966,8 @@ class Catalog:
         if not self._few("vectors", space, len(keys)):
             return None
         wanted = [int(k) for k in keys]
-        rows: dict[int, tuple[Any, ...]] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            rows.update((int(row[1]), row) for row in self._reader.execute(
-                f"{_SELECT_VECTOR} WHERE v.space = ? AND v.key IN "
-                f"({', '.join('?' * len(chunk))})", [space, *chunk]))
+        rows = {int(row[1]): row for row in self._rows_in(
+            _SELECT_VECTOR, "v.key", wanted, where="v.space = ?", params=(space,))}
         _vids, found, vectors = self._vectors_of_rows(
             [rows[k] for k in wanted if k in rows], dim)
         return found, vectors
@@ -979,12 +978,8 @@ class Catalog:
         if not self._few("keys", space, len(vids)):
             return None
         asked = [int(v) for v in vids]
-        found: dict[int, int] = {}
-        for start in range(0, len(asked), 500):
-            chunk = asked[start:start + 500]
-            found.update(self._reader.execute(
-                f"SELECT vid, key FROM vectors WHERE space = ? AND vid IN "
-                f"({', '.join('?' * len(chunk))})", [space, *chunk]))
+        found: dict[int, int] = dict(self._rows_in(
+            "SELECT vid, key FROM vectors", "vid", asked, where="space = ?", params=(space,)))
         return np.fromiter((found.get(v, -1) for v in asked), dtype=np.int64,
                            count=len(asked))
 
