@@ -3,6 +3,8 @@ without a collection on disk: what is derived from the collection, and query vec
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -63,6 +65,29 @@ def test_something_made_while_a_write_landed_is_used_once_and_not_kept() -> None
     second = derived.hamming_index(build_during_a_write)
     third = derived.hamming_index(build_during_a_write)
     assert first is builds[0] and second is builds[1] and third is second
+
+
+def test_a_hamming_index_asked_for_on_two_threads_at_once_is_built_once() -> None:
+    derived, _, _ = _derived()
+    started, release = threading.Event(), threading.Event()
+    builds = []
+
+    def slow_build() -> object:
+        builds.append(object())
+        started.set()
+        release.wait(5)
+        return builds[-1]
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(derived.hamming_index, slow_build)
+        assert started.wait(5)
+        second = pool.submit(derived.hamming_index, slow_build)
+        assert not derived.has_hamming_index()
+        release.set()
+        assert first.result(5) is second.result(5) is builds[0]
+    assert len(builds) == 1 and derived.has_hamming_index()
+    derived.forget()
+    assert not derived.has_hamming_index()
 
 
 def test_the_vocabulary_is_kept_until_the_next_write() -> None:

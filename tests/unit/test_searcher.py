@@ -45,6 +45,7 @@ class FakeSpace:
 
     capabilities = Capabilities("flat")
     space = SimpleNamespace(dim=4)
+    deferred = False  # held in memory from the start: nothing to read ahead
 
     def __init__(self, vectors: dict[int, NDArray[np.float32]]) -> None:
         self.vectors = vectors
@@ -181,6 +182,9 @@ class FakeDerived:
 
     def hamming_index(self, build: Callable[[], Any]) -> Any:
         return build()
+
+    def has_hamming_index(self) -> bool:
+        return False
 
 
 class FakeLock:

@@ -5,6 +5,7 @@ made while a write landed is used once and not kept."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ class Derived:
         # known_values, until the next write
         self._known: dict[str, tuple[list[str], frozenset[str]]] = {}
         self._hamming: Any = None
+        self._hamming_lock = threading.Lock()  # one build at a time, the others wait
         self._empty: bool | None = None
 
     def forget(self) -> None:
@@ -73,11 +75,18 @@ class Derived:
         after writes."""
         index = self._hamming
         if index is None:
-            version = self.write_version
-            index = build()
-            if version == self.write_version:  # else a write landed while it was read
-                self._hamming = index
+            with self._hamming_lock:  # a query may have started it ahead of need
+                index = self._hamming
+                if index is None:
+                    version = self.write_version
+                    index = build()
+                    if version == self.write_version:  # else a write landed meanwhile
+                        self._hamming = index
         return index
+
+    def has_hamming_index(self) -> bool:
+        """Whether the Hamming index is made (until the next write)."""
+        return self._hamming is not None
 
 
 __all__ = ["Derived"]

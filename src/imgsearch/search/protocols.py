@@ -100,6 +100,8 @@ class CollectionState(Protocol):
 
     def hamming_index(self, build: Callable[[], Any]) -> Any: ...
 
+    def has_hamming_index(self) -> bool: ...
+
 
 class ReadLock(Protocol):
     """Searches read under ``read()``; a write goes in whole outside it."""

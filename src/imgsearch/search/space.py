@@ -208,6 +208,17 @@ class SpaceIndex:
         self._deferred = pruned_upto
         return self, OpenReport(True, None, 0)
 
+    @property
+    def deferred(self) -> bool:
+        """Whether this space's index file is still to be read (``open_deferred``)."""
+        return self._deferred is not None
+
+    def read_index(self) -> None:
+        """Do now an open put off by ``open_deferred``, leaving the key <-> vid tables to
+        first use (a query reads its index file ahead of need on a worker thread)."""
+        if self._deferred is not None:
+            self._open_now()
+
     def load(self) -> None:
         """Do now an open put off by ``open_deferred``, and read the key <-> vid tables an
         open left to first use (``Engine.warm``: a server's first search finds them)."""
