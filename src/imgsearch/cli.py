@@ -24,7 +24,12 @@ import typer
 from imgsearch.config import COLLECTION_CONFIG, Settings, layered, user_config_path
 from imgsearch.engine import items as item_fields
 from imgsearch.engine.display import confidence_percent, expansions
-from imgsearch.engine.requests import SearchRequest, build_query, parse_boosts
+from imgsearch.engine.requests import (
+    SearchRequest,
+    build_query,
+    parse_boosts,
+    read_indexes_ahead,
+)
 from imgsearch.errors import (
     CollectionError,
     EncoderError,
@@ -623,6 +628,7 @@ def _search_and_print(collection: Path, request: SearchRequest, limit: int | Non
                                                remote.settings.default_limit))
         _print_result(result, as_json, offset, fmt)
         return
+    read_indexes_ahead(collection, request)
     with _open(collection, readonly=True) as engine:
         query = build_query(dataclasses.replace(request, limit=limit),
                             engine.settings.default_limit)

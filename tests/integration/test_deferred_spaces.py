@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from imagegen import jpeg_bytes
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
+from imgsearch.index import early
 from imgsearch.search.space import SpaceIndex
 from imgsearch.types import Item, Query
 
@@ -79,6 +81,29 @@ def test_a_stale_index_file_is_read_at_open(tmp_path: Path) -> None:
         with Engine.open(collection, SETTINGS, readonly=True) as reader:
             assert all(_read(space) for space in reader.spaces.values())
             assert _image_answer(reader, 5)[0][0] == "i5"
+
+
+@pytest.mark.parametrize("ahead", [False, True], ids=["in-place", "read-ahead"])
+def test_a_reader_whose_index_file_is_damaged_after_its_header_answers_from_the_catalog(
+        ahead: bool, tmp_path: Path) -> None:
+    """The header says the file is up to date, so its read is put off; the query's read
+    (on a worker thread, or ahead of open as the command line does) finds the damage and
+    the index is made again from the stored vectors."""
+    collection = tmp_path / "c"
+    with Engine.open(collection, SETTINGS) as writer:
+        _fill(writer, 0, 8)
+        writer.save()
+        before = _image_answer(writer, 2)
+    path = early.index_file(collection, "image")
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) * 2 // 3] ^= 0x40
+    path.write_bytes(raw)
+    if ahead:
+        early.read_ahead(path)
+    with Engine.open(collection, SETTINGS, readonly=True) as reader:
+        assert not _read(reader.spaces["image"])
+        assert _image_answer(reader, 2) == before
+        assert _image_answer(reader, 5)[0][0] == "i5"
 
 
 def test_stored_vectors_of_an_unread_space_come_from_the_catalog(tmp_path: Path) -> None:

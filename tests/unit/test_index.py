@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +13,13 @@ import pytest
 from numpy.typing import NDArray
 
 from imgsearch.config import Settings
-from imgsearch.errors import CollectionError, InvalidInputError, InvalidQueryError
+from imgsearch.errors import (
+    CollectionError,
+    InvalidInputError,
+    InvalidQueryError,
+    SchemaVersionError,
+)
+from imgsearch.index import early
 from imgsearch.index.auto import (
     IVF_ADD_WORK,
     IVF_MAX_LISTS,
@@ -297,8 +304,9 @@ def test_save_load_round_trip(kind: str, tmp_path: Path, make: Make) -> None:
     assert not list(tmp_path.glob(".*tmp")), "no temporary file may be left behind"
 
 
+@pytest.mark.parametrize("ahead", [False, True], ids=["in-place", "read-ahead"])
 @pytest.mark.parametrize("damage", ["truncate", "flip", "missing", "garbage", "empty"])
-def test_damaged_index_file_raises_collection_error(damage: str, tmp_path: Path,
+def test_damaged_index_file_raises_collection_error(damage: str, ahead: bool, tmp_path: Path,
                                                     make: Make) -> None:
     path = tmp_path / "i.idx"
     make("hnsw", DATA[:300], LABELS[:300]).save(path, journal_seq=1)
@@ -314,7 +322,52 @@ def test_damaged_index_file_raises_collection_error(damage: str, tmp_path: Path,
         path.write_bytes(b"not an index" * 100)
     else:
         path.write_bytes(b"")
+    if ahead:
+        early.read_ahead(path)
     with pytest.raises(CollectionError, match=r"i\.idx"):
+        load_index(path)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_file_read_ahead_loads_as_one_read_in_place(kind: str, tmp_path: Path,
+                                                      make: Make) -> None:
+    index = make(kind)
+    index.remove(LABELS[::5])
+    path = tmp_path / f"{kind}.idx"
+    index.save(path, journal_seq=7)
+    in_place, _ = load_index(path)
+    early.read_ahead(path)
+    early.read_ahead(path)  # asked twice: read once
+    ahead, seq = load_index(path)
+    assert seq == 7 and ahead.kind == kind and len(ahead) == len(in_place) == len(index)
+    for kw in ({}, {"allowed": LABELS[:300]}):
+        want = in_place.search(QUERIES, K, **kw)  # type: ignore[arg-type]
+        got = ahead.search(QUERIES, K, **kw)  # type: ignore[arg-type]
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_a_file_replaced_after_it_was_read_ahead_is_read_again(tmp_path: Path,
+                                                               make: Make) -> None:
+    path = tmp_path / "i.idx"
+    make("flat", DATA[:10], LABELS[:10]).save(path, journal_seq=1)
+    early.read_ahead(path)
+    make("flat", DATA[:20], LABELS[:20]).save(path, journal_seq=2)
+    loaded, seq = load_index(path)
+    assert seq == 2 and len(loaded) == 20
+
+
+@pytest.mark.parametrize("ahead", [False, True], ids=["in-place", "read-ahead"])
+def test_a_newer_format_is_refused_even_with_a_good_checksum(ahead: bool, tmp_path: Path,
+                                                             make: Make) -> None:
+    path = tmp_path / "i.idx"
+    make("flat", DATA[:10], LABELS[:10]).save(path, journal_seq=1)
+    raw = bytearray(path.read_bytes()[: -early.DIGEST_SIZE])
+    raw[8:12] = (99).to_bytes(4, "little")  # the format version, after the magic
+    path.write_bytes(bytes(raw) + hashlib.sha256(raw).digest())
+    if ahead:
+        early.read_ahead(path)
+    with pytest.raises(SchemaVersionError, match="format version 99"):
         load_index(path)
 
 

@@ -29,6 +29,7 @@ from imgsearch.errors import (
     CorruptCollectionError,
     InvalidInputError,
 )
+from imgsearch.index.early import INDEX_DIR, index_file
 from imgsearch.index.faiss_index import load_index
 from imgsearch.search.space import SpaceIndex
 from imgsearch.store.catalog import Catalog
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from imgsearch.engine.core import Engine
 
 CATALOG_NAME = "catalog.sqlite3"
-INDEX_DIR = "indexes"
 THUMBNAIL_DIR = "thumbnails"
 # left out of a backup: caches, the lock, what a running server says about itself
 _NOT_BACKED_UP = {INDEX_DIR, CATALOG_NAME, LOG_NAME, MANIFEST_NAME, "lock",
@@ -147,7 +147,7 @@ def _check_indexes(directory: Path, catalog: Catalog, dims: dict[str, int],
     for name, dim in dims.items():
         part = f"index:{name}"
         report.checked.append(part)
-        path = directory / INDEX_DIR / f"{name}.faiss"
+        path = index_file(directory, name)
         fix = f"`imgsearch repair -c {directory}` rebuilds it from the catalog"
         if not path.exists():
             report.add(part, "warning", f"{path.name} is missing",

@@ -33,6 +33,7 @@ from imgsearch.errors import (
     ReadOnlyCollectionError,
     StorageFullError,
 )
+from imgsearch.index.early import index_file
 from imgsearch.ingest.fetch import Fetcher
 from imgsearch.search.calibration import Calibration
 from imgsearch.search.searcher import Searcher
@@ -264,7 +265,7 @@ def open_spaces(engine: Engine, wanted: dict[str, VectorSpace], reembed: bool) -
         reembedding.refuse_unless_redoable(engine, changed)  # before anything is dropped
     pruned = int(engine.catalog.get_meta("journal_pruned_upto") or 0)
     for name, space in wanted.items():
-        path = engine.directory / "indexes" / f"{name}.faiss"
+        path = index_file(engine.directory, name)
         if name in changed:
             # Vectors of the old encoder go first, so that no index ever mixes the two;
             # items are re-encoded below (one cut short is finished at the next open).

@@ -29,6 +29,7 @@ from imgsearch.errors import (
     InvalidQueryError,
     SchemaVersionError,
 )
+from imgsearch.index import early
 from imgsearch.store.rowcache import all_within
 
 INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "hnsw_sq8", "ivfpq")
@@ -36,7 +37,7 @@ INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "hnsw_sq8", "ivfpq")
 MAGIC = b"IMGSIDX\x00"
 FORMAT_VERSION = 1
 _PREAMBLE = struct.Struct("<8sIQ")  # magic, format version, header length
-_DIGEST_SIZE = 32  # sha256 over everything before it
+_DIGEST_SIZE = early.DIGEST_SIZE  # sha256 over everything before it
 _CHUNK = 1 << 20
 
 
@@ -356,7 +357,8 @@ def write_index_file(path: Path, header: dict[str, Any], arrays: dict[str, NDArr
 
 def read_index_file(path: Path, read_blob: Callable[[Callable[[int], bytes]], Any]
                     ) -> tuple[dict[str, Any], dict[str, NDArray[Any]], Any]:
-    """Verify the checksum over the whole file, then parse it.
+    """Verify the checksum over the whole file, then parse it (a file read and checked
+    ahead of need, ``index.early``, is parsed from memory).
 
     ``read_blob`` receives a source returning up to n bytes of the backend blob and
     returns the deserialised index. Every defect raises :class:`CollectionError`.
@@ -369,43 +371,69 @@ def read_index_file(path: Path, read_blob: Callable[[Callable[[int], bytes]], An
     except OSError as exc:
         raise CollectionError(f"index file {path} cannot be opened ({exc}); rebuild it") from None
     with fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size < _PREAMBLE.size + _DIGEST_SIZE:
-            raise _corrupt(path, "it is truncated")
-        magic, version, head_len = _PREAMBLE.unpack(fh.read(_PREAMBLE.size))
-        if magic != MAGIC:
-            raise _corrupt(path, "it is not an imgsearch index file")
-        if version > FORMAT_VERSION:
-            raise SchemaVersionError(
-                f"index file {path} has format version {version}, newer than this "
-                f"imgsearch ({FORMAT_VERSION}); upgrade imgsearch or rebuild the index")
-        if version != FORMAT_VERSION:
-            raise _corrupt(path, f"format version {version} is not supported")
-        body_end = size - _DIGEST_SIZE
-        digest = hashlib.sha256()
-        fh.seek(0)
-        for chunk in _chunks(fh, body_end):
-            digest.update(chunk)
-        if len(stored := fh.read(_DIGEST_SIZE)) != _DIGEST_SIZE or stored != digest.digest():
-            raise _corrupt(path, "its checksum does not match (truncated or damaged)")
-        fh.seek(_PREAMBLE.size)
+        stat = os.fstat(fh.fileno())
+        # the file as read and checked ahead of need (index.early), if it was
+        checked = early.take(path, early.stamp_of(stat))
         try:
-            header = json.loads(fh.read(head_len))
-            arrays: dict[str, NDArray[Any]] = {}
-            for name, dtype, shape in header["arrays"]:
-                dt = np.dtype(dtype)
-                nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-                arrays[name] = np.frombuffer(fh.read(nbytes), dtype=dt).reshape(shape).copy()
-            remaining = [body_end - fh.tell()]
+            size = stat.st_size
+            if size < _PREAMBLE.size + _DIGEST_SIZE:
+                raise _corrupt(path, "it is truncated")
+            magic, version, _head_len = _PREAMBLE.unpack(fh.read(_PREAMBLE.size))
+            if magic != MAGIC:
+                raise _corrupt(path, "it is not an imgsearch index file")
+            if version > FORMAT_VERSION:
+                raise SchemaVersionError(
+                    f"index file {path} has format version {version}, newer than this "
+                    f"imgsearch ({FORMAT_VERSION}); upgrade imgsearch or rebuild the index")
+            if version != FORMAT_VERSION:
+                raise _corrupt(path, f"format version {version} is not supported")
+            if checked is not None:
+                return _parse(path, checked, size, read_blob)
+            digest = hashlib.sha256()
+            fh.seek(0)
+            for chunk in _chunks(fh, size - _DIGEST_SIZE):
+                digest.update(chunk)
+            if len(stored := fh.read(_DIGEST_SIZE)) != _DIGEST_SIZE or \
+                    stored != digest.digest():
+                raise _corrupt(path, "its checksum does not match (truncated or damaged)")
+            return _parse(path, fh, size, read_blob)
+        finally:
+            if checked is not None:
+                checked.close()
 
-            def source(n: int) -> bytes:
-                data = fh.read(max(0, min(n, remaining[0])))
-                remaining[0] -= len(data)
-                return data
 
-            backend = read_blob(source)
-        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise _corrupt(path, f"its contents cannot be parsed ({exc})") from None
+class _Readable(Protocol):
+    def read(self, n: int) -> bytes: ...
+
+    def seek(self, pos: int) -> Any: ...
+
+    def tell(self) -> int: ...
+
+
+def _parse(path: Path, fh: _Readable, size: int,
+           read_blob: Callable[[Callable[[int], bytes]], Any]
+           ) -> tuple[dict[str, Any], dict[str, NDArray[Any]], Any]:
+    """The header, arrays and backend of an index file whose checksum was checked."""
+    body_end = size - _DIGEST_SIZE
+    fh.seek(0)
+    _magic, _version, head_len = _PREAMBLE.unpack(fh.read(_PREAMBLE.size))
+    try:
+        header = json.loads(fh.read(head_len))
+        arrays: dict[str, NDArray[Any]] = {}
+        for name, dtype, shape in header["arrays"]:
+            dt = np.dtype(dtype)
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+            arrays[name] = np.frombuffer(fh.read(nbytes), dtype=dt).reshape(shape).copy()
+        remaining = [body_end - fh.tell()]
+
+        def source(n: int) -> bytes:
+            data = fh.read(max(0, min(n, remaining[0])))
+            remaining[0] -= len(data)
+            return data
+
+        backend = read_blob(source)
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise _corrupt(path, f"its contents cannot be parsed ({exc})") from None
     return header, arrays, backend
 
 
