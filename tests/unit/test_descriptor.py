@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from imagegen import picture
 from imgsearch.config import Settings
+from imgsearch.encode import descriptor
 from imgsearch.encode.base import Encoder
 from imgsearch.encode.registry import get_encoder
 
@@ -34,6 +36,26 @@ def test_identity_and_shape(encoder: Encoder) -> None:
     assert vectors.shape == (3, encoder.dim) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
     assert np.isfinite(vectors).all()
+
+
+def test_the_shipped_feature_maps_are_the_ones_their_seeds_make(tmp_path: Path) -> None:
+    """A first image query reads the maps from the package instead of drawing them; they
+    must be the same numbers, or every vector would change with the file."""
+    shipped = descriptor.stored_maps(descriptor.MAPS_FILE)
+    seeded = descriptor.seeded_maps()
+    assert shipped is not None and shipped.keys() == seeded.keys()
+    for name, (proj, phase) in seeded.items():
+        np.testing.assert_array_equal(shipped[name][0], proj)
+        np.testing.assert_array_equal(shipped[name][1], phase)
+    root = Path(descriptor.__file__).parents[3]
+    if (root / "pyproject.toml").is_file():  # a checkout: the wheel must carry the file
+        assert "encode/maps/*" in (root / "pyproject.toml").read_text()
+    short = tmp_path / "short.npy"
+    np.save(short, np.load(descriptor.MAPS_FILE)[:-1])
+    assert descriptor.stored_maps(short) is None
+    assert descriptor.stored_maps(tmp_path / "missing.npy") is None
+    (tmp_path / "garbage.npy").write_bytes(b"not an array")
+    assert descriptor.stored_maps(tmp_path / "garbage.npy") is None
 
 
 def test_deterministic_and_independent_of_batching(encoder: Encoder) -> None:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -363,13 +364,55 @@ def describe_image(image: Image.Image) -> NDArray[np.float32]:
     return l2_normalize(describe_batch(_prepare(image)[None]))[0]
 
 
+# The random feature maps as ``seeded_maps`` makes them, shipped with the package: making
+# them imports numpy.random and draws 0.7 MB of normals, about 15 ms of a command-line
+# image search. tests/unit/test_descriptor.py checks the file against the seeds;
+# ``write_maps`` writes it; without a good file the maps are made.
+MAPS_FILE = Path(__file__).parent / "maps" / f"descriptor-v{VERSION}.npy"
+
+
+def _map_shapes() -> dict[str, tuple[int, int]]:
+    probe = _raw_blocks(np.zeros((1, SIDE, SIDE, 3), dtype=np.uint8))
+    return {name: (probe[name].shape[1], SIZES[name]) for name in WEIGHTS}
+
+
+def seeded_maps() -> dict[str, _KernelMap]:
+    """Each block's random Fourier map, made from its seed (its place in ``WEIGHTS``)."""
+    shapes = _map_shapes()
+    return {name: _random_fourier(*shapes[name], SIGMAS[name], seed)
+            for seed, name in enumerate(WEIGHTS)}
+
+
+def write_maps(path: Path = MAPS_FILE) -> None:
+    """Write ``seeded_maps`` to ``path``: each block's projection, then its phases, in
+    ``WEIGHTS`` order, as one float32 array."""
+    maps = seeded_maps()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.concatenate([part.ravel() for name in WEIGHTS for part in maps[name]]))
+
+
+def stored_maps(path: Path) -> dict[str, _KernelMap] | None:
+    """The maps in ``path`` (see ``write_maps``), or None when it cannot be read or does
+    not hold maps of these shapes."""
+    shapes = _map_shapes()
+    try:
+        flat = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if flat.dtype != np.float32 or flat.shape != (sum(i * o + o for i, o in shapes.values()),):
+        return None
+    maps, at = {}, 0
+    for name, (dim_in, dim_out) in shapes.items():
+        proj = flat[at:at + dim_in * dim_out].reshape(dim_in, dim_out).copy()
+        at += dim_in * dim_out
+        maps[name] = (proj, flat[at:at + dim_out].copy())
+        at += dim_out
+    return maps
+
+
 @functools.cache  # on first use: a text query on an image collection never needs them
 def _build_kernels() -> dict[str, _KernelMap]:
-    probe = _raw_blocks(np.zeros((1, SIDE, SIDE, 3), dtype=np.uint8))
-    return {
-        name: _random_fourier(probe[name].shape[1], SIZES[name], SIGMAS[name], seed)
-        for seed, name in enumerate(WEIGHTS)
-    }
+    return stored_maps(MAPS_FILE) or seeded_maps()
 
 
 class DescriptorEncoder(Encoder):
