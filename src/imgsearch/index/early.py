@@ -38,7 +38,7 @@ def index_file(collection: Path, space: str) -> Path:
 def read_ahead(path: Path) -> None:
     """Start reading ``path`` whole and checking its digest on a daemon thread (a file
     that is missing, too large, or already being read is left alone)."""
-    key = os.path.abspath(path)
+    key = os.path.realpath(path)
     with _lock:
         if key in _pending:
             return
@@ -55,7 +55,7 @@ def take(path: Path, stamp: _Stamp) -> mmap.mmap | None:
     the map. Index files are replaced whole (written beside, then renamed), never
     changed in place, so what was checked is what is read."""
     with _lock:
-        future = _pending.pop(os.path.abspath(path), None)
+        future = _pending.pop(os.path.realpath(path), None)
     if future is None:
         return None
     found = future.result()
