@@ -17,7 +17,8 @@ import threading
 from concurrent.futures import Future
 from pathlib import Path
 
-__all__ = ["DIGEST_SIZE", "INDEX_DIR", "READ_AHEAD_MAX", "index_file", "read_ahead", "take"]
+__all__ = ["DIGEST_SIZE", "INDEX_DIR", "READ_AHEAD_MAX", "index_file", "read_ahead", "stamp_of",
+           "take"]
 
 INDEX_DIR = "indexes"  # inside a collection's directory
 DIGEST_SIZE = 32  # the SHA-256 over everything before it, at the end of an index file
@@ -70,6 +71,7 @@ def take(path: Path, stamp: _Stamp) -> mmap.mmap | None:
 
 
 def stamp_of(stat: os.stat_result) -> _Stamp:
+    """What tells one file from another at the same path: device, inode, size, mtime."""
     return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
@@ -89,7 +91,7 @@ def _read(path: str, future: Future[tuple[_Stamp, mmap.mmap] | None]) -> None:
                     found = (stamp_of(stat), mapped)
                 else:
                     mapped.close()
-    except OSError:
-        pass  # the reader opens the file again and says what is wrong
+    except Exception:  # only a head start: the reader reads the file and says what is wrong
+        found = None
     finally:
         future.set_result(found)
