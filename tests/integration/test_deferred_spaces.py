@@ -11,6 +11,7 @@ import pytest
 from imagegen import jpeg_bytes
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
+from imgsearch.errors import ImageError
 from imgsearch.index import early
 from imgsearch.search.space import SpaceIndex
 from imgsearch.types import Item, Query
@@ -104,6 +105,24 @@ def test_a_reader_whose_index_file_is_damaged_after_its_header_answers_from_the_
         assert not _read(reader.spaces["image"])
         assert _image_answer(reader, 2) == before
         assert _image_answer(reader, 5)[0][0] == "i5"
+
+
+def test_a_query_refused_after_its_reads_started_leaves_none_running(
+        tmp_path: Path) -> None:
+    """The reads a query starts ahead use the catalog: one still running when the
+    caller closes the collection (the command line, after the query image is refused)
+    would use a closed connection."""
+    collection = tmp_path / "c"
+    with Engine.open(collection, SETTINGS) as writer:
+        _fill(writer, 0, 8)
+        writer.save()
+    with Engine.open(collection, SETTINGS, readonly=True) as reader:
+        with pytest.raises(ImageError):
+            reader.search(Query(images=[b"not an image at all"], limit=5))
+        assert _read(reader.spaces["image"])  # its read was waited for, not left running
+        assert not _read(reader.spaces["text"])
+    with Engine.open(collection, SETTINGS, readonly=True) as reader:
+        assert _image_answer(reader, 2)[0][0] == "i2"
 
 
 def test_stored_vectors_of_an_unread_space_come_from_the_catalog(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
+from concurrent import futures
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -730,31 +732,42 @@ def _no_shared_products(searcher: Searcher, query: Query) -> bool:
     return bool(read) and all(space.capabilities.exact_scores for space in read)
 
 
-def _read_ahead(searcher: Searcher, query: Query) -> None:
+def _read_ahead(searcher: Searcher, query: Query) -> list[Future[Any]]:
     """Start reading, on worker threads, what this query will search and a reader open
     for one query has not read yet: the index file of each space it searches (left to
     first use at open, ``SpaceIndex.open_deferred``) and, for a query image, the Hamming
     index of every item's perceptual hash. Meanwhile this thread decodes and encodes the
     query (or loads the text model). A server has read them at warm-up: nothing starts.
     A read that fails here is done again where it is needed, and fails there."""
+    started: list[Future[Any]] = []
     images = bool(query.images or query.negative_images)
     names = ("image",) * images + ("text",) * bool(query.text)
     for name in names:
         space = searcher.spaces.get(name)
         if space is not None and space.deferred:
-            in_background(space.read_index)
+            started.append(in_background(space.read_index))
     space = searcher.spaces.get("image")
     looked_for = query.images and not (query.text and query.image_weight == 0)
     if looked_for and space is not None and not searcher.derived.has_hamming_index() \
             and len(space) <= HASH_LOOKUP_MAX:
-        in_background(searcher.hamming_index)
+        started.append(in_background(searcher.hamming_index))
+    return started
 
 
 def _answer(searcher: Searcher, query: Query) -> SearchResult:
     started = time.perf_counter()
+    validate(query, searcher.settings.max_limit)
+    ahead = _read_ahead(searcher, query)
+    try:
+        return _answer_valid(searcher, query, started)
+    finally:
+        # The reads use the catalog: none may outlive the query, whose caller may close
+        # the collection next (a query image refused, an answer found without them).
+        futures.wait(ahead)
+
+
+def _answer_valid(searcher: Searcher, query: Query, started: float) -> SearchResult:
     s = searcher.settings
-    validate(query, s.max_limit)
-    _read_ahead(searcher, query)
     check_known_values(searcher.derived, query.filters)
     # images are looked at (and refused when bad) even where there is nothing to find
     if not (query.images or query.negative_images or query.similar_to is not None) \
