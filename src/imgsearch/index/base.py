@@ -378,7 +378,7 @@ def read_index_file(path: Path, read_blob: Callable[[Callable[[int], bytes]], An
             size = stat.st_size
             if size < _PREAMBLE.size + _DIGEST_SIZE:
                 raise _corrupt(path, "it is truncated")
-            magic, version, _head_len = _PREAMBLE.unpack(fh.read(_PREAMBLE.size))
+            magic, version, head_len = _PREAMBLE.unpack(fh.read(_PREAMBLE.size))
             if magic != MAGIC:
                 raise _corrupt(path, "it is not an imgsearch index file")
             if version > FORMAT_VERSION:
@@ -388,7 +388,7 @@ def read_index_file(path: Path, read_blob: Callable[[Callable[[int], bytes]], An
             if version != FORMAT_VERSION:
                 raise _corrupt(path, f"format version {version} is not supported")
             if checked is not None:
-                return _parse(path, checked, size, read_blob)
+                return _parse(path, checked, size, head_len, read_blob)
             digest = hashlib.sha256()
             fh.seek(0)
             for chunk in _chunks(fh, size - _DIGEST_SIZE):
@@ -396,7 +396,7 @@ def read_index_file(path: Path, read_blob: Callable[[Callable[[int], bytes]], An
             if len(stored := fh.read(_DIGEST_SIZE)) != _DIGEST_SIZE or \
                     stored != digest.digest():
                 raise _corrupt(path, "its checksum does not match (truncated or damaged)")
-            return _parse(path, fh, size, read_blob)
+            return _parse(path, fh, size, head_len, read_blob)
         finally:
             if checked is not None:
                 checked.close()
@@ -410,13 +410,13 @@ class _Readable(Protocol):
     def tell(self) -> int: ...
 
 
-def _parse(path: Path, fh: _Readable, size: int,
+def _parse(path: Path, fh: _Readable, size: int, head_len: int,
            read_blob: Callable[[Callable[[int], bytes]], Any]
            ) -> tuple[dict[str, Any], dict[str, NDArray[Any]], Any]:
-    """The header, arrays and backend of an index file whose checksum was checked."""
+    """The header (``head_len`` bytes after the preamble), arrays and backend of an
+    index file whose checksum was checked."""
     body_end = size - _DIGEST_SIZE
-    fh.seek(0)
-    _magic, _version, head_len = _PREAMBLE.unpack(fh.read(_PREAMBLE.size))
+    fh.seek(_PREAMBLE.size)
     try:
         header = json.loads(fh.read(head_len))
         arrays: dict[str, NDArray[Any]] = {}

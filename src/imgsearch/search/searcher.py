@@ -209,8 +209,7 @@ def signals_for(searcher: Searcher, query: Query, looks: list[QueryImage] | None
     text_weight = 1.0 - query.image_weight if query.images else 1.0
     image_weight = query.image_weight if query.text else 1.0
     if query.images:
-        verified = looks is not None and not (query.text and query.image_weight == 0) \
-            and opencv_loaded()
+        verified = looks is not None and _copies_looked_for(query) and opencv_loaded()
         positive = _unit(_image_vectors(searcher, query.images, looks,
                                         verified).mean(axis=0))
         if query.negative_images:
@@ -732,6 +731,12 @@ def _no_shared_products(searcher: Searcher, query: Query) -> bool:
     return bool(read) and all(space.capabilities.exact_scores for space in read)
 
 
+def _copies_looked_for(query: Query) -> bool:
+    """Whether copies of the query images are looked for: not when a text query weighs
+    its images at nothing."""
+    return not (query.text and query.image_weight == 0)
+
+
 def _read_ahead(searcher: Searcher, query: Query) -> list[Future[Any]]:
     """Start reading, on worker threads, what this query will search and a reader open
     for one query has not read yet: the index file of each space it searches (left to
@@ -747,9 +752,8 @@ def _read_ahead(searcher: Searcher, query: Query) -> list[Future[Any]]:
         if space is not None and space.deferred:
             started.append(in_background(space.read_index))
     space = searcher.spaces.get("image")
-    looked_for = query.images and not (query.text and query.image_weight == 0)
-    if looked_for and space is not None and not searcher.derived.has_hamming_index() \
-            and len(space) <= HASH_LOOKUP_MAX:
+    if query.images and _copies_looked_for(query) and space is not None \
+            and not searcher.derived.has_hamming_index() and len(space) <= HASH_LOOKUP_MAX:
         started.append(in_background(searcher.hamming_index))
     return started
 
@@ -763,7 +767,8 @@ def _answer(searcher: Searcher, query: Query) -> SearchResult:
     finally:
         # The reads use the catalog: none may outlive the query, whose caller may close
         # the collection next (a query image refused, an answer found without them).
-        futures.wait(ahead)
+        if ahead:
+            futures.wait(ahead)
 
 
 def _answer_valid(searcher: Searcher, query: Query, started: float) -> SearchResult:
@@ -800,7 +805,7 @@ def _answer_valid(searcher: Searcher, query: Query, started: float) -> SearchRes
     with stage("encode"):
         signals, exclude = signals_for(searcher, query, looks, negatives)
     # an image weighed at nothing in a hybrid query is not looked for
-    matching = [] if query.text and query.image_weight == 0 else looks
+    matching = looks if _copies_looked_for(query) else []
     if allowed is not None and len(allowed) == 0:
         return _logged(searcher, query, SearchResult(
             [], query.kind, (time.perf_counter() - started) * 1000,
