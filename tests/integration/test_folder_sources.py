@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from imagegen import make_photo_folder
+import numpy as np
+
+from imagegen import make_photo_folder, write_image
 from imgsearch.config import Settings
 from imgsearch.engine import Engine
 from imgsearch.store.schema import SCHEMA_VERSION
@@ -103,3 +105,31 @@ def test_a_collection_of_the_previous_schema_opens_and_keeps_its_ids(tmp_path):
         report = eng.ingest(second)
         assert (report.added, report.updated) == (6, 0)
         assert _ids(eng) == set(ids) | {f"two//{i}" for i in ids}
+
+
+def test_numbered_files_of_one_subject_share_their_title_words(tmp_path, engine):
+    folder = tmp_path / "shoot"
+    for n, name in enumerate(["beach_sunset_03.jpg", "beach-sunset-04.jpg", "IMG_0042.jpg",
+                              "red rose 2.jpg"]):
+        write_image(folder / name, seed=n)
+    assert engine.ingest(folder).added == 4
+    # what people see is the file's name as it is; a camera name is no title
+    assert engine.get("beach_sunset_03.jpg").title == "beach_sunset_03"
+    assert engine.get("beach-sunset-04.jpg").title == "beach-sunset-04"
+    assert engine.get("IMG_0042.jpg").title is None
+    assert engine.get("red rose 2.jpg").title == "red rose 2"  # prose keeps its number
+
+    def text_vector(item_id: str):
+        key = engine.catalog.key_of(item_id)
+        assert key is not None
+        return engine.spaces["text"].vector_of_key(key)
+
+    # the encoder read "beach sunset" for both: one text, one vector
+    np.testing.assert_array_equal(text_vector("beach_sunset_03.jpg"),
+                                  text_vector("beach-sunset-04.jpg"))
+    assert not np.array_equal(text_vector("beach_sunset_03.jpg"),
+                              text_vector("red rose 2.jpg"))
+    # the keyword index reads the same words
+    keys, _ = engine.catalog.keyword_search("sunset", 10, [1] * 6)
+    assert sorted(keys.tolist()) == sorted(engine.catalog.key_of(i) for i in
+                                           ("beach_sunset_03.jpg", "beach-sunset-04.jpg"))

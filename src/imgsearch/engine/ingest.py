@@ -73,10 +73,12 @@ def with_file_facts(item: Item) -> Item:
 
 
 def folder_item(entry: FolderEntry, prefix: str = "", source: str | None = None) -> Item:
-    """Metadata a folder gives for free: the file name and the folders above it."""
+    """Metadata a folder gives for free: the file name and the folders above it. The
+    title is the file's name as it is ("beach_sunset_03"): ``clean_title`` turns it into
+    the words the text encoder and the keyword index read ("beach sunset"), without the
+    file's number, so that files of one subject share one text vector."""
     stem = Path(entry.id).stem
-    words = re.sub(r"[_\-.+]+", " ", stem).strip()
-    title = None if is_camera_name(stem) else words
+    title = None if is_camera_name(stem) else stem
     folders = tuple(Path(entry.id).parent.parts)
     # the stored reference must be valid text; the file is read from entry.path
     return Item(id=prefix + entry.id, image=name_text(str(entry.path)), title=title,
