@@ -6,10 +6,11 @@ the CPU time of the process that does the work swings far less. Each revision of
 ``--rounds`` rounds, in an order rotated every round, a fresh Python process with that
 export first on ``PYTHONPATH`` runs ``Engine.ingest`` of the web-size JPEGs of
 ``bench/data/ingest-<images>-s0/`` (built by ``bench/ingest.py``, with the same
-builder) into a fresh collection: text encoder ``none``, and decoding on threads where
-the revision has worker processes, so that all of the work is that process's CPU time
-(``time.process_time()``). Prints CPU milliseconds per image and images per second per
-revision (medians), and the per-round ratio of each revision to the first.
+builder) into a fresh collection: text encoder ``none`` (or ``--text-encoder``), and
+decoding on threads where the revision has worker processes, so that all of the work is
+that process's CPU time (``time.process_time()``). Prints CPU milliseconds per image
+and images per second per revision (medians), and the per-round ratio of each revision
+to the first.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ names = {f.name for f in dataclasses.fields(Settings)}
 extra = {"decode_processes": False} if "decode_processes" in names else {}
 target = Path(tempfile.mkdtemp(prefix="imgsearch-ingest-ab-"))
 try:
-    engine = Engine.open(target / "c", Settings(text_encoder="none", **extra))
+    engine = Engine.open(target / "c", Settings(text_encoder=sys.argv[2], **extra))
     cpu, wall = time.process_time(), time.perf_counter()
     report = engine.ingest(Path(sys.argv[1]))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -55,9 +56,9 @@ def export(rev: str, into: Path) -> Path:
     return into / "src"
 
 
-def one_run(src: Path, folder: Path) -> tuple[float, float]:
+def one_run(src: Path, folder: Path, text_encoder: str) -> tuple[float, float]:
     env = {**os.environ, "PYTHONPATH": str(src)}
-    done = subprocess.run([sys.executable, "-c", DRIVER, str(folder)], env=env,
+    done = subprocess.run([sys.executable, "-c", DRIVER, str(folder), text_encoder], env=env,
                           capture_output=True, text=True, check=True)
     cpu_ms, rate = (float(v) for v in done.stdout.split()[-2:])
     return cpu_ms, rate
@@ -69,6 +70,8 @@ def main() -> None:
                         help="git revisions, the first one the reference")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--images", type=int, default=500)
+    parser.add_argument("--text-encoder", default="none",
+                        help="the collections' text encoder (none, minilm, fake)")
     parser.add_argument("--name", default="ingest-ab",
                         help="results go to bench/results/<name>.json")
     args = parser.parse_args()
@@ -82,7 +85,7 @@ def main() -> None:
         for round_no in range(args.rounds):
             shift = round_no % len(revs)
             for rev in revs[shift:] + revs[:shift]:
-                runs[rev].append(one_run(sources[rev], folder))
+                runs[rev].append(one_run(sources[rev], folder, args.text_encoder))
                 print(f"round {round_no + 1}: {rev} {runs[rev][-1][0]:.2f} ms/image, "
                       f"{runs[rev][-1][1]:.1f} images/s", file=sys.stderr)
     base = revs[0]
@@ -93,11 +96,11 @@ def main() -> None:
         rows.append([rev, median(cpu), f"{min(cpu):.1f}-{max(cpu):.1f}",
                      median([r for _, r in runs[rev]]), median(ratios)])
     print(f"{len(next(iter(runs.values())))} rounds of `Engine.ingest` of {args.images} "
-          f"JPEGs ({folder.name}), text encoder none, decoding on threads:\n")
+          f"JPEGs ({folder.name}), text encoder {args.text_encoder}, decoding on threads:\n")
     print(table(["revision", "CPU ms/image (median)", "range", "images/s (median)",
                  f"CPU ÷ {base}, per round (median)"], rows))
     write_results(args.name, {"command": command_line(), "machine": machine(),
-                                "revs": revs, "runs": runs})
+                                "revs": revs, "text_encoder": args.text_encoder, "runs": runs})
 
 
 if __name__ == "__main__":
