@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,25 @@ def test_an_empty_collection_says_it_is_empty(tmp_path: Path):
         assert proc.returncode == 0, proc.stderr
         assert "this collection is empty: add images with imgsearch index" in proc.stdout
         assert "no text to search" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["search", "--help"], ["search", "--bogus"], ["search"], ["--debug", "info", "--help"],
+    ["import-embeddings", "--help"], ["serach"], ["--help"], ["keys", "--help"], []])
+def test_a_command_reads_the_same_through_main_as_through_the_whole_app(
+        args: list[str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # main() builds only the command it runs; what a user sees must not change
+    from imgsearch.cli import app, main
+
+    def outcome(call: Callable[[], object]) -> tuple[object, str, str]:
+        with pytest.raises(SystemExit) as ended:
+            call()
+        printed = capsys.readouterr()
+        return ended.value.code, printed.out, printed.err
+
+    commands = list(app.registered_commands)
+    monkeypatch.setattr(sys, "argv", ["imgsearch", *args])
+    whole = outcome(lambda: app(args=args))
+    assert outcome(main) == whole
+    assert app.registered_commands == commands  # as it was, for whatever runs next
