@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.main import get_command_name
+from typer.models import CommandInfo
 
 from imgsearch.config import COLLECTION_CONFIG, Settings, layered, user_config_path
 from imgsearch.engine import items as item_fields
@@ -1411,7 +1413,7 @@ def consume(
                    f"{stats.reclaimed}, errors {stats.errors}", err=True)
 
 
-def _command_run(args: Sequence[str]) -> Any | None:
+def _command_run(args: Sequence[str]) -> CommandInfo | None:
     """The registered command (not a group) that ``args`` run: the first argument after
     the global ``--debug``, as click finds it. None for anything else (top-level help,
     a misspelt name, ``keys``, shell completion), which needs every command."""
@@ -1422,15 +1424,14 @@ def _command_run(args: Sequence[str]) -> Any | None:
         rest.pop(0)
     if not rest:
         return None
-    for info in app.registered_commands:
-        if info.callback is not None and rest[0] == (
-                info.name or info.callback.__name__.lower().replace("_", "-")):
-            return info
-    return None
+    # named as typer names it: the name given, else the function's
+    return next((info for info in app.registered_commands if info.callback is not None
+                 and rest[0] == (info.name or get_command_name(info.callback.__name__))),
+                None)
 
 
 @contextmanager
-def _only(command: Any | None) -> Iterator[None]:
+def _only(command: CommandInfo | None) -> Iterator[None]:
     """The app with ``command`` its only command while it runs: typer turns every
     command's signature into click's before it runs one (0.05 s for all of them, a
     tenth of a one-shot search). Usage, help and errors of a command do not name the

@@ -745,11 +745,10 @@ def _read_ahead(searcher: Searcher, query: Query) -> list[Future[Any]]:
     query (or loads the text model). A server has read them at warm-up: nothing starts.
     A read that fails here is done again where it is needed, and fails there."""
     started: list[Future[Any]] = []
-    images = bool(query.images or query.negative_images)
-    names = ("image",) * images + ("text",) * bool(query.text)
-    for name in names:
+    searched = {"image": bool(query.images or query.negative_images), "text": bool(query.text)}
+    for name, wanted in searched.items():
         space = searcher.spaces.get(name)
-        if space is not None and space.deferred:
+        if wanted and space is not None and space.deferred:
             started.append(in_background(space.read_index))
     space = searcher.spaces.get("image")
     if query.images and _copies_looked_for(query) and space is not None \
